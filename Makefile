@@ -1,0 +1,51 @@
+# swarmsec: `make demo` and `make test` do everything on a fresh machine.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/swarmsec
+GOFLAGS_STATIC := CGO_ENABLED=0
+
+.PHONY: all build test test-unit test-integration test-e2e bench fuzz demo demo-down docker vet clean
+
+all: build
+
+build:
+	$(GOFLAGS_STATIC) $(GO) build -o $(BIN) ./cmd/swarmsec
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration,e2e ./...
+
+# Unit, integration (the machine's engine as a one-node Swarm) and e2e
+# (a three-node docker-in-docker Swarm) tests.
+test: test-unit test-integration test-e2e
+
+test-unit:
+	$(GO) test -count=1 ./...
+
+# docker makes sure an engine answers, installing and starting one if needed.
+docker:
+	@scripts/ensure-docker.sh
+
+test-integration: docker
+	$(GO) test -count=1 -tags integration -timeout 20m ./internal/integration/...
+
+test-e2e: docker
+	$(GO) test -count=1 -tags e2e -timeout 45m -v ./e2e/... 2>&1 | tee .e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+
+# Benchmarks: compile+diff at 100, 1,000 and 10,000 services, and the loader.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./reconciler/... ./internal/manifest/...
+
+# Fuzz the manifest decoder (FUZZTIME=5m make fuzz for longer).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/manifest/
+
+demo: docker
+	@e2e/demo.sh up
+
+demo-down:
+	@e2e/demo.sh down
+
+clean:
+	rm -rf bin

@@ -1,0 +1,69 @@
+package v1
+
+import "slices"
+
+// EffectivePolicyTypes applies the Kubernetes default: Ingress always, Egress
+// when the spec has egress rules.
+func (s *NetworkPolicySpec) EffectivePolicyTypes() []PolicyType {
+	if len(s.PolicyTypes) > 0 {
+		return s.PolicyTypes
+	}
+	if s.Egress != nil {
+		return []PolicyType{PolicyTypeIngress, PolicyTypeEgress}
+	}
+	return []PolicyType{PolicyTypeIngress}
+}
+
+// RestrictsEgress reports whether Egress is among the effective policy types.
+func (s *NetworkPolicySpec) RestrictsEgress() bool {
+	return slices.Contains(s.EffectivePolicyTypes(), PolicyTypeEgress)
+}
+
+// AllowsOutside reports whether the selected services keep access to the
+// world outside the cluster under this policy: they do unless it restricts
+// egress without an ipBlock peer.
+func (s *NetworkPolicySpec) AllowsOutside() bool {
+	if !s.RestrictsEgress() {
+		return true
+	}
+	for _, r := range s.Egress {
+		for _, p := range r.To {
+			if p.IPBlock != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// EffectiveEnforcement defaults to enforce.
+func (s *NetworkPolicySpec) EffectiveEnforcement() Enforcement {
+	if s.Enforcement == "" {
+		return EnforcementEnforce
+	}
+	return s.Enforcement
+}
+
+// EffectiveEnforcement defaults to enforce.
+func (s *EncryptionPolicySpec) EffectiveEnforcement() Enforcement {
+	if s.Enforcement == "" {
+		return EnforcementEnforce
+	}
+	return s.Enforcement
+}
+
+// EffectiveProtocol defaults to tcp.
+func (p PublishedPort) EffectiveProtocol() Protocol {
+	if p.Protocol == "" {
+		return ProtocolTCP
+	}
+	return p.Protocol
+}
+
+// EffectiveMode defaults to host: the routing mesh is opt-in.
+func (p PublishedPort) EffectiveMode() PublishMode {
+	if p.Mode == "" {
+		return PublishModeHost
+	}
+	return p.Mode
+}

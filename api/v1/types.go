@@ -1,0 +1,214 @@
+// Package v1 holds the swarmsec.io/v1 API: the kinds users write in manifests
+// and the status swarmsec reports about them. It is data only: no I/O, no
+// Docker or memdb imports. Decoding and validation live in internal/manifest.
+package v1
+
+// Group and version of every kind in this package.
+const (
+	Group      = "swarmsec.io"
+	Version    = "v1"
+	APIVersion = Group + "/" + Version
+)
+
+// Kinds served by this API version.
+const (
+	KindNetworkPolicy    = "NetworkPolicy"
+	KindEncryptionPolicy = "EncryptionPolicy"
+)
+
+// Label keys swarmsec reads or writes on Swarm objects.
+const (
+	// LabelService is the implicit label every service carries for selectors:
+	// its name.
+	LabelService = "swarmsec.io/service"
+	// LabelNetwork is the implicit label every network carries for selectors:
+	// its name.
+	LabelNetwork = "swarmsec.io/network"
+	// LabelStackNamespace is the label `docker stack deploy` puts on the
+	// objects of a stack.
+	LabelStackNamespace = "com.docker.stack.namespace"
+	// LabelIgnore opts a service or network out: swarmsec never changes it.
+	LabelIgnore = "swarmsec.io/ignore"
+)
+
+// TypeMeta names the kind of a manifest document.
+type TypeMeta struct {
+	// APIVersion must be "swarmsec.io/v1".
+	APIVersion string `json:"apiVersion"`
+	// Kind is NetworkPolicy or EncryptionPolicy.
+	Kind string `json:"kind"`
+}
+
+// ObjectMeta identifies a policy.
+type ObjectMeta struct {
+	// Name is unique across the manifest directory; a DNS-1123 label.
+	Name string `json:"name"`
+	// Labels are free-form, for the operator's own bookkeeping.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are free-form, for tools.
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// LabelSelectorOperator is the operator of a selector expression.
+type LabelSelectorOperator string
+
+// The operators a LabelSelectorRequirement may use, as in Kubernetes.
+const (
+	OpIn           LabelSelectorOperator = "In"
+	OpNotIn        LabelSelectorOperator = "NotIn"
+	OpExists       LabelSelectorOperator = "Exists"
+	OpDoesNotExist LabelSelectorOperator = "DoesNotExist"
+)
+
+// LabelSelectorRequirement is one expression of a LabelSelector.
+type LabelSelectorRequirement struct {
+	// Key is the label key the expression tests.
+	Key string `json:"key"`
+	// Operator is In, NotIn, Exists or DoesNotExist.
+	Operator LabelSelectorOperator `json:"operator"`
+	// Values must be non-empty for In and NotIn and empty otherwise.
+	Values []string `json:"values,omitempty"`
+}
+
+// LabelSelector selects objects by their labels. All of matchLabels and all
+// of matchExpressions must hold. An empty selector selects everything.
+type LabelSelector struct {
+	// MatchLabels requires each key to have exactly this value.
+	MatchLabels map[string]string `json:"matchLabels,omitempty"`
+	// MatchExpressions are further requirements, all of which must hold.
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// PolicyType says which direction a NetworkPolicy restricts.
+type PolicyType string
+
+// The policy types, as in Kubernetes.
+const (
+	PolicyTypeIngress PolicyType = "Ingress"
+	PolicyTypeEgress  PolicyType = "Egress"
+)
+
+// Enforcement says whether swarmsec writes a policy's changes.
+type Enforcement string
+
+const (
+	// EnforcementEnforce makes the cluster match the policy.
+	EnforcementEnforce Enforcement = "enforce"
+	// EnforcementAudit reports what would change and writes nothing.
+	EnforcementAudit Enforcement = "audit"
+)
+
+// Protocol of a published port.
+type Protocol string
+
+// The protocols Swarm can publish.
+const (
+	ProtocolTCP  Protocol = "tcp"
+	ProtocolUDP  Protocol = "udp"
+	ProtocolSCTP Protocol = "sctp"
+)
+
+// PublishMode is how Swarm publishes a port.
+type PublishMode string
+
+const (
+	// PublishModeHost binds the port on the nodes running a task only.
+	PublishModeHost PublishMode = "host"
+	// PublishModeIngress publishes through the routing mesh, which puts the
+	// service on the shared ingress network.
+	PublishModeIngress PublishMode = "ingress"
+)
+
+// AnyIPv4 and AnyIPv6 are the only CIDRs an ipBlock may hold: Swarm can tell
+// inside the cluster from outside, not one address from another.
+const (
+	AnyIPv4 = "0.0.0.0/0"
+	AnyIPv6 = "::/0"
+)
+
+// NetworkPolicy isolates the services it selects: they may talk only to the
+// peers its rules (and other policies selecting them) allow.
+type NetworkPolicy struct {
+	TypeMeta `json:",inline"`
+	// Metadata names the policy.
+	Metadata ObjectMeta `json:"metadata"`
+	// Spec is what the operator asks for.
+	Spec NetworkPolicySpec `json:"spec"`
+}
+
+// NetworkPolicySpec is the desired isolation of the selected services.
+type NetworkPolicySpec struct {
+	// ServiceSelector picks the services this policy isolates. Selectors see
+	// a service's labels plus swarmsec.io/service=<name>.
+	ServiceSelector LabelSelector `json:"serviceSelector"`
+	// PolicyTypes lists the directions the policy restricts. Defaults to
+	// Ingress, plus Egress when Egress rules are present.
+	PolicyTypes []PolicyType `json:"policyTypes,omitempty"`
+	// Ingress lists who may connect to the selected services. An empty list
+	// denies every peer.
+	Ingress []IngressRule `json:"ingress,omitempty"`
+	// Egress lists what the selected services may connect to.
+	Egress []EgressRule `json:"egress,omitempty"`
+	// Publish lists the published ports the selected services may keep.
+	// Absent means none.
+	Publish []PublishedPort `json:"publish,omitempty"`
+	// Enforcement is enforce (default) or audit.
+	Enforcement Enforcement `json:"enforcement,omitempty"`
+}
+
+// IngressRule allows traffic from its peers.
+type IngressRule struct {
+	// From lists the peers allowed to connect.
+	From []Peer `json:"from,omitempty"`
+}
+
+// EgressRule allows traffic to its peers.
+type EgressRule struct {
+	// To lists the peers the selected services may connect to.
+	To []Peer `json:"to,omitempty"`
+}
+
+// Peer is one side of an allowed connection: services chosen by labels, or
+// everything outside the cluster.
+type Peer struct {
+	// ServiceSelector picks peer services by label.
+	ServiceSelector *LabelSelector `json:"serviceSelector,omitempty"`
+	// IPBlock, in egress rules only, allows the world outside the cluster.
+	IPBlock *IPBlock `json:"ipBlock,omitempty"`
+}
+
+// IPBlock names addresses outside the cluster. Only 0.0.0.0/0 and ::/0 are
+// accepted.
+type IPBlock struct {
+	// CIDR is 0.0.0.0/0 or ::/0.
+	CIDR string `json:"cidr"`
+}
+
+// PublishedPort is a published port a selected service may keep.
+type PublishedPort struct {
+	// Port is the published (host-side) port, 1..65535.
+	Port int `json:"port"`
+	// Protocol is tcp (default), udp or sctp.
+	Protocol Protocol `json:"protocol,omitempty"`
+	// Mode is host (default) or ingress.
+	Mode PublishMode `json:"mode,omitempty"`
+}
+
+// EncryptionPolicy asks that the overlay networks it selects are encrypted,
+// replacing unencrypted ones in place.
+type EncryptionPolicy struct {
+	TypeMeta `json:",inline"`
+	// Metadata names the policy.
+	Metadata ObjectMeta `json:"metadata"`
+	// Spec is what the operator asks for.
+	Spec EncryptionPolicySpec `json:"spec"`
+}
+
+// EncryptionPolicySpec selects the networks that must be encrypted.
+type EncryptionPolicySpec struct {
+	// NetworkSelector picks overlay networks by label. Selectors see a
+	// network's labels plus swarmsec.io/network=<name>.
+	NetworkSelector LabelSelector `json:"networkSelector"`
+	// Enforcement is enforce (default) or audit.
+	Enforcement Enforcement `json:"enforcement,omitempty"`
+}

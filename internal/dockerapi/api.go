@@ -1,0 +1,44 @@
+// Package dockerapi is swarmsec's narrow view of the Docker Engine API: just
+// the calls the controller makes. *client.Client satisfies API as it is, so
+// production code passes the real client and unit tests pass Fake.
+package dockerapi
+
+import (
+	"context"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+)
+
+// API holds the Docker Engine calls swarmsec makes. Keep it narrow: every
+// method added here must be implemented by Fake too.
+type API interface {
+	Info(ctx context.Context) (system.Info, error)
+
+	ServiceList(ctx context.Context, options swarm.ServiceListOptions) ([]swarm.Service, error)
+	ServiceInspectWithRaw(ctx context.Context, serviceID string, options swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
+	ServiceUpdate(ctx context.Context, serviceID string, version swarm.Version, spec swarm.ServiceSpec, options swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error)
+
+	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
+	NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error)
+	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
+	NetworkRemove(ctx context.Context, networkID string) error
+
+	NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error)
+	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+
+	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+}
+
+var _ API = (*client.Client)(nil)
+
+// New connects to the engine named by DOCKER_HOST and the other standard
+// variables, negotiating the API version so Engine API 1.41 and newer work.
+func New() (*client.Client, error) {
+	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+}
