@@ -1,0 +1,208 @@
+package state
+
+import (
+	"encoding/json"
+	"maps"
+	"time"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+)
+
+// Labels swarmsec writes on the Swarm objects it owns or changes.
+const (
+	// LabelManaged marks a network swarmsec created and may remove.
+	LabelManaged = "swarmsec.io/managed"
+	// LabelOwner names the policy (or "swarmsec" for per-service networks)
+	// a managed network exists for.
+	LabelOwner = "swarmsec.io/owner"
+	// LabelPurpose says why a managed network exists: policy, egress, isolated.
+	LabelPurpose = "swarmsec.io/purpose"
+	// LabelOriginal, on a service, records the networks and published ports
+	// it had before swarmsec isolated it, so they can be restored.
+	LabelOriginal = "swarmsec.io/original"
+)
+
+// Policy is a desired object: one manifest document that loaded and
+// validated. Exactly one of Network and Encryption is set. Treat it as
+// immutable once stored.
+type Policy struct {
+	Name string
+	Kind string
+	// File and Line say where the policy was declared.
+	File string
+	Line int
+	// Generation is a hash of the spec: it changes iff the spec changes.
+	Generation string
+
+	Network    *v1.NetworkPolicy
+	Encryption *v1.EncryptionPolicy
+}
+
+// Enforcement is the policy's enforcement mode with its default applied.
+func (p *Policy) Enforcement() v1.Enforcement {
+	switch {
+	case p.Network != nil:
+		return p.Network.Spec.EffectiveEnforcement()
+	case p.Encryption != nil:
+		return p.Encryption.Spec.EffectiveEnforcement()
+	}
+	return v1.EnforcementEnforce
+}
+
+// Service is an observed Swarm service. The store owns the objects it holds:
+// callers must not modify them; Clone before changing.
+type Service struct {
+	ID      string
+	Name    string
+	Version uint64
+	// Labels are the service's own labels (spec annotations).
+	Labels map[string]string
+	// SelectorLabels are what selectors see: Labels plus the implicit
+	// swarmsec.io/service=<name>.
+	SelectorLabels map[string]string
+	// Networks are the attachments in effect: TaskTemplate.Networks, or the
+	// deprecated Spec.Networks for services created that way.
+	Networks []swarm.NetworkAttachmentConfig
+	// DeprecatedNetworks is set when Networks came from Spec.Networks.
+	DeprecatedNetworks bool
+	// Ports are the published ports of the endpoint spec.
+	Ports []swarm.PortConfig
+	// UpdateState is the state of the last rolling update ("" if none).
+	UpdateState swarm.UpdateState
+	// Spec is the whole spec as read, so writes change only what swarmsec
+	// owns and keep every other field.
+	Spec swarm.ServiceSpec
+}
+
+// NewService builds the observed form of a Swarm service.
+func NewService(s swarm.Service) *Service {
+	svc := &Service{
+		ID:      s.ID,
+		Name:    s.Spec.Name,
+		Version: s.Version.Index,
+		Labels:  s.Spec.Labels,
+		Spec:    s.Spec,
+	}
+	svc.SelectorLabels = make(map[string]string, len(s.Spec.Labels)+1)
+	maps.Copy(svc.SelectorLabels, s.Spec.Labels)
+	svc.SelectorLabels[v1.LabelService] = s.Spec.Name
+	svc.Networks = s.Spec.TaskTemplate.Networks
+	//nolint:staticcheck // Spec.Networks is deprecated but still found on old services.
+	if len(svc.Networks) == 0 && len(s.Spec.Networks) > 0 {
+		svc.Networks = s.Spec.Networks //nolint:staticcheck
+		svc.DeprecatedNetworks = true
+	}
+	if s.Spec.EndpointSpec != nil {
+		svc.Ports = s.Spec.EndpointSpec.Ports
+	}
+	if s.UpdateStatus != nil {
+		svc.UpdateState = s.UpdateStatus.State
+	}
+	return svc
+}
+
+// Ignored reports whether the service opted out of swarmsec.
+func (s *Service) Ignored() bool { return s.Labels[v1.LabelIgnore] == "true" }
+
+// CloneSpec returns a deep copy of the service spec, safe to modify.
+func (s *Service) CloneSpec() swarm.ServiceSpec {
+	var out swarm.ServiceSpec
+	b, err := json.Marshal(s.Spec)
+	if err == nil {
+		err = json.Unmarshal(b, &out)
+	}
+	if err != nil {
+		// A spec that came from the Docker API always round-trips.
+		panic("state: service spec does not round-trip through JSON: " + err.Error())
+	}
+	return out
+}
+
+// Network is an observed Docker network.
+type Network struct {
+	ID     string
+	Name   string
+	Driver string
+	Scope  string
+	Labels map[string]string
+	// SelectorLabels are Labels plus swarmsec.io/network=<name>.
+	SelectorLabels map[string]string
+	Options        map[string]string
+	Internal       bool
+	Attachable     bool
+	Ingress        bool
+	Created        time.Time
+}
+
+// Encrypted reports whether the network was created encrypted: the engine
+// records the option's presence, whatever its value.
+func (n *Network) Encrypted() bool {
+	_, ok := n.Options["encrypted"]
+	return ok
+}
+
+// Managed reports whether swarmsec created the network and may remove it.
+func (n *Network) Managed() bool { return n.Labels[LabelManaged] == "true" }
+
+// Owner is the policy a managed network belongs to.
+func (n *Network) Owner() string { return n.Labels[LabelOwner] }
+
+// Ignored reports whether the network opted out of swarmsec.
+func (n *Network) Ignored() bool { return n.Labels[v1.LabelIgnore] == "true" }
+
+// Predefined reports whether Docker created the network itself.
+func (n *Network) Predefined() bool {
+	if n.Ingress {
+		return true
+	}
+	switch n.Name {
+	case "ingress", "bridge", "host", "none", "docker_gwbridge":
+		return true
+	}
+	return false
+}
+
+// Node is an observed Swarm node.
+type Node struct {
+	ID           string
+	Hostname     string
+	Role         swarm.NodeRole
+	State        swarm.NodeState
+	Availability swarm.NodeAvailability
+	Addr         string
+}
+
+// NewNetwork builds the observed form of a Docker network.
+func NewNetwork(n network.Summary) *Network {
+	sel := make(map[string]string, len(n.Labels)+1)
+	maps.Copy(sel, n.Labels)
+	sel[v1.LabelNetwork] = n.Name
+	return &Network{
+		ID:             n.ID,
+		Name:           n.Name,
+		Driver:         n.Driver,
+		Scope:          n.Scope,
+		Labels:         n.Labels,
+		SelectorLabels: sel,
+		Options:        n.Options,
+		Internal:       n.Internal,
+		Attachable:     n.Attachable,
+		Ingress:        n.Ingress,
+		Created:        n.Created,
+	}
+}
+
+// NewNode builds the observed form of a Swarm node.
+func NewNode(n swarm.Node) *Node {
+	return &Node{
+		ID:           n.ID,
+		Hostname:     n.Description.Hostname,
+		Role:         n.Spec.Role,
+		State:        n.Status.State,
+		Availability: n.Spec.Availability,
+		Addr:         n.Status.Addr,
+	}
+}

@@ -1,0 +1,132 @@
+package state
+
+import (
+	"testing"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+)
+
+func TestSchemaBuilds(t *testing.T) {
+	if err := schema().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	New()
+}
+
+func svc(id, name string, labels map[string]string, nets ...string) *Service {
+	s := swarm.Service{ID: id}
+	s.Spec.Name = name
+	s.Spec.Labels = labels
+	for _, n := range nets {
+		s.Spec.TaskTemplate.Networks = append(s.Spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: n})
+	}
+	return NewService(s)
+}
+
+func TestServicesIndexes(t *testing.T) {
+	st := New()
+	err := st.Update(func(tx Tx) error {
+		return ReplaceServices(tx, []*Service{
+			svc("1", "shop_web", map[string]string{"app": "web", v1.LabelStackNamespace: "shop"}, "n1"),
+			svc("2", "shop_api", map[string]string{"app": "api", v1.LabelStackNamespace: "shop"}, "n1", "n2"),
+			svc("3", "other", nil),
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.View(func(tx ReadTx) {
+		for _, tc := range []struct {
+			name string
+			by   By
+			want []string
+		}{
+			{"all", All(), []string{"shop_web", "shop_api", "other"}},
+			{"label", ByLabel("app", "api"), []string{"shop_api"}},
+			{"stack", ByLabel(v1.LabelStackNamespace, "shop"), []string{"shop_web", "shop_api"}},
+			{"implicit", ByLabel(v1.LabelService, "other"), []string{"other"}},
+			{"network", ByNetwork("n1"), []string{"shop_web", "shop_api"}},
+			{"name", ByName("shop_api"), []string{"shop_api"}},
+		} {
+			got, err := FindServices(tx, tc.by)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%s: got %d services, want %v", tc.name, len(got), tc.want)
+			}
+			names := map[string]bool{}
+			for _, s := range got {
+				names[s.Name] = true
+			}
+			for _, w := range tc.want {
+				if !names[w] {
+					t.Errorf("%s: %s missing", tc.name, w)
+				}
+			}
+		}
+	})
+
+	// Replacing drops what is gone.
+	if err := st.Update(func(tx Tx) error {
+		return ReplaceServices(tx, []*Service{svc("3", "other", nil)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.View(func(tx ReadTx) {
+		if GetServiceByName(tx, "shop_web") != nil || GetService(tx, "3") == nil {
+			t.Error("replace did not make the table exactly the new set")
+		}
+	})
+}
+
+func TestNetworksManagedAndOwner(t *testing.T) {
+	st := New()
+	nets := []*Network{
+		NewNetwork(network.Summary{ID: "a", Name: "swarmsec.db", Labels: map[string]string{LabelManaged: "true", LabelOwner: "db"}, Options: map[string]string{"encrypted": ""}}),
+		NewNetwork(network.Summary{ID: "b", Name: "shop_default", Labels: map[string]string{v1.LabelStackNamespace: "shop"}}),
+		NewNetwork(network.Summary{ID: "c", Name: "ingress", Ingress: true}),
+	}
+	if err := st.Update(func(tx Tx) error { return ReplaceNetworks(tx, nets) }); err != nil {
+		t.Fatal(err)
+	}
+	st.View(func(tx ReadTx) {
+		m, _ := FindNetworks(tx, ByManaged())
+		if len(m) != 1 || m[0].ID != "a" || !m[0].Encrypted() {
+			t.Errorf("managed: got %+v", m)
+		}
+		o, _ := FindNetworks(tx, ByOwner("db"))
+		if len(o) != 1 {
+			t.Errorf("owner: got %d", len(o))
+		}
+		if !GetNetwork(tx, "c").Predefined() || GetNetwork(tx, "b").Predefined() {
+			t.Error("predefined")
+		}
+		l, _ := FindNetworks(tx, ByLabel(v1.LabelNetwork, "shop_default"))
+		if len(l) != 1 {
+			t.Errorf("implicit network label: got %d", len(l))
+		}
+	})
+}
+
+func TestFailedUpdateIsDiscarded(t *testing.T) {
+	st := New()
+	_ = st.Update(func(tx Tx) error {
+		_ = ReplacePolicies(tx, []*Policy{{Name: "p", Kind: v1.KindNetworkPolicy}})
+		return errTest
+	})
+	st.View(func(tx ReadTx) {
+		if GetPolicy(tx, "p") != nil {
+			t.Error("a failed update was committed")
+		}
+	})
+}
+
+var errTest = errorString("test")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }

@@ -1,0 +1,111 @@
+package state
+
+// Typed access to each table. Find results come in index order: by name for
+// policies, by ID for the observed tables unless the index says otherwise.
+
+// GetPolicy returns the policy with this name, or nil.
+func GetPolicy(tx ReadTx, name string) *Policy {
+	p, _ := tx.get(tablePolicies, indexID, name).(*Policy)
+	return p
+}
+
+// FindPolicies returns the policies selected by by (All, ByKind, ByFile).
+func FindPolicies(tx ReadTx, by By) ([]*Policy, error) {
+	if n, ok := by.(byName); ok {
+		return single(GetPolicy(tx, string(n))), nil
+	}
+	objs, err := tx.find(tablePolicies, by)
+	return cast[*Policy](objs), err
+}
+
+// ReplacePolicies makes the desired policies exactly ps.
+func ReplacePolicies(tx Tx, ps []*Policy) error {
+	return tx.replace(tablePolicies, toAny(ps), func(o any) string { return o.(*Policy).Name })
+}
+
+// GetService returns the service with this ID, or nil.
+func GetService(tx ReadTx, id string) *Service {
+	s, _ := tx.get(tableServices, indexID, id).(*Service)
+	return s
+}
+
+// GetServiceByName returns the service with this name, or nil.
+func GetServiceByName(tx ReadTx, name string) *Service {
+	s, _ := tx.get(tableServices, indexName, name).(*Service)
+	return s
+}
+
+// FindServices returns the services selected by by (All, ByName, ByLabel,
+// ByNetwork).
+func FindServices(tx ReadTx, by By) ([]*Service, error) {
+	objs, err := tx.find(tableServices, by)
+	return cast[*Service](objs), err
+}
+
+// ReplaceServices makes the observed services exactly ss.
+func ReplaceServices(tx Tx, ss []*Service) error {
+	return tx.replace(tableServices, toAny(ss), func(o any) string { return o.(*Service).ID })
+}
+
+// UpsertService stores one observed service, e.g. after re-reading it.
+func UpsertService(tx Tx, s *Service) error {
+	return tx.txn.Insert(tableServices, s)
+}
+
+// GetNetwork returns the network with this ID, or nil.
+func GetNetwork(tx ReadTx, id string) *Network {
+	n, _ := tx.get(tableNetworks, indexID, id).(*Network)
+	return n
+}
+
+// FindNetworks returns the networks selected by by (All, ByName, ByLabel,
+// ByManaged, ByOwner).
+func FindNetworks(tx ReadTx, by By) ([]*Network, error) {
+	objs, err := tx.find(tableNetworks, by)
+	return cast[*Network](objs), err
+}
+
+// ReplaceNetworks makes the observed networks exactly ns.
+func ReplaceNetworks(tx Tx, ns []*Network) error {
+	return tx.replace(tableNetworks, toAny(ns), func(o any) string { return o.(*Network).ID })
+}
+
+// UpsertNetwork stores one observed network, e.g. one just created.
+func UpsertNetwork(tx Tx, n *Network) error {
+	return tx.txn.Insert(tableNetworks, n)
+}
+
+// DeleteNetwork forgets a network, e.g. one just removed.
+func DeleteNetwork(tx Tx, id string) error {
+	n := GetNetwork(tx.ReadTx, id)
+	if n == nil {
+		return nil
+	}
+	return tx.txn.Delete(tableNetworks, n)
+}
+
+// FindNodes returns the nodes selected by by (All, ByName for a hostname).
+func FindNodes(tx ReadTx, by By) ([]*Node, error) {
+	objs, err := tx.find(tableNodes, by)
+	return cast[*Node](objs), err
+}
+
+// ReplaceNodes makes the observed nodes exactly ns.
+func ReplaceNodes(tx Tx, ns []*Node) error {
+	return tx.replace(tableNodes, toAny(ns), func(o any) string { return o.(*Node).ID })
+}
+
+func toAny[T any](xs []T) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		out[i] = x
+	}
+	return out
+}
+
+func single[T any](x *T) []*T {
+	if x == nil {
+		return nil
+	}
+	return []*T{x}
+}
