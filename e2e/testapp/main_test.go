@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestProbe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("answering-host\n"))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	// A port on loopback that nothing listens on: bind, then close.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	// Names are looked up through a DNS server on that closed port, so a
+	// failed lookup sends nothing off this machine.
+	resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", closedAddr)
+	}}
+	t.Cleanup(func() { resolver = net.DefaultResolver })
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string
+	}{
+		{"reachable", []string{"probe", ln.Addr().String()}, 0, "ok   " + ln.Addr().String() + " hostname=answering-host"},
+		{"flags first", []string{"probe", "--timeout", "1s", ln.Addr().String()}, 0, "hostname=answering-host"},
+		{"refused", []string{"probe", closedAddr, "--timeout", "1s"}, 1, "fail " + closedAddr},
+		{"unresolvable", []string{"probe", "unresolvable.test:80", "--timeout", "1s"}, 1, "fail unresolvable.test resolve"},
+		{"no port", []string{"probe", "127.0.0.1"}, 2, ""},
+		{"no address", []string{"probe"}, 2, ""},
+		{"unknown command", []string{"frobnicate"}, 2, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.out) {
+				t.Fatalf("stdout %q does not contain %q", stdout.String(), tc.out)
+			}
+		})
+	}
+}
