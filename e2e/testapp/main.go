@@ -29,9 +29,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -67,8 +69,16 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(w, hostname)
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// As PID 1 of a container, stop at once on SIGTERM so that removing a
+	// service does not wait for its stop grace period.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
 	fmt.Fprintf(stderr, "testapp: %s serving on %s\n", hostname, *listen)
-	if err := srv.ListenAndServe(); err != nil {
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintln(stderr, "testapp:", err)
 		return 1
 	}
