@@ -46,7 +46,7 @@ func policiesTableSchema() *memdb.TableSchema {
 			// Names are unique across kinds as well: a policy is found by name.
 			indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 			indexKind: {Name: indexKind, Indexer: &memdb.StringFieldIndex{Field: "Kind"}},
-			indexFile: {Name: indexFile, Indexer: &memdb.StringFieldIndex{Field: "File"}},
+			indexFile: {Name: indexFile, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "File"}},
 		},
 	}
 }

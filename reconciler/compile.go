@@ -1,0 +1,477 @@
+// Package reconciler turns NetworkPolicies into Swarm networks and service
+// attachments: it compiles the desired topology from the store, plans the
+// actions that make the cluster match, and applies them.
+package reconciler
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// Purposes of managed networks, recorded in the swarmsec.io/purpose label.
+const (
+	// PurposePolicy networks connect the services a policy lets talk.
+	PurposePolicy = "policy"
+	// PurposeEgress networks give one isolated service a gateway (outside
+	// access, host-mode published ports) without a peer.
+	PurposeEgress = "egress"
+	// PurposeIsolated networks keep an isolated service with no peer off
+	// the default bridge.
+	PurposeIsolated = "isolated"
+)
+
+// Network name prefixes. Policy names are DNS-1123 labels, so a policy
+// network ("swarmsec.<policy>...") never collides with a per-service one.
+const (
+	prefixPolicy   = "swarmsec."
+	prefixEgress   = "swarmsec-egress."
+	prefixIsolated = "swarmsec-isolated."
+	maxNameLen     = 63
+)
+
+// DesiredNetwork is a managed network the policies need.
+type DesiredNetwork struct {
+	Name    string
+	Purpose string
+	// Owner is the policy the network exists for; empty for per-service
+	// networks.
+	Owner    string
+	Internal bool
+	// Members are the names of the services attached to it, sorted.
+	Members []string
+}
+
+// DesiredService is what the policies ask of one service.
+type DesiredService struct {
+	ID   string
+	Name string
+	// Isolated is set when at least one policy selects the service.
+	Isolated bool
+	// Policies selecting the service, sorted.
+	Policies []string
+	// Networks are the managed networks the service must be on, sorted.
+	Networks []string
+	// Outside is set when the service keeps access outside the cluster.
+	Outside bool
+	// Publish holds the allowed published ports by "port/protocol", with
+	// the mode to use (isolated services only).
+	Publish map[string]v1.PublishMode
+}
+
+// Desired is the compiled topology: what the cluster must look like.
+type Desired struct {
+	Networks map[string]*DesiredNetwork
+	// Services by service ID: every service a policy selects or names as a
+	// peer.
+	Services map[string]*DesiredService
+	// Notes explain choices and limits to the operator (shown by plan).
+	Notes []string
+}
+
+// compiler holds the working set of one compile.
+type compiler struct {
+	services []*state.Service
+	index    map[string]int // service ID -> position
+	all      []int
+	// postings lists, per "key=value" label, the services that carry it.
+	postings map[string][]int
+	isolated []bool
+	// policy selection per service, by position
+	selectedBy [][]string
+	edges      map[uint64]struct{}
+	// declared records, per edge, the directions a rule allowed; used to
+	// explain that overlay networks are symmetric.
+	declared map[uint64]uint8
+	out      *Desired
+}
+
+// Compile computes the desired topology from the policies and services in
+// tx. Only policies for which include returns true count (enforced ones when
+// applying, all when auditing).
+func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error) {
+	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+	if err != nil {
+		return nil, err
+	}
+	all, err := state.FindServices(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	c := &compiler{
+		index:    make(map[string]int, len(all)),
+		edges:    map[uint64]struct{}{},
+		declared: map[uint64]uint8{},
+		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}},
+	}
+	for _, s := range all {
+		if s.Ignored() {
+			continue
+		}
+		c.index[s.ID] = len(c.services)
+		c.services = append(c.services, s)
+	}
+	c.all = make([]int, len(c.services))
+	c.postings = map[string][]int{}
+	for i, s := range c.services {
+		c.all[i] = i
+		for k, v := range s.SelectorLabels {
+			c.postings[k+"="+v] = append(c.postings[k+"="+v], i)
+		}
+	}
+	c.isolated = make([]bool, len(c.services))
+	c.selectedBy = make([][]string, len(c.services))
+
+	type compiled struct {
+		p        *state.Policy
+		selected []int
+		peers    []int
+	}
+	var ps []compiled
+	for _, p := range policies {
+		if p.Network == nil || (include != nil && !include(p)) {
+			continue
+		}
+		spec := &p.Network.Spec
+		sel := c.match(&spec.ServiceSelector)
+		var peers []int
+		for _, r := range spec.Ingress {
+			for _, peer := range r.From {
+				if peer.ServiceSelector != nil {
+					m := c.match(peer.ServiceSelector)
+					c.declare(sel, m, dirIngress)
+					peers = append(peers, m...)
+				}
+			}
+		}
+		for _, r := range spec.Egress {
+			for _, peer := range r.To {
+				if peer.ServiceSelector != nil {
+					m := c.match(peer.ServiceSelector)
+					c.declare(sel, m, dirEgress)
+					peers = append(peers, m...)
+				}
+			}
+		}
+		slices.Sort(peers)
+		peers = slices.Compact(peers)
+		for _, i := range sel {
+			c.isolated[i] = true
+			c.selectedBy[i] = append(c.selectedBy[i], p.Name)
+		}
+		ps = append(ps, compiled{p, sel, peers})
+	}
+
+	for _, cp := range ps {
+		for _, a := range cp.selected {
+			for _, b := range cp.peers {
+				if a != b {
+					c.edges[pairKey(a, b)] = struct{}{}
+				}
+			}
+		}
+	}
+	for _, cp := range ps {
+		c.policyNetworks(cp.p, cp.selected, cp.peers)
+	}
+	c.serviceNetworks(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
+	c.explainDirections()
+	slices.Sort(c.out.Notes)
+	c.out.Notes = slices.Compact(c.out.Notes)
+	return c.out, nil
+}
+
+func ps2policies[T any](xs []T, f func(T) *state.Policy) map[string]*state.Policy {
+	out := make(map[string]*state.Policy, len(xs))
+	for _, x := range xs {
+		p := f(x)
+		out[p.Name] = p
+	}
+	return out
+}
+
+// match returns the positions of the services a selector picks, sorted. The
+// rarest matchLabels pair narrows the candidates first, so a compile stays
+// near-linear in the number of services.
+func (c *compiler) match(sel *v1.LabelSelector) []int {
+	candidates := c.all
+	for k, v := range sel.MatchLabels {
+		if posting := c.postings[k+"="+v]; len(posting) < len(candidates) {
+			candidates = posting
+		}
+	}
+	var out []int
+	for _, i := range candidates {
+		if sel.Matches(c.services[i].SelectorLabels) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+const (
+	dirIngress uint8 = 1 << iota // a rule of the selected side allows the peer in
+	dirEgress                    // a rule of the selected side allows reaching the peer
+)
+
+// declare records which side opened the connection in the rule, so plan can
+// say where the symmetric overlay allows more than the rule asked.
+func (c *compiler) declare(selected, peers []int, dir uint8) {
+	for _, a := range selected {
+		for _, b := range peers {
+			if a == b {
+				continue
+			}
+			// Normalise to "lo may connect to hi" / "hi may connect to lo".
+			var bit uint8
+			fromLo := (dir == dirEgress) == (a < b) // a initiates
+			if fromLo {
+				bit = 1
+			} else {
+				bit = 2
+			}
+			c.declared[pairKey(a, b)] |= bit
+		}
+	}
+}
+
+func (c *compiler) explainDirections() {
+	keys := make([]uint64, 0, len(c.declared))
+	for k := range c.declared {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		bits := c.declared[k]
+		if bits == 3 {
+			continue
+		}
+		lo, hi := int(k>>32), int(k&0xffffffff)
+		from, to := c.services[lo].Name, c.services[hi].Name
+		if bits == 2 {
+			from, to = to, from
+		}
+		c.out.Notes = append(c.out.Notes, fmt.Sprintf(
+			"%s may connect to %s; overlay networks cannot tell directions, so %s can connect to %s too",
+			from, to, to, from))
+	}
+}
+
+func pairKey(a, b int) uint64 {
+	if a > b {
+		a, b = b, a
+	}
+	return uint64(a)<<32 | uint64(b)
+}
+
+// allowed reports whether two services may share a network: a policy allows
+// them to talk, or neither is isolated.
+func (c *compiler) allowed(a, b int) bool {
+	if a == b {
+		return true
+	}
+	if !c.isolated[a] && !c.isolated[b] {
+		return true
+	}
+	_, ok := c.edges[pairKey(a, b)]
+	return ok
+}
+
+func (c *compiler) clique(members []int) bool {
+	for i, a := range members {
+		for _, b := range members[i+1:] {
+			if !c.allowed(a, b) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// policyNetworks covers the edges of one policy with as few networks as its
+// shape allows, each a group of services that may all talk to each other:
+// one network for the policy when it can, else one per service on the
+// smaller side (a star), else one per pair. Networks belong to the policy,
+// so a change to one policy touches only its own networks.
+func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int) {
+	if len(peers) == 0 || (len(selected) == 1 && len(peers) == 1 && selected[0] == peers[0]) {
+		return
+	}
+	union := slices.Concat(selected, peers)
+	slices.Sort(union)
+	union = slices.Compact(union)
+	if c.clique(union) {
+		c.addNetwork(p.Name, PurposePolicy, policyNetworkName(p.Name), true, union)
+		return
+	}
+	// Stars: {a} ∪ peers for each selected a works when peers may all talk
+	// to each other; {b} ∪ selected for each peer b when selected may.
+	starsOfSelected, starsOfPeers := c.clique(peers), c.clique(selected)
+	if starsOfSelected && (!starsOfPeers || len(selected) <= len(peers)) {
+		c.stars(p, selected, peers)
+		return
+	}
+	if starsOfPeers {
+		c.stars(p, peers, selected)
+		return
+	}
+	for _, a := range selected {
+		for _, b := range peers {
+			if a == b {
+				continue
+			}
+			lo, hi := c.services[a].Name, c.services[b].Name
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			c.addNetwork(p.Name, PurposePolicy, policyNetworkName(p.Name, lo, hi), true, []int{a, b})
+		}
+	}
+}
+
+func (c *compiler) stars(p *state.Policy, centres, others []int) {
+	for _, x := range centres {
+		members := []int{x}
+		for _, o := range others {
+			if o != x {
+				members = append(members, o)
+			}
+		}
+		if len(members) < 2 {
+			continue
+		}
+		slices.Sort(members)
+		c.addNetwork(p.Name, PurposePolicy, policyNetworkName(p.Name, c.services[x].Name), true, members)
+	}
+}
+
+func (c *compiler) addNetwork(owner, purpose, name string, internal bool, members []int) {
+	n, ok := c.out.Networks[name]
+	if !ok {
+		n = &DesiredNetwork{Name: name, Purpose: purpose, Owner: owner, Internal: internal}
+		c.out.Networks[name] = n
+	}
+	for _, m := range members {
+		ds := c.desiredService(m)
+		if !slices.Contains(ds.Networks, name) {
+			ds.Networks = append(ds.Networks, name)
+		}
+		if !slices.Contains(n.Members, ds.Name) {
+			n.Members = append(n.Members, ds.Name)
+		}
+	}
+	slices.Sort(n.Members)
+}
+
+func (c *compiler) desiredService(i int) *DesiredService {
+	s := c.services[i]
+	ds, ok := c.out.Services[s.ID]
+	if !ok {
+		ds = &DesiredService{ID: s.ID, Name: s.Name, Outside: true}
+		c.out.Services[s.ID] = ds
+	}
+	return ds
+}
+
+// serviceNetworks settles what each isolated service needs beyond its
+// peers: its published ports, and a gateway when it keeps outside access or
+// publishes a port (a task on internal networks only has neither).
+func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
+	for i, s := range c.services {
+		if !c.isolated[i] {
+			continue
+		}
+		ds := c.desiredService(i)
+		ds.Isolated = true
+		ds.Policies = slices.Clone(c.selectedBy[i])
+		slices.Sort(ds.Policies)
+		ds.Publish = map[string]v1.PublishMode{}
+		for _, name := range ds.Policies {
+			spec := &policies[name].Network.Spec
+			if !spec.AllowsOutside() {
+				ds.Outside = false
+			}
+			for _, pp := range spec.Publish {
+				key := portKey(uint32(pp.Port), string(pp.EffectiveProtocol()))
+				// Host wins when two policies disagree: it keeps the
+				// service off the shared ingress network.
+				if ds.Publish[key] != v1.PublishModeHost {
+					ds.Publish[key] = pp.EffectiveMode()
+				}
+			}
+		}
+		publishes := false
+		for _, p := range s.Ports {
+			if _, ok := ds.Publish[portKey(p.PublishedPort, string(p.Protocol))]; ok {
+				publishes = true
+			}
+		}
+		if original := decodeOriginal(s); original != nil {
+			for _, p := range original.Ports {
+				if _, ok := ds.Publish[portKey(p.PublishedPort, string(p.Protocol))]; ok {
+					publishes = true
+				}
+			}
+		}
+		switch {
+		case ds.Outside || publishes:
+			if !ds.Outside {
+				c.out.Notes = append(c.out.Notes, fmt.Sprintf(
+					"%s publishes a port, which needs a gateway, so it keeps outside access although policy egress rules deny it", s.Name))
+			}
+			c.addNetwork("", PurposeEgress, serviceNetworkName(prefixEgress, s.Name), false, []int{i})
+		case len(ds.Networks) == 0:
+			c.addNetwork("", PurposeIsolated, serviceNetworkName(prefixIsolated, s.Name), true, []int{i})
+		}
+		slices.Sort(ds.Networks)
+	}
+	for _, ds := range c.out.Services {
+		slices.Sort(ds.Networks)
+	}
+}
+
+func portKey(port uint32, protocol string) string {
+	if protocol == "" {
+		protocol = string(v1.ProtocolTCP)
+	}
+	return fmt.Sprintf("%d/%s", port, protocol)
+}
+
+// policyNetworkName is deterministic and readable: swarmsec.<policy>[.<svc>…].
+// Names that would be too long, or ambiguous because a service name holds a
+// dot, end in a hash of their parts instead.
+func policyNetworkName(policy string, services ...string) string {
+	return boundedName(prefixPolicy, append([]string{policy}, services...))
+}
+
+func serviceNetworkName(prefix, service string) string {
+	return boundedName(prefix, []string{service})
+}
+
+func boundedName(prefix string, parts []string) string {
+	name := prefix + strings.Join(parts, ".")
+	ambiguous := len(parts) > 1 && slices.ContainsFunc(parts[1:], func(p string) bool { return strings.Contains(p, ".") })
+	if len(name) <= maxNameLen && !ambiguous {
+		return name
+	}
+	sum := sha256.Sum256([]byte(strings.Join(append([]string{prefix}, parts...), "\x00")))
+	suffix := "-" + hex.EncodeToString(sum[:])[:10]
+	keep := min(len(name), maxNameLen-len(suffix))
+	return strings.TrimRight(name[:keep], ".-_") + suffix
+}
+
+// sortedNetworks returns the desired networks in name order.
+func (d *Desired) sortedNetworks() []*DesiredNetwork {
+	out := make([]*DesiredNetwork, 0, len(d.Networks))
+	for _, n := range d.Networks {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b *DesiredNetwork) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}

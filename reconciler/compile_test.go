@@ -1,0 +1,275 @@
+package reconciler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// stackService builds an observed stack service with app=<short name>.
+func stackService(stack, short string, extra ...string) *state.Service {
+	labels := map[string]string{v1.LabelStackNamespace: stack, "app": short}
+	for i := 0; i+1 < len(extra); i += 2 {
+		labels[extra[i]] = extra[i+1]
+	}
+	s := swarm.Service{ID: "id-" + stack + "_" + short}
+	s.Spec.Name = stack + "_" + short
+	s.Spec.Labels = labels
+	return state.NewService(s)
+}
+
+func sel(kv ...string) v1.LabelSelector {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return v1.LabelSelector{MatchLabels: m}
+}
+
+func peer(kv ...string) v1.Peer {
+	s := sel(kv...)
+	return v1.Peer{ServiceSelector: &s}
+}
+
+func netpol(name string, spec v1.NetworkPolicySpec) *state.Policy {
+	return &state.Policy{Name: name, Kind: v1.KindNetworkPolicy, Generation: "g", Network: &v1.NetworkPolicy{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindNetworkPolicy},
+		Metadata: v1.ObjectMeta{Name: name},
+		Spec:     spec,
+	}}
+}
+
+func compileWith(t testing.TB, services []*state.Service, policies []*state.Policy) (*state.Store, *Desired) {
+	t.Helper()
+	st := state.New()
+	if err := st.Update(func(tx state.Tx) error {
+		if err := state.ReplaceServices(tx, services); err != nil {
+			return err
+		}
+		return state.ReplacePolicies(tx, policies)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var d *Desired
+	var err error
+	st.View(func(tx state.ReadTx) { d, err = Compile(tx, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, d
+}
+
+func members(d *Desired) map[string][]string {
+	out := map[string][]string{}
+	for name, n := range d.Networks {
+		out[name] = n.Members
+	}
+	return out
+}
+
+func TestCompileShapes(t *testing.T) {
+	shop := []*state.Service{
+		stackService("shop", "web"), stackService("shop", "api"), stackService("shop", "db"),
+		stackService("shop", "cache"), stackService("shop", "worker"),
+	}
+	egressDeny := func(spec v1.NetworkPolicySpec) v1.NetworkPolicySpec {
+		spec.PolicyTypes = []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress}
+		return spec
+	}
+	tests := []struct {
+		name     string
+		policies []*state.Policy
+		want     map[string][]string
+	}{{
+		name: "one peer: one network for the policy, gateways for isolated services that keep egress",
+		policies: []*state.Policy{netpol("db-from-api", egressDeny(v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "db"),
+			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
+		}))},
+		want: map[string][]string{"swarmsec.db-from-api": {"shop_api", "shop_db"}},
+	}, {
+		name: "default deny without egress rules keeps outside access through a gateway network",
+		policies: []*state.Policy{netpol("deny", v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "db"), Ingress: []v1.IngressRule{},
+		})},
+		want: map[string][]string{"swarmsec-egress.shop_db": {"shop_db"}},
+	}, {
+		name:     "default deny with egress denied gets an internal network of its own",
+		policies: []*state.Policy{netpol("deny", egressDeny(v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")}))},
+		want:     map[string][]string{"swarmsec-isolated.shop_db": {"shop_db"}},
+	}, {
+		name: "a whole stack talking among itself shares one network",
+		policies: []*state.Policy{netpol("shop-internal", egressDeny(v1.NetworkPolicySpec{
+			ServiceSelector: sel(v1.LabelStackNamespace, "shop"),
+			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer(v1.LabelStackNamespace, "shop")}}},
+		}))},
+		want: map[string][]string{"swarmsec.shop-internal": {"shop_api", "shop_cache", "shop_db", "shop_web", "shop_worker"}},
+	}, {
+		name: "two isolated peers that may not talk to each other get a star each",
+		policies: []*state.Policy{
+			netpol("db", egressDeny(v1.NetworkPolicySpec{
+				ServiceSelector: sel("app", "db"),
+				Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api"), peer("app", "worker")}}},
+			})),
+			netpol("api", egressDeny(v1.NetworkPolicySpec{ServiceSelector: sel("app", "api")})),
+			netpol("worker", egressDeny(v1.NetworkPolicySpec{ServiceSelector: sel("app", "worker")})),
+		},
+		want: map[string][]string{
+			"swarmsec.db.shop_api":    {"shop_api", "shop_db"},
+			"swarmsec.db.shop_worker": {"shop_db", "shop_worker"},
+		},
+	}, {
+		name: "a non-isolated peer group shares one network with the isolated service",
+		policies: []*state.Policy{netpol("db", egressDeny(v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "db"),
+			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api"), peer("app", "worker")}}},
+		}))},
+		want: map[string][]string{"swarmsec.db": {"shop_api", "shop_db", "shop_worker"}},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, d := compileWith(t, shop, tc.policies)
+			got := members(d)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("networks:\n got  %v\n want %v", got, tc.want)
+			}
+			for _, n := range d.Networks {
+				if n.Purpose == PurposeEgress && n.Internal {
+					t.Errorf("%s: an egress network must not be internal", n.Name)
+				}
+				if n.Purpose != PurposeEgress && !n.Internal {
+					t.Errorf("%s: must be internal", n.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestCompileExplainsDirections(t *testing.T) {
+	_, d := compileWith(t, []*state.Service{stackService("shop", "api"), stackService("shop", "db")},
+		[]*state.Policy{netpol("db", v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "db"),
+			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
+		})})
+	want := "shop_api may connect to shop_db; overlay networks cannot tell directions, so shop_db can connect to shop_api too"
+	if !slices.Contains(d.Notes, want) {
+		t.Errorf("notes %q lack %q", d.Notes, want)
+	}
+}
+
+func TestCompileIgnoresOptedOutServices(t *testing.T) {
+	_, d := compileWith(t, []*state.Service{stackService("shop", "db", v1.LabelIgnore, "true")},
+		[]*state.Policy{netpol("db", v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")})})
+	if len(d.Services) != 0 || len(d.Networks) != 0 {
+		t.Errorf("an ignored service was compiled: %v", members(d))
+	}
+}
+
+func TestNetworkNamesAreBounded(t *testing.T) {
+	long := "a-very-long-policy-name-that-goes-on-and-on-and-on-until-63-chars"
+	for _, name := range []string{
+		policyNetworkName(long, "svc"),
+		policyNetworkName("p", "stack_service.with.dots"),
+		serviceNetworkName(prefixEgress, long+long),
+	} {
+		if len(name) > maxNameLen {
+			t.Errorf("%s: %d characters", name, len(name))
+		}
+	}
+	if policyNetworkName("p", "a.b") == policyNetworkName("p.a", "b") {
+		t.Error("dotted names collide")
+	}
+	if policyNetworkName("p", "x") != "swarmsec.p.x" {
+		t.Errorf("short names must stay readable, got %s", policyNetworkName("p", "x"))
+	}
+}
+
+// TestCompileInvariants checks exactness and completeness on random
+// policies: two services share a managed network only when they may talk,
+// and every allowed pair shares one.
+func TestCompileInvariants(t *testing.T) {
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		var services []*state.Service
+		for i := range 8 {
+			services = append(services, stackService(fmt.Sprintf("s%d", i%3), fmt.Sprintf("x%d", i), "tier", fmt.Sprint(i%4)))
+		}
+		var policies []*state.Policy
+		for i := range 1 + rng.IntN(4) {
+			spec := v1.NetworkPolicySpec{ServiceSelector: sel("tier", fmt.Sprint(rng.IntN(4)))}
+			for range rng.IntN(3) {
+				spec.Ingress = append(spec.Ingress, v1.IngressRule{From: []v1.Peer{peer("app", fmt.Sprintf("x%d", rng.IntN(8)))}})
+			}
+			if rng.IntN(2) == 0 {
+				spec.Egress = []v1.EgressRule{{To: []v1.Peer{peer(v1.LabelStackNamespace, fmt.Sprintf("s%d", rng.IntN(3)))}}}
+			}
+			policies = append(policies, netpol(fmt.Sprintf("p%d", i), spec))
+		}
+		_, d := compileWith(t, services, policies)
+
+		// The truth, computed from the semantics directly.
+		isolated := map[string]bool{}
+		allowed := map[[2]string]bool{}
+		for _, p := range policies {
+			spec := p.Network.Spec
+			var selected, peers []string
+			for _, s := range services {
+				if spec.ServiceSelector.Matches(s.SelectorLabels) {
+					selected = append(selected, s.Name)
+					isolated[s.Name] = true
+				}
+				for _, r := range spec.Ingress {
+					for _, pr := range r.From {
+						if pr.ServiceSelector.Matches(s.SelectorLabels) {
+							peers = append(peers, s.Name)
+						}
+					}
+				}
+				for _, r := range spec.Egress {
+					for _, pr := range r.To {
+						if pr.ServiceSelector.Matches(s.SelectorLabels) {
+							peers = append(peers, s.Name)
+						}
+					}
+				}
+			}
+			for _, a := range selected {
+				for _, b := range peers {
+					allowed[[2]string{a, b}], allowed[[2]string{b, a}] = true, true
+				}
+			}
+		}
+		may := func(a, b string) bool { return allowed[[2]string{a, b}] || (!isolated[a] && !isolated[b]) }
+		share := func(a, b string) bool {
+			for _, n := range d.Networks {
+				if slices.Contains(n.Members, a) && slices.Contains(n.Members, b) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, a := range services {
+			for _, b := range services {
+				if a.Name >= b.Name {
+					continue
+				}
+				if share(a.Name, b.Name) && !may(a.Name, b.Name) {
+					t.Fatalf("seed %d: %s and %s share a network but may not talk", seed, a.Name, b.Name)
+				}
+				if allowed[[2]string{a.Name, b.Name}] && !share(a.Name, b.Name) {
+					t.Fatalf("seed %d: %s and %s may talk but share no network", seed, a.Name, b.Name)
+				}
+			}
+			ds := d.Services[a.ID]
+			if isolated[a.Name] && (ds == nil || len(ds.Networks) == 0) {
+				t.Fatalf("seed %d: isolated %s has no network of its own", seed, a.Name)
+			}
+		}
+	}
+}

@@ -1,0 +1,211 @@
+package reconciler
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// clusterKey is the only work item: a pass compiles the whole cluster, so
+// every trigger asks for the same thing and bursts coalesce in the queue.
+const clusterKey = "cluster"
+
+// Pass is the report of one reconcile pass.
+type Pass struct {
+	Start    time.Time
+	Duration time.Duration
+	Plan     *Plan
+	Result   *Result
+	Err      error
+	// Trigger says what asked for the pass (last trigger before it ran).
+	Trigger string
+}
+
+// Controller converges continuously: on start, when policies change, when
+// Docker reports a service or network event, and on a periodic resync.
+// Events only say "look again"; every pass reads the whole state.
+type Controller struct {
+	Reconciler *Reconciler
+	// Resync is the period of full passes without any trigger.
+	Resync time.Duration
+	// Retry is the delay before a pass after one left work pending.
+	Retry time.Duration
+	Log   *slog.Logger
+	// OnPass sees every pass (status, metrics).
+	OnPass func(Pass)
+
+	queue workqueue.TypedRateLimitingInterface[string]
+	once  sync.Once
+
+	mu      sync.Mutex
+	trigger string
+}
+
+func (c *Controller) init() {
+	c.once.Do(func() {
+		// Failed passes back off per key, exponentially up to a minute,
+		// under an overall rate limit so nothing retries in a hot loop.
+		limiter := workqueue.NewTypedMaxOfRateLimiter(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, time.Minute),
+			&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(2), 5)},
+		)
+		c.queue = workqueue.NewTypedRateLimitingQueue(limiter)
+		if c.Resync <= 0 {
+			c.Resync = 30 * time.Second
+		}
+		if c.Retry <= 0 {
+			c.Retry = 5 * time.Second
+		}
+	})
+}
+
+func (c *Controller) logger() *slog.Logger {
+	if c.Log == nil {
+		return slog.Default()
+	}
+	return c.Log
+}
+
+// Trigger asks for a pass soon; triggers before it runs coalesce.
+func (c *Controller) Trigger(why string) {
+	c.init()
+	c.mu.Lock()
+	c.trigger = why
+	c.mu.Unlock()
+	c.queue.Add(clusterKey)
+}
+
+// eventSettle delays a pass after a Docker event so a burst makes one pass.
+const eventSettle = 250 * time.Millisecond
+
+func (c *Controller) triggerAfter(why string, d time.Duration) {
+	c.init()
+	c.mu.Lock()
+	c.trigger = why
+	c.mu.Unlock()
+	c.queue.AddAfter(clusterKey, d)
+}
+
+// SetPolicies replaces the desired policies and asks for a pass.
+func (c *Controller) SetPolicies(ps []*state.Policy) error {
+	if err := c.Reconciler.SetPolicies(ps); err != nil {
+		return err
+	}
+	c.Trigger("manifests changed")
+	return nil
+}
+
+// Run converges until ctx is done, then returns nil.
+func (c *Controller) Run(ctx context.Context) error {
+	c.init()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.watchEvents(ctx) }()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(c.Resync)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.Trigger("resync")
+			}
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+	c.Trigger("start")
+	for c.processNext(ctx) {
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(key)
+	c.mu.Lock()
+	why := c.trigger
+	c.mu.Unlock()
+
+	start := time.Now()
+	plan, res, err := c.Reconciler.Reconcile(ctx)
+	pass := Pass{Start: start, Duration: time.Since(start), Plan: plan, Result: res, Err: err, Trigger: why}
+	if c.OnPass != nil {
+		c.OnPass(pass)
+	}
+	switch {
+	case ctx.Err() != nil:
+		// Shutting down: the pass was cut short on purpose.
+	case err != nil:
+		// Logged once, here, where the loop handles it.
+		c.logger().Error("reconcile failed; retrying with backoff", "trigger", why, "error", err,
+			"retries", c.queue.NumRequeues(key))
+		c.queue.AddRateLimited(key)
+	case res != nil && res.Pending():
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, c.Retry)
+	default:
+		c.queue.Forget(key)
+		c.logger().Debug("reconciled", "trigger", why, "duration", pass.Duration.Round(time.Millisecond),
+			"actions", len(plan.Pending()))
+	}
+	return true
+}
+
+// watchEvents turns Docker's service and network events into triggers. When
+// the stream breaks (an engine restart), it reconnects with backoff and asks
+// for a pass, since events may have been missed meanwhile.
+func (c *Controller) watchEvents(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		f := filters.NewArgs(filters.Arg("type", string(events.ServiceEventType)), filters.Arg("type", string(events.NetworkEventType)))
+		streamCtx, cancel := context.WithCancel(ctx)
+		msgs, errs := c.Reconciler.Docker.Events(streamCtx, events.ListOptions{Filters: f})
+		connected := time.Now()
+	stream:
+		for {
+			select {
+			case <-ctx.Done():
+				cancel()
+				return
+			case m := <-msgs:
+				// A rolling update emits a burst of events: let them settle.
+				c.triggerAfter(string(m.Type)+" "+string(m.Action)+" "+m.Actor.Attributes["name"], eventSettle)
+			case err := <-errs:
+				if ctx.Err() != nil {
+					cancel()
+					return
+				}
+				c.logger().Warn("docker events stream lost; reconnecting", "error", err, "in", backoff)
+				break stream
+			}
+		}
+		cancel()
+		if time.Since(connected) > time.Minute {
+			backoff = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+		c.Trigger("events stream reconnected")
+	}
+}

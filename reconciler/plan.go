@@ -1,0 +1,444 @@
+package reconciler
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// ActionKind names what an action does to Swarm.
+type ActionKind string
+
+// The actions, in the order they are applied: networks are created before
+// services move onto them and removed after services leave them.
+const (
+	ActionCreateNetwork ActionKind = "create-network"
+	ActionUpdateService ActionKind = "update-service"
+	ActionRemoveNetwork ActionKind = "remove-network"
+)
+
+// Action is one write swarmsec would make, with why.
+type Action struct {
+	Kind ActionKind `json:"kind"`
+	// Name is the network or service name.
+	Name string `json:"name"`
+	// ID is the Swarm ID of an existing object.
+	ID string `json:"id,omitempty"`
+	// Policies are the policies behind the action.
+	Policies []string `json:"policies,omitempty"`
+	// Reasons explain the action, one change each.
+	Reasons []string `json:"reasons"`
+	// Audit marks actions that only audit-mode policies ask for: reported,
+	// never written.
+	Audit bool `json:"audit,omitempty"`
+
+	// Network is the network to create.
+	Network *DesiredNetwork `json:"network,omitempty"`
+	// Service is the change to a service.
+	Service *ServiceChange `json:"service,omitempty"`
+}
+
+// ServiceChange is everything one service update changes: one update per
+// service per pass.
+type ServiceChange struct {
+	// Version is the service version the change was planned from.
+	Version uint64   `json:"version"`
+	Attach  []string `json:"attach,omitempty"`
+	Detach  []string `json:"detach,omitempty"`
+	// Ports describes published-port changes, e.g. "8080/tcp removed".
+	Ports []string `json:"ports,omitempty"`
+
+	target serviceTarget
+}
+
+// Plan is the set of actions that makes the cluster match the policies.
+type Plan struct {
+	Actions []Action `json:"actions"`
+	// Notes explain what swarmsec cannot do or what the operator should know.
+	Notes   []string `json:"notes,omitempty"`
+	Desired *Desired `json:"-"`
+}
+
+// Pending returns the actions that would be written (audit ones excluded).
+func (p *Plan) Pending() []Action {
+	var out []Action
+	for _, a := range p.Actions {
+		if !a.Audit {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// serviceTarget is the part of a service spec swarmsec owns, as it must be.
+type serviceTarget struct {
+	Networks []attachment
+	Ports    []swarm.PortConfig
+	// Original is the value of the swarmsec.io/original label; empty means
+	// the label must be absent.
+	Original string
+}
+
+// attachment is a network attachment by network name: new networks have no
+// ID until they are created.
+type attachment struct {
+	Network    string
+	ID         string
+	Aliases    []string
+	DriverOpts map[string]string
+}
+
+// observedNetworks indexes the observed networks for a diff.
+type observedNetworks struct {
+	byID   map[string]*state.Network
+	byName map[string]*state.Network
+}
+
+func loadNetworks(tx state.ReadTx) (*observedNetworks, error) {
+	all, err := state.FindNetworks(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	o := &observedNetworks{byID: make(map[string]*state.Network, len(all)), byName: make(map[string]*state.Network, len(all))}
+	for _, n := range all {
+		o.byID[n.ID] = n
+		// Prefer the swarm-scoped network when a local one shares its name.
+		if prev, ok := o.byName[n.Name]; !ok || prev.Scope != "swarm" {
+			o.byName[n.Name] = n
+		}
+	}
+	return o, nil
+}
+
+// resolve finds the network an attachment target names (an ID, or a name in
+// specs written by hand through the API).
+func (o *observedNetworks) resolve(target string) *state.Network {
+	if n, ok := o.byID[target]; ok {
+		return n
+	}
+	return o.byName[target]
+}
+
+// Diff plans the actions that take the observed state in tx to desired.
+func Diff(tx state.ReadTx, desired *Desired) (*Plan, error) {
+	nets, err := loadNetworks(tx)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Desired: desired, Notes: slices.Clone(desired.Notes)}
+
+	unavailable := map[string]bool{}
+	for _, dn := range desired.sortedNetworks() {
+		n, ok := nets.byName[dn.Name]
+		switch {
+		case !ok:
+			plan.Actions = append(plan.Actions, Action{
+				Kind: ActionCreateNetwork, Name: dn.Name, Policies: ownerList(dn.Owner),
+				Reasons: []string{networkReason(dn)}, Network: dn,
+			})
+		case !n.Managed():
+			unavailable[dn.Name] = true
+			plan.Notes = append(plan.Notes, fmt.Sprintf(
+				"network %s exists but swarmsec did not create it: it will not use or change it; rename or remove it", dn.Name))
+		case !n.Encrypted() || n.Internal != dn.Internal:
+			plan.Notes = append(plan.Notes, fmt.Sprintf(
+				"managed network %s differs from its spec (encrypted=%t internal=%t, want encrypted=true internal=%t); remove it to have it recreated",
+				dn.Name, n.Encrypted(), n.Internal, dn.Internal))
+		}
+	}
+
+	services, err := state.FindServices(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(services, func(a, b *state.Service) int { return cmp.Compare(a.Name, b.Name) })
+	for _, s := range services {
+		if s.Ignored() {
+			continue
+		}
+		ds := desired.Services[s.ID]
+		t, notes := target(s, ds, nets, unavailable)
+		plan.Notes = append(plan.Notes, notes...)
+		if a, changed := serviceAction(s, ds, t, nets); changed {
+			plan.Actions = append(plan.Actions, a)
+		}
+	}
+
+	managed, err := state.FindNetworks(tx, state.ByManaged())
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(managed, func(a, b *state.Network) int { return cmp.Compare(a.Name, b.Name) })
+	for _, n := range managed {
+		if _, ok := desired.Networks[n.Name]; ok || n.Ignored() {
+			continue
+		}
+		plan.Actions = append(plan.Actions, Action{
+			Kind: ActionRemoveNetwork, Name: n.Name, ID: n.ID, Policies: ownerList(n.Owner()),
+			Reasons: []string{"no policy needs it any more"},
+		})
+	}
+	slices.Sort(plan.Notes)
+	plan.Notes = slices.Compact(plan.Notes)
+	return plan, nil
+}
+
+func ownerList(owner string) []string {
+	if owner == "" {
+		return nil
+	}
+	return []string{owner}
+}
+
+func networkReason(dn *DesiredNetwork) string {
+	switch dn.Purpose {
+	case PurposeEgress:
+		return fmt.Sprintf("encrypted overlay giving %s a gateway (outside access, published ports) without peers", strings.Join(dn.Members, ", "))
+	case PurposeIsolated:
+		return fmt.Sprintf("encrypted internal overlay keeping %s off every shared network", strings.Join(dn.Members, ", "))
+	}
+	return fmt.Sprintf("encrypted internal overlay for %s", strings.Join(dn.Members, ", "))
+}
+
+// target computes the networks, ports and original record a service must
+// have. Isolated services keep only managed networks; other services keep
+// their own networks (or get back the ones recorded when their isolation
+// began) and join the managed networks that connect them to isolated peers.
+func target(s *state.Service, ds *DesiredService, nets *observedNetworks, unavailable map[string]bool) (serviceTarget, []string) {
+	var notes []string
+	orig := decodeOriginal(s)
+	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
+	var own []attachment                                  // current attachments to networks swarmsec does not manage
+	for _, a := range s.Networks {
+		n := nets.resolve(a.Target)
+		if n != nil && n.Managed() {
+			current[n.Name] = a
+			continue
+		}
+		name, id := a.Target, a.Target
+		if n != nil {
+			name, id = n.Name, n.ID
+		}
+		current[name] = a
+		own = append(own, attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+	}
+
+	var t serviceTarget
+	base := own
+	if orig != nil {
+		base = nil
+		for _, oa := range orig.Networks {
+			n := nets.byName[oa.Name]
+			if n == nil {
+				if ds == nil || !ds.Isolated {
+					notes = append(notes, fmt.Sprintf("service %s: original network %s no longer exists; it is not restored", s.Name, oa.Name))
+				}
+				continue
+			}
+			base = append(base, attachment{Network: n.Name, ID: n.ID, Aliases: oa.Aliases, DriverOpts: oa.DriverOpts})
+		}
+	}
+	aliases := unionAliases(base)
+
+	isolated := ds != nil && ds.Isolated
+	if !isolated {
+		t.Networks = base
+	}
+	if ds != nil {
+		for _, name := range ds.Networks {
+			if unavailable[name] {
+				continue
+			}
+			if a, ok := current[name]; ok {
+				t.Networks = append(t.Networks, attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+				continue
+			}
+			t.Networks = append(t.Networks, attachment{Network: name, Aliases: aliases})
+		}
+	}
+
+	switch {
+	case isolated:
+		t.Ports = allowedPorts(s.Ports, orig, ds.Publish)
+		if orig == nil {
+			orig = &original{Ports: s.Ports}
+			for _, a := range own {
+				orig.Networks = append(orig.Networks, originalAttachment{Name: a.Network, ID: a.ID, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+			}
+			t.Original = orig.encode()
+		} else {
+			t.Original = s.Labels[state.LabelOriginal]
+		}
+	case orig != nil:
+		t.Ports = orig.Ports
+	default:
+		t.Ports = s.Ports
+	}
+	return t, notes
+}
+
+// unionAliases gathers the aliases a service has on its own networks, so it
+// keeps answering to them (a stack's short service names) on managed ones.
+func unionAliases(as []attachment) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.Aliases...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// allowedPorts keeps the published ports a policy allows, in the mode it
+// asks for. Ports removed earlier come back from the original record when a
+// policy allows them again.
+func allowedPorts(current []swarm.PortConfig, orig *original, allow map[string]v1.PublishMode) []swarm.PortConfig {
+	candidates := slices.Clone(current)
+	if orig != nil {
+		for _, p := range orig.Ports {
+			if !slices.ContainsFunc(candidates, func(c swarm.PortConfig) bool { return samePort(c, p) }) {
+				candidates = append(candidates, p)
+			}
+		}
+	}
+	var out []swarm.PortConfig
+	for _, p := range candidates {
+		mode, ok := allow[portKey(p.PublishedPort, string(p.Protocol))]
+		if !ok {
+			continue
+		}
+		p.PublishMode = swarm.PortConfigPublishMode(mode)
+		out = append(out, p)
+	}
+	return out
+}
+
+func samePort(a, b swarm.PortConfig) bool {
+	return a.PublishedPort == b.PublishedPort && protocolOf(a) == protocolOf(b)
+}
+
+func protocolOf(p swarm.PortConfig) swarm.PortConfigProtocol {
+	if p.Protocol == "" {
+		return swarm.PortConfigProtocolTCP
+	}
+	return p.Protocol
+}
+
+func modeOf(p swarm.PortConfig) swarm.PortConfigPublishMode {
+	if p.PublishMode == "" {
+		return swarm.PortConfigPublishModeIngress // Docker's default
+	}
+	return p.PublishMode
+}
+
+// serviceAction compares a service with its target and describes the update
+// that closes the gap, if any.
+func serviceAction(s *state.Service, ds *DesiredService, t serviceTarget, nets *observedNetworks) (Action, bool) {
+	have := map[string]swarm.NetworkAttachmentConfig{}
+	for _, a := range s.Networks {
+		name := a.Target
+		if n := nets.resolve(a.Target); n != nil {
+			name = n.Name
+		}
+		have[name] = a
+	}
+	want := map[string]attachment{}
+	for _, a := range t.Networks {
+		want[a.Network] = a
+	}
+	ch := &ServiceChange{Version: s.Version, target: t}
+	var reasons []string
+	for _, a := range t.Networks {
+		if h, ok := have[a.Network]; !ok {
+			ch.Attach = append(ch.Attach, a.Network)
+		} else if !sameStrings(h.Aliases, a.Aliases) || !maps.Equal(h.DriverOpts, a.DriverOpts) {
+			ch.Attach = append(ch.Attach, a.Network)
+			ch.Detach = append(ch.Detach, a.Network)
+		}
+	}
+	for name := range have {
+		if _, ok := want[name]; !ok {
+			ch.Detach = append(ch.Detach, name)
+		}
+	}
+	slices.Sort(ch.Attach)
+	slices.Sort(ch.Detach)
+	isolated := ds != nil && ds.Isolated
+	for _, n := range ch.Attach {
+		if slices.Contains(ch.Detach, n) {
+			reasons = append(reasons, fmt.Sprintf("reattach %s with its aliases", n))
+			continue
+		}
+		reasons = append(reasons, "attach "+n)
+	}
+	for _, n := range ch.Detach {
+		if slices.Contains(ch.Attach, n) {
+			continue
+		}
+		switch nw := nets.byName[n]; {
+		case isolated && (nw == nil || !nw.Managed()):
+			reasons = append(reasons, fmt.Sprintf("detach %s: isolated services use managed networks only", n))
+		case nw != nil && nw.Managed():
+			reasons = append(reasons, fmt.Sprintf("detach %s: no policy connects it there", n))
+		default:
+			reasons = append(reasons, "detach "+n)
+		}
+	}
+	ch.Ports = portChanges(s.Ports, t.Ports)
+	reasons = append(reasons, ch.Ports...)
+
+	origNow := s.Labels[state.LabelOriginal]
+	switch {
+	case origNow == "" && t.Original != "":
+		reasons = append(reasons, "record its networks and ports in "+state.LabelOriginal+" to restore them when isolation ends")
+	case origNow != "" && t.Original == "":
+		reasons = append(reasons, "isolation ended: restore its original networks and ports")
+	}
+	if len(reasons) == 0 && origNow == t.Original {
+		return Action{}, false
+	}
+	a := Action{Kind: ActionUpdateService, Name: s.Name, ID: s.ID, Reasons: reasons, Service: ch}
+	if ds != nil {
+		a.Policies = ds.Policies
+		if isolated && origNow == "" {
+			a.Reasons = append([]string{"isolate: selected by " + strings.Join(ds.Policies, ", ")}, a.Reasons...)
+		}
+	}
+	if len(a.Reasons) == 0 {
+		a.Reasons = []string{"update " + state.LabelOriginal}
+	}
+	return a, true
+}
+
+func portChanges(have, want []swarm.PortConfig) []string {
+	var out []string
+	for _, h := range have {
+		i := slices.IndexFunc(want, func(w swarm.PortConfig) bool { return samePort(h, w) })
+		key := portKey(h.PublishedPort, string(protocolOf(h)))
+		switch {
+		case i < 0:
+			out = append(out, fmt.Sprintf("unpublish %s: no policy publishes it", key))
+		case modeOf(want[i]) != modeOf(h) || want[i].TargetPort != h.TargetPort:
+			out = append(out, fmt.Sprintf("publish %s in %s mode (was %s)", key, modeOf(want[i]), modeOf(h)))
+		}
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(have, func(h swarm.PortConfig) bool { return samePort(h, w) }) {
+			out = append(out, fmt.Sprintf("publish %s in %s mode again", portKey(w.PublishedPort, string(protocolOf(w))), modeOf(w)))
+		}
+	}
+	return out
+}
+
+func sameStrings(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}

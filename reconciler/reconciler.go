@@ -1,0 +1,126 @@
+package reconciler
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// Mode says whether the reconciler writes.
+type Mode string
+
+const (
+	// ModeEnforce writes the changes enforce-mode policies ask for.
+	ModeEnforce Mode = "enforce"
+	// ModeAudit computes and reports everything and writes nothing.
+	ModeAudit Mode = "audit"
+)
+
+// Reconciler observes Swarm, plans and applies. It reads state only through
+// the store.
+type Reconciler struct {
+	Docker dockerapi.API
+	Store  *state.Store
+	Log    *slog.Logger
+	Mode   Mode
+	// RemoveWait bounds how long a pass waits for a network that tasks
+	// still use (see Applier.RemoveWait).
+	RemoveWait time.Duration
+	// OnResult sees every action result.
+	OnResult func(ActionResult)
+}
+
+// SetPolicies replaces the desired policies.
+func (r *Reconciler) SetPolicies(ps []*state.Policy) error {
+	return r.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, ps) })
+}
+
+// Plan observes Swarm and computes the actions that make it match the
+// policies. Actions only audit-mode policies (or audit mode) ask for are
+// marked Audit.
+func (r *Reconciler) Plan(ctx context.Context) (*Plan, error) {
+	if err := Observe(ctx, r.Docker, r.Store); err != nil {
+		return nil, err
+	}
+	return r.PlanObserved()
+}
+
+// PlanObserved plans from the state already in the store, without asking
+// Swarm again.
+func (r *Reconciler) PlanObserved() (*Plan, error) {
+	var (
+		plan *Plan
+		err  error
+	)
+	r.Store.View(func(tx state.ReadTx) {
+		enforced := func(p *state.Policy) bool {
+			return r.Mode != ModeAudit && p.Enforcement() == v1.EnforcementEnforce
+		}
+		var desired, full *Desired
+		if desired, err = Compile(tx, enforced); err != nil {
+			return
+		}
+		if plan, err = Diff(tx, desired); err != nil {
+			return
+		}
+		if full, err = Compile(tx, nil); err != nil {
+			return
+		}
+		var audit *Plan
+		if audit, err = Diff(tx, full); err != nil {
+			return
+		}
+		seen := make(map[string]bool, len(plan.Actions))
+		for _, a := range plan.Actions {
+			seen[signature(a)] = true
+		}
+		for _, a := range audit.Actions {
+			if !seen[signature(a)] {
+				a.Audit = true
+				plan.Actions = append(plan.Actions, a)
+			}
+		}
+	})
+	return plan, err
+}
+
+func signature(a Action) string {
+	return string(a.Kind) + "\x00" + a.Name + "\x00" + strings.Join(a.Reasons, "\x00")
+}
+
+// Reconcile runs one pass: observe, plan, apply. It returns the plan and
+// what became of each action.
+func (r *Reconciler) Reconcile(ctx context.Context) (*Plan, *Result, error) {
+	plan, err := r.Plan(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Mode == ModeAudit {
+		for _, a := range plan.Actions {
+			r.logger().Info("audit: would change", "action", a.Kind, "object", a.Name,
+				"policy", strings.Join(a.Policies, ","), "reason", strings.Join(a.Reasons, "; "))
+		}
+		return plan, &Result{}, nil
+	}
+	ap := &Applier{Docker: r.Docker, Store: r.Store, Log: r.Log, Retries: 5, RemoveWait: r.RemoveWait, OnResult: r.OnResult}
+	res := ap.Apply(ctx, plan)
+	for _, a := range plan.Actions {
+		if a.Audit {
+			r.logger().Info("audit: would change", "action", a.Kind, "object", a.Name,
+				"policy", strings.Join(a.Policies, ","), "reason", strings.Join(a.Reasons, "; "))
+		}
+	}
+	return plan, res, res.Err()
+}
+
+func (r *Reconciler) logger() *slog.Logger {
+	if r.Log == nil {
+		return slog.Default()
+	}
+	return r.Log
+}
