@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmsec/swarmsec/reconciler"
+)
+
+func init() { register(newPlanCmd) }
+
+// Exit codes of plan, as terraform plan -detailed-exitcode.
+const (
+	exitCodeInSync  = 0
+	exitCodeError   = 1
+	exitCodeChanges = 2
+)
+
+func newPlanCmd(g *globalOptions) *cobra.Command {
+	var (
+		mf     manifestFlags
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what swarmsec would change and why (exit 0 in sync, 2 changes pending, 1 error)",
+		Long: `plan reads the manifests and the Swarm (DOCKER_HOST) and prints the actions
+that would make the cluster match, with the reason for each. It writes nothing.
+
+Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detailed-exitcode).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: must be table or json", output)
+			}
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			policies, err := loadManifests(cmd.ErrOrStderr(), mf.dir)
+			if err != nil {
+				return err
+			}
+			api, done, err := connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			r, err := newReconciler(api, log, policies)
+			if err != nil {
+				return err
+			}
+			plan, err := r.Plan(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				err = printPlanJSON(cmd.OutOrStdout(), plan)
+			} else {
+				printPlanTable(cmd.OutOrStdout(), plan)
+			}
+			if err != nil {
+				return err
+			}
+			if len(plan.Pending()) > 0 {
+				return exitError{exitCodeChanges}
+			}
+			return nil
+		},
+	}
+	mf.add(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func printPlanJSON(w io.Writer, plan *reconciler.Plan) error {
+	out := struct {
+		InSync  bool                `json:"inSync"`
+		Actions []reconciler.Action `json:"actions"`
+		Notes   []string            `json:"notes"`
+	}{InSync: len(plan.Pending()) == 0, Actions: plan.Actions, Notes: plan.Notes}
+	if out.Actions == nil {
+		out.Actions = []reconciler.Action{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+var actionWords = map[reconciler.ActionKind]string{
+	reconciler.ActionCreateNetwork: "+ create network",
+	reconciler.ActionUpdateService: "~ update service",
+	reconciler.ActionRemoveNetwork: "- remove network",
+}
+
+func printPlanTable(w io.Writer, plan *reconciler.Plan) {
+	if len(plan.Actions) == 0 {
+		fmt.Fprintln(w, "No changes: the cluster matches the policies.")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACTION\tOBJECT\tPOLICIES\tWHY")
+		for _, a := range plan.Actions {
+			word := actionWords[a.Kind]
+			if a.Audit {
+				word += " (audit only)"
+			}
+			policies := strings.Join(a.Policies, ",")
+			if policies == "" {
+				policies = "-"
+			}
+			for i, r := range a.Reasons {
+				if i == 0 {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", word, a.Name, policies, r)
+				} else {
+					fmt.Fprintf(tw, "\t\t\t%s\n", r)
+				}
+			}
+		}
+		tw.Flush()
+		counts := map[reconciler.ActionKind]int{}
+		audit := 0
+		for _, a := range plan.Actions {
+			if a.Audit {
+				audit++
+				continue
+			}
+			counts[a.Kind]++
+		}
+		fmt.Fprintf(w, "\nPlan: %d networks to create, %d services to update, %d networks to remove",
+			counts[reconciler.ActionCreateNetwork], counts[reconciler.ActionUpdateService], counts[reconciler.ActionRemoveNetwork])
+		if audit > 0 {
+			fmt.Fprintf(w, "; %d more only reported (audit)", audit)
+		}
+		fmt.Fprintln(w, ".")
+		if counts[reconciler.ActionUpdateService] > 0 {
+			fmt.Fprintln(w, "Each service update replaces the service's tasks (a rolling update).")
+		}
+	}
+	if len(plan.Notes) > 0 {
+		fmt.Fprintln(w, "\nNotes:")
+		for _, n := range plan.Notes {
+			fmt.Fprintln(w, "  - "+n)
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/reconciler"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// toPolicies turns loaded manifest objects into desired-state policies.
+func toPolicies(objs []manifest.Object) []*state.Policy {
+	out := make([]*state.Policy, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, &state.Policy{
+			Name: o.Name, Kind: o.Kind, File: o.File, Line: o.Line, Generation: o.Generation,
+			Network: o.NetworkPolicy, Encryption: o.EncryptionPolicy,
+		})
+	}
+	return out
+}
+
+// loadManifests reads the manifest directory for a one-shot command: any
+// error fails it, since acting on part of a directory would undo the rest.
+func loadManifests(w io.Writer, dir string) ([]*state.Policy, error) {
+	set, err := manifest.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifests %s: %w", dir, err)
+	}
+	if len(set.Errors) > 0 {
+		for _, e := range set.Errors {
+			fmt.Fprintln(w, e.Error())
+		}
+		return nil, fmt.Errorf("manifests %s: %d errors; nothing was planned", dir, len(set.Errors))
+	}
+	return toPolicies(set.Objects), nil
+}
+
+// manifestFlags are the flags of the commands that read manifests and talk
+// to Docker.
+type manifestFlags struct {
+	dir string
+}
+
+func (m *manifestFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&m.dir, "manifests", "manifests", "directory (or file) of swarmsec.io/v1 manifests")
+}
+
+// connect opens the Docker API named by DOCKER_HOST and checks it is a
+// Swarm manager.
+func connect(ctx context.Context) (dockerapi.API, func(), error) {
+	cli, err := dockerapi.New()
+	if err != nil {
+		return nil, nil, fmt.Errorf("docker client: %w", err)
+	}
+	if err := reconciler.CheckManager(ctx, cli); err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	return cli, func() { cli.Close() }, nil
+}
+
+// newReconciler builds a reconciler over a fresh store holding policies.
+func newReconciler(api dockerapi.API, log *slog.Logger, policies []*state.Policy) (*reconciler.Reconciler, error) {
+	r := &reconciler.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconciler.ModeEnforce}
+	if err := r.SetPolicies(policies); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
