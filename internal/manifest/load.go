@@ -1,0 +1,196 @@
+package manifest
+
+import (
+	"cmp"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Set is what a load of manifest files and directories found.
+type Set struct {
+	// Objects are the valid objects, sorted by kind then name. Of several
+	// with the same kind and name only the first, by file and line, is here.
+	Objects []Object
+	// Errors are the errors of all files, by file and position, including
+	// duplicate names across files.
+	Errors []Error
+	// Files are the manifest files read, sorted, unreadable ones included.
+	Files []string
+	// Dirs are the directories whose changes can change the set: those
+	// walked and those holding the targets of symlinked files. A watcher
+	// watches them.
+	Dirs []string
+}
+
+// maxDepth bounds the walk, against symlink loops the cycle check misses
+// and directory trees no one meant to point swarmsec at.
+const maxDepth = 32
+
+// Load reads manifest files and directories. A directory is read
+// recursively: its *.yaml, *.yml and *.json files count, and entries whose
+// name starts with "." are skipped, though symlinks are followed, so a
+// ConfigMap-style a.yaml -> ..data/a.yaml is read. A file named directly is
+// read whatever its name. Names are unique per kind across all paths.
+//
+// Problems in files are in Set.Errors. The error is for a root or a
+// directory under it that cannot be read: then the set is incomplete, and
+// what is missing from it must not be taken as deleted.
+func Load(paths ...string) (*Set, error) {
+	w := &walker{set: &Set{}, seenFiles: map[string]bool{}, seenDirs: map[string]bool{}}
+	for _, root := range paths {
+		fi, err := os.Stat(root)
+		if err != nil {
+			return nil, fmt.Errorf("manifests %s: %w", root, unwrapPathError(err))
+		}
+		if !fi.IsDir() {
+			w.addFile(root)
+			continue
+		}
+		if err := w.dir(root, nil); err != nil {
+			return nil, fmt.Errorf("manifests %s: %w", root, err)
+		}
+	}
+	s := w.set
+	slices.Sort(s.Files)
+	slices.Sort(s.Dirs)
+	for _, f := range s.Files {
+		objs, errs := LoadFile(f)
+		s.Objects = append(s.Objects, objs...)
+		s.Errors = append(s.Errors, errs...)
+	}
+	s.Objects, s.Errors = dedupe(s.Objects, s.Errors)
+	slices.SortStableFunc(s.Objects, func(a, b Object) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
+	})
+	SortErrors(s.Errors)
+	return s, nil
+}
+
+// SortErrors orders errors by file and position, keeping the order of
+// errors at the same place.
+func SortErrors(errs []Error) {
+	slices.SortStableFunc(errs, func(a, b Error) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+}
+
+// dedupe keeps the first object of each kind and name, in file order, and
+// reports every duplicate in both files, so each file shows the conflict.
+func dedupe(objs []Object, errs []Error) ([]Object, []Error) {
+	first := map[string]Object{}
+	kept := objs[:0:0]
+	for _, o := range objs {
+		key := o.Kind + "/" + o.Name
+		f, dup := first[key]
+		if !dup {
+			first[key] = o
+			kept = append(kept, o)
+			continue
+		}
+		errs = append(errs, duplicateError(o, f, "already"), duplicateError(f, o, "also"))
+	}
+	return kept, errs
+}
+
+func duplicateError(at, other Object, word string) Error {
+	return Error{
+		File: at.File, Line: at.nameLine, Column: at.nameColumn, Field: "metadata.name",
+		Message: fmt.Sprintf("duplicate %s %q: %s defined at %s:%d", at.Kind, at.Name, word, other.File, other.nameLine),
+	}
+}
+
+// walker collects the manifest files under the roots.
+type walker struct {
+	set       *Set
+	seenFiles map[string]bool
+	seenDirs  map[string]bool
+}
+
+func (w *walker) addFile(path string) {
+	path = filepath.Clean(path)
+	if !w.seenFiles[path] {
+		w.seenFiles[path] = true
+		w.set.Files = append(w.set.Files, path)
+	}
+}
+
+func (w *walker) addDir(path string) {
+	if !w.seenDirs[path] {
+		w.seenDirs[path] = true
+		w.set.Dirs = append(w.set.Dirs, path)
+	}
+}
+
+// dir walks one directory; parents are the directories above it, to stop
+// symlink cycles.
+func (w *walker) dir(path string, parents []os.FileInfo) error {
+	self, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return err
+	}
+	w.addDir(filepath.Clean(path))
+	parents = append(parents, self)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(path, e.Name())
+		mode := e.Type()
+		if mode&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(p)
+			if err != nil {
+				if isManifest(e.Name()) {
+					w.addFile(p) // LoadFile reports the dangling link
+				}
+				continue
+			}
+			mode = fi.Mode().Type()
+			if fi.Mode().IsRegular() && isManifest(e.Name()) {
+				if target, err := filepath.EvalSymlinks(p); err == nil {
+					w.addDir(filepath.Dir(target))
+				}
+			}
+		}
+		switch {
+		case mode.IsDir():
+			if err := w.subdir(p, parents); err != nil {
+				return err
+			}
+		case mode.IsRegular() && isManifest(e.Name()):
+			w.addFile(p)
+		}
+	}
+	return nil
+}
+
+func (w *walker) subdir(path string, parents []os.FileInfo) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	for _, p := range parents {
+		if os.SameFile(p, fi) {
+			return nil // a symlink back up the tree
+		}
+	}
+	if len(parents) >= maxDepth {
+		return fmt.Errorf("%s: deeper than %d directories", path, maxDepth)
+	}
+	return w.dir(path, parents)
+}
+
+func isManifest(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,139 @@
+// Package manifest reads swarmsec.io/v1 manifests: it decodes YAML and JSON
+// documents strictly, validates them against what Swarm can enforce, and
+// reports every problem with its file, line, column and field path.
+//
+// Input is treated as hostile: files are size-limited, documents counted,
+// alias expansion bounded, and nothing in a manifest can make the decoder
+// panic, hang or grow without bound.
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+)
+
+// Limits on one file. A policy is a few hundred bytes, so these leave room
+// for thousands of policies per file while bounding time and memory.
+const (
+	// MaxFileSize is the largest manifest file read.
+	MaxFileSize = 1 << 20
+	// MaxDocuments is the most YAML documents one file may hold.
+	MaxDocuments = 10000
+	// MaxNodes is the most values one document may decode to, counting
+	// each use of an alias: it defeats alias bombs.
+	MaxNodes = 100000
+	// MaxErrors is the most errors reported for one file; more are summed
+	// up in a last error.
+	MaxErrors = 100
+)
+
+// Object is one valid policy read from a manifest. It is shared between
+// snapshots: treat it as read-only.
+type Object struct {
+	// Kind is v1.KindNetworkPolicy or v1.KindEncryptionPolicy.
+	Kind string
+	// Name is metadata.name.
+	Name string
+	// File is the path of the file, as found.
+	File string
+	// Line is where the document starts, 1-based.
+	Line int
+	// Generation is a hash (16 hex digits) of the spec with defaults filled
+	// in: it changes exactly when the spec's meaning changes, not when
+	// comments, key order or explicitly written defaults do.
+	Generation string
+	// NetworkPolicy is set when Kind is NetworkPolicy.
+	NetworkPolicy *v1.NetworkPolicy
+	// EncryptionPolicy is set when Kind is EncryptionPolicy.
+	EncryptionPolicy *v1.EncryptionPolicy
+
+	// Where metadata.name is written, so duplicate names can be pointed at.
+	nameLine, nameColumn int
+}
+
+// Error is one problem in a manifest. Unknown parts are zero.
+type Error struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// Error formats as "file:line:col: field: message", leaving out the parts
+// that are unknown.
+func (e Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteString(":" + strconv.Itoa(e.Line))
+			if e.Column > 0 {
+				b.WriteString(":" + strconv.Itoa(e.Column))
+			}
+		}
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Message)
+	return b.String()
+}
+
+// LoadFile reads and decodes one manifest file. Read errors are returned as
+// an Error about the file.
+func LoadFile(path string) ([]Object, []Error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, []Error{{File: path, Message: err.Error()}}
+	}
+	return DecodeFile(path, data)
+}
+
+// readFile reads a regular file of at most MaxFileSize bytes.
+func readFile(path string) ([]byte, error) {
+	// Stat before opening: opening a FIFO would block until a writer comes.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, errTooLarge
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	defer f.Close()
+	// The file may have grown since Stat.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+var errTooLarge = fmt.Errorf("file is larger than the limit of %d bytes", MaxFileSize)
+
+// unwrapPathError drops the path from an *os.PathError: Error already names
+// the file.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}

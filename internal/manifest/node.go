@@ -1,0 +1,387 @@
+package manifest
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// position is where a field sits in its file: its key and its value. List
+// items have no key; theirs is the item's own position.
+type position struct {
+	keyLine, keyColumn int
+	line, column       int
+	null               bool // written as null (or nothing), which counts as absent
+}
+
+// docDecoder decodes one YAML document into a typed object the way
+// encoding/json would with DisallowUnknownFields, but on the YAML node tree,
+// so it can report every error, not just the first, each with its position
+// and field path. It records the position of every field it meets for
+// validation to point at.
+type docDecoder struct {
+	file    *fileDecoder
+	offset  int                 // file lines before the document's chunk
+	pos     map[string]position // by field path; "" is the document
+	budget  int                 // nodes left to decode: bounds alias expansion
+	aborted bool                // the budget ran out
+	// firstError is the index of the document's first error in the file's.
+	firstError int
+}
+
+// stop reports whether decoding should give up: the budget ran out or the
+// file has all the errors it may report.
+func (d *docDecoder) stop() bool { return d.aborted || d.file.full() }
+
+// errorf reports an error about the value node n at path.
+func (d *docDecoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	d.file.add(Error{Line: d.offset + n.Line, Column: n.Column, Field: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// missing reports an error about a field that is not written: it points at
+// the nearest enclosing field that is.
+func (d *docDecoder) missing(path, format string, args ...any) {
+	p := d.pos[d.enclosing(path)]
+	d.file.add(Error{Line: p.keyLine, Column: p.keyColumn, Field: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// enclosing returns the nearest ancestor of path that was written.
+func (d *docDecoder) enclosing(path string) string {
+	for path != "" {
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return ""
+		}
+		path = path[:i]
+		if _, ok := d.pos[path]; ok {
+			return path
+		}
+	}
+	return ""
+}
+
+// record remembers where the field at path is written.
+func (d *docDecoder) record(path string, key, value *yaml.Node) {
+	if key == nil {
+		key = value
+	}
+	d.pos[path] = position{
+		keyLine: d.offset + key.Line, keyColumn: key.Column,
+		line: d.offset + value.Line, column: value.Column,
+		null: isNull(resolve(value)),
+	}
+}
+
+// value decodes n into v, which is addressable.
+func (d *docDecoder) value(n *yaml.Node, path string, v reflect.Value) {
+	if d.stop() {
+		return
+	}
+	if d.budget--; d.budget < 0 {
+		d.errorf(n, path, "more than %d values (after alias expansion): the document is too large", MaxNodes)
+		d.aborted = true
+		return
+	}
+	n = resolve(n)
+	if n == nil || isNull(n) {
+		return // as in JSON, null leaves the field unset
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+			d.wrongType(n, path, "a string")
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Int:
+		d.int(n, path, v)
+	case reflect.Pointer:
+		e := reflect.New(v.Type().Elem())
+		d.value(n, path, e.Elem())
+		v.Set(e)
+	case reflect.Slice:
+		d.slice(n, path, v)
+	case reflect.Map:
+		d.stringMap(n, path, v)
+	case reflect.Struct:
+		d.structure(n, path, v)
+	default:
+		panic(fmt.Sprintf("manifest: cannot decode into %s", v.Type()))
+	}
+}
+
+func (d *docDecoder) int(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		d.wrongType(n, path, "an integer")
+		return
+	}
+	var i int64
+	if err := n.Decode(&i); err != nil || i < math.MinInt32 || i > math.MaxInt32 {
+		d.errorf(n, path, "integer %s out of range", truncate(n.Value))
+		return
+	}
+	v.SetInt(i)
+}
+
+func (d *docDecoder) slice(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.SequenceNode {
+		d.wrongType(n, path, "a list")
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		if d.stop() {
+			return
+		}
+		p := path + "[" + strconv.Itoa(i) + "]"
+		d.record(p, nil, item)
+		if isNull(resolve(item)) {
+			d.errorf(item, p, "expected %s, got null", expected(v.Type().Elem()))
+			continue
+		}
+		d.value(item, p, s.Index(i))
+	}
+	v.Set(s)
+}
+
+// stringMap decodes labels and annotations: string keys, string values.
+func (d *docDecoder) stringMap(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.wrongType(n, path, "a mapping")
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	d.pairs(n, path, v, func(key string, k, val *yaml.Node) {
+		p := join(path, key, v)
+		d.record(p, k, val)
+		if isNull(resolve(val)) {
+			d.errorf(val, p, `expected a string, got null (write "" for an empty value)`)
+			return
+		}
+		e := reflect.New(v.Type().Elem()).Elem()
+		d.value(val, p, e)
+		m.SetMapIndex(reflect.ValueOf(key), e)
+	})
+	v.Set(m)
+}
+
+func (d *docDecoder) structure(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.wrongType(n, path, "a mapping")
+		return
+	}
+	fields := fieldsOf(v.Type())
+	d.pairs(n, path, v, func(key string, k, val *yaml.Node) {
+		p := join(path, key, v)
+		index, ok := fields.byName[key]
+		if !ok {
+			if why, ok := unsupported[v.Type()][key]; ok {
+				d.errorf(k, p, "not supported: %s", why)
+				return
+			}
+			msg := "unknown field"
+			if s := suggest(key, fields.names); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			d.errorf(k, p, "%s", msg)
+			return
+		}
+		d.record(p, k, val)
+		d.value(val, p, v.FieldByIndex(index))
+	})
+}
+
+// pairs calls f for each entry of a mapping, decoded into v, whose key is a
+// string, and reports the keys that are not or that repeat.
+func (d *docDecoder) pairs(n *yaml.Node, path string, v reflect.Value, f func(key string, k, v *yaml.Node)) {
+	seen := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if d.stop() {
+			return
+		}
+		k, val := n.Content[i], n.Content[i+1]
+		rk := resolve(k)
+		switch {
+		case rk == nil || rk.Kind != yaml.ScalarNode:
+			d.errorf(k, path, "mapping key must be a string, got %s", describe(rk))
+			continue
+		case rk.ShortTag() == "!!merge":
+			d.errorf(k, path, "merge keys (<<) are not supported: write the fields out")
+			continue
+		case rk.ShortTag() != "!!str":
+			d.errorf(k, path, "mapping key must be a string, got %s %s", describe(rk), quoteScalar(rk))
+			continue
+		}
+		if first, dup := seen[rk.Value]; dup {
+			d.errorf(k, join(path, rk.Value, v), "duplicate key %s (first at line %d)", strconv.Quote(truncate(rk.Value)), first)
+			continue
+		}
+		seen[rk.Value] = d.offset + k.Line
+		f(rk.Value, k, val)
+	}
+}
+
+func (d *docDecoder) wrongType(n *yaml.Node, path, want string) {
+	got := describe(n)
+	switch {
+	case n.Kind != yaml.ScalarNode:
+		d.errorf(n, path, "expected %s, got %s", want, got)
+	case want == "a string":
+		d.errorf(n, path, "expected a string, got %s %s (quote it: %s)", got, truncate(n.Value), strconv.Quote(truncate(n.Value)))
+	default:
+		d.errorf(n, path, "expected %s, got %s %s", want, got, quoteScalar(n))
+	}
+}
+
+// join makes the path of a mapping entry: a.b for a struct field,
+// a["b"] for a map key, which may hold dots.
+func join(path, key string, v reflect.Value) string {
+	switch {
+	case v.Kind() == reflect.Map:
+		return path + "[" + strconv.Quote(key) + "]"
+	case path == "":
+		return key
+	}
+	return path + "." + key
+}
+
+// resolve follows an alias to its anchored node.
+func resolve(n *yaml.Node) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode {
+		return n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names the YAML type of a node for errors.
+func describe(n *yaml.Node) string {
+	if n == nil {
+		return "nothing"
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.DocumentNode:
+		return "a document"
+	}
+	switch n.ShortTag() {
+	case "!!str":
+		return "a string"
+	case "!!int":
+		return "an integer"
+	case "!!float":
+		return "a number"
+	case "!!bool":
+		return "a boolean"
+	case "!!null":
+		return "null"
+	case "!!timestamp":
+		return "a timestamp"
+	}
+	return "a value tagged " + truncate(n.ShortTag())
+}
+
+// expected names what a Go type is decoded from.
+func expected(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Int:
+		return "an integer"
+	case reflect.Slice:
+		return "a list"
+	}
+	return "a mapping"
+}
+
+func valueOf(ptr any) reflect.Value { return reflect.ValueOf(ptr).Elem() }
+
+// structFields maps the JSON names of a struct's fields, embedded ones
+// included, to their indexes.
+type structFields struct {
+	byName map[string][]int
+	names  []string
+}
+
+var fieldCache sync.Map // reflect.Type → *structFields
+
+func fieldsOf(t reflect.Type) *structFields {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(*structFields)
+	}
+	f := &structFields{byName: map[string][]int{}}
+	collectFields(t, nil, f)
+	slices.Sort(f.names)
+	fieldCache.Store(t, f)
+	return f
+}
+
+func collectFields(t reflect.Type, index []int, f *structFields) {
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		idx := append(slices.Clone(index), i)
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "-" || !sf.IsExported() {
+			continue
+		}
+		if sf.Anonymous && name == "" && sf.Type.Kind() == reflect.Struct {
+			collectFields(sf.Type, idx, f)
+			continue
+		}
+		if name == "" {
+			name = sf.Name
+		}
+		f.byName[name] = idx
+		f.names = append(f.names, name)
+	}
+}
+
+// suggest returns the known field closest to a misspelt one, if any is close.
+func suggest(key string, names []string) string {
+	best, bestDist := "", len(key)/3+2
+	for _, n := range names {
+		if d := distance(strings.ToLower(key), strings.ToLower(n)); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance of two strings, bounded in cost by
+// giving up on long keys.
+func distance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return math.MaxInt
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

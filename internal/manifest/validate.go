@@ -1,0 +1,256 @@
+package manifest
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+)
+
+// checker validates a decoded object and reports at the positions the
+// decoder recorded.
+type checker struct{ d *docDecoder }
+
+// has reports whether the field at path is written and not null.
+func (c *checker) has(path string) bool {
+	p, ok := c.d.pos[path]
+	return ok && !p.null
+}
+
+// errorf reports an error about the value at path, or about a missing field
+// when path is not written.
+func (c *checker) errorf(path, format string, args ...any) {
+	p, ok := c.d.pos[path]
+	if !ok {
+		c.d.missing(path, format, args...)
+		return
+	}
+	c.d.file.add(Error{Line: p.line, Column: p.column, Field: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// keyErrorf reports an error about the key of a mapping entry.
+func (c *checker) keyErrorf(path, format string, args ...any) {
+	p := c.d.pos[path]
+	c.d.file.add(Error{Line: p.keyLine, Column: p.keyColumn, Field: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// errorsUnder reports whether the decoder already found an error at path or
+// below it, so validation does not pile a second error onto the same cause.
+func (c *checker) errorsUnder(path string) bool {
+	for _, e := range c.d.file.errs[c.d.firstError:] {
+		if e.Field == path || strings.HasPrefix(e.Field, path+".") || strings.HasPrefix(e.Field, path+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// oneOf checks an enumerated value when it is written.
+func oneOf[T ~string](c *checker, path string, value T, allowed ...T) {
+	if !c.has(path) && value == "" {
+		return
+	}
+	if slices.Contains(allowed, value) {
+		return
+	}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	c.errorf(path, "unsupported value %s: must be one of %s", strconv.Quote(truncate(string(value))), strings.Join(names, ", "))
+}
+
+func (n *networkPolicy) validate(c *checker) {
+	validateHeader(c, &n.p.TypeMeta, &n.p.Metadata)
+	if !c.has("spec") {
+		c.errorf("spec", "required")
+		return
+	}
+	s := &n.p.Spec
+	validateSelector(c, "spec.serviceSelector", &s.ServiceSelector)
+
+	seen := map[v1.PolicyType]int{}
+	for i, t := range s.PolicyTypes {
+		p := fmt.Sprintf("spec.policyTypes[%d]", i)
+		oneOf(c, p, t, v1.PolicyTypeIngress, v1.PolicyTypeEgress)
+		if first, dup := seen[t]; dup {
+			c.errorf(p, "duplicate value %q (also spec.policyTypes[%d])", t, first)
+		}
+		seen[t] = i
+	}
+	types := s.EffectivePolicyTypes()
+	if len(s.Ingress) > 0 && !slices.Contains(types, v1.PolicyTypeIngress) {
+		c.errorf("spec.ingress", "has no effect: spec.policyTypes does not include Ingress")
+	}
+	if len(s.Egress) > 0 && !slices.Contains(types, v1.PolicyTypeEgress) {
+		c.errorf("spec.egress", "has no effect: spec.policyTypes does not include Egress")
+	}
+	for i, r := range s.Ingress {
+		validatePeers(c, fmt.Sprintf("spec.ingress[%d]", i), "from", r.From, true)
+	}
+	for i, r := range s.Egress {
+		validatePeers(c, fmt.Sprintf("spec.egress[%d]", i), "to", r.To, false)
+	}
+	validatePublish(c, s.Publish)
+	oneOf(c, "spec.enforcement", s.Enforcement, v1.EnforcementEnforce, v1.EnforcementAudit)
+}
+
+func (e *encryptionPolicy) validate(c *checker) {
+	validateHeader(c, &e.p.TypeMeta, &e.p.Metadata)
+	if !c.has("spec") {
+		c.errorf("spec", "required")
+		return
+	}
+	validateSelector(c, "spec.networkSelector", &e.p.Spec.NetworkSelector)
+	oneOf(c, "spec.enforcement", e.p.Spec.Enforcement, v1.EnforcementEnforce, v1.EnforcementAudit)
+}
+
+// dns1123Label is what Kubernetes accepts as a name, and so what is safe to
+// put in Docker label values and network names.
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+const maxNameLength = 63
+
+func validateHeader(c *checker, t *v1.TypeMeta, m *v1.ObjectMeta) {
+	switch {
+	case !c.has("apiVersion"):
+		c.errorf("apiVersion", "required: %s", v1.APIVersion)
+	case t.APIVersion != v1.APIVersion:
+		c.errorf("apiVersion", "unsupported value %s: must be %s", strconv.Quote(truncate(t.APIVersion)), v1.APIVersion)
+	}
+	switch {
+	case !c.has("metadata"):
+		c.errorf("metadata", "required")
+	case !c.has("metadata.name") || m.Name == "":
+		c.errorf("metadata.name", "required")
+	case len(m.Name) > maxNameLength || !dns1123Label.MatchString(m.Name):
+		c.errorf("metadata.name", "invalid name %s: must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters",
+			strconv.Quote(truncate(m.Name)), maxNameLength)
+	}
+}
+
+// validateSelector checks a label selector, which must be written: an empty
+// one, {}, selects everything, and that should be said, not implied.
+func validateSelector(c *checker, path string, s *v1.LabelSelector) {
+	if !c.has(path) {
+		c.errorf(path, "required (write {} to select everything)")
+		return
+	}
+	for _, k := range sortedKeys(s.MatchLabels) {
+		p := path + ".matchLabels[" + strconv.Quote(k) + "]"
+		if !validLabelKey(k) {
+			c.keyErrorf(p, "invalid label key %s: must be non-empty and free of whitespace", strconv.Quote(truncate(k)))
+		}
+	}
+	for i, r := range s.MatchExpressions {
+		p := fmt.Sprintf("%s.matchExpressions[%d]", path, i)
+		switch {
+		case !c.has(p + ".key"):
+			c.errorf(p+".key", "required")
+		case !validLabelKey(r.Key):
+			c.errorf(p+".key", "invalid label key %s: must be non-empty and free of whitespace", strconv.Quote(truncate(r.Key)))
+		}
+		if !c.has(p + ".operator") {
+			c.errorf(p+".operator", "required: one of In, NotIn, Exists, DoesNotExist")
+			continue
+		}
+		oneOf(c, p+".operator", r.Operator, v1.OpIn, v1.OpNotIn, v1.OpExists, v1.OpDoesNotExist)
+		switch r.Operator {
+		case v1.OpIn, v1.OpNotIn:
+			if len(r.Values) == 0 && !c.errorsUnder(p+".values") {
+				c.errorf(p+".values", "required: %s needs at least one value", r.Operator)
+			}
+		case v1.OpExists, v1.OpDoesNotExist:
+			if len(r.Values) > 0 {
+				c.errorf(p+".values", "must be empty: %s takes no values", r.Operator)
+			}
+		}
+	}
+}
+
+// validLabelKey: Docker takes any label key, but an empty one or one with
+// whitespace in a selector can only be a typo.
+func validLabelKey(k string) bool {
+	return k != "" && !strings.ContainsFunc(k, unicode.IsSpace)
+}
+
+// validatePeers checks the peers of the rule at rule, listed in its field.
+func validatePeers(c *checker, rule, field string, peers []v1.Peer, ingress bool) {
+	path := rule + "." + field
+	if len(peers) == 0 {
+		// A rule that only had rejected fields (ports) gets no second error.
+		if !c.errorsUnder(rule) {
+			c.errorf(path, "required: a rule names its peers (serviceSelector: {} allows every service)")
+		}
+		return
+	}
+	for i, peer := range peers {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case peer.ServiceSelector != nil && peer.IPBlock != nil:
+			c.errorf(p, "serviceSelector and ipBlock exclude each other: write them as two peers")
+			continue
+		case peer.ServiceSelector == nil && peer.IPBlock == nil:
+			if !c.errorsUnder(p) {
+				c.errorf(p, "needs serviceSelector or ipBlock")
+			}
+			continue
+		case peer.ServiceSelector != nil:
+			validateSelector(c, p+".serviceSelector", peer.ServiceSelector)
+			continue
+		}
+		b := p + ".ipBlock"
+		if ingress {
+			c.errorf(b, "not supported in ingress rules: Swarm cannot tell clients outside the cluster apart; they reach a service only through its published ports, which spec.publish governs")
+			continue
+		}
+		switch {
+		case !c.has(b + ".cidr"):
+			if !c.errorsUnder(b) {
+				c.errorf(b+".cidr", "required: %s or %s", v1.AnyIPv4, v1.AnyIPv6)
+			}
+		case peer.IPBlock.CIDR != v1.AnyIPv4 && peer.IPBlock.CIDR != v1.AnyIPv6:
+			c.errorf(b+".cidr", "unsupported value %s: must be %s or %s: Swarm tells the world outside the cluster from inside, not one address from another",
+				strconv.Quote(truncate(peer.IPBlock.CIDR)), v1.AnyIPv4, v1.AnyIPv6)
+		}
+	}
+}
+
+func validatePublish(c *checker, ports []v1.PublishedPort) {
+	seen := map[string]int{}
+	for i, pp := range ports {
+		p := fmt.Sprintf("spec.publish[%d]", i)
+		switch {
+		case !c.has(p + ".port"):
+			if !c.errorsUnder(p + ".port") {
+				c.errorf(p+".port", "required")
+			}
+		case c.errorsUnder(p + ".port"):
+		case pp.Port < 1 || pp.Port > 65535:
+			c.errorf(p+".port", "out of range %d: must be 1..65535", pp.Port)
+		}
+		oneOf(c, p+".protocol", pp.Protocol, v1.ProtocolTCP, v1.ProtocolUDP, v1.ProtocolSCTP)
+		oneOf(c, p+".mode", pp.Mode, v1.PublishModeHost, v1.PublishModeIngress)
+		if pp.Port == 0 {
+			continue
+		}
+		key := fmt.Sprintf("%d/%s", pp.Port, pp.EffectiveProtocol())
+		if first, dup := seen[key]; dup {
+			c.errorf(p, "duplicate port %s (also spec.publish[%d])", key, first)
+		}
+		seen[key] = i
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
