@@ -76,6 +76,9 @@ type Applier struct {
 	// RemoveWait is how long a network removal keeps retrying while the
 	// network is still in use by tasks being replaced; 0 tries once.
 	RemoveWait time.Duration
+	// MaxServiceUpdates caps the service updates of one pass (the blast
+	// radius); the rest are reported pending. 0 means no cap.
+	MaxServiceUpdates int
 	// OnResult, when set, sees every action result (metrics, status).
 	OnResult func(ActionResult)
 }
@@ -85,23 +88,54 @@ type Applier struct {
 // version read), and networks no longer needed removed last.
 func (ap *Applier) Apply(ctx context.Context, plan *Plan) *Result {
 	res := &Result{}
+	actions, deferred := limitUpdates(plan.Pending(), ap.MaxServiceUpdates)
 	created := map[string]string{} // network name -> ID
-	for _, a := range plan.Pending() {
+	for _, a := range actions {
 		if a.Kind == ActionCreateNetwork {
 			res.add(ap, ap.createNetwork(ctx, a, created))
 		}
 	}
-	for _, a := range plan.Pending() {
+	updated := map[string]bool{} // service IDs
+	for _, a := range actions {
 		if a.Kind == ActionUpdateService {
-			res.add(ap, ap.updateService(ctx, a, plan.Desired, created))
+			ar := ap.updateService(ctx, a, plan.Desired, created)
+			if ar.Err == nil {
+				updated[a.ID] = true
+			}
+			res.add(ap, ar)
 		}
 	}
-	for _, a := range plan.Pending() {
-		if a.Kind == ActionRemoveNetwork {
-			res.add(ap, ap.removeNetwork(ctx, a))
+	for _, a := range deferred {
+		res.add(ap, ActionResult{Action: a, Outcome: OutcomePending})
+	}
+	for _, a := range actions {
+		if a.Kind != ActionRemoveNetwork {
+			continue
 		}
+		if users := ap.stillUsedBy(a.ID, updated); len(users) > 0 {
+			// A service that was not updated in this pass still uses it:
+			// removing would fail; the next pass tries again.
+			res.add(ap, ActionResult{Action: a, Outcome: OutcomePending})
+			continue
+		}
+		res.add(ap, ap.removeNetwork(ctx, a))
 	}
 	return res
+}
+
+// stillUsedBy names the services attached to a network that were not
+// updated in this pass.
+func (ap *Applier) stillUsedBy(networkID string, updated map[string]bool) []string {
+	var out []string
+	ap.Store.View(func(tx state.ReadTx) {
+		users, _ := state.FindServices(tx, state.ByNetwork(networkID))
+		for _, s := range users {
+			if !updated[s.ID] {
+				out = append(out, s.Name)
+			}
+		}
+	})
+	return out
 }
 
 func (r *Result) add(ap *Applier, ar ActionResult) {

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -152,6 +153,11 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	switch {
 	case ctx.Err() != nil:
 		// Shutting down: the pass was cut short on purpose.
+	case errors.Is(err, ErrHeld):
+		// Not a failure to retry: it stands until the manifests change or
+		// the operator forces it. Every trigger re-evaluates it.
+		c.queue.Forget(key)
+		c.logger().Warn("pass held", "trigger", why, "error", err)
 	case err != nil:
 		// Logged once, here, where the loop handles it.
 		c.logger().Error("reconcile failed; retrying with backoff", "trigger", why, "error", err,

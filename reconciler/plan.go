@@ -62,7 +62,9 @@ type ServiceChange struct {
 type Plan struct {
 	Actions []Action `json:"actions"`
 	// Notes explain what swarmsec cannot do or what the operator should know.
-	Notes   []string `json:"notes,omitempty"`
+	Notes []string `json:"notes,omitempty"`
+	// Holds are the reasons the safety limits stop this plan unless forced.
+	Holds   []string `json:"holds,omitempty"`
 	Desired *Desired `json:"-"`
 }
 

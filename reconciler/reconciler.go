@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -31,6 +32,8 @@ type Reconciler struct {
 	// RemoveWait bounds how long a pass waits for a network that tasks
 	// still use (see Applier.RemoveWait).
 	RemoveWait time.Duration
+	// Limits bound what one pass may change.
+	Limits Limits
 	// OnResult sees every action result.
 	OnResult func(ActionResult)
 }
@@ -85,6 +88,7 @@ func (r *Reconciler) PlanObserved() (*Plan, error) {
 				plan.Actions = append(plan.Actions, a)
 			}
 		}
+		plan.Holds = holds(tx, plan, r.Limits)
 	})
 	return plan, err
 }
@@ -107,7 +111,13 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*Plan, *Result, error) {
 		}
 		return plan, &Result{}, nil
 	}
-	ap := &Applier{Docker: r.Docker, Store: r.Store, Log: r.Log, Retries: 5, RemoveWait: r.RemoveWait, OnResult: r.OnResult}
+	if len(plan.Holds) > 0 && !r.Limits.Force {
+		return plan, &Result{}, fmt.Errorf("%w: %s; nothing was written (use --force to go ahead)", ErrHeld, strings.Join(plan.Holds, "; "))
+	}
+	ap := &Applier{
+		Docker: r.Docker, Store: r.Store, Log: r.Log, Retries: 5, RemoveWait: r.RemoveWait,
+		MaxServiceUpdates: r.Limits.MaxServiceUpdates, OnResult: r.OnResult,
+	}
 	res := ap.Apply(ctx, plan)
 	for _, a := range plan.Actions {
 		if a.Audit {

@@ -18,6 +18,7 @@ func init() { register(newApplyCmd) }
 func newApplyCmd(g *globalOptions) *cobra.Command {
 	var (
 		mf          manifestFlags
+		lf          limitFlags
 		wait        bool
 		waitTimeout time.Duration
 	)
@@ -44,7 +45,7 @@ services' rolling updates to finish.`,
 				return err
 			}
 			defer done()
-			r, err := newReconciler(api, log, policies)
+			r, err := newReconciler(api, log, policies, lf.limits)
 			if err != nil {
 				return err
 			}
@@ -76,6 +77,7 @@ services' rolling updates to finish.`,
 		},
 	}
 	mf.add(cmd)
+	lf.add(cmd)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the services' rolling updates to finish")
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "how long --wait (and network removal) may wait")
 	return cmd

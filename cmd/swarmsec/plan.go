@@ -24,6 +24,7 @@ const (
 func newPlanCmd(g *globalOptions) *cobra.Command {
 	var (
 		mf     manifestFlags
+		lf     limitFlags
 		output string
 	)
 	cmd := &cobra.Command{
@@ -51,7 +52,7 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 				return err
 			}
 			defer done()
-			r, err := newReconciler(api, log, policies)
+			r, err := newReconciler(api, log, policies, lf.limits)
 			if err != nil {
 				return err
 			}
@@ -74,6 +75,7 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 		},
 	}
 	mf.add(cmd)
+	lf.add(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -83,7 +85,8 @@ func printPlanJSON(w io.Writer, plan *reconciler.Plan) error {
 		InSync  bool                `json:"inSync"`
 		Actions []reconciler.Action `json:"actions"`
 		Notes   []string            `json:"notes"`
-	}{InSync: len(plan.Pending()) == 0, Actions: plan.Actions, Notes: plan.Notes}
+		Holds   []string            `json:"holds,omitempty"`
+	}{InSync: len(plan.Pending()) == 0, Actions: plan.Actions, Notes: plan.Notes, Holds: plan.Holds}
 	if out.Actions == nil {
 		out.Actions = []reconciler.Action{}
 	}
@@ -139,6 +142,12 @@ func printPlanTable(w io.Writer, plan *reconciler.Plan) {
 		fmt.Fprintln(w, ".")
 		if counts[reconciler.ActionUpdateService] > 0 {
 			fmt.Fprintln(w, "Each service update replaces the service's tasks (a rolling update).")
+		}
+	}
+	if len(plan.Holds) > 0 {
+		fmt.Fprintln(w, "\nHeld: the safety limits stop this plan; apply needs --force because")
+		for _, h := range plan.Holds {
+			fmt.Fprintln(w, "  - "+h)
 		}
 	}
 	if len(plan.Notes) > 0 {

@@ -52,6 +52,21 @@ func (m *manifestFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&m.dir, "manifests", "manifests", "directory (or file) of swarmsec.io/v1 manifests")
 }
 
+// limitFlags bound what one pass may change.
+type limitFlags struct {
+	limits reconciler.Limits
+}
+
+func (l *limitFlags) add(cmd *cobra.Command) {
+	l.limits = reconciler.DefaultLimits
+	cmd.Flags().IntVar(&l.limits.MaxServiceUpdates, "max-service-updates", l.limits.MaxServiceUpdates,
+		"most service updates (each a rolling update) in one pass; the rest wait for the next pass (0: no cap)")
+	cmd.Flags().Float64Var(&l.limits.MaxIsolateShare, "max-isolate-share", l.limits.MaxIsolateShare,
+		"largest share of all services one pass may newly isolate without --force (0: no limit)")
+	cmd.Flags().BoolVar(&l.limits.Force, "force", false,
+		"go ahead with a pass the safety limits hold (one that isolates many services or detaches a whole stack)")
+}
+
 // connect opens the Docker API named by DOCKER_HOST and checks it is a
 // Swarm manager.
 func connect(ctx context.Context) (dockerapi.API, func(), error) {
@@ -67,8 +82,8 @@ func connect(ctx context.Context) (dockerapi.API, func(), error) {
 }
 
 // newReconciler builds a reconciler over a fresh store holding policies.
-func newReconciler(api dockerapi.API, log *slog.Logger, policies []*state.Policy) (*reconciler.Reconciler, error) {
-	r := &reconciler.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconciler.ModeEnforce}
+func newReconciler(api dockerapi.API, log *slog.Logger, policies []*state.Policy, limits reconciler.Limits) (*reconciler.Reconciler, error) {
+	r := &reconciler.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconciler.ModeEnforce, Limits: limits}
 	if err := r.SetPolicies(policies); err != nil {
 		return nil, err
 	}
