@@ -27,12 +27,16 @@ const (
 	PurposeIsolated = "isolated"
 )
 
-// Network name prefixes. Policy names are DNS-1123 labels, so a policy
-// network ("swarmsec.<policy>...") never collides with a per-service one.
+// Network names. Swarm wants a DNS name component (letters, digits, '-' and
+// '_', no dots). Policy networks are "swarmsec-<policy>[--<service>…]";
+// per-service networks "swarmsec_<service>_egress" or "_isolated": the
+// character after "swarmsec" keeps the two kinds apart.
 const (
-	prefixPolicy   = "swarmsec."
-	prefixEgress   = "swarmsec-egress."
-	prefixIsolated = "swarmsec-isolated."
+	prefixPolicy   = "swarmsec-"
+	prefixService  = "swarmsec_"
+	suffixEgress   = "_egress"
+	suffixIsolated = "_isolated"
+	nameSeparator  = "--"
 	maxNameLen     = 63
 )
 
@@ -425,9 +429,9 @@ func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
 				c.out.Notes = append(c.out.Notes, fmt.Sprintf(
 					"%s publishes a port, which needs a gateway, so it keeps outside access although policy egress rules deny it", s.Name))
 			}
-			c.addNetwork("", PurposeEgress, serviceNetworkName(prefixEgress, s.Name), false, []int{i})
+			c.addNetwork("", PurposeEgress, serviceNetworkName(s.Name, suffixEgress), false, []int{i})
 		case len(ds.Networks) == 0:
-			c.addNetwork("", PurposeIsolated, serviceNetworkName(prefixIsolated, s.Name), true, []int{i})
+			c.addNetwork("", PurposeIsolated, serviceNetworkName(s.Name, suffixIsolated), true, []int{i})
 		}
 		slices.Sort(ds.Networks)
 	}
@@ -443,27 +447,27 @@ func portKey(port uint32, protocol string) string {
 	return fmt.Sprintf("%d/%s", port, protocol)
 }
 
-// policyNetworkName is deterministic and readable: swarmsec.<policy>[.<svc>…].
-// Names that would be too long, or ambiguous because a service name holds a
-// dot, end in a hash of their parts instead.
+// policyNetworkName is deterministic and readable. Names that would be too
+// long, or ambiguous because a part holds the separator, end in a hash of
+// their parts instead.
 func policyNetworkName(policy string, services ...string) string {
-	return boundedName(prefixPolicy, append([]string{policy}, services...))
+	parts := append([]string{policy}, services...)
+	ambiguous := slices.ContainsFunc(parts, func(p string) bool { return strings.Contains(p, nameSeparator) })
+	return boundedName(prefixPolicy+strings.Join(parts, nameSeparator), "", ambiguous, parts)
 }
 
-func serviceNetworkName(prefix, service string) string {
-	return boundedName(prefix, []string{service})
+func serviceNetworkName(service, suffix string) string {
+	return boundedName(prefixService+service, suffix, false, []string{service, suffix})
 }
 
-func boundedName(prefix string, parts []string) string {
-	name := prefix + strings.Join(parts, ".")
-	ambiguous := len(parts) > 1 && slices.ContainsFunc(parts[1:], func(p string) bool { return strings.Contains(p, ".") })
-	if len(name) <= maxNameLen && !ambiguous {
-		return name
+func boundedName(name, suffix string, ambiguous bool, parts []string) string {
+	if len(name)+len(suffix) <= maxNameLen && !ambiguous {
+		return name + suffix
 	}
-	sum := sha256.Sum256([]byte(strings.Join(append([]string{prefix}, parts...), "\x00")))
-	suffix := "-" + hex.EncodeToString(sum[:])[:10]
-	keep := min(len(name), maxNameLen-len(suffix))
-	return strings.TrimRight(name[:keep], ".-_") + suffix
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	tail := suffix + "-" + hex.EncodeToString(sum[:])[:10]
+	keep := min(len(name), maxNameLen-len(tail))
+	return strings.TrimRight(name[:keep], "-_") + tail
 }
 
 // sortedNetworks returns the desired networks in name order.

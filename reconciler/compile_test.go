@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -92,24 +93,24 @@ func TestCompileShapes(t *testing.T) {
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
 		}))},
-		want: map[string][]string{"swarmsec.db-from-api": {"shop_api", "shop_db"}},
+		want: map[string][]string{"swarmsec-db-from-api": {"shop_api", "shop_db"}},
 	}, {
 		name: "default deny without egress rules keeps outside access through a gateway network",
 		policies: []*state.Policy{netpol("deny", v1.NetworkPolicySpec{
 			ServiceSelector: sel("app", "db"), Ingress: []v1.IngressRule{},
 		})},
-		want: map[string][]string{"swarmsec-egress.shop_db": {"shop_db"}},
+		want: map[string][]string{"swarmsec_shop_db_egress": {"shop_db"}},
 	}, {
 		name:     "default deny with egress denied gets an internal network of its own",
 		policies: []*state.Policy{netpol("deny", egressDeny(v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")}))},
-		want:     map[string][]string{"swarmsec-isolated.shop_db": {"shop_db"}},
+		want:     map[string][]string{"swarmsec_shop_db_isolated": {"shop_db"}},
 	}, {
 		name: "a whole stack talking among itself shares one network",
 		policies: []*state.Policy{netpol("shop-internal", egressDeny(v1.NetworkPolicySpec{
 			ServiceSelector: sel(v1.LabelStackNamespace, "shop"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer(v1.LabelStackNamespace, "shop")}}},
 		}))},
-		want: map[string][]string{"swarmsec.shop-internal": {"shop_api", "shop_cache", "shop_db", "shop_web", "shop_worker"}},
+		want: map[string][]string{"swarmsec-shop-internal": {"shop_api", "shop_cache", "shop_db", "shop_web", "shop_worker"}},
 	}, {
 		name: "two isolated peers that may not talk to each other get a star each",
 		policies: []*state.Policy{
@@ -121,8 +122,8 @@ func TestCompileShapes(t *testing.T) {
 			netpol("worker", egressDeny(v1.NetworkPolicySpec{ServiceSelector: sel("app", "worker")})),
 		},
 		want: map[string][]string{
-			"swarmsec.db.shop_api":    {"shop_api", "shop_db"},
-			"swarmsec.db.shop_worker": {"shop_db", "shop_worker"},
+			"swarmsec-db--shop_api":    {"shop_api", "shop_db"},
+			"swarmsec-db--shop_worker": {"shop_db", "shop_worker"},
 		},
 	}, {
 		name: "a non-isolated peer group shares one network with the isolated service",
@@ -130,7 +131,7 @@ func TestCompileShapes(t *testing.T) {
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api"), peer("app", "worker")}}},
 		}))},
-		want: map[string][]string{"swarmsec.db": {"shop_api", "shop_db", "shop_worker"}},
+		want: map[string][]string{"swarmsec-db": {"shop_api", "shop_db", "shop_worker"}},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,22 +172,33 @@ func TestCompileIgnoresOptedOutServices(t *testing.T) {
 	}
 }
 
-func TestNetworkNamesAreBounded(t *testing.T) {
+func TestNetworkNames(t *testing.T) {
 	long := "a-very-long-policy-name-that-goes-on-and-on-and-on-until-63-chars"
+	// What swarmkit accepts as a network name.
+	valid := regexp.MustCompile(`^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`)
 	for _, name := range []string{
 		policyNetworkName(long, "svc"),
-		policyNetworkName("p", "stack_service.with.dots"),
-		serviceNetworkName(prefixEgress, long+long),
+		policyNetworkName("p", "stack_service--odd"),
+		policyNetworkName("p", "x", "y"),
+		serviceNetworkName(long+long, suffixEgress),
+		serviceNetworkName("shop_web", suffixIsolated),
 	} {
-		if len(name) > maxNameLen {
-			t.Errorf("%s: %d characters", name, len(name))
+		if len(name) > maxNameLen || !valid.MatchString(name) {
+			t.Errorf("%s (%d characters) is not a valid Swarm network name", name, len(name))
 		}
 	}
-	if policyNetworkName("p", "a.b") == policyNetworkName("p.a", "b") {
-		t.Error("dotted names collide")
+	if policyNetworkName("p", "a--b") == policyNetworkName("p--a", "b") {
+		t.Error("names with the separator collide")
 	}
-	if policyNetworkName("p", "x") != "swarmsec.p.x" {
-		t.Errorf("short names must stay readable, got %s", policyNetworkName("p", "x"))
+	for got, want := range map[string]string{
+		policyNetworkName("p", "shop_x"):              "swarmsec-p--shop_x",
+		policyNetworkName("db-from-api"):              "swarmsec-db-from-api",
+		serviceNetworkName("shop_web", suffixEgress):  "swarmsec_shop_web_egress",
+		serviceNetworkName("shop_db", suffixIsolated): "swarmsec_shop_db_isolated",
+	} {
+		if got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
 	}
 }
 

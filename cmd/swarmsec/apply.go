@@ -52,6 +52,16 @@ services' rolling updates to finish.`,
 			// Old tasks hold a network until their replacements run.
 			r.RemoveWait = waitTimeout
 			_, res, err := r.Reconcile(ctx)
+			if err != nil && res != nil && len(res.Results) > 0 {
+				// Each failure was logged with its object already.
+				failed := 0
+				for _, ar := range res.Results {
+					if ar.Err != nil {
+						failed++
+					}
+				}
+				return fmt.Errorf("%d of %d changes failed (each is logged above)", failed, len(res.Results))
+			}
 			if err != nil {
 				return err
 			}
