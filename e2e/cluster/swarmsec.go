@@ -1,0 +1,51 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+)
+
+// SwarmsecResult is what one run of the swarmsec binary gave.
+type SwarmsecResult struct {
+	Stdout, Stderr string
+	ExitCode       int
+}
+
+// Swarmsec runs the swarmsec binary as a user would, with args, pointed at
+// the manager's engine (DOCKER_HOST=unix://<manager socket>, no other
+// DOCKER_ variable). The binary is built from ./cmd/swarmsec once per
+// cluster, on first use. A non-zero exit is not an error: it is in
+// ExitCode.
+func (c *Cluster) Swarmsec(ctx context.Context, args ...string) (SwarmsecResult, error) {
+	c.swarmsecOnce.Do(func() {
+		c.swarmsecBin = filepath.Join(c.dir, "swarmsec")
+		c.swarmsecErr = swarmtest.GoBuild(ctx, c.swarmsecBin, "./cmd/swarmsec")
+	})
+	if c.swarmsecErr != nil {
+		return SwarmsecResult{}, c.swarmsecErr
+	}
+	cmd := exec.CommandContext(ctx, c.swarmsecBin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DOCKER_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "DOCKER_HOST=unix://"+c.Manager().Socket)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := SwarmsecResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		res.ExitCode = exitErr.ExitCode()
+		return res, nil
+	}
+	return res, err
+}
