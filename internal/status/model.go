@@ -1,0 +1,113 @@
+// Package status keeps what an operator needs to know about the controller
+// without reading its logs: per-policy conditions in the Kubernetes shape,
+// the services each policy selects, the actions still pending, the manifest
+// files that fail to load, and whether the controller is ready. A Tracker is
+// fed by the manifest watcher and by the reconcile loop; Report is the JSON
+// that /status serves and `swarmsec status` prints.
+package status
+
+import (
+	"time"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/manifest"
+)
+
+// ReasonReconcileFailed is the Ready reason when a pass could not even read
+// Swarm, so whether a policy is in force is unknown. It complements the
+// reasons of api/v1.
+const ReasonReconcileFailed = "ReconcileFailed"
+
+// Report is the controller's status, as /status serves it.
+type Report struct {
+	// Mode is enforce or audit.
+	Mode string `json:"mode"`
+	// Ready is what /readyz answers; Checks say why.
+	Ready  bool    `json:"ready"`
+	Checks []Check `json:"checks"`
+	// LastPass is the most recent reconcile pass.
+	LastPass *PassSummary `json:"lastPass,omitempty"`
+	// LastSuccessfulPass is when the last pass without error ended.
+	LastSuccessfulPass *time.Time `json:"lastSuccessfulPass,omitempty"`
+	// Held says why the manifest watcher keeps the last good set (an empty
+	// or unreadable directory).
+	Held string `json:"held,omitempty"`
+	// Policies are the policies in force, by name.
+	Policies []PolicyStatus `json:"policies"`
+	// ManifestErrors are the errors of the last read of the manifests.
+	ManifestErrors []manifest.Error `json:"manifestErrors"`
+	// StaleFiles are manifest files with errors whose last good policies
+	// stay in force.
+	StaleFiles []string `json:"staleFiles"`
+}
+
+// Check is one readiness condition.
+type Check struct {
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Message string `json:"message"`
+}
+
+// PassSummary describes one reconcile pass.
+type PassSummary struct {
+	Start           time.Time `json:"start"`
+	DurationSeconds float64   `json:"durationSeconds"`
+	Trigger         string    `json:"trigger"`
+	Error           string    `json:"error,omitempty"`
+	// Planned counts the actions the pass planned to write; Applied those
+	// it wrote; Audit those it only reported.
+	Planned int      `json:"planned"`
+	Applied int      `json:"applied"`
+	Audit   int      `json:"audit"`
+	Holds   []string `json:"holds,omitempty"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// PolicyStatus is the status of one policy.
+type PolicyStatus struct {
+	Name        string `json:"name"`
+	Kind        string `json:"kind"`
+	File        string `json:"file"`
+	Line        int    `json:"line"`
+	Generation  string `json:"generation"`
+	Enforcement string `json:"enforcement"`
+	// Conditions holds Ready.
+	Conditions []v1.Condition `json:"conditions"`
+	// Services are the services a NetworkPolicy selects, by name.
+	Services []string `json:"services"`
+	// Networks are the networks an EncryptionPolicy selects, by name.
+	Networks []string `json:"networks,omitempty"`
+	// PendingActions are the changes of the last pass that are not (or not
+	// yet) written for this policy.
+	PendingActions []PendingAction `json:"pendingActions"`
+}
+
+// Ready returns the policy's Ready condition, or nil.
+func (p *PolicyStatus) Ready() *v1.Condition {
+	for i := range p.Conditions {
+		if p.Conditions[i].Type == v1.ConditionReady {
+			return &p.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// Pending states.
+const (
+	// PendingWaiting: planned, not written yet (capped, held, a network
+	// still in use).
+	PendingWaiting = "pending"
+	// PendingFailed: the write failed; the next pass retries.
+	PendingFailed = "failed"
+	// PendingAudit: reported only, never written (audit mode).
+	PendingAudit = "audit"
+)
+
+// PendingAction is a change not written.
+type PendingAction struct {
+	Kind    string   `json:"kind"`
+	Name    string   `json:"name"`
+	Reasons []string `json:"reasons"`
+	State   string   `json:"state"`
+	Error   string   `json:"error,omitempty"`
+}

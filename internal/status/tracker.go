@@ -1,0 +1,501 @@
+package status
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/watch"
+	"github.com/swarmsec/swarmsec/reconciler"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// Tracker computes the status from manifest snapshots and reconcile passes.
+// It is safe for concurrent use: the watcher, the controller and HTTP
+// handlers call it from their own goroutines.
+type Tracker struct {
+	mode  reconciler.Mode
+	store *state.Store
+	now   func() time.Time
+
+	mu       sync.Mutex
+	loaded   bool
+	held     string
+	errs     []manifest.Error
+	stale    map[string]bool
+	policies map[string]*entry
+	// desiredChanged is when the set of policies or a generation last
+	// changed, recorded after the store held the change.
+	desiredChanged time.Time
+	lastPass       *reconciler.Pass
+	planned        bool // some pass read Swarm and planned
+	lastSuccess    time.Time
+	// lastConverged is the start of the last pass that left nothing to do:
+	// the reference for drift.
+	lastConverged time.Time
+}
+
+// entry is what the tracker knows of one policy.
+type entry struct {
+	policy  PolicyStatus
+	audit   bool
+	since   time.Time // when this generation was first seen
+	ready   v1.Condition
+	verdict *verdict // the last pass that saw this generation; nil if none
+}
+
+// verdict is what a pass concluded about a policy.
+type verdict struct {
+	status  v1.ConditionStatus
+	reason  string
+	message string
+	pending []PendingAction
+}
+
+// NewTracker returns a tracker for a controller in mode. The store, when
+// not nil, is the reconciler's: it tells which services each policy selects.
+func NewTracker(mode reconciler.Mode, store *state.Store) *Tracker {
+	return &Tracker{mode: mode, store: store, now: time.Now, policies: map[string]*entry{}, stale: map[string]bool{}}
+}
+
+// ObserveSnapshot takes a manifest snapshot. Call it after the snapshot's
+// policies are in the reconciler's store, so a pass that started before
+// this call is never taken to have seen them.
+func (t *Tracker) ObserveSnapshot(snap watch.Snapshot) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.loaded = true
+	t.held = snap.Held
+	t.errs = slices.Clone(snap.Errors)
+	t.stale = map[string]bool{}
+	for _, f := range snap.Stale {
+		t.stale[f] = true
+	}
+	changed := false
+	seen := map[string]bool{}
+	for _, o := range snap.Objects {
+		seen[o.Name] = true
+		p := &state.Policy{Name: o.Name, Kind: o.Kind, Network: o.NetworkPolicy, Encryption: o.EncryptionPolicy}
+		e, ok := t.policies[o.Name]
+		if !ok {
+			e = &entry{}
+			t.policies[o.Name] = e
+		}
+		if !ok || e.policy.Generation != o.Generation || e.policy.Kind != o.Kind {
+			changed = true
+			e.since = now
+			e.verdict = nil
+		}
+		e.audit = p.Enforcement() == v1.EnforcementAudit
+		e.policy.Name, e.policy.Kind, e.policy.File, e.policy.Line = o.Name, o.Kind, o.File, o.Line
+		e.policy.Generation, e.policy.Enforcement = o.Generation, string(p.Enforcement())
+	}
+	for name := range t.policies {
+		if !seen[name] {
+			delete(t.policies, name)
+			changed = true
+		}
+	}
+	if changed {
+		t.desiredChanged = now
+	}
+	t.refresh(now)
+}
+
+// ObservePass takes a finished reconcile pass. It returns the drift
+// corrections the pass made: the writes of a pass whose desired state had
+// not changed since the last pass that left the cluster converged.
+func (t *Tracker) ObservePass(p reconciler.Pass) []reconciler.ActionResult {
+	selected := t.selections()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	var drift []reconciler.ActionResult
+	if !t.lastConverged.IsZero() && t.desiredChanged.Before(t.lastConverged) && p.Result != nil {
+		for _, ar := range p.Result.Results {
+			switch ar.Outcome {
+			case reconciler.OutcomeCreated, reconciler.OutcomeConfigured, reconciler.OutcomeDeleted:
+				drift = append(drift, ar)
+			}
+		}
+	}
+	t.lastPass = &p
+	t.planned = t.planned || p.Plan != nil
+	if p.Err == nil && p.Plan != nil {
+		t.lastSuccess = p.Start.Add(p.Duration)
+		if t.mode != reconciler.ModeAudit && (p.Result == nil || !p.Result.Pending()) {
+			t.lastConverged = p.Start
+		}
+	}
+	for _, e := range t.policies {
+		if sel, ok := selected[e.policy.Name]; ok {
+			e.policy.Services, e.policy.Networks = sel.services, sel.networks
+		}
+		switch {
+		case p.Plan == nil:
+			// Swarm could not be read: nothing is known about any policy.
+			e.verdict = &verdict{status: v1.ConditionUnknown, reason: ReasonReconcileFailed,
+				message: "the last pass could not read Swarm: " + errString(p.Err)}
+		case p.Start.Before(e.since):
+			// The pass may have planned from an older generation: the
+			// pass the change triggered will tell.
+		default:
+			e.verdict = t.judge(e, p)
+		}
+	}
+	t.refresh(now)
+	return drift
+}
+
+// judge concludes what a pass that saw the policy's generation says of it.
+func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
+	results := map[string]reconciler.ActionResult{}
+	if p.Result != nil {
+		for _, ar := range p.Result.Results {
+			results[actionKey(ar.Action)] = ar
+		}
+	}
+	var (
+		pending, failed, would []PendingAction
+		applied                int
+		errs                   []string
+	)
+	for _, a := range p.Plan.Actions {
+		if !slices.Contains(a.Policies, e.policy.Name) {
+			continue
+		}
+		pa := PendingAction{Kind: string(a.Kind), Name: a.Name, Reasons: a.Reasons}
+		if a.Audit {
+			pa.State = PendingAudit
+			would = append(would, pa)
+			continue
+		}
+		if t.mode == reconciler.ModeAudit {
+			// Audit mode plans against no enforced policy too; only the
+			// actions marked Audit say what enforcing would change.
+			continue
+		}
+		ar, ok := results[actionKey(a)]
+		switch {
+		case ok && ar.Outcome == reconciler.OutcomeFailed:
+			pa.State, pa.Error = PendingFailed, errString(ar.Err)
+			failed = append(failed, pa)
+			errs = append(errs, errString(ar.Err))
+		case ok && ar.Outcome != reconciler.OutcomePending:
+			applied++
+		default:
+			pa.State = PendingWaiting
+			pending = append(pending, pa)
+		}
+	}
+	v := &verdict{pending: slices.Concat(failed, pending, would)}
+	// Without a store the selection is unknown, so never claim it empty.
+	nothing := t.store != nil && (e.policy.Kind == v1.KindNetworkPolicy && len(e.policy.Services) == 0 ||
+		e.policy.Kind == v1.KindEncryptionPolicy && len(e.policy.Networks) == 0)
+	switch {
+	case t.mode == reconciler.ModeAudit || e.audit:
+		v.reason = v1.ReasonAuditOnly
+		if len(would) > 0 {
+			v.status = v1.ConditionFalse
+			v.message = fmt.Sprintf("audit only: enforcing would make %s: %s; nothing is written", count(len(would), "change"), summarize(would))
+		} else {
+			v.status = v1.ConditionTrue
+			v.message = "audit only: the cluster already matches the policy; nothing is written"
+			if nothing {
+				v.message += "; it selects nothing"
+			}
+		}
+	case len(failed) > 0:
+		v.status, v.reason = v1.ConditionFalse, v1.ReasonApplyFailed
+		v.message = fmt.Sprintf("%s of %s failed: %s", count(len(failed), "change"), count(len(failed)+len(pending)+applied, "change"), strings.Join(first(errs, 3), "; "))
+	case len(pending) > 0 && errors.Is(p.Err, reconciler.ErrHeld):
+		v.status, v.reason = v1.ConditionUnknown, v1.ReasonHeld
+		v.message = fmt.Sprintf("the safety limits hold the pass (%s): %s wait: %s",
+			strings.Join(p.Plan.Holds, "; "), count(len(pending), "change"), summarize(pending))
+	case len(pending) > 0:
+		v.status, v.reason = v1.ConditionUnknown, v1.ReasonProgressing
+		v.message = fmt.Sprintf("%s pending: %s", count(len(pending), "change"), summarize(pending))
+	case nothing && e.policy.Kind == v1.KindEncryptionPolicy:
+		v.status, v.reason = v1.ConditionTrue, v1.ReasonNoServicesSelected
+		v.message = "networkSelector matches no overlay network: the policy has nothing to enforce"
+	case nothing:
+		v.status, v.reason = v1.ConditionTrue, v1.ReasonNoServicesSelected
+		v.message = "serviceSelector matches no service: the policy has nothing to enforce"
+	default:
+		v.status, v.reason = v1.ConditionTrue, v1.ReasonConverged
+		v.message = "in force"
+		if n := len(e.policy.Services); n > 0 {
+			v.message += " on " + count(n, "service")
+		}
+		if n := len(e.policy.Networks); n > 0 {
+			v.message += " on " + count(n, "network")
+		}
+		if applied > 0 {
+			v.message += fmt.Sprintf("; the last pass applied %s", count(applied, "change"))
+		}
+	}
+	return v
+}
+
+// refresh recomputes every Ready condition from what is known now.
+func (t *Tracker) refresh(now time.Time) {
+	for _, e := range t.policies {
+		var st v1.ConditionStatus
+		var reason, msg string
+		e.policy.PendingActions = nil
+		switch {
+		case t.stale[e.policy.File]:
+			st, reason = v1.ConditionFalse, v1.ReasonInvalidSpec
+			msg = fmt.Sprintf("%s has errors (%s); the last good version of the policy stays in force", e.policy.File, t.fileError(e.policy.File))
+			if e.verdict != nil {
+				e.policy.PendingActions = e.verdict.pending
+			}
+		case t.held != "":
+			st, reason, msg = v1.ConditionUnknown, v1.ReasonHeld, t.held
+			if e.verdict != nil {
+				e.policy.PendingActions = e.verdict.pending
+			}
+		case e.verdict == nil && t.lastPass == nil:
+			st, reason, msg = v1.ConditionUnknown, v1.ReasonProgressing, "waiting for the first reconcile pass"
+		case e.verdict == nil:
+			st, reason, msg = v1.ConditionUnknown, v1.ReasonProgressing, "generation "+e.policy.Generation+" waits for a reconcile pass"
+		default:
+			st, reason, msg = e.verdict.status, e.verdict.reason, e.verdict.message
+			e.policy.PendingActions = e.verdict.pending
+		}
+		setReady(&e.ready, st, reason, msg, e.policy.Generation, now)
+	}
+}
+
+// setReady updates a condition the Kubernetes way: lastTransitionTime
+// moves only when the status does.
+func setReady(c *v1.Condition, st v1.ConditionStatus, reason, msg, gen string, now time.Time) {
+	if c.Type == "" || c.Status != st {
+		c.LastTransitionTime = now.UTC().Truncate(time.Second)
+	}
+	c.Type, c.Status, c.Reason, c.Message, c.ObservedGeneration = v1.ConditionReady, st, reason, msg, gen
+}
+
+func (t *Tracker) fileError(file string) string {
+	for _, e := range t.errs {
+		if e.File == file {
+			return e.Error()
+		}
+	}
+	return "it does not load"
+}
+
+type selection struct{ services, networks []string }
+
+// selections reads which services each NetworkPolicy and which networks
+// each EncryptionPolicy select now, compiling like the reconciler does.
+func (t *Tracker) selections() map[string]selection {
+	out := map[string]selection{}
+	if t.store == nil {
+		return out
+	}
+	t.store.View(func(tx state.ReadTx) {
+		policies, err := state.FindPolicies(tx, state.All())
+		if err != nil {
+			return
+		}
+		for _, p := range policies {
+			out[p.Name] = selection{services: []string{}}
+		}
+		if d, err := reconciler.Compile(tx, nil); err == nil {
+			for _, ds := range d.Services {
+				if !ds.Isolated {
+					continue
+				}
+				for _, name := range ds.Policies {
+					sel := out[name]
+					sel.services = append(sel.services, ds.Name)
+					out[name] = sel
+				}
+			}
+		}
+		nets, err := state.FindNetworks(tx, state.All())
+		if err != nil {
+			return
+		}
+		for _, p := range policies {
+			if p.Encryption == nil {
+				continue
+			}
+			sel := out[p.Name]
+			for _, n := range nets {
+				if n.Driver == "overlay" && !n.Ignored() && p.Encryption.Spec.NetworkSelector.Matches(n.SelectorLabels) {
+					sel.networks = append(sel.networks, n.Name)
+				}
+			}
+			out[p.Name] = sel
+		}
+	})
+	for name, sel := range out {
+		slices.Sort(sel.services)
+		slices.Sort(sel.networks)
+		out[name] = sel
+	}
+	return out
+}
+
+// Ready reports whether the controller is ready: the manifests are loaded,
+// Docker answered the last pass, and a first pass is done.
+func (t *Tracker) Ready() (bool, []Check) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.readyLocked()
+}
+
+func (t *Tracker) readyLocked() (bool, []Check) {
+	manifests := Check{Name: "manifests", OK: t.loaded, Message: "loaded"}
+	switch {
+	case !t.loaded:
+		manifests.Message = "not loaded yet"
+	case len(t.policies) == 0 && t.held != "":
+		manifests.OK, manifests.Message = false, t.held
+	}
+	docker := Check{Name: "docker", Message: "no pass yet"}
+	pass := Check{Name: "first-pass", Message: "not done yet"}
+	if p := t.lastPass; p != nil {
+		docker.OK = p.Plan != nil
+		docker.Message = "answered the last pass"
+		if !docker.OK {
+			docker.Message = errString(p.Err)
+		}
+	}
+	if t.planned {
+		pass.OK, pass.Message = true, "done"
+	}
+	checks := []Check{manifests, docker, pass}
+	ready := true
+	for _, c := range checks {
+		ready = ready && c.OK
+	}
+	return ready, checks
+}
+
+// Report returns the status now. It shares nothing with the tracker.
+func (t *Tracker) Report() *Report {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := &Report{
+		Mode:           string(t.mode),
+		Held:           t.held,
+		Policies:       make([]PolicyStatus, 0, len(t.policies)),
+		ManifestErrors: slices.Clone(t.errs),
+		StaleFiles:     []string{},
+	}
+	if r.Mode == "" {
+		r.Mode = string(reconciler.ModeEnforce)
+	}
+	if r.ManifestErrors == nil {
+		r.ManifestErrors = []manifest.Error{}
+	}
+	r.Ready, r.Checks = t.readyLocked()
+	for f := range t.stale {
+		r.StaleFiles = append(r.StaleFiles, f)
+	}
+	slices.Sort(r.StaleFiles)
+	if !t.lastSuccess.IsZero() {
+		ts := t.lastSuccess.UTC()
+		r.LastSuccessfulPass = &ts
+	}
+	if p := t.lastPass; p != nil {
+		r.LastPass = summarizePass(p)
+	}
+	for _, e := range t.policies {
+		ps := e.policy
+		ps.Conditions = []v1.Condition{e.ready}
+		ps.Services = nonNil(slices.Clone(ps.Services))
+		ps.Networks = slices.Clone(ps.Networks)
+		ps.PendingActions = nonNil(slices.Clone(ps.PendingActions))
+		r.Policies = append(r.Policies, ps)
+	}
+	slices.SortFunc(r.Policies, func(a, b PolicyStatus) int { return cmp.Compare(a.Name, b.Name) })
+	return r
+}
+
+func summarizePass(p *reconciler.Pass) *PassSummary {
+	s := &PassSummary{Start: p.Start.UTC(), DurationSeconds: p.Duration.Seconds(), Trigger: p.Trigger, Error: errString(p.Err)}
+	if p.Plan != nil {
+		s.Holds, s.Notes = p.Plan.Holds, p.Plan.Notes
+		for _, a := range p.Plan.Actions {
+			if a.Audit {
+				s.Audit++
+			} else {
+				s.Planned++
+			}
+		}
+	}
+	if p.Result != nil {
+		for _, ar := range p.Result.Results {
+			switch ar.Outcome {
+			case reconciler.OutcomeCreated, reconciler.OutcomeConfigured, reconciler.OutcomeDeleted:
+				s.Applied++
+			}
+		}
+	}
+	return s
+}
+
+// Counts returns how many policies have each Ready status.
+func (r *Report) Counts() map[v1.ConditionStatus]int {
+	out := map[v1.ConditionStatus]int{v1.ConditionTrue: 0, v1.ConditionFalse: 0, v1.ConditionUnknown: 0}
+	for i := range r.Policies {
+		if c := r.Policies[i].Ready(); c != nil {
+			out[c.Status]++
+		}
+	}
+	return out
+}
+
+func actionKey(a reconciler.Action) string { return string(a.Kind) + "\x00" + a.Name }
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// summarize lists up to three actions for a message.
+func summarize(as []PendingAction) string {
+	parts := make([]string, 0, 3)
+	for _, a := range first(as, 3) {
+		s := a.Kind + " " + a.Name
+		if len(a.Reasons) > 0 {
+			s += " (" + a.Reasons[0] + ")"
+		}
+		parts = append(parts, s)
+	}
+	out := strings.Join(parts, "; ")
+	if len(as) > 3 {
+		out += fmt.Sprintf("; and %d more", len(as)-3)
+	}
+	return out
+}
+
+func first[T any](xs []T, n int) []T { return xs[:min(n, len(xs))] }
+
+func count(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func nonNil[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
+	}
+	return xs
+}
