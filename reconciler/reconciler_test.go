@@ -1,0 +1,409 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// shop deploys, on a fake Swarm, the insecure shape people start from: one
+// unencrypted stack network, web publishing 8080 through the routing mesh.
+func shop(t *testing.T) (*dockerapi.Fake, map[string]string) {
+	t.Helper()
+	f := dockerapi.NewFake()
+	ctx := context.Background()
+	netResp, err := f.NetworkCreate(ctx, "shop_default", network.CreateOptions{
+		Driver: "overlay", Scope: "swarm", Labels: map[string]string{v1.LabelStackNamespace: "shop"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{"shop_default": netResp.ID}
+	for _, app := range []string{"web", "api", "db"} {
+		spec := swarm.ServiceSpec{}
+		spec.Name = "shop_" + app
+		spec.Labels = map[string]string{v1.LabelStackNamespace: "shop", "app": app}
+		spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/" + app, Env: []string{"APP=" + app}}
+		spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: netResp.ID, Aliases: []string{app}}}
+		if app == "web" {
+			spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{
+				{Protocol: "tcp", TargetPort: 8080, PublishedPort: 8080, PublishMode: swarm.PortConfigPublishModeIngress},
+				{Protocol: "tcp", TargetPort: 9090, PublishedPort: 9090, PublishMode: swarm.PortConfigPublishModeIngress},
+			}}
+		}
+		ids[spec.Name] = f.AddService(spec).ID
+	}
+	return f, ids
+}
+
+// shopPolicies isolate db (reachable from api only, no egress) and web
+// (publishing 8080 in host mode, reaching api).
+func shopPolicies() []*state.Policy {
+	return []*state.Policy{
+		netpol("db", v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "db"),
+			PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},
+			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
+		}),
+		netpol("web", v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "web"),
+			Egress:          []v1.EgressRule{{To: []v1.Peer{peer("app", "api"), {IPBlock: &v1.IPBlock{CIDR: v1.AnyIPv4}}}}},
+			Publish:         []v1.PublishedPort{{Port: 8080}},
+		}),
+	}
+}
+
+func newTestReconciler(t *testing.T, f *dockerapi.Fake, policies []*state.Policy) *Reconciler {
+	t.Helper()
+	r := &Reconciler{Docker: f, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler)}
+	if err := r.SetPolicies(policies); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func reconcile(t *testing.T, r *Reconciler) (*Plan, *Result) {
+	t.Helper()
+	plan, res, err := r.Reconcile(context.Background())
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	return plan, res
+}
+
+func inspect(t *testing.T, f *dockerapi.Fake, id string) swarm.Service {
+	t.Helper()
+	s, _, err := f.ServiceInspectWithRaw(context.Background(), id, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// networkNames returns the names of the networks a service is attached to.
+func networkNames(t *testing.T, f *dockerapi.Fake, s swarm.Service) []string {
+	t.Helper()
+	var out []string
+	for _, a := range s.Spec.TaskTemplate.Networks {
+		n, err := f.NetworkInspect(context.Background(), a.Target, network.InspectOptions{})
+		if err != nil {
+			t.Fatalf("service %s: network %s: %v", s.Spec.Name, a.Target, err)
+		}
+		out = append(out, n.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
+	f, ids := shop(t)
+	webBefore := inspect(t, f, ids["shop_web"])
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	_, res := reconcile(t, r)
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, want := range map[string][]string{
+		"shop_db":  {"swarmsec-db"},
+		"shop_web": {"swarmsec-web", "swarmsec_shop_web_egress"},
+		"shop_api": {"shop_default", "swarmsec-db", "swarmsec-web"},
+	} {
+		got := networkNames(t, f, inspect(t, f, ids[name]))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s networks: got %v, want %v", name, got, want)
+		}
+	}
+	// Every managed network is encrypted, not attachable, and labelled.
+	nets, _ := f.NetworkList(context.Background(), network.ListOptions{})
+	for _, n := range nets {
+		if n.Labels[state.LabelManaged] != "true" {
+			continue
+		}
+		if _, ok := n.Options["encrypted"]; !ok || n.Attachable || n.Driver != "overlay" {
+			t.Errorf("managed network %s: options %v attachable %t driver %s", n.Name, n.Options, n.Attachable, n.Driver)
+		}
+	}
+	web := inspect(t, f, ids["shop_web"])
+	if ports := web.Spec.EndpointSpec.Ports; len(ports) != 1 || ports[0].PublishedPort != 8080 || ports[0].PublishMode != swarm.PortConfigPublishModeHost {
+		t.Errorf("web ports: %+v", ports)
+	}
+	if !reflect.DeepEqual(web.Spec.TaskTemplate.ContainerSpec, webBefore.Spec.TaskTemplate.ContainerSpec) || web.Spec.Mode != webBefore.Spec.Mode {
+		t.Errorf("fields swarmsec does not own changed:\n%+v\n%+v", web.Spec.TaskTemplate.ContainerSpec, webBefore.Spec.TaskTemplate.ContainerSpec)
+	}
+	for _, a := range web.Spec.TaskTemplate.Networks {
+		if !slices.Equal(a.Aliases, []string{"web"}) {
+			t.Errorf("web lost its stack alias on %s: %v", a.Target, a.Aliases)
+		}
+	}
+
+	// A second pass plans nothing and writes nothing; it costs a constant
+	// number of list calls, none per service.
+	f.ResetCalls()
+	plan, _ := reconcile(t, r)
+	if len(plan.Pending()) != 0 {
+		t.Errorf("second pass planned %+v", plan.Pending())
+	}
+	if w := f.WriteCalls(); w != 0 {
+		t.Errorf("a no-op pass made %d write calls", w)
+	}
+	calls := f.Calls()
+	total := 0
+	for _, n := range calls {
+		total += n
+	}
+	if total != 3 || calls["ServiceList"] != 1 || calls["NetworkList"] != 1 || calls["NodeList"] != 1 {
+		t.Errorf("a no-op pass made %v", calls)
+	}
+}
+
+func TestReconcileRevertsDrift(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	reconcile(t, r)
+
+	// An operator attaches db back to the stack network by hand.
+	if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	plan, _ := reconcile(t, r)
+	if len(plan.Pending()) != 1 || plan.Pending()[0].Name != "shop_db" {
+		t.Fatalf("drift plan: %+v", plan.Pending())
+	}
+	if got := networkNames(t, f, inspect(t, f, ids["shop_db"])); !slices.Equal(got, []string{"swarmsec-db"}) {
+		t.Errorf("db networks after drift correction: %v", got)
+	}
+}
+
+func TestReconcileRestoresWhenPoliciesGo(t *testing.T) {
+	f, ids := shop(t)
+	before := map[string]swarm.ServiceSpec{}
+	for _, name := range []string{"shop_web", "shop_api", "shop_db"} {
+		before[name] = inspect(t, f, ids[name]).Spec
+	}
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	reconcile(t, r)
+
+	if err := r.SetPolicies(nil); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reconcile(t, r)
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for name, spec := range before {
+		got := inspect(t, f, ids[name]).Spec
+		if !slices.EqualFunc(got.TaskTemplate.Networks, spec.TaskTemplate.Networks, func(a, b swarm.NetworkAttachmentConfig) bool {
+			return a.Target == b.Target && slices.Equal(a.Aliases, b.Aliases)
+		}) {
+			t.Errorf("%s networks: got %+v, want %+v", name, got.TaskTemplate.Networks, spec.TaskTemplate.Networks)
+		}
+		if spec.EndpointSpec != nil && !slices.Equal(got.EndpointSpec.Ports, spec.EndpointSpec.Ports) {
+			t.Errorf("%s ports: got %+v, want %+v", name, got.EndpointSpec.Ports, spec.EndpointSpec.Ports)
+		}
+		if _, ok := got.Labels[state.LabelOriginal]; ok {
+			t.Errorf("%s keeps %s", name, state.LabelOriginal)
+		}
+	}
+	nets, _ := f.NetworkList(context.Background(), network.ListOptions{})
+	for _, n := range nets {
+		if n.Labels[state.LabelManaged] == "true" {
+			t.Errorf("managed network %s left behind", n.Name)
+		}
+	}
+}
+
+func TestReconcileRetriesOutOfSequence(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	bumped := false
+	f.BeforeServiceUpdate = func(id string) {
+		if id == ids["shop_db"] && !bumped {
+			bumped = true
+			// Swarm moves the service on between our read and our write.
+			if err := f.UpdateService(id, func(spec *swarm.ServiceSpec) { spec.Labels["touched"] = "yes" }); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	_, res := reconcile(t, r)
+	if err := res.Err(); err != nil {
+		t.Fatalf("an out-of-sequence update was not retried: %v", err)
+	}
+	db := inspect(t, f, ids["shop_db"])
+	if db.Spec.Labels["touched"] != "yes" {
+		t.Error("the retry lost the concurrent change")
+	}
+	if got := networkNames(t, f, db); !slices.Equal(got, []string{"swarmsec-db"}) {
+		t.Errorf("db networks: %v", got)
+	}
+}
+
+func TestAuditWritesNothing(t *testing.T) {
+	t.Run("audit mode", func(t *testing.T) {
+		f, _ := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Mode = ModeAudit
+		f.ResetCalls()
+		plan, _ := reconcile(t, r)
+		if f.WriteCalls() != 0 {
+			t.Errorf("audit mode wrote %d times", f.WriteCalls())
+		}
+		if len(plan.Actions) == 0 || len(plan.Pending()) != 0 {
+			t.Errorf("audit mode must report every action as audit-only: %d actions, %d pending", len(plan.Actions), len(plan.Pending()))
+		}
+	})
+	t.Run("audit policy", func(t *testing.T) {
+		f, ids := shop(t)
+		ps := shopPolicies()
+		ps[0].Network.Spec.Enforcement = v1.EnforcementAudit // db
+		r := newTestReconciler(t, f, ps)
+		r.Limits.Force = true
+		plan, _ := reconcile(t, r)
+		if got := networkNames(t, f, inspect(t, f, ids["shop_db"])); !slices.Equal(got, []string{"shop_default"}) {
+			t.Errorf("an audit policy changed db: %v", got)
+		}
+		audited := false
+		for _, a := range plan.Actions {
+			if a.Audit && a.Name == "shop_db" {
+				audited = true
+			}
+		}
+		if !audited {
+			t.Error("the audit policy's change to db is not reported")
+		}
+	})
+}
+
+func TestDeprecatedSpecNetworks(t *testing.T) {
+	f, _ := shop(t)
+	ctx := context.Background()
+	nets, _ := f.NetworkList(ctx, network.ListOptions{})
+	var stackNet string
+	for _, n := range nets {
+		if n.Name == "shop_default" {
+			stackNet = n.ID
+		}
+	}
+	spec := swarm.ServiceSpec{}
+	spec.Name = "shop_old"
+	spec.Labels = map[string]string{"app": "old"}
+	spec.Networks = []swarm.NetworkAttachmentConfig{{Target: stackNet}} //nolint:staticcheck // what old clients sent
+	old := f.AddService(spec)
+
+	r := newTestReconciler(t, f, []*state.Policy{netpol("old", v1.NetworkPolicySpec{
+		ServiceSelector: sel("app", "old"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
+	})})
+	reconcile(t, r)
+	got := inspect(t, f, old.ID)
+	if len(got.Spec.Networks) != 0 { //nolint:staticcheck
+		t.Errorf("Spec.Networks kept: %+v", got.Spec.Networks) //nolint:staticcheck
+	}
+	if names := networkNames(t, f, got); !slices.Equal(names, []string{"swarmsec-old", "swarmsec_shop_old_egress"}) {
+		t.Errorf("networks: %v", names)
+	}
+	// Restoring brings the network back, now where Swarm wants it.
+	_ = r.SetPolicies(nil)
+	reconcile(t, r)
+	if names := networkNames(t, f, inspect(t, f, old.ID)); !slices.Equal(names, []string{"shop_default"}) {
+		t.Errorf("restored networks: %v", names)
+	}
+}
+
+func TestNeverTouchesWhatItDoesNotOwn(t *testing.T) {
+	f, ids := shop(t)
+	ctx := context.Background()
+	// A network squats on the name swarmsec would use, without its label.
+	squat, err := f.NetworkCreate(ctx, "swarmsec-db", network.CreateOptions{Driver: "overlay", Scope: "swarm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An opted-out service is never changed even when selected.
+	if err := f.UpdateService(ids["shop_web"], func(spec *swarm.ServiceSpec) { spec.Labels[v1.LabelIgnore] = "true" }); err != nil {
+		t.Fatal(err)
+	}
+	webBefore := inspect(t, f, ids["shop_web"])
+
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	plan, _ := reconcile(t, r)
+	if !slices.ContainsFunc(plan.Notes, func(n string) bool { return containsAll(n, "swarmsec-db", "did not create") }) {
+		t.Errorf("no note about the squatted name: %q", plan.Notes)
+	}
+	for _, a := range plan.Actions {
+		if a.Name == "swarmsec-db" || a.Name == "shop_web" || a.Name == "ingress" {
+			t.Errorf("planned %s on %s", a.Kind, a.Name)
+		}
+	}
+	if n, err := f.NetworkInspect(ctx, squat.ID, network.InspectOptions{}); err != nil || n.Labels[state.LabelManaged] != "" {
+		t.Errorf("squatting network changed: %v %v", n, err)
+	}
+	if got := inspect(t, f, ids["shop_web"]); got.Version.Index != webBefore.Version.Index {
+		t.Error("an opted-out service was updated")
+	}
+}
+
+func TestBlastRadiusAndHold(t *testing.T) {
+	t.Run("hold", func(t *testing.T) {
+		f, _ := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits = Limits{MaxIsolateShare: 0.5}
+		f.ResetCalls()
+		plan, _, err := r.Reconcile(context.Background())
+		if !errors.Is(err, ErrHeld) || len(plan.Holds) == 0 {
+			t.Fatalf("isolating 2 of 3 services was not held: %v", err)
+		}
+		if f.WriteCalls() != 0 {
+			t.Errorf("a held pass wrote %d times", f.WriteCalls())
+		}
+	})
+	t.Run("max updates", func(t *testing.T) {
+		f, _ := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits = Limits{MaxServiceUpdates: 1}
+		for pass := 1; ; pass++ {
+			f.ResetCalls()
+			_, res := reconcile(t, r)
+			if n := f.Calls()["ServiceUpdate"]; n > 1 {
+				t.Fatalf("pass %d made %d service updates", pass, n)
+			}
+			if !res.Pending() {
+				if pass < 3 {
+					t.Errorf("three service updates converged in %d passes of one update", pass)
+				}
+				break
+			}
+			if pass > 5 {
+				t.Fatal("did not converge")
+			}
+		}
+	})
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
