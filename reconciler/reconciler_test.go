@@ -2,9 +2,9 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -141,7 +141,9 @@ func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
 	if ports := web.Spec.EndpointSpec.Ports; len(ports) != 1 || ports[0].PublishedPort != 8080 || ports[0].PublishMode != swarm.PortConfigPublishModeHost {
 		t.Errorf("web ports: %+v", ports)
 	}
-	if !reflect.DeepEqual(web.Spec.TaskTemplate.ContainerSpec, webBefore.Spec.TaskTemplate.ContainerSpec) || web.Spec.Mode != webBefore.Spec.Mode {
+	// Compared as the engine sees them: as JSON.
+	if jsonOf(t, web.Spec.TaskTemplate.ContainerSpec) != jsonOf(t, webBefore.Spec.TaskTemplate.ContainerSpec) ||
+		jsonOf(t, web.Spec.Mode) != jsonOf(t, webBefore.Spec.Mode) {
 		t.Errorf("fields swarmsec does not own changed:\n%+v\n%+v", web.Spec.TaskTemplate.ContainerSpec, webBefore.Spec.TaskTemplate.ContainerSpec)
 	}
 	for _, a := range web.Spec.TaskTemplate.Networks {
@@ -406,4 +408,13 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
