@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -112,9 +113,16 @@ func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
 	webBefore := inspect(t, f, ids["shop_web"])
 	r := newTestReconciler(t, f, shopPolicies())
 	r.Limits.Force = true
+	f.ResetCalls()
 	_, res := reconcile(t, r)
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
+	}
+	// A converge costs three list calls plus one call per change: no
+	// per-service reads.
+	wantCalls := map[string]int{"ServiceList": 1, "NetworkList": 1, "NodeList": 1, "NetworkCreate": 3, "ServiceUpdate": 3}
+	if got := f.Calls(); !maps.Equal(got, wantCalls) {
+		t.Errorf("converging the shop made %v, want %v", got, wantCalls)
 	}
 
 	for name, want := range map[string][]string{
