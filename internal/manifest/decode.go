@@ -102,15 +102,16 @@ func invalidUTF8(c chunk) (line, col int) {
 
 // fileDecoder collects the objects and errors of one file.
 type fileDecoder struct {
-	name    string
-	objects []Object
-	errs    []Error
-	dropped int // errors past MaxErrors
+	name      string
+	aliased   int // values decoded through aliases so far
+	objects   []Object
+	errs      []Error
+	truncated bool // an error past MaxErrors was dropped
 }
 
 func (f *fileDecoder) add(e Error) {
 	if len(f.errs) >= MaxErrors {
-		f.dropped++
+		f.truncated = true
 		return
 	}
 	e.File = f.name
@@ -127,8 +128,8 @@ func (f *fileDecoder) result() ([]Object, []Error) {
 		}
 		return a.Column - b.Column
 	})
-	if f.dropped > 0 {
-		f.errs = append(f.errs, Error{File: f.name, Message: fmt.Sprintf("%d more errors not shown", f.dropped)})
+	if f.full() {
+		f.errs = append(f.errs, Error{File: f.name, Message: fmt.Sprintf("too many errors: stopped after %d", MaxErrors)})
 	}
 	return f.objects, f.errs
 }
@@ -146,12 +147,10 @@ func (f *fileDecoder) document(doc *yaml.Node, offset int) {
 	d := &docDecoder{
 		file:       f,
 		offset:     offset,
-		pos:        map[string]position{},
-		budget:     MaxNodes,
+		root:       root,
 		firstError: len(f.errs),
 	}
-	d.pos[""] = position{keyLine: offset + root.Line, keyColumn: root.Column, line: offset + root.Line, column: root.Column}
-	errsBefore := len(f.errs) + f.dropped
+	errsBefore := len(f.errs)
 	if root.Kind != yaml.MappingNode {
 		d.errorf(root, "", "expected a mapping with apiVersion and kind, got %s", describe(root))
 		return
@@ -174,14 +173,14 @@ func (f *fileDecoder) document(doc *yaml.Node, offset int) {
 	if !d.aborted {
 		p.validate(&checker{d: d})
 	}
-	if len(f.errs)+f.dropped > errsBefore {
+	if len(f.errs) > errsBefore || f.truncated {
 		return
 	}
 	o := p.object()
 	o.File = f.name
 	o.Line = offset + root.Line
 	o.Generation = generation(p.canonicalSpec())
-	np := d.pos["metadata.name"]
+	np, _ := d.at("metadata.name")
 	o.nameLine, o.nameColumn = np.line, np.column
 	f.objects = append(f.objects, o)
 }

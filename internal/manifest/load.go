@@ -40,17 +40,17 @@ const maxDepth = 32
 // directory under it that cannot be read: then the set is incomplete, and
 // what is missing from it must not be taken as deleted.
 func Load(paths ...string) (*Set, error) {
-	w := &walker{set: &Set{}, seenFiles: map[string]bool{}, seenDirs: map[string]bool{}}
+	w := &walker{set: &Set{}, seen: map[string]bool{}, dirs: map[string]bool{}}
 	for _, root := range paths {
 		fi, err := os.Stat(root)
 		if err != nil {
 			return nil, fmt.Errorf("manifests %s: %w", root, unwrapPathError(err))
 		}
 		if !fi.IsDir() {
-			w.addFile(root)
+			w.addFile(root, "")
 			continue
 		}
-		if err := w.dir(root, nil); err != nil {
+		if err := w.dir(root, 0); err != nil {
 			return nil, fmt.Errorf("manifests %s: %w", root, err)
 		}
 	}
@@ -105,39 +105,54 @@ func duplicateError(at, other Object, word string) Error {
 
 // walker collects the manifest files under the roots.
 type walker struct {
-	set       *Set
-	seenFiles map[string]bool
-	seenDirs  map[string]bool
+	set  *Set
+	seen map[string]bool // files and directories found, by resolved path
+	dirs map[string]bool // Set.Dirs so far
 }
 
-func (w *walker) addFile(path string) {
+// addFile adds a file unless it was found already, by this path or another.
+// real is its resolved path when known, saving the lookups.
+func (w *walker) addFile(path, real string) {
 	path = filepath.Clean(path)
-	if !w.seenFiles[path] {
-		w.seenFiles[path] = true
+	key := real
+	if key == "" {
+		var err error
+		if key, err = realPath(path); err != nil {
+			key = path // a dangling link: LoadFile reports it
+		}
+	}
+	if !w.seen[key] {
+		w.seen[key] = true
 		w.set.Files = append(w.set.Files, path)
 	}
 }
 
 func (w *walker) addDir(path string) {
-	if !w.seenDirs[path] {
-		w.seenDirs[path] = true
+	if !w.dirs[path] {
+		w.dirs[path] = true
 		w.set.Dirs = append(w.set.Dirs, path)
 	}
 }
 
-// dir walks one directory; parents are the directories above it, to stop
-// symlink cycles.
-func (w *walker) dir(path string, parents []os.FileInfo) error {
-	self, err := os.Stat(path)
+// dir walks one directory, at depth below its root. A directory found by
+// another path already, or by a symlink loop, is not read again.
+func (w *walker) dir(path string, depth int) error {
+	real, err := realPath(path)
 	if err != nil {
 		return err
 	}
+	if w.seen[real] {
+		return nil
+	}
+	if depth > maxDepth {
+		return fmt.Errorf("%s: deeper than %d directories", path, maxDepth)
+	}
+	w.seen[real] = true
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return err
 	}
 	w.addDir(filepath.Clean(path))
-	parents = append(parents, self)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -148,43 +163,38 @@ func (w *walker) dir(path string, parents []os.FileInfo) error {
 			fi, err := os.Stat(p)
 			if err != nil {
 				if isManifest(e.Name()) {
-					w.addFile(p) // LoadFile reports the dangling link
+					w.addFile(p, "") // LoadFile reports the dangling link
 				}
 				continue
 			}
 			mode = fi.Mode().Type()
-			if fi.Mode().IsRegular() && isManifest(e.Name()) {
-				if target, err := filepath.EvalSymlinks(p); err == nil {
+			if mode.IsRegular() && isManifest(e.Name()) {
+				if target, err := realPath(p); err == nil {
 					w.addDir(filepath.Dir(target))
 				}
 			}
 		}
 		switch {
 		case mode.IsDir():
-			if err := w.subdir(p, parents); err != nil {
+			if err := w.dir(p, depth+1); err != nil {
 				return err
 			}
+		case mode.IsRegular() && isManifest(e.Name()) && e.Type()&fs.ModeSymlink == 0:
+			w.addFile(p, filepath.Join(real, e.Name()))
 		case mode.IsRegular() && isManifest(e.Name()):
-			w.addFile(p)
+			w.addFile(p, "")
 		}
 	}
 	return nil
 }
 
-func (w *walker) subdir(path string, parents []os.FileInfo) error {
-	fi, err := os.Stat(path)
+// realPath is the absolute path of p with every symlink resolved.
+func realPath(p string) (string, error) {
+	r, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		return err
+		return "", err
 	}
-	for _, p := range parents {
-		if os.SameFile(p, fi) {
-			return nil // a symlink back up the tree
-		}
-	}
-	if len(parents) >= maxDepth {
-		return fmt.Errorf("%s: deeper than %d directories", path, maxDepth)
-	}
-	return w.dir(path, parents)
+	return filepath.Abs(r)
 }
 
 func isManifest(name string) bool {

@@ -25,11 +25,12 @@ const (
 	MaxFileSize = 1 << 20
 	// MaxDocuments is the most YAML documents one file may hold.
 	MaxDocuments = 10000
-	// MaxNodes is the most values one document may decode to, counting
-	// each use of an alias: it defeats alias bombs.
-	MaxNodes = 100000
-	// MaxErrors is the most errors reported for one file; more are summed
-	// up in a last error.
+	// MaxAliasedValues is the most values one file may decode through
+	// aliases. Other values each take bytes of the file, so its size bounds
+	// them; this bounds the rest and defeats alias bombs.
+	MaxAliasedValues = 10000
+	// MaxErrors is the most errors reported for one file: past it, the
+	// file is not checked further and a last error says so.
 	MaxErrors = 100
 )
 

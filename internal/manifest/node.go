@@ -23,20 +23,19 @@ type position struct {
 // docDecoder decodes one YAML document into a typed object the way
 // encoding/json would with DisallowUnknownFields, but on the YAML node tree,
 // so it can report every error, not just the first, each with its position
-// and field path. It records the position of every field it meets for
-// validation to point at.
+// and field path.
 type docDecoder struct {
 	file    *fileDecoder
-	offset  int                 // file lines before the document's chunk
-	pos     map[string]position // by field path; "" is the document
-	budget  int                 // nodes left to decode: bounds alias expansion
-	aborted bool                // the budget ran out
+	offset  int        // file lines before the document's chunk
+	root    *yaml.Node // the document's top mapping
+	inAlias int        // depth of aliases being expanded
+	aborted bool       // too many values came from aliases
 	// firstError is the index of the document's first error in the file's.
 	firstError int
 }
 
-// stop reports whether decoding should give up: the budget ran out or the
-// file has all the errors it may report.
+// stop reports whether decoding should give up: aliases expanded to too
+// many values or the file has all the errors it may report.
 func (d *docDecoder) stop() bool { return d.aborted || d.file.full() }
 
 // errorf reports an error about the value node n at path.
@@ -47,7 +46,13 @@ func (d *docDecoder) errorf(n *yaml.Node, path, format string, args ...any) {
 // missing reports an error about a field that is not written: it points at
 // the nearest enclosing field that is.
 func (d *docDecoder) missing(path, format string, args ...any) {
-	p := d.pos[d.enclosing(path)]
+	parent := d.enclosing(path)
+	for _, e := range d.file.errs[d.firstError:] {
+		if e.Field == parent && parent != "" {
+			return // the parent is of the wrong type: its fields are moot
+		}
+	}
+	p, _ := d.at(parent)
 	d.file.add(Error{Line: p.keyLine, Column: p.keyColumn, Field: path, Message: fmt.Sprintf(format, args...)})
 }
 
@@ -59,23 +64,11 @@ func (d *docDecoder) enclosing(path string) string {
 			return ""
 		}
 		path = path[:i]
-		if _, ok := d.pos[path]; ok {
+		if _, ok := d.at(path); ok {
 			return path
 		}
 	}
 	return ""
-}
-
-// record remembers where the field at path is written.
-func (d *docDecoder) record(path string, key, value *yaml.Node) {
-	if key == nil {
-		key = value
-	}
-	d.pos[path] = position{
-		keyLine: d.offset + key.Line, keyColumn: key.Column,
-		line: d.offset + value.Line, column: value.Column,
-		null: isNull(resolve(value)),
-	}
 }
 
 // value decodes n into v, which is addressable.
@@ -83,14 +76,24 @@ func (d *docDecoder) value(n *yaml.Node, path string, v reflect.Value) {
 	if d.stop() {
 		return
 	}
-	if d.budget--; d.budget < 0 {
-		d.errorf(n, path, "more than %d values (after alias expansion): the document is too large", MaxNodes)
-		d.aborted = true
-		return
+	if n.Kind == yaml.AliasNode {
+		d.inAlias++
+		defer func() { d.inAlias-- }()
 	}
-	n = resolve(n)
+	if d.inAlias > 0 {
+		if d.file.aliased++; d.file.aliased > MaxAliasedValues {
+			d.errorf(n, path, "aliases expand to more than %d values in this file", MaxAliasedValues)
+			d.aborted = true
+			return
+		}
+	}
+	n = deref(n)
 	if n == nil || isNull(n) {
 		return // as in JSON, null leaves the field unset
+	}
+	if t := n.ShortTag(); n.Kind == yaml.MappingNode && t != "!!map" || n.Kind == yaml.SequenceNode && t != "!!seq" {
+		d.errorf(n, path, "expected %s, got %s", expected(v.Type()), describe(n))
+		return
 	}
 	switch v.Kind() {
 	case reflect.String:
@@ -140,7 +143,6 @@ func (d *docDecoder) slice(n *yaml.Node, path string, v reflect.Value) {
 			return
 		}
 		p := path + "[" + strconv.Itoa(i) + "]"
-		d.record(p, nil, item)
 		if isNull(resolve(item)) {
 			d.errorf(item, p, "expected %s, got null", expected(v.Type().Elem()))
 			continue
@@ -159,7 +161,6 @@ func (d *docDecoder) stringMap(n *yaml.Node, path string, v reflect.Value) {
 	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
 	d.pairs(n, path, v, func(key string, k, val *yaml.Node) {
 		p := join(path, key, v)
-		d.record(p, k, val)
 		if isNull(resolve(val)) {
 			d.errorf(val, p, `expected a string, got null (write "" for an empty value)`)
 			return
@@ -192,7 +193,6 @@ func (d *docDecoder) structure(n *yaml.Node, path string, v reflect.Value) {
 			d.errorf(k, p, "%s", msg)
 			return
 		}
-		d.record(p, k, val)
 		d.value(val, p, v.FieldByIndex(index))
 	})
 }
@@ -212,7 +212,7 @@ func (d *docDecoder) pairs(n *yaml.Node, path string, v reflect.Value, f func(ke
 			d.errorf(k, path, "mapping key must be a string, got %s", describe(rk))
 			continue
 		case rk.ShortTag() == "!!merge":
-			d.errorf(k, path, "merge keys (<<) are not supported: write the fields out")
+			d.errorf(k, join(path, "<<", v), "merge keys are not supported: write the fields out")
 			continue
 		case rk.ShortTag() != "!!str":
 			d.errorf(k, path, "mapping key must be a string, got %s %s", describe(rk), quoteScalar(rk))
@@ -251,6 +251,17 @@ func join(path, key string, v reflect.Value) string {
 	return path + "." + key
 }
 
+// deref follows an alias to its anchored node, keeping the alias's position
+// for errors: the mistake is where the alias is used.
+func deref(n *yaml.Node) *yaml.Node {
+	if n == nil || n.Kind != yaml.AliasNode || n.Alias == nil {
+		return n
+	}
+	c := *n.Alias
+	c.Line, c.Column = n.Line, n.Column
+	return &c
+}
+
 // resolve follows an alias to its anchored node.
 func resolve(n *yaml.Node) *yaml.Node {
 	if n != nil && n.Kind == yaml.AliasNode {
@@ -268,11 +279,17 @@ func describe(n *yaml.Node) string {
 	if n == nil {
 		return "nothing"
 	}
-	switch n.Kind {
-	case yaml.MappingNode:
+	switch t := n.ShortTag(); {
+	case n.Kind == yaml.MappingNode && t == "!!map":
 		return "a mapping"
-	case yaml.SequenceNode:
+	case n.Kind == yaml.MappingNode:
+		return "a mapping tagged " + truncate(t)
+	case n.Kind == yaml.SequenceNode && t == "!!seq":
 		return "a list"
+	case n.Kind == yaml.SequenceNode:
+		return "a list tagged " + truncate(t)
+	}
+	switch n.Kind {
 	case yaml.AliasNode:
 		return "an alias"
 	case yaml.DocumentNode:

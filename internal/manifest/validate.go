@@ -11,30 +11,34 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
 
-// checker validates a decoded object and reports at the positions the
-// decoder recorded.
+// checker validates a decoded object and reports where its fields are
+// written.
 type checker struct{ d *docDecoder }
 
 // has reports whether the field at path is written and not null.
 func (c *checker) has(path string) bool {
-	p, ok := c.d.pos[path]
+	p, ok := c.d.at(path)
 	return ok && !p.null
 }
 
 // errorf reports an error about the value at path, or about a missing field
 // when path is not written.
 func (c *checker) errorf(path, format string, args ...any) {
-	p, ok := c.d.pos[path]
+	p, ok := c.d.at(path)
 	if !ok {
 		c.d.missing(path, format, args...)
 		return
 	}
-	c.d.file.add(Error{Line: p.line, Column: p.column, Field: path, Message: fmt.Sprintf(format, args...)})
+	line, col := p.line, p.column
+	if p.null {
+		line, col = p.keyLine, p.keyColumn // a null has no text to point at
+	}
+	c.d.file.add(Error{Line: line, Column: col, Field: path, Message: fmt.Sprintf(format, args...)})
 }
 
 // keyErrorf reports an error about the key of a mapping entry.
 func (c *checker) keyErrorf(path, format string, args ...any) {
-	p := c.d.pos[path]
+	p, _ := c.d.at(path)
 	c.d.file.add(Error{Line: p.keyLine, Column: p.keyColumn, Field: path, Message: fmt.Sprintf(format, args...)})
 }
 
