@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/metrics"
+	"github.com/swarmsec/swarmsec/internal/server"
+	"github.com/swarmsec/swarmsec/internal/status"
 	"github.com/swarmsec/swarmsec/internal/watch"
 	"github.com/swarmsec/swarmsec/reconciler"
 	"github.com/swarmsec/swarmsec/state"
@@ -20,9 +25,11 @@ func init() { register(newRunCmd) }
 
 type runOptions struct {
 	mf         manifestFlags
+	lf         limitFlags
 	resync     time.Duration
 	allowEmpty bool
 	mode       string
+	listen     string
 }
 
 func newRunCmd(g *globalOptions) *cobra.Command {
@@ -33,7 +40,14 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 		Long: `run is the controller. It converges on start, whenever the manifest directory
 changes, on Docker service and network events (manual drift is reverted within
 seconds) and on a periodic resync. A broken manifest keeps its last good
-policies in force. SIGTERM or SIGINT stops it cleanly.`,
+policies in force. SIGTERM or SIGINT stops it cleanly.
+
+It serves, on --listen (loopback by default: the process holds the Docker
+socket), /healthz, /readyz, /metrics (Prometheus) and /status (the policies'
+conditions as JSON, which swarmsec status prints).
+
+With --mode audit it computes and reports everything (status reason AuditOnly,
+swarmsec_audit_actions, a log line per would-be change) and writes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -42,9 +56,11 @@ policies in force. SIGTERM or SIGINT stops it cleanly.`,
 		},
 	}
 	o.mf.add(cmd)
+	o.lf.add(cmd)
 	cmd.Flags().DurationVar(&o.resync, "resync", 30*time.Second, "period of full passes without any trigger")
 	cmd.Flags().BoolVar(&o.allowEmpty, "allow-empty", false, "act on an empty or unreadable manifest directory (removes every policy) instead of keeping the last good set")
 	cmd.Flags().StringVar(&o.mode, "mode", string(reconciler.ModeEnforce), "enforce: write changes; audit: report what would change and write nothing")
+	cmd.Flags().StringVar(&o.listen, "listen", server.DefaultAddr, "address of /healthz, /readyz, /metrics and /status (empty: do not serve)")
 	return cmd
 }
 
@@ -62,10 +78,41 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer cli.Close()
+
+	m := metrics.New()
+	store := state.New()
+	tracker := status.NewTracker(mode, store)
+	api := dockerapi.NewInstrumented(cli, m)
+
+	// Serve first, so /healthz answers (and /readyz says why not ready)
+	// while the engine or the manifests are not there yet.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.listen != "" {
+		srv, err := server.Listen(server.Config{
+			Addr: o.listen, Metrics: m.Handler(), Log: log,
+			Status: func() any { return tracker.Report() },
+			Ready:  func() (bool, string) { return readyText(tracker.Ready()) },
+		})
+		if err != nil {
+			return err
+		}
+		log.Info("serving /healthz /readyz /metrics /status", "addr", "http://"+srv.Addr())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx); err != nil {
+				log.Error("status server stopped", "error", err)
+			}
+		}()
+	}
+
 	// The engine may be restarting: keep asking rather than give up, but a
 	// worker node is a mistake worth stopping for.
 	for {
-		err := reconciler.CheckManager(ctx, cli)
+		err := reconciler.CheckManager(ctx, api)
 		if err == nil {
 			break
 		}
@@ -83,43 +130,85 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 		}
 	}
 
-	rec := &reconciler.Reconciler{Docker: cli, Store: state.New(), Log: log, Mode: mode}
-	ctrl := &reconciler.Controller{Reconciler: rec, Resync: o.resync, Log: log}
+	rec := &reconciler.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult}
+	ctrl := &reconciler.Controller{Reconciler: rec, Resync: o.resync, Log: log, OnPass: func(p reconciler.Pass) {
+		drift := tracker.ObservePass(p)
+		m.ObservePass(p, drift)
+		m.ObserveStatus(tracker.Report())
+		for _, ar := range drift {
+			log.Info("drift corrected", "action", ar.Action.Kind, "object", ar.Action.Name,
+				"policy", strings.Join(ar.Action.Policies, ","), "result", ar.Outcome)
+		}
+	}}
 	w := watch.New(o.mf.dir, watch.Options{AllowEmpty: o.allowEmpty, Logger: log})
+	// Policies reach the store before the tracker hears of them, so no
+	// pass is taken to have seen a generation it did not plan from.
+	observe := func(snap watch.Snapshot, set func([]*state.Policy) error) error {
+		err := set(toPolicies(snap.Objects))
+		tracker.ObserveSnapshot(snap)
+		m.ObserveSnapshot(snap)
+		m.ObserveStatus(tracker.Report())
+		return err
+	}
 
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- w.Run(ctx) }()
 
-	// The controller starts once the first complete set of manifests is in,
-	// so it never acts on an empty desired state by mistake.
+	// The controller starts once a set of manifests is in force, so it
+	// never acts on an empty desired state by mistake: a held snapshot
+	// with no policies (an empty or unreadable directory) is not one.
 	var first watch.Snapshot
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-watchErr:
-		return fmt.Errorf("watch %s: %w", o.mf.dir, err)
-	case first = <-w.Updates():
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-watchErr:
+			return fmt.Errorf("watch %s: %w", o.mf.dir, err)
+		case first = <-w.Updates():
+		}
+		if first.Held == "" || len(first.Objects) > 0 {
+			break
+		}
+		tracker.ObserveSnapshot(first)
+		m.ObserveSnapshot(first)
+		log.Warn("waiting for manifests", "reason", first.Held)
 	}
-	if err := rec.SetPolicies(toPolicies(first.Objects)); err != nil {
+	if err := observe(first, rec.SetPolicies); err != nil {
 		return err
 	}
 	log.Info("swarmsec running", "manifests", o.mf.dir, "policies", len(first.Objects), "mode", mode, "resync", o.resync)
 
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case snap := <-w.Updates():
-				if err := ctrl.SetPolicies(toPolicies(snap.Objects)); err != nil {
+				if err := observe(snap, ctrl.SetPolicies); err != nil {
 					log.Error("store policies", "error", err)
 				}
 			}
 		}
 	}()
 	err = ctrl.Run(ctx)
+	cancel()
 	log.Info("swarmsec stopped")
 	return err
+}
+
+// readyText renders readiness checks one per line, for /readyz.
+func readyText(ok bool, checks []status.Check) (bool, string) {
+	var b strings.Builder
+	for _, c := range checks {
+		word := "ok"
+		if !c.OK {
+			word = "not ok"
+		}
+		fmt.Fprintf(&b, "%s: %s (%s)\n", c.Name, word, c.Message)
+	}
+	return ok, b.String()
 }
 
 func isNotManager(err error) bool {

@@ -69,7 +69,7 @@ func New() *Metrics {
 			Help: "Duration of reconcile passes: observe, plan and apply.",
 			// From a quiet pass (a few list calls) to one that waits for
 			// networks held by tasks being replaced.
-			Buckets: prometheus.ExponentialBucketsRange(0.005, 300, 14),
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_successful_reconcile_timestamp_seconds",
@@ -82,7 +82,7 @@ func New() *Metrics {
 		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "action_duration_seconds",
 			Help:    "Duration of applied actions, by kind.",
-			Buckets: prometheus.ExponentialBucketsRange(0.005, 120, 12),
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"kind"}),
 		auditActions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "audit_actions",
@@ -99,7 +99,7 @@ func New() *Metrics {
 		dockerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "docker_request_duration_seconds",
 			Help:    "Duration of Docker Engine API requests, by operation.",
-			Buckets: prometheus.ExponentialBucketsRange(0.001, 60, 12),
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"operation"}),
 		manifestErrors: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "manifest_errors",

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmsec/swarmsec/internal/audit"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+func init() { register(newAuditCmd) }
+
+// exitCodeFindings is audit's exit status when it found something.
+const exitCodeFindings = 2
+
+func newAuditCmd(*globalOptions) *cobra.Command {
+	var (
+		manifests string
+		output    string
+		list      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Inspect the Swarm, read-only, for network hardening problems (exit 0 clean, 2 findings, 1 error)",
+		Long: `audit lists services and networks (DOCKER_HOST, a manager) and reports the
+hardening problems that matter for Swarm networking: unencrypted or attachable
+overlay networks, an unencrypted ingress network, ports published through the
+routing mesh or below 1024, services on the host network, and services
+swarmsec isolated that are back on shared networks. Given --manifests, it also
+reports services that share a network although no policy lets them talk.
+
+It never writes to Docker. Each finding has a stable check id, a severity, the
+object, a message, a fix and, where one exists, the docker-bench-security
+(CIS Docker Benchmark v1.6.0) id.
+
+Exit status: 0 no findings, 2 findings, 1 error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("-o %q: must be text or json", output)
+			}
+			if list {
+				return printChecks(cmd.OutOrStdout(), output)
+			}
+			var policies []*state.Policy
+			if manifests != "" {
+				var err error
+				if policies, err = loadManifests(cmd.ErrOrStderr(), manifests); err != nil {
+					return err
+				}
+			}
+			api, done, err := connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			r, err := audit.Run(cmd.Context(), api, policies)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				err = enc.Encode(r)
+			} else {
+				err = printFindings(cmd.OutOrStdout(), r, manifests)
+			}
+			if err != nil {
+				return err
+			}
+			if len(r.Findings) > 0 {
+				return exitError{exitCodeFindings}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&manifests, "manifests", "", "directory (or file) of manifests to check drift against (default: none)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&list, "list-checks", false, "list the checks and exit")
+	return cmd
+}
+
+func printFindings(w io.Writer, r *audit.Report, manifests string) error {
+	for _, f := range r.Findings {
+		bench := ""
+		if f.DockerBench != "" {
+			bench = " (docker-bench " + f.DockerBench + ")"
+		}
+		fmt.Fprintf(w, "[%s] %s %s/%s%s\n", strings.ToUpper(string(f.Severity)), f.Check, f.Kind, f.Name, bench)
+		fmt.Fprintf(w, "  %s\n  fix: %s\n\n", f.Message, f.Fix)
+	}
+	c := r.Counts()
+	scope := fmt.Sprintf("%d networks and %d services", r.Networks, r.Services)
+	if r.Ignored > 0 {
+		scope += fmt.Sprintf(" (%d ignored)", r.Ignored)
+	}
+	if manifests != "" {
+		scope += fmt.Sprintf(", against %d policies in %s", r.Policies, manifests)
+	}
+	var err error
+	if len(r.Findings) == 0 {
+		_, err = fmt.Fprintf(w, "No findings in %s.\n", scope)
+	} else {
+		_, err = fmt.Fprintf(w, "%s (%d high, %d medium, %d low) in %s.\n", plural(len(r.Findings), "finding"),
+			c[audit.SeverityHigh], c[audit.SeverityMedium], c[audit.SeverityLow], scope)
+	}
+	return err
+}
+
+func printChecks(w io.Writer, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(audit.Checks())
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tSEVERITY\tKIND\tDOCKER-BENCH\tWHAT")
+	for _, c := range audit.Checks() {
+		bench := c.DockerBench
+		if bench == "" {
+			bench = "-"
+		}
+		title := c.Title
+		if c.NeedsPolicies {
+			title += " (with --manifests)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Kind, bench, title)
+	}
+	return tw.Flush()
+}
