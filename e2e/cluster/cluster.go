@@ -102,9 +102,12 @@ type Cluster struct {
 	// Timings records how long each bring-up step took.
 	Timings []Timing
 
-	dir  string // host folder holding node sockets and the swarmsec binary
+	mu   sync.Mutex // guards Timings during parallel steps
+	dir  string     // host folder holding node sockets and the swarmsec binary
 	logf func(format string, args ...any)
 
+	buildCtx     context.Context // the swarmsec build's, ended by Stop
+	buildCancel  context.CancelFunc
 	swarmsecOnce sync.Once
 	swarmsecBin  string
 	swarmsecErr  error
@@ -141,6 +144,10 @@ func (c *Cluster) start(ctx context.Context, cfg Config) error {
 	if c.dir, err = os.MkdirTemp("", "swarmsec-e2e-"+c.RunID+"-"); err != nil {
 		return err
 	}
+	// Build the swarmsec binary while the cluster comes up: a cold build
+	// takes most of a minute on two cores.
+	c.buildCtx, c.buildCancel = context.WithCancel(context.WithoutCancel(ctx))
+	go c.swarmsecOnce.Do(c.buildSwarmsec)
 
 	if err := c.step("sweep leftovers", func() error { return SweepLeftovers(ctx, host, c.logf) }); err != nil {
 		return err
@@ -189,21 +196,26 @@ func (c *Cluster) start(ctx context.Context, cfg Config) error {
 	if err := c.step("swarm init and join", func() error { return c.formSwarm(ctx) }); err != nil {
 		return err
 	}
-	if err := c.step("outside target", func() error { return c.startOutside(ctx) }); err != nil {
-		return err
-	}
-	if !cfg.SkipEncryptionCheck {
-		err := c.step("encrypted overlay check", func() error {
-			var err error
-			c.EncryptedCrossNode, c.EncryptionReport, err = c.checkEncryption(ctx)
+	// The outside target (machine's engine) and the encryption check (the
+	// cluster) do not depend on each other.
+	return parallel(
+		func() error { return c.step("outside target", func() error { return c.startOutside(ctx) }) },
+		func() error {
+			if cfg.SkipEncryptionCheck {
+				c.EncryptionReport = "encrypted overlay across nodes: not checked"
+				return nil
+			}
+			err := c.step("encrypted overlay check", func() error {
+				var err error
+				c.EncryptedCrossNode, c.EncryptionReport, err = c.checkEncryption(ctx)
+				return err
+			})
+			if err == nil {
+				c.logf("e2e: %s", c.EncryptionReport)
+			}
 			return err
-		})
-		if err != nil {
-			return err
-		}
-		c.logf("e2e: %s", c.EncryptionReport)
-	}
-	return nil
+		},
+	)
 }
 
 // step runs f, recording and logging how long it took.
@@ -211,7 +223,9 @@ func (c *Cluster) step(name string, f func() error) error {
 	start := time.Now()
 	err := f()
 	d := time.Since(start)
+	c.mu.Lock()
 	c.Timings = append(c.Timings, Timing{name, d})
+	c.mu.Unlock()
 	if err != nil {
 		c.logf("e2e: %s: failed after %s: %v", name, d.Round(time.Millisecond), err)
 		return fmt.Errorf("%s: %w", name, err)
@@ -280,6 +294,9 @@ func (c *Cluster) PlaceProbed(i int) swarmtest.ServiceOpt {
 // It is safe to call more than once, and after a failed Start.
 func (c *Cluster) Stop(ctx context.Context) error {
 	start := time.Now()
+	if c.buildCancel != nil {
+		c.buildCancel()
+	}
 	var errs []error
 	if c.Host != nil {
 		errs = append(errs, swarmtest.Sweep(ctx, c.Host, LabelE2E, swarmtest.LabelRun+"="+c.RunID))

@@ -21,13 +21,10 @@ type SwarmsecResult struct {
 // Swarmsec runs the swarmsec binary as a user would, with args, pointed at
 // the manager's engine (DOCKER_HOST=unix://<manager socket>, no other
 // DOCKER_ variable). The binary is built from ./cmd/swarmsec once per
-// cluster, on first use. A non-zero exit is not an error: it is in
-// ExitCode.
+// run (Start begins the build while the cluster comes up). A non-zero exit
+// is not an error: it is in ExitCode.
 func (c *Cluster) Swarmsec(ctx context.Context, args ...string) (SwarmsecResult, error) {
-	c.swarmsecOnce.Do(func() {
-		c.swarmsecBin = filepath.Join(c.dir, "swarmsec")
-		c.swarmsecErr = swarmtest.GoBuild(ctx, c.swarmsecBin, "./cmd/swarmsec")
-	})
+	c.swarmsecOnce.Do(c.buildSwarmsec)
 	if c.swarmsecErr != nil {
 		return SwarmsecResult{}, c.swarmsecErr
 	}
@@ -48,4 +45,11 @@ func (c *Cluster) Swarmsec(ctx context.Context, args ...string) (SwarmsecResult,
 		return res, nil
 	}
 	return res, err
+}
+
+// buildSwarmsec builds ./cmd/swarmsec into the cluster's folder, as make
+// build does (static).
+func (c *Cluster) buildSwarmsec() {
+	c.swarmsecBin = filepath.Join(c.dir, "swarmsec")
+	c.swarmsecErr = swarmtest.GoBuild(c.buildCtx, c.swarmsecBin, "./cmd/swarmsec")
 }

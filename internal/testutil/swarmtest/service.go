@@ -109,7 +109,7 @@ func OnNode(hostname string) ServiceOpt { return WithConstraint("node.hostname==
 
 // CreateService creates a service running the test app, labeled for
 // sweeping, and returns its ID. The service is removed when the test ends,
-// after which the cleanup waits until its tasks are gone, so that networks
+// after which the cleanup waits until none of its tasks runs, so that networks
 // removed next are free. Defaults: one replica, the app image from
 // BuildAppImage, Docker's endpoint mode (vip), a name derived from the
 // test's.
@@ -175,8 +175,9 @@ func defaultName(tb testing.TB) string {
 	return name + suffix
 }
 
-// RemoveServiceE removes a service and waits until Swarm has no task of it
-// left. A service already gone counts as removed.
+// RemoveServiceE removes a service and waits until none of its tasks runs
+// any more (their records may linger a few seconds; they hold no network).
+// A service already gone counts as removed.
 func RemoveServiceE(ctx context.Context, cli *client.Client, id string) error {
 	if err := cli.ServiceRemove(ctx, id); err != nil && !cerrdefs.IsNotFound(err) {
 		return err
@@ -187,12 +188,22 @@ func RemoveServiceE(ctx context.Context, cli *client.Client, id string) error {
 		if err != nil {
 			return false, err.Error()
 		}
-		left := 0
+		var live []swarm.Task
 		for _, t := range tasks {
-			if t.ServiceID == id {
-				left++
+			if t.ServiceID == id && !terminal(t.Status.State) {
+				live = append(live, t)
 			}
 		}
-		return left == 0, fmt.Sprintf("%d tasks left", left)
+		return len(live) == 0, fmt.Sprintf("%d tasks still up: %s", len(live), describeTasks(live))
 	})
+}
+
+// terminal reports whether a task in this state has stopped for good.
+func terminal(s swarm.TaskState) bool {
+	switch s {
+	case swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed,
+		swarm.TaskStateRejected, swarm.TaskStateRemove, swarm.TaskStateOrphaned:
+		return true
+	}
+	return false
 }
