@@ -1,0 +1,1977 @@
+package dockerapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/system"
+)
+
+// Fake is an in-memory, single-engine Swarm implementing API, for unit tests
+// of code that talks to Docker. It follows what Engine 20.10 (API 1.41) was
+// seen doing through the real client: the same error messages and status
+// kinds, versions that move on every write (also when "Swarm" itself writes),
+// network names resolved to IDs in stored specs, engine defaults filled in,
+// substring network name filters but prefix service name filters.
+//
+// Everything crosses the Fake as JSON does the wire, so callers never share
+// memory with it. Tasks start running at once; rolling updates complete at
+// once unless HoldUpdates is set.
+type Fake struct {
+	// BeforeServiceUpdate, when set, runs at the start of every ServiceUpdate
+	// call, before any check, with the service ID or name the caller passed.
+	// A test uses it to change the service concurrently (UpdateService,
+	// TouchService), as Swarm does during rolling updates. Set it before the
+	// Fake is in use; it runs without the Fake's lock held.
+	BeforeServiceUpdate func(id string)
+
+	mu          sync.Mutex
+	index       uint64 // Raft-like: every write takes the next index as its version
+	role        fakeRole
+	engineID    string
+	clusterID   string
+	clusterAt   time.Time
+	localNode   string
+	nodes       []*swarm.Node // in creation order, which spreads replicas
+	services    map[string]*swarm.Service
+	tasks       map[string]*swarm.Task
+	networks    map[string]*fakeNetwork
+	containers  map[string]*fakeContainer
+	nextSubnet  int // overlay subnets 10.0.N.0/24
+	nextBridge  int // local bridge subnets 172.N.0.0/16
+	nextVXLAN   int
+	nextPort    uint32 // ingress ports assigned when none is published
+	holdUpdates bool
+	calls       map[string]int
+	failNext    map[string][]error
+	subs        map[*subscriber]struct{}
+}
+
+type fakeRole int
+
+const (
+	roleManager fakeRole = iota
+	roleWorker
+	roleInactive
+)
+
+type fakeNetwork struct {
+	inspect    network.Inspect // Containers is filled on the way out
+	version    swarm.Version
+	updatedAt  time.Time
+	predefined bool         // bridge, host, none: never removable
+	prefix     netip.Prefix // invalid for host and none
+	last       netip.Addr   // last address handed out
+}
+
+type fakeContainer struct {
+	summary container.Summary
+	taskID  string // the attachment task Swarm creates for attachable networks
+}
+
+// NewFake returns a Fake that is the only node, and the leader, of a fresh
+// Swarm: predefined networks (bridge, host, none, docker_gwbridge, ingress),
+// no services, no containers.
+func NewFake() *Fake {
+	now := time.Now().UTC()
+	f := &Fake{
+		engineID:   strings.ToUpper(newHexID()[:12]),
+		clusterID:  newSwarmID(),
+		clusterAt:  now,
+		services:   map[string]*swarm.Service{},
+		tasks:      map[string]*swarm.Task{},
+		networks:   map[string]*fakeNetwork{},
+		containers: map[string]*fakeContainer{},
+		nextSubnet: 1,
+		nextBridge: 19,
+		nextVXLAN:  4097,
+		nextPort:   30000,
+		calls:      map[string]int{},
+		failNext:   map[string][]error{},
+		subs:       map[*subscriber]struct{}{},
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addNodeLocked(swarm.Node{
+		Spec:        swarm.NodeSpec{Role: swarm.NodeRoleManager},
+		Description: swarm.NodeDescription{Hostname: "fake-manager"},
+	})
+	f.localNode = f.nodes[0].ID
+
+	local := func(name, driver, subnet string, opts map[string]string) {
+		n := &fakeNetwork{
+			predefined: name != "docker_gwbridge",
+			inspect: network.Inspect{
+				Name: name, ID: newHexID(), Created: now, Scope: "local", Driver: driver,
+				IPAM:    network.IPAM{Driver: "default", Config: []network.IPAMConfig{}},
+				Options: opts, Labels: map[string]string{},
+			},
+		}
+		if subnet != "" {
+			n.setPrefix(netip.MustParsePrefix(subnet), "")
+		}
+		f.networks[n.inspect.ID] = n
+	}
+	local("bridge", "bridge", "172.17.0.0/16", map[string]string{
+		"com.docker.network.bridge.default_bridge":       "true",
+		"com.docker.network.bridge.enable_icc":           "true",
+		"com.docker.network.bridge.enable_ip_masquerade": "true",
+		"com.docker.network.bridge.name":                 "docker0",
+	})
+	local("host", "host", "", map[string]string{})
+	local("none", "null", "", map[string]string{})
+	local("docker_gwbridge", "bridge", "172.18.0.0/16", map[string]string{
+		"com.docker.network.bridge.enable_icc":           "false",
+		"com.docker.network.bridge.enable_ip_masquerade": "true",
+		"com.docker.network.bridge.name":                 "docker_gwbridge",
+	})
+	if _, err := f.createNetworkLocked("ingress", network.CreateOptions{
+		Driver: "overlay", Ingress: true,
+		IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.0.0.0/24", Gateway: "10.0.0.1"}}},
+	}, false); err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// --- Knobs for tests -------------------------------------------------------
+
+// SetManager makes the engine a Swarm manager again (the default).
+func (f *Fake) SetManager() { f.setRole(roleManager) }
+
+// SetWorker makes the engine a Swarm worker: Info says so, and Swarm calls
+// fail as on a real worker (503, "This node is not a swarm manager...").
+func (f *Fake) SetWorker() { f.setRole(roleWorker) }
+
+// SetInactive takes the engine out of Swarm: Info reports an inactive node,
+// Swarm calls fail with 503, and only local networks are listed.
+func (f *Fake) SetInactive() { f.setRole(roleInactive) }
+
+func (f *Fake) setRole(r fakeRole) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.role = r
+}
+
+// HoldUpdates decides whether rolling updates stay in state "updating",
+// with the old tasks running, until CompleteUpdates (true), or complete as
+// soon as ServiceUpdate returns (false, the default).
+func (f *Fake) HoldUpdates(hold bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holdUpdates = hold
+}
+
+// CompleteUpdates finishes every rolling update in progress: tasks are
+// replaced, UpdateStatus becomes "completed" and, as Swarm writes the
+// service to say so, its version moves on.
+func (f *Fake) CompleteUpdates() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range sortedKeys(f.services) {
+		svc := f.services[id]
+		if svc.UpdateStatus != nil && (svc.UpdateStatus.State == swarm.UpdateStateUpdating || svc.UpdateStatus.State == swarm.UpdateStateRollbackStarted) {
+			f.completeUpdateLocked(svc)
+		}
+	}
+}
+
+// FailNext makes the next call of op (one of Ops) fail with err, without
+// any other effect. Calls queue up: FailNext twice fails the next two calls.
+func (f *Fake) FailNext(op string, err error) {
+	if !slices.Contains(Ops, op) {
+		panic(fmt.Sprintf("dockerapi.Fake.FailNext: unknown operation %q", op))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failNext[op] = append(f.failNext[op], err)
+}
+
+// Calls returns how many times each operation was called, failures included.
+func (f *Fake) Calls() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]int, len(f.calls))
+	for op, n := range f.calls {
+		out[op] = n
+	}
+	return out
+}
+
+// WriteCalls returns how many calls could have changed the Swarm:
+// ServiceUpdate, NetworkCreate and NetworkRemove, failed ones included.
+func (f *Fake) WriteCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[OpServiceUpdate] + f.calls[OpNetworkCreate] + f.calls[OpNetworkRemove]
+}
+
+// ResetCalls forgets the calls counted so far.
+func (f *Fake) ResetCalls() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.calls)
+}
+
+// BreakEvents ends every open event stream with err on its error channel,
+// as when the connection to the engine drops. A nil err stands for
+// io.ErrUnexpectedEOF, which the client reports for a cut stream.
+func (f *Fake) BreakEvents(err error) {
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for sub := range f.subs {
+		delete(f.subs, sub)
+		sub.broken <- err // buffered, and each subscriber is broken once
+	}
+}
+
+// --- Seeding and drift (not counted as calls) -----------------------------
+
+// AddService creates a service as `docker service create` would, and
+// returns it as inspected. It panics if the engine would refuse the spec
+// (unknown network, port conflict, duplicate name): seeds are test bugs.
+func (f *Fake) AddService(spec swarm.ServiceSpec) swarm.Service {
+	if err := validateClientSpec(spec); err != nil {
+		panic("dockerapi.Fake.AddService: " + err.Error())
+	}
+	spec = clone(spec)
+	tagImage(&spec)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	svc, err := f.createServiceLocked(spec)
+	if err != nil {
+		panic("dockerapi.Fake.AddService: " + err.Error())
+	}
+	return clone(*svc)
+}
+
+// UpdateService changes a service the way someone running `docker service
+// update` would, to simulate drift: mutate edits a copy of the current
+// spec, which is then written through the same path as ServiceUpdate, at
+// the current version. mutate runs under the Fake's lock and must not call
+// the Fake.
+func (f *Fake) UpdateService(id string, mutate func(*swarm.ServiceSpec)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	svc, err := f.findServiceLocked(id)
+	if err != nil {
+		return err
+	}
+	spec := clone(svc.Spec)
+	mutate(&spec)
+	if err := validateClientSpec(spec); err != nil {
+		return err
+	}
+	spec = clone(spec)
+	tagImage(&spec)
+	return f.updateServiceLocked(svc.ID, svc.Version, spec, false)
+}
+
+// TouchService writes a service without changing its spec, moving its
+// version on, as Swarm does on its own while it runs an update.
+func (f *Fake) TouchService(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	svc, err := f.findServiceLocked(id)
+	if err != nil {
+		return err
+	}
+	f.writeServiceLocked(svc, map[string]string{"name": svc.Spec.Name})
+	return nil
+}
+
+// RemoveService removes a service and its tasks, as `docker service rm`.
+func (f *Fake) RemoveService(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	svc, err := f.findServiceLocked(id)
+	if err != nil {
+		return err
+	}
+	for tid, t := range f.tasks {
+		if t.ServiceID == svc.ID {
+			delete(f.tasks, tid)
+		}
+	}
+	delete(f.services, svc.ID)
+	f.index++
+	f.publishLocked(events.ServiceEventType, events.ActionRemove, svc.ID, "swarm", map[string]string{"name": svc.Spec.Name})
+	return nil
+}
+
+// AddNetwork creates a network as `docker network create` would, without
+// counting a NetworkCreate call. It panics where the engine would refuse.
+func (f *Fake) AddNetwork(name string, options network.CreateOptions) network.Inspect {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.createNetworkLocked(name, clone(options), true)
+	if err != nil {
+		panic("dockerapi.Fake.AddNetwork: " + err.Error())
+	}
+	return f.inspectNetworkLocked(n)
+}
+
+// AddNode joins a node to the Swarm. Missing fields get defaults: an ID, a
+// hostname, role worker, availability active, state ready. Global services
+// get a task on it; replicas already placed stay where they are.
+func (f *Fake) AddNode(node swarm.Node) swarm.Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.addNodeLocked(clone(node))
+	for _, id := range sortedKeys(f.services) {
+		f.reconcileTasksLocked(f.services[id], false)
+	}
+	return clone(*n)
+}
+
+// AddContainer starts a container that no service owns (`docker run
+// --network ...`), attached to the given networks (ID or name). Swarm
+// networks must be attachable. It panics where the engine would refuse.
+func (f *Fake) AddContainer(name string, labels map[string]string, networks ...string) container.Summary {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := newHexID()
+	c := &fakeContainer{summary: container.Summary{
+		ID: id, Names: []string{"/" + name}, Image: "fake", ImageID: "sha256:" + newHexID(),
+		Command: "/app", Created: time.Now().Unix(), Ports: []container.Port{},
+		Labels: clone(labels), State: container.StateRunning, Status: "Up Less than a second",
+		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}},
+		Mounts:          []container.MountPoint{},
+	}}
+	if c.summary.Labels == nil {
+		c.summary.Labels = map[string]string{}
+	}
+	c.summary.HostConfig.NetworkMode = "default"
+	for i, ref := range networks {
+		n, err := f.findNetworkLocked(ref, "")
+		if err != nil {
+			panic("dockerapi.Fake.AddContainer: " + err.Error())
+		}
+		if n.inspect.Scope == "swarm" {
+			if !n.inspect.Attachable {
+				panic(fmt.Sprintf("dockerapi.Fake.AddContainer: Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", ref, n.inspect.ID))
+			}
+			if c.taskID == "" {
+				c.taskID = newSwarmID()
+			}
+		}
+		if i == 0 {
+			c.summary.HostConfig.NetworkMode = n.inspect.Name
+		}
+		c.summary.NetworkSettings.Networks[n.inspect.Name] = endpointSettings(id, n, n.allocate())
+	}
+	f.containers[id] = c
+	return clone(c.summary)
+}
+
+// RemoveContainer removes a container added by AddContainer.
+func (f *Fake) RemoveContainer(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.containers, id)
+}
+
+// --- API -------------------------------------------------------------------
+
+var _ API = (*Fake)(nil)
+
+// begin counts a call and returns the error it must fail with, if any.
+func (f *Fake) begin(ctx context.Context, op string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[op]++
+	if q := f.failNext[op]; len(q) > 0 {
+		f.failNext[op] = q[1:]
+		return q[0]
+	}
+	return ctx.Err()
+}
+
+// Info implements API.
+func (f *Fake) Info(ctx context.Context) (system.Info, error) {
+	if err := f.begin(ctx, OpInfo); err != nil {
+		return system.Info{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	info := system.Info{
+		ID: f.engineID, Name: "fake-manager", ServerVersion: "20.10.24-fake",
+		OperatingSystem: "fake", OSType: "linux", Architecture: "x86_64", NCPU: 2,
+		Swarm: swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
+	}
+	if f.role == roleInactive {
+		return clone(info), nil
+	}
+	info.Swarm = swarm.Info{
+		NodeID: f.localNode, NodeAddr: "127.0.0.1",
+		LocalNodeState: swarm.LocalNodeStateActive,
+		RemoteManagers: []swarm.Peer{{NodeID: f.nodes[0].ID, Addr: "127.0.0.1:2377"}},
+	}
+	if f.role == roleManager {
+		info.Swarm.ControlAvailable = true
+		info.Swarm.Nodes = len(f.nodes)
+		for _, n := range f.nodes {
+			if n.Spec.Role == swarm.NodeRoleManager {
+				info.Swarm.Managers++
+			}
+		}
+		info.Swarm.Cluster = &swarm.ClusterInfo{
+			ID:   f.clusterID,
+			Meta: swarm.Meta{Version: swarm.Version{Index: 10}, CreatedAt: f.clusterAt, UpdatedAt: f.clusterAt},
+			Spec: swarm.Spec{Annotations: swarm.Annotations{Name: "default", Labels: map[string]string{}}},
+		}
+	}
+	return clone(info), nil
+}
+
+func (f *Fake) requireManagerLocked() error {
+	switch f.role {
+	case roleInactive:
+		return newDaemonError(http.StatusServiceUnavailable, `This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.`)
+	case roleWorker:
+		return newDaemonError(http.StatusServiceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
+	}
+	return nil
+}
+
+// ServiceList implements API. Filters as the engine: name and id are
+// prefixes, label is key or key=value (all must match), mode is
+// replicated or global.
+func (f *Fake) ServiceList(ctx context.Context, options swarm.ServiceListOptions) ([]swarm.Service, error) {
+	if err := f.begin(ctx, OpServiceList); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return nil, err
+	}
+	args := options.Filters
+	if err := validateFilters(args, "id", "label", "mode", "name", "runtime"); err != nil {
+		return nil, err
+	}
+	if args.Contains("runtime") {
+		return nil, errFakeFilter("runtime")
+	}
+	out := []swarm.Service{}
+	for _, id := range sortedKeys(f.services) {
+		svc := f.services[id]
+		if !matchPrefix(args, "id", svc.ID) || !matchPrefix(args, "name", svc.Spec.Name) ||
+			!args.MatchKVList("label", svc.Spec.Labels) || !args.ExactMatch("mode", serviceMode(svc.Spec.Mode)) {
+			continue
+		}
+		s := clone(*svc)
+		if options.Status {
+			s.ServiceStatus = f.serviceStatusLocked(svc)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// ServiceInspectWithRaw implements API: by ID, name or unique ID prefix.
+func (f *Fake) ServiceInspectWithRaw(ctx context.Context, serviceID string, _ swarm.ServiceInspectOptions) (swarm.Service, []byte, error) {
+	if err := f.begin(ctx, OpServiceInspectWithRaw); err != nil {
+		return swarm.Service{}, nil, err
+	}
+	if strings.TrimSpace(serviceID) == "" {
+		return swarm.Service{}, nil, emptyIDError("service")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return swarm.Service{}, nil, err
+	}
+	svc, err := f.findServiceLocked(strings.TrimSpace(serviceID))
+	if err != nil {
+		return swarm.Service{}, nil, err
+	}
+	raw, err := json.Marshal(svc)
+	if err != nil {
+		return swarm.Service{}, nil, err
+	}
+	var out swarm.Service
+	err = json.Unmarshal(raw, &out)
+	return out, raw, err
+}
+
+// ServiceUpdate implements API with the engine's checks, in its order:
+// client-side spec checks, networks, the service itself, Swarm's own
+// validation, then the version, which must be the current one.
+func (f *Fake) ServiceUpdate(ctx context.Context, serviceID string, version swarm.Version, spec swarm.ServiceSpec, options swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
+	if err := f.begin(ctx, OpServiceUpdate); err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	}
+	f.mu.Lock()
+	hook := f.BeforeServiceUpdate
+	f.mu.Unlock()
+	if hook != nil {
+		hook(serviceID)
+	}
+	serviceID = strings.TrimSpace(serviceID)
+	if serviceID == "" {
+		return swarm.ServiceUpdateResponse{}, emptyIDError("service")
+	}
+	if err := validateClientSpec(spec); err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	}
+	spec = clone(spec)
+	tagImage(&spec)
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	}
+	if err := f.updateServiceLocked(serviceID, version, spec, options.Rollback == "previous"); err != nil {
+		return swarm.ServiceUpdateResponse{}, err
+	}
+	return swarm.ServiceUpdateResponse{}, nil
+}
+
+// NetworkList implements API. Filters as the engine: name and id match as
+// regular expressions (so any substring), driver, scope and type exactly,
+// label as key or key=value, dangling as a boolean.
+func (f *Fake) NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error) {
+	if err := f.begin(ctx, OpNetworkList); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	args := options.Filters
+	if err := validateFilters(args, "dangling", "driver", "id", "label", "name", "scope", "type"); err != nil {
+		return nil, err
+	}
+	dangling, err := args.GetBoolOrDefault("dangling", false)
+	if err != nil {
+		return nil, newDaemonError(http.StatusBadRequest, err.Error())
+	}
+	out := []network.Summary{}
+	for _, n := range f.visibleNetworksLocked() {
+		in := n.inspect
+		if args.Contains("name") && !args.Match("name", in.Name) ||
+			args.Contains("id") && !args.Match("id", in.ID) ||
+			!args.ExactMatch("driver", in.Driver) || !args.ExactMatch("scope", in.Scope) ||
+			!args.MatchKVList("label", in.Labels) || !args.ExactMatch("type", networkType(n)) {
+			continue
+		}
+		if args.Contains("dangling") && dangling != (!n.predefined && !f.networkUsedLocked(n)) {
+			continue
+		}
+		s := clone(in)
+		s.Containers = map[string]network.EndpointResource{}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// NetworkInspect implements API: by ID, name or unique ID prefix.
+func (f *Fake) NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error) {
+	if err := f.begin(ctx, OpNetworkInspect); err != nil {
+		return network.Inspect{}, err
+	}
+	if strings.TrimSpace(networkID) == "" {
+		return network.Inspect{}, emptyIDError("network")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.findNetworkLocked(strings.TrimSpace(networkID), options.Scope)
+	if err != nil {
+		return network.Inspect{}, err
+	}
+	return f.inspectNetworkLocked(n), nil
+}
+
+// NetworkCreate implements API. Overlay networks are Swarm-scoped and need
+// a manager; names must be unique among Swarm networks (local networks may
+// share a name with a Swarm one, as on the engine).
+func (f *Fake) NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error) {
+	if err := f.begin(ctx, OpNetworkCreate); err != nil {
+		return network.CreateResponse{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.createNetworkLocked(name, clone(options), true)
+	if err != nil {
+		return network.CreateResponse{}, err
+	}
+	return network.CreateResponse{ID: n.inspect.ID}, nil
+}
+
+// NetworkRemove implements API. It refuses, with the engine's messages,
+// predefined networks, networks used by a service spec or a task, the
+// ingress network while a service publishes a port through it, and local
+// networks with container endpoints.
+func (f *Fake) NetworkRemove(ctx context.Context, networkID string) error {
+	if err := f.begin(ctx, OpNetworkRemove); err != nil {
+		return err
+	}
+	if strings.TrimSpace(networkID) == "" {
+		return emptyIDError("network")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.findNetworkLocked(strings.TrimSpace(networkID), "")
+	if err != nil {
+		var amb ambiguousError
+		if errors.As(err, &amb) {
+			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("network %s is ambiguous (%d matches found based on %s)", amb.ref, amb.n, amb.by))
+		}
+		return err
+	}
+	if n.predefined {
+		return newDaemonError(http.StatusForbidden, n.inspect.Name+" is a pre-defined network and cannot be removed")
+	}
+	if n.inspect.Scope == "swarm" {
+		if err := f.requireManagerLocked(); err != nil {
+			return err
+		}
+		if err := f.swarmNetworkInUseLocked(n); err != nil {
+			return err
+		}
+		delete(f.networks, n.inspect.ID)
+		f.index++
+		f.publishLocked(events.NetworkEventType, events.ActionRemove, n.inspect.ID, "swarm", map[string]string{"name": n.inspect.Name})
+		return nil
+	}
+	if len(f.localEndpointsLocked(n)) > 0 {
+		return newDaemonError(http.StatusForbidden, fmt.Sprintf("error while removing network: network %s id %s has active endpoints", n.inspect.Name, n.inspect.ID))
+	}
+	delete(f.networks, n.inspect.ID)
+	f.publishLocked(events.NetworkEventType, events.ActionDestroy, n.inspect.ID, "local", map[string]string{"name": n.inspect.Name, "type": n.inspect.Driver})
+	return nil
+}
+
+// NodeList implements API. Filters: id and name (prefixes), role,
+// membership, label (engine labels) and node.label.
+func (f *Fake) NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error) {
+	if err := f.begin(ctx, OpNodeList); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return nil, err
+	}
+	args := options.Filters
+	if err := validateFilters(args, "id", "label", "membership", "name", "node.label", "role"); err != nil {
+		return nil, err
+	}
+	out := []swarm.Node{}
+	for _, n := range f.sortedNodesLocked() {
+		if !matchPrefix(args, "id", n.ID) || !matchPrefix(args, "name", nodeName(n)) ||
+			!args.ExactMatch("role", string(n.Spec.Role)) || !args.ExactMatch("membership", "accepted") ||
+			!args.MatchKVList("label", n.Description.Engine.Labels) || !args.MatchKVList("node.label", n.Spec.Labels) {
+			continue
+		}
+		out = append(out, clone(*n))
+	}
+	return out, nil
+}
+
+// TaskList implements API. Filters: service and node (ID, name or ID
+// prefix, resolved as the engine does), desired-state, id and name
+// (prefixes), label.
+func (f *Fake) TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error) {
+	if err := f.begin(ctx, OpTaskList); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return nil, err
+	}
+	args := options.Filters
+	if err := validateFilters(args, "_up-to-date", "desired-state", "id", "label", "name", "node", "runtime", "service"); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"_up-to-date", "runtime"} {
+		if args.Contains(k) {
+			return nil, errFakeFilter(k)
+		}
+	}
+	for _, s := range args.Get("desired-state") {
+		switch swarm.TaskState(strings.ToLower(s)) {
+		case swarm.TaskStateNew, swarm.TaskStateAllocated, swarm.TaskStatePending, swarm.TaskStateAssigned,
+			swarm.TaskStateAccepted, swarm.TaskStatePreparing, swarm.TaskStateReady, swarm.TaskStateStarting,
+			swarm.TaskStateRunning, swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed,
+			swarm.TaskStateRejected, swarm.TaskStateRemove, swarm.TaskStateOrphaned:
+		default:
+			if s != "" {
+				return nil, newDaemonError(http.StatusInternalServerError, fmt.Sprintf("Invalid desired-state filter: '%s'", s))
+			}
+		}
+	}
+	var serviceIDs, nodeIDs []string
+	for _, ref := range args.Get("service") {
+		svc, err := f.findServiceLocked(ref)
+		if err != nil {
+			return nil, err
+		}
+		serviceIDs = append(serviceIDs, svc.ID)
+	}
+	for _, ref := range args.Get("node") {
+		n, err := f.findNodeLocked(ref)
+		if err != nil {
+			return nil, err
+		}
+		nodeIDs = append(nodeIDs, n.ID)
+	}
+	out := []swarm.Task{}
+	for _, id := range sortedKeys(f.tasks) {
+		t := f.tasks[id]
+		if serviceIDs != nil && !slices.Contains(serviceIDs, t.ServiceID) ||
+			nodeIDs != nil && !slices.Contains(nodeIDs, t.NodeID) ||
+			args.Contains("desired-state") && !slices.ContainsFunc(args.Get("desired-state"), func(s string) bool {
+				return swarm.TaskState(strings.ToLower(s)) == t.DesiredState
+			}) ||
+			!matchPrefix(args, "id", t.ID) || !matchPrefix(args, "name", f.taskNameLocked(t)) ||
+			!args.MatchKVList("label", t.Labels) {
+			continue
+		}
+		out = append(out, clone(*t))
+	}
+	return out, nil
+}
+
+// ContainerList implements API: the containers added with AddContainer
+// and, as on a real manager, the containers of the tasks running on this
+// node, labelled com.docker.swarm.*. Filters: network (name, or ID or ID
+// prefix), label, name and id (as regular expressions), status.
+func (f *Fake) ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error) {
+	if err := f.begin(ctx, OpContainerList); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	args := options.Filters
+	if err := validateFilters(args, "ancestor", "before", "expose", "exited", "health", "id", "isolation",
+		"is-task", "label", "name", "network", "publish", "since", "status", "volume"); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"ancestor", "before", "expose", "exited", "health", "isolation", "is-task", "publish", "since", "volume"} {
+		if args.Contains(k) {
+			return nil, errFakeFilter(k)
+		}
+	}
+	all := f.taskContainersLocked()
+	for _, c := range f.containers {
+		all = append(all, clone(c.summary))
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	out := []container.Summary{}
+	for _, c := range all {
+		if args.Contains("id") && !args.Match("id", c.ID) ||
+			args.Contains("name") && !slices.ContainsFunc(c.Names, func(n string) bool { return args.Match("name", strings.TrimPrefix(n, "/")) }) ||
+			!args.MatchKVList("label", c.Labels) || !args.ExactMatch("status", c.State) {
+			continue
+		}
+		if args.Contains("network") && !slices.ContainsFunc(args.Get("network"), func(ref string) bool {
+			for name, ep := range c.NetworkSettings.Networks {
+				if ref == name || strings.HasPrefix(ep.NetworkID, ref) {
+					return true
+				}
+			}
+			return false
+		}) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Events implements API. Like the real client, it returns once subscribed
+// (no event published after it returns is missed), never closes the
+// message channel, and ends the stream by sending one error, ctx.Err() or
+// the one given to BreakEvents, then closing the error channel. Filters:
+// type, event, scope, service and network (ID or name, prefix). Since and
+// Until are ignored: there is no history.
+func (f *Fake) Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error) {
+	msgs := make(chan events.Message)
+	errs := make(chan error, 1)
+	if err := f.begin(ctx, OpEvents); err != nil {
+		errs <- err
+		close(errs)
+		return msgs, errs
+	}
+	sub := &subscriber{filter: options.Filters.Clone(), wake: make(chan struct{}, 1), broken: make(chan error, 1)}
+	f.mu.Lock()
+	f.subs[sub] = struct{}{}
+	f.mu.Unlock()
+	go func() {
+		defer close(errs)
+		end := func(err error) {
+			f.mu.Lock()
+			delete(f.subs, sub)
+			f.mu.Unlock()
+			errs <- err
+		}
+		for {
+			msg, ok := sub.pop()
+			if !ok {
+				select {
+				case <-ctx.Done():
+					end(ctx.Err())
+					return
+				case err := <-sub.broken:
+					end(err)
+					return
+				case <-sub.wake:
+					continue
+				}
+			}
+			select {
+			case msgs <- msg:
+			case <-ctx.Done():
+				end(ctx.Err())
+				return
+			case err := <-sub.broken:
+				end(err)
+				return
+			}
+		}
+	}()
+	return msgs, errs
+}
+
+// --- Services --------------------------------------------------------------
+
+func (f *Fake) createServiceLocked(spec swarm.ServiceSpec) (*swarm.Service, error) {
+	if err := f.resolveNetworksLocked(&spec); err != nil {
+		return nil, err
+	}
+	normalizeSpec(&spec)
+	if err := validateSwarmSpec(spec); err != nil {
+		return nil, err
+	}
+	if err := f.checkIngressLocked(spec); err != nil {
+		return nil, err
+	}
+	for _, svc := range f.services {
+		if svc.Spec.Name == spec.Name {
+			return nil, newDaemonError(http.StatusConflict, fmt.Sprintf("rpc error: code = AlreadyExists desc = name conflicts with an existing object: service %s already exists", spec.Name))
+		}
+	}
+	if err := f.checkPortConflictsLocked(spec, ""); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	f.index++
+	svc := &swarm.Service{
+		ID:   newSwarmID(),
+		Meta: swarm.Meta{Version: swarm.Version{Index: f.index}, CreatedAt: now, UpdatedAt: now},
+		Spec: spec,
+	}
+	svc.Endpoint = f.endpointLocked(spec, swarm.Endpoint{})
+	f.services[svc.ID] = svc
+	f.publishLocked(events.ServiceEventType, events.ActionCreate, svc.ID, "swarm", map[string]string{"name": spec.Name})
+	f.reconcileTasksLocked(svc, false)
+	return svc, nil
+}
+
+func (f *Fake) updateServiceLocked(ref string, version swarm.Version, spec swarm.ServiceSpec, rollback bool) error {
+	if err := f.resolveNetworksLocked(&spec); err != nil {
+		return err
+	}
+	svc, err := f.findServiceLocked(ref)
+	if err != nil {
+		return err
+	}
+	normalizeSpec(&spec)
+	if err := validateSwarmSpec(spec); err != nil {
+		return err
+	}
+	if err := f.checkIngressLocked(spec); err != nil {
+		return err
+	}
+	if !jsonEqual(spec.EndpointSpec, svc.Spec.EndpointSpec) {
+		if err := f.checkPortConflictsLocked(spec, svc.ID); err != nil {
+			return err
+		}
+	}
+	if (len(spec.Networks) != 0 || len(svc.Spec.Networks) != 0) && !jsonEqual(spec.Networks, svc.Spec.Networks) &&
+		jsonEqual(spec.TaskTemplate.Networks, svc.Spec.TaskTemplate.Networks) {
+		return newDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = networks must be migrated to TaskSpec before being changed")
+	}
+	if serviceMode(spec.Mode) != serviceMode(svc.Spec.Mode) {
+		return newDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = service mode change is not allowed")
+	}
+	if spec.Name != svc.Spec.Name {
+		return newDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = renaming services is not supported")
+	}
+	if version.Index != svc.Version.Index {
+		return newDaemonError(http.StatusInternalServerError, "rpc error: code = Unknown desc = update out of sequence")
+	}
+
+	old := svc.Spec
+	if rollback {
+		if svc.PreviousSpec == nil {
+			return newDaemonError(http.StatusPreconditionFailed, fmt.Sprintf("rpc error: code = FailedPrecondition desc = service %s does not have a previous spec", svc.ID))
+		}
+		spec = *svc.PreviousSpec
+	}
+	svc.PreviousSpec = &old
+	svc.Spec = spec
+	svc.UpdateStatus = nil
+	svc.Endpoint = f.endpointLocked(spec, svc.Endpoint)
+	attrs := map[string]string{"name": spec.Name}
+	if oi, ni := serviceImage(old), serviceImage(spec); oi != ni {
+		attrs["image.old"], attrs["image.new"] = oi, ni
+	}
+	if or, nr := replicas(old), replicas(spec); or != nr {
+		attrs["replicas.old"], attrs["replicas.new"] = or, nr
+	}
+	f.writeServiceLocked(svc, attrs)
+
+	// Swarm rolls tasks when their spec or the endpoint changes, writing the
+	// service again each time its update status moves.
+	if rollback || !jsonEqual(old.TaskTemplate, spec.TaskTemplate) || !jsonEqual(old.EndpointSpec, spec.EndpointSpec) {
+		now := time.Now().UTC()
+		st := &swarm.UpdateStatus{State: swarm.UpdateStateUpdating, StartedAt: &now, Message: "update in progress"}
+		if rollback {
+			st.State, st.Message = swarm.UpdateStateRollbackStarted, "manually requested rollback"
+		}
+		svc.UpdateStatus = st
+		f.writeServiceLocked(svc, map[string]string{"name": spec.Name, "updatestate.new": string(st.State)})
+		if !f.holdUpdates {
+			f.completeUpdateLocked(svc)
+		}
+		return nil
+	}
+	f.reconcileTasksLocked(svc, false)
+	return nil
+}
+
+func (f *Fake) completeUpdateLocked(svc *swarm.Service) {
+	now := time.Now().UTC()
+	st := clone(*svc.UpdateStatus)
+	old := st.State
+	st.CompletedAt = &now
+	if old == swarm.UpdateStateRollbackStarted {
+		st.State, st.Message = swarm.UpdateStateRollbackCompleted, "rollback completed"
+	} else {
+		st.State, st.Message = swarm.UpdateStateCompleted, "update completed"
+	}
+	svc.UpdateStatus = &st
+	f.reconcileTasksLocked(svc, true)
+	f.writeServiceLocked(svc, map[string]string{"name": svc.Spec.Name, "updatestate.old": string(old), "updatestate.new": string(st.State)})
+}
+
+func (f *Fake) writeServiceLocked(svc *swarm.Service, attrs map[string]string) {
+	f.index++
+	svc.Version.Index = f.index
+	svc.UpdatedAt = time.Now().UTC()
+	f.publishLocked(events.ServiceEventType, events.ActionUpdate, svc.ID, "swarm", attrs)
+}
+
+// findServiceLocked resolves a reference as the engine does: full ID, then
+// exact name, then ID prefix.
+func (f *Fake) findServiceLocked(ref string) (*swarm.Service, error) {
+	if svc, ok := f.services[ref]; ok {
+		return svc, nil
+	}
+	for _, svc := range f.services {
+		if svc.Spec.Name == ref {
+			return svc, nil
+		}
+	}
+	var found []*swarm.Service
+	for _, id := range sortedKeys(f.services) {
+		if strings.HasPrefix(id, ref) {
+			found = append(found, f.services[id])
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("service %s not found", ref))
+	case 1:
+		return found[0], nil
+	}
+	return nil, newDaemonError(http.StatusBadRequest, fmt.Sprintf("service %s is ambiguous (%d matches found)", ref, len(found)))
+}
+
+// resolveNetworksLocked replaces network references in a spec by network
+// IDs, as the engine stores them.
+func (f *Fake) resolveNetworksLocked(spec *swarm.ServiceSpec) error {
+	for _, list := range [][]swarm.NetworkAttachmentConfig{spec.TaskTemplate.Networks, spec.Networks} {
+		for i := range list {
+			n, err := f.findNetworkLocked(list[i].Target, "")
+			if err != nil {
+				if IsNotFound(err) {
+					return newDaemonError(http.StatusInternalServerError, fmt.Sprintf("network %s not found", list[i].Target))
+				}
+				return err
+			}
+			if n.inspect.Scope != "swarm" {
+				return newDaemonError(http.StatusForbidden, fmt.Sprintf("The network %s cannot be used with services. Only networks scoped to the swarm can be used, such as those created with the overlay driver.", list[i].Target))
+			}
+			if n.inspect.Ingress {
+				return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = Service cannot be explicitly attached to the ingress network %q", n.inspect.Name))
+			}
+			list[i].Target = n.inspect.ID
+		}
+	}
+	return nil
+}
+
+func (f *Fake) checkPortConflictsLocked(spec swarm.ServiceSpec, self string) error {
+	if spec.EndpointSpec == nil {
+		return nil
+	}
+	for _, p := range spec.EndpointSpec.Ports {
+		if p.PublishMode != swarm.PortConfigPublishModeIngress || p.PublishedPort == 0 {
+			continue
+		}
+		for _, id := range sortedKeys(f.services) {
+			other := f.services[id]
+			if id == self {
+				continue
+			}
+			for _, q := range other.Endpoint.Ports {
+				if q.PublishMode == swarm.PortConfigPublishModeIngress && q.PublishedPort == p.PublishedPort && q.Protocol == p.Protocol {
+					return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = port '%d' is already in use by service '%s' (%s) as an ingress port", p.PublishedPort, other.Spec.Name, other.ID))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// endpointLocked derives what Swarm's allocator writes: ports with a
+// published port assigned where none was asked for, and a VIP on every
+// network (the ingress one first when a port goes through it).
+func (f *Fake) endpointLocked(spec swarm.ServiceSpec, prev swarm.Endpoint) swarm.Endpoint {
+	var ep swarm.Endpoint
+	if spec.EndpointSpec != nil {
+		ep.Spec = clone(*spec.EndpointSpec)
+	}
+	ingress := false
+	for _, p := range ep.Spec.Ports {
+		if p.PublishMode == swarm.PortConfigPublishModeIngress {
+			ingress = true
+			if p.PublishedPort == 0 {
+				p.PublishedPort = f.nextPort
+				for _, q := range prev.Ports {
+					if q.PublishMode == p.PublishMode && q.TargetPort == p.TargetPort && q.Protocol == p.Protocol {
+						p.PublishedPort = q.PublishedPort
+					}
+				}
+				if p.PublishedPort == f.nextPort {
+					f.nextPort++
+				}
+			}
+		}
+		ep.Ports = append(ep.Ports, p)
+	}
+	if ep.Spec.Mode == swarm.ResolutionModeDNSRR {
+		return ep
+	}
+	var ids []string
+	if ingress {
+		ids = append(ids, f.ingressLocked().inspect.ID)
+	}
+	ids = append(ids, attachedNetworks(spec)...)
+	for _, id := range ids {
+		vip := swarm.EndpointVirtualIP{NetworkID: id}
+		for _, old := range prev.VirtualIPs {
+			if old.NetworkID == id {
+				vip.Addr = old.Addr
+			}
+		}
+		if vip.Addr == "" {
+			vip.Addr = f.networks[id].allocate()
+		}
+		ep.VirtualIPs = append(ep.VirtualIPs, vip)
+	}
+	return ep
+}
+
+func (f *Fake) serviceStatusLocked(svc *swarm.Service) *swarm.ServiceStatus {
+	st := &swarm.ServiceStatus{}
+	switch {
+	case svc.Spec.Mode.Replicated != nil:
+		st.DesiredTasks = *svc.Spec.Mode.Replicated.Replicas
+	case svc.Spec.Mode.Global != nil:
+		st.DesiredTasks = uint64(len(f.activeNodesLocked()))
+	}
+	for _, t := range f.tasks {
+		if t.ServiceID == svc.ID && t.DesiredState == swarm.TaskStateRunning && t.Status.State == swarm.TaskStateRunning {
+			st.RunningTasks++
+		}
+	}
+	return st
+}
+
+// --- Tasks -----------------------------------------------------------------
+
+// reconcileTasksLocked makes a service's running tasks match its spec: one
+// per replica slot (spread over active nodes) or one per active node for
+// global services. replace shuts down the running tasks and starts new
+// ones from the current spec, as a completed rolling update does. Jobs get
+// no tasks.
+func (f *Fake) reconcileTasksLocked(svc *swarm.Service, replace bool) {
+	type slot struct {
+		slot int
+		node string
+	}
+	nodes := f.activeNodesLocked()
+	want := map[slot]bool{}
+	switch {
+	case svc.Spec.Mode.Replicated != nil && len(nodes) > 0:
+		for i := 1; i <= int(*svc.Spec.Mode.Replicated.Replicas); i++ {
+			want[slot{slot: i}] = true
+		}
+	case svc.Spec.Mode.Global != nil:
+		for _, n := range nodes {
+			want[slot{node: n.ID}] = true
+		}
+	}
+	keyOf := func(t *swarm.Task) slot {
+		if svc.Spec.Mode.Global != nil {
+			return slot{node: t.NodeID}
+		}
+		return slot{slot: t.Slot}
+	}
+	have := map[slot]bool{}
+	for _, id := range sortedKeys(f.tasks) {
+		t := f.tasks[id]
+		if t.ServiceID != svc.ID || t.DesiredState != swarm.TaskStateRunning {
+			continue
+		}
+		k := keyOf(t)
+		switch {
+		case !want[k]:
+			delete(f.tasks, id) // scaled down or node gone: Swarm removes these
+		case replace:
+			f.index++
+			t.Version.Index = f.index
+			t.UpdatedAt = time.Now().UTC()
+			t.DesiredState = swarm.TaskStateShutdown
+			t.Status.State, t.Status.Message, t.Status.Timestamp = swarm.TaskStateShutdown, "shutdown", t.UpdatedAt
+		default:
+			have[k] = true
+		}
+	}
+	keys := make([]slot, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].slot != keys[j].slot {
+			return keys[i].slot < keys[j].slot
+		}
+		return keys[i].node < keys[j].node
+	})
+	for _, k := range keys {
+		if have[k] {
+			continue
+		}
+		node := k.node
+		if node == "" {
+			node = nodes[(k.slot-1)%len(nodes)].ID
+		}
+		f.startTaskLocked(svc, k.slot, node)
+	}
+	f.pruneTasksLocked(svc.ID)
+}
+
+func (f *Fake) startTaskLocked(svc *swarm.Service, slotNum int, node string) {
+	now := time.Now().UTC()
+	f.index++
+	t := &swarm.Task{
+		ID:          newSwarmID(),
+		Meta:        swarm.Meta{Version: swarm.Version{Index: f.index}, CreatedAt: now, UpdatedAt: now},
+		Annotations: swarm.Annotations{Labels: map[string]string{}},
+		Spec:        clone(svc.Spec.TaskTemplate),
+		ServiceID:   svc.ID,
+		Slot:        slotNum,
+		NodeID:      node,
+		Status: swarm.TaskStatus{
+			Timestamp: now, State: swarm.TaskStateRunning, Message: "started",
+			ContainerStatus: &swarm.ContainerStatus{ContainerID: newHexID(), PID: 1000 + rand.IntN(30000)},
+			PortStatus:      swarm.PortStatus{},
+		},
+		DesiredState: swarm.TaskStateRunning,
+	}
+	for _, p := range svc.Endpoint.Ports {
+		if p.PublishMode == swarm.PortConfigPublishModeHost {
+			t.Status.PortStatus.Ports = append(t.Status.PortStatus.Ports, p)
+		}
+	}
+	var ids []string
+	for _, vip := range svc.Endpoint.VirtualIPs {
+		if f.networks[vip.NetworkID].inspect.Ingress {
+			ids = append(ids, vip.NetworkID)
+		}
+	}
+	if svc.Spec.EndpointSpec != nil && svc.Spec.EndpointSpec.Mode == swarm.ResolutionModeDNSRR {
+		ids = nil
+	}
+	for _, id := range append(ids, attachedNetworks(svc.Spec)...) {
+		n := f.networks[id]
+		t.NetworksAttachments = append(t.NetworksAttachments, swarm.NetworkAttachment{
+			Network: n.swarmNetwork(), Addresses: []string{n.allocate()},
+		})
+	}
+	f.tasks[t.ID] = t
+}
+
+// pruneTasksLocked keeps, per slot, the five newest tasks (Swarm's default
+// task history retention).
+func (f *Fake) pruneTasksLocked(serviceID string) {
+	bySlot := map[string][]*swarm.Task{}
+	for _, t := range f.tasks {
+		if t.ServiceID == serviceID {
+			k := strconv.Itoa(t.Slot) + "/" + t.NodeID
+			if t.Slot != 0 {
+				k = strconv.Itoa(t.Slot)
+			}
+			bySlot[k] = append(bySlot[k], t)
+		}
+	}
+	for _, ts := range bySlot {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Version.Index > ts[j].Version.Index })
+		for _, t := range ts[min(len(ts), 5):] {
+			delete(f.tasks, t.ID)
+		}
+	}
+}
+
+func (f *Fake) taskNameLocked(t *swarm.Task) string {
+	svc := f.services[t.ServiceID]
+	if svc == nil {
+		return t.ID
+	}
+	if t.Slot != 0 {
+		return fmt.Sprintf("%s.%d.%s", svc.Spec.Name, t.Slot, t.ID)
+	}
+	return fmt.Sprintf("%s.%s.%s", svc.Spec.Name, t.NodeID, t.ID)
+}
+
+// taskContainersLocked returns the containers of the running tasks on this
+// node, as ContainerList shows them on a manager.
+func (f *Fake) taskContainersLocked() []container.Summary {
+	var out []container.Summary
+	for _, id := range sortedKeys(f.tasks) {
+		t := f.tasks[id]
+		if t.NodeID != f.localNode || t.DesiredState != swarm.TaskStateRunning || t.Spec.ContainerSpec == nil {
+			continue
+		}
+		svc := f.services[t.ServiceID]
+		name := f.taskNameLocked(t)
+		labels := map[string]string{}
+		for k, v := range t.Spec.ContainerSpec.Labels {
+			labels[k] = v
+		}
+		labels["com.docker.swarm.node.id"] = t.NodeID
+		labels["com.docker.swarm.service.id"] = svc.ID
+		labels["com.docker.swarm.service.name"] = svc.Spec.Name
+		labels["com.docker.swarm.task"] = ""
+		labels["com.docker.swarm.task.id"] = t.ID
+		labels["com.docker.swarm.task.name"] = name
+		c := container.Summary{
+			ID: t.Status.ContainerStatus.ContainerID, Names: []string{"/" + name},
+			Image: t.Spec.ContainerSpec.Image, ImageID: "sha256:" + hashHex(t.Spec.ContainerSpec.Image),
+			Command: "/app", Created: t.CreatedAt.Unix(), Ports: []container.Port{}, Labels: labels,
+			State: container.StateRunning, Status: "Up Less than a second",
+			NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}},
+			Mounts:          []container.MountPoint{},
+		}
+		c.HostConfig.NetworkMode = "default"
+		for _, a := range t.NetworksAttachments {
+			if a.Network.Spec.Ingress {
+				continue // the ingress sandbox, not the container, holds this one
+			}
+			n := f.networks[a.Network.ID]
+			c.NetworkSettings.Networks[n.inspect.Name] = endpointSettings(c.ID, n, a.Addresses[0])
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// --- Networks --------------------------------------------------------------
+
+func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publish bool) (*fakeNetwork, error) {
+	if opts.Driver == "" {
+		opts.Driver = "bridge"
+	}
+	switch opts.Driver {
+	case "bridge", "overlay", "macvlan", "ipvlan":
+	default:
+		return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("plugin %q not found", opts.Driver))
+	}
+	scope := opts.Scope
+	if scope == "" {
+		scope = "local"
+		if opts.Driver == "overlay" {
+			scope = "swarm"
+		}
+	}
+	if scope == "swarm" {
+		if err := f.requireManagerLocked(); err != nil {
+			return nil, err
+		}
+	}
+	if name == "" {
+		return nil, newDaemonError(http.StatusInternalServerError, "invalid name: ")
+	}
+	for _, n := range f.networks {
+		// A Swarm network's name is unique among Swarm networks (and the
+		// predefined ones); a local one's among all networks.
+		if n.inspect.Name == name && (scope == "local" || n.inspect.Scope == "swarm" || n.predefined) {
+			return nil, newDaemonError(http.StatusConflict, fmt.Sprintf("network with name %s already exists", name))
+		}
+	}
+	now := time.Now().UTC()
+	n := &fakeNetwork{inspect: network.Inspect{
+		Name: name, Created: now, Scope: scope, Driver: opts.Driver,
+		Internal: opts.Internal, Attachable: opts.Attachable, Ingress: opts.Ingress,
+		IPAM:    network.IPAM{Driver: "default", Config: []network.IPAMConfig{}},
+		Options: opts.Options, Labels: opts.Labels,
+	}}
+	if opts.EnableIPv6 != nil {
+		n.inspect.EnableIPv6 = *opts.EnableIPv6
+	}
+	if opts.IPAM != nil {
+		if opts.IPAM.Driver != "" {
+			n.inspect.IPAM.Driver = opts.IPAM.Driver
+		}
+		n.inspect.IPAM.Options = opts.IPAM.Options
+	}
+	var subnet, gateway string
+	if opts.IPAM != nil && len(opts.IPAM.Config) > 0 {
+		subnet, gateway = opts.IPAM.Config[0].Subnet, opts.IPAM.Config[0].Gateway
+	}
+	if subnet == "" && scope == "swarm" {
+		subnet = fmt.Sprintf("10.0.%d.0/24", f.nextSubnet)
+		f.nextSubnet++
+	} else if subnet == "" {
+		subnet = fmt.Sprintf("172.%d.0.0/16", f.nextBridge)
+		f.nextBridge++
+	}
+	prefix, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return nil, newDaemonError(http.StatusBadRequest, fmt.Sprintf("invalid subnet %s: %v", subnet, err))
+	}
+	n.setPrefix(prefix.Masked(), gateway)
+	if scope == "swarm" {
+		n.inspect.ID = newSwarmID()
+		if opts.Driver == "overlay" {
+			if n.inspect.Options == nil {
+				n.inspect.Options = map[string]string{}
+			}
+			vxlan := 4096
+			if !opts.Ingress {
+				vxlan = f.nextVXLAN
+				f.nextVXLAN++
+			}
+			n.inspect.Options["com.docker.network.driver.overlay.vxlanid_list"] = strconv.Itoa(vxlan)
+		}
+		f.index++
+		n.version, n.updatedAt = swarm.Version{Index: f.index}, now
+	} else {
+		n.inspect.ID = newHexID()
+		if n.inspect.Options == nil {
+			n.inspect.Options = map[string]string{}
+		}
+		if n.inspect.Labels == nil {
+			n.inspect.Labels = map[string]string{}
+		}
+	}
+	f.networks[n.inspect.ID] = n
+	if publish {
+		if scope == "swarm" {
+			// Swarm's allocator writes the network right after it is created.
+			f.publishLocked(events.NetworkEventType, events.ActionCreate, n.inspect.ID, "swarm", map[string]string{"name": name})
+			f.publishLocked(events.NetworkEventType, events.ActionUpdate, n.inspect.ID, "swarm", map[string]string{"name": name})
+		} else {
+			f.publishLocked(events.NetworkEventType, events.ActionCreate, n.inspect.ID, "local", map[string]string{"name": name, "type": opts.Driver})
+		}
+	}
+	return n, nil
+}
+
+// visibleNetworksLocked returns the networks this engine lists, by name:
+// Swarm networks only while it is in a Swarm.
+func (f *Fake) visibleNetworksLocked() []*fakeNetwork {
+	var out []*fakeNetwork
+	for _, n := range f.networks {
+		if n.inspect.Scope == "swarm" && f.role == roleInactive {
+			continue
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].inspect.Name != out[j].inspect.Name {
+			return out[i].inspect.Name < out[j].inspect.Name
+		}
+		return out[i].inspect.ID < out[j].inspect.ID
+	})
+	return out
+}
+
+type ambiguousError struct {
+	ref, by string
+	n       int
+}
+
+func (e ambiguousError) Error() string {
+	return fmt.Sprintf("Error response from daemon: %d matches found based on %s: network %s is ambiguous", e.n, e.by, e.ref)
+}
+
+func (e ambiguousError) Is(target error) bool {
+	return errors.Is(kindOfStatus(http.StatusBadRequest), target)
+}
+
+// findNetworkLocked resolves a reference as the engine does: full ID, then
+// exact name, then ID prefix; scope, when set, limits the search.
+func (f *Fake) findNetworkLocked(ref, scope string) (*fakeNetwork, error) {
+	var byName, byPrefix []*fakeNetwork
+	for _, n := range f.visibleNetworksLocked() {
+		if scope != "" && n.inspect.Scope != scope {
+			continue
+		}
+		switch {
+		case n.inspect.ID == ref:
+			return n, nil
+		case n.inspect.Name == ref:
+			byName = append(byName, n)
+		case strings.HasPrefix(n.inspect.ID, ref):
+			byPrefix = append(byPrefix, n)
+		}
+	}
+	switch {
+	case len(byName) == 1:
+		return byName[0], nil
+	case len(byName) > 1:
+		return nil, ambiguousError{ref: ref, by: "name", n: len(byName)}
+	case len(byPrefix) == 1:
+		return byPrefix[0], nil
+	case len(byPrefix) > 1:
+		return nil, ambiguousError{ref: ref, by: "ID prefix", n: len(byPrefix)}
+	}
+	return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("network %s not found", ref))
+}
+
+// ingressLocked returns the ingress network, or nil once it was removed.
+func (f *Fake) ingressLocked() *fakeNetwork {
+	for _, n := range f.networks {
+		if n.inspect.Ingress {
+			return n
+		}
+	}
+	return nil
+}
+
+// checkIngressLocked refuses a spec publishing a port through the routing
+// mesh when there is no ingress network (it can be removed while unused).
+func (f *Fake) checkIngressLocked(s swarm.ServiceSpec) error {
+	if s.EndpointSpec == nil || f.ingressLocked() != nil {
+		return nil
+	}
+	for _, p := range s.EndpointSpec.Ports {
+		if p.PublishMode == swarm.PortConfigPublishModeIngress {
+			return newDaemonError(http.StatusBadRequest, "rpc error: code = FailedPrecondition desc = service needs ingress network, but no ingress network is present")
+		}
+	}
+	return nil
+}
+
+func (f *Fake) swarmNetworkInUseLocked(n *fakeNetwork) error {
+	id := n.inspect.ID
+	for _, sid := range sortedKeys(f.services) {
+		svc := f.services[sid]
+		if n.inspect.Ingress {
+			for _, p := range svc.Endpoint.Ports {
+				if p.PublishMode == swarm.PortConfigPublishModeIngress {
+					return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service %s depends on it", svc.ID))
+				}
+			}
+			continue
+		}
+		if slices.Contains(attachedNetworks(svc.Spec), id) {
+			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by service %s", id, svc.ID))
+		}
+	}
+	for _, tid := range sortedKeys(f.tasks) {
+		t := f.tasks[tid]
+		if t.DesiredState != swarm.TaskStateRunning {
+			continue
+		}
+		for _, a := range t.NetworksAttachments {
+			if a.Network.ID == id {
+				return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by task %s", id, t.ID))
+			}
+		}
+	}
+	for _, cid := range sortedKeys(f.containers) {
+		c := f.containers[cid]
+		if _, ok := c.summary.NetworkSettings.Networks[n.inspect.Name]; ok {
+			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by task %s", id, c.taskID))
+		}
+	}
+	return nil
+}
+
+// localEndpointsLocked returns the endpoints this node has on a network,
+// keyed by container ID.
+func (f *Fake) localEndpointsLocked(n *fakeNetwork) map[string]network.EndpointResource {
+	out := map[string]network.EndpointResource{}
+	for _, c := range f.taskContainersLocked() {
+		if ep, ok := c.NetworkSettings.Networks[n.inspect.Name]; ok {
+			out[c.ID] = endpointResource(c, ep)
+		}
+	}
+	for _, c := range f.containers {
+		if ep, ok := c.summary.NetworkSettings.Networks[n.inspect.Name]; ok {
+			out[c.summary.ID] = endpointResource(c.summary, ep)
+		}
+	}
+	if n.inspect.Name == "docker_gwbridge" && n.inspect.Scope == "local" {
+		// Every container on an overlay network also gets a leg here.
+		for _, c := range f.taskContainersLocked() {
+			if len(c.NetworkSettings.Networks) > 0 {
+				out["gateway_"+c.ID[:12]] = network.EndpointResource{Name: "gateway_" + c.ID[:12]}
+			}
+		}
+	}
+	return out
+}
+
+func (f *Fake) networkUsedLocked(n *fakeNetwork) bool {
+	if n.inspect.Scope == "swarm" {
+		return f.swarmNetworkInUseLocked(n) != nil
+	}
+	return len(f.localEndpointsLocked(n)) > 0
+}
+
+func (f *Fake) inspectNetworkLocked(n *fakeNetwork) network.Inspect {
+	in := clone(n.inspect)
+	if eps := f.localEndpointsLocked(n); len(eps) > 0 {
+		in.Containers = eps
+	}
+	return in
+}
+
+func (n *fakeNetwork) setPrefix(p netip.Prefix, gateway string) {
+	n.prefix = p
+	n.last = p.Addr().Next() // the gateway
+	if gateway == "" {
+		gateway = n.last.String()
+	}
+	n.inspect.IPAM.Config = []network.IPAMConfig{{Subnet: p.String(), Gateway: gateway}}
+}
+
+// allocate hands out the next free address, in CIDR form as Swarm shows it.
+func (n *fakeNetwork) allocate() string {
+	if !n.prefix.IsValid() {
+		return ""
+	}
+	n.last = n.last.Next()
+	return netip.PrefixFrom(n.last, n.prefix.Bits()).String()
+}
+
+// swarmNetwork is the network as a task's NetworksAttachments shows it.
+func (n *fakeNetwork) swarmNetwork() swarm.Network {
+	in := n.inspect
+	user := map[string]string{}
+	for k, v := range in.Options {
+		if !strings.HasPrefix(k, "com.docker.network.driver.overlay.") {
+			user[k] = v
+		}
+	}
+	sn := swarm.Network{
+		ID:   in.ID,
+		Meta: swarm.Meta{Version: n.version, CreatedAt: in.Created, UpdatedAt: n.updatedAt},
+		Spec: swarm.NetworkSpec{
+			Annotations:         swarm.Annotations{Name: in.Name, Labels: clone(in.Labels)},
+			DriverConfiguration: &swarm.Driver{Name: in.Driver, Options: user},
+			Internal:            in.Internal, Attachable: in.Attachable, Ingress: in.Ingress,
+			Scope: in.Scope,
+		},
+		DriverState: swarm.Driver{Name: in.Driver, Options: clone(in.Options)},
+		IPAMOptions: &swarm.IPAMOptions{Driver: swarm.Driver{Name: "default"}},
+	}
+	for _, c := range in.IPAM.Config {
+		sn.IPAMOptions.Configs = append(sn.IPAMOptions.Configs, swarm.IPAMConfig{Subnet: c.Subnet, Gateway: c.Gateway})
+	}
+	return sn
+}
+
+func networkType(n *fakeNetwork) string {
+	if n.predefined {
+		return "builtin"
+	}
+	return "custom"
+}
+
+func endpointSettings(containerID string, n *fakeNetwork, cidr string) *network.EndpointSettings {
+	ep := &network.EndpointSettings{NetworkID: n.inspect.ID, EndpointID: hashHex(containerID + n.inspect.ID)}
+	if p, err := netip.ParsePrefix(cidr); err == nil {
+		a := p.Addr().As4()
+		ep.IPAddress, ep.IPPrefixLen = p.Addr().String(), p.Bits()
+		ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.IPAddress}
+		ep.MacAddress = fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3])
+		if n.inspect.Scope == "local" && len(n.inspect.IPAM.Config) > 0 {
+			ep.Gateway = n.inspect.IPAM.Config[0].Gateway
+		}
+	}
+	return ep
+}
+
+func endpointResource(c container.Summary, ep *network.EndpointSettings) network.EndpointResource {
+	r := network.EndpointResource{
+		Name: strings.TrimPrefix(c.Names[0], "/"), EndpointID: ep.EndpointID, MacAddress: ep.MacAddress,
+	}
+	if ep.IPAddress != "" {
+		r.IPv4Address = fmt.Sprintf("%s/%d", ep.IPAddress, ep.IPPrefixLen)
+	}
+	return r
+}
+
+// --- Nodes -----------------------------------------------------------------
+
+func (f *Fake) addNodeLocked(n swarm.Node) *swarm.Node {
+	now := time.Now().UTC()
+	f.index++
+	if n.ID == "" {
+		n.ID = newSwarmID()
+	}
+	n.Version = swarm.Version{Index: f.index}
+	n.CreatedAt, n.UpdatedAt = now, now
+	if n.Spec.Labels == nil {
+		n.Spec.Labels = map[string]string{}
+	}
+	if n.Spec.Role == "" {
+		n.Spec.Role = swarm.NodeRoleWorker
+	}
+	if n.Spec.Availability == "" {
+		n.Spec.Availability = swarm.NodeAvailabilityActive
+	}
+	if n.Description.Hostname == "" {
+		n.Description.Hostname = fmt.Sprintf("fake-node-%d", len(f.nodes)+1)
+	}
+	if n.Description.Platform == (swarm.Platform{}) {
+		n.Description.Platform = swarm.Platform{Architecture: "x86_64", OS: "linux"}
+	}
+	if n.Description.Engine.EngineVersion == "" {
+		n.Description.Engine.EngineVersion = "20.10.24-fake"
+	}
+	if n.Status.State == "" {
+		n.Status.State = swarm.NodeStateReady
+	}
+	if n.Status.Addr == "" {
+		n.Status.Addr = fmt.Sprintf("127.0.0.%d", len(f.nodes)+1)
+	}
+	if n.Spec.Role == swarm.NodeRoleManager && n.ManagerStatus == nil {
+		n.ManagerStatus = &swarm.ManagerStatus{Leader: len(f.nodes) == 0, Reachability: swarm.ReachabilityReachable, Addr: n.Status.Addr + ":2377"}
+	}
+	f.nodes = append(f.nodes, &n)
+	return &n
+}
+
+func (f *Fake) activeNodesLocked() []*swarm.Node {
+	var out []*swarm.Node
+	for _, n := range f.nodes {
+		if n.Spec.Availability == swarm.NodeAvailabilityActive && n.Status.State == swarm.NodeStateReady {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (f *Fake) sortedNodesLocked() []*swarm.Node {
+	out := slices.Clone(f.nodes)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (f *Fake) findNodeLocked(ref string) (*swarm.Node, error) {
+	var prefixed []*swarm.Node
+	for _, n := range f.sortedNodesLocked() {
+		if n.ID == ref || nodeName(n) == ref {
+			return n, nil
+		}
+		if strings.HasPrefix(n.ID, ref) {
+			prefixed = append(prefixed, n)
+		}
+	}
+	if len(prefixed) == 1 {
+		return prefixed[0], nil
+	}
+	if len(prefixed) > 1 {
+		return nil, newDaemonError(http.StatusBadRequest, fmt.Sprintf("node %s is ambiguous (%d matches found)", ref, len(prefixed)))
+	}
+	return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("node %s not found", ref))
+}
+
+func nodeName(n *swarm.Node) string {
+	if n.Spec.Name != "" {
+		return n.Spec.Name
+	}
+	return n.Description.Hostname
+}
+
+// --- Events ----------------------------------------------------------------
+
+type subscriber struct {
+	filter filters.Args
+	mu     sync.Mutex
+	queue  []events.Message // unbounded, so publishing never blocks a write
+	wake   chan struct{}
+	broken chan error
+}
+
+func (s *subscriber) push(m events.Message) {
+	s.mu.Lock()
+	s.queue = append(s.queue, m)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscriber) pop() (events.Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return events.Message{}, false
+	}
+	m := s.queue[0]
+	s.queue = s.queue[1:]
+	return m, true
+}
+
+// publishLocked sends an event to the matching subscribers. It runs after
+// the state changed, under the lock, so subscribers see events in order.
+func (f *Fake) publishLocked(typ events.Type, action events.Action, id, scope string, attrs map[string]string) {
+	now := time.Now()
+	m := events.Message{
+		Type: typ, Action: action, Scope: scope, Time: now.Unix(), TimeNano: now.UnixNano(),
+		Actor: events.Actor{ID: id, Attributes: attrs},
+	}
+	for sub := range f.subs {
+		a := sub.filter
+		if a.ExactMatch("type", string(typ)) && a.ExactMatch("event", string(action)) && a.ExactMatch("scope", scope) &&
+			(a.FuzzyMatch("service", id) || a.FuzzyMatch("service", attrs["name"])) &&
+			(a.FuzzyMatch("network", id) || a.FuzzyMatch("network", attrs["name"])) {
+			sub.push(clone(m))
+		}
+	}
+}
+
+// --- Spec normalisation and validation -------------------------------------
+
+// validateClientSpec is the check the real client makes before sending.
+func validateClientSpec(s swarm.ServiceSpec) error {
+	tt := s.TaskTemplate
+	switch {
+	case tt.ContainerSpec != nil && tt.PluginSpec != nil:
+		return errors.New("must not specify both a container spec and a plugin spec in the task template")
+	case tt.PluginSpec != nil && tt.Runtime != swarm.RuntimePlugin:
+		return errors.New("mismatched runtime with plugin spec")
+	case tt.ContainerSpec != nil && tt.Runtime != "" && tt.Runtime != swarm.RuntimeContainer:
+		return errors.New("mismatched runtime with container spec")
+	}
+	return nil
+}
+
+// tagImage adds ":latest" to an untagged image, as the real client does
+// before sending a spec.
+func tagImage(s *swarm.ServiceSpec) {
+	if cs := s.TaskTemplate.ContainerSpec; cs != nil {
+		if named, err := reference.ParseNormalizedNamed(cs.Image); err == nil {
+			cs.Image = reference.FamiliarString(reference.TagNameOnly(named))
+		}
+	}
+}
+
+// normalizeSpec fills in the defaults the engine stores (seen on 20.10).
+func normalizeSpec(s *swarm.ServiceSpec) {
+	if s.Labels == nil {
+		s.Labels = map[string]string{}
+	}
+	if cs := s.TaskTemplate.ContainerSpec; cs != nil {
+		if s.TaskTemplate.Runtime == "" {
+			s.TaskTemplate.Runtime = swarm.RuntimeContainer
+		}
+		if cs.Isolation == "" {
+			cs.Isolation = container.IsolationDefault
+		}
+	}
+	m := &s.Mode
+	if m.Replicated == nil && m.Global == nil && m.ReplicatedJob == nil && m.GlobalJob == nil {
+		m.Replicated = &swarm.ReplicatedService{}
+	}
+	if m.Replicated != nil && m.Replicated.Replicas == nil {
+		one := uint64(1)
+		m.Replicated.Replicas = &one
+	}
+	if e := s.EndpointSpec; e != nil {
+		if e.Mode == "" {
+			e.Mode = swarm.ResolutionModeVIP
+		}
+		for i := range e.Ports {
+			if e.Ports[i].Protocol == "" {
+				e.Ports[i].Protocol = swarm.PortConfigProtocolTCP
+			}
+			if e.Ports[i].PublishMode == "" {
+				e.Ports[i].PublishMode = swarm.PortConfigPublishModeIngress
+			}
+		}
+	}
+}
+
+// validateSwarmSpec is the part of Swarm's validation a reconciler can trip.
+func validateSwarmSpec(s swarm.ServiceSpec) error {
+	if e := s.EndpointSpec; e != nil && e.Mode == swarm.ResolutionModeDNSRR {
+		for _, p := range e.Ports {
+			if p.PublishMode == swarm.PortConfigPublishModeIngress {
+				return newDaemonError(http.StatusBadRequest, "rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be used with dnsrr mode")
+			}
+		}
+	}
+	return nil
+}
+
+// attachedNetworks returns the IDs of the networks a stored spec attaches
+// its tasks to, without duplicates.
+func attachedNetworks(s swarm.ServiceSpec) []string {
+	var ids []string
+	for _, a := range slices.Concat(s.TaskTemplate.Networks, s.Networks) {
+		if !slices.Contains(ids, a.Target) {
+			ids = append(ids, a.Target)
+		}
+	}
+	return ids
+}
+
+func serviceMode(m swarm.ServiceMode) string {
+	switch {
+	case m.Global != nil:
+		return "global"
+	case m.ReplicatedJob != nil:
+		return "replicated-job"
+	case m.GlobalJob != nil:
+		return "global-job"
+	}
+	return "replicated"
+}
+
+func serviceImage(s swarm.ServiceSpec) string {
+	if s.TaskTemplate.ContainerSpec == nil {
+		return ""
+	}
+	return s.TaskTemplate.ContainerSpec.Image
+}
+
+func replicas(s swarm.ServiceSpec) string {
+	if s.Mode.Replicated == nil || s.Mode.Replicated.Replicas == nil {
+		return ""
+	}
+	return strconv.FormatUint(*s.Mode.Replicated.Replicas, 10)
+}
+
+// --- Helpers ---------------------------------------------------------------
+
+func validateFilters(args filters.Args, accepted ...string) error {
+	for _, k := range args.Keys() {
+		if !slices.Contains(accepted, k) {
+			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("Invalid filter '%s'", k))
+		}
+	}
+	return nil
+}
+
+// errFakeFilter reports a filter the engine accepts but Fake does not
+// implement, so a test cannot silently get unfiltered results.
+func errFakeFilter(key string) error {
+	return fmt.Errorf("dockerapi.Fake: filter %q is not implemented", key)
+}
+
+func matchPrefix(args filters.Args, key, s string) bool {
+	vals := args.Get(key)
+	return len(vals) == 0 || slices.ContainsFunc(vals, func(p string) bool { return strings.HasPrefix(s, p) })
+}
+
+// emptyIDError is the client's own error for an empty reference.
+type emptyIDError string
+
+func (e emptyIDError) InvalidParameter() {}
+
+func (e emptyIDError) Error() string { return "invalid " + string(e) + " name or ID: value is empty" }
+
+// clone deep-copies v the way the wire does, so nothing the Fake stores is
+// shared with its callers and what they get back is what a client decodes.
+func clone[T any](v T) T {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("dockerapi.Fake: " + err.Error())
+	}
+	var out T
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic("dockerapi.Fake: " + err.Error())
+	}
+	return out
+}
+
+func jsonEqual(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// newSwarmID returns an ID shaped like Swarm's: 25 base-36 characters.
+func newSwarmID() string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 25)
+	for i := range b {
+		b[i] = digits[rand.IntN(len(digits))]
+	}
+	return string(b)
+}
+
+// newHexID returns an ID shaped like a local network's or a container's.
+func newHexID() string {
+	return fmt.Sprintf("%016x%016x%016x%016x", rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64())
+}
+
+func hashHex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,1207 @@
+package dockerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/errdefs"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func testSpec(name string, networks ...string) swarm.ServiceSpec {
+	spec := swarm.ServiceSpec{
+		Annotations:  swarm.Annotations{Name: name, Labels: map[string]string{"app": name}},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "app"}},
+	}
+	for _, n := range networks {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: n})
+	}
+	return spec
+}
+
+func mustInspect(t *testing.T, api API, id string) swarm.Service {
+	t.Helper()
+	svc, _, err := api.ServiceInspectWithRaw(context.Background(), id, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect %s: %v", id, err)
+	}
+	return svc
+}
+
+func overlay(f *Fake, name string) network.Inspect {
+	return f.AddNetwork(name, network.CreateOptions{Driver: "overlay", Attachable: true})
+}
+
+func TestFakeInfo(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	info, err := f.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable ||
+		info.Swarm.NodeID == "" || info.Swarm.Cluster == nil || info.Swarm.Cluster.ID == "" {
+		t.Fatalf("not a manager: %+v", info.Swarm)
+	}
+
+	f.SetWorker()
+	info, _ = f.Info(ctx)
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || info.Swarm.ControlAvailable || info.Swarm.Cluster != nil {
+		t.Fatalf("not a worker: %+v", info.Swarm)
+	}
+	_, err = f.ServiceList(ctx, swarm.ServiceListOptions{})
+	if !IsNotSwarmManager(err) || !strings.Contains(err.Error(), "Worker nodes can't be used") {
+		t.Fatalf("ServiceList on a worker: %v", err)
+	}
+
+	f.SetInactive()
+	info, _ = f.Info(ctx)
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateInactive || info.Swarm.NodeID != "" {
+		t.Fatalf("not inactive: %+v", info.Swarm)
+	}
+	if _, err := f.TaskList(ctx, swarm.TaskListOptions{}); !IsNotSwarmManager(err) {
+		t.Fatalf("TaskList outside a Swarm: %v", err)
+	}
+	nets, _ := f.NetworkList(ctx, network.ListOptions{})
+	for _, n := range nets {
+		if n.Scope == "swarm" {
+			t.Fatalf("Swarm network %s listed outside a Swarm", n.Name)
+		}
+	}
+}
+
+func TestFakeAddServiceLooksLikeTheEngine(t *testing.T) {
+	f := NewFake()
+	net := overlay(f, "backend")
+	spec := testSpec("web", "backend")
+	spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80}, {TargetPort: 81, PublishedPort: 8081, PublishMode: swarm.PortConfigPublishModeHost}}}
+	svc := f.AddService(spec)
+
+	if svc.ID == "" || svc.Version.Index == 0 || svc.CreatedAt.IsZero() || svc.UpdatedAt.IsZero() {
+		t.Fatalf("meta not set: %+v", svc)
+	}
+	if got := svc.Spec.TaskTemplate.Networks[0].Target; got != net.ID {
+		t.Errorf("network stored as %q, want its ID %q", got, net.ID)
+	}
+	if svc.Spec.TaskTemplate.ContainerSpec.Image != "app:latest" || svc.Spec.TaskTemplate.Runtime != swarm.RuntimeContainer ||
+		svc.Spec.TaskTemplate.ContainerSpec.Isolation != container.IsolationDefault || *svc.Spec.Mode.Replicated.Replicas != 1 {
+		t.Errorf("engine defaults not filled in: %+v", svc.Spec)
+	}
+	ports := svc.Endpoint.Ports
+	if svc.Endpoint.Spec.Mode != swarm.ResolutionModeVIP || len(ports) != 2 ||
+		ports[0].PublishMode != swarm.PortConfigPublishModeIngress || ports[0].Protocol != swarm.PortConfigProtocolTCP ||
+		ports[0].PublishedPort < 30000 || ports[1].PublishedPort != 8081 {
+		t.Errorf("endpoint: %+v", svc.Endpoint)
+	}
+	if svc.Spec.EndpointSpec.Ports[0].PublishedPort != 0 {
+		t.Errorf("the assigned port leaked into the spec: %+v", svc.Spec.EndpointSpec)
+	}
+	var vipNets []string
+	for _, v := range svc.Endpoint.VirtualIPs {
+		vipNets = append(vipNets, v.NetworkID)
+		if v.Addr == "" {
+			t.Errorf("VIP without address: %+v", v)
+		}
+	}
+	ingress, _ := f.NetworkInspect(context.Background(), "ingress", network.InspectOptions{})
+	if !slices.Equal(vipNets, []string{ingress.ID, net.ID}) {
+		t.Errorf("VIPs on %v, want ingress then backend", vipNets)
+	}
+}
+
+func TestFakeServiceListFilters(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	web := f.AddService(testSpec("web-frontend"))
+	f.AddService(testSpec("api"))
+
+	list := func(args ...filters.KeyValuePair) []string {
+		t.Helper()
+		svcs, err := f.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(args...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range svcs {
+			names = append(names, s.Spec.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	for _, tc := range []struct {
+		args []filters.KeyValuePair
+		want []string
+	}{
+		{nil, []string{"api", "web-frontend"}},
+		{[]filters.KeyValuePair{filters.Arg("name", "web")}, []string{"web-frontend"}},
+		{[]filters.KeyValuePair{filters.Arg("name", "frontend")}, nil}, // a prefix, unlike networks
+		{[]filters.KeyValuePair{filters.Arg("name", "web"), filters.Arg("name", "api")}, []string{"api", "web-frontend"}},
+		{[]filters.KeyValuePair{filters.Arg("id", web.ID[:5])}, []string{"web-frontend"}},
+		{[]filters.KeyValuePair{filters.Arg("label", "app=api")}, []string{"api"}},
+		{[]filters.KeyValuePair{filters.Arg("label", "app")}, []string{"api", "web-frontend"}},
+		{[]filters.KeyValuePair{filters.Arg("label", "app"), filters.Arg("label", "app=api")}, []string{"api"}},
+		{[]filters.KeyValuePair{filters.Arg("mode", "global")}, nil},
+	} {
+		if got := list(tc.args...); !slices.Equal(got, tc.want) {
+			t.Errorf("filters %v: got %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	_, err := f.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("bogus", "x"))})
+	if !cerrdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "Invalid filter 'bogus'") {
+		t.Errorf("unknown filter: %v", err)
+	}
+
+	svcs, _ := f.ServiceList(ctx, swarm.ServiceListOptions{Status: true})
+	if st := svcs[0].ServiceStatus; st == nil || st.DesiredTasks != 1 || st.RunningTasks != 1 {
+		t.Errorf("service status: %+v", st)
+	}
+}
+
+func TestFakeServiceInspect(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	svc := f.AddService(testSpec("web"))
+	for _, ref := range []string{svc.ID, "web", svc.ID[:6]} {
+		got, raw, err := f.ServiceInspectWithRaw(ctx, ref, swarm.ServiceInspectOptions{})
+		if err != nil || got.ID != svc.ID || !strings.Contains(string(raw), `"Name":"web"`) {
+			t.Errorf("inspect %q: %v %v", ref, got.ID, err)
+		}
+	}
+	_, _, err := f.ServiceInspectWithRaw(ctx, "nosuch", swarm.ServiceInspectOptions{})
+	if !IsNotFound(err) || !cerrdefs.IsNotFound(err) || !errdefs.IsNotFound(err) {
+		t.Errorf("not found: %v", err)
+	}
+	if want := "Error response from daemon: service nosuch not found"; err.Error() != want {
+		t.Errorf("got %q, want %q", err, want)
+	}
+}
+
+func TestFakeServiceUpdate(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	overlay(f, "backend")
+	svc := f.AddService(testSpec("web"))
+
+	spec := svc.Spec
+	spec.Labels["tier"] = "front"
+	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "backend"}}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := mustInspect(t, f, svc.ID)
+	if got.Version.Index <= svc.Version.Index {
+		t.Errorf("version did not move: %d -> %d", svc.Version.Index, got.Version.Index)
+	}
+	if got.Spec.Labels["tier"] != "front" || got.PreviousSpec == nil || got.PreviousSpec.Labels["tier"] != "" {
+		t.Errorf("spec %v, previous %v", got.Spec.Labels, got.PreviousSpec)
+	}
+	if got.UpdateStatus == nil || got.UpdateStatus.State != swarm.UpdateStateCompleted || got.UpdateStatus.CompletedAt == nil {
+		t.Errorf("update status: %+v", got.UpdateStatus)
+	}
+
+	// The version just used is stale now.
+	_, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{})
+	if !IsOutOfSequence(err) || IsNotFound(err) || !cerrdefs.IsInternal(err) {
+		t.Errorf("stale update: %v", err)
+	}
+	if want := "Error response from daemon: rpc error: code = Unknown desc = update out of sequence"; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %q", err, want)
+	}
+
+	// A spec change that does not touch tasks resets the update status.
+	spec = got.Spec
+	spec.Labels["x"] = "y"
+	if _, err := f.ServiceUpdate(ctx, svc.ID, got.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got = mustInspect(t, f, svc.ID); got.UpdateStatus != nil {
+		t.Errorf("label change left update status %+v", got.UpdateStatus)
+	}
+
+	// A missing network is a 500, not a not-found: the service is there.
+	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "nosuch"}}
+	_, err = f.ServiceUpdate(ctx, svc.ID, got.Version, spec, swarm.ServiceUpdateOptions{})
+	if err == nil || err.Error() != "Error response from daemon: network nosuch not found" || IsNotFound(err) {
+		t.Errorf("missing network: %v", err)
+	}
+	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "ingress"}}
+	if _, err = f.ServiceUpdate(ctx, svc.ID, got.Version, spec, swarm.ServiceUpdateOptions{}); err == nil || !strings.Contains(err.Error(), "explicitly attached to the ingress network") {
+		t.Errorf("ingress attachment: %v", err)
+	}
+	spec = got.Spec
+	spec.Name = "other"
+	if _, err = f.ServiceUpdate(ctx, svc.ID, got.Version, spec, swarm.ServiceUpdateOptions{}); err == nil || !strings.Contains(err.Error(), "renaming services is not supported") {
+		t.Errorf("rename: %v", err)
+	}
+	if _, err = f.ServiceUpdate(ctx, "nosuch", got.Version, got.Spec, swarm.ServiceUpdateOptions{}); !IsNotFound(err) {
+		t.Errorf("update of a missing service: %v", err)
+	}
+}
+
+func TestFakeServiceUpdateDeprecatedNetworks(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	net := overlay(f, "backend")
+	overlay(f, "other")
+	spec := testSpec("web")
+	spec.Networks = []swarm.NetworkAttachmentConfig{{Target: "backend"}}
+	svc := f.AddService(spec)
+	if len(svc.Spec.Networks) != 1 || svc.Spec.Networks[0].Target != net.ID || len(svc.Spec.TaskTemplate.Networks) != 0 {
+		t.Errorf("deprecated networks stored as %+v / %+v", svc.Spec.Networks, svc.Spec.TaskTemplate.Networks)
+	}
+	if err := f.NetworkRemove(ctx, "backend"); !IsInUse(err) {
+		t.Errorf("network used through Spec.Networks removed: %v", err)
+	}
+
+	// Swarm refuses to change Spec.Networks alone...
+	spec = svc.Spec
+	spec.Networks = []swarm.NetworkAttachmentConfig{{Target: "other"}}
+	_, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "networks must be migrated to TaskSpec before being changed") {
+		t.Errorf("changing Spec.Networks alone: %v", err)
+	}
+	// ...but takes a migration to TaskTemplate.Networks.
+	spec.Networks = nil
+	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "backend"}}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Errorf("migration: %v", err)
+	}
+}
+
+func TestFakeHeldUpdates(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	f.HoldUpdates(true)
+	svc := f.AddService(testSpec("web"))
+	before := runningTasks(t, f, svc.ID)
+
+	spec := svc.Spec
+	spec.TaskTemplate.ContainerSpec.Env = []string{"A=1"}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := mustInspect(t, f, svc.ID)
+	if got.UpdateStatus == nil || got.UpdateStatus.State != swarm.UpdateStateUpdating || got.UpdateStatus.Message != "update in progress" {
+		t.Fatalf("update status: %+v", got.UpdateStatus)
+	}
+	if during := runningTasks(t, f, svc.ID); during[0].ID != before[0].ID {
+		t.Errorf("tasks replaced while the update is held")
+	}
+
+	f.CompleteUpdates()
+	done := mustInspect(t, f, svc.ID)
+	if done.UpdateStatus.State != swarm.UpdateStateCompleted || done.Version.Index <= got.Version.Index {
+		t.Errorf("after CompleteUpdates: %+v, version %d -> %d", done.UpdateStatus, got.Version.Index, done.Version.Index)
+	}
+	after := runningTasks(t, f, svc.ID)
+	if len(after) != 1 || after[0].ID == before[0].ID || !slices.Equal(after[0].Spec.ContainerSpec.Env, []string{"A=1"}) {
+		t.Errorf("tasks not rolled: %+v", after)
+	}
+	old, _ := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "shutdown"))})
+	if len(old) != 1 || old[0].ID != before[0].ID {
+		t.Errorf("the replaced task is not kept as history: %+v", old)
+	}
+}
+
+func TestFakeRollback(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	svc := f.AddService(testSpec("web"))
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{Rollback: "previous"}); err == nil {
+		t.Fatal("rollback without a previous spec succeeded")
+	}
+	if err := f.UpdateService(svc.ID, func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Image = "app:2" }); err != nil {
+		t.Fatal(err)
+	}
+	cur := mustInspect(t, f, svc.ID)
+	if _, err := f.ServiceUpdate(ctx, svc.ID, cur.Version, cur.Spec, swarm.ServiceUpdateOptions{Rollback: "previous"}); err != nil {
+		t.Fatal(err)
+	}
+	got := mustInspect(t, f, svc.ID)
+	if got.Spec.TaskTemplate.ContainerSpec.Image != "app:latest" || got.UpdateStatus.State != swarm.UpdateStateRollbackCompleted {
+		t.Errorf("after rollback: image %s, status %+v", got.Spec.TaskTemplate.ContainerSpec.Image, got.UpdateStatus)
+	}
+}
+
+func TestFakeDoesNotAlias(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	svc := f.AddService(testSpec("web"))
+
+	spec := svc.Spec
+	spec.Labels = map[string]string{"v": "1"}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spec.Labels["v"] = "caller changed its copy"
+	spec.TaskTemplate.ContainerSpec.Image = "caller"
+
+	got := mustInspect(t, f, svc.ID)
+	if got.Spec.Labels["v"] != "1" || got.Spec.TaskTemplate.ContainerSpec.Image != "app:latest" {
+		t.Fatalf("the Fake shares the caller's spec: %+v", got.Spec)
+	}
+	got.Spec.Labels["v"] = "changed what inspect returned"
+	*got.Spec.Mode.Replicated.Replicas = 7
+	if again := mustInspect(t, f, svc.ID); again.Spec.Labels["v"] != "1" || *again.Spec.Mode.Replicated.Replicas != 1 {
+		t.Fatalf("the Fake shares what it returned: %+v", again.Spec)
+	}
+	list, _ := f.ServiceList(ctx, swarm.ServiceListOptions{})
+	list[0].Spec.Labels["v"] = "changed a listed service"
+	if again := mustInspect(t, f, svc.ID); again.Spec.Labels["v"] != "1" {
+		t.Fatal("the Fake shares what it listed")
+	}
+}
+
+func TestFakeBeforeServiceUpdate(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	svc := f.AddService(testSpec("web"))
+	f.BeforeServiceUpdate = func(id string) {
+		if err := f.TouchService(id); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
+	if !IsOutOfSequence(err) {
+		t.Fatalf("update racing with Swarm: %v", err)
+	}
+}
+
+func TestFakeUpdateServiceSimulatesDrift(t *testing.T) {
+	f := NewFake()
+	overlay(f, "backend")
+	svc := f.AddService(testSpec("web"))
+	err := f.UpdateService("web", func(s *swarm.ServiceSpec) {
+		s.TaskTemplate.Networks = append(s.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: "backend"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mustInspect(t, f, svc.ID)
+	if got.Version.Index <= svc.Version.Index || len(got.Spec.TaskTemplate.Networks) != 1 || got.PreviousSpec == nil {
+		t.Errorf("drift not applied like an update: %+v", got)
+	}
+	if err := f.UpdateService("web", func(s *swarm.ServiceSpec) { s.TaskTemplate.Networks[0].Target = "nosuch" }); err == nil {
+		t.Error("drift to a missing network accepted")
+	}
+}
+
+func TestFakeNetworks(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	var names []string
+	nets, _ := f.NetworkList(ctx, network.ListOptions{})
+	for _, n := range nets {
+		names = append(names, n.Name+"/"+n.Scope)
+	}
+	if want := []string{"bridge/local", "docker_gwbridge/local", "host/local", "ingress/swarm", "none/local"}; !slices.Equal(names, want) {
+		t.Fatalf("predefined networks %v, want %v", names, want)
+	}
+
+	resp, err := f.NetworkCreate(ctx, "swarmsec-backend", network.CreateOptions{
+		Driver: "overlay", Internal: true, Attachable: true,
+		Options: map[string]string{"encrypted": ""}, Labels: map[string]string{"owner": "swarmsec"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.NetworkInspect(ctx, "swarmsec-backend", network.InspectOptions{})
+	if err != nil || n.ID != resp.ID || n.Scope != "swarm" || !n.Internal || !n.Attachable || n.Labels["owner"] != "swarmsec" {
+		t.Fatalf("inspect: %+v, %v", n, err)
+	}
+	if _, ok := n.Options["encrypted"]; !ok {
+		t.Errorf("encrypted option lost: %v", n.Options)
+	}
+	if byPrefix, err := f.NetworkInspect(ctx, resp.ID[:8], network.InspectOptions{}); err != nil || byPrefix.ID != resp.ID {
+		t.Errorf("inspect by ID prefix: %v", err)
+	}
+
+	_, err = f.NetworkCreate(ctx, "swarmsec-backend", network.CreateOptions{Driver: "overlay"})
+	if !IsConflict(err) || err.Error() != "Error response from daemon: network with name swarmsec-backend already exists" {
+		t.Errorf("duplicate: %v", err)
+	}
+
+	list := func(args ...filters.KeyValuePair) []string {
+		t.Helper()
+		nets, err := f.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(args...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, n := range nets {
+			names = append(names, n.Name)
+		}
+		return names
+	}
+	for _, tc := range []struct {
+		args []filters.KeyValuePair
+		want []string
+	}{
+		{[]filters.KeyValuePair{filters.Arg("name", "backend")}, []string{"swarmsec-backend"}}, // substring
+		{[]filters.KeyValuePair{filters.Arg("name", "bridge")}, []string{"bridge", "docker_gwbridge"}},
+		{[]filters.KeyValuePair{filters.Arg("name", "^bridge$")}, []string{"bridge"}}, // a regexp, in fact
+		{[]filters.KeyValuePair{filters.Arg("id", resp.ID[3:10])}, []string{"swarmsec-backend"}},
+		{[]filters.KeyValuePair{filters.Arg("label", "owner=swarmsec")}, []string{"swarmsec-backend"}},
+		{[]filters.KeyValuePair{filters.Arg("driver", "overlay")}, []string{"ingress", "swarmsec-backend"}},
+		{[]filters.KeyValuePair{filters.Arg("driver", "over")}, nil},
+		{[]filters.KeyValuePair{filters.Arg("scope", "swarm"), filters.Arg("name", "ingress")}, []string{"ingress"}},
+		{[]filters.KeyValuePair{filters.Arg("type", "builtin")}, []string{"bridge", "host", "none"}},
+		{[]filters.KeyValuePair{filters.Arg("dangling", "true"), filters.Arg("driver", "overlay")}, []string{"ingress", "swarmsec-backend"}},
+	} {
+		if got := list(tc.args...); !slices.Equal(got, tc.want) {
+			t.Errorf("filters %v: got %v, want %v", tc.args, got, tc.want)
+		}
+	}
+
+	svc := f.AddService(testSpec("web", "swarmsec-backend"))
+	err = f.NetworkRemove(ctx, "swarmsec-backend")
+	if !IsInUse(err) || !cerrdefs.IsInvalidArgument(err) {
+		t.Fatalf("remove in use: %v", err)
+	}
+	if want := fmt.Sprintf("Error response from daemon: rpc error: code = FailedPrecondition desc = network %s is in use by service %s", resp.ID, svc.ID); err.Error() != want {
+		t.Errorf("got %q, want %q", err, want)
+	}
+	if err := f.RemoveService(svc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.NetworkRemove(ctx, "swarmsec-backend"); err != nil {
+		t.Fatalf("remove unused: %v", err)
+	}
+	if _, err := f.NetworkInspect(ctx, resp.ID, network.InspectOptions{}); !IsNotFound(err) {
+		t.Errorf("inspect removed: %v", err)
+	}
+	if err := f.NetworkRemove(ctx, resp.ID); !IsNotFound(err) {
+		t.Errorf("remove removed: %v", err)
+	}
+
+	for _, name := range []string{"bridge", "host", "none"} {
+		err := f.NetworkRemove(ctx, name)
+		if !cerrdefs.IsPermissionDenied(err) || err.Error() != "Error response from daemon: "+name+" is a pre-defined network and cannot be removed" {
+			t.Errorf("remove %s: %v", name, err)
+		}
+	}
+}
+
+func TestFakeIngressNetwork(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	spec := testSpec("web")
+	spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
+	svc := f.AddService(spec)
+	err := f.NetworkRemove(ctx, "ingress")
+	if !IsInUse(err) || !strings.Contains(err.Error(), "ingress network cannot be removed because service "+svc.ID+" depends on it") {
+		t.Fatalf("remove ingress in use: %v", err)
+	}
+	other := testSpec("other")
+	other.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
+	if _, err := f.createServiceForTest(other); err == nil || !strings.Contains(err.Error(), "port '8080' is already in use by service 'web'") {
+		t.Errorf("ingress port conflict: %v", err)
+	}
+	if err := f.RemoveService(svc.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The engine lets the ingress network go once nothing publishes through it.
+	if err := f.NetworkRemove(ctx, "ingress"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.createServiceForTest(other); err == nil || !strings.Contains(err.Error(), "no ingress network is present") {
+		t.Errorf("publishing without ingress: %v", err)
+	}
+}
+
+// createServiceForTest is AddService returning the error instead of panicking.
+func (f *Fake) createServiceForTest(spec swarm.ServiceSpec) (swarm.Service, error) {
+	spec = clone(spec)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	svc, err := f.createServiceLocked(spec)
+	if err != nil {
+		return swarm.Service{}, err
+	}
+	return clone(*svc), nil
+}
+
+func TestFakeNetworkRemoveRefusesContainers(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	ov := overlay(f, "shared")
+	local := f.AddNetwork("legacy", network.CreateOptions{})
+	c := f.AddContainer("debug", nil, "shared", "legacy")
+
+	err := f.NetworkRemove(ctx, "shared")
+	if !IsInUse(err) || !strings.Contains(err.Error(), "network "+ov.ID+" is in use by task ") {
+		t.Errorf("overlay with a container: %v", err)
+	}
+	err = f.NetworkRemove(ctx, "legacy")
+	if !IsInUse(err) || !cerrdefs.IsPermissionDenied(err) ||
+		err.Error() != "Error response from daemon: error while removing network: network legacy id "+local.ID+" has active endpoints" {
+		t.Errorf("local network with a container: %v", err)
+	}
+	in, _ := f.NetworkInspect(ctx, "legacy", network.InspectOptions{})
+	if _, ok := in.Containers[c.ID]; !ok {
+		t.Errorf("inspect does not show the container: %+v", in.Containers)
+	}
+
+	f.RemoveContainer(c.ID)
+	for _, n := range []string{"shared", "legacy"} {
+		if err := f.NetworkRemove(ctx, n); err != nil {
+			t.Errorf("remove %s after the container left: %v", n, err)
+		}
+	}
+}
+
+func runningTasks(t *testing.T, f *Fake, service string) []swarm.Task {
+	t.Helper()
+	tasks, err := f.TaskList(context.Background(), swarm.TaskListOptions{Filters: filters.NewArgs(
+		filters.Arg("service", service), filters.Arg("desired-state", "running"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tasks
+}
+
+func TestFakeTasks(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	net := overlay(f, "backend")
+	spec := testSpec("web", "backend")
+	spec.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr[uint64](3)}
+	svc := f.AddService(spec)
+	worker := f.AddNode(swarm.Node{})
+
+	tasks := runningTasks(t, f, "web") // by name, as the engine resolves it
+	if len(tasks) != 3 {
+		t.Fatalf("%d tasks, want 3", len(tasks))
+	}
+	slots := map[int]bool{}
+	for _, task := range tasks {
+		slots[task.Slot] = true
+		if task.ServiceID != svc.ID || task.Status.State != swarm.TaskStateRunning || task.DesiredState != swarm.TaskStateRunning {
+			t.Errorf("task %+v", task)
+		}
+		if len(task.NetworksAttachments) != 1 || task.NetworksAttachments[0].Network.ID != net.ID ||
+			task.NetworksAttachments[0].Network.Spec.Name != "backend" || len(task.NetworksAttachments[0].Addresses) != 1 {
+			t.Errorf("attachments %+v", task.NetworksAttachments)
+		}
+	}
+	if len(slots) != 3 {
+		t.Errorf("slots %v", slots)
+	}
+
+	// Scaling keeps the tasks that stay.
+	if err := f.UpdateService(svc.ID, func(s *swarm.ServiceSpec) { s.Mode.Replicated.Replicas = ptr[uint64](1) }); err != nil {
+		t.Fatal(err)
+	}
+	if after := runningTasks(t, f, svc.ID); len(after) != 1 || after[0].Slot != 1 {
+		t.Errorf("after scaling down: %+v", after)
+	}
+
+	global := testSpec("agent")
+	global.Mode = swarm.ServiceMode{Global: &swarm.GlobalService{}}
+	g := f.AddService(global)
+	onWorker, _ := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", g.ID), filters.Arg("node", worker.ID))})
+	if len(runningTasks(t, f, g.ID)) != 2 || len(onWorker) != 1 {
+		t.Errorf("global service: %d tasks, %d on the worker", len(runningTasks(t, f, g.ID)), len(onWorker))
+	}
+
+	if _, err := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", "nosuch"))}); !IsNotFound(err) {
+		t.Errorf("tasks of a missing service: %v", err)
+	}
+	if _, err := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "bogus"))}); err == nil {
+		t.Error("bogus desired-state accepted")
+	}
+}
+
+func TestFakeContainerList(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	net := overlay(f, "backend")
+	svc := f.AddService(testSpec("web", "backend"))
+	stray := f.AddContainer("stray", map[string]string{"role": "debug"}, "backend")
+	f.AddContainer("elsewhere", nil, "bridge")
+
+	list := func(args ...filters.KeyValuePair) []string {
+		t.Helper()
+		cs, err := f.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(args...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range cs {
+			names = append(names, strings.SplitN(strings.TrimPrefix(c.Names[0], "/"), ".", 2)[0])
+		}
+		slices.Sort(names)
+		return names
+	}
+	if got := list(filters.Arg("network", "backend")); !slices.Equal(got, []string{"stray", "web"}) {
+		t.Errorf("on backend: %v", got)
+	}
+	if got := list(filters.Arg("network", net.ID[:6])); !slices.Equal(got, []string{"stray", "web"}) {
+		t.Errorf("on backend by ID prefix: %v", got)
+	}
+	if got := list(filters.Arg("network", "back")); got != nil {
+		t.Errorf("network names are not prefixes: %v", got)
+	}
+	if got := list(filters.Arg("label", "com.docker.swarm.service.id="+svc.ID)); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("task containers: %v", got)
+	}
+	if got := list(filters.Arg("label", "role=debug")); !slices.Equal(got, []string{"stray"}) || stray.Labels["role"] != "debug" {
+		t.Errorf("by label: %v", got)
+	}
+}
+
+func TestFakeEvents(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := NewFake()
+	msgs, errs := f.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", "service"), filters.Arg("type", "network"))})
+	svcOnly, _ := f.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", "service"))})
+
+	net := overlay(f, "backend")
+	svc := f.AddService(testSpec("web"))
+	spec := svc.Spec
+	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "backend"}}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.RemoveService(svc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.NetworkRemove(ctx, net.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	type ev struct{ typ, action, id, name string }
+	want := []ev{
+		{"network", "create", net.ID, "backend"},
+		{"network", "update", net.ID, "backend"},
+		{"service", "create", svc.ID, "web"},
+		{"service", "update", svc.ID, "web"}, // the spec
+		{"service", "update", svc.ID, "web"}, // updatestate updating
+		{"service", "update", svc.ID, "web"}, // updatestate completed
+		{"service", "remove", svc.ID, "web"},
+		{"network", "remove", net.ID, "backend"},
+	}
+	read := func(ch <-chan events.Message, n int) []ev {
+		var got []ev
+		for range n {
+			select {
+			case m := <-ch:
+				got = append(got, ev{string(m.Type), string(m.Action), m.Actor.ID, m.Actor.Attributes["name"]})
+			case <-time.After(time.Second):
+				t.Fatalf("timed out after %v", got)
+			}
+		}
+		return got
+	}
+	if got := read(msgs, len(want)); !slices.Equal(got, want) {
+		t.Errorf("events:\n got %v\nwant %v", got, want)
+	}
+	var wantSvc []ev
+	for _, e := range want {
+		if e.typ == "service" {
+			wantSvc = append(wantSvc, e)
+		}
+	}
+	if got := read(svcOnly, len(wantSvc)); !slices.Equal(got, wantSvc) {
+		t.Errorf("service events:\n got %v\nwant %v", got, wantSvc)
+	}
+
+	cancel()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("stream ended with %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("stream did not end with its context")
+	}
+	if _, open := <-errs; open {
+		t.Error("error channel left open")
+	}
+}
+
+func TestFakeBreakEvents(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	_, errs := f.Events(ctx, events.ListOptions{})
+	f.BreakEvents(io.ErrUnexpectedEOF)
+	if err := <-errs; !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("got %v", err)
+	}
+	// A new stream works, as after a reconnect.
+	msgs, _ := f.Events(ctx, events.ListOptions{})
+	f.AddService(testSpec("web"))
+	if m := <-msgs; m.Action != events.ActionCreate {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+func TestFakeCallsAndFailNext(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	svc := f.AddService(testSpec("web"))
+	overlay(f, "seeded")
+	if f.WriteCalls() != 0 || len(f.Calls()) != 0 {
+		t.Fatalf("seeding counted: %v", f.Calls())
+	}
+
+	boom := errors.New("boom")
+	f.FailNext(OpServiceUpdate, boom)
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{}); !errors.Is(err, boom) {
+		t.Fatalf("FailNext: %v", err)
+	}
+	if got := mustInspect(t, f, svc.ID); got.Version != svc.Version {
+		t.Error("a failed call changed the service")
+	}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatalf("only the next call fails: %v", err)
+	}
+	if _, err := f.NetworkCreate(ctx, "n", network.CreateOptions{Driver: "overlay"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.NetworkRemove(ctx, "n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.NetworkList(ctx, network.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]int{OpServiceUpdate: 2, OpServiceInspectWithRaw: 1, OpNetworkCreate: 1, OpNetworkRemove: 1, OpNetworkList: 1}
+	if got := f.Calls(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	if f.WriteCalls() != 4 {
+		t.Errorf("write calls %d, want 4", f.WriteCalls())
+	}
+	f.ResetCalls()
+	if len(f.Calls()) != 0 || f.WriteCalls() != 0 {
+		t.Errorf("after reset: %v", f.Calls())
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("FailNext accepted an unknown operation")
+		}
+	}()
+	f.FailNext("ServiceUpdates", boom)
+}
+
+// TestFakeConcurrentUpdates runs writers racing on one service: exactly one
+// update per version wins, as Swarm's optimistic concurrency guarantees.
+// Run with -race.
+func TestFakeConcurrentUpdates(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	svc := f.AddService(testSpec("web"))
+	msgs, _ := f.Events(ctx, events.ListOptions{})
+	go func() {
+		for range msgs { // a slow reader must not block writers
+			time.Sleep(time.Millisecond)
+		}
+	}()
+
+	const writers, rounds = 8, 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				cur, _, err := f.ServiceInspectWithRaw(ctx, svc.ID, swarm.ServiceInspectOptions{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				cur.Spec.Labels[fmt.Sprint("w", w)] = fmt.Sprint(r)
+				_, err = f.ServiceUpdate(ctx, svc.ID, cur.Version, cur.Spec, swarm.ServiceUpdateOptions{})
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				case !IsOutOfSequence(err):
+					t.Error(err)
+				}
+				_, _ = f.NetworkList(ctx, network.ListOptions{})
+				_, _ = f.TaskList(ctx, swarm.TaskListOptions{})
+			}
+		}()
+	}
+	wg.Wait()
+	if wins == 0 || f.Calls()[OpServiceUpdate] != writers*rounds {
+		t.Errorf("%d wins, %d updates", wins, f.Calls()[OpServiceUpdate])
+	}
+}
+
+func TestFakeParityScenarios(t *testing.T) {
+	runParityScenarios(t, func(t *testing.T) *parityWorld { return newFakeWorld(t, NewFake()) })
+}
+
+// --- Parity scenarios ------------------------------------------------------
+//
+// The same scenarios run against the Fake here and, with -tags integration,
+// against a real engine (fake_parity_test.go). Each returns a transcript of
+// what it saw, with IDs and the run's unique names redacted; want is what
+// Engine 20.10 showed.
+
+// parityWorld is one engine the scenarios run against.
+type parityWorld struct {
+	API
+	run   string // unique per test run; every name created starts with prefix()
+	image string
+	// addService creates a service (not part of API) and returns its ID.
+	addService func(ctx context.Context, spec swarm.ServiceSpec) (string, error)
+	// cleanup undoes what a scenario created; t.Cleanup runs it.
+	removeService func(ctx context.Context, id string) error
+	removeNetwork func(ctx context.Context, id string) error
+
+	redactions []string // old, new pairs
+}
+
+func newFakeWorld(t *testing.T, f *Fake) *parityWorld {
+	return &parityWorld{
+		API: f, run: "r1", image: "swarmsec-test-app:r1",
+		addService: func(_ context.Context, spec swarm.ServiceSpec) (string, error) {
+			return f.AddService(spec).ID, nil
+		},
+		removeService: func(_ context.Context, id string) error { return f.RemoveService(id) },
+		removeNetwork: f.NetworkRemove,
+	}
+}
+
+func (w *parityWorld) prefix() string           { return "swarmsec-test-" + w.run }
+func (w *parityWorld) name(short string) string { return w.prefix() + "-" + short }
+
+func (w *parityWorld) labels() map[string]string {
+	return map[string]string{"swarmsec.test": "1", "swarmsec.test.run": w.run}
+}
+
+func (w *parityWorld) redact(s string) string {
+	for i := 0; i < len(w.redactions); i += 2 {
+		s = strings.ReplaceAll(s, w.redactions[i], w.redactions[i+1])
+	}
+	return s
+}
+
+func (w *parityWorld) errLine(what string, err error) string {
+	if err == nil {
+		return what + ": ok"
+	}
+	return w.redact(fmt.Sprintf("%s: not-found=%v conflict=%v in-use=%v out-of-sequence=%v: %v",
+		what, IsNotFound(err), IsConflict(err), IsInUse(err), IsOutOfSequence(err), err))
+}
+
+func (w *parityWorld) spec(short string, networks ...string) swarm.ServiceSpec {
+	spec := swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: w.name(short), Labels: w.labels()},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{Image: w.image, StopGracePeriod: ptr(time.Second)},
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+		},
+	}
+	for _, n := range networks {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: n})
+	}
+	return spec
+}
+
+func (w *parityWorld) service(t *testing.T, ctx context.Context, spec swarm.ServiceSpec) string {
+	t.Helper()
+	id, err := w.addService(ctx, spec)
+	if err != nil {
+		t.Fatalf("create service %s: %v", spec.Name, err)
+	}
+	t.Cleanup(func() {
+		if err := w.removeService(context.Background(), id); err != nil && !IsNotFound(err) {
+			t.Errorf("remove service %s: %v", spec.Name, err)
+		}
+	})
+	// Longest first, so a name is not half-replaced by a shorter one.
+	w.redactions = append([]string{id, "<svc:" + strings.TrimPrefix(spec.Name, w.prefix()+"-") + ">"}, w.redactions...)
+	w.redactions = append(w.redactions, w.prefix(), "<p>")
+	return id
+}
+
+func (w *parityWorld) network(t *testing.T, ctx context.Context, short string) string {
+	t.Helper()
+	resp, err := w.NetworkCreate(ctx, w.name(short), network.CreateOptions{Driver: "overlay", Attachable: true, Labels: w.labels()})
+	if err != nil {
+		t.Fatalf("create network %s: %v", short, err)
+	}
+	t.Cleanup(func() {
+		if err := w.removeNetwork(context.Background(), resp.ID); err != nil && !IsNotFound(err) {
+			t.Errorf("remove network %s: %v", short, err)
+		}
+	})
+	w.redactions = append([]string{resp.ID, "<net:" + short + ">"}, w.redactions...)
+	w.redactions = append(w.redactions, w.prefix(), "<p>")
+	return resp.ID
+}
+
+// eventually polls cond until it holds or 60s pass: a real engine allocates
+// VIPs and starts tasks asynchronously. The Fake passes on the first try.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type parityScenario struct {
+	name string
+	run  func(t *testing.T, ctx context.Context, w *parityWorld) []string
+	want []string
+}
+
+var parityScenarios = []parityScenario{{
+	name: "stale update is out of sequence",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		id := w.service(t, ctx, w.spec("stale"))
+		var used swarm.Version
+		// Swarm may still be writing a new service: re-read and retry, as a
+		// reconciler does, until an update goes through.
+		eventually(t, "a first update", func() bool {
+			svc := mustInspect(t, w, id)
+			svc.Spec.Labels["touched"] = "1"
+			_, err := w.ServiceUpdate(ctx, id, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
+			if err != nil && !IsOutOfSequence(err) {
+				t.Fatal(err)
+			}
+			used = svc.Version
+			return err == nil
+		})
+		after := mustInspect(t, w, id)
+		_, err := w.ServiceUpdate(ctx, id, used, after.Spec, swarm.ServiceUpdateOptions{})
+		return []string{
+			fmt.Sprintf("version moved: %v", after.Version.Index > used.Index),
+			w.errLine("update with the used version", err),
+		}
+	},
+	want: []string{
+		"version moved: true",
+		"update with the used version: not-found=false conflict=false in-use=false out-of-sequence=true: Error response from daemon: rpc error: code = Unknown desc = update out of sequence",
+	},
+}, {
+	name: "network in use by a service",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		net := w.network(t, ctx, "inuse")
+		id := w.service(t, ctx, w.spec("user", w.name("inuse")))
+		var svc swarm.Service
+		eventually(t, "a VIP", func() bool { svc = mustInspect(t, w, id); return len(svc.Endpoint.VirtualIPs) > 0 })
+		return []string{
+			w.redact("stored target: " + svc.Spec.TaskTemplate.Networks[0].Target),
+			w.redact("VIP on: " + svc.Endpoint.VirtualIPs[0].NetworkID),
+			w.errLine("remove", w.NetworkRemove(ctx, net)),
+			w.errLine("remove by name", w.NetworkRemove(ctx, w.name("inuse"))),
+		}
+	},
+	want: []string{
+		"stored target: <net:inuse>",
+		"VIP on: <net:inuse>",
+		"remove: not-found=false conflict=false in-use=true out-of-sequence=false: Error response from daemon: rpc error: code = FailedPrecondition desc = network <net:inuse> is in use by service <svc:user>",
+		"remove by name: not-found=false conflict=false in-use=true out-of-sequence=false: Error response from daemon: rpc error: code = FailedPrecondition desc = network <net:inuse> is in use by service <svc:user>",
+	},
+}, {
+	name: "name filters: substring for networks, prefix for services",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		w.network(t, ctx, "alpha-net")
+		w.service(t, ctx, w.spec("svcfilter"))
+		nets := func(name string) string {
+			l, err := w.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", name))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, n := range l {
+				names = append(names, n.Name)
+			}
+			return w.redact(fmt.Sprintf("networks named %q: %v", w.redact(name), names))
+		}
+		svcs := func(args ...filters.KeyValuePair) string {
+			l, err := w.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(args...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, s := range l {
+				names = append(names, s.Spec.Name)
+			}
+			return w.redact(fmt.Sprintf("services %v: %v", args, names))
+		}
+		// The run ID is mid-name: "swarmsec-test-<run>-alpha-net".
+		return []string{
+			nets(w.run + "-alpha"),
+			nets(w.prefix() + "-alpha-net"),
+			nets(w.run + "-beta"),
+			svcs(filters.Arg("name", w.run+"-svcf")),
+			svcs(filters.Arg("name", w.prefix()+"-svcf")),
+			svcs(filters.Arg("label", "swarmsec.test.run="+w.run)),
+		}
+	},
+	want: []string{
+		`networks named "r1-alpha": [<p>-alpha-net]`,
+		`networks named "<p>-alpha-net": [<p>-alpha-net]`,
+		`networks named "r1-beta": []`,
+		"services [{name r1-svcf}]: []",
+		"services [{name <p>-svcf}]: [<p>-svcfilter]",
+		"services [{label swarmsec.test.run=r1}]: [<p>-svcfilter]",
+	},
+}, {
+	name: "not found",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		missing := w.name("missing")
+		w.redactions = append(w.redactions, w.prefix(), "<p>")
+		_, _, errSvc := w.ServiceInspectWithRaw(ctx, missing, swarm.ServiceInspectOptions{})
+		_, errUpd := w.ServiceUpdate(ctx, missing, swarm.Version{Index: 1}, w.spec("missing"), swarm.ServiceUpdateOptions{})
+		_, errNet := w.NetworkInspect(ctx, missing, network.InspectOptions{})
+		return []string{
+			w.errLine("inspect service", errSvc),
+			w.errLine("update service", errUpd),
+			w.errLine("inspect network", errNet),
+			w.errLine("remove network", w.NetworkRemove(ctx, missing)),
+		}
+	},
+	want: []string{
+		"inspect service: not-found=true conflict=false in-use=false out-of-sequence=false: Error response from daemon: service <p>-missing not found",
+		"update service: not-found=true conflict=false in-use=false out-of-sequence=false: Error response from daemon: service <p>-missing not found",
+		"inspect network: not-found=true conflict=false in-use=false out-of-sequence=false: Error response from daemon: network <p>-missing not found",
+		"remove network: not-found=true conflict=false in-use=false out-of-sequence=false: Error response from daemon: network <p>-missing not found",
+	},
+}, {
+	name: "update naming a missing network",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		id := w.service(t, ctx, w.spec("nonet"))
+		svc := mustInspect(t, w, id)
+		svc.Spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: w.name("nonet-net")}}
+		_, err := w.ServiceUpdate(ctx, id, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
+		return []string{w.errLine("update", err)}
+	},
+	want: []string{
+		"update: not-found=false conflict=false in-use=false out-of-sequence=false: Error response from daemon: network <p>-nonet-net not found",
+	},
+}, {
+	name: "network name conflict and predefined networks",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		w.network(t, ctx, "dup")
+		_, err := w.NetworkCreate(ctx, w.name("dup"), network.CreateOptions{Driver: "overlay", Labels: w.labels()})
+		return []string{
+			w.errLine("create again", err),
+			w.errLine("remove none", w.NetworkRemove(ctx, "none")),
+		}
+	},
+	want: []string{
+		"create again: not-found=false conflict=true in-use=false out-of-sequence=false: Error response from daemon: network with name <p>-dup already exists",
+		"remove none: not-found=false conflict=false in-use=false out-of-sequence=false: Error response from daemon: none is a pre-defined network and cannot be removed",
+	},
+}, {
+	name: "tasks and their containers",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		net := w.network(t, ctx, "tasknet")
+		id := w.service(t, ctx, w.spec("tasks", w.name("tasknet")))
+		var tasks []swarm.Task
+		eventually(t, "a running task", func() bool {
+			var err error
+			tasks, err = w.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
+				filters.Arg("service", w.name("tasks")), filters.Arg("desired-state", "running"))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(tasks) == 1 && tasks[0].Status.State == swarm.TaskStateRunning
+		})
+		var cs []container.Summary
+		eventually(t, "the task's container", func() bool {
+			var err error
+			cs, err = w.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("network", net))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(cs) == 1
+		})
+		task := tasks[0]
+		var attached []string
+		for _, a := range task.NetworksAttachments {
+			attached = append(attached, fmt.Sprintf("%s(%s, %d addresses)", a.Network.ID, a.Network.Spec.Name, len(a.Addresses)))
+		}
+		return []string{
+			w.redact(fmt.Sprintf("task: service %s slot %d desired %s spec networks %v", task.ServiceID, task.Slot, task.DesiredState, task.Spec.Networks)),
+			w.redact(fmt.Sprintf("attachments: %v", attached)),
+			w.redact(fmt.Sprintf("container on the network: service %s, task %v, networks %d",
+				cs[0].Labels["com.docker.swarm.service.id"], cs[0].Labels["com.docker.swarm.task.id"] == task.ID, len(cs[0].NetworkSettings.Networks))),
+			w.redact(fmt.Sprintf("same as service: %v", task.ServiceID == id)),
+		}
+	},
+	want: []string{
+		"task: service <svc:tasks> slot 1 desired running spec networks [{<net:tasknet> [] map[]}]",
+		"attachments: [<net:tasknet>(<p>-tasknet, 1 addresses)]",
+		"container on the network: service <svc:tasks>, task true, networks 1",
+		"same as service: true",
+	},
+}, {
+	name: "network events",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		msgs, errs := w.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("type", "network"), filters.Arg("network", w.name("evnet")))})
+		id := w.network(t, ctx, "evnet")
+		if err := w.NetworkRemove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		timeout := time.After(30 * time.Second)
+		for done := false; !done; {
+			select {
+			case m := <-msgs:
+				seen = append(seen, w.redact(fmt.Sprintf("%s %s %s %s scope=%s", m.Type, m.Action, m.Actor.ID, m.Actor.Attributes["name"], m.Scope)))
+				done = m.Action == events.ActionRemove
+			case err := <-errs:
+				t.Fatal(err)
+			case <-timeout:
+				t.Fatalf("timed out after %v", seen)
+			}
+		}
+		return seen
+	},
+	want: []string{
+		"network create <net:evnet> <p>-evnet scope=swarm",
+		"network update <net:evnet> <p>-evnet scope=swarm",
+		"network remove <net:evnet> <p>-evnet scope=swarm",
+	},
+}}
+
+func runParityScenarios(t *testing.T, newWorld func(t *testing.T) *parityWorld) {
+	for _, sc := range parityScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			w := newWorld(t)
+			got := sc.run(t, context.Background(), w)
+			// Transcripts name the run "r1", whatever it really is.
+			for i := range got {
+				got[i] = strings.ReplaceAll(got[i], w.run, "r1")
+			}
+			if !slices.Equal(got, sc.want) {
+				t.Errorf("transcript:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(sc.want, "\n"))
+			}
+		})
+	}
+}
