@@ -25,6 +25,9 @@ const (
 	DefaultResync   = time.Minute
 )
 
+// maxBurst bounds, in Debounce periods, how long events can delay a read.
+const maxBurst = 5
+
 // Options tune a Watcher. Zero values take the defaults.
 type Options struct {
 	// Debounce is how long the directory must be quiet after an event
@@ -61,7 +64,6 @@ type Watcher struct {
 	updates chan Snapshot
 	sent    bool
 	last    Snapshot
-	tree    map[string]bool // resolved directories of the last read
 }
 
 // New returns a watcher of path, a directory or a file; Run starts it.
@@ -118,7 +120,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// Watches are set before each read, so no change after it is missed.
 	// A read that finds new directories is followed by another, for the
 	// changes made in them before they were watched.
+	var burst time.Time // when the pending burst of events began
 	read := func() {
+		burst = time.Time{}
 		w.watch(fsw, parent, nil)
 		set, err := manifest.Load(w.path)
 		if w.watch(fsw, parent, set) {
@@ -135,7 +139,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("watch %s: event stream closed", w.path)
 			}
-			if w.relevant(ev, parent) {
+			// Any change but a mode change may matter. In the parent, a
+			// sibling may be what a dangling root will point to.
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			// Each event restarts the wait, but a directory that never
+			// goes quiet is still read every few Debounce periods.
+			if burst.IsZero() {
+				burst = time.Now()
+			}
+			if time.Since(burst) < maxBurst*w.opts.Debounce {
 				debounce.Reset(w.opts.Debounce)
 			}
 		case err, ok := <-fsw.Errors:
@@ -153,18 +167,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// relevant reports whether an event may change the set. In the parent
-// directory only the root's own entry matters.
-func (w *Watcher) relevant(ev fsnotify.Event, parent string) bool {
-	if ev.Op == fsnotify.Chmod {
-		return false
-	}
-	if filepath.Dir(ev.Name) == parent && !w.tree[parent] {
-		return filepath.Base(ev.Name) == filepath.Base(filepath.Clean(w.path))
-	}
-	return true
-}
-
 // watch makes the watched directories those a read of set needs, resolved
 // through symlinks, since a watch follows the inode a path named when it
 // was added. It reports whether a directory was added.
@@ -176,11 +178,9 @@ func (w *Watcher) watch(fsw *fsnotify.Watcher, parent string, set *manifest.Set)
 		}
 	}
 	if set != nil {
-		w.tree = map[string]bool{}
 		for _, d := range set.Dirs {
 			if r, ok := resolve(d); ok {
 				want[r] = true
-				w.tree[r] = true
 			}
 		}
 	}
