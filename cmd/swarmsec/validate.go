@@ -98,7 +98,17 @@ func (r validation) writeText(w io.Writer) error {
 	var err error
 	switch {
 	case !r.Valid:
-		_, err = fmt.Fprintf(w, "%s in %s\n", plural(len(r.Errors), "error"), plural(len(r.Files), "file"))
+		files := map[string]bool{}
+		for _, e := range r.Errors {
+			if e.File != "" {
+				files[e.File] = true
+			}
+		}
+		msg := plural(len(r.Errors), "error")
+		if len(files) > 0 {
+			msg += " in " + plural(len(files), "file")
+		}
+		_, err = fmt.Fprintln(w, msg)
 	case len(r.Files) == 0:
 		_, err = fmt.Fprintln(w, "no manifest files found")
 	default:

@@ -44,14 +44,14 @@ func Load(paths ...string) (*Set, error) {
 	for _, root := range paths {
 		fi, err := os.Stat(root)
 		if err != nil {
-			return nil, fmt.Errorf("manifests %s: %w", root, unwrapPathError(err))
+			return nil, err // names the path
 		}
 		if !fi.IsDir() {
 			w.addFile(root, "")
 			continue
 		}
 		if err := w.dir(root, 0); err != nil {
-			return nil, fmt.Errorf("manifests %s: %w", root, err)
+			return nil, err // names the path
 		}
 	}
 	s := w.set
