@@ -86,6 +86,7 @@ func validate(paths []string) validation {
 func (r validation) writeJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // messages say <stack name>
 	return enc.Encode(r)
 }
 
