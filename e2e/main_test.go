@@ -28,11 +28,10 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	flag.Parse()
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 
-	start := time.Now()
-	c, err := cluster.Start(ctx, cluster.Config{Logf: logf})
-	bringUp = time.Since(start)
+	c := cluster.New(cluster.Config{Logf: logf})
 	var once sync.Once
 	teardown := func() {
 		once.Do(func() {
@@ -46,17 +45,28 @@ func run(m *testing.M) int {
 	}
 	defer teardown()
 
-	// Interrupted (Ctrl-C, or killed by a CI timeout with SIGTERM): tear
-	// down, then exit as the signal would have.
+	// Interrupted (Ctrl-C, or SIGTERM from a CI timeout): stop bringing the
+	// cluster up if it is still coming, tear it down, and exit as an
+	// interrupted test does.
+	started := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
 		logf("e2e: %s: tearing the cluster down", s)
+		cancel()
+		select {
+		case <-started:
+		case <-time.After(30 * time.Second):
+		}
 		teardown()
 		os.Exit(130)
 	}()
 
+	start := time.Now()
+	err := c.Start(ctx)
+	bringUp = time.Since(start)
+	close(started)
 	if err != nil {
 		logf("e2e: cluster bring-up failed after %s: %v", bringUp.Round(time.Millisecond), err)
 		return 1

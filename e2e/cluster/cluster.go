@@ -34,7 +34,8 @@ const (
 	// LabelPID is the process ID of the test binary that made the object;
 	// SweepLeftovers removes only objects whose process is gone.
 	LabelPID = "swarmsec.test.pid"
-	// LabelDir is the host folder holding a node's API socket.
+	// LabelDir is the run's host folder (nodes' API sockets, the swarmsec
+	// binary).
 	LabelDir = "swarmsec.test.dir"
 )
 
@@ -102,6 +103,7 @@ type Cluster struct {
 	// Timings records how long each bring-up step took.
 	Timings []Timing
 
+	cfg  Config
 	mu   sync.Mutex // guards Timings during parallel steps
 	dir  string     // host folder holding node sockets and the swarmsec binary
 	logf func(format string, args ...any)
@@ -119,20 +121,25 @@ type Timing struct {
 	Duration time.Duration
 }
 
-// Start brings a cluster up. Whatever it returns, error or not, the caller
-// must call Stop on the returned cluster, which removes everything Start
-// made, even half-way.
-func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+// New returns the cluster cfg describes, not started yet: Start brings it
+// up, Stop removes it, and Stop may be called at any time, from another
+// goroutine too (on an interrupt, after cancelling Start's context).
+func New(cfg Config) *Cluster {
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	c := &Cluster{RunID: swarmtest.RunID(), logf: cfg.Logf}
+	c := &Cluster{RunID: swarmtest.RunID(), cfg: cfg, logf: cfg.Logf}
 	c.Network = "swarmsec-e2e-" + c.RunID
-	err := c.start(ctx, cfg)
-	return c, err
+	return c
+}
+
+// Start brings the cluster up. On an error the cluster is half-made: call
+// Stop as always.
+func (c *Cluster) Start(ctx context.Context) error {
+	return c.start(ctx, c.cfg)
 }
 
 func (c *Cluster) start(ctx context.Context, cfg Config) error {
@@ -141,7 +148,8 @@ func (c *Cluster) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	c.Host = host
-	if c.dir, err = os.MkdirTemp("", "swarmsec-e2e-"+c.RunID+"-"); err != nil {
+	// The folder's name carries the process ID, for SweepLeftovers.
+	if c.dir, err = os.MkdirTemp("", fmt.Sprintf("%s%s-p%d-", dirPrefix, c.RunID, os.Getpid())); err != nil {
 		return err
 	}
 	// Build the swarmsec binary while the cluster comes up: a cold build

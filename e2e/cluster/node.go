@@ -142,7 +142,7 @@ func (c *Cluster) startNode(ctx context.Context, nodeImage, hostname string) (*N
 		&container.Config{
 			Image:    nodeImage,
 			Hostname: hostname,
-			Labels:   c.labels(map[string]string{LabelDir: sockDir}),
+			Labels:   c.labels(map[string]string{LabelDir: c.dir}),
 			Env: []string{
 				"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 				// Never try a registry for a service's image: there is none.

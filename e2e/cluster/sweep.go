@@ -20,6 +20,9 @@ import (
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
 )
 
+// dirPrefix starts the name of a run's host folder.
+const dirPrefix = "swarmsec-e2e-"
+
 // SweepLeftovers removes what e2e runs whose test process is gone left on
 // the machine's engine (an interrupted or timed-out run cannot clean up
 // after itself): their containers, volumes and bridge networks, their
@@ -42,9 +45,7 @@ func SweepLeftovers(ctx context.Context, host *client.Client, logf func(string, 
 	ctrs, err := host.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	errs = append(errs, err)
 	for _, c := range ctrs {
-		if dead(c.Labels) && c.Labels[LabelDir] != "" {
-			errs = append(errs, os.RemoveAll(c.Labels[LabelDir]))
-		}
+		dead(c.Labels)
 	}
 	vols, err := host.VolumeList(ctx, volume.ListOptions{Filters: f})
 	errs = append(errs, err)
@@ -62,6 +63,17 @@ func SweepLeftovers(ctx context.Context, host *client.Client, logf func(string, 
 		}
 		logf("e2e: sweeping the leftovers of run %s", run)
 		errs = append(errs, swarmtest.Sweep(ctx, host, LabelE2E, swarmtest.LabelRun+"="+run))
+	}
+	// Host folders of dead runs: swarmsec-e2e-<run>-p<pid>-<random>.
+	folders, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*-p*-*"))
+	for _, d := range folders {
+		parts := strings.Split(strings.TrimPrefix(filepath.Base(d), dirPrefix), "-")
+		if len(parts) != 3 || !strings.HasPrefix(parts[1], "p") {
+			continue
+		}
+		if pid, err := strconv.Atoi(parts[1][1:]); err == nil && pid > 0 && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
+			errs = append(errs, os.RemoveAll(d))
+		}
 	}
 	// Cgroups of dead runs: removing one that is in use fails, so a live
 	// run's stay.

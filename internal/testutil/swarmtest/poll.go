@@ -23,6 +23,7 @@ func Poll(ctx context.Context, tb testing.TB, timeout time.Duration, check func(
 
 // PollE is Poll returning an error instead of failing a test.
 func PollE(ctx context.Context, timeout time.Duration, check func() (done bool, msg string)) error {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	wait := 100 * time.Millisecond
@@ -33,6 +34,9 @@ func PollE(ctx context.Context, timeout time.Duration, check func() (done bool, 
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return fmt.Errorf("stopped (%w): %s", context.Cause(parent), msg)
+			}
 			return fmt.Errorf("gave up after %s: %s", timeout, msg)
 		case <-time.After(wait):
 		}
