@@ -185,3 +185,29 @@ func TestChecksListIsStable(t *testing.T) {
 		t.Errorf("%d checks", len(seen))
 	}
 }
+
+// The machine's ingress network is shared, so the real-Swarm test only
+// detects it; the fix (recreate it encrypted) is checked here.
+func TestIngressFixed(t *testing.T) {
+	ctx := context.Background()
+	f := dockerapi.NewFake()
+	nets, err := f.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		if n.Ingress {
+			if err := f.NetworkRemove(ctx, n.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.AddNetwork("ingress", network.CreateOptions{Driver: "overlay", Ingress: true, Options: map[string]string{"encrypted": ""}})
+	r, err := Run(ctx, f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Findings) != 0 {
+		t.Fatalf("findings with an encrypted ingress: %+v", r.Findings)
+	}
+}
