@@ -552,9 +552,13 @@ func (f *Fake) ServiceUpdate(ctx context.Context, serviceID string, version swar
 	return swarm.ServiceUpdateResponse{}, nil
 }
 
-// NetworkList implements API. Filters as the engine: name and id match as
-// regular expressions (so any substring), driver, scope and type exactly,
-// label as key or key=value, dangling as a boolean.
+// NetworkList implements API with Engine 20.10's filters. A manager merges
+// two lists: Swarm's, where name must be exact and id a prefix, and the
+// local one, matched as regular expressions (so substrings), which holds
+// local networks and the Swarm networks instantiated on this node (a local
+// task or container uses them, and ingress). So a name substring finds a
+// Swarm network only while something on this node uses it. driver, scope
+// and type match exactly, label as key or key=value, dangling as a boolean.
 func (f *Fake) NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error) {
 	if err := f.begin(ctx, OpNetworkList); err != nil {
 		return nil, err
@@ -572,8 +576,11 @@ func (f *Fake) NetworkList(ctx context.Context, options network.ListOptions) ([]
 	out := []network.Summary{}
 	for _, n := range f.visibleNetworksLocked() {
 		in := n.inspect
+		local := in.Scope == "local" || f.instantiatedLocked(n)
 		if args.Contains("name") && !args.Match("name", in.Name) ||
+			args.Contains("name") && !local && !args.ExactMatch("name", in.Name) ||
 			args.Contains("id") && !args.Match("id", in.ID) ||
+			args.Contains("id") && !local && !matchPrefix(args, "id", in.ID) ||
 			!args.ExactMatch("driver", in.Driver) || !args.ExactMatch("scope", in.Scope) ||
 			!args.MatchKVList("label", in.Labels) || !args.ExactMatch("type", networkType(n)) {
 			continue
@@ -1333,6 +1340,10 @@ func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publ
 		}
 	}
 	if scope == "swarm" {
+		switch name {
+		case "bridge", "host", "none", "default":
+			return nil, newDaemonError(http.StatusForbidden, name+" is a pre-defined network and cannot be created")
+		}
 		if err := f.requireManagerLocked(); err != nil {
 			return nil, err
 		}
@@ -1341,9 +1352,9 @@ func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publ
 		return nil, newDaemonError(http.StatusInternalServerError, "invalid name: ")
 	}
 	for _, n := range f.networks {
-		// A Swarm network's name is unique among Swarm networks (and the
-		// predefined ones); a local one's among all networks.
-		if n.inspect.Name == name && (scope == "local" || n.inspect.Scope == "swarm" || n.predefined) {
+		// A Swarm network's name is unique among Swarm networks, a local
+		// one's among all networks.
+		if n.inspect.Name == name && (scope == "local" || n.inspect.Scope == "swarm") {
 			return nil, newDaemonError(http.StatusConflict, fmt.Sprintf("network with name %s already exists", name))
 		}
 	}
@@ -1416,12 +1427,13 @@ func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publ
 	return n, nil
 }
 
-// visibleNetworksLocked returns the networks this engine lists, by name:
-// Swarm networks only while it is in a Swarm.
+// visibleNetworksLocked returns the networks this engine knows, by name:
+// a manager all Swarm networks, a worker those instantiated on it, an
+// engine outside a Swarm none.
 func (f *Fake) visibleNetworksLocked() []*fakeNetwork {
 	var out []*fakeNetwork
 	for _, n := range f.networks {
-		if n.inspect.Scope == "swarm" && f.role == roleInactive {
+		if n.inspect.Scope == "swarm" && (f.role == roleInactive || f.role == roleWorker && !f.instantiatedLocked(n)) {
 			continue
 		}
 		out = append(out, n)
@@ -1561,6 +1573,27 @@ func (f *Fake) localEndpointsLocked(n *fakeNetwork) map[string]network.EndpointR
 		}
 	}
 	return out
+}
+
+// instantiatedLocked reports whether a Swarm network exists on this node's
+// engine too: ingress always, others while a local task or container uses
+// them.
+func (f *Fake) instantiatedLocked(n *fakeNetwork) bool {
+	if n.inspect.Ingress {
+		return true
+	}
+	for _, t := range f.tasks {
+		if t.NodeID == f.localNode && t.DesiredState == swarm.TaskStateRunning &&
+			slices.ContainsFunc(t.NetworksAttachments, func(a swarm.NetworkAttachment) bool { return a.Network.ID == n.inspect.ID }) {
+			return true
+		}
+	}
+	for _, c := range f.containers {
+		if _, ok := c.summary.NetworkSettings.Networks[n.inspect.Name]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *Fake) networkUsedLocked(n *fakeNetwork) bool {

@@ -434,6 +434,10 @@ func TestFakeNetworks(t *testing.T) {
 	if !IsConflict(err) || err.Error() != "Error response from daemon: network with name swarmsec-backend already exists" {
 		t.Errorf("duplicate: %v", err)
 	}
+	_, err = f.NetworkCreate(ctx, "host", network.CreateOptions{Driver: "overlay"})
+	if !cerrdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "host is a pre-defined network and cannot be created") {
+		t.Errorf("overlay named host: %v", err)
+	}
 
 	list := func(args ...filters.KeyValuePair) []string {
 		t.Helper()
@@ -451,10 +455,16 @@ func TestFakeNetworks(t *testing.T) {
 		args []filters.KeyValuePair
 		want []string
 	}{
-		{[]filters.KeyValuePair{filters.Arg("name", "backend")}, []string{"swarmsec-backend"}}, // substring
+		// Swarm's list: exact names, ID prefixes.
+		{[]filters.KeyValuePair{filters.Arg("name", "swarmsec-backend")}, []string{"swarmsec-backend"}},
+		{[]filters.KeyValuePair{filters.Arg("name", "backend")}, nil},
+		{[]filters.KeyValuePair{filters.Arg("name", "swarmsec")}, nil},
+		{[]filters.KeyValuePair{filters.Arg("id", resp.ID[:7])}, []string{"swarmsec-backend"}},
+		{[]filters.KeyValuePair{filters.Arg("id", resp.ID[3:10])}, nil},
+		// The local list: regular expressions.
 		{[]filters.KeyValuePair{filters.Arg("name", "bridge")}, []string{"bridge", "docker_gwbridge"}},
-		{[]filters.KeyValuePair{filters.Arg("name", "^bridge$")}, []string{"bridge"}}, // a regexp, in fact
-		{[]filters.KeyValuePair{filters.Arg("id", resp.ID[3:10])}, []string{"swarmsec-backend"}},
+		{[]filters.KeyValuePair{filters.Arg("name", "^bridge$")}, []string{"bridge"}},
+		{[]filters.KeyValuePair{filters.Arg("name", "gress")}, []string{"ingress"}}, // always instantiated
 		{[]filters.KeyValuePair{filters.Arg("label", "owner=swarmsec")}, []string{"swarmsec-backend"}},
 		{[]filters.KeyValuePair{filters.Arg("driver", "overlay")}, []string{"ingress", "swarmsec-backend"}},
 		{[]filters.KeyValuePair{filters.Arg("driver", "over")}, nil},
@@ -466,8 +476,15 @@ func TestFakeNetworks(t *testing.T) {
 			t.Errorf("filters %v: got %v, want %v", tc.args, got, tc.want)
 		}
 	}
-
+	// A task on this node instantiates the network: substrings find it now.
 	svc := f.AddService(testSpec("web", "swarmsec-backend"))
+	if got := list(filters.Arg("name", "backend")); !slices.Equal(got, []string{"swarmsec-backend"}) {
+		t.Errorf("name substring with a local task: %v", got)
+	}
+	if got := list(filters.Arg("id", resp.ID[3:10])); !slices.Equal(got, []string{"swarmsec-backend"}) {
+		t.Errorf("ID infix with a local task: %v", got)
+	}
+
 	err = f.NetworkRemove(ctx, "swarmsec-backend")
 	if !IsInUse(err) || !cerrdefs.IsInvalidArgument(err) {
 		t.Fatalf("remove in use: %v", err)
@@ -871,6 +888,9 @@ type parityWorld struct {
 	// cleanup undoes what a scenario created; t.Cleanup runs it.
 	removeService func(ctx context.Context, id string) error
 	removeNetwork func(ctx context.Context, id string) error
+	// addContainer runs a container outside any service on one network.
+	addContainer    func(ctx context.Context, name, network string) (string, error)
+	removeContainer func(ctx context.Context, id string) error
 
 	redactions []string // old, new pairs
 }
@@ -883,6 +903,10 @@ func newFakeWorld(t *testing.T, f *Fake) *parityWorld {
 		},
 		removeService: func(_ context.Context, id string) error { return f.RemoveService(id) },
 		removeNetwork: f.NetworkRemove,
+		addContainer: func(_ context.Context, name, network string) (string, error) {
+			return f.AddContainer(name, map[string]string{"swarmsec.test": "1"}, network).ID, nil
+		},
+		removeContainer: func(_ context.Context, id string) error { f.RemoveContainer(id); return nil },
 	}
 }
 
@@ -955,6 +979,19 @@ func (w *parityWorld) network(t *testing.T, ctx context.Context, short string) s
 	return resp.ID
 }
 
+func (w *parityWorld) container(t *testing.T, ctx context.Context, short, network string) {
+	t.Helper()
+	id, err := w.addContainer(ctx, w.name(short), network)
+	if err != nil {
+		t.Fatalf("run container %s: %v", short, err)
+	}
+	t.Cleanup(func() {
+		if err := w.removeContainer(context.Background(), id); err != nil {
+			t.Errorf("remove container %s: %v", short, err)
+		}
+	})
+}
+
 // eventually polls cond until it holds or 60s pass: a real engine allocates
 // VIPs and starts tasks asynchronously. The Fake passes on the first try.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -1023,12 +1060,12 @@ var parityScenarios = []parityScenario{{
 		"remove by name: not-found=false conflict=false in-use=true out-of-sequence=false: Error response from daemon: rpc error: code = FailedPrecondition desc = network <net:inuse> is in use by service <svc:user>",
 	},
 }, {
-	name: "name filters: substring for networks, prefix for services",
+	name: "name filters",
 	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
-		w.network(t, ctx, "alpha-net")
+		id := w.network(t, ctx, "alpha-net")
 		w.service(t, ctx, w.spec("svcfilter"))
-		nets := func(name string) string {
-			l, err := w.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", name))})
+		nets := func(what string, args ...filters.KeyValuePair) string {
+			l, err := w.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(args...)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1036,7 +1073,7 @@ var parityScenarios = []parityScenario{{
 			for _, n := range l {
 				names = append(names, n.Name)
 			}
-			return w.redact(fmt.Sprintf("networks named %q: %v", w.redact(name), names))
+			return w.redact(fmt.Sprintf("networks %s: %v", what, names))
 		}
 		svcs := func(args ...filters.KeyValuePair) string {
 			l, err := w.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(args...)})
@@ -1049,20 +1086,36 @@ var parityScenarios = []parityScenario{{
 			}
 			return w.redact(fmt.Sprintf("services %v: %v", args, names))
 		}
-		// The run ID is mid-name: "swarmsec-test-<run>-alpha-net".
-		return []string{
-			nets(w.run + "-alpha"),
-			nets(w.prefix() + "-alpha-net"),
-			nets(w.run + "-beta"),
+		// Names are "swarmsec-test-<run>-alpha-net": the run is mid-name.
+		lines := []string{
+			nets("by exact name", filters.Arg("name", w.name("alpha-net"))),
+			nets("by name prefix", filters.Arg("name", w.name("alpha"))),
+			nets("by name infix", filters.Arg("name", w.run+"-alpha")),
+			nets("by ID prefix", filters.Arg("id", id[:8])),
+			nets("by ID infix", filters.Arg("id", id[2:10])),
+		}
+		// Once a container on this node uses it, the engine's own list,
+		// matched by regular expressions, has it too.
+		w.container(t, ctx, "alpha-ctr", w.name("alpha-net"))
+		lines = append(lines,
+			nets("by name infix, used here", filters.Arg("name", w.run+"-alpha")),
+			nets("by ID infix, used here", filters.Arg("id", id[2:10])),
+			nets("by name infix, other", filters.Arg("name", w.run+"-beta")),
 			svcs(filters.Arg("name", w.run+"-svcf")),
 			svcs(filters.Arg("name", w.prefix()+"-svcf")),
 			svcs(filters.Arg("label", "swarmsec.test.run="+w.run)),
-		}
+		)
+		return lines
 	},
 	want: []string{
-		`networks named "r1-alpha": [<p>-alpha-net]`,
-		`networks named "<p>-alpha-net": [<p>-alpha-net]`,
-		`networks named "r1-beta": []`,
+		"networks by exact name: [<p>-alpha-net]",
+		"networks by name prefix: []",
+		"networks by name infix: []",
+		"networks by ID prefix: [<p>-alpha-net]",
+		"networks by ID infix: []",
+		"networks by name infix, used here: [<p>-alpha-net]",
+		"networks by ID infix, used here: [<p>-alpha-net]",
+		"networks by name infix, other: []",
 		"services [{name r1-svcf}]: []",
 		"services [{name <p>-svcf}]: [<p>-svcfilter]",
 		"services [{label swarmsec.test.run=r1}]: [<p>-svcfilter]",
