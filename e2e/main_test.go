@@ -78,7 +78,8 @@ func run(m *testing.M) int {
 	// call run: tear down a little before.
 	if t := flag.Lookup("test.timeout"); t != nil {
 		if d, ok := t.Value.(flag.Getter).Get().(time.Duration); ok && d > 0 {
-			margin := min(d/10, time.Minute)
+			// Teardown takes a few seconds; keep a minute when there is one.
+			margin := min(max(d/4, 15*time.Second), time.Minute, d/2)
 			timer := time.AfterFunc(d-margin, func() {
 				logf("e2e: the test timeout (%s) is near: tearing the cluster down", d)
 				teardown()
