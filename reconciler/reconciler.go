@@ -88,6 +88,9 @@ func (r *Reconciler) PlanObserved() (*Plan, error) {
 				plan.Actions = append(plan.Actions, a)
 			}
 		}
+		if err = addMigrations(tx, plan, r.Mode, r.Limits); err != nil {
+			return
+		}
 		plan.Holds = holds(tx, plan, r.Limits)
 	})
 	return plan, err
@@ -114,11 +117,16 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*Plan, *Result, error) {
 	if len(plan.Holds) > 0 && !r.Limits.Force {
 		return plan, &Result{}, fmt.Errorf("%w: %s; nothing was written (use --force to go ahead)", ErrHeld, strings.Join(plan.Holds, "; "))
 	}
+	mp, err := r.migrateFirst(ctx, plan)
+	if mp.stop {
+		return mp.plan, mp.result, err
+	}
+	plan = mp.plan
 	ap := &Applier{
 		Docker: r.Docker, Store: r.Store, Log: r.Log, Retries: 5, RemoveWait: r.RemoveWait,
-		MaxServiceUpdates: r.Limits.MaxServiceUpdates, OnResult: r.OnResult,
+		MaxServiceUpdates: mp.maxUpdates, OnResult: r.OnResult,
 	}
-	res := ap.Apply(ctx, plan)
+	res := mp.merge(ap.Apply(ctx, plan))
 	for _, a := range plan.Actions {
 		if a.Audit {
 			r.logger().Info("audit: would change", "action", a.Kind, "object", a.Name,

@@ -96,9 +96,10 @@ func printPlanJSON(w io.Writer, plan *reconciler.Plan) error {
 }
 
 var actionWords = map[reconciler.ActionKind]string{
-	reconciler.ActionCreateNetwork: "+ create network",
-	reconciler.ActionUpdateService: "~ update service",
-	reconciler.ActionRemoveNetwork: "- remove network",
+	reconciler.ActionCreateNetwork:  "+ create network",
+	reconciler.ActionUpdateService:  "~ update service",
+	reconciler.ActionRemoveNetwork:  "- remove network",
+	reconciler.ActionMigrateNetwork: "* migrate network",
 }
 
 func printPlanTable(w io.Writer, plan *reconciler.Plan) {
