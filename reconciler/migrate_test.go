@@ -103,7 +103,9 @@ func sharing(f *dockerapi.Fake, names []string) error {
 			taskNets[name] = append(taskNets[name], targets(task.Spec.Networks))
 		}
 	}
-	share := func(a, b []string) bool { return slices.ContainsFunc(a, func(x string) bool { return slices.Contains(b, x) }) }
+	share := func(a, b []string) bool {
+		return slices.ContainsFunc(a, func(x string) bool { return slices.Contains(b, x) })
+	}
 	for i, a := range names {
 		if len(specNets[a]) == 0 {
 			return fmt.Errorf("%s is on no network", a)
