@@ -1241,6 +1241,47 @@ var parityScenarios = []parityScenario{{
 		"network update <net:evnet> <p>-evnet scope=swarm",
 		"network remove <net:evnet> <p>-evnet scope=swarm",
 	},
+}, {
+	name: "service events",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		msgs, errs := w.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("type", "service"), filters.Arg("service", w.name("evsvc")))})
+		id := w.service(t, ctx, w.spec("evsvc"))
+		// A label change does not touch tasks: one write, no rolling update.
+		eventually(t, "a label update", func() bool {
+			svc := mustInspect(t, w, id)
+			svc.Spec.Labels["touched"] = "1"
+			_, err := w.ServiceUpdate(ctx, id, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
+			if err != nil && !IsOutOfSequence(err) {
+				t.Fatal(err)
+			}
+			return err == nil
+		})
+		if err := w.removeService(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		timeout := time.After(30 * time.Second)
+		for done := false; !done; {
+			select {
+			case m := <-msgs:
+				seen = append(seen, w.redact(fmt.Sprintf("%s %s %s %v scope=%s", m.Type, m.Action, m.Actor.ID, m.Actor.Attributes, m.Scope)))
+				done = m.Action == events.ActionRemove
+			case err := <-errs:
+				t.Fatal(err)
+			case <-timeout:
+				t.Fatalf("timed out after %v", seen)
+			}
+		}
+		return seen
+	},
+	want: []string{
+		"service create <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
+		"service update <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
+		"service remove <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
+	},
 }}
 
 func runParityScenarios(t *testing.T, newWorld func(t *testing.T) *parityWorld) {
