@@ -32,7 +32,7 @@ import (
 // seen doing through the real client: the same error messages and status
 // kinds, versions that move on every write (also when "Swarm" itself writes),
 // network names resolved to IDs in stored specs, engine defaults filled in,
-// substring network name filters but prefix service name filters.
+// the engine's uneven filters (see NetworkList and ServiceList).
 //
 // Everything crosses the Fake as JSON does the wire, so callers never share
 // memory with it. Tasks start running at once; rolling updates complete at
