@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/status"
+)
+
+func TestStatusTable(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := &status.Report{
+		Mode: "enforce", Ready: false,
+		Checks: []status.Check{{Name: "docker", Message: "connection refused"}},
+		Policies: []status.PolicyStatus{{
+			Name: "web", Kind: v1.KindNetworkPolicy, Services: []string{"shop_web"},
+			Conditions: []v1.Condition{{Type: v1.ConditionReady, Status: v1.ConditionTrue, Reason: v1.ReasonConverged,
+				Message: "in force on 1 service", LastTransitionTime: now.Add(-3 * time.Minute)}},
+		}},
+		ManifestErrors: []manifest.Error{{File: "db.yaml", Line: 3, Message: "unknown field"}},
+	}
+	var b bytes.Buffer
+	if err := printStatusTable(&b, r, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"not ready (docker: connection refused)", "web", "True", "Converged", "3m", "db.yaml:3: unknown field"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFetchStatus(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(status.Report{Mode: "audit"})
+	}))
+	defer srv.Close()
+	raw, err := fetchStatus(context.Background(), strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r status.Report
+	if err := json.Unmarshal(raw, &r); err != nil || r.Mode != "audit" {
+		t.Fatalf("%v %+v", err, r)
+	}
+	if _, err := fetchStatus(context.Background(), srv.URL+"/nope"); err == nil {
+		t.Fatal("a 404 is not an error")
+	}
+}
