@@ -79,14 +79,19 @@ func RunMatrix(ctx context.Context, from, to []string, expect func(from, to stri
 }
 
 // CheckMatrix runs RunMatrix, logs the matrix and marks the test failed
-// (without stopping it) for each cell that differs from expect.
+// (without stopping it) for each cell that differs from expect. The matrix
+// is logged one line per call, so that each line carries the test's file
+// and line like any other log line.
 func CheckMatrix(ctx context.Context, tb testing.TB, from, to []string, expect func(from, to string) bool, probe ProbeFunc) *Matrix {
 	tb.Helper()
 	m := RunMatrix(ctx, from, to, expect, probe, 0)
 	if mm := m.Mismatches(); len(mm) > 0 {
-		tb.Errorf("reachability differs from expected in %d of %d cells:\n%s", len(mm), len(m.Cells), m)
+		tb.Errorf("reachability differs from expected in %d of %d cells:", len(mm), len(m.Cells))
 	} else {
-		tb.Logf("reachability as expected:\n%s", m)
+		tb.Logf("reachability as expected:")
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(m.String(), "\n"), "\n") {
+		tb.Log(line)
 	}
 	return m
 }
