@@ -160,6 +160,7 @@ func Diff(tx state.ReadTx, desired *Desired) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan.Actions = slices.Grow(plan.Actions, len(services))
 	slices.SortFunc(services, func(a, b *state.Service) int { return cmp.Compare(a.Name, b.Name) })
 	for _, s := range services {
 		if s.Ignored() {
