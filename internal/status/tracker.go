@@ -113,7 +113,15 @@ func (t *Tracker) ObserveSnapshot(snap watch.Snapshot) {
 // corrections the pass made: the writes of a pass whose desired state had
 // not changed since the last pass that left the cluster converged.
 func (t *Tracker) ObservePass(p reconciler.Pass) []reconciler.ActionResult {
-	selected := t.selections()
+	t.mu.Lock()
+	// The pass compiled enforced policies only: when that is all of them,
+	// its topology says what each selects, and compiling again is waste.
+	var compiled *reconciler.Desired
+	if p.Plan != nil && t.mode != reconciler.ModeAudit && !t.anyAuditLocked() {
+		compiled = p.Plan.Desired
+	}
+	t.mu.Unlock()
+	selected := t.selections(compiled)
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -297,7 +305,8 @@ type selection struct{ services, networks []string }
 
 // selections reads which services each NetworkPolicy and which networks
 // each EncryptionPolicy select now, compiling like the reconciler does.
-func (t *Tracker) selections() map[string]selection {
+// A non-nil compiled is used instead of compiling.
+func (t *Tracker) selections(compiled *reconciler.Desired) map[string]selection {
 	out := map[string]selection{}
 	if t.store == nil {
 		return out
@@ -310,7 +319,13 @@ func (t *Tracker) selections() map[string]selection {
 		for _, p := range policies {
 			out[p.Name] = selection{services: []string{}}
 		}
-		if d, err := reconciler.Compile(tx, nil); err == nil {
+		d := compiled
+		if d == nil {
+			if d, err = reconciler.Compile(tx, nil); err != nil {
+				d = nil
+			}
+		}
+		if d != nil {
 			for _, ds := range d.Services {
 				if !ds.Isolated {
 					continue
@@ -345,6 +360,15 @@ func (t *Tracker) selections() map[string]selection {
 		out[name] = sel
 	}
 	return out
+}
+
+func (t *Tracker) anyAuditLocked() bool {
+	for _, e := range t.policies {
+		if e.audit {
+			return true
+		}
+	}
+	return false
 }
 
 // Ready reports whether the controller is ready: the manifests are loaded,

@@ -321,3 +321,22 @@ func TestReportJSONShape(t *testing.T) {
 		}
 	}
 }
+
+// An enforce-mode pass's own topology tells what policies select.
+func TestSelectionFromThePlan(t *testing.T) {
+	f := newFixture(t, reconciler.ModeEnforce)
+	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	rec := &reconciler.Reconciler{Store: f.store, Mode: reconciler.ModeEnforce}
+	plan, err := rec.PlanObserved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Desired == nil {
+		t.Fatal("plan without its topology")
+	}
+	f.pass(plan, &reconciler.Result{}, nil)
+	if got := f.tr.Report().Policies[0].Services; len(got) != 1 || got[0] != "web" {
+		t.Fatalf("services: %v", got)
+	}
+	f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
+}
