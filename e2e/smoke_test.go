@@ -57,6 +57,24 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("probe through one engine, across nodes", func(t *testing.T) {
+		// The one-node style of the integration tests: no WithEngines, so
+		// the task probed from runs on the node of the client given.
+		if swarmtest.EnsureSwarm(ctx, t, m) {
+			t.Fatal("EnsureSwarm initialized a Swarm on the manager, which has one")
+		}
+		createService(ctx, t,
+			swarmtest.WithName("smoke-m"),
+			swarmtest.WithNetwork("smoke-front"),
+			swarmtest.OnNode(testCluster.Manager().Hostname),
+		)
+		swarmtest.WaitTasksRunning(ctx, t, m, "smoke-m", 1)
+		// A plain overlay network carries traffic between nodes.
+		if ok, out := swarmtest.Probe(ctx, t, m, "smoke-m", swarmtest.TasksAddr("smoke-x"), swarmtest.WithAllAddresses()); !ok {
+			t.Fatalf("smoke-m on %s did not reach both smoke-x tasks on %s:\n%s", testCluster.Manager().Hostname, node.Hostname, out)
+		}
+	})
+
 	t.Run("host-mode published port", func(t *testing.T) {
 		const port = 18080
 		web := testCluster.Workers()[1]

@@ -18,7 +18,8 @@ import (
 // network and volume that carries all of labels ("key" or "key=value";
 // LabelTest when none is given), in that order so that nothing is still in
 // use when its turn comes. Images are left: they are a cache. It goes on
-// after an error and returns them all.
+// after an error and returns them all. Without a LabelRun=<id> filter it
+// also removes what other test runs on the same engine are using.
 func Sweep(ctx context.Context, cli *client.Client, labels ...string) error {
 	if len(labels) == 0 {
 		labels = []string{LabelTest}
