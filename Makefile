@@ -27,10 +27,10 @@ docker:
 	@scripts/ensure-docker.sh
 
 test-integration: docker
-	$(GO) test -count=1 -tags integration -timeout 20m ./internal/integration/...
+	$(GO) test -count=1 -tags integration -timeout 25m ./...
 
 test-e2e: docker
-	$(GO) test -count=1 -tags e2e -timeout 45m -v ./e2e/... 2>&1 | tee .e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -tags e2e -timeout 45m -v ./e2e/... 2>&1 | tee .e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 # Benchmarks: compile+diff at 100, 1,000 and 10,000 services, and the loader.
 bench:
