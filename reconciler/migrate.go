@@ -214,19 +214,19 @@ func (mg *Migrator) migrate(ctx context.Context, name string) NetworkMigration {
 		}
 		mg.logger().Info(fmt.Sprintf("migrate network %s: %s", name, what))
 		wrote, pending, err := mg.write(ctx, m, st)
-		if err != nil {
-			return finish(OutcomeFailed, what, err)
-		}
-		if pending != "" {
-			return finish(OutcomePending, pending, nil)
-		}
-		last = what
-		rolledBack = rolledBack || st.rollback
 		if wrote {
 			nm.Writes++
 			nm.Step = st.num
 			mg.progress(m, st, what)
 		}
+		switch {
+		case err != nil:
+			return finish(OutcomeFailed, what, err)
+		case pending != "":
+			return finish(OutcomePending, pending, nil)
+		}
+		last = what
+		rolledBack = rolledBack || st.rollback
 		if st.service != nil && wrote {
 			if err := mg.waitConverged(ctx, st.service.ID, st.service.Name); err != nil {
 				return finish(OutcomeFailed, what, err)

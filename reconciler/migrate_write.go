@@ -178,10 +178,14 @@ func (mg *Migrator) removeNetwork(ctx context.Context, n *state.Network) (bool, 
 	for {
 		err := mg.Docker.NetworkRemove(ctx, n.ID)
 		switch {
-		case err == nil:
-			return true, "", nil
-		case dockerapi.IsNotFound(err):
-			return false, "", nil
+		case err == nil || dockerapi.IsNotFound(err):
+			// Swarm forgets it at once, but the engine lists it until
+			// the tasks shutting down let go: a network of the same name
+			// cannot be created before.
+			if gone, gerr := mg.waitGone(ctx, n, deadline); gerr != nil || !gone {
+				return err == nil, fmt.Sprintf("network %s is removed but still listed; the next pass goes on", n.Name), gerr
+			}
+			return err == nil, "", nil
 		case !dockerapi.IsInUse(err):
 			return false, "", fmt.Errorf("remove network %s: %w", n.Name, err)
 		}
@@ -202,6 +206,29 @@ func (mg *Migrator) removeNetwork(ctx context.Context, n *state.Network) (bool, 
 		select {
 		case <-ctx.Done():
 			return false, "", ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, mg.poll())
+	}
+}
+
+// waitGone waits until the engine no longer lists a removed network.
+func (mg *Migrator) waitGone(ctx context.Context, n *state.Network, deadline time.Time) (bool, error) {
+	delay := firstPoll
+	for {
+		nets, err := mg.Docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("id", n.ID))})
+		if err != nil {
+			return false, fmt.Errorf("list networks: %w", err)
+		}
+		if !slices.ContainsFunc(nets, func(s network.Summary) bool { return s.ID == n.ID }) {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, mg.poll())
@@ -280,14 +307,22 @@ func (mg *Migrator) waitConverged(ctx context.Context, id, name string) error {
 	}
 }
 
+// converged reports whether Swarm runs the service's current networks: as
+// many tasks as it wants (the replicas, or one per eligible node), none on
+// earlier networks. Right after an update the old tasks are already shut
+// down and the new ones not yet created: counting catches that moment.
+// Tasks need not have reached running: one that never starts talks to
+// no one either way.
 func (mg *Migrator) converged(ctx context.Context, id string) (bool, string, error) {
-	svc, _, err := mg.Docker.ServiceInspectWithRaw(ctx, id, swarm.ServiceInspectOptions{})
-	if dockerapi.IsNotFound(err) {
-		return true, "", nil // removed meanwhile: nothing to wait for
-	}
+	svcs, err := mg.Docker.ServiceList(ctx, swarm.ServiceListOptions{Status: true, Filters: filters.NewArgs(filters.Arg("id", id))})
 	if err != nil {
 		return false, "", err
 	}
+	i := slices.IndexFunc(svcs, func(s swarm.Service) bool { return s.ID == id })
+	if i < 0 {
+		return true, "", nil // removed meanwhile: nothing to wait for
+	}
+	svc := svcs[i]
 	if u := svc.UpdateStatus; u != nil && (u.State == swarm.UpdateStatePaused || u.State == swarm.UpdateStateRollbackPaused) {
 		return false, "", fmt.Errorf("rolling update %s: %s", u.State, u.Message)
 	}
@@ -300,14 +335,19 @@ func (mg *Migrator) converged(ctx context.Context, id string) (bool, string, err
 	if err != nil {
 		return false, "", err
 	}
-	stale := 0
+	current, stale := 0, 0
 	for _, t := range tasks {
-		if !slices.Equal(targets(t.Spec.Networks), want) {
+		if slices.Equal(targets(t.Spec.Networks), want) {
+			current++
+		} else {
 			stale++
 		}
 	}
-	if stale > 0 {
-		return false, fmt.Sprintf("%d of %d tasks still on the previous networks", stale, len(tasks)), nil
+	switch {
+	case stale > 0:
+		return false, fmt.Sprintf("%d tasks still on the previous networks", stale), nil
+	case svc.ServiceStatus != nil && uint64(current) < svc.ServiceStatus.DesiredTasks:
+		return false, fmt.Sprintf("%d of %d tasks on the new networks", current, svc.ServiceStatus.DesiredTasks), nil
 	}
 	return true, "", nil
 }
