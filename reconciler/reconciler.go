@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,31 +62,20 @@ func (r *Reconciler) PlanObserved() (*Plan, error) {
 		err  error
 	)
 	r.Store.View(func(tx state.ReadTx) {
-		enforced := func(p *state.Policy) bool {
-			return r.Mode != ModeAudit && p.Enforcement() == v1.EnforcementEnforce
-		}
-		var desired, full *Desired
-		if desired, err = Compile(tx, enforced); err != nil {
-			return
-		}
-		if plan, err = Diff(tx, desired); err != nil {
-			return
-		}
-		if full, err = Compile(tx, nil); err != nil {
-			return
-		}
-		var audit *Plan
-		if audit, err = Diff(tx, full); err != nil {
-			return
-		}
-		seen := make(map[string]bool, len(plan.Actions))
-		for _, a := range plan.Actions {
-			seen[signature(a)] = true
-		}
-		for _, a := range audit.Actions {
-			if !seen[signature(a)] {
-				a.Audit = true
-				plan.Actions = append(plan.Actions, a)
+		if r.Mode == ModeAudit {
+			// Nothing is enforced: report what all policies would change.
+			if plan, err = planFor(tx, nil); err != nil {
+				return
+			}
+			for i := range plan.Actions {
+				plan.Actions[i].Audit = true
+			}
+		} else {
+			if plan, err = planFor(tx, enforced); err != nil {
+				return
+			}
+			if err = r.addAuditActions(tx, plan); err != nil {
+				return
 			}
 		}
 		if err = addMigrations(tx, plan, r.Mode, r.Limits); err != nil {
@@ -94,6 +84,43 @@ func (r *Reconciler) PlanObserved() (*Plan, error) {
 		plan.Holds = holds(tx, plan, r.Limits)
 	})
 	return plan, err
+}
+
+func enforced(p *state.Policy) bool { return p.Enforcement() == v1.EnforcementEnforce }
+
+func planFor(tx state.ReadTx, include func(*state.Policy) bool) (*Plan, error) {
+	desired, err := Compile(tx, include)
+	if err != nil {
+		return nil, err
+	}
+	return Diff(tx, desired)
+}
+
+// addAuditActions adds, marked Audit, the actions that audit-mode policies
+// would add to plan. Without such policies it costs nothing.
+func (r *Reconciler) addAuditActions(tx state.ReadTx, plan *Plan) error {
+	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(policies, func(p *state.Policy) bool { return !enforced(p) }) {
+		return nil
+	}
+	full, err := planFor(tx, nil)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(plan.Actions))
+	for _, a := range plan.Actions {
+		seen[signature(a)] = true
+	}
+	for _, a := range full.Actions {
+		if !seen[signature(a)] {
+			a.Audit = true
+			plan.Actions = append(plan.Actions, a)
+		}
+	}
+	return nil
 }
 
 func signature(a Action) string {

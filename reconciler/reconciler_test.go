@@ -281,6 +281,19 @@ func TestAuditWritesNothing(t *testing.T) {
 			t.Errorf("audit mode must report every action as audit-only: %d actions, %d pending", len(plan.Actions), len(plan.Pending()))
 		}
 	})
+	t.Run("audit mode on an enforced cluster", func(t *testing.T) {
+		f, _ := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		reconcile(t, r)
+		// The same policies in audit mode: nothing would change, so there
+		// is nothing to report (not "undo everything").
+		r.Mode = ModeAudit
+		plan, _ := reconcile(t, r)
+		if len(plan.Actions) != 0 {
+			t.Errorf("audit mode on a converged cluster reports %+v", plan.Actions)
+		}
+	})
 	t.Run("audit policy", func(t *testing.T) {
 		f, ids := shop(t)
 		ps := shopPolicies()
