@@ -109,9 +109,9 @@ func auditRecreate(ctx context.Context, t *testing.T, cli *client.Client, name, 
 // problem fixed.
 func TestAuditChecksOnRealSwarm(t *testing.T) {
 	ctx := context.Background()
-	cli := statusEngine(ctx, t)
+	cli := engine(ctx, t)
 	p := "au" + swarmtest.RunID()[:6]
-	statusRemoveManaged(ctx, t, cli, p)
+	removeManagedNetworks(ctx, t, cli, p)
 
 	plain, attach, sealed := p+"-plain", p+"-attach", p+"-sealed"
 	plainID := swarmtest.CreateNetwork(ctx, t, cli, plain)

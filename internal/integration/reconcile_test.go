@@ -55,7 +55,7 @@ func deployApp(ctx context.Context, t *testing.T, cli *client.Client, webPort ui
 	a.net = a.stack + "_default"
 	// Registered first so it runs last, after the services are gone: it
 	// removes the managed networks a failed test may have left.
-	t.Cleanup(func() { removeManagedNetworks(context.WithoutCancel(ctx), t, cli, a.stack) })
+	removeManagedNetworks(ctx, t, cli, a.stack)
 	swarmtest.CreateNetwork(ctx, t, cli, a.net, swarmtest.WithNetworkLabels(map[string]string{v1.LabelStackNamespace: a.stack}))
 	for _, short := range shorts {
 		opts := []swarmtest.ServiceOpt{
@@ -76,21 +76,26 @@ func deployApp(ctx context.Context, t *testing.T, cli *client.Client, webPort ui
 	return a
 }
 
-// removeManagedNetworks removes what swarmsec created for a stack's services
-// and policies (their names carry the stack name).
-func removeManagedNetworks(ctx context.Context, t *testing.T, cli *client.Client, stack string) {
-	nets, err := cli.NetworkList(ctx, network.ListOptions{})
-	if err != nil {
-		t.Errorf("list networks: %v", err)
-		return
-	}
-	for _, n := range nets {
-		if n.Labels[state.LabelManaged] == "true" && strings.Contains(n.Name, stack) {
-			if err := swarmtest.RemoveNetworkE(ctx, cli, n.ID); err != nil {
-				t.Errorf("remove managed network %s: %v", n.Name, err)
+// removeManagedNetworks registers the removal of the networks swarmsec
+// created whose name holds prefix (a test's stack or policy names).
+// Register it before creating services: cleanups run last first, so it runs
+// once the services are gone.
+func removeManagedNetworks(ctx context.Context, t *testing.T, cli *client.Client, prefix string) {
+	t.Cleanup(func() {
+		ctx := context.WithoutCancel(ctx)
+		nets, err := cli.NetworkList(ctx, network.ListOptions{})
+		if err != nil {
+			t.Errorf("list networks: %v", err)
+			return
+		}
+		for _, n := range nets {
+			if n.Labels[state.LabelManaged] == "true" && strings.Contains(n.Name, prefix) {
+				if err := swarmtest.RemoveNetworkE(ctx, cli, n.ID); err != nil {
+					t.Errorf("remove managed network %s: %v", n.Name, err)
+				}
 			}
 		}
-	}
+	})
 }
 
 func policy(name string, spec v1.NetworkPolicySpec) *state.Policy {

@@ -20,12 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-
 	"github.com/swarmsec/swarmsec/internal/status"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
-	"github.com/swarmsec/swarmsec/state"
 )
 
 // statusBinary builds cmd/swarmsec into the test's temporary directory:
@@ -231,40 +227,6 @@ func statusMetric(text, name string, want map[string]string) (float64, bool) {
 		found = true
 	}
 	return sum, found
-}
-
-// statusEngine returns a client of the machine's engine, made a one-node
-// Swarm manager if it is not one.
-func statusEngine(ctx context.Context, t *testing.T) *client.Client {
-	t.Helper()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	swarmtest.EnsureSwarm(ctx, t, cli)
-	return cli
-}
-
-// statusRemoveManaged removes the networks swarmsec created whose name
-// holds prefix. Register it before creating services: cleanups run last
-// first, so it runs once the services are gone.
-func statusRemoveManaged(ctx context.Context, t *testing.T, cli *client.Client, prefix string) {
-	t.Cleanup(func() {
-		ctx := context.WithoutCancel(ctx)
-		nets, err := cli.NetworkList(ctx, network.ListOptions{})
-		if err != nil {
-			t.Errorf("list networks: %v", err)
-			return
-		}
-		for _, n := range nets {
-			if n.Labels[state.LabelManaged] == "true" && strings.Contains(n.Name, prefix) {
-				if err := swarmtest.RemoveNetworkE(ctx, cli, n.ID); err != nil {
-					t.Errorf("remove managed network %s: %v", n.Name, err)
-				}
-			}
-		}
-	})
 }
 
 // statusWriteManifest writes a manifest file into dir.

@@ -75,11 +75,11 @@ func serviceNetworks(ctx context.Context, t *testing.T, cli *client.Client, name
 // correction, a broken manifest, then `swarmsec status` and `swarmsec audit`.
 func TestRunStatusMetricsDriftAndManifestErrors(t *testing.T) {
 	ctx := context.Background()
-	cli := statusEngine(ctx, t)
+	cli := engine(ctx, t)
 	bin := statusBinary(t)
 	p := "st" + swarmtest.RunID()[:6]
 	shared := p + "_default"
-	statusRemoveManaged(ctx, t, cli, p)
+	removeManagedNetworks(ctx, t, cli, p)
 	swarmtest.CreateNetwork(ctx, t, cli, shared)
 	for _, short := range []string{"web", "db", "aud"} {
 		swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(p+"_"+short),
@@ -263,13 +263,13 @@ func TestRunStatusMetricsDriftAndManifestErrors(t *testing.T) {
 // call to Docker.
 func TestRunAuditModeWritesNothing(t *testing.T) {
 	ctx := context.Background()
-	cli := statusEngine(ctx, t)
+	cli := engine(ctx, t)
 	t0 := time.Now()
 	bin := statusBinary(t)
 	t.Logf("built swarmsec in %s", time.Since(t0).Round(time.Millisecond))
 	p := "sa" + swarmtest.RunID()[:6]
 	shared := p + "_default"
-	statusRemoveManaged(ctx, t, cli, p)
+	removeManagedNetworks(ctx, t, cli, p)
 	swarmtest.CreateNetwork(ctx, t, cli, shared)
 	for _, short := range []string{"web", "db"} {
 		swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(p+"_"+short),
