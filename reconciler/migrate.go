@@ -212,12 +212,10 @@ func (mg *Migrator) migrate(ctx context.Context, name string) NetworkMigration {
 		if (st.kind == kindAttach || st.kind == kindDetach) && mg.budgetSpent() {
 			return finish(OutcomePending, fmt.Sprintf("stopped at %s: --max-service-updates=%d reached; the next pass goes on", what, mg.MaxServiceUpdates), nil)
 		}
-		mg.logger().Info(fmt.Sprintf("migrate network %s: %s", name, what))
-		wrote, pending, err := mg.write(ctx, m, st)
+		wrote, pending, err := mg.advance(ctx, m, st, what)
 		if wrote {
 			nm.Writes++
 			nm.Step = st.num
-			mg.progress(m, st, what)
 		}
 		switch {
 		case err != nil:
@@ -227,15 +225,26 @@ func (mg *Migrator) migrate(ctx context.Context, name string) NetworkMigration {
 		}
 		last = what
 		rolledBack = rolledBack || st.rollback
-		if st.service != nil && wrote {
-			if err := mg.waitConverged(ctx, st.service.ID, st.service.Name); err != nil {
-				return finish(OutcomeFailed, what, err)
-			}
-		}
-		if err := Observe(ctx, mg.Docker, mg.Store); err != nil {
-			return finish(OutcomeFailed, what, err)
+	}
+}
+
+// advance writes one step, waits until Swarm has carried it out, and
+// observes again.
+func (mg *Migrator) advance(ctx context.Context, m *migration, st step, what string) (wrote bool, pending string, err error) {
+	mg.logger().Info(fmt.Sprintf("migrate network %s: %s", m.name, what))
+	wrote, pending, err = mg.write(ctx, m, st)
+	if wrote {
+		mg.progress(m, st, what)
+	}
+	if err != nil || pending != "" {
+		return wrote, pending, err
+	}
+	if st.service != nil && wrote {
+		if err := mg.waitConverged(ctx, st.service.ID, st.service.Name); err != nil {
+			return wrote, "", err
 		}
 	}
+	return wrote, "", Observe(ctx, mg.Docker, mg.Store)
 }
 
 func outcomeOf(writes int) Outcome {

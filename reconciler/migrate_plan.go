@@ -59,9 +59,13 @@ func startReasons(m *migration, limits Limits) []string {
 		return append(reasons, "no service uses it")
 	}
 	updates := updatesPerService * len(users)
+	what := fmt.Sprintf("its %d services one at a time", len(users))
+	if len(users) == 1 {
+		what = "its service"
+	}
 	reasons = append(reasons, fmt.Sprintf(
-		"move its %d services one at a time through temporary network %s, so they always share a network (%d service updates, each a rolling update): %s",
-		len(users), tempName(m.name), updates, servicesOf(users)))
+		"move %s through temporary network %s, so they always share a network (%d service updates, each a rolling update): %s",
+		what, tempName(m.name), updates, servicesOf(users)))
 	if max := limits.MaxServiceUpdates; max > 0 && updates > max {
 		reasons = append(reasons, fmt.Sprintf(
 			"--max-service-updates=%d: it takes %d passes, each stopping where the services share a network", max, (updates+max-1)/max))
