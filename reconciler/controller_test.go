@@ -1,0 +1,123 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+)
+
+// runController starts a controller on the fake and returns a function that
+// stops it and fails the test unless it stops quickly.
+func runController(t *testing.T, r *Reconciler) (*Controller, *passLog) {
+	t.Helper()
+	passes := &passLog{}
+	ctrl := &Controller{Reconciler: r, Resync: time.Hour, Retry: 50 * time.Millisecond, Log: r.Log, OnPass: passes.add}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ctrl.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("controller: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("the controller did not stop within 5s")
+		}
+	})
+	return ctrl, passes
+}
+
+type passLog struct {
+	mu     sync.Mutex
+	passes []Pass
+}
+
+func (l *passLog) add(p Pass) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.passes = append(l.passes, p)
+}
+
+func (l *passLog) failed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, p := range l.passes {
+		if p.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// eventually polls cond with a deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestControllerConvergesRevertsDriftAndSurvivesFailures(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	// The engine is down at first: the pass fails and is retried.
+	f.FailNext("ServiceList", errors.New("Cannot connect to the Docker daemon"))
+	_, passes := runController(t, r)
+
+	dbIsolated := func() bool {
+		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
+	}
+	eventually(t, "db is isolated", dbIsolated)
+	if passes.failed() == 0 {
+		t.Error("the injected failure did not fail a pass")
+	}
+
+	// The events stream breaks (an engine restart); drift made meanwhile
+	// is still found once the controller reconnects.
+	f.BreakEvents(nil)
+	if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the drift is reverted after the stream came back", dbIsolated)
+
+	// And through the events of a healthy stream.
+	if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the drift is reverted", dbIsolated)
+}
+
+func TestControllerIsolatesNewServices(t *testing.T) {
+	f, _ := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	runController(t, r)
+
+	spec := swarm.ServiceSpec{}
+	spec.Name = "shop_db2"
+	spec.Labels = map[string]string{"app": "db"}
+	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/db"}
+	late := f.AddService(spec)
+	// db and db2 may not talk to each other, so the db policy now gives
+	// each its own network with api.
+	eventually(t, "a service created after the policies is isolated", func() bool {
+		return slices.Equal(networkNames(t, f, inspect(t, f, late.ID)), []string{"swarmsec-db--shop_db2"})
+	})
+}
