@@ -1,0 +1,621 @@
+// Command demo is the helper behind `make demo` (e2e/demo.sh): it keeps the
+// end-to-end tests' three-node docker-in-docker Swarm (package
+// e2e/cluster) up outside `go test`, and shows what a stack looks like
+// from inside its tasks.
+//
+//	demo cluster --state DIR        bring the cluster up, write DIR/cluster.json
+//	                                and DIR/cluster.env, and keep it until
+//	                                SIGTERM or SIGINT, then remove it all
+//	demo wait --state DIR SERVICE…  wait until the services have converged
+//	demo show --state DIR STACK     reachability matrix, networks and ports
+//	                                of the stack's services
+//	demo wait-controller --state DIR --url URL --swarmsec BIN --manifests DIR STACK
+//	                                wait until swarmsec run is ready and has
+//	                                converged (plan exits 0, rolling updates done)
+//	demo sweep                      remove what dead clusters left
+//
+// The cluster process stays alive while the cluster is up: its process ID
+// is on every object it made, and the harness's sweep (run by every e2e
+// test run) only removes the objects of processes that are gone.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+
+	"github.com/swarmsec/swarmsec/e2e/cluster"
+	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "cluster":
+		err = runCluster(ctx, os.Args[2:])
+	case "wait":
+		err = runWait(ctx, os.Args[2:])
+	case "show":
+		err = runShow(ctx, os.Args[2:])
+	case "wait-controller":
+		err = runWaitController(ctx, os.Args[2:])
+	case "sweep":
+		err = runSweep(ctx)
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: demo cluster|wait|show|wait-controller|sweep --state DIR ... (see e2e/demo.sh)")
+	os.Exit(2)
+}
+
+// State is what the cluster process writes for the other commands.
+type State struct {
+	RunID              string          `json:"runID"`
+	PID                int             `json:"pid"`
+	Nodes              []NodeState     `json:"nodes"`
+	Outside            cluster.Outside `json:"outside"`
+	AppImage           string          `json:"appImage"`
+	AppImageTag        string          `json:"appImageTag"`
+	EncryptedCrossNode bool            `json:"encryptedCrossNode"`
+	EncryptionReport   string          `json:"encryptionReport"`
+}
+
+// NodeState is one node of State.
+type NodeState struct {
+	Hostname string `json:"hostname"`
+	ID       string `json:"id"`
+	IP       string `json:"ip"`
+	Socket   string `json:"socket"`
+	Manager  bool   `json:"manager"`
+}
+
+// runCluster brings the cluster up, writes the state files and holds the
+// cluster until a signal.
+func runCluster(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cluster", flag.ExitOnError)
+	dir := fs.String("state", "e2e/.work", "state directory")
+	_ = fs.Parse(args)
+	logf := func(format string, args ...any) {
+		fmt.Printf("%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	c := cluster.New(cluster.Config{Logf: logf})
+	defer func() {
+		// A fresh context: ctx is what ended.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			logf("e2e: teardown: %v", err)
+		}
+		os.Remove(filepath.Join(*dir, "cluster.json"))
+		os.Remove(filepath.Join(*dir, "cluster.env"))
+		logf("cluster %s removed", c.RunID)
+	}()
+	start := time.Now()
+	if err := c.Start(ctx); err != nil {
+		return fmt.Errorf("bring-up failed after %s: %w", time.Since(start).Round(time.Second), err)
+	}
+	logf("e2e: cluster up in %s", time.Since(start).Round(time.Second))
+	st := State{
+		RunID: c.RunID, PID: os.Getpid(), Outside: c.Outside, AppImage: c.AppImage,
+		EncryptedCrossNode: c.EncryptedCrossNode, EncryptionReport: c.EncryptionReport,
+	}
+	for _, n := range c.Nodes {
+		st.Nodes = append(st.Nodes, NodeState{n.Hostname, n.ID, n.IP, n.Socket, n.Manager})
+	}
+	img, err := c.Host.ImageInspect(ctx, c.AppImage)
+	if err != nil {
+		return err
+	}
+	if len(img.RepoTags) == 0 {
+		return errors.New("the test app image has no tag")
+	}
+	st.AppImageTag = img.RepoTags[0]
+	if err := writeState(*dir, st); err != nil {
+		return err
+	}
+	logf("cluster ready; holding it until SIGTERM")
+	<-ctx.Done()
+	logf("stopping: removing the cluster")
+	return nil
+}
+
+// writeState writes cluster.json, then cluster.env (for the shell script;
+// written last, its presence says the cluster is ready).
+func writeState(dir string, st State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "cluster.json"), b); err != nil {
+		return err
+	}
+	var m NodeState
+	var workers []string
+	for _, n := range st.Nodes {
+		if n.Manager {
+			m = n
+		} else {
+			workers = append(workers, n.Hostname)
+		}
+	}
+	// The node the stack's services run on when encrypted overlay traffic
+	// cannot cross nodes (see cluster.ProbedNode).
+	probed := workers[0]
+	env := fmt.Sprintf("RUN_ID=%s\nCLUSTER_PID=%d\nMANAGER_SOCKET=%s\nMANAGER_IP=%s\nWORKERS=%q\nPROBED_NODE=%s\nAPP_IMAGE=%s\nENCRYPTED_CROSS_NODE=%t\nOUTSIDE_CONTAINER=%s\nOUTSIDE_IP=%s\n",
+		st.RunID, st.PID, m.Socket, m.IP, strings.Join(workers, " "), probed, st.AppImageTag, st.EncryptedCrossNode, st.Outside.Container, st.Outside.IP)
+	return writeFile(filepath.Join(dir, "cluster.env"), []byte(env))
+}
+
+func writeFile(path string, b []byte) error {
+	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// env is a running cluster as the other commands see it.
+type env struct {
+	st      State
+	manager *client.Client
+	host    *client.Client
+	engines map[string]*client.Client // by Swarm node ID
+}
+
+func load(dir string) (*env, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		return nil, fmt.Errorf("no cluster (make demo brings one up): %w", err)
+	}
+	e := &env{engines: map[string]*client.Client{}}
+	if err := json.Unmarshal(b, &e.st); err != nil {
+		return nil, err
+	}
+	for _, n := range e.st.Nodes {
+		cli, err := client.NewClientWithOpts(client.WithHost("unix://"+n.Socket), client.WithAPIVersionNegotiation())
+		if err != nil {
+			return nil, err
+		}
+		e.engines[n.ID] = cli
+		if n.Manager {
+			e.manager = cli
+		}
+	}
+	if e.manager == nil {
+		return nil, errors.New("no manager in the cluster state")
+	}
+	if e.host, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation()); err != nil {
+		return nil, err
+	}
+	for _, n := range e.st.Nodes {
+		if e.host.DaemonHost() == "unix://"+n.Socket {
+			return nil, errors.New("DOCKER_HOST points at the cluster: the demo helper needs the machine's engine")
+		}
+	}
+	return e, nil
+}
+
+func (e *env) engine(nodeID string) (*client.Client, error) {
+	if c, ok := e.engines[nodeID]; ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("no node %s in the cluster", nodeID)
+}
+
+func (e *env) node(id string) NodeState {
+	i := slices.IndexFunc(e.st.Nodes, func(n NodeState) bool { return n.ID == id })
+	if i < 0 {
+		return NodeState{Hostname: id}
+	}
+	return e.st.Nodes[i]
+}
+
+func runWait(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("wait", flag.ExitOnError)
+	dir := fs.String("state", "e2e/.work", "state directory")
+	_ = fs.Parse(args)
+	e, err := load(*dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range fs.Args() {
+		if err := swarmtest.WaitServiceConvergedE(ctx, e.manager, s); err != nil {
+			return fmt.Errorf("service %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// stackServices lists the services of a stack, sorted in the stack's own
+// order when they are web, api, db, cache, else by name.
+func (e *env) stackServices(ctx context.Context, stack string) ([]swarm.Service, error) {
+	svcs, err := e.manager.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.stack.namespace="+stack))})
+	if err != nil {
+		return nil, err
+	}
+	order := []string{"web", "api", "db", "cache"}
+	rank := func(s swarm.Service) int {
+		if i := slices.Index(order, strings.TrimPrefix(s.Spec.Name, stack+"_")); i >= 0 {
+			return i
+		}
+		return len(order)
+	}
+	slices.SortFunc(svcs, func(a, b swarm.Service) int {
+		if d := rank(a) - rank(b); d != 0 {
+			return d
+		}
+		return strings.Compare(a.Spec.Name, b.Spec.Name)
+	})
+	if len(svcs) == 0 {
+		return nil, fmt.Errorf("no service of stack %s", stack)
+	}
+	return svcs, nil
+}
+
+func runShow(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("show", flag.ExitOnError)
+	dir := fs.String("state", "e2e/.work", "state directory")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		return errors.New("usage: demo show --state DIR STACK")
+	}
+	e, err := load(*dir)
+	if err != nil {
+		return err
+	}
+	svcs, err := e.stackServices(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, s := range svcs {
+		names = append(names, s.Spec.Name)
+	}
+	if err := e.showMatrix(ctx, names); err != nil {
+		return err
+	}
+	if err := e.showNetworks(ctx, svcs); err != nil {
+		return err
+	}
+	return e.showPorts(ctx, svcs)
+}
+
+// showMatrix probes every pair from inside the tasks, and the outside
+// target from each.
+func (e *env) showMatrix(ctx context.Context, names []string) error {
+	const outside = "outside"
+	targets := append(slices.Clone(names), outside)
+	probe := func(ctx context.Context, from, to string) (bool, string, error) {
+		addr := swarmtest.TasksAddr(to)
+		if to == outside {
+			addr = e.st.Outside.Addr()
+		}
+		return swarmtest.ProbeE(ctx, e.manager, from, addr, swarmtest.WithEngines(e.engine))
+	}
+	m := swarmtest.RunMatrix(ctx, names, targets, func(string, string) bool { return true }, probe, 6)
+	fmt.Println("Who can reach whom (TCP to tasks.<service>:8080 from inside a task of each service;")
+	fmt.Printf("\"outside\" is a machine outside the Swarm, %s):\n\n", e.st.Outside.Addr())
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "  from \\ to")
+	for _, t := range targets {
+		fmt.Fprint(tw, "\t", t)
+	}
+	fmt.Fprintln(tw)
+	var errs []error
+	for _, f := range names {
+		fmt.Fprint(tw, "  ", f)
+		for _, t := range targets {
+			c := m.Cells[swarmtest.Pair{From: f, To: t}]
+			switch {
+			case c.Err != nil:
+				fmt.Fprint(tw, "\t", "error")
+				errs = append(errs, fmt.Errorf("%s -> %s: %w", f, t, c.Err))
+			case c.Actual:
+				fmt.Fprint(tw, "\t", "yes")
+			default:
+				fmt.Fprint(tw, "\t", "-")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Println()
+	return errors.Join(errs...)
+}
+
+// showNetworks lists the networks each service's running task is attached
+// to, with their encryption.
+func (e *env) showNetworks(ctx context.Context, svcs []swarm.Service) error {
+	fmt.Println("Networks each service's tasks are on:")
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  service\tnetwork\tencrypted\tinternal\tattachable\tmanaged by swarmsec")
+	for _, s := range svcs {
+		nets, err := e.taskNetworks(ctx, s.ID)
+		if err != nil {
+			return err
+		}
+		name := s.Spec.Name
+		for _, n := range nets {
+			_, enc := n.Options["encrypted"]
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", name, n.Name, yesNo(enc, "YES", "NO"), yesNo(n.Internal, "yes", "no"),
+				yesNo(n.Attachable, "yes", "no"), yesNo(n.Labels["swarmsec.io/managed"] == "true", "yes", "no"))
+			name = ""
+		}
+	}
+	tw.Flush()
+	fmt.Println()
+	return nil
+}
+
+// taskNetworks returns the networks of a running task of the service (the
+// routing mesh's ingress network included), falling back on the spec.
+func (e *env) taskNetworks(ctx context.Context, serviceID string) ([]network.Inspect, error) {
+	tasks, err := e.manager.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
+		filters.Arg("service", serviceID), filters.Arg("desired-state", "running"))})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, t := range tasks {
+		if t.Status.State == swarm.TaskStateRunning {
+			for _, a := range t.NetworksAttachments {
+				ids = append(ids, a.Network.ID)
+			}
+			break
+		}
+	}
+	var out []network.Inspect
+	for _, id := range ids {
+		n, err := e.manager.NetworkInspect(ctx, id, network.InspectOptions{})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b network.Inspect) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// showPorts lists the published ports and tries each from the outside
+// machine, on the nodes the service's tasks run on.
+func (e *env) showPorts(ctx context.Context, svcs []swarm.Service) error {
+	fmt.Println("Published ports:")
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  service\tport\tmode\tfrom outside")
+	published := false
+	for _, s := range svcs {
+		if s.Spec.EndpointSpec == nil {
+			continue
+		}
+		tasks, err := e.manager.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
+			filters.Arg("service", s.ID), filters.Arg("desired-state", "running"))})
+		if err != nil {
+			return err
+		}
+		for _, p := range s.Spec.EndpointSpec.Ports {
+			published = true
+			mode := string(p.PublishMode)
+			if p.PublishMode == swarm.PortConfigPublishModeIngress || mode == "" {
+				mode = "ingress (routing mesh, every node)"
+			} else {
+				mode = "host (nodes running a task)"
+			}
+			var results []string
+			for _, t := range tasks {
+				n := e.node(t.NodeID)
+				addr := net.JoinHostPort(n.IP, strconv.Itoa(int(p.PublishedPort)))
+				code, _, err := swarmtest.Exec(ctx, e.host, e.st.Outside.Container, "/testapp", "probe", addr, "--timeout", "2s")
+				switch {
+				case err != nil:
+					results = append(results, fmt.Sprintf("%s: error %v", n.Hostname, err))
+				case code == 0:
+					results = append(results, fmt.Sprintf("%s:%d answers", n.Hostname, p.PublishedPort))
+				case p.PublishMode != swarm.PortConfigPublishModeHost:
+					results = append(results, fmt.Sprintf("%s:%d does not answer (this kernel has no IPVS: the routing mesh cannot work here)", n.Hostname, p.PublishedPort))
+				default:
+					results = append(results, fmt.Sprintf("%s:%d does not answer", n.Hostname, p.PublishedPort))
+				}
+			}
+			fmt.Fprintf(tw, "  %s\t%d->%d/%s\t%s\t%s\n", s.Spec.Name, p.PublishedPort, p.TargetPort, p.Protocol, mode, strings.Join(results, ", "))
+		}
+	}
+	if !published {
+		fmt.Fprintln(tw, "  (none)")
+	}
+	tw.Flush()
+	fmt.Println()
+	return nil
+}
+
+func yesNo(b bool, yes, no string) string {
+	if b {
+		return yes
+	}
+	return no
+}
+
+// runWaitController waits until swarmsec run answers /readyz, then until
+// `swarmsec plan` finds nothing to do and the stack's services have
+// finished their rolling updates, printing progress.
+func runWaitController(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("wait-controller", flag.ExitOnError)
+	dir := fs.String("state", "e2e/.work", "state directory")
+	url := fs.String("url", "http://127.0.0.1:9477", "the controller's endpoints")
+	bin := fs.String("swarmsec", "bin/swarmsec", "the swarmsec binary")
+	manifests := fs.String("manifests", "manifests", "manifest directory")
+	pid := fs.Int("pid", 0, "the controller's process ID, to notice it exiting")
+	logPath := fs.String("log", "", "the controller's log (text format), to show its progress")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		return errors.New("usage: demo wait-controller [flags] STACK")
+	}
+	e, err := load(*dir)
+	if err != nil {
+		return err
+	}
+	alive := func() error {
+		if *pid > 0 && syscall.Kill(*pid, 0) != nil {
+			return fmt.Errorf("the controller (pid %d) exited", *pid)
+		}
+		return nil
+	}
+	follow := &logFollower{path: *logPath}
+	start := time.Now()
+	// Ready means the first pass is done: with an encryption migration in
+	// it, that is several rolling updates of every service.
+	err = swarmtest.PollE(ctx, *timeout, func() (bool, string) {
+		follow.show(start)
+		if err := alive(); err != nil {
+			return true, ""
+		}
+		code, err := httpStatus(ctx, *url+"/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		return code == http.StatusOK, fmt.Sprintf("/readyz: %d", code)
+	})
+	if err == nil {
+		err = alive()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  ready (first pass done) after %s\n", time.Since(start).Round(time.Second))
+
+	err = swarmtest.PollE(ctx, *timeout, func() (bool, string) {
+		follow.show(start)
+		if err := alive(); err != nil {
+			return true, ""
+		}
+		cmd := exec.CommandContext(ctx, *bin, "plan", "--manifests", *manifests)
+		out, err := cmd.CombinedOutput()
+		var exitErr *exec.ExitError
+		code := 0
+		if errors.As(err, &exitErr) {
+			code = exitErr.ExitCode()
+		} else if err != nil {
+			return false, err.Error()
+		}
+		return code == 0, fmt.Sprintf("swarmsec plan: exit %d:\n%s", code, out)
+	})
+	if err == nil {
+		err = alive()
+	}
+	if err != nil {
+		return err
+	}
+	svcs, err := e.stackServices(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	for _, s := range svcs {
+		if err := swarmtest.WaitServiceConvergedE(ctx, e.manager, s.ID); err != nil {
+			return fmt.Errorf("service %s: %w", s.Spec.Name, err)
+		}
+	}
+	fmt.Printf("  converged after %s: swarmsec plan finds nothing left to do\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// logFollower prints the lines a text-format slog log gained since the
+// last call, without their timestamp: "  12s  INF migrate network ...".
+type logFollower struct {
+	path   string
+	offset int64
+}
+
+func (f *logFollower) show(start time.Time) {
+	if f.path == "" {
+		return
+	}
+	file, err := os.Open(f.path)
+	if err != nil {
+		return
+	}
+	defer file.Close()
+	if _, err := file.Seek(f.offset, io.SeekStart); err != nil {
+		return
+	}
+	b, err := io.ReadAll(file)
+	if err != nil {
+		return
+	}
+	// Whole lines only; a partial last line waits for the next call.
+	end := strings.LastIndexByte(string(b), '\n')
+	if end < 0 {
+		return
+	}
+	f.offset += int64(end + 1)
+	for _, line := range strings.Split(string(b[:end]), "\n") {
+		for _, level := range []string{" INF ", " WRN ", " ERR "} {
+			if i := strings.Index(line, level); i >= 0 {
+				line = line[i+1:]
+				break
+			}
+		}
+		// Keep a line on a screen: the reasons are long, the log has them.
+		if r := []rune(line); len(r) > 110 {
+			line = string(r[:107]) + "..."
+		}
+		fmt.Printf("  %4ds  %s\n", int(time.Since(start).Seconds()), line)
+	}
+}
+
+func httpStatus(ctx context.Context, url string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// runSweep removes what clusters whose process is gone left behind.
+func runSweep(ctx context.Context) error {
+	host, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return err
+	}
+	return cluster.SweepLeftovers(ctx, host, func(format string, args ...any) { fmt.Printf(format+"\n", args...) })
+}
