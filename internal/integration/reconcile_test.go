@@ -114,9 +114,11 @@ func labels(kv ...string) *v1.LabelSelector {
 	return &v1.LabelSelector{MatchLabels: m}
 }
 
-func newReconciler(cli *client.Client, t *testing.T, policies ...*state.Policy) *reconciler.Reconciler {
+// newReconciler is a swarmsec that sees only the app's stack: other tests
+// may run on the same engine.
+func newReconciler(cli *client.Client, t *testing.T, a *app, policies ...*state.Policy) *reconciler.Reconciler {
 	r := &reconciler.Reconciler{
-		Docker: cli, Store: state.New(), Mode: reconciler.ModeEnforce,
+		Docker: scopedAPI{API: cli, stacks: []string{a.stack}}, Store: state.New(), Mode: reconciler.ModeEnforce,
 		Log:        slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 		Limits:     reconciler.Limits{Force: true},
 		RemoveWait: time.Minute,
@@ -189,7 +191,7 @@ func TestIsolateAndRestoreOnRealSwarm(t *testing.T) {
 	stackSel := func(app string) v1.LabelSelector {
 		return v1.LabelSelector{MatchLabels: map[string]string{v1.LabelStackNamespace: a.stack, "app": app}}
 	}
-	r := newReconciler(cli, t,
+	r := newReconciler(cli, t, a,
 		policy(a.stack+"-db", v1.NetworkPolicySpec{
 			ServiceSelector: stackSel("db"),
 			PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},
@@ -260,7 +262,7 @@ func TestControllerRevertsManualDrift(t *testing.T) {
 	a := deployApp(ctx, t, cli, 28090, "api", "db")
 	api, db := a.svc("api"), a.svc("db")
 
-	r := newReconciler(cli, t, policy(a.stack+"-db", v1.NetworkPolicySpec{
+	r := newReconciler(cli, t, a, policy(a.stack+"-db", v1.NetworkPolicySpec{
 		ServiceSelector: v1.LabelSelector{MatchLabels: map[string]string{v1.LabelStackNamespace: a.stack, "app": "db"}},
 		PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{{ServiceSelector: labels(v1.LabelService, api)}}}},
