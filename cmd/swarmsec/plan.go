@@ -137,6 +137,9 @@ func printPlanTable(w io.Writer, plan *reconciler.Plan) {
 		}
 		fmt.Fprintf(w, "\nPlan: %d networks to create, %d services to update, %d networks to remove",
 			counts[reconciler.ActionCreateNetwork], counts[reconciler.ActionUpdateService], counts[reconciler.ActionRemoveNetwork])
+		if n := counts[reconciler.ActionMigrateNetwork]; n > 0 {
+			fmt.Fprintf(w, ", %d networks to migrate to encryption", n)
+		}
 		if audit > 0 {
 			fmt.Fprintf(w, "; %d more only reported (audit)", audit)
 		}
