@@ -383,15 +383,14 @@ func TestTruthTable(t *testing.T) {
 			tt.services = append(tt.services, s)
 		}
 	}
+	// Cleanups run last first: managed networks a failed case left go
+	// after the services, before the networks above.
+	t.Cleanup(func() { removeManagedNetworks(context.WithoutCancel(ctx), t) })
 	for i := range tt.services {
 		s := &tt.services[i]
 		s.node = testCluster.ProbedNode(i).Hostname
 		tt.createService(ctx, t, *s, testCluster.PlaceProbed(i))
 	}
-	// Cleanups run last first: after every case (and a failed one), the
-	// services get their networks back before they are removed; managed
-	// networks left by a failure go after the services.
-	t.Cleanup(func() { removeManagedNetworks(context.WithoutCancel(ctx), t) })
 	for _, s := range tt.services {
 		swarmtest.WaitServiceConverged(ctx, t, m, s.name)
 	}
