@@ -30,7 +30,7 @@ test-integration: docker
 	$(GO) test -count=1 -tags integration -timeout 25m ./...
 
 test-e2e: docker
-	$(GO) test -count=1 -tags e2e -timeout 45m -v ./e2e/... 2>&1 | tee .e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -p 1 -tags e2e -timeout 45m -v ./e2e/... 2>&1 | tee .e2e.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 # Benchmarks: compile+diff at 100, 1,000 and 10,000 services, and the loader.
 bench:
