@@ -32,23 +32,11 @@ services' rolling updates to finish.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			log, err := g.logger(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			policies, err := loadManifests(cmd.ErrOrStderr(), mf.dir)
-			if err != nil {
-				return err
-			}
-			api, done, err := connect(ctx)
+			r, done, err := setup(cmd, g, mf, lf)
 			if err != nil {
 				return err
 			}
 			defer done()
-			r, err := newReconciler(api, log, policies, lf.limits)
-			if err != nil {
-				return err
-			}
 			// Old tasks hold a network until their replacements run.
 			r.RemoveWait = waitTimeout
 			_, res, err := r.Reconcile(ctx)
@@ -78,7 +66,7 @@ services' rolling updates to finish.`,
 			if wait && len(updated) > 0 {
 				ctx, cancel := context.WithTimeout(ctx, waitTimeout)
 				defer cancel()
-				if err := waitConverged(ctx, api, updated); err != nil {
+				if err := waitConverged(ctx, r.Docker, updated); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%d services finished their rolling updates.\n", len(updated))

@@ -39,23 +39,11 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: must be table or json", output)
 			}
-			log, err := g.logger(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			policies, err := loadManifests(cmd.ErrOrStderr(), mf.dir)
-			if err != nil {
-				return err
-			}
-			api, done, err := connect(cmd.Context())
+			r, done, err := setup(cmd, g, mf, lf)
 			if err != nil {
 				return err
 			}
 			defer done()
-			r, err := newReconciler(api, log, policies, lf.limits)
-			if err != nil {
-				return err
-			}
 			plan, err := r.Plan(cmd.Context())
 			if err != nil {
 				return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -81,11 +80,26 @@ func connect(ctx context.Context) (dockerapi.API, func(), error) {
 	return cli, func() { cli.Close() }, nil
 }
 
-// newReconciler builds a reconciler over a fresh store holding policies.
-func newReconciler(api dockerapi.API, log *slog.Logger, policies []*state.Policy, limits reconciler.Limits) (*reconciler.Reconciler, error) {
-	r := &reconciler.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconciler.ModeEnforce, Limits: limits}
-	if err := r.SetPolicies(policies); err != nil {
-		return nil, err
+// setup is what the one-shot commands share: load the manifests, connect
+// to a Swarm manager and build a reconciler over a fresh store. Call done
+// when finished.
+func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags) (r *reconciler.Reconciler, done func(), err error) {
+	log, err := g.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
 	}
-	return r, nil
+	policies, err := loadManifests(cmd.ErrOrStderr(), mf.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	api, done, err := connect(cmd.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	r = &reconciler.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconciler.ModeEnforce, Limits: lf.limits}
+	if err := r.SetPolicies(policies); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return r, done, nil
 }
