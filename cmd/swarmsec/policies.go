@@ -36,7 +36,11 @@ func loadManifests(w io.Writer, dir string) ([]*state.Policy, error) {
 		for _, e := range set.Errors {
 			fmt.Fprintln(w, e.Error())
 		}
-		return nil, fmt.Errorf("manifests %s: %d errors; nothing was planned", dir, len(set.Errors))
+		noun := "errors"
+		if len(set.Errors) == 1 {
+			noun = "error"
+		}
+		return nil, fmt.Errorf("manifests %s: %d %s; nothing was planned", dir, len(set.Errors), noun)
 	}
 	return toPolicies(set.Objects), nil
 }
