@@ -24,6 +24,9 @@ const (
 	ReasonAuditOnly          = "AuditOnly"
 	ReasonNoServicesSelected = "NoServicesSelected"
 	ReasonHeld               = "Held"
+	// ReasonReconcileFailed: a pass could not read Swarm, so nothing is
+	// known about the policy's state.
+	ReasonReconcileFailed = "ReconcileFailed"
 )
 
 // Condition is one aspect of a policy's state, in the Kubernetes shape.

@@ -13,11 +13,6 @@ import (
 	"github.com/swarmsec/swarmsec/internal/manifest"
 )
 
-// ReasonReconcileFailed is the Ready reason when a pass could not even read
-// Swarm, so whether a policy is in force is unknown. It complements the
-// reasons of api/v1.
-const ReasonReconcileFailed = "ReconcileFailed"
-
 // Report is the controller's status, as /status serves it.
 type Report struct {
 	// Mode is enforce or audit.

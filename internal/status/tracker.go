@@ -150,7 +150,7 @@ func (t *Tracker) ObservePass(p reconciler.Pass) []reconciler.ActionResult {
 		switch {
 		case p.Plan == nil:
 			// Swarm could not be read: nothing is known about any policy.
-			e.verdict = &verdict{status: v1.ConditionUnknown, reason: ReasonReconcileFailed,
+			e.verdict = &verdict{status: v1.ConditionUnknown, reason: v1.ReasonReconcileFailed,
 				message: "the last pass could not read Swarm: " + errString(p.Err)}
 		case p.Start.Before(e.since):
 			// The pass may have planned from an older generation: the

@@ -205,7 +205,7 @@ func TestConditionTransitions(t *testing.T) {
 
 	// Docker goes away: Unknown, and not ready.
 	f.pass(nil, nil, errors.New("list services: connection refused"))
-	f.expect("web", v1.ConditionUnknown, ReasonReconcileFailed)
+	f.expect("web", v1.ConditionUnknown, v1.ReasonReconcileFailed)
 	if ok, _ := f.tr.Ready(); ok {
 		t.Fatal("ready while Docker does not answer")
 	}
