@@ -17,6 +17,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -25,9 +26,9 @@ const migNet = "shop_default"
 // migStack deploys n services of stack shop on one unencrypted, attachable
 // overlay network with labels and a driver option, each with its short
 // name as alias.
-func migStack(t *testing.T, n int) (*dockerapi.Fake, []string) {
+func migStack(t *testing.T, n int) (*fake.Swarm, []string) {
 	t.Helper()
-	f := dockerapi.NewFake()
+	f := fake.New()
 	resp, err := f.NetworkCreate(context.Background(), migNet, network.CreateOptions{
 		Driver: "overlay", Scope: "swarm", Attachable: true,
 		Labels:  map[string]string{v1.LabelStackNamespace: "shop", "team": "payments"},
@@ -63,7 +64,7 @@ func shopEncryption() *state.Policy {
 	return encpol("encrypt-shop", v1.LabelSelector{MatchLabels: map[string]string{v1.LabelStackNamespace: "shop"}}, "")
 }
 
-func migReconciler(t *testing.T, f *dockerapi.Fake, policies ...*state.Policy) *Reconciler {
+func migReconciler(t *testing.T, f *fake.Swarm, policies ...*state.Policy) *Reconciler {
 	t.Helper()
 	r := &Reconciler{Docker: f, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler), RemoveWait: time.Second}
 	if err := r.SetPolicies(policies); err != nil {
@@ -72,7 +73,7 @@ func migReconciler(t *testing.T, f *dockerapi.Fake, policies ...*state.Policy) *
 	return r
 }
 
-func fastMigrator(f *dockerapi.Fake) *Migrator {
+func fastMigrator(f *fake.Swarm) *Migrator {
 	return &Migrator{Docker: f, Store: state.New(), Log: slog.New(slog.DiscardHandler), Poll: time.Millisecond,
 		RemoveWait: 200 * time.Millisecond, ConvergeTimeout: 5 * time.Second}
 }
@@ -80,7 +81,7 @@ func fastMigrator(f *dockerapi.Fake) *Migrator {
 // sharing checks that every pair of the named services shares a network,
 // in their specs and in the tasks Swarm wants running. One list call each
 // gives a consistent snapshot.
-func sharing(f *dockerapi.Fake, names []string) error {
+func sharing(f *fake.Swarm, names []string) error {
 	ctx := context.Background()
 	svcs, err := f.ServiceList(ctx, swarm.ServiceListOptions{})
 	if err != nil {
@@ -134,13 +135,13 @@ type sharingWatch struct {
 	samples    int
 }
 
-func watchSharing(f *dockerapi.Fake, names []string) *sharingWatch {
+func watchSharing(f *fake.Swarm, names []string) *sharingWatch {
 	w := &sharingWatch{}
 	f.BeforeServiceUpdate = func(string) { w.sample(f, names) }
 	return w
 }
 
-func (w *sharingWatch) sample(f *dockerapi.Fake, names []string) {
+func (w *sharingWatch) sample(f *fake.Swarm, names []string) {
 	err := sharing(f, names)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -162,7 +163,7 @@ func (w *sharingWatch) check(t *testing.T) {
 // checkMigrated checks the end state: one encrypted network of the old
 // name with its labels, flags and options, every service on it with its
 // alias, nothing temporary left.
-func checkMigrated(t *testing.T, f *dockerapi.Fake, oldID string, names []string) {
+func checkMigrated(t *testing.T, f *fake.Swarm, oldID string, names []string) {
 	t.Helper()
 	ctx := context.Background()
 	nets, err := f.NetworkList(ctx, network.ListOptions{})
@@ -203,7 +204,7 @@ func checkMigrated(t *testing.T, f *dockerapi.Fake, oldID string, names []string
 	}
 }
 
-func networkID(t *testing.T, f *dockerapi.Fake, name string) string {
+func networkID(t *testing.T, f *fake.Swarm, name string) string {
 	t.Helper()
 	n, err := f.NetworkInspect(context.Background(), name, network.InspectOptions{})
 	if err != nil {
@@ -458,7 +459,7 @@ func TestMigrateBlockedByContainerOutsideServices(t *testing.T) {
 
 func TestMigrateOptOut(t *testing.T) {
 	t.Run("network", func(t *testing.T) {
-		f := dockerapi.NewFake()
+		f := fake.New()
 		if _, err := f.NetworkCreate(context.Background(), "legacy", network.CreateOptions{
 			Driver: "overlay", Labels: map[string]string{v1.LabelIgnore: "true"},
 		}); err != nil {
@@ -579,7 +580,7 @@ func TestMigrateThenRestoreIsolated(t *testing.T) {
 }
 
 // killAt runs a migration and kills it right after its k-th write.
-func killAt(t *testing.T, f *dockerapi.Fake, k int) {
+func killAt(t *testing.T, f *fake.Swarm, k int) {
 	t.Helper()
 	ctx, kill := context.WithCancel(context.Background())
 	defer kill()
@@ -672,7 +673,7 @@ func TestMigrateBlockedByForeignRecreation(t *testing.T) {
 }
 
 // waitCalls polls until the Fake has seen n service updates.
-func waitCalls(t *testing.T, f *dockerapi.Fake, n int) {
+func waitCalls(t *testing.T, f *fake.Swarm, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for f.Calls()[dockerapi.OpServiceUpdate] < n {

@@ -15,15 +15,15 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"github.com/swarmsec/swarmsec/state"
 )
 
 // shop deploys, on a fake Swarm, the insecure shape people start from: one
 // unencrypted stack network, web publishing 8080 through the routing mesh.
-func shop(t *testing.T) (*dockerapi.Fake, map[string]string) {
+func shop(t *testing.T) (*fake.Swarm, map[string]string) {
 	t.Helper()
-	f := dockerapi.NewFake()
+	f := fake.New()
 	ctx := context.Background()
 	netResp, err := f.NetworkCreate(ctx, "shop_default", network.CreateOptions{
 		Driver: "overlay", Scope: "swarm", Labels: map[string]string{v1.LabelStackNamespace: "shop"},
@@ -66,7 +66,7 @@ func shopPolicies() []*state.Policy {
 	}
 }
 
-func newTestReconciler(t *testing.T, f *dockerapi.Fake, policies []*state.Policy) *Reconciler {
+func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*state.Policy) *Reconciler {
 	t.Helper()
 	r := &Reconciler{Docker: f, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler)}
 	if err := r.SetPolicies(policies); err != nil {
@@ -84,7 +84,7 @@ func reconcile(t *testing.T, r *Reconciler) (*Plan, *Result) {
 	return plan, res
 }
 
-func inspect(t *testing.T, f *dockerapi.Fake, id string) swarm.Service {
+func inspect(t *testing.T, f *fake.Swarm, id string) swarm.Service {
 	t.Helper()
 	s, _, err := f.ServiceInspectWithRaw(context.Background(), id, swarm.ServiceInspectOptions{})
 	if err != nil {
@@ -94,7 +94,7 @@ func inspect(t *testing.T, f *dockerapi.Fake, id string) swarm.Service {
 }
 
 // networkNames returns the names of the networks a service is attached to.
-func networkNames(t *testing.T, f *dockerapi.Fake, s swarm.Service) []string {
+func networkNames(t *testing.T, f *fake.Swarm, s swarm.Service) []string {
 	t.Helper()
 	var out []string
 	for _, a := range s.Spec.TaskTemplate.Networks {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/docker/docker/client"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -73,7 +74,7 @@ func (l *limitFlags) add(cmd *cobra.Command) {
 // connect opens the Docker API named by DOCKER_HOST and checks it is a
 // Swarm manager.
 func connect(ctx context.Context) (dockerapi.API, func(), error) {
-	cli, err := dockerapi.New()
+	cli, err := newClient()
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker client: %w", err)
 	}
@@ -106,4 +107,14 @@ func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags
 		return nil, nil, err
 	}
 	return r, done, nil
+}
+
+// The real client is the production implementation of the narrow API.
+var _ dockerapi.API = (*client.Client)(nil)
+
+// newClient connects to the engine named by DOCKER_HOST and the other
+// standard variables, negotiating the API version so Engine API 1.41 and
+// newer work.
+func newClient() (*client.Client, error) {
+	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 }

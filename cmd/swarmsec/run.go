@@ -73,7 +73,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	if mode != reconciler.ModeEnforce && mode != reconciler.ModeAudit {
 		return fmt.Errorf("--mode %q: must be enforce or audit", o.mode)
 	}
-	cli, err := dockerapi.New()
+	cli, err := newClient()
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -39,7 +39,7 @@ func findings(r *Report) map[[2]string]Finding {
 
 func TestChecksOnAFakeSwarm(t *testing.T) {
 	ctx := context.Background()
-	f := dockerapi.NewFake()
+	f := fake.New()
 	f.AddNetwork("plain", network.CreateOptions{Driver: "overlay"})
 	f.AddNetwork("joinable", network.CreateOptions{Driver: "overlay", Attachable: true, Options: map[string]string{"encrypted": ""}})
 	f.AddNetwork("sealed", network.CreateOptions{Driver: "overlay", Options: map[string]string{"encrypted": ""}})
@@ -95,7 +95,7 @@ func TestChecksOnAFakeSwarm(t *testing.T) {
 
 func TestPolicyChecks(t *testing.T) {
 	ctx := context.Background()
-	f := dockerapi.NewFake()
+	f := fake.New()
 	f.AddNetwork("shop", network.CreateOptions{Driver: "overlay", Options: map[string]string{"encrypted": ""}})
 	f.AddService(spec("web", map[string]string{"app": "web"}, []string{"shop"}))
 	f.AddService(spec("db", map[string]string{"app": "db"}, []string{"shop"}))
@@ -190,7 +190,7 @@ func TestChecksListIsStable(t *testing.T) {
 // detects it; the fix (recreate it encrypted) is checked here.
 func TestIngressFixed(t *testing.T) {
 	ctx := context.Background()
-	f := dockerapi.NewFake()
+	f := fake.New()
 	nets, err := f.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
 		t.Fatal(err)

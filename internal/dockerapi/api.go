@@ -1,6 +1,9 @@
 // Package dockerapi is swarmsec's narrow view of the Docker Engine API: just
 // the calls the controller makes. *client.Client satisfies API as it is, so
-// production code passes the real client and unit tests pass Fake.
+// production code passes the real client and unit tests pass the in-memory
+// Swarm of package fake. It imports the API's types, never the client, so
+// packages that only name the interface stay free of the client's
+// dependencies.
 package dockerapi
 
 import (
@@ -11,7 +14,6 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
-	"github.com/docker/docker/client"
 )
 
 // API holds the Docker Engine calls swarmsec makes. Keep it narrow: every
@@ -33,12 +35,4 @@ type API interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
-}
-
-var _ API = (*client.Client)(nil)
-
-// New connects to the engine named by DOCKER_HOST and the other standard
-// variables, negotiating the API version so Engine API 1.41 and newer work.
-func New() (*client.Client, error) {
-	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 }

@@ -58,13 +58,15 @@ func IsNotSwarmManager(err error) bool {
 // daemonError is what the real client returns for an engine error response:
 // the message prefixed as the client does, and a kind derived from the HTTP
 // status the same way (client.httpErrorFromStatusCode), so cerrdefs.IsXxx
-// answers for Fake exactly as for the engine.
+// answers for a fake exactly as for the engine.
 type daemonError struct {
 	status int
 	msg    string
 }
 
-func newDaemonError(status int, msg string) error {
+// NewDaemonError returns the error the real client returns for an engine
+// answer of this status and message (for fakes of the engine).
+func NewDaemonError(status int, msg string) error {
 	return &daemonError{status: status, msg: msg}
 }
 

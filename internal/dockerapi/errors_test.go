@@ -72,7 +72,7 @@ func TestErrorsMatchTheRealClient(t *testing.T) {
 			default:
 				err = cli.NetworkRemove(ctx, ref)
 			}
-			fake := newDaemonError(tc.status, tc.msg)
+			fake := NewDaemonError(tc.status, tc.msg)
 
 			if err == nil || err.Error() != fake.Error() {
 				t.Errorf("real client says %v, Fake says %v", err, fake)

@@ -1,8 +1,10 @@
-package dockerapi
+package dockerapi_test
 
 import (
 	"context"
 	"errors"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"io"
 	"sync"
 	"testing"
@@ -13,7 +15,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 )
 
-// callRecorder counts calls by operation and result, as a metrics Observer
+// callRecorder counts calls by operation and result, as a metrics dockerapi.Observer
 // would.
 type callRecorder struct {
 	mu     sync.Mutex
@@ -44,10 +46,10 @@ func (r *callRecorder) count(op, result string) int {
 
 func TestInstrumentedCountsCallsByOperationAndResult(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := fake.New()
 	svc := f.AddService(testSpec("web"))
 	rec := &callRecorder{}
-	api := NewInstrumented(f, rec)
+	api := dockerapi.NewInstrumented(f, rec)
 
 	if _, err := api.Info(ctx); err != nil {
 		t.Fatal(err)
@@ -59,14 +61,14 @@ func TestInstrumentedCountsCallsByOperationAndResult(t *testing.T) {
 	if _, err := api.ServiceUpdate(ctx, svc.ID, cur.Version, cur.Spec, swarm.ServiceUpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.ServiceUpdate(ctx, svc.ID, cur.Version, cur.Spec, swarm.ServiceUpdateOptions{}); !IsOutOfSequence(err) {
+	if _, err := api.ServiceUpdate(ctx, svc.ID, cur.Version, cur.Spec, swarm.ServiceUpdateOptions{}); !dockerapi.IsOutOfSequence(err) {
 		t.Fatalf("stale update: %v", err)
 	}
-	if err := api.NetworkRemove(ctx, "nosuch"); !IsNotFound(err) {
+	if err := api.NetworkRemove(ctx, "nosuch"); !dockerapi.IsNotFound(err) {
 		t.Fatalf("remove: %v", err)
 	}
 	boom := errors.New("boom")
-	f.FailNext(OpNetworkList, boom)
+	f.FailNext(dockerapi.OpNetworkList, boom)
 	if _, err := api.NetworkList(ctx, network.ListOptions{}); !errors.Is(err, boom) {
 		t.Fatalf("errors must pass through untouched: %v", err)
 	}
@@ -75,28 +77,28 @@ func TestInstrumentedCountsCallsByOperationAndResult(t *testing.T) {
 		op, result string
 		want       int
 	}{
-		{OpInfo, "ok", 1},
-		{OpServiceInspectWithRaw, "ok", 1},
-		{OpServiceUpdate, "ok", 1},
-		{OpServiceUpdate, "error", 1},
-		{OpNetworkRemove, "error", 1},
-		{OpNetworkList, "error", 1},
-		{OpNetworkList, "ok", 0},
+		{dockerapi.OpInfo, "ok", 1},
+		{dockerapi.OpServiceInspectWithRaw, "ok", 1},
+		{dockerapi.OpServiceUpdate, "ok", 1},
+		{dockerapi.OpServiceUpdate, "error", 1},
+		{dockerapi.OpNetworkRemove, "error", 1},
+		{dockerapi.OpNetworkList, "error", 1},
+		{dockerapi.OpNetworkList, "ok", 0},
 	} {
 		if got := rec.count(c.op, c.result); got != c.want {
 			t.Errorf("%s %s: %d, want %d", c.op, c.result, got, c.want)
 		}
 	}
 	// The wrapper makes exactly the calls it is asked for.
-	if calls := f.Calls(); calls[OpServiceUpdate] != 2 || calls[OpNetworkList] != 1 || calls[OpInfo] != 1 {
+	if calls := f.Calls(); calls[dockerapi.OpServiceUpdate] != 2 || calls[dockerapi.OpNetworkList] != 1 || calls[dockerapi.OpInfo] != 1 {
 		t.Errorf("Fake saw %v", calls)
 	}
 }
 
 func TestInstrumentedEvents(t *testing.T) {
-	f := NewFake()
+	f := fake.New()
 	rec := &callRecorder{}
-	api := NewInstrumented(f, rec)
+	api := dockerapi.NewInstrumented(f, rec)
 
 	// Ended by its context: a normal end, not an error.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -105,7 +107,7 @@ func TestInstrumentedEvents(t *testing.T) {
 	if m := <-msgs; m.Action != events.ActionCreate {
 		t.Fatalf("messages pass through: %+v", m)
 	}
-	if rec.count(OpEvents, "ok")+rec.count(OpEvents, "error") != 0 {
+	if rec.count(dockerapi.OpEvents, "ok")+rec.count(dockerapi.OpEvents, "error") != 0 {
 		t.Error("Events reported before its stream ended")
 	}
 	cancel()
@@ -115,7 +117,7 @@ func TestInstrumentedEvents(t *testing.T) {
 	if _, open := <-errs; open {
 		t.Error("error channel left open")
 	}
-	if rec.count(OpEvents, "ok") != 1 {
+	if rec.count(dockerapi.OpEvents, "ok") != 1 {
 		t.Errorf("cancelled stream: %v", rec.counts)
 	}
 
@@ -125,7 +127,14 @@ func TestInstrumentedEvents(t *testing.T) {
 	if err := <-errs; !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("got %v", err)
 	}
-	if rec.count(OpEvents, "error") != 1 {
+	if rec.count(dockerapi.OpEvents, "error") != 1 {
 		t.Errorf("broken stream: %v", rec.counts)
+	}
+}
+
+func testSpec(name string) swarm.ServiceSpec {
+	return swarm.ServiceSpec{
+		Annotations:  swarm.Annotations{Name: name, Labels: map[string]string{"app": name}},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "app"}},
 	}
 }

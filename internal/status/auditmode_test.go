@@ -10,7 +10,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"github.com/swarmsec/swarmsec/internal/manifest"
 	"github.com/swarmsec/swarmsec/internal/watch"
 	"github.com/swarmsec/swarmsec/reconciler"
@@ -30,7 +30,7 @@ func TestAuditModeWritesNothing(t *testing.T) {
 		{"enforcement: audit", reconciler.ModeEnforce, v1.EnforcementAudit},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := dockerapi.NewFake()
+			f := fake.New()
 			f.AddNetwork("shop", network.CreateOptions{Driver: "overlay"})
 			for _, name := range []string{"web", "api"} {
 				s := swarm.ServiceSpec{Annotations: swarm.Annotations{Name: name, Labels: map[string]string{"app": name}}}

@@ -1,6 +1,6 @@
 //go:build integration
 
-package dockerapi
+package fake
 
 import (
 	"archive/tar"
@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -36,7 +37,7 @@ import (
 //	go test -tags integration ./internal/dockerapi/
 func TestFakeParityWithEngine(t *testing.T) {
 	ctx := context.Background()
-	cli, err := New()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestFakeParityWithEngine(t *testing.T) {
 
 	t.Run("fake", func(t *testing.T) {
 		runParityScenarios(t, func(t *testing.T) *parityWorld {
-			w := newFakeWorld(t, NewFake())
+			w := newFakeWorld(t, New())
 			w.run, w.image = run, img
 			return w
 		})
@@ -106,7 +107,7 @@ func newEngineWorld(cli *client.Client, run, img string) *parityWorld {
 			deadline := time.Now().Add(60 * time.Second)
 			for {
 				err := cli.NetworkRemove(ctx, id)
-				if err == nil || !IsInUse(err) || time.Now().After(deadline) {
+				if err == nil || !dockerapi.IsInUse(err) || time.Now().After(deadline) {
 					return err
 				}
 				time.Sleep(250 * time.Millisecond)

@@ -1,4 +1,4 @@
-package dockerapi
+package fake
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -27,7 +28,7 @@ import (
 	"github.com/docker/docker/api/types/system"
 )
 
-// Fake is an in-memory, single-engine Swarm implementing API, for unit tests
+// Swarm is an in-memory, single-engine Swarm implementing dockerapi.API, for unit tests
 // of code that talks to Docker. It follows what Engine 20.10 (API 1.41) was
 // seen doing through the real client: the same error messages and status
 // kinds, versions that move on every write (also when "Swarm" itself writes),
@@ -37,7 +38,7 @@ import (
 // Everything crosses the Fake as JSON does the wire, so callers never share
 // memory with it. Tasks start running at once; rolling updates complete at
 // once unless HoldUpdates is set.
-type Fake struct {
+type Swarm struct {
 	// BeforeServiceUpdate, when set, runs at the start of every ServiceUpdate
 	// call, before any check, with the service ID or name the caller passed.
 	// A test uses it to change the service concurrently (UpdateService,
@@ -89,12 +90,12 @@ type fakeContainer struct {
 	taskID  string // the attachment task Swarm creates for attachable networks
 }
 
-// NewFake returns a Fake that is the only node, and the leader, of a fresh
+// New returns a Swarm that is the only node, and the leader, of a fresh
 // Swarm: predefined networks (bridge, host, none, docker_gwbridge, ingress),
 // no services, no containers.
-func NewFake() *Fake {
+func New() *Swarm {
 	now := time.Now().UTC()
-	f := &Fake{
+	f := &Swarm{
 		engineID:   strings.ToUpper(newHexID()[:12]),
 		clusterID:  newSwarmID(),
 		clusterAt:  now,
@@ -157,17 +158,17 @@ func NewFake() *Fake {
 // --- Knobs for tests -------------------------------------------------------
 
 // SetManager makes the engine a Swarm manager again (the default).
-func (f *Fake) SetManager() { f.setRole(roleManager) }
+func (f *Swarm) SetManager() { f.setRole(roleManager) }
 
 // SetWorker makes the engine a Swarm worker: Info says so, and Swarm calls
 // fail as on a real worker (503, "This node is not a swarm manager...").
-func (f *Fake) SetWorker() { f.setRole(roleWorker) }
+func (f *Swarm) SetWorker() { f.setRole(roleWorker) }
 
 // SetInactive takes the engine out of Swarm: Info reports an inactive node,
 // Swarm calls fail with 503, and only local networks are listed.
-func (f *Fake) SetInactive() { f.setRole(roleInactive) }
+func (f *Swarm) SetInactive() { f.setRole(roleInactive) }
 
-func (f *Fake) setRole(r fakeRole) {
+func (f *Swarm) setRole(r fakeRole) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.role = r
@@ -176,7 +177,7 @@ func (f *Fake) setRole(r fakeRole) {
 // HoldUpdates decides whether rolling updates stay in state "updating",
 // with the old tasks running, until CompleteUpdates (true), or complete as
 // soon as ServiceUpdate returns (false, the default).
-func (f *Fake) HoldUpdates(hold bool) {
+func (f *Swarm) HoldUpdates(hold bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.holdUpdates = hold
@@ -185,7 +186,7 @@ func (f *Fake) HoldUpdates(hold bool) {
 // CompleteUpdates finishes every rolling update in progress: tasks are
 // replaced, UpdateStatus becomes "completed" and, as Swarm writes the
 // service to say so, its version moves on.
-func (f *Fake) CompleteUpdates() {
+func (f *Swarm) CompleteUpdates() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, id := range sortedKeys(f.services) {
@@ -196,11 +197,11 @@ func (f *Fake) CompleteUpdates() {
 	}
 }
 
-// FailNext makes the next call of op (one of Ops) fail with err, without
+// FailNext makes the next call of op (one of dockerapi.Ops) fail with err, without
 // any other effect. Calls queue up: FailNext twice fails the next two calls.
-func (f *Fake) FailNext(op string, err error) {
-	if !slices.Contains(Ops, op) {
-		panic(fmt.Sprintf("dockerapi.Fake.FailNext: unknown operation %q", op))
+func (f *Swarm) FailNext(op string, err error) {
+	if !slices.Contains(dockerapi.Ops, op) {
+		panic(fmt.Sprintf("fake.Swarm.FailNext: unknown operation %q", op))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -208,7 +209,7 @@ func (f *Fake) FailNext(op string, err error) {
 }
 
 // Calls returns how many times each operation was called, failures included.
-func (f *Fake) Calls() map[string]int {
+func (f *Swarm) Calls() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make(map[string]int, len(f.calls))
@@ -220,14 +221,14 @@ func (f *Fake) Calls() map[string]int {
 
 // WriteCalls returns how many calls could have changed the Swarm:
 // ServiceUpdate, NetworkCreate and NetworkRemove, failed ones included.
-func (f *Fake) WriteCalls() int {
+func (f *Swarm) WriteCalls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.calls[OpServiceUpdate] + f.calls[OpNetworkCreate] + f.calls[OpNetworkRemove]
+	return f.calls[dockerapi.OpServiceUpdate] + f.calls[dockerapi.OpNetworkCreate] + f.calls[dockerapi.OpNetworkRemove]
 }
 
 // ResetCalls forgets the calls counted so far.
-func (f *Fake) ResetCalls() {
+func (f *Swarm) ResetCalls() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.calls)
@@ -236,7 +237,7 @@ func (f *Fake) ResetCalls() {
 // BreakEvents ends every open event stream with err on its error channel,
 // as when the connection to the engine drops. A nil err stands for
 // io.ErrUnexpectedEOF, which the client reports for a cut stream.
-func (f *Fake) BreakEvents(err error) {
+func (f *Swarm) BreakEvents(err error) {
 	if err == nil {
 		err = io.ErrUnexpectedEOF
 	}
@@ -253,9 +254,9 @@ func (f *Fake) BreakEvents(err error) {
 // AddService creates a service as `docker service create` would, and
 // returns it as inspected. It panics if the engine would refuse the spec
 // (unknown network, port conflict, duplicate name): seeds are test bugs.
-func (f *Fake) AddService(spec swarm.ServiceSpec) swarm.Service {
+func (f *Swarm) AddService(spec swarm.ServiceSpec) swarm.Service {
 	if err := validateClientSpec(spec); err != nil {
-		panic("dockerapi.Fake.AddService: " + err.Error())
+		panic("fake.Swarm.AddService: " + err.Error())
 	}
 	spec = clone(spec)
 	tagImage(&spec)
@@ -263,7 +264,7 @@ func (f *Fake) AddService(spec swarm.ServiceSpec) swarm.Service {
 	defer f.mu.Unlock()
 	svc, err := f.createServiceLocked(spec)
 	if err != nil {
-		panic("dockerapi.Fake.AddService: " + err.Error())
+		panic("fake.Swarm.AddService: " + err.Error())
 	}
 	return clone(*svc)
 }
@@ -273,7 +274,7 @@ func (f *Fake) AddService(spec swarm.ServiceSpec) swarm.Service {
 // spec, which is then written through the same path as ServiceUpdate, at
 // the current version. mutate runs under the Fake's lock and must not call
 // the Fake.
-func (f *Fake) UpdateService(id string, mutate func(*swarm.ServiceSpec)) error {
+func (f *Swarm) UpdateService(id string, mutate func(*swarm.ServiceSpec)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	svc, err := f.findServiceLocked(id)
@@ -292,7 +293,7 @@ func (f *Fake) UpdateService(id string, mutate func(*swarm.ServiceSpec)) error {
 
 // TouchService writes a service without changing its spec, moving its
 // version on, as Swarm does on its own while it runs an update.
-func (f *Fake) TouchService(id string) error {
+func (f *Swarm) TouchService(id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	svc, err := f.findServiceLocked(id)
@@ -304,7 +305,7 @@ func (f *Fake) TouchService(id string) error {
 }
 
 // RemoveService removes a service and its tasks, as `docker service rm`.
-func (f *Fake) RemoveService(id string) error {
+func (f *Swarm) RemoveService(id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	svc, err := f.findServiceLocked(id)
@@ -324,12 +325,12 @@ func (f *Fake) RemoveService(id string) error {
 
 // AddNetwork creates a network as `docker network create` would, without
 // counting a NetworkCreate call. It panics where the engine would refuse.
-func (f *Fake) AddNetwork(name string, options network.CreateOptions) network.Inspect {
+func (f *Swarm) AddNetwork(name string, options network.CreateOptions) network.Inspect {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, err := f.createNetworkLocked(name, clone(options), true)
 	if err != nil {
-		panic("dockerapi.Fake.AddNetwork: " + err.Error())
+		panic("fake.Swarm.AddNetwork: " + err.Error())
 	}
 	return f.inspectNetworkLocked(n)
 }
@@ -337,7 +338,7 @@ func (f *Fake) AddNetwork(name string, options network.CreateOptions) network.In
 // AddNode joins a node to the Swarm. Missing fields get defaults: an ID, a
 // hostname, role worker, availability active, state ready. Global services
 // get a task on it; replicas already placed stay where they are.
-func (f *Fake) AddNode(node swarm.Node) swarm.Node {
+func (f *Swarm) AddNode(node swarm.Node) swarm.Node {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := f.addNodeLocked(clone(node))
@@ -350,7 +351,7 @@ func (f *Fake) AddNode(node swarm.Node) swarm.Node {
 // AddContainer starts a container that no service owns (`docker run
 // --network ...`), attached to the given networks (ID or name). Swarm
 // networks must be attachable. It panics where the engine would refuse.
-func (f *Fake) AddContainer(name string, labels map[string]string, networks ...string) container.Summary {
+func (f *Swarm) AddContainer(name string, labels map[string]string, networks ...string) container.Summary {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := newHexID()
@@ -368,11 +369,11 @@ func (f *Fake) AddContainer(name string, labels map[string]string, networks ...s
 	for i, ref := range networks {
 		n, err := f.findNetworkLocked(ref, "")
 		if err != nil {
-			panic("dockerapi.Fake.AddContainer: " + err.Error())
+			panic("fake.Swarm.AddContainer: " + err.Error())
 		}
 		if n.inspect.Scope == "swarm" {
 			if !n.inspect.Attachable {
-				panic(fmt.Sprintf("dockerapi.Fake.AddContainer: Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", ref, n.inspect.ID))
+				panic(fmt.Sprintf("fake.Swarm.AddContainer: Could not attach to network %s: rpc error: code = PermissionDenied desc = network %s not manually attachable", ref, n.inspect.ID))
 			}
 			if c.taskID == "" {
 				c.taskID = newSwarmID()
@@ -388,18 +389,18 @@ func (f *Fake) AddContainer(name string, labels map[string]string, networks ...s
 }
 
 // RemoveContainer removes a container added by AddContainer.
-func (f *Fake) RemoveContainer(id string) {
+func (f *Swarm) RemoveContainer(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.containers, id)
 }
 
-// --- API -------------------------------------------------------------------
+// --- dockerapi.API -------------------------------------------------------------------
 
-var _ API = (*Fake)(nil)
+var _ dockerapi.API = (*Swarm)(nil)
 
 // begin counts a call and returns the error it must fail with, if any.
-func (f *Fake) begin(ctx context.Context, op string) error {
+func (f *Swarm) begin(ctx context.Context, op string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[op]++
@@ -410,9 +411,9 @@ func (f *Fake) begin(ctx context.Context, op string) error {
 	return ctx.Err()
 }
 
-// Info implements API.
-func (f *Fake) Info(ctx context.Context) (system.Info, error) {
-	if err := f.begin(ctx, OpInfo); err != nil {
+// Info implements dockerapi.API.
+func (f *Swarm) Info(ctx context.Context) (system.Info, error) {
+	if err := f.begin(ctx, dockerapi.OpInfo); err != nil {
 		return system.Info{}, err
 	}
 	f.mu.Lock()
@@ -447,21 +448,21 @@ func (f *Fake) Info(ctx context.Context) (system.Info, error) {
 	return clone(info), nil
 }
 
-func (f *Fake) requireManagerLocked() error {
+func (f *Swarm) requireManagerLocked() error {
 	switch f.role {
 	case roleInactive:
-		return newDaemonError(http.StatusServiceUnavailable, `This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.`)
+		return dockerapi.NewDaemonError(http.StatusServiceUnavailable, `This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.`)
 	case roleWorker:
-		return newDaemonError(http.StatusServiceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
+		return dockerapi.NewDaemonError(http.StatusServiceUnavailable, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.")
 	}
 	return nil
 }
 
-// ServiceList implements API. Filters as the engine: name and id are
+// ServiceList implements dockerapi.API. Filters as the engine: name and id are
 // prefixes, label is key or key=value (all must match), mode is
 // replicated or global.
-func (f *Fake) ServiceList(ctx context.Context, options swarm.ServiceListOptions) ([]swarm.Service, error) {
-	if err := f.begin(ctx, OpServiceList); err != nil {
+func (f *Swarm) ServiceList(ctx context.Context, options swarm.ServiceListOptions) ([]swarm.Service, error) {
+	if err := f.begin(ctx, dockerapi.OpServiceList); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -493,8 +494,8 @@ func (f *Fake) ServiceList(ctx context.Context, options swarm.ServiceListOptions
 }
 
 // ServiceInspectWithRaw implements API: by ID, name or unique ID prefix.
-func (f *Fake) ServiceInspectWithRaw(ctx context.Context, serviceID string, _ swarm.ServiceInspectOptions) (swarm.Service, []byte, error) {
-	if err := f.begin(ctx, OpServiceInspectWithRaw); err != nil {
+func (f *Swarm) ServiceInspectWithRaw(ctx context.Context, serviceID string, _ swarm.ServiceInspectOptions) (swarm.Service, []byte, error) {
+	if err := f.begin(ctx, dockerapi.OpServiceInspectWithRaw); err != nil {
 		return swarm.Service{}, nil, err
 	}
 	if strings.TrimSpace(serviceID) == "" {
@@ -518,11 +519,11 @@ func (f *Fake) ServiceInspectWithRaw(ctx context.Context, serviceID string, _ sw
 	return out, raw, err
 }
 
-// ServiceUpdate implements API with the engine's checks, in its order:
+// ServiceUpdate implements dockerapi.API with the engine's checks, in its order:
 // client-side spec checks, networks, the service itself, Swarm's own
 // validation, then the version, which must be the current one.
-func (f *Fake) ServiceUpdate(ctx context.Context, serviceID string, version swarm.Version, spec swarm.ServiceSpec, options swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
-	if err := f.begin(ctx, OpServiceUpdate); err != nil {
+func (f *Swarm) ServiceUpdate(ctx context.Context, serviceID string, version swarm.Version, spec swarm.ServiceSpec, options swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
+	if err := f.begin(ctx, dockerapi.OpServiceUpdate); err != nil {
 		return swarm.ServiceUpdateResponse{}, err
 	}
 	f.mu.Lock()
@@ -552,15 +553,15 @@ func (f *Fake) ServiceUpdate(ctx context.Context, serviceID string, version swar
 	return swarm.ServiceUpdateResponse{}, nil
 }
 
-// NetworkList implements API with Engine 20.10's filters. A manager merges
+// NetworkList implements dockerapi.API with Engine 20.10's filters. A manager merges
 // two lists: Swarm's, where name must be exact and id a prefix, and the
 // local one, matched as regular expressions (so substrings), which holds
 // local networks and the Swarm networks instantiated on this node (a local
 // task or container uses them, and ingress). So a name substring finds a
 // Swarm network only while something on this node uses it. driver, scope
 // and type match exactly, label as key or key=value, dangling as a boolean.
-func (f *Fake) NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error) {
-	if err := f.begin(ctx, OpNetworkList); err != nil {
+func (f *Swarm) NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error) {
+	if err := f.begin(ctx, dockerapi.OpNetworkList); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -571,7 +572,7 @@ func (f *Fake) NetworkList(ctx context.Context, options network.ListOptions) ([]
 	}
 	dangling, err := args.GetBoolOrDefault("dangling", false)
 	if err != nil {
-		return nil, newDaemonError(http.StatusBadRequest, err.Error())
+		return nil, dockerapi.NewDaemonError(http.StatusBadRequest, err.Error())
 	}
 	out := []network.Summary{}
 	for _, n := range f.visibleNetworksLocked() {
@@ -596,8 +597,8 @@ func (f *Fake) NetworkList(ctx context.Context, options network.ListOptions) ([]
 }
 
 // NetworkInspect implements API: by ID, name or unique ID prefix.
-func (f *Fake) NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error) {
-	if err := f.begin(ctx, OpNetworkInspect); err != nil {
+func (f *Swarm) NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error) {
+	if err := f.begin(ctx, dockerapi.OpNetworkInspect); err != nil {
 		return network.Inspect{}, err
 	}
 	if strings.TrimSpace(networkID) == "" {
@@ -612,11 +613,11 @@ func (f *Fake) NetworkInspect(ctx context.Context, networkID string, options net
 	return f.inspectNetworkLocked(n), nil
 }
 
-// NetworkCreate implements API. Overlay networks are Swarm-scoped and need
+// NetworkCreate implements dockerapi.API. Overlay networks are Swarm-scoped and need
 // a manager; names must be unique among Swarm networks (local networks may
 // share a name with a Swarm one, as on the engine).
-func (f *Fake) NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error) {
-	if err := f.begin(ctx, OpNetworkCreate); err != nil {
+func (f *Swarm) NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error) {
+	if err := f.begin(ctx, dockerapi.OpNetworkCreate); err != nil {
 		return network.CreateResponse{}, err
 	}
 	f.mu.Lock()
@@ -628,12 +629,12 @@ func (f *Fake) NetworkCreate(ctx context.Context, name string, options network.C
 	return network.CreateResponse{ID: n.inspect.ID}, nil
 }
 
-// NetworkRemove implements API. It refuses, with the engine's messages,
+// NetworkRemove implements dockerapi.API. It refuses, with the engine's messages,
 // predefined networks, networks used by a service spec or a task, the
 // ingress network while a service publishes a port through it, and local
 // networks with container endpoints.
-func (f *Fake) NetworkRemove(ctx context.Context, networkID string) error {
-	if err := f.begin(ctx, OpNetworkRemove); err != nil {
+func (f *Swarm) NetworkRemove(ctx context.Context, networkID string) error {
+	if err := f.begin(ctx, dockerapi.OpNetworkRemove); err != nil {
 		return err
 	}
 	if strings.TrimSpace(networkID) == "" {
@@ -645,12 +646,12 @@ func (f *Fake) NetworkRemove(ctx context.Context, networkID string) error {
 	if err != nil {
 		var amb ambiguousError
 		if errors.As(err, &amb) {
-			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("network %s is ambiguous (%d matches found based on %s)", amb.ref, amb.n, amb.by))
+			return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("network %s is ambiguous (%d matches found based on %s)", amb.ref, amb.n, amb.by))
 		}
 		return err
 	}
 	if n.predefined {
-		return newDaemonError(http.StatusForbidden, n.inspect.Name+" is a pre-defined network and cannot be removed")
+		return dockerapi.NewDaemonError(http.StatusForbidden, n.inspect.Name+" is a pre-defined network and cannot be removed")
 	}
 	if n.inspect.Scope == "swarm" {
 		if err := f.requireManagerLocked(); err != nil {
@@ -665,17 +666,17 @@ func (f *Fake) NetworkRemove(ctx context.Context, networkID string) error {
 		return nil
 	}
 	if len(f.localEndpointsLocked(n)) > 0 {
-		return newDaemonError(http.StatusForbidden, fmt.Sprintf("error while removing network: network %s id %s has active endpoints", n.inspect.Name, n.inspect.ID))
+		return dockerapi.NewDaemonError(http.StatusForbidden, fmt.Sprintf("error while removing network: network %s id %s has active endpoints", n.inspect.Name, n.inspect.ID))
 	}
 	delete(f.networks, n.inspect.ID)
 	f.publishLocked(events.NetworkEventType, events.ActionDestroy, n.inspect.ID, "local", map[string]string{"name": n.inspect.Name, "type": n.inspect.Driver})
 	return nil
 }
 
-// NodeList implements API. Filters: id and name (prefixes), role,
+// NodeList implements dockerapi.API. Filters: id and name (prefixes), role,
 // membership, label (engine labels) and node.label.
-func (f *Fake) NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error) {
-	if err := f.begin(ctx, OpNodeList); err != nil {
+func (f *Swarm) NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error) {
+	if err := f.begin(ctx, dockerapi.OpNodeList); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -699,11 +700,11 @@ func (f *Fake) NodeList(ctx context.Context, options swarm.NodeListOptions) ([]s
 	return out, nil
 }
 
-// TaskList implements API. Filters: service and node (ID, name or ID
+// TaskList implements dockerapi.API. Filters: service and node (ID, name or ID
 // prefix, resolved as the engine does), desired-state, id and name
 // (prefixes), label.
-func (f *Fake) TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error) {
-	if err := f.begin(ctx, OpTaskList); err != nil {
+func (f *Swarm) TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error) {
+	if err := f.begin(ctx, dockerapi.OpTaskList); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -728,7 +729,7 @@ func (f *Fake) TaskList(ctx context.Context, options swarm.TaskListOptions) ([]s
 			swarm.TaskStateRejected, swarm.TaskStateRemove, swarm.TaskStateOrphaned:
 		default:
 			if s != "" {
-				return nil, newDaemonError(http.StatusInternalServerError, fmt.Sprintf("Invalid desired-state filter: '%s'", s))
+				return nil, dockerapi.NewDaemonError(http.StatusInternalServerError, fmt.Sprintf("Invalid desired-state filter: '%s'", s))
 			}
 		}
 	}
@@ -768,8 +769,8 @@ func (f *Fake) TaskList(ctx context.Context, options swarm.TaskListOptions) ([]s
 // and, as on a real manager, the containers of the tasks running on this
 // node, labelled com.docker.swarm.*. Filters: network (name, or ID or ID
 // prefix), label, name and id (as regular expressions), status.
-func (f *Fake) ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error) {
-	if err := f.begin(ctx, OpContainerList); err != nil {
+func (f *Swarm) ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error) {
+	if err := f.begin(ctx, dockerapi.OpContainerList); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -811,16 +812,16 @@ func (f *Fake) ContainerList(ctx context.Context, options container.ListOptions)
 	return out, nil
 }
 
-// Events implements API. Like the real client, it returns once subscribed
+// Events implements dockerapi.API. Like the real client, it returns once subscribed
 // (no event published after it returns is missed), never closes the
 // message channel, and ends the stream by sending one error, ctx.Err() or
 // the one given to BreakEvents, then closing the error channel. Filters:
 // type, event, scope, service and network (ID or name, prefix). Since and
 // Until are ignored: there is no history.
-func (f *Fake) Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error) {
+func (f *Swarm) Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error) {
 	msgs := make(chan events.Message)
 	errs := make(chan error, 1)
-	if err := f.begin(ctx, OpEvents); err != nil {
+	if err := f.begin(ctx, dockerapi.OpEvents); err != nil {
 		errs <- err
 		close(errs)
 		return msgs, errs
@@ -867,7 +868,7 @@ func (f *Fake) Events(ctx context.Context, options events.ListOptions) (<-chan e
 
 // --- Services --------------------------------------------------------------
 
-func (f *Fake) createServiceLocked(spec swarm.ServiceSpec) (*swarm.Service, error) {
+func (f *Swarm) createServiceLocked(spec swarm.ServiceSpec) (*swarm.Service, error) {
 	if err := f.resolveNetworksLocked(&spec); err != nil {
 		return nil, err
 	}
@@ -880,7 +881,7 @@ func (f *Fake) createServiceLocked(spec swarm.ServiceSpec) (*swarm.Service, erro
 	}
 	for _, svc := range f.services {
 		if svc.Spec.Name == spec.Name {
-			return nil, newDaemonError(http.StatusConflict, fmt.Sprintf("rpc error: code = AlreadyExists desc = name conflicts with an existing object: service %s already exists", spec.Name))
+			return nil, dockerapi.NewDaemonError(http.StatusConflict, fmt.Sprintf("rpc error: code = AlreadyExists desc = name conflicts with an existing object: service %s already exists", spec.Name))
 		}
 	}
 	if err := f.checkPortConflictsLocked(spec, ""); err != nil {
@@ -900,7 +901,7 @@ func (f *Fake) createServiceLocked(spec swarm.ServiceSpec) (*swarm.Service, erro
 	return svc, nil
 }
 
-func (f *Fake) updateServiceLocked(ref string, version swarm.Version, spec swarm.ServiceSpec, rollback bool) error {
+func (f *Swarm) updateServiceLocked(ref string, version swarm.Version, spec swarm.ServiceSpec, rollback bool) error {
 	if err := f.resolveNetworksLocked(&spec); err != nil {
 		return err
 	}
@@ -922,22 +923,22 @@ func (f *Fake) updateServiceLocked(ref string, version swarm.Version, spec swarm
 	}
 	if (len(spec.Networks) != 0 || len(svc.Spec.Networks) != 0) && !jsonEqual(spec.Networks, svc.Spec.Networks) &&
 		jsonEqual(spec.TaskTemplate.Networks, svc.Spec.TaskTemplate.Networks) {
-		return newDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = networks must be migrated to TaskSpec before being changed")
+		return dockerapi.NewDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = networks must be migrated to TaskSpec before being changed")
 	}
 	if serviceMode(spec.Mode) != serviceMode(svc.Spec.Mode) {
-		return newDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = service mode change is not allowed")
+		return dockerapi.NewDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = service mode change is not allowed")
 	}
 	if spec.Name != svc.Spec.Name {
-		return newDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = renaming services is not supported")
+		return dockerapi.NewDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = renaming services is not supported")
 	}
 	if version.Index != svc.Version.Index {
-		return newDaemonError(http.StatusInternalServerError, "rpc error: code = Unknown desc = update out of sequence")
+		return dockerapi.NewDaemonError(http.StatusInternalServerError, "rpc error: code = Unknown desc = update out of sequence")
 	}
 
 	old := svc.Spec
 	if rollback {
 		if svc.PreviousSpec == nil {
-			return newDaemonError(http.StatusPreconditionFailed, fmt.Sprintf("rpc error: code = FailedPrecondition desc = service %s does not have a previous spec", svc.ID))
+			return dockerapi.NewDaemonError(http.StatusPreconditionFailed, fmt.Sprintf("rpc error: code = FailedPrecondition desc = service %s does not have a previous spec", svc.ID))
 		}
 		spec = *svc.PreviousSpec
 	}
@@ -973,7 +974,7 @@ func (f *Fake) updateServiceLocked(ref string, version swarm.Version, spec swarm
 	return nil
 }
 
-func (f *Fake) completeUpdateLocked(svc *swarm.Service) {
+func (f *Swarm) completeUpdateLocked(svc *swarm.Service) {
 	now := time.Now().UTC()
 	st := clone(*svc.UpdateStatus)
 	old := st.State
@@ -988,7 +989,7 @@ func (f *Fake) completeUpdateLocked(svc *swarm.Service) {
 	f.writeServiceLocked(svc, map[string]string{"name": svc.Spec.Name, "updatestate.old": string(old), "updatestate.new": string(st.State)})
 }
 
-func (f *Fake) writeServiceLocked(svc *swarm.Service, attrs map[string]string) {
+func (f *Swarm) writeServiceLocked(svc *swarm.Service, attrs map[string]string) {
 	f.index++
 	svc.Version.Index = f.index
 	svc.UpdatedAt = time.Now().UTC()
@@ -997,7 +998,7 @@ func (f *Fake) writeServiceLocked(svc *swarm.Service, attrs map[string]string) {
 
 // findServiceLocked resolves a reference as the engine does: full ID, then
 // exact name, then ID prefix.
-func (f *Fake) findServiceLocked(ref string) (*swarm.Service, error) {
+func (f *Swarm) findServiceLocked(ref string) (*swarm.Service, error) {
 	if svc, ok := f.services[ref]; ok {
 		return svc, nil
 	}
@@ -1014,30 +1015,30 @@ func (f *Fake) findServiceLocked(ref string) (*swarm.Service, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("service %s not found", ref))
+		return nil, dockerapi.NewDaemonError(http.StatusNotFound, fmt.Sprintf("service %s not found", ref))
 	case 1:
 		return found[0], nil
 	}
-	return nil, newDaemonError(http.StatusBadRequest, fmt.Sprintf("service %s is ambiguous (%d matches found)", ref, len(found)))
+	return nil, dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("service %s is ambiguous (%d matches found)", ref, len(found)))
 }
 
 // resolveNetworksLocked replaces network references in a spec by network
 // IDs, as the engine stores them.
-func (f *Fake) resolveNetworksLocked(spec *swarm.ServiceSpec) error {
+func (f *Swarm) resolveNetworksLocked(spec *swarm.ServiceSpec) error {
 	for _, list := range [][]swarm.NetworkAttachmentConfig{spec.TaskTemplate.Networks, spec.Networks} {
 		for i := range list {
 			n, err := f.findNetworkLocked(list[i].Target, "")
 			if err != nil {
-				if IsNotFound(err) {
-					return newDaemonError(http.StatusInternalServerError, fmt.Sprintf("network %s not found", list[i].Target))
+				if dockerapi.IsNotFound(err) {
+					return dockerapi.NewDaemonError(http.StatusInternalServerError, fmt.Sprintf("network %s not found", list[i].Target))
 				}
 				return err
 			}
 			if n.inspect.Scope != "swarm" {
-				return newDaemonError(http.StatusForbidden, fmt.Sprintf("The network %s cannot be used with services. Only networks scoped to the swarm can be used, such as those created with the overlay driver.", list[i].Target))
+				return dockerapi.NewDaemonError(http.StatusForbidden, fmt.Sprintf("The network %s cannot be used with services. Only networks scoped to the swarm can be used, such as those created with the overlay driver.", list[i].Target))
 			}
 			if n.inspect.Ingress {
-				return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = Service cannot be explicitly attached to the ingress network %q", n.inspect.Name))
+				return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = Service cannot be explicitly attached to the ingress network %q", n.inspect.Name))
 			}
 			list[i].Target = n.inspect.ID
 		}
@@ -1045,7 +1046,7 @@ func (f *Fake) resolveNetworksLocked(spec *swarm.ServiceSpec) error {
 	return nil
 }
 
-func (f *Fake) checkPortConflictsLocked(spec swarm.ServiceSpec, self string) error {
+func (f *Swarm) checkPortConflictsLocked(spec swarm.ServiceSpec, self string) error {
 	if spec.EndpointSpec == nil {
 		return nil
 	}
@@ -1060,7 +1061,7 @@ func (f *Fake) checkPortConflictsLocked(spec swarm.ServiceSpec, self string) err
 			}
 			for _, q := range other.Endpoint.Ports {
 				if q.PublishMode == swarm.PortConfigPublishModeIngress && q.PublishedPort == p.PublishedPort && q.Protocol == p.Protocol {
-					return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = port '%d' is already in use by service '%s' (%s) as an ingress port", p.PublishedPort, other.Spec.Name, other.ID))
+					return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = port '%d' is already in use by service '%s' (%s) as an ingress port", p.PublishedPort, other.Spec.Name, other.ID))
 				}
 			}
 		}
@@ -1071,7 +1072,7 @@ func (f *Fake) checkPortConflictsLocked(spec swarm.ServiceSpec, self string) err
 // endpointLocked derives what Swarm's allocator writes: ports with a
 // published port assigned where none was asked for, and a VIP on every
 // network (the ingress one first when a port goes through it).
-func (f *Fake) endpointLocked(spec swarm.ServiceSpec, prev swarm.Endpoint) swarm.Endpoint {
+func (f *Swarm) endpointLocked(spec swarm.ServiceSpec, prev swarm.Endpoint) swarm.Endpoint {
 	var ep swarm.Endpoint
 	if spec.EndpointSpec != nil {
 		ep.Spec = clone(*spec.EndpointSpec)
@@ -1117,7 +1118,7 @@ func (f *Fake) endpointLocked(spec swarm.ServiceSpec, prev swarm.Endpoint) swarm
 	return ep
 }
 
-func (f *Fake) serviceStatusLocked(svc *swarm.Service) *swarm.ServiceStatus {
+func (f *Swarm) serviceStatusLocked(svc *swarm.Service) *swarm.ServiceStatus {
 	st := &swarm.ServiceStatus{}
 	switch {
 	case svc.Spec.Mode.Replicated != nil:
@@ -1140,7 +1141,7 @@ func (f *Fake) serviceStatusLocked(svc *swarm.Service) *swarm.ServiceStatus {
 // global services. replace shuts down the running tasks and starts new
 // ones from the current spec, as a completed rolling update does. Jobs get
 // no tasks.
-func (f *Fake) reconcileTasksLocked(svc *swarm.Service, replace bool) {
+func (f *Swarm) reconcileTasksLocked(svc *swarm.Service, replace bool) {
 	type slot struct {
 		slot int
 		node string
@@ -1206,7 +1207,7 @@ func (f *Fake) reconcileTasksLocked(svc *swarm.Service, replace bool) {
 	f.pruneTasksLocked(svc.ID)
 }
 
-func (f *Fake) startTaskLocked(svc *swarm.Service, slotNum int, node string) {
+func (f *Swarm) startTaskLocked(svc *swarm.Service, slotNum int, node string) {
 	now := time.Now().UTC()
 	f.index++
 	t := &swarm.Task{
@@ -1249,7 +1250,7 @@ func (f *Fake) startTaskLocked(svc *swarm.Service, slotNum int, node string) {
 
 // pruneTasksLocked keeps, per slot, the five newest tasks (Swarm's default
 // task history retention).
-func (f *Fake) pruneTasksLocked(serviceID string) {
+func (f *Swarm) pruneTasksLocked(serviceID string) {
 	bySlot := map[string][]*swarm.Task{}
 	for _, t := range f.tasks {
 		if t.ServiceID == serviceID {
@@ -1268,7 +1269,7 @@ func (f *Fake) pruneTasksLocked(serviceID string) {
 	}
 }
 
-func (f *Fake) taskNameLocked(t *swarm.Task) string {
+func (f *Swarm) taskNameLocked(t *swarm.Task) string {
 	svc := f.services[t.ServiceID]
 	if svc == nil {
 		return t.ID
@@ -1281,7 +1282,7 @@ func (f *Fake) taskNameLocked(t *swarm.Task) string {
 
 // taskContainersLocked returns the containers of the running tasks on this
 // node, as ContainerList shows them on a manager.
-func (f *Fake) taskContainersLocked() []container.Summary {
+func (f *Swarm) taskContainersLocked() []container.Summary {
 	var out []container.Summary
 	for _, id := range sortedKeys(f.tasks) {
 		t := f.tasks[id]
@@ -1323,14 +1324,14 @@ func (f *Fake) taskContainersLocked() []container.Summary {
 
 // --- Networks --------------------------------------------------------------
 
-func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publish bool) (*fakeNetwork, error) {
+func (f *Swarm) createNetworkLocked(name string, opts network.CreateOptions, publish bool) (*fakeNetwork, error) {
 	if opts.Driver == "" {
 		opts.Driver = "bridge"
 	}
 	switch opts.Driver {
 	case "bridge", "overlay", "macvlan", "ipvlan":
 	default:
-		return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("plugin %q not found", opts.Driver))
+		return nil, dockerapi.NewDaemonError(http.StatusNotFound, fmt.Sprintf("plugin %q not found", opts.Driver))
 	}
 	scope := opts.Scope
 	if scope == "" {
@@ -1342,20 +1343,20 @@ func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publ
 	if scope == "swarm" {
 		switch name {
 		case "bridge", "host", "none", "default":
-			return nil, newDaemonError(http.StatusForbidden, name+" is a pre-defined network and cannot be created")
+			return nil, dockerapi.NewDaemonError(http.StatusForbidden, name+" is a pre-defined network and cannot be created")
 		}
 		if err := f.requireManagerLocked(); err != nil {
 			return nil, err
 		}
 	}
 	if name == "" {
-		return nil, newDaemonError(http.StatusInternalServerError, "invalid name: ")
+		return nil, dockerapi.NewDaemonError(http.StatusInternalServerError, "invalid name: ")
 	}
 	for _, n := range f.networks {
 		// A Swarm network's name is unique among Swarm networks, a local
 		// one's among all networks.
 		if n.inspect.Name == name && (scope == "local" || n.inspect.Scope == "swarm") {
-			return nil, newDaemonError(http.StatusConflict, fmt.Sprintf("network with name %s already exists", name))
+			return nil, dockerapi.NewDaemonError(http.StatusConflict, fmt.Sprintf("network with name %s already exists", name))
 		}
 	}
 	now := time.Now().UTC()
@@ -1387,7 +1388,7 @@ func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publ
 	}
 	prefix, err := netip.ParsePrefix(subnet)
 	if err != nil {
-		return nil, newDaemonError(http.StatusBadRequest, fmt.Sprintf("invalid subnet %s: %v", subnet, err))
+		return nil, dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("invalid subnet %s: %v", subnet, err))
 	}
 	n.setPrefix(prefix.Masked(), gateway)
 	if scope == "swarm" {
@@ -1430,7 +1431,7 @@ func (f *Fake) createNetworkLocked(name string, opts network.CreateOptions, publ
 // visibleNetworksLocked returns the networks this engine knows, by name:
 // a manager all Swarm networks, a worker those instantiated on it, an
 // engine outside a Swarm none.
-func (f *Fake) visibleNetworksLocked() []*fakeNetwork {
+func (f *Swarm) visibleNetworksLocked() []*fakeNetwork {
 	var out []*fakeNetwork
 	for _, n := range f.networks {
 		if n.inspect.Scope == "swarm" && (f.role == roleInactive || f.role == roleWorker && !f.instantiatedLocked(n)) {
@@ -1457,12 +1458,12 @@ func (e ambiguousError) Error() string {
 }
 
 func (e ambiguousError) Is(target error) bool {
-	return errors.Is(kindOfStatus(http.StatusBadRequest), target)
+	return errors.Is(dockerapi.NewDaemonError(http.StatusBadRequest, ""), target)
 }
 
 // findNetworkLocked resolves a reference as the engine does: full ID, then
 // exact name, then ID prefix; scope, when set, limits the search.
-func (f *Fake) findNetworkLocked(ref, scope string) (*fakeNetwork, error) {
+func (f *Swarm) findNetworkLocked(ref, scope string) (*fakeNetwork, error) {
 	var byName, byPrefix []*fakeNetwork
 	for _, n := range f.visibleNetworksLocked() {
 		if scope != "" && n.inspect.Scope != scope {
@@ -1487,11 +1488,11 @@ func (f *Fake) findNetworkLocked(ref, scope string) (*fakeNetwork, error) {
 	case len(byPrefix) > 1:
 		return nil, ambiguousError{ref: ref, by: "ID prefix", n: len(byPrefix)}
 	}
-	return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("network %s not found", ref))
+	return nil, dockerapi.NewDaemonError(http.StatusNotFound, fmt.Sprintf("network %s not found", ref))
 }
 
 // ingressLocked returns the ingress network, or nil once it was removed.
-func (f *Fake) ingressLocked() *fakeNetwork {
+func (f *Swarm) ingressLocked() *fakeNetwork {
 	for _, n := range f.networks {
 		if n.inspect.Ingress {
 			return n
@@ -1502,32 +1503,32 @@ func (f *Fake) ingressLocked() *fakeNetwork {
 
 // checkIngressLocked refuses a spec publishing a port through the routing
 // mesh when there is no ingress network (it can be removed while unused).
-func (f *Fake) checkIngressLocked(s swarm.ServiceSpec) error {
+func (f *Swarm) checkIngressLocked(s swarm.ServiceSpec) error {
 	if s.EndpointSpec == nil || f.ingressLocked() != nil {
 		return nil
 	}
 	for _, p := range s.EndpointSpec.Ports {
 		if p.PublishMode == swarm.PortConfigPublishModeIngress {
-			return newDaemonError(http.StatusBadRequest, "rpc error: code = FailedPrecondition desc = service needs ingress network, but no ingress network is present")
+			return dockerapi.NewDaemonError(http.StatusBadRequest, "rpc error: code = FailedPrecondition desc = service needs ingress network, but no ingress network is present")
 		}
 	}
 	return nil
 }
 
-func (f *Fake) swarmNetworkInUseLocked(n *fakeNetwork) error {
+func (f *Swarm) swarmNetworkInUseLocked(n *fakeNetwork) error {
 	id := n.inspect.ID
 	for _, sid := range sortedKeys(f.services) {
 		svc := f.services[sid]
 		if n.inspect.Ingress {
 			for _, p := range svc.Endpoint.Ports {
 				if p.PublishMode == swarm.PortConfigPublishModeIngress {
-					return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service %s depends on it", svc.ID))
+					return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service %s depends on it", svc.ID))
 				}
 			}
 			continue
 		}
 		if slices.Contains(attachedNetworks(svc.Spec), id) {
-			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by service %s", id, svc.ID))
+			return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by service %s", id, svc.ID))
 		}
 	}
 	for _, tid := range sortedKeys(f.tasks) {
@@ -1537,14 +1538,14 @@ func (f *Fake) swarmNetworkInUseLocked(n *fakeNetwork) error {
 		}
 		for _, a := range t.NetworksAttachments {
 			if a.Network.ID == id {
-				return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by task %s", id, t.ID))
+				return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by task %s", id, t.ID))
 			}
 		}
 	}
 	for _, cid := range sortedKeys(f.containers) {
 		c := f.containers[cid]
 		if _, ok := c.summary.NetworkSettings.Networks[n.inspect.Name]; ok {
-			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by task %s", id, c.taskID))
+			return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = FailedPrecondition desc = network %s is in use by task %s", id, c.taskID))
 		}
 	}
 	return nil
@@ -1552,7 +1553,7 @@ func (f *Fake) swarmNetworkInUseLocked(n *fakeNetwork) error {
 
 // localEndpointsLocked returns the endpoints this node has on a network,
 // keyed by container ID.
-func (f *Fake) localEndpointsLocked(n *fakeNetwork) map[string]network.EndpointResource {
+func (f *Swarm) localEndpointsLocked(n *fakeNetwork) map[string]network.EndpointResource {
 	out := map[string]network.EndpointResource{}
 	for _, c := range f.taskContainersLocked() {
 		if ep, ok := c.NetworkSettings.Networks[n.inspect.Name]; ok {
@@ -1578,7 +1579,7 @@ func (f *Fake) localEndpointsLocked(n *fakeNetwork) map[string]network.EndpointR
 // instantiatedLocked reports whether a Swarm network exists on this node's
 // engine too: ingress always, others while a local task or container uses
 // them.
-func (f *Fake) instantiatedLocked(n *fakeNetwork) bool {
+func (f *Swarm) instantiatedLocked(n *fakeNetwork) bool {
 	if n.inspect.Ingress {
 		return true
 	}
@@ -1596,14 +1597,14 @@ func (f *Fake) instantiatedLocked(n *fakeNetwork) bool {
 	return false
 }
 
-func (f *Fake) networkUsedLocked(n *fakeNetwork) bool {
+func (f *Swarm) networkUsedLocked(n *fakeNetwork) bool {
 	if n.inspect.Scope == "swarm" {
 		return f.swarmNetworkInUseLocked(n) != nil
 	}
 	return len(f.localEndpointsLocked(n)) > 0
 }
 
-func (f *Fake) inspectNetworkLocked(n *fakeNetwork) network.Inspect {
+func (f *Swarm) inspectNetworkLocked(n *fakeNetwork) network.Inspect {
 	in := clone(n.inspect)
 	if eps := f.localEndpointsLocked(n); len(eps) > 0 {
 		in.Containers = eps
@@ -1689,7 +1690,7 @@ func endpointResource(c container.Summary, ep *network.EndpointSettings) network
 
 // --- Nodes -----------------------------------------------------------------
 
-func (f *Fake) addNodeLocked(n swarm.Node) *swarm.Node {
+func (f *Swarm) addNodeLocked(n swarm.Node) *swarm.Node {
 	now := time.Now().UTC()
 	f.index++
 	if n.ID == "" {
@@ -1728,7 +1729,7 @@ func (f *Fake) addNodeLocked(n swarm.Node) *swarm.Node {
 	return &n
 }
 
-func (f *Fake) activeNodesLocked() []*swarm.Node {
+func (f *Swarm) activeNodesLocked() []*swarm.Node {
 	var out []*swarm.Node
 	for _, n := range f.nodes {
 		if n.Spec.Availability == swarm.NodeAvailabilityActive && n.Status.State == swarm.NodeStateReady {
@@ -1738,13 +1739,13 @@ func (f *Fake) activeNodesLocked() []*swarm.Node {
 	return out
 }
 
-func (f *Fake) sortedNodesLocked() []*swarm.Node {
+func (f *Swarm) sortedNodesLocked() []*swarm.Node {
 	out := slices.Clone(f.nodes)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
-func (f *Fake) findNodeLocked(ref string) (*swarm.Node, error) {
+func (f *Swarm) findNodeLocked(ref string) (*swarm.Node, error) {
 	var prefixed []*swarm.Node
 	for _, n := range f.sortedNodesLocked() {
 		if n.ID == ref || nodeName(n) == ref {
@@ -1758,9 +1759,9 @@ func (f *Fake) findNodeLocked(ref string) (*swarm.Node, error) {
 		return prefixed[0], nil
 	}
 	if len(prefixed) > 1 {
-		return nil, newDaemonError(http.StatusBadRequest, fmt.Sprintf("node %s is ambiguous (%d matches found)", ref, len(prefixed)))
+		return nil, dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("node %s is ambiguous (%d matches found)", ref, len(prefixed)))
 	}
-	return nil, newDaemonError(http.StatusNotFound, fmt.Sprintf("node %s not found", ref))
+	return nil, dockerapi.NewDaemonError(http.StatusNotFound, fmt.Sprintf("node %s not found", ref))
 }
 
 func nodeName(n *swarm.Node) string {
@@ -1803,7 +1804,7 @@ func (s *subscriber) pop() (events.Message, bool) {
 
 // publishLocked sends an event to the matching subscribers. It runs after
 // the state changed, under the lock, so subscribers see events in order.
-func (f *Fake) publishLocked(typ events.Type, action events.Action, id, scope string, attrs map[string]string) {
+func (f *Swarm) publishLocked(typ events.Type, action events.Action, id, scope string, attrs map[string]string) {
 	now := time.Now()
 	m := events.Message{
 		Type: typ, Action: action, Scope: scope, Time: now.Unix(), TimeNano: now.UnixNano(),
@@ -1886,7 +1887,7 @@ func validateSwarmSpec(s swarm.ServiceSpec) error {
 	if e := s.EndpointSpec; e != nil && e.Mode == swarm.ResolutionModeDNSRR {
 		for _, p := range e.Ports {
 			if p.PublishMode == swarm.PortConfigPublishModeIngress {
-				return newDaemonError(http.StatusBadRequest, "rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be used with dnsrr mode")
+				return dockerapi.NewDaemonError(http.StatusBadRequest, "rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be used with dnsrr mode")
 			}
 		}
 	}
@@ -1936,7 +1937,7 @@ func replicas(s swarm.ServiceSpec) string {
 func validateFilters(args filters.Args, accepted ...string) error {
 	for _, k := range args.Keys() {
 		if !slices.Contains(accepted, k) {
-			return newDaemonError(http.StatusBadRequest, fmt.Sprintf("Invalid filter '%s'", k))
+			return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("Invalid filter '%s'", k))
 		}
 	}
 	return nil
@@ -1945,7 +1946,7 @@ func validateFilters(args filters.Args, accepted ...string) error {
 // errFakeFilter reports a filter the engine accepts but Fake does not
 // implement, so a test cannot silently get unfiltered results.
 func errFakeFilter(key string) error {
-	return fmt.Errorf("dockerapi.Fake: filter %q is not implemented", key)
+	return fmt.Errorf("fake.Swarm: filter %q is not implemented", key)
 }
 
 func matchPrefix(args filters.Args, key, s string) bool {
@@ -1965,11 +1966,11 @@ func (e emptyIDError) Error() string { return "invalid " + string(e) + " name or
 func clone[T any](v T) T {
 	b, err := json.Marshal(v)
 	if err != nil {
-		panic("dockerapi.Fake: " + err.Error())
+		panic("fake.Swarm: " + err.Error())
 	}
 	var out T
 	if err := json.Unmarshal(b, &out); err != nil {
-		panic("dockerapi.Fake: " + err.Error())
+		panic("fake.Swarm: " + err.Error())
 	}
 	return out
 }

@@ -1,9 +1,10 @@
-package dockerapi
+package fake
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"slices"
 	"strings"
@@ -33,7 +34,7 @@ func testSpec(name string, networks ...string) swarm.ServiceSpec {
 	return spec
 }
 
-func mustInspect(t *testing.T, api API, id string) swarm.Service {
+func mustInspect(t *testing.T, api dockerapi.API, id string) swarm.Service {
 	t.Helper()
 	svc, _, err := api.ServiceInspectWithRaw(context.Background(), id, swarm.ServiceInspectOptions{})
 	if err != nil {
@@ -42,13 +43,13 @@ func mustInspect(t *testing.T, api API, id string) swarm.Service {
 	return svc
 }
 
-func overlay(f *Fake, name string) network.Inspect {
+func overlay(f *Swarm, name string) network.Inspect {
 	return f.AddNetwork(name, network.CreateOptions{Driver: "overlay", Attachable: true})
 }
 
 func TestFakeInfo(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	info, err := f.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func TestFakeInfo(t *testing.T) {
 		t.Fatalf("not a worker: %+v", info.Swarm)
 	}
 	_, err = f.ServiceList(ctx, swarm.ServiceListOptions{})
-	if !IsNotSwarmManager(err) || !strings.Contains(err.Error(), "Worker nodes can't be used") {
+	if !dockerapi.IsNotSwarmManager(err) || !strings.Contains(err.Error(), "Worker nodes can't be used") {
 		t.Fatalf("ServiceList on a worker: %v", err)
 	}
 
@@ -73,7 +74,7 @@ func TestFakeInfo(t *testing.T) {
 	if info.Swarm.LocalNodeState != swarm.LocalNodeStateInactive || info.Swarm.NodeID != "" {
 		t.Fatalf("not inactive: %+v", info.Swarm)
 	}
-	if _, err := f.TaskList(ctx, swarm.TaskListOptions{}); !IsNotSwarmManager(err) {
+	if _, err := f.TaskList(ctx, swarm.TaskListOptions{}); !dockerapi.IsNotSwarmManager(err) {
 		t.Fatalf("TaskList outside a Swarm: %v", err)
 	}
 	nets, _ := f.NetworkList(ctx, network.ListOptions{})
@@ -85,7 +86,7 @@ func TestFakeInfo(t *testing.T) {
 }
 
 func TestFakeAddServiceLooksLikeTheEngine(t *testing.T) {
-	f := NewFake()
+	f := New()
 	net := overlay(f, "backend")
 	spec := testSpec("web", "backend")
 	spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80}, {TargetPort: 81, PublishedPort: 8081, PublishMode: swarm.PortConfigPublishModeHost}}}
@@ -125,7 +126,7 @@ func TestFakeAddServiceLooksLikeTheEngine(t *testing.T) {
 
 func TestFakeServiceListFilters(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	web := f.AddService(testSpec("web-frontend"))
 	f.AddService(testSpec("api"))
 
@@ -173,7 +174,7 @@ func TestFakeServiceListFilters(t *testing.T) {
 
 func TestFakeServiceInspect(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	svc := f.AddService(testSpec("web"))
 	for _, ref := range []string{svc.ID, "web", svc.ID[:6]} {
 		got, raw, err := f.ServiceInspectWithRaw(ctx, ref, swarm.ServiceInspectOptions{})
@@ -182,7 +183,7 @@ func TestFakeServiceInspect(t *testing.T) {
 		}
 	}
 	_, _, err := f.ServiceInspectWithRaw(ctx, "nosuch", swarm.ServiceInspectOptions{})
-	if !IsNotFound(err) || !cerrdefs.IsNotFound(err) || !errdefs.IsNotFound(err) {
+	if !dockerapi.IsNotFound(err) || !cerrdefs.IsNotFound(err) || !errdefs.IsNotFound(err) {
 		t.Errorf("not found: %v", err)
 	}
 	if want := "Error response from daemon: service nosuch not found"; err.Error() != want {
@@ -192,7 +193,7 @@ func TestFakeServiceInspect(t *testing.T) {
 
 func TestFakeServiceUpdate(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	overlay(f, "backend")
 	svc := f.AddService(testSpec("web"))
 
@@ -215,7 +216,7 @@ func TestFakeServiceUpdate(t *testing.T) {
 
 	// The version just used is stale now.
 	_, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{})
-	if !IsOutOfSequence(err) || IsNotFound(err) || !cerrdefs.IsInternal(err) {
+	if !dockerapi.IsOutOfSequence(err) || dockerapi.IsNotFound(err) || !cerrdefs.IsInternal(err) {
 		t.Errorf("stale update: %v", err)
 	}
 	if want := "Error response from daemon: rpc error: code = Unknown desc = update out of sequence"; err == nil || err.Error() != want {
@@ -235,7 +236,7 @@ func TestFakeServiceUpdate(t *testing.T) {
 	// A missing network is a 500, not a not-found: the service is there.
 	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "nosuch"}}
 	_, err = f.ServiceUpdate(ctx, svc.ID, got.Version, spec, swarm.ServiceUpdateOptions{})
-	if err == nil || err.Error() != "Error response from daemon: network nosuch not found" || IsNotFound(err) {
+	if err == nil || err.Error() != "Error response from daemon: network nosuch not found" || dockerapi.IsNotFound(err) {
 		t.Errorf("missing network: %v", err)
 	}
 	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "ingress"}}
@@ -247,14 +248,14 @@ func TestFakeServiceUpdate(t *testing.T) {
 	if _, err = f.ServiceUpdate(ctx, svc.ID, got.Version, spec, swarm.ServiceUpdateOptions{}); err == nil || !strings.Contains(err.Error(), "renaming services is not supported") {
 		t.Errorf("rename: %v", err)
 	}
-	if _, err = f.ServiceUpdate(ctx, "nosuch", got.Version, got.Spec, swarm.ServiceUpdateOptions{}); !IsNotFound(err) {
+	if _, err = f.ServiceUpdate(ctx, "nosuch", got.Version, got.Spec, swarm.ServiceUpdateOptions{}); !dockerapi.IsNotFound(err) {
 		t.Errorf("update of a missing service: %v", err)
 	}
 }
 
 func TestFakeServiceUpdateDeprecatedNetworks(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	net := overlay(f, "backend")
 	overlay(f, "other")
 	spec := testSpec("web")
@@ -263,7 +264,7 @@ func TestFakeServiceUpdateDeprecatedNetworks(t *testing.T) {
 	if len(svc.Spec.Networks) != 1 || svc.Spec.Networks[0].Target != net.ID || len(svc.Spec.TaskTemplate.Networks) != 0 {
 		t.Errorf("deprecated networks stored as %+v / %+v", svc.Spec.Networks, svc.Spec.TaskTemplate.Networks)
 	}
-	if err := f.NetworkRemove(ctx, "backend"); !IsInUse(err) {
+	if err := f.NetworkRemove(ctx, "backend"); !dockerapi.IsInUse(err) {
 		t.Errorf("network used through Spec.Networks removed: %v", err)
 	}
 
@@ -284,7 +285,7 @@ func TestFakeServiceUpdateDeprecatedNetworks(t *testing.T) {
 
 func TestFakeHeldUpdates(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	f.HoldUpdates(true)
 	svc := f.AddService(testSpec("web"))
 	before := runningTasks(t, f, svc.ID)
@@ -319,7 +320,7 @@ func TestFakeHeldUpdates(t *testing.T) {
 
 func TestFakeRollback(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	svc := f.AddService(testSpec("web"))
 	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{Rollback: "previous"}); err == nil {
 		t.Fatal("rollback without a previous spec succeeded")
@@ -339,7 +340,7 @@ func TestFakeRollback(t *testing.T) {
 
 func TestFakeDoesNotAlias(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	svc := f.AddService(testSpec("web"))
 
 	spec := svc.Spec
@@ -368,7 +369,7 @@ func TestFakeDoesNotAlias(t *testing.T) {
 
 func TestFakeBeforeServiceUpdate(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	svc := f.AddService(testSpec("web"))
 	f.BeforeServiceUpdate = func(id string) {
 		if err := f.TouchService(id); err != nil {
@@ -376,13 +377,13 @@ func TestFakeBeforeServiceUpdate(t *testing.T) {
 		}
 	}
 	_, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
-	if !IsOutOfSequence(err) {
+	if !dockerapi.IsOutOfSequence(err) {
 		t.Fatalf("update racing with Swarm: %v", err)
 	}
 }
 
 func TestFakeUpdateServiceSimulatesDrift(t *testing.T) {
-	f := NewFake()
+	f := New()
 	overlay(f, "backend")
 	svc := f.AddService(testSpec("web"))
 	err := f.UpdateService("web", func(s *swarm.ServiceSpec) {
@@ -402,7 +403,7 @@ func TestFakeUpdateServiceSimulatesDrift(t *testing.T) {
 
 func TestFakeNetworks(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	var names []string
 	nets, _ := f.NetworkList(ctx, network.ListOptions{})
 	for _, n := range nets {
@@ -431,7 +432,7 @@ func TestFakeNetworks(t *testing.T) {
 	}
 
 	_, err = f.NetworkCreate(ctx, "swarmsec-backend", network.CreateOptions{Driver: "overlay"})
-	if !IsConflict(err) || err.Error() != "Error response from daemon: network with name swarmsec-backend already exists" {
+	if !dockerapi.IsConflict(err) || err.Error() != "Error response from daemon: network with name swarmsec-backend already exists" {
 		t.Errorf("duplicate: %v", err)
 	}
 	_, err = f.NetworkCreate(ctx, "host", network.CreateOptions{Driver: "overlay"})
@@ -486,7 +487,7 @@ func TestFakeNetworks(t *testing.T) {
 	}
 
 	err = f.NetworkRemove(ctx, "swarmsec-backend")
-	if !IsInUse(err) || !cerrdefs.IsInvalidArgument(err) {
+	if !dockerapi.IsInUse(err) || !cerrdefs.IsInvalidArgument(err) {
 		t.Fatalf("remove in use: %v", err)
 	}
 	if want := fmt.Sprintf("Error response from daemon: rpc error: code = FailedPrecondition desc = network %s is in use by service %s", resp.ID, svc.ID); err.Error() != want {
@@ -498,10 +499,10 @@ func TestFakeNetworks(t *testing.T) {
 	if err := f.NetworkRemove(ctx, "swarmsec-backend"); err != nil {
 		t.Fatalf("remove unused: %v", err)
 	}
-	if _, err := f.NetworkInspect(ctx, resp.ID, network.InspectOptions{}); !IsNotFound(err) {
+	if _, err := f.NetworkInspect(ctx, resp.ID, network.InspectOptions{}); !dockerapi.IsNotFound(err) {
 		t.Errorf("inspect removed: %v", err)
 	}
-	if err := f.NetworkRemove(ctx, resp.ID); !IsNotFound(err) {
+	if err := f.NetworkRemove(ctx, resp.ID); !dockerapi.IsNotFound(err) {
 		t.Errorf("remove removed: %v", err)
 	}
 
@@ -515,12 +516,12 @@ func TestFakeNetworks(t *testing.T) {
 
 func TestFakeIngressNetwork(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	spec := testSpec("web")
 	spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
 	svc := f.AddService(spec)
 	err := f.NetworkRemove(ctx, "ingress")
-	if !IsInUse(err) || !strings.Contains(err.Error(), "ingress network cannot be removed because service "+svc.ID+" depends on it") {
+	if !dockerapi.IsInUse(err) || !strings.Contains(err.Error(), "ingress network cannot be removed because service "+svc.ID+" depends on it") {
 		t.Fatalf("remove ingress in use: %v", err)
 	}
 	other := testSpec("other")
@@ -541,7 +542,7 @@ func TestFakeIngressNetwork(t *testing.T) {
 }
 
 // createServiceForTest is AddService returning the error instead of panicking.
-func (f *Fake) createServiceForTest(spec swarm.ServiceSpec) (swarm.Service, error) {
+func (f *Swarm) createServiceForTest(spec swarm.ServiceSpec) (swarm.Service, error) {
 	spec = clone(spec)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -554,17 +555,17 @@ func (f *Fake) createServiceForTest(spec swarm.ServiceSpec) (swarm.Service, erro
 
 func TestFakeNetworkRemoveRefusesContainers(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	ov := overlay(f, "shared")
 	local := f.AddNetwork("legacy", network.CreateOptions{})
 	c := f.AddContainer("debug", nil, "shared", "legacy")
 
 	err := f.NetworkRemove(ctx, "shared")
-	if !IsInUse(err) || !strings.Contains(err.Error(), "network "+ov.ID+" is in use by task ") {
+	if !dockerapi.IsInUse(err) || !strings.Contains(err.Error(), "network "+ov.ID+" is in use by task ") {
 		t.Errorf("overlay with a container: %v", err)
 	}
 	err = f.NetworkRemove(ctx, "legacy")
-	if !IsInUse(err) || !cerrdefs.IsPermissionDenied(err) ||
+	if !dockerapi.IsInUse(err) || !cerrdefs.IsPermissionDenied(err) ||
 		err.Error() != "Error response from daemon: error while removing network: network legacy id "+local.ID+" has active endpoints" {
 		t.Errorf("local network with a container: %v", err)
 	}
@@ -581,7 +582,7 @@ func TestFakeNetworkRemoveRefusesContainers(t *testing.T) {
 	}
 }
 
-func runningTasks(t *testing.T, f *Fake, service string) []swarm.Task {
+func runningTasks(t *testing.T, f *Swarm, service string) []swarm.Task {
 	t.Helper()
 	tasks, err := f.TaskList(context.Background(), swarm.TaskListOptions{Filters: filters.NewArgs(
 		filters.Arg("service", service), filters.Arg("desired-state", "running"))})
@@ -593,7 +594,7 @@ func runningTasks(t *testing.T, f *Fake, service string) []swarm.Task {
 
 func TestFakeTasks(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	net := overlay(f, "backend")
 	spec := testSpec("web", "backend")
 	spec.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr[uint64](3)}
@@ -635,7 +636,7 @@ func TestFakeTasks(t *testing.T) {
 		t.Errorf("global service: %d tasks, %d on the worker", len(runningTasks(t, f, g.ID)), len(onWorker))
 	}
 
-	if _, err := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", "nosuch"))}); !IsNotFound(err) {
+	if _, err := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", "nosuch"))}); !dockerapi.IsNotFound(err) {
 		t.Errorf("tasks of a missing service: %v", err)
 	}
 	if _, err := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "bogus"))}); err == nil {
@@ -645,7 +646,7 @@ func TestFakeTasks(t *testing.T) {
 
 func TestFakeContainerList(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	net := overlay(f, "backend")
 	svc := f.AddService(testSpec("web", "backend"))
 	stray := f.AddContainer("stray", map[string]string{"role": "debug"}, "backend")
@@ -684,7 +685,7 @@ func TestFakeContainerList(t *testing.T) {
 func TestFakeEvents(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f := NewFake()
+	f := New()
 	msgs, errs := f.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", "service"), filters.Arg("type", "network"))})
 	svcOnly, _ := f.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", "service"))})
 
@@ -754,7 +755,7 @@ func TestFakeEvents(t *testing.T) {
 
 func TestFakeBreakEvents(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	_, errs := f.Events(ctx, events.ListOptions{})
 	f.BreakEvents(io.ErrUnexpectedEOF)
 	if err := <-errs; !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -770,7 +771,7 @@ func TestFakeBreakEvents(t *testing.T) {
 
 func TestFakeCallsAndFailNext(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	svc := f.AddService(testSpec("web"))
 	overlay(f, "seeded")
 	if f.WriteCalls() != 0 || len(f.Calls()) != 0 {
@@ -778,7 +779,7 @@ func TestFakeCallsAndFailNext(t *testing.T) {
 	}
 
 	boom := errors.New("boom")
-	f.FailNext(OpServiceUpdate, boom)
+	f.FailNext(dockerapi.OpServiceUpdate, boom)
 	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{}); !errors.Is(err, boom) {
 		t.Fatalf("FailNext: %v", err)
 	}
@@ -798,7 +799,7 @@ func TestFakeCallsAndFailNext(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := map[string]int{OpServiceUpdate: 2, OpServiceInspectWithRaw: 1, OpNetworkCreate: 1, OpNetworkRemove: 1, OpNetworkList: 1}
+	want := map[string]int{dockerapi.OpServiceUpdate: 2, dockerapi.OpServiceInspectWithRaw: 1, dockerapi.OpNetworkCreate: 1, dockerapi.OpNetworkRemove: 1, dockerapi.OpNetworkList: 1}
 	if got := f.Calls(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("calls %v, want %v", got, want)
 	}
@@ -823,7 +824,7 @@ func TestFakeCallsAndFailNext(t *testing.T) {
 // Run with -race.
 func TestFakeConcurrentUpdates(t *testing.T) {
 	ctx := context.Background()
-	f := NewFake()
+	f := New()
 	svc := f.AddService(testSpec("web"))
 	msgs, _ := f.Events(ctx, events.ListOptions{})
 	go func() {
@@ -853,7 +854,7 @@ func TestFakeConcurrentUpdates(t *testing.T) {
 					mu.Lock()
 					wins++
 					mu.Unlock()
-				case !IsOutOfSequence(err):
+				case !dockerapi.IsOutOfSequence(err):
 					t.Error(err)
 				}
 				_, _ = f.NetworkList(ctx, network.ListOptions{})
@@ -862,13 +863,13 @@ func TestFakeConcurrentUpdates(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if wins == 0 || f.Calls()[OpServiceUpdate] != writers*rounds {
-		t.Errorf("%d wins, %d updates", wins, f.Calls()[OpServiceUpdate])
+	if wins == 0 || f.Calls()[dockerapi.OpServiceUpdate] != writers*rounds {
+		t.Errorf("%d wins, %d updates", wins, f.Calls()[dockerapi.OpServiceUpdate])
 	}
 }
 
 func TestFakeParityScenarios(t *testing.T) {
-	runParityScenarios(t, func(t *testing.T) *parityWorld { return newFakeWorld(t, NewFake()) })
+	runParityScenarios(t, func(t *testing.T) *parityWorld { return newFakeWorld(t, New()) })
 }
 
 // --- Parity scenarios ------------------------------------------------------
@@ -880,10 +881,10 @@ func TestFakeParityScenarios(t *testing.T) {
 
 // parityWorld is one engine the scenarios run against.
 type parityWorld struct {
-	API
+	dockerapi.API
 	run   string // unique per test run; every name created starts with prefix()
 	image string
-	// addService creates a service (not part of API) and returns its ID.
+	// addService creates a service (not part of dockerapi.API) and returns its ID.
 	addService func(ctx context.Context, spec swarm.ServiceSpec) (string, error)
 	// cleanup undoes what a scenario created; t.Cleanup runs it.
 	removeService func(ctx context.Context, id string) error
@@ -895,7 +896,7 @@ type parityWorld struct {
 	redactions []string // old, new pairs
 }
 
-func newFakeWorld(t *testing.T, f *Fake) *parityWorld {
+func newFakeWorld(t *testing.T, f *Swarm) *parityWorld {
 	return &parityWorld{
 		API: f, run: "r1", image: "swarmsec-test-app:r1",
 		addService: func(_ context.Context, spec swarm.ServiceSpec) (string, error) {
@@ -929,7 +930,7 @@ func (w *parityWorld) errLine(what string, err error) string {
 		return what + ": ok"
 	}
 	return w.redact(fmt.Sprintf("%s: not-found=%v conflict=%v in-use=%v out-of-sequence=%v: %v",
-		what, IsNotFound(err), IsConflict(err), IsInUse(err), IsOutOfSequence(err), err))
+		what, dockerapi.IsNotFound(err), dockerapi.IsConflict(err), dockerapi.IsInUse(err), dockerapi.IsOutOfSequence(err), err))
 }
 
 func (w *parityWorld) spec(short string, networks ...string) swarm.ServiceSpec {
@@ -953,7 +954,7 @@ func (w *parityWorld) service(t *testing.T, ctx context.Context, spec swarm.Serv
 		t.Fatalf("create service %s: %v", spec.Name, err)
 	}
 	t.Cleanup(func() {
-		if err := w.removeService(context.Background(), id); err != nil && !IsNotFound(err) {
+		if err := w.removeService(context.Background(), id); err != nil && !dockerapi.IsNotFound(err) {
 			t.Errorf("remove service %s: %v", spec.Name, err)
 		}
 	})
@@ -970,7 +971,7 @@ func (w *parityWorld) network(t *testing.T, ctx context.Context, short string) s
 		t.Fatalf("create network %s: %v", short, err)
 	}
 	t.Cleanup(func() {
-		if err := w.removeNetwork(context.Background(), resp.ID); err != nil && !IsNotFound(err) {
+		if err := w.removeNetwork(context.Background(), resp.ID); err != nil && !dockerapi.IsNotFound(err) {
 			t.Errorf("remove network %s: %v", short, err)
 		}
 	})
@@ -1022,7 +1023,7 @@ var parityScenarios = []parityScenario{{
 			svc := mustInspect(t, w, id)
 			svc.Spec.Labels["touched"] = "1"
 			_, err := w.ServiceUpdate(ctx, id, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
-			if err != nil && !IsOutOfSequence(err) {
+			if err != nil && !dockerapi.IsOutOfSequence(err) {
 				t.Fatal(err)
 			}
 			used = svc.Version
@@ -1254,7 +1255,7 @@ var parityScenarios = []parityScenario{{
 			svc := mustInspect(t, w, id)
 			svc.Spec.Labels["touched"] = "1"
 			_, err := w.ServiceUpdate(ctx, id, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
-			if err != nil && !IsOutOfSequence(err) {
+			if err != nil && !dockerapi.IsOutOfSequence(err) {
 				t.Fatal(err)
 			}
 			return err == nil
