@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"log/slog"
 	"maps"
 	"strings"
@@ -167,9 +168,9 @@ func (ap *Applier) logger() *slog.Logger {
 
 // ManagedNetworkLabels are the labels every network swarmsec creates carries.
 func ManagedNetworkLabels(dn *DesiredNetwork) map[string]string {
-	labels := map[string]string{state.LabelManaged: "true", state.LabelPurpose: dn.Purpose}
+	labels := map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: dn.Purpose}
 	if dn.Owner != "" {
-		labels[state.LabelOwner] = dn.Owner
+		labels[v1.LabelOwner] = dn.Owner
 	}
 	return labels
 }
@@ -310,9 +311,9 @@ func (ap *Applier) buildSpec(svc *state.Service, t serviceTarget, created map[st
 		labels = map[string]string{}
 	}
 	if t.Original == "" {
-		delete(labels, state.LabelOriginal)
+		delete(labels, v1.LabelOriginal)
 	} else {
-		labels[state.LabelOriginal] = t.Original
+		labels[v1.LabelOriginal] = t.Original
 	}
 	spec.Labels = labels
 	return spec, nil

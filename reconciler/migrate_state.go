@@ -283,7 +283,7 @@ func findMigrations(tx state.ReadTx, include func(*state.Policy) bool) (ms []*mi
 
 	byName := map[string]*migration{}
 	for _, n := range nets.byID {
-		if !n.Managed() || n.Labels[state.LabelPurpose] != PurposeMigration || n.Labels[LabelMigrating] == "" {
+		if !n.Managed() || n.Labels[v1.LabelPurpose] != PurposeMigration || n.Labels[LabelMigrating] == "" {
 			continue
 		}
 		m := &migration{name: n.Labels[LabelMigrating], temp: n, rec: decodeNetworkRecord(n), users: users}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"maps"
 	"regexp"
 	"slices"
@@ -81,7 +82,7 @@ func (mg *Migrator) createTemp(ctx context.Context, m *migration) (bool, string,
 		Driver: "overlay", Scope: "swarm", Internal: rec.Internal, Attachable: rec.Attachable,
 		EnableIPv6: &rec.EnableIPv6, Options: encryptedOptions(rec.Options),
 		Labels: map[string]string{
-			state.LabelManaged: "true", state.LabelPurpose: PurposeMigration,
+			v1.LabelManaged: "true", v1.LabelPurpose: PurposeMigration,
 			LabelMigrating: m.name, LabelMigratedFrom: m.old.ID, LabelMigration: string(raw),
 		},
 	}

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"encoding/json"
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 
 	"github.com/docker/docker/api/types/swarm"
 
@@ -28,7 +29,7 @@ type originalAttachment struct {
 // decodeOriginal returns the recorded original of a service, or nil when it
 // has none or the label does not parse (then it is recorded afresh).
 func decodeOriginal(s *state.Service) *original {
-	raw, ok := s.Labels[state.LabelOriginal]
+	raw, ok := s.Labels[v1.LabelOriginal]
 	if !ok {
 		return nil
 	}

@@ -277,7 +277,7 @@ func target(s *state.Service, ds *DesiredService, nets *observedNetworks, unavai
 			}
 			t.Original = orig.encode()
 		} else {
-			t.Original = s.Labels[state.LabelOriginal]
+			t.Original = s.Labels[v1.LabelOriginal]
 		}
 	case orig != nil:
 		t.Ports = orig.Ports
@@ -396,10 +396,10 @@ func serviceAction(s *state.Service, ds *DesiredService, t serviceTarget, nets *
 	ch.Ports = portChanges(s.Ports, t.Ports)
 	reasons = append(reasons, ch.Ports...)
 
-	origNow := s.Labels[state.LabelOriginal]
+	origNow := s.Labels[v1.LabelOriginal]
 	switch {
 	case origNow == "" && t.Original != "":
-		reasons = append(reasons, "record its networks and ports in "+state.LabelOriginal+" to restore them when isolation ends")
+		reasons = append(reasons, "record its networks and ports in "+v1.LabelOriginal+" to restore them when isolation ends")
 	case origNow != "" && t.Original == "":
 		reasons = append(reasons, "isolation ended: restore its original networks and ports")
 	}
@@ -414,7 +414,7 @@ func serviceAction(s *state.Service, ds *DesiredService, t serviceTarget, nets *
 		}
 	}
 	if len(a.Reasons) == 0 {
-		a.Reasons = []string{"update " + state.LabelOriginal}
+		a.Reasons = []string{"update " + v1.LabelOriginal}
 	}
 	return a, true
 }

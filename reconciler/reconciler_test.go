@@ -138,7 +138,7 @@ func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
 	// Every managed network is encrypted, not attachable, and labelled.
 	nets, _ := f.NetworkList(context.Background(), network.ListOptions{})
 	for _, n := range nets {
-		if n.Labels[state.LabelManaged] != "true" {
+		if n.Labels[v1.LabelManaged] != "true" {
 			continue
 		}
 		if _, ok := n.Options["encrypted"]; !ok || n.Attachable || n.Driver != "overlay" {
@@ -228,13 +228,13 @@ func TestReconcileRestoresWhenPoliciesGo(t *testing.T) {
 		if spec.EndpointSpec != nil && !slices.Equal(got.EndpointSpec.Ports, spec.EndpointSpec.Ports) {
 			t.Errorf("%s ports: got %+v, want %+v", name, got.EndpointSpec.Ports, spec.EndpointSpec.Ports)
 		}
-		if _, ok := got.Labels[state.LabelOriginal]; ok {
-			t.Errorf("%s keeps %s", name, state.LabelOriginal)
+		if _, ok := got.Labels[v1.LabelOriginal]; ok {
+			t.Errorf("%s keeps %s", name, v1.LabelOriginal)
 		}
 	}
 	nets, _ := f.NetworkList(context.Background(), network.ListOptions{})
 	for _, n := range nets {
-		if n.Labels[state.LabelManaged] == "true" {
+		if n.Labels[v1.LabelManaged] == "true" {
 			t.Errorf("managed network %s left behind", n.Name)
 		}
 	}
@@ -377,7 +377,7 @@ func TestNeverTouchesWhatItDoesNotOwn(t *testing.T) {
 			t.Errorf("planned %s on %s", a.Kind, a.Name)
 		}
 	}
-	if n, err := f.NetworkInspect(ctx, squat.ID, network.InspectOptions{}); err != nil || n.Labels[state.LabelManaged] != "" {
+	if n, err := f.NetworkInspect(ctx, squat.ID, network.InspectOptions{}); err != nil || n.Labels[v1.LabelManaged] != "" {
 		t.Errorf("squatting network changed: %v %v", n, err)
 	}
 	if got := inspect(t, f, ids["shop_web"]); got.Version.Index != webBefore.Version.Index {

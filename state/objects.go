@@ -11,20 +11,6 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
 
-// Labels swarmsec writes on the Swarm objects it owns or changes.
-const (
-	// LabelManaged marks a network swarmsec created and may remove.
-	LabelManaged = "swarmsec.io/managed"
-	// LabelOwner names the policy (or "swarmsec" for per-service networks)
-	// a managed network exists for.
-	LabelOwner = "swarmsec.io/owner"
-	// LabelPurpose says why a managed network exists: policy, egress, isolated.
-	LabelPurpose = "swarmsec.io/purpose"
-	// LabelOriginal, on a service, records the networks and published ports
-	// it had before swarmsec isolated it, so they can be restored.
-	LabelOriginal = "swarmsec.io/original"
-)
-
 // Policy is a desired object: one manifest document that loaded and
 // validated. Exactly one of Network and Encryption is set. Treat it as
 // immutable once stored.
@@ -145,10 +131,10 @@ func (n *Network) Encrypted() bool {
 }
 
 // Managed reports whether swarmsec created the network and may remove it.
-func (n *Network) Managed() bool { return n.Labels[LabelManaged] == "true" }
+func (n *Network) Managed() bool { return n.Labels[v1.LabelManaged] == "true" }
 
 // Owner is the policy a managed network belongs to.
-func (n *Network) Owner() string { return n.Labels[LabelOwner] }
+func (n *Network) Owner() string { return n.Labels[v1.LabelOwner] }
 
 // Ignored reports whether the network opted out of swarmsec.
 func (n *Network) Ignored() bool { return n.Labels[v1.LabelIgnore] == "true" }

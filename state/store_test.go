@@ -86,7 +86,7 @@ func TestServicesIndexes(t *testing.T) {
 func TestNetworksManagedAndOwner(t *testing.T) {
 	st := New()
 	nets := []*Network{
-		NewNetwork(network.Summary{ID: "a", Name: "swarmsec.db", Labels: map[string]string{LabelManaged: "true", LabelOwner: "db"}, Options: map[string]string{"encrypted": ""}}),
+		NewNetwork(network.Summary{ID: "a", Name: "swarmsec.db", Labels: map[string]string{v1.LabelManaged: "true", v1.LabelOwner: "db"}, Options: map[string]string{"encrypted": ""}}),
 		NewNetwork(network.Summary{ID: "b", Name: "shop_default", Labels: map[string]string{v1.LabelStackNamespace: "shop"}}),
 		NewNetwork(network.Summary{ID: "c", Name: "ingress", Ingress: true}),
 	}

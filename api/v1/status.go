@@ -44,3 +44,52 @@ type Condition struct {
 	// LastTransitionTime is when Status last changed.
 	LastTransitionTime time.Time `json:"lastTransitionTime"`
 }
+
+// PolicyStatus is the status of one policy.
+type PolicyStatus struct {
+	Name        string `json:"name"`
+	Kind        string `json:"kind"`
+	File        string `json:"file"`
+	Line        int    `json:"line"`
+	Generation  string `json:"generation"`
+	Enforcement string `json:"enforcement"`
+	// Conditions holds Ready.
+	Conditions []Condition `json:"conditions"`
+	// Services are the services a NetworkPolicy selects, by name.
+	Services []string `json:"services"`
+	// Networks are the networks an EncryptionPolicy selects, by name.
+	Networks []string `json:"networks,omitempty"`
+	// PendingActions are the changes of the last pass that are not (or not
+	// yet) written for this policy.
+	PendingActions []PendingAction `json:"pendingActions"`
+}
+
+// Ready returns the policy's Ready condition, or nil.
+func (p *PolicyStatus) Ready() *Condition {
+	for i := range p.Conditions {
+		if p.Conditions[i].Type == ConditionReady {
+			return &p.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// Pending states.
+const (
+	// PendingWaiting: planned, not written yet (capped, held, a network
+	// still in use).
+	PendingWaiting = "pending"
+	// PendingFailed: the write failed; the next pass retries.
+	PendingFailed = "failed"
+	// PendingAudit: reported only, never written (audit mode).
+	PendingAudit = "audit"
+)
+
+// PendingAction is a change not written.
+type PendingAction struct {
+	Kind    string   `json:"kind"`
+	Name    string   `json:"name"`
+	Reasons []string `json:"reasons"`
+	State   string   `json:"state"`
+	Error   string   `json:"error,omitempty"`
+}

@@ -29,6 +29,41 @@ const (
 	LabelStackNamespace = "com.docker.stack.namespace"
 	// LabelIgnore opts a service or network out: swarmsec never changes it.
 	LabelIgnore = "swarmsec.io/ignore"
+
+	// LabelManaged marks a network swarmsec created and may remove.
+	LabelManaged = "swarmsec.io/managed"
+	// LabelOwner names the policy a managed network exists for.
+	LabelOwner = "swarmsec.io/owner"
+	// LabelPurpose says why a managed network exists (the Purpose values).
+	LabelPurpose = "swarmsec.io/purpose"
+	// LabelOriginal, on a service, records the networks and published ports
+	// it had before swarmsec isolated it, so they can be restored.
+	LabelOriginal = "swarmsec.io/original"
+
+	// LabelMigrating, on a temporary migration network, names the network
+	// it stands in for.
+	LabelMigrating = "swarmsec.io/migrating"
+	// LabelMigratedFrom, on the temporary network and on the encrypted
+	// replacement, is the ID of the unencrypted network replaced.
+	LabelMigratedFrom = "swarmsec.io/migrated-from"
+	// LabelMigration, on a temporary network, records the settings of the
+	// network replaced (JSON), needed once that network is gone.
+	LabelMigration = "swarmsec.io/migration"
+)
+
+// Purposes of managed networks, the values of LabelPurpose.
+const (
+	// PurposePolicy networks connect the services a policy lets talk.
+	PurposePolicy = "policy"
+	// PurposeEgress networks give one isolated service a gateway (outside
+	// access, host-mode published ports) without a peer.
+	PurposeEgress = "egress"
+	// PurposeIsolated networks keep an isolated service with no peer off
+	// the default bridge.
+	PurposeIsolated = "isolated"
+	// PurposeMigration networks stand in for a network being replaced by
+	// an encrypted one.
+	PurposeMigration = "migration"
 )
 
 // TypeMeta names the kind of a manifest document.

@@ -20,7 +20,7 @@ func TestStatusTable(t *testing.T) {
 	r := &status.Report{
 		Mode: "enforce", Ready: false,
 		Checks: []status.Check{{Name: "docker", Message: "connection refused"}},
-		Policies: []status.PolicyStatus{{
+		Policies: []v1.PolicyStatus{{
 			Name: "web", Kind: v1.KindNetworkPolicy, Services: []string{"shop_web"},
 			Conditions: []v1.Condition{{Type: v1.ConditionReady, Status: v1.ConditionTrue, Reason: v1.ReasonConverged,
 				Message: "in force on 1 service", LastTransitionTime: now.Add(-3 * time.Minute)}},

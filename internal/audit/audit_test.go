@@ -45,11 +45,11 @@ func TestChecksOnAFakeSwarm(t *testing.T) {
 	f.AddNetwork("sealed", network.CreateOptions{Driver: "overlay", Options: map[string]string{"encrypted": ""}})
 	f.AddNetwork("skipped", network.CreateOptions{Driver: "overlay", Labels: map[string]string{v1.LabelIgnore: "true"}})
 	f.AddNetwork("swarmsec.web", network.CreateOptions{Driver: "overlay", Internal: true,
-		Options: map[string]string{"encrypted": ""}, Labels: map[string]string{state.LabelManaged: "true", state.LabelOwner: "web"}})
+		Options: map[string]string{"encrypted": ""}, Labels: map[string]string{v1.LabelManaged: "true", v1.LabelOwner: "web"}})
 
 	f.AddService(spec("web", map[string]string{"app": "web"}, []string{"sealed"}, port(80, swarm.PortConfigPublishModeIngress)))
 	f.AddService(spec("api", map[string]string{"app": "api"}, []string{"sealed"}, port(8443, swarm.PortConfigPublishModeHost)))
-	f.AddService(spec("iso", map[string]string{"app": "iso", state.LabelOriginal: `{"networks":[{"name":"plain"}]}`}, []string{"plain", "swarmsec.web"}))
+	f.AddService(spec("iso", map[string]string{"app": "iso", v1.LabelOriginal: `{"networks":[{"name":"plain"}]}`}, []string{"plain", "swarmsec.web"}))
 
 	r, err := Run(ctx, f, nil)
 	if err != nil {
@@ -136,7 +136,7 @@ func TestPolicyChecks(t *testing.T) {
 
 	// A service swarmsec isolated but that no policy selects any more is
 	// being restored: no drift.
-	f.AddService(spec("old", map[string]string{state.LabelOriginal: `{"networks":[]}`}, []string{"shop"}))
+	f.AddService(spec("old", map[string]string{v1.LabelOriginal: `{"networks":[]}`}, []string{"shop"}))
 	r, err = Run(ctx, f, []*state.Policy{db})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"slices"
 	"strings"
 
@@ -195,7 +196,7 @@ func isolatedOnUnmanaged(c check, in *inventory) []Finding {
 func isolatedDrift(c check, in *inventory, isolated func(*state.Service) bool) []Finding {
 	var out []Finding
 	for _, s := range in.services {
-		if _, ok := s.Labels[state.LabelOriginal]; !ok || !isolated(s) {
+		if _, ok := s.Labels[v1.LabelOriginal]; !ok || !isolated(s) {
 			continue
 		}
 		var shared []string

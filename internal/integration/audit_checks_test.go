@@ -121,14 +121,14 @@ func TestAuditChecksOnRealSwarm(t *testing.T) {
 	swarmtest.CreateNetwork(ctx, t, cli, peers, swarmtest.Encrypted())
 	managed := p + "-managed"
 	swarmtest.CreateNetwork(ctx, t, cli, managed, swarmtest.Encrypted(),
-		swarmtest.WithNetworkLabels(map[string]string{state.LabelManaged: "true", state.LabelOwner: p}))
+		swarmtest.WithNetworkLabels(map[string]string{v1.LabelManaged: "true", v1.LabelOwner: p}))
 
 	pub, host, iso, a, b := p+"_pub", p+"_host", p+"_iso", p+"_a", p+"_b"
 	swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(pub), swarmtest.WithNetwork(sealed),
 		swarmtest.WithPublishedPort(987, swarmtest.AppPort, swarm.PortConfigPublishModeIngress))
 	swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(host), swarmtest.WithNetwork("host"))
 	swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(iso), swarmtest.WithNetwork(sealed), swarmtest.WithNetwork(managed),
-		swarmtest.WithServiceLabels(map[string]string{state.LabelOriginal: `{"networks":[{"name":"` + sealed + `"}]}`}))
+		swarmtest.WithServiceLabels(map[string]string{v1.LabelOriginal: `{"networks":[{"name":"` + sealed + `"}]}`}))
 	swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(a), swarmtest.WithNetwork(peers), swarmtest.WithServiceLabels(map[string]string{"app": p + "-a"}))
 	swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(b), swarmtest.WithNetwork(peers), swarmtest.WithServiceLabels(map[string]string{"app": p + "-b"}))
 

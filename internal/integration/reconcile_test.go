@@ -89,7 +89,7 @@ func removeManagedNetworks(ctx context.Context, t *testing.T, cli *client.Client
 			return
 		}
 		for _, n := range nets {
-			if n.Labels[state.LabelManaged] == "true" && strings.Contains(n.Name, prefix) {
+			if n.Labels[v1.LabelManaged] == "true" && strings.Contains(n.Name, prefix) {
 				if err := swarmtest.RemoveNetworkE(ctx, cli, n.ID); err != nil {
 					t.Errorf("remove managed network %s: %v", n.Name, err)
 				}
@@ -172,7 +172,7 @@ func checkEncrypted(ctx context.Context, t *testing.T, cli *client.Client, servi
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := n.Options["encrypted"]; !ok || n.Labels[state.LabelManaged] != "true" || n.Attachable {
+			if _, ok := n.Options["encrypted"]; !ok || n.Labels[v1.LabelManaged] != "true" || n.Attachable {
 				t.Errorf("isolated %s is on %s: options %v labels %v attachable %t", name, n.Name, n.Options, n.Labels, n.Attachable)
 			}
 		}
@@ -249,7 +249,7 @@ func TestIsolateAndRestoreOnRealSwarm(t *testing.T) {
 	}
 	nets, _ := cli.NetworkList(ctx, network.ListOptions{})
 	for _, n := range nets {
-		if n.Labels[state.LabelManaged] == "true" && slices.Contains([]string{a.stack + "-db", a.stack + "-web"}, n.Labels[state.LabelOwner]) {
+		if n.Labels[v1.LabelManaged] == "true" && slices.Contains([]string{a.stack + "-db", a.stack + "-web"}, n.Labels[v1.LabelOwner]) {
 			t.Errorf("managed network %s left after its policy went", n.Name)
 		}
 	}

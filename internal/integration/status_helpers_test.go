@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"io"
 	"net/http"
 	"os"
@@ -164,7 +165,7 @@ func (p *statusProc) status(t *testing.T) *status.Report {
 }
 
 // statusPolicy returns a policy, or a description of why there is none.
-func statusPolicy(r *status.Report, name string) (*status.PolicyStatus, string) {
+func statusPolicy(r *status.Report, name string) (*v1.PolicyStatus, string) {
 	for i := range r.Policies {
 		if r.Policies[i].Name == name {
 			return &r.Policies[i], ""
@@ -174,9 +175,9 @@ func statusPolicy(r *status.Report, name string) (*status.PolicyStatus, string) 
 }
 
 // waitReady polls a policy until its Ready condition has status and reason.
-func (p *statusProc) waitReady(ctx context.Context, t *testing.T, policy, st, reason string) *status.PolicyStatus {
+func (p *statusProc) waitReady(ctx context.Context, t *testing.T, policy, st, reason string) *v1.PolicyStatus {
 	t.Helper()
-	var got *status.PolicyStatus
+	var got *v1.PolicyStatus
 	swarmtest.Poll(ctx, t, 3*time.Minute, func() (bool, string) {
 		ps, why := statusPolicy(p.status(t), policy)
 		if ps == nil {

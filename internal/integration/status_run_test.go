@@ -21,7 +21,6 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/audit"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
-	"github.com/swarmsec/swarmsec/state"
 )
 
 // statusPolicyYAML is a NetworkPolicy isolating app=<app>, letting
@@ -117,7 +116,7 @@ func TestRunStatusMetricsDriftAndManifestErrors(t *testing.T) {
 	}
 	// Versions are no proof: other clients of a shared engine may write.
 	// The spec swarmsec would change is.
-	if audNow, nets := serviceNetworks(ctx, t, cli, p+"_aud"); !slices.Equal(nets, audBefore) || audNow.Spec.Labels[state.LabelOriginal] != "" {
+	if audNow, nets := serviceNetworks(ctx, t, cli, p+"_aud"); !slices.Equal(nets, audBefore) || audNow.Spec.Labels[v1.LabelOriginal] != "" {
 		t.Errorf("the audit-only policy's service was written: networks %v -> %v, labels %v", audBefore, nets, audNow.Spec.Labels)
 	}
 	if _, nets := serviceNetworks(ctx, t, cli, p+"_db"); slices.Contains(nets, shared) {
@@ -320,7 +319,7 @@ func TestRunAuditModeWritesNothing(t *testing.T) {
 	if !slices.Equal(nets, before) {
 		t.Errorf("audit mode changed db's networks: %v -> %v", before, nets)
 	}
-	if _, ok := after.Spec.Labels[state.LabelOriginal]; ok {
+	if _, ok := after.Spec.Labels[v1.LabelOriginal]; ok {
 		t.Error("audit mode labeled db")
 	}
 	all, err := cli.NetworkList(ctx, network.ListOptions{})
@@ -328,7 +327,7 @@ func TestRunAuditModeWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range all {
-		if n.Labels[state.LabelManaged] == "true" && strings.Contains(n.Name, p) {
+		if n.Labels[v1.LabelManaged] == "true" && strings.Contains(n.Name, p) {
 			t.Errorf("audit mode created network %s", n.Name)
 		}
 	}

@@ -59,7 +59,7 @@ func TestFamiliesAndValues(t *testing.T) {
 	m.ObservePass(reconciler.Pass{Duration: time.Second, Plan: &reconciler.Plan{}, Err: reconciler.ErrHeld}, nil)
 
 	m.ObserveSnapshot(watch.Snapshot{Errors: []manifest.Error{{File: "a.yaml", Message: "x"}, {File: "b.yaml", Message: "y"}}, Stale: []string{"a.yaml"}})
-	m.ObserveStatus(&status.Report{Policies: []status.PolicyStatus{
+	m.ObserveStatus(&status.Report{Policies: []v1.PolicyStatus{
 		{Name: "web", Kind: v1.KindNetworkPolicy, Conditions: []v1.Condition{{Type: v1.ConditionReady, Status: v1.ConditionTrue, Reason: v1.ReasonConverged}}},
 		{Name: "db", Kind: v1.KindNetworkPolicy, Conditions: []v1.Condition{{Type: v1.ConditionReady, Status: v1.ConditionFalse, Reason: v1.ReasonApplyFailed}}},
 	}})

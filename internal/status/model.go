@@ -28,7 +28,7 @@ type Report struct {
 	// or unreadable directory).
 	Held string `json:"held,omitempty"`
 	// Policies are the policies in force, by name.
-	Policies []PolicyStatus `json:"policies"`
+	Policies []v1.PolicyStatus `json:"policies"`
 	// ManifestErrors are the errors of the last read of the manifests.
 	ManifestErrors []manifest.Error `json:"manifestErrors"`
 	// StaleFiles are manifest files with errors whose last good policies
@@ -56,53 +56,4 @@ type PassSummary struct {
 	Audit   int      `json:"audit"`
 	Holds   []string `json:"holds,omitempty"`
 	Notes   []string `json:"notes,omitempty"`
-}
-
-// PolicyStatus is the status of one policy.
-type PolicyStatus struct {
-	Name        string `json:"name"`
-	Kind        string `json:"kind"`
-	File        string `json:"file"`
-	Line        int    `json:"line"`
-	Generation  string `json:"generation"`
-	Enforcement string `json:"enforcement"`
-	// Conditions holds Ready.
-	Conditions []v1.Condition `json:"conditions"`
-	// Services are the services a NetworkPolicy selects, by name.
-	Services []string `json:"services"`
-	// Networks are the networks an EncryptionPolicy selects, by name.
-	Networks []string `json:"networks,omitempty"`
-	// PendingActions are the changes of the last pass that are not (or not
-	// yet) written for this policy.
-	PendingActions []PendingAction `json:"pendingActions"`
-}
-
-// Ready returns the policy's Ready condition, or nil.
-func (p *PolicyStatus) Ready() *v1.Condition {
-	for i := range p.Conditions {
-		if p.Conditions[i].Type == v1.ConditionReady {
-			return &p.Conditions[i]
-		}
-	}
-	return nil
-}
-
-// Pending states.
-const (
-	// PendingWaiting: planned, not written yet (capped, held, a network
-	// still in use).
-	PendingWaiting = "pending"
-	// PendingFailed: the write failed; the next pass retries.
-	PendingFailed = "failed"
-	// PendingAudit: reported only, never written (audit mode).
-	PendingAudit = "audit"
-)
-
-// PendingAction is a change not written.
-type PendingAction struct {
-	Kind    string   `json:"kind"`
-	Name    string   `json:"name"`
-	Reasons []string `json:"reasons"`
-	State   string   `json:"state"`
-	Error   string   `json:"error,omitempty"`
 }

@@ -43,7 +43,7 @@ type Tracker struct {
 
 // entry is what the tracker knows of one policy.
 type entry struct {
-	policy  PolicyStatus
+	policy  v1.PolicyStatus
 	audit   bool
 	since   time.Time // when this generation was first seen
 	ready   v1.Condition
@@ -55,7 +55,7 @@ type verdict struct {
 	status  v1.ConditionStatus
 	reason  string
 	message string
-	pending []PendingAction
+	pending []v1.PendingAction
 }
 
 // NewTracker returns a tracker for a controller in mode. The store, when
@@ -172,7 +172,7 @@ func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
 		}
 	}
 	var (
-		pending, failed, would []PendingAction
+		pending, failed, would []v1.PendingAction
 		applied                int
 		errs                   []string
 	)
@@ -180,9 +180,9 @@ func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
 		if !slices.Contains(a.Policies, e.policy.Name) {
 			continue
 		}
-		pa := PendingAction{Kind: string(a.Kind), Name: a.Name, Reasons: a.Reasons}
+		pa := v1.PendingAction{Kind: string(a.Kind), Name: a.Name, Reasons: a.Reasons}
 		if a.Audit {
-			pa.State = PendingAudit
+			pa.State = v1.PendingAudit
 			would = append(would, pa)
 			continue
 		}
@@ -194,13 +194,13 @@ func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
 		ar, ok := results[actionKey(a)]
 		switch {
 		case ok && ar.Outcome == reconciler.OutcomeFailed:
-			pa.State, pa.Error = PendingFailed, errString(ar.Err)
+			pa.State, pa.Error = v1.PendingFailed, errString(ar.Err)
 			failed = append(failed, pa)
 			errs = append(errs, errString(ar.Err))
 		case ok && ar.Outcome != reconciler.OutcomePending:
 			applied++
 		default:
-			pa.State = PendingWaiting
+			pa.State = v1.PendingWaiting
 			pending = append(pending, pa)
 		}
 	}
@@ -414,7 +414,7 @@ func (t *Tracker) Report() *Report {
 	r := &Report{
 		Mode:           string(t.mode),
 		Held:           t.held,
-		Policies:       make([]PolicyStatus, 0, len(t.policies)),
+		Policies:       make([]v1.PolicyStatus, 0, len(t.policies)),
 		ManifestErrors: slices.Clone(t.errs),
 		StaleFiles:     []string{},
 	}
@@ -444,7 +444,7 @@ func (t *Tracker) Report() *Report {
 		ps.PendingActions = nonNil(slices.Clone(ps.PendingActions))
 		r.Policies = append(r.Policies, ps)
 	}
-	slices.SortFunc(r.Policies, func(a, b PolicyStatus) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.Policies, func(a, b v1.PolicyStatus) int { return cmp.Compare(a.Name, b.Name) })
 	return r
 }
 
@@ -492,7 +492,7 @@ func errString(err error) string {
 }
 
 // summarize lists up to three actions for a message.
-func summarize(as []PendingAction) string {
+func summarize(as []v1.PendingAction) string {
 	parts := make([]string, 0, 3)
 	for _, a := range first(as, 3) {
 		s := a.Kind + " " + a.Name

@@ -188,7 +188,7 @@ func TestConditionTransitions(t *testing.T) {
 	if !strings.Contains(c3.Message, "boom") {
 		t.Fatalf("message does not carry the error: %q", c3.Message)
 	}
-	if pa := f.tr.Report().Policies[0].PendingActions; len(pa) != 1 || pa[0].State != PendingFailed {
+	if pa := f.tr.Report().Policies[0].PendingActions; len(pa) != 1 || pa[0].State != v1.PendingFailed {
 		t.Fatalf("pending actions: %+v", pa)
 	}
 
@@ -285,7 +285,7 @@ func TestAuditOnly(t *testing.T) {
 				t.Fatalf("message: %q", c.Message)
 			}
 			pa := f.tr.Report().Policies[0].PendingActions
-			if len(pa) != 1 || pa[0].State != PendingAudit {
+			if len(pa) != 1 || pa[0].State != v1.PendingAudit {
 				t.Fatalf("pending: %+v", pa)
 			}
 			f.pass(&reconciler.Plan{}, &reconciler.Result{}, nil)
