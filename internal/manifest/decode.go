@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -102,11 +103,12 @@ func invalidUTF8(c chunk) (line, col int) {
 
 // fileDecoder collects the objects and errors of one file.
 type fileDecoder struct {
-	name      string
-	aliased   int // values decoded through aliases so far
-	objects   []Object
-	errs      []Error
-	truncated bool // an error past MaxErrors was dropped
+	name         string
+	aliased      int // values decoded through aliases so far
+	aliasedBytes int // bytes of text decoded through aliases so far
+	objects      []Object
+	errs         []Error
+	truncated    bool // an error past MaxErrors was dropped
 }
 
 func (f *fileDecoder) add(e Error) {
@@ -169,8 +171,11 @@ func (f *fileDecoder) document(doc *yaml.Node, offset int) {
 		return
 	}
 	p := newPolicy()
-	d.value(root, "", valueOf(p.target()))
-	if !d.aborted {
+	d.value(root, "", reflect.TypeOf(p.target()).Elem())
+	if d.stop() {
+		return // aliases ran out or errors did: the JSON may be unfinished
+	}
+	if d.decodeTyped(p.target()) {
 		p.validate(&checker{d: d})
 	}
 	if len(f.errs) > errsBefore || f.truncated {
@@ -205,8 +210,10 @@ func quoteScalar(n *yaml.Node) string {
 
 // truncate shortens a value quoted into an error, so hostile input cannot
 // blow up the report.
-func truncate(s string) string {
-	const max = 64
+func truncate(s string) string { return shorten(s, 64) }
+
+// shorten cuts s to at most max bytes and a "...", at a rune boundary.
+func shorten(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}

@@ -3,9 +3,13 @@ package manifest
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
+
+// dns1123Label checks names independently of the validation's own check.
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // FuzzDecode feeds the decoder arbitrary bytes: it must never panic or hang,
 // and what it returns must hold together.
@@ -23,6 +27,7 @@ func FuzzDecode(f *testing.F) {
 		ep("  networkSelector: {matchExpressions: [{key: a, operator: NotIn, values: [b]}]}\n"),
 		"---\n--- {a: 1}\n...\n%YAML 1.2\n---\n[1, 2]\n",
 		aliasBomb(),
+		np("  serviceSelector: {matchLabels: {a: on, on: \"\\x85\\u2028\\0\"}}\n"),
 		`{"apiVersion": "swarmsec.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "j"}, "spec": {"serviceSelector": {}}}`,
 		"a: &a [*a]\n",
 		"\xef\xbb\xbfapiVersion: swarmsec.io/v1\n",
@@ -37,6 +42,9 @@ func FuzzDecode(f *testing.F) {
 		for _, e := range errs {
 			if e.File != "fuzz.yaml" || e.Line < 0 || e.Column < 0 || e.Message == "" {
 				t.Errorf("malformed error %#v", e)
+			}
+			if strings.HasPrefix(e.Message, "typed decode") {
+				t.Errorf("the walk and the typed decode disagree: %v", e)
 			}
 		}
 		if single := !strings.Contains(string(data), "---") && !strings.Contains(string(data), "..."); single && len(errs) > 0 && len(objs) > 0 {

@@ -23,6 +23,18 @@ func aliasBomb() string {
 		"  ingress: " + hundred("*r") + "\n")
 }
 
+// aliasedText aliases a 100 KB string 20 times, as a value or as a key:
+// few values, but 2 MB of text for the typed decode to copy.
+func aliasedText(key bool) string {
+	big := strings.Repeat("A", 100000)
+	anchor, alias := "{matchLabels: {a: &s "+big+"}}\n", "{x: *s}"
+	if key {
+		anchor, alias = "\n    matchLabels:\n      ? &s "+big+"\n      : a\n", "{*s : x}"
+	}
+	return np("  serviceSelector: " + anchor + "  ingress:\n" +
+		strings.Repeat("    - from: [{serviceSelector: {matchLabels: "+alias+"}}]\n", 20))
+}
+
 func TestDecodeHostile(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	random := make([]byte, 64<<10)
@@ -38,6 +50,8 @@ func TestDecodeHostile(t *testing.T) {
 		{"too large", strings.Repeat("#", MaxFileSize+1), "f.yaml: file is larger than the limit of 1048576 bytes"},
 		{"too many documents", strings.Repeat("---\n", MaxDocuments+1), "f.yaml:1: more than 10000 documents in one file"},
 		{"alias bomb", aliasBomb(), "f.yaml:7:3: spec.x-defs: unknown field"},
+		{"aliased text", aliasedText(false), `f.yaml:18:50: spec.ingress[10].from[0].serviceSelector.matchLabels["x"]: aliases expand to more than 1048576 bytes in this file`},
+		{"aliased keys", aliasedText(true), `f.yaml:21:47: spec.ingress[10].from[0].serviceSelector.matchLabels: aliases expand to more than 1048576 bytes in this file`},
 		{"alias cycle in a list", np(sel + "  policyTypes: &t [Ingress, *t]\n"), "f.yaml:7:29: spec.policyTypes[1]: expected a string, got a list"},
 		{"alias cycle in a mapping", np("  serviceSelector: &s {matchLabels: *s}\n"), "f.yaml:6:37: spec.serviceSelector.matchLabels[\"matchLabels\"]: expected a string, got a mapping"},
 		{"undefined alias", np("  serviceSelector: *nope\n"), "f.yaml:1: invalid YAML: unknown anchor 'nope' referenced"},

@@ -29,6 +29,10 @@ const (
 	// aliases. Other values each take bytes of the file, so its size bounds
 	// them; this bounds the rest and defeats alias bombs.
 	MaxAliasedValues = 10000
+	// MaxAliasedBytes is the most bytes of text one file may decode through
+	// aliases: the typed decode reads a copy of each aliased value, so a
+	// long string aliased many times must not multiply.
+	MaxAliasedBytes = MaxFileSize
 	// MaxErrors is the most errors reported for one file: past it, the
 	// file is not checked further and a last error says so.
 	MaxErrors = 100

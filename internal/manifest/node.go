@@ -20,22 +20,26 @@ type position struct {
 	null               bool // written as null (or nothing), which counts as absent
 }
 
-// docDecoder decodes one YAML document into a typed object the way
-// encoding/json would with DisallowUnknownFields, but on the YAML node tree,
-// so it can report every error, not just the first, each with its position
-// and field path.
+// docDecoder checks one YAML document against a v1 type on the node tree,
+// the way encoding/json with DisallowUnknownFields would decode it, but
+// reporting every error, not just the first, each with its position and
+// field path. What it accepts it writes as JSON for the typed decode
+// (sigs.k8s.io/yaml, see typed.go). A value with an error is left out of the
+// JSON, as a decoder would leave it unset, so validation still sees the
+// rest of the document.
 type docDecoder struct {
 	file    *fileDecoder
 	offset  int        // file lines before the document's chunk
 	root    *yaml.Node // the document's top mapping
 	inAlias int        // depth of aliases being expanded
-	aborted bool       // too many values came from aliases
+	aborted bool       // aliases expanded to too much
 	// firstError is the index of the document's first error in the file's.
 	firstError int
+	out        []byte // the document as JSON, but for long keys (see key)
 }
 
 // stop reports whether decoding should give up: aliases expanded to too
-// many values or the file has all the errors it may report.
+// much or the file has all the errors it may report.
 func (d *docDecoder) stop() bool { return d.aborted || d.file.full() }
 
 // errorf reports an error about the value node n at path.
@@ -71,8 +75,26 @@ func (d *docDecoder) enclosing(path string) string {
 	return ""
 }
 
-// value decodes n into v, which is addressable.
-func (d *docDecoder) value(n *yaml.Node, path string, v reflect.Value) {
+// spend charges size bytes of text copied through aliases to the file. The
+// JSON holds a copy of every aliased value, so a long string aliased many
+// times must be bounded in bytes, not only in values.
+func (d *docDecoder) spend(n *yaml.Node, path string, size int) bool {
+	if d.file.aliasedBytes += size; d.file.aliasedBytes <= MaxAliasedBytes {
+		return true
+	}
+	d.errorf(n, path, "aliases expand to more than %d bytes in this file", MaxAliasedBytes)
+	d.aborted = true
+	return false
+}
+
+// sep separates JSON items. yaml.v2, which sigs.k8s.io/yaml reads the JSON
+// with, keeps the tokens of a line queued while a simple key may start on
+// it: a line per item keeps the queue short and halves its memory.
+const sep = ",\n"
+
+// value checks n against t and writes it as JSON; it writes nothing for a
+// null or a value with an error.
+func (d *docDecoder) value(n *yaml.Node, path string, t reflect.Type) {
 	if d.stop() {
 		return
 	}
@@ -91,35 +113,57 @@ func (d *docDecoder) value(n *yaml.Node, path string, v reflect.Value) {
 	if n == nil || isNull(n) {
 		return // as in JSON, null leaves the field unset
 	}
-	if t := n.ShortTag(); n.Kind == yaml.MappingNode && t != "!!map" || n.Kind == yaml.SequenceNode && t != "!!seq" {
-		d.errorf(n, path, "expected %s, got %s", expected(v.Type()), describe(n))
+	if tag := n.ShortTag(); n.Kind == yaml.MappingNode && tag != "!!map" || n.Kind == yaml.SequenceNode && tag != "!!seq" {
+		d.errorf(n, path, "expected %s, got %s", expected(t), describe(n))
 		return
 	}
-	switch v.Kind() {
+	switch t.Kind() {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
 			d.wrongType(n, path, "a string")
 			return
 		}
-		v.SetString(n.Value)
+		if d.inAlias > 0 && !d.spend(n, path, len(n.Value)) {
+			return
+		}
+		d.out = appendString(d.out, n.Value)
 	case reflect.Int:
-		d.int(n, path, v)
+		d.int(n, path)
 	case reflect.Pointer:
-		e := reflect.New(v.Type().Elem())
-		d.value(n, path, e.Elem())
-		v.Set(e)
+		start := len(d.out)
+		d.value(n, path, t.Elem())
+		if len(d.out) == start {
+			// A value that is written sets the pointer, errors or not, so
+			// validation sees the peer's ipBlock even when it is wrong.
+			d.out = appendZero(d.out, t.Elem())
+		}
 	case reflect.Slice:
-		d.slice(n, path, v)
+		d.slice(n, path, t)
 	case reflect.Map:
-		d.stringMap(n, path, v)
+		d.stringMap(n, path, t)
 	case reflect.Struct:
-		d.structure(n, path, v)
+		d.structure(n, path, t)
 	default:
-		panic(fmt.Sprintf("manifest: cannot decode into %s", v.Type()))
+		panic(fmt.Sprintf("manifest: cannot decode into %s", t))
 	}
 }
 
-func (d *docDecoder) int(n *yaml.Node, path string, v reflect.Value) {
+// key writes a mapping key. yaml.v2 takes a key without "?" within 1024
+// characters only, as YAML 1.1 says; a longer one gets the "?", which JSON
+// lacks but YAML's flow mappings have.
+func (d *docDecoder) key(key string) {
+	start := len(d.out)
+	d.out = append(appendString(d.out, key), ':')
+	if len(d.out)-start > maxSimpleKey {
+		d.out = slices.Insert(d.out, start, '?', ' ')
+	}
+}
+
+// maxSimpleKey is the longest key written as JSON, in bytes, which are at
+// least as many as characters: yaml.v2's limit is 1024 characters.
+const maxSimpleKey = 1000
+
+func (d *docDecoder) int(n *yaml.Node, path string) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 		d.wrongType(n, path, "an integer")
 		return
@@ -129,60 +173,77 @@ func (d *docDecoder) int(n *yaml.Node, path string, v reflect.Value) {
 		d.errorf(n, path, "integer %s out of range", truncate(n.Value))
 		return
 	}
-	v.SetInt(i)
+	d.out = strconv.AppendInt(d.out, i, 10)
 }
 
-func (d *docDecoder) slice(n *yaml.Node, path string, v reflect.Value) {
+func (d *docDecoder) slice(n *yaml.Node, path string, t reflect.Type) {
 	if n.Kind != yaml.SequenceNode {
 		d.wrongType(n, path, "a list")
 		return
 	}
-	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	d.out = append(d.out, '[')
 	for i, item := range n.Content {
 		if d.stop() {
-			return
+			return // the JSON stays unfinished: it is not decoded
+		}
+		if i > 0 {
+			d.out = append(d.out, sep...)
 		}
 		p := path + "[" + strconv.Itoa(i) + "]"
 		if isNull(resolve(item)) {
-			d.errorf(item, p, "expected %s, got null", expected(v.Type().Elem()))
+			d.errorf(item, p, "expected %s, got null", expected(t.Elem()))
+			d.out = append(d.out, "null"...)
 			continue
 		}
-		d.value(item, p, s.Index(i))
+		start := len(d.out)
+		d.value(item, p, t.Elem())
+		if len(d.out) == start {
+			d.out = append(d.out, "null"...) // an item with an error stays zero
+		}
 	}
-	v.Set(s)
+	d.out = append(d.out, ']')
 }
 
-// stringMap decodes labels and annotations: string keys, string values.
-func (d *docDecoder) stringMap(n *yaml.Node, path string, v reflect.Value) {
+// stringMap checks labels and annotations: string keys, string values.
+func (d *docDecoder) stringMap(n *yaml.Node, path string, t reflect.Type) {
 	if n.Kind != yaml.MappingNode {
 		d.wrongType(n, path, "a mapping")
 		return
 	}
-	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
-	d.pairs(n, path, v, func(key string, k, val *yaml.Node) {
-		p := join(path, key, v)
+	d.out = append(d.out, '{')
+	first := len(d.out)
+	d.pairs(n, path, t, func(key string, k, val *yaml.Node) {
+		p := join(path, key, t)
 		if isNull(resolve(val)) {
 			d.errorf(val, p, `expected a string, got null (write "" for an empty value)`)
 			return
 		}
-		e := reflect.New(v.Type().Elem()).Elem()
-		d.value(val, p, e)
-		m.SetMapIndex(reflect.ValueOf(key), e)
+		if len(d.out) > first {
+			d.out = append(d.out, sep...)
+		}
+		d.key(key)
+		start := len(d.out)
+		d.value(val, p, t.Elem())
+		if len(d.out) == start {
+			d.out = append(d.out, "null"...) // the key stays, its value empty
+		}
 	})
-	v.Set(m)
+	d.out = append(d.out, '}')
 }
 
-func (d *docDecoder) structure(n *yaml.Node, path string, v reflect.Value) {
+func (d *docDecoder) structure(n *yaml.Node, path string, t reflect.Type) {
 	if n.Kind != yaml.MappingNode {
 		d.wrongType(n, path, "a mapping")
 		return
 	}
-	fields := fieldsOf(v.Type())
-	d.pairs(n, path, v, func(key string, k, val *yaml.Node) {
-		p := join(path, key, v)
-		index, ok := fields.byName[key]
+	fields := fieldsOf(t)
+	d.out = append(d.out, '{')
+	first := len(d.out)
+	d.pairs(n, path, t, func(key string, k, val *yaml.Node) {
+		p := join(path, key, t)
+		ft, ok := fields.byName[key]
 		if !ok {
-			if why, ok := unsupported[v.Type()][key]; ok {
+			if why, ok := unsupported[t][key]; ok {
 				d.errorf(k, p, "not supported: %s", why)
 				return
 			}
@@ -193,13 +254,23 @@ func (d *docDecoder) structure(n *yaml.Node, path string, v reflect.Value) {
 			d.errorf(k, p, "%s", msg)
 			return
 		}
-		d.value(val, p, v.FieldByIndex(index))
+		mark := len(d.out)
+		if mark > first {
+			d.out = append(d.out, sep...)
+		}
+		d.key(key)
+		start := len(d.out)
+		d.value(val, p, ft)
+		if len(d.out) == start {
+			d.out = d.out[:mark] // null or an error: the field stays unset
+		}
 	})
+	d.out = append(d.out, '}')
 }
 
-// pairs calls f for each entry of a mapping, decoded into v, whose key is a
-// string, and reports the keys that are not or that repeat.
-func (d *docDecoder) pairs(n *yaml.Node, path string, v reflect.Value, f func(key string, k, v *yaml.Node)) {
+// pairs calls f for each entry of a mapping, checked against t, whose key
+// is a string, and reports the keys that are not or that repeat.
+func (d *docDecoder) pairs(n *yaml.Node, path string, t reflect.Type, f func(key string, k, v *yaml.Node)) {
 	seen := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if d.stop() {
@@ -212,17 +283,20 @@ func (d *docDecoder) pairs(n *yaml.Node, path string, v reflect.Value, f func(ke
 			d.errorf(k, path, "mapping key must be a string, got %s", describe(rk))
 			continue
 		case rk.ShortTag() == "!!merge":
-			d.errorf(k, join(path, "<<", v), "merge keys are not supported: write the fields out")
+			d.errorf(k, join(path, "<<", t), "merge keys are not supported: write the fields out")
 			continue
 		case rk.ShortTag() != "!!str":
 			d.errorf(k, path, "mapping key must be a string, got %s %s", describe(rk), quoteScalar(rk))
 			continue
 		}
 		if first, dup := seen[rk.Value]; dup {
-			d.errorf(k, join(path, rk.Value, v), "duplicate key %s (first at line %d)", strconv.Quote(truncate(rk.Value)), first)
+			d.errorf(k, join(path, rk.Value, t), "duplicate key %s (first at line %d)", strconv.Quote(truncate(rk.Value)), first)
 			continue
 		}
 		seen[rk.Value] = d.offset + k.Line
+		if (d.inAlias > 0 || k.Kind == yaml.AliasNode) && !d.spend(k, path, len(rk.Value)) {
+			return
+		}
 		f(rk.Value, k, val)
 	}
 }
@@ -241,9 +315,9 @@ func (d *docDecoder) wrongType(n *yaml.Node, path, want string) {
 
 // join makes the path of a mapping entry: a.b for a struct field,
 // a["b"] for a map key, which may hold dots.
-func join(path, key string, v reflect.Value) string {
+func join(path, key string, t reflect.Type) string {
 	switch {
-	case v.Kind() == reflect.Map:
+	case t.Kind() == reflect.Map:
 		return path + "[" + strconv.Quote(key) + "]"
 	case path == "":
 		return key
@@ -325,12 +399,10 @@ func expected(t reflect.Type) string {
 	return "a mapping"
 }
 
-func valueOf(ptr any) reflect.Value { return reflect.ValueOf(ptr).Elem() }
-
 // structFields maps the JSON names of a struct's fields, embedded ones
-// included, to their indexes.
+// included, to their types.
 type structFields struct {
-	byName map[string][]int
+	byName map[string]reflect.Type
 	names  []string
 }
 
@@ -340,29 +412,28 @@ func fieldsOf(t reflect.Type) *structFields {
 	if f, ok := fieldCache.Load(t); ok {
 		return f.(*structFields)
 	}
-	f := &structFields{byName: map[string][]int{}}
-	collectFields(t, nil, f)
+	f := &structFields{byName: map[string]reflect.Type{}}
+	collectFields(t, f)
 	slices.Sort(f.names)
 	fieldCache.Store(t, f)
 	return f
 }
 
-func collectFields(t reflect.Type, index []int, f *structFields) {
+func collectFields(t reflect.Type, f *structFields) {
 	for i := range t.NumField() {
 		sf := t.Field(i)
-		idx := append(slices.Clone(index), i)
 		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
 		if name == "-" || !sf.IsExported() {
 			continue
 		}
 		if sf.Anonymous && name == "" && sf.Type.Kind() == reflect.Struct {
-			collectFields(sf.Type, idx, f)
+			collectFields(sf.Type, f)
 			continue
 		}
 		if name == "" {
 			name = sf.Name
 		}
-		f.byName[name] = idx
+		f.byName[name] = sf.Type
 		f.names = append(f.names, name)
 	}
 }

@@ -2,11 +2,12 @@ package manifest
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
@@ -113,11 +114,10 @@ func (e *encryptionPolicy) validate(c *checker) {
 	oneOf(c, "spec.enforcement", e.p.Spec.Enforcement, v1.EnforcementEnforce, v1.EnforcementAudit)
 }
 
-// dns1123Label is what Kubernetes accepts as a name, and so what is safe to
-// put in Docker label values and network names.
-var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
-const maxNameLength = 63
+// maxNameLength bounds a name: a DNS-1123 label, what Kubernetes accepts
+// as a name, and so what is safe to put in Docker label values and network
+// names.
+const maxNameLength = validation.DNS1123LabelMaxLength
 
 func validateHeader(c *checker, t *v1.TypeMeta, m *v1.ObjectMeta) {
 	switch {
@@ -131,7 +131,8 @@ func validateHeader(c *checker, t *v1.TypeMeta, m *v1.ObjectMeta) {
 		c.errorf("metadata", "required")
 	case !c.has("metadata.name") || m.Name == "":
 		c.errorf("metadata.name", "required")
-	case len(m.Name) > maxNameLength || !dns1123Label.MatchString(m.Name):
+	// The length first: IsDNS1123Label runs its patterns over any length.
+	case len(m.Name) > maxNameLength || len(validation.IsDNS1123Label(m.Name)) > 0:
 		c.errorf("metadata.name", "invalid name %s: must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most %d characters",
 			strconv.Quote(truncate(m.Name)), maxNameLength)
 	}
