@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/docker/docker/api/types/network"
@@ -56,8 +57,14 @@ type Service struct {
 	DeprecatedNetworks bool
 	// Ports are the published ports of the endpoint spec.
 	Ports []swarm.PortConfig
-	// UpdateState is the state of the last rolling update ("" if none).
-	UpdateState swarm.UpdateState
+	// UpdateState is the state of the last rolling update ("" if none),
+	// UpdateMessage what Swarm says of it.
+	UpdateState   swarm.UpdateState
+	UpdateMessage string
+	// DesiredTasks is how many tasks Swarm wants running; known only when
+	// the service list was asked for status (StatusKnown).
+	DesiredTasks uint64
+	StatusKnown  bool
 	// Spec is the whole spec as read, so writes change only what swarmsec
 	// owns and keep every other field.
 	Spec swarm.ServiceSpec
@@ -85,7 +92,10 @@ func NewService(s swarm.Service) *Service {
 		svc.Ports = s.Spec.EndpointSpec.Ports
 	}
 	if s.UpdateStatus != nil {
-		svc.UpdateState = s.UpdateStatus.State
+		svc.UpdateState, svc.UpdateMessage = s.UpdateStatus.State, s.UpdateStatus.Message
+	}
+	if s.ServiceStatus != nil {
+		svc.DesiredTasks, svc.StatusKnown = s.ServiceStatus.DesiredTasks, true
 	}
 	return svc
 }
@@ -120,7 +130,11 @@ type Network struct {
 	Internal       bool
 	Attachable     bool
 	Ingress        bool
-	Created        time.Time
+	EnableIPv6     bool
+	// IPAM and ConfigFrom are what a replacement of the network needs.
+	IPAM       network.IPAM
+	ConfigFrom string
+	Created    time.Time
 }
 
 // Encrypted reports whether the network was created encrypted: the engine
@@ -177,6 +191,9 @@ func NewNetwork(n network.Summary) *Network {
 		Internal:       n.Internal,
 		Attachable:     n.Attachable,
 		Ingress:        n.Ingress,
+		EnableIPv6:     n.EnableIPv6,
+		IPAM:           n.IPAM,
+		ConfigFrom:     n.ConfigFrom.Network,
 		Created:        n.Created,
 	}
 }
@@ -191,4 +208,24 @@ func NewNode(n swarm.Node) *Node {
 		Availability: n.Spec.Availability,
 		Addr:         n.Status.Addr,
 	}
+}
+
+// Task is an observed Swarm task that Swarm wants running.
+type Task struct {
+	ID        string
+	ServiceID string
+	NodeID    string
+	State     swarm.TaskState
+	// Networks are the IDs of the networks its spec attaches, sorted.
+	Networks []string
+}
+
+// NewTask builds the observed form of a Swarm task.
+func NewTask(t swarm.Task) *Task {
+	nets := make([]string, 0, len(t.Spec.Networks))
+	for _, a := range t.Spec.Networks {
+		nets = append(nets, a.Target)
+	}
+	slices.Sort(nets)
+	return &Task{ID: t.ID, ServiceID: t.ServiceID, NodeID: t.NodeID, State: t.Status.State, Networks: nets}
 }

@@ -16,6 +16,7 @@ const (
 	tableServices = "services" // observed
 	tableNetworks = "networks" // observed
 	tableNodes    = "nodes"    // observed
+	tableTasks    = "tasks"    // observed, only while a migration needs them
 )
 
 // Indexes.
@@ -28,6 +29,7 @@ const (
 	indexNetwork = "network"
 	indexManaged = "managed"
 	indexOwner   = "owner"
+	indexService = "service"
 )
 
 func schema() *memdb.DBSchema {
@@ -36,6 +38,7 @@ func schema() *memdb.DBSchema {
 		tableServices: servicesTableSchema(),
 		tableNetworks: networksTableSchema(),
 		tableNodes:    nodesTableSchema(),
+		tableTasks:    tasksTableSchema(),
 	}}
 }
 
@@ -83,6 +86,16 @@ func nodesTableSchema() *memdb.TableSchema {
 		Indexes: map[string]*memdb.IndexSchema{
 			indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 			indexName: {Name: indexName, Indexer: &memdb.StringFieldIndex{Field: "Hostname"}},
+		},
+	}
+}
+
+func tasksTableSchema() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: tableTasks,
+		Indexes: map[string]*memdb.IndexSchema{
+			indexID:      {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+			indexService: {Name: indexService, Indexer: &memdb.StringFieldIndex{Field: "ServiceID"}},
 		},
 	}
 }

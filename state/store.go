@@ -61,6 +61,7 @@ type byOwner string
 type byManaged struct{}
 type byKind string
 type byFile string
+type byService string
 
 func (byAll) isBy()     {}
 func (byName) isBy()    {}
@@ -70,6 +71,7 @@ func (byOwner) isBy()   {}
 func (byManaged) isBy() {}
 func (byKind) isBy()    {}
 func (byFile) isBy()    {}
+func (byService) isBy() {}
 
 // All selects every object of the table.
 func All() By { return byAll{} }
@@ -96,6 +98,9 @@ func ByKind(kind string) By { return byKind(kind) }
 // ByFile selects policies declared in a file.
 func ByFile(file string) By { return byFile(file) }
 
+// ByService selects the tasks of a service.
+func ByService(id string) By { return byService(id) }
+
 func (tx ReadTx) find(table string, by By) ([]any, error) {
 	var (
 		it  memdb.ResultIterator
@@ -118,6 +123,8 @@ func (tx ReadTx) find(table string, by By) ([]any, error) {
 		it, err = tx.txn.Get(table, indexKind, string(v))
 	case byFile:
 		it, err = tx.txn.Get(table, indexFile, string(v))
+	case byService:
+		it, err = tx.txn.Get(table, indexService, string(v))
 	default:
 		return nil, fmt.Errorf("state: unsupported selector %T", by)
 	}

@@ -95,6 +95,17 @@ func ReplaceNodes(tx Tx, ns []*Node) error {
 	return tx.replace(tableNodes, toAny(ns), func(o any) string { return o.(*Node).ID })
 }
 
+// FindTasks returns the tasks selected by by (All, ByService).
+func FindTasks(tx ReadTx, by By) ([]*Task, error) {
+	objs, err := tx.find(tableTasks, by)
+	return cast[*Task](objs), err
+}
+
+// ReplaceTasks makes the observed tasks exactly ts.
+func ReplaceTasks(tx Tx, ts []*Task) error {
+	return tx.replace(tableTasks, toAny(ts), func(o any) string { return o.(*Task).ID })
+}
+
 func toAny[T any](xs []T) []any {
 	out := make([]any, len(xs))
 	for i, x := range xs {

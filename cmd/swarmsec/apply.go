@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/reconciler"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 )
 
 func init() { register(newApplyCmd) }
@@ -24,87 +29,114 @@ func newApplyCmd(g *globalOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "apply",
-		Short: "Make the Swarm match the manifests once, then exit",
-		Long: `apply converges once: it creates the encrypted networks the policies need,
-updates the services (one update each, carrying the version it read) and removes
-managed networks nobody needs any more. With --wait it also waits for the
-services' rolling updates to finish.`,
+		Short: "Make the Swarm match the manifests, then exit",
+		Long: `apply converges: it creates the encrypted networks the policies need, updates
+the services (one update each, carrying the version it read), moves the services
+of networks an EncryptionPolicy selects onto encrypted ones, and removes managed
+networks nobody needs any more. It works in passes of at most
+--max-service-updates service updates (the blast radius), waits for a pass's
+rolling updates to finish before the next, and exits 0 once the cluster
+matches the manifests; a rolling update that pauses (its update_config failure
+action) or a cluster still not in sync after --wait-timeout exits non-zero with
+what remains. With --wait it also waits for the last rolling updates.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
 			r, done, err := setup(cmd, g, mf, lf)
 			if err != nil {
 				return err
 			}
 			defer done()
-			// Old tasks hold a network until their replacements run.
-			r.RemoveWait = waitTimeout
-			_, res, err := r.Reconcile(ctx)
-			if err != nil && res != nil && len(res.Results) > 0 {
-				// Each failure was logged with its object already.
-				failed := 0
-				for _, ar := range res.Results {
-					if ar.Err != nil {
-						failed++
-					}
-				}
-				return fmt.Errorf("%d of %d changes failed (each is logged above)", failed, len(res.Results))
-			}
-			if err != nil {
-				return err
-			}
-			var updated []string
-			for _, ar := range res.Results {
-				if ar.Action.Kind == reconciler.ActionUpdateService && ar.Outcome == reconciler.OutcomeConfigured {
-					updated = append(updated, ar.Action.ID)
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Applied %d changes.\n", len(res.Results))
-			if res.Pending() {
-				fmt.Fprintln(cmd.OutOrStdout(), "Some networks are still in use by tasks being replaced; `swarmsec run` or another apply removes them.")
-			}
-			if wait && len(updated) > 0 {
-				ctx, cancel := context.WithTimeout(ctx, waitTimeout)
-				defer cancel()
-				if err := waitConverged(ctx, r.Docker, updated); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%d services finished their rolling updates.\n", len(updated))
-			}
-			return nil
+			ctx, cancel := context.WithTimeout(cmd.Context(), waitTimeout)
+			defer cancel()
+			return runApply(ctx, cmd.OutOrStdout(), r, wait)
 		},
 	}
 	mf.add(cmd)
 	lf.add(cmd)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the services' rolling updates to finish")
-	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "how long --wait (and network removal) may wait")
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 10*time.Minute, "how long apply may take to converge (and --wait to wait)")
 	return cmd
+}
+
+// runApply drives passes until one leaves nothing to do.
+func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLast bool) error {
+	var (
+		writes  int
+		updated []string // services updated by the last pass
+	)
+	for pass := 1; ; pass++ {
+		_, res, err := r.Reconcile(ctx)
+		var werr *reconcile.WriteError
+		switch {
+		case errors.As(err, &werr):
+			// Each failure was logged with its object already.
+			return fmt.Errorf("%d of %d changes failed (each is logged above)", werr.Failed, werr.Total)
+		case err != nil && ctx.Err() != nil:
+			return fmt.Errorf("not converged after %d changes: %w", writes, ctx.Err())
+		case err != nil:
+			return err
+		}
+		updated = updated[:0]
+		for _, ar := range res.Results {
+			if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome == plan.OutcomeConfigured {
+				for _, st := range ar.Action.Steps {
+					if st.Kind == plan.ActionUpdateService {
+						updated = append(updated, st.ID)
+					}
+				}
+			}
+			if ar.Action.Kind == plan.ActionUpdateService && ar.Outcome == plan.OutcomeConfigured {
+				updated = append(updated, ar.Action.ID)
+			}
+		}
+		if n := res.Writes(); n > 0 {
+			writes += n
+			fmt.Fprintf(w, "Pass %d: %d changes written (%d services updated).\n", pass, n, len(updated))
+		}
+		if res.RequeueAfter <= 0 {
+			break
+		}
+		// A wave's rolling updates finish before the next wave starts,
+		// as Swarm's own update_config does between batches of tasks.
+		if len(updated) > 0 {
+			if err := waitConverged(ctx, r.Docker, updated); err != nil {
+				return fmt.Errorf("after %d changes: %w", writes, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not converged after %d changes: %s: %w", writes, strings.Join(res.Waiting, "; "), ctx.Err())
+		case <-time.After(res.RequeueAfter):
+		}
+	}
+	fmt.Fprintf(w, "Applied %d changes; the cluster matches the manifests.\n", writes)
+	if waitLast && len(updated) > 0 {
+		if err := waitConverged(ctx, r.Docker, updated); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%d services finished their rolling updates.\n", len(updated))
+	}
+	return nil
 }
 
 // waitConverged polls until every service's rolling update has finished and
 // its tasks run at the current spec.
 func waitConverged(ctx context.Context, api dockerapi.API, ids []string) error {
-	for {
-		pending := ""
+	pending := ""
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		for _, id := range ids {
 			ok, why, err := converged(ctx, api, id)
-			if err != nil {
-				return err
-			}
-			if !ok {
+			if err != nil || !ok {
 				pending = why
-				break
+				return false, err
 			}
 		}
-		if pending == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for rolling updates: %s: %w", pending, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
-		}
+		return true, nil
+	})
+	if err != nil && wait.Interrupted(err) {
+		return fmt.Errorf("waiting for rolling updates: %s: %w", pending, ctx.Err())
 	}
+	return err
 }
 
 func converged(ctx context.Context, api dockerapi.API, id string) (bool, string, error) {

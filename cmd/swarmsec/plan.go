@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/reconciler"
+	"github.com/swarmsec/swarmsec/internal/plan"
 )
 
 func init() { register(newPlanCmd) }
@@ -44,19 +44,19 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 				return err
 			}
 			defer done()
-			plan, err := r.Plan(cmd.Context())
+			p, err := r.Plan(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if output == "json" {
-				err = printPlanJSON(cmd.OutOrStdout(), plan)
+				err = printPlanJSON(cmd.OutOrStdout(), p)
 			} else {
-				printPlanTable(cmd.OutOrStdout(), plan)
+				printPlanTable(cmd.OutOrStdout(), p)
 			}
 			if err != nil {
 				return err
 			}
-			if len(plan.Pending()) > 0 {
+			if len(p.Pending()) > 0 {
 				return exitError{exitCodeChanges}
 			}
 			return nil
@@ -68,35 +68,35 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 	return cmd
 }
 
-func printPlanJSON(w io.Writer, plan *reconciler.Plan) error {
+func printPlanJSON(w io.Writer, p *plan.Plan) error {
 	out := struct {
-		InSync  bool                `json:"inSync"`
-		Actions []reconciler.Action `json:"actions"`
-		Notes   []string            `json:"notes"`
-		Holds   []string            `json:"holds,omitempty"`
-	}{InSync: len(plan.Pending()) == 0, Actions: plan.Actions, Notes: plan.Notes, Holds: plan.Holds}
+		InSync  bool          `json:"inSync"`
+		Actions []plan.Action `json:"actions"`
+		Notes   []string      `json:"notes"`
+		Holds   []string      `json:"holds,omitempty"`
+	}{InSync: len(p.Pending()) == 0, Actions: p.Actions, Notes: p.Notes, Holds: p.Holds}
 	if out.Actions == nil {
-		out.Actions = []reconciler.Action{}
+		out.Actions = []plan.Action{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
 
-var actionWords = map[reconciler.ActionKind]string{
-	reconciler.ActionCreateNetwork:  "+ create network",
-	reconciler.ActionUpdateService:  "~ update service",
-	reconciler.ActionRemoveNetwork:  "- remove network",
-	reconciler.ActionMigrateNetwork: "* migrate network",
+var actionWords = map[plan.ActionKind]string{
+	plan.ActionCreateNetwork:  "+ create network",
+	plan.ActionUpdateService:  "~ update service",
+	plan.ActionRemoveNetwork:  "- remove network",
+	plan.ActionMigrateNetwork: "* migrate network",
 }
 
-func printPlanTable(w io.Writer, plan *reconciler.Plan) {
-	if len(plan.Actions) == 0 {
+func printPlanTable(w io.Writer, p *plan.Plan) {
+	if len(p.Actions) == 0 {
 		fmt.Fprintln(w, "No changes: the cluster matches the policies.")
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ACTION\tOBJECT\tPOLICIES\tWHY")
-		for _, a := range plan.Actions {
+		for _, a := range p.Actions {
 			word := actionWords[a.Kind]
 			if a.Audit {
 				word += " (audit only)"
@@ -114,9 +114,9 @@ func printPlanTable(w io.Writer, plan *reconciler.Plan) {
 			}
 		}
 		tw.Flush()
-		counts := map[reconciler.ActionKind]int{}
+		counts := map[plan.ActionKind]int{}
 		audit := 0
-		for _, a := range plan.Actions {
+		for _, a := range p.Actions {
 			if a.Audit {
 				audit++
 				continue
@@ -124,27 +124,27 @@ func printPlanTable(w io.Writer, plan *reconciler.Plan) {
 			counts[a.Kind]++
 		}
 		fmt.Fprintf(w, "\nPlan: %d networks to create, %d services to update, %d networks to remove",
-			counts[reconciler.ActionCreateNetwork], counts[reconciler.ActionUpdateService], counts[reconciler.ActionRemoveNetwork])
-		if n := counts[reconciler.ActionMigrateNetwork]; n > 0 {
+			counts[plan.ActionCreateNetwork], counts[plan.ActionUpdateService], counts[plan.ActionRemoveNetwork])
+		if n := counts[plan.ActionMigrateNetwork]; n > 0 {
 			fmt.Fprintf(w, ", %d networks to migrate to encryption", n)
 		}
 		if audit > 0 {
 			fmt.Fprintf(w, "; %d more only reported (audit)", audit)
 		}
 		fmt.Fprintln(w, ".")
-		if counts[reconciler.ActionUpdateService] > 0 {
+		if counts[plan.ActionUpdateService] > 0 {
 			fmt.Fprintln(w, "Each service update replaces the service's tasks (a rolling update).")
 		}
 	}
-	if len(plan.Holds) > 0 {
+	if len(p.Holds) > 0 {
 		fmt.Fprintln(w, "\nHeld: the safety limits stop this plan; apply needs --force because")
-		for _, h := range plan.Holds {
+		for _, h := range p.Holds {
 			fmt.Fprintln(w, "  - "+h)
 		}
 	}
-	if len(plan.Notes) > 0 {
+	if len(p.Notes) > 0 {
 		fmt.Fprintln(w, "\nNotes:")
-		for _, n := range plan.Notes {
+		for _, n := range p.Notes {
 			fmt.Fprintln(w, "  - "+n)
 		}
 	}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/manifest"
-	"github.com/swarmsec/swarmsec/reconciler"
+	"github.com/swarmsec/swarmsec/internal/observe"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -58,11 +60,11 @@ func (m *manifestFlags) add(cmd *cobra.Command) {
 
 // limitFlags bound what one pass may change.
 type limitFlags struct {
-	limits reconciler.Limits
+	limits plan.Limits
 }
 
 func (l *limitFlags) add(cmd *cobra.Command) {
-	l.limits = reconciler.DefaultLimits
+	l.limits = plan.DefaultLimits
 	cmd.Flags().IntVar(&l.limits.MaxServiceUpdates, "max-service-updates", l.limits.MaxServiceUpdates,
 		"most service updates (each a rolling update) in one pass; the rest wait for the next pass (0: no cap)")
 	cmd.Flags().Float64Var(&l.limits.MaxIsolateShare, "max-isolate-share", l.limits.MaxIsolateShare,
@@ -78,7 +80,7 @@ func connect(ctx context.Context) (dockerapi.API, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker client: %w", err)
 	}
-	if err := reconciler.CheckManager(ctx, cli); err != nil {
+	if err := observe.CheckManager(ctx, cli); err != nil {
 		cli.Close()
 		return nil, nil, err
 	}
@@ -88,7 +90,7 @@ func connect(ctx context.Context) (dockerapi.API, func(), error) {
 // setup is what the one-shot commands share: load the manifests, connect
 // to a Swarm manager and build a reconciler over a fresh store. Call done
 // when finished.
-func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags) (r *reconciler.Reconciler, done func(), err error) {
+func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags) (r *reconcile.Reconciler, done func(), err error) {
 	log, err := g.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return nil, nil, err
@@ -101,7 +103,7 @@ func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags
 	if err != nil {
 		return nil, nil, err
 	}
-	r = &reconciler.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconciler.ModeEnforce, Limits: lf.limits}
+	r = &reconcile.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconcile.ModeEnforce, Limits: lf.limits}
 	if err := r.SetPolicies(policies); err != nil {
 		done()
 		return nil, nil, err

@@ -12,12 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmsec/swarmsec/internal/controller"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/metrics"
+	"github.com/swarmsec/swarmsec/internal/observe"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/internal/server"
 	"github.com/swarmsec/swarmsec/internal/status"
 	"github.com/swarmsec/swarmsec/internal/watch"
-	"github.com/swarmsec/swarmsec/reconciler"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -59,7 +62,7 @@ swarmsec_audit_actions, a log line per would-be change) and writes nothing.`,
 	o.lf.add(cmd)
 	cmd.Flags().DurationVar(&o.resync, "resync", 30*time.Second, "period of full passes without any trigger")
 	cmd.Flags().BoolVar(&o.allowEmpty, "allow-empty", false, "act on an empty or unreadable manifest directory (removes every policy) instead of keeping the last good set")
-	cmd.Flags().StringVar(&o.mode, "mode", string(reconciler.ModeEnforce), "enforce: write changes; audit: report what would change and write nothing")
+	cmd.Flags().StringVar(&o.mode, "mode", string(reconcile.ModeEnforce), "enforce: write changes; audit: report what would change and write nothing")
 	cmd.Flags().StringVar(&o.listen, "listen", server.DefaultAddr, "address of /healthz, /readyz, /metrics and /status (empty: do not serve)")
 	return cmd
 }
@@ -69,8 +72,8 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	if err != nil {
 		return err
 	}
-	mode := reconciler.Mode(o.mode)
-	if mode != reconciler.ModeEnforce && mode != reconciler.ModeAudit {
+	mode := reconcile.Mode(o.mode)
+	if mode != reconcile.ModeEnforce && mode != reconcile.ModeAudit {
 		return fmt.Errorf("--mode %q: must be enforce or audit", o.mode)
 	}
 	cli, err := newClient()
@@ -112,7 +115,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	// The engine may be restarting: keep asking rather than give up, but a
 	// worker node is a mistake worth stopping for.
 	for {
-		err := reconciler.CheckManager(ctx, api)
+		err := observe.CheckManager(ctx, api)
 		if err == nil {
 			break
 		}
@@ -130,8 +133,8 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 		}
 	}
 
-	rec := &reconciler.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult}
-	ctrl := &reconciler.Controller{Reconciler: rec, Resync: o.resync, Log: log, OnPass: func(p reconciler.Pass) {
+	rec := &reconcile.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult}
+	ctrl := &controller.Controller{Reconciler: rec, Resync: o.resync, Log: log, OnPass: func(p plan.Pass) {
 		drift := tracker.ObservePass(p)
 		m.ObservePass(p, drift)
 		m.ObserveStatus(tracker.Report())
@@ -212,5 +215,5 @@ func readyText(ok bool, checks []status.Check) (bool, string) {
 }
 
 func isNotManager(err error) bool {
-	return err != nil && errors.Is(err, reconciler.ErrNotManager)
+	return err != nil && errors.Is(err, observe.ErrNotManager)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/reconciler"
+	"github.com/swarmsec/swarmsec/internal/observe"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -78,7 +78,7 @@ type Report struct {
 // not nil, enable the checks against manifests.
 func Run(ctx context.Context, api dockerapi.API, policies []*state.Policy) (*Report, error) {
 	st := state.New()
-	if err := reconciler.Observe(ctx, api, st); err != nil {
+	if err := observe.Observe(ctx, api, st); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if err := resolveTargets(ctx, api, st); err != nil {

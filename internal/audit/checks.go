@@ -8,7 +8,7 @@ import (
 
 	"github.com/docker/docker/api/types/swarm"
 
-	"github.com/swarmsec/swarmsec/reconciler"
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -224,7 +224,7 @@ func isolatedDrift(c check, in *inventory, isolated func(*state.Service) bool) [
 // of services that share a network although no policy lets them talk, and
 // the drift check narrowed to services the policies still isolate.
 func policyChecks(tx state.ReadTx, in *inventory) ([]Finding, error) {
-	d, err := reconciler.Compile(tx, nil)
+	d, err := compile.Compile(tx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -25,8 +25,9 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
-	"github.com/swarmsec/swarmsec/reconciler"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -127,21 +128,29 @@ func (c *writeCounter) reset() { c.writes.Store(0); c.serviceUpdates.Store(0) }
 
 // migReconciler is a fresh swarmsec process (an empty store) that sees only
 // the given stacks and counts its calls.
-func migReconciler(t *testing.T, cli *client.Client, limits reconciler.Limits, stacks []*migStack, policies ...*state.Policy) (*reconciler.Reconciler, *writeCounter) {
+func migReconciler(t *testing.T, cli *client.Client, limits plan.Limits, stacks []*migStack, policies ...*state.Policy) (*reconcile.Reconciler, *writeCounter) {
 	t.Helper()
 	c := &writeCounter{}
 	scope := scopedAPI{API: cli}
 	for _, s := range stacks {
 		scope.stacks = append(scope.stacks, s.name)
 	}
-	r := &reconciler.Reconciler{
-		Docker: dockerapi.NewInstrumented(scope, c), Store: state.New(), Mode: reconciler.ModeEnforce,
-		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Limits: limits, RemoveWait: time.Minute,
+	r := &reconcile.Reconciler{
+		Docker: dockerapi.NewInstrumented(scope, c), Store: state.New(), Mode: reconcile.ModeEnforce,
+		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Limits: limits, ProgressDelay: 200 * time.Millisecond, PendingDelay: time.Second,
 	}
 	if err := r.SetPolicies(policies); err != nil {
 		t.Fatal(err)
 	}
 	return r, c
+}
+
+// convergeMig runs passes until nothing waits, as swarmsec apply does.
+func convergeMig(ctx context.Context, t *testing.T, r *reconcile.Reconciler) (*plan.Plan, *reconcile.Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	return r.Converge(ctx, nil)
 }
 
 // sampler lists the stack's services (and their running tasks) over and
@@ -259,7 +268,7 @@ func checkMigratedOnSwarm(ctx context.Context, t *testing.T, cli *client.Client,
 		t.Errorf("%s: id %s (was %s), options %v: not replaced by an encrypted network", s.net, n.ID, s.netID, n.Options)
 	}
 	if n.Labels[v1.LabelStackNamespace] != s.name || n.Labels["team"] != "payments" || n.Labels[swarmtest.LabelTest] != "1" ||
-		n.Labels[reconciler.LabelMigratedFrom] != s.netID {
+		n.Labels[v1.LabelMigratedFrom] != s.netID {
 		t.Errorf("labels not kept: %v", n.Labels)
 	}
 	if !n.Attachable || n.Internal || n.Options["com.docker.network.driver.mtu"] != "1400" {
@@ -299,27 +308,29 @@ func TestMigrateStackNetworkOnRealSwarm(t *testing.T) {
 	ctx := context.Background()
 	cli := engine(ctx, t)
 	s := deployMigStack(ctx, t, cli, 6)
-	r, calls := migReconciler(t, cli, reconciler.Limits{}, []*migStack{s}, encryptStack(s.name))
+	r, calls := migReconciler(t, cli, plan.Limits{}, []*migStack{s}, encryptStack(s.name))
 
-	plan, err := r.Plan(ctx)
+	pl, err := r.Plan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := plan.Pending(); len(p) != 1 || p[0].Kind != reconciler.ActionMigrateNetwork || p[0].Name != s.net {
+	if p := pl.Pending(); len(p) != 1 || p[0].Kind != plan.ActionMigrateNetwork || p[0].Name != s.net {
 		t.Fatalf("plan: %+v", p)
 	}
-	t.Logf("plan: %s", strings.Join(plan.Pending()[0].Reasons, "; "))
+	t.Logf("plan: %s", strings.Join(pl.Pending()[0].Reasons, "; "))
 
 	sm := sampleSharing(ctx, t, cli, s)
 	start := time.Now()
-	_, res, err := r.Reconcile(ctx)
+	_, res, err := convergeMig(ctx, t, r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("migrated %s with 6 services in %s: %d writes, %d service updates", s.net,
 		time.Since(start).Round(100*time.Millisecond), calls.writes.Load(), calls.serviceUpdates.Load())
-	if len(res.Results) != 1 || res.Results[0].Outcome != reconciler.OutcomeConfigured {
-		t.Fatalf("results: %+v", res.Results)
+	for _, ar := range res.Results {
+		if ar.Action.Kind != plan.ActionMigrateNetwork || ar.Err != nil {
+			t.Fatalf("result: %+v", ar)
+		}
 	}
 	if n := calls.serviceUpdates.Load(); n != 24 {
 		t.Errorf("%d service updates, want 24", n)
@@ -333,19 +344,19 @@ func TestMigrateStackNetworkOnRealSwarm(t *testing.T) {
 	probeAlias(ctx, t, cli, s, "s3", "s1")
 
 	// A second apply (a new process) finds nothing to do.
-	r2, calls2 := migReconciler(t, cli, reconciler.Limits{}, []*migStack{s}, encryptStack(s.name))
-	plan, _, err = r2.Reconcile(ctx)
+	r2, calls2 := migReconciler(t, cli, plan.Limits{}, []*migStack{s}, encryptStack(s.name))
+	pl, _, err = r2.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := calls2.writes.Load(); n != 0 || len(plan.Pending()) != 0 {
-		t.Errorf("second apply: %d writes, plan %+v", n, plan.Pending())
+	if n := calls2.writes.Load(); n != 0 || len(pl.Pending()) != 0 {
+		t.Errorf("second apply: %d writes, plan %+v", n, pl.Pending())
 	}
 }
 
-// TestMigrateKilledAtEachStepOnRealSwarm kills swarmsec right after the
-// first write of each step in turn (a rolling update just started) and
-// starts a fresh one, which goes on from what Swarm shows.
+// TestMigrateKilledAtEachStepOnRealSwarm kills swarmsec right after it
+// wrote each step in turn (its rolling updates just started) and starts a
+// fresh one, which goes on from what Swarm shows.
 func TestMigrateKilledAtEachStepOnRealSwarm(t *testing.T) {
 	ctx := context.Background()
 	cli := engine(ctx, t)
@@ -353,34 +364,33 @@ func TestMigrateKilledAtEachStepOnRealSwarm(t *testing.T) {
 	sm := sampleSharing(ctx, t, cli, s)
 	start := time.Now()
 	for k := 1; k <= 8; k++ {
-		r, _ := migReconciler(t, cli, reconciler.Limits{}, []*migStack{s}, encryptStack(s.name))
+		r, _ := migReconciler(t, cli, plan.Limits{}, []*migStack{s}, encryptStack(s.name))
 		runCtx, kill := context.WithCancel(ctx)
 		var killedAt string
-		mg := &reconciler.Migrator{Docker: r.Docker, Store: r.Store, Log: r.Log, RemoveWait: time.Minute,
-			Progress: func(p reconciler.MigrationProgress) {
-				if p.Step == k && killedAt == "" {
-					killedAt = p.What
-					kill()
-				}
-			}}
-		rep, err := mg.Run(runCtx)
+		r.OnResult = func(ar plan.ActionResult) {
+			if ar.Action.Kind != plan.ActionMigrateNetwork || len(ar.Action.Steps) == 0 || killedAt != "" {
+				return
+			}
+			if what := ar.Action.Steps[0].What; strings.HasPrefix(what, fmt.Sprintf("step %d/8 ", k)) {
+				killedAt = what
+				kill()
+			}
+		}
+		_, _, err := r.Converge(runCtx, nil)
 		kill()
-		if err != nil {
-			t.Fatalf("run %d: %v", k, err)
-		}
 		if killedAt == "" {
-			t.Fatalf("run %d never reached step %d: %+v", k, k, rep.Networks)
+			t.Fatalf("run %d never reached step %d: %v", k, k, err)
 		}
-		if len(rep.Networks) != 1 || !errors.Is(rep.Networks[0].Err, context.Canceled) && k < 8 {
-			t.Fatalf("run %d: %+v", k, rep.Networks)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("run %d: %v", k, err)
 		}
 		t.Logf("%5.1fs killed after %s", time.Since(start).Seconds(), killedAt)
 		if err := sharedNow(ctx, cli, s); err != nil {
 			t.Errorf("after the kill at step %d: %v", k, err)
 		}
 	}
-	r, calls := migReconciler(t, cli, reconciler.Limits{}, []*migStack{s}, encryptStack(s.name))
-	if _, _, err := r.Reconcile(ctx); err != nil {
+	r, calls := migReconciler(t, cli, plan.Limits{}, []*migStack{s}, encryptStack(s.name))
+	if _, _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%5.1fs finished by a fresh reconciler (%d writes)", time.Since(start).Seconds(), calls.writes.Load())
@@ -403,14 +413,14 @@ func TestMigrateThenRestoreOnRealSwarm(t *testing.T) {
 		ServiceSelector: *labels(v1.LabelStackNamespace, s.name, "app", "s0"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{{ServiceSelector: labels(v1.LabelService, s.svc("s1"))}}}},
 	})
-	r, calls := migReconciler(t, cli, reconciler.Limits{Force: true}, []*migStack{s}, isolate)
+	r, calls := migReconciler(t, cli, plan.Limits{Force: true}, []*migStack{s}, isolate)
 	if _, _, err := r.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.SetPolicies([]*state.Policy{isolate, encryptStack(s.name)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Reconcile(ctx); err != nil {
+	if _, _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	newID := checkMigratedOnSwarm(ctx, t, cli, s, s.svc("s2"))
@@ -423,7 +433,7 @@ func TestMigrateThenRestoreOnRealSwarm(t *testing.T) {
 	if err := r.SetPolicies(nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Reconcile(ctx); err != nil {
+	if _, _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	checkMigratedOnSwarm(ctx, t, cli, s)
@@ -447,16 +457,16 @@ func TestMigrateOptOutOnRealSwarm(t *testing.T) {
 	if err := updateService(ctx, cli, withIgnoredService.svc("s1"), func(spec *swarm.ServiceSpec) { spec.Labels[v1.LabelIgnore] = "true" }); err != nil {
 		t.Fatal(err)
 	}
-	r, calls := migReconciler(t, cli, reconciler.Limits{}, []*migStack{ignored, withIgnoredService},
+	r, calls := migReconciler(t, cli, plan.Limits{}, []*migStack{ignored, withIgnoredService},
 		encryptStack(ignored.name), encryptStack(withIgnoredService.name))
-	plan, _, err := r.Reconcile(ctx)
+	pl, _, err := r.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := calls.writes.Load(); n != 0 || len(plan.Pending()) != 0 {
-		t.Errorf("%d writes, plan %+v", n, plan.Pending())
+	if n := calls.writes.Load(); n != 0 || len(pl.Pending()) != 0 {
+		t.Errorf("%d writes, plan %+v", n, pl.Pending())
 	}
-	notes := strings.Join(plan.Notes, "\n")
+	notes := strings.Join(pl.Notes, "\n")
 	if !strings.Contains(notes, ignored.net+" opts out") || !strings.Contains(notes, "service "+withIgnoredService.svc("s1")+" opts out") {
 		t.Errorf("notes:\n%s", notes)
 	}
@@ -485,8 +495,10 @@ func TestMigrateBlastRadiusOnRealSwarm(t *testing.T) {
 	cli := engine(ctx, t)
 	s := deployMigStack(ctx, t, cli, 3)
 	sm := sampleSharing(ctx, t, cli, s)
-	r, calls := migReconciler(t, cli, reconciler.Limits{MaxServiceUpdates: 5}, []*migStack{s}, encryptStack(s.name))
+	r, calls := migReconciler(t, cli, plan.Limits{MaxServiceUpdates: 5}, []*migStack{s}, encryptStack(s.name))
+	total := int64(0)
 	for pass := 1; ; pass++ {
+		total += calls.serviceUpdates.Load()
 		calls.reset()
 		_, res, err := r.Reconcile(ctx)
 		if err != nil {
@@ -499,15 +511,16 @@ func TestMigrateBlastRadiusOnRealSwarm(t *testing.T) {
 		if err := sharedNow(ctx, cli, s); err != nil {
 			t.Fatalf("after pass %d: %v", pass, err)
 		}
-		if !res.Pending() {
-			if pass != 3 {
-				t.Errorf("done after %d passes, want 3 (12 updates, 5 a pass)", pass)
+		if res.RequeueAfter == 0 {
+			if total += calls.serviceUpdates.Load(); total != 12 {
+				t.Errorf("%d service updates, want 12", total)
 			}
 			break
 		}
-		if pass > 5 {
+		if pass > 60 {
 			t.Fatal("no end")
 		}
+		time.Sleep(res.RequeueAfter)
 	}
 	sm.check(t)
 	checkMigratedOnSwarm(ctx, t, cli, s)
@@ -535,16 +548,16 @@ func TestMigrateBlockedByContainerOnRealSwarm(t *testing.T) {
 	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r, calls := migReconciler(t, cli, reconciler.Limits{}, []*migStack{s}, encryptStack(s.name))
+	r, calls := migReconciler(t, cli, plan.Limits{}, []*migStack{s}, encryptStack(s.name))
 	_, _, err = r.Reconcile(ctx)
-	if !errors.Is(err, reconciler.ErrMigrationBlocked) || !strings.Contains(err.Error(), name) {
+	if !errors.Is(err, plan.ErrBlocked) || !strings.Contains(err.Error(), name) {
 		t.Fatalf("err = %v, want blocked naming %s", err, name)
 	}
 	if n := calls.writes.Load(); n != 0 {
 		t.Errorf("%d writes while blocked", n)
 	}
 	removeContainer()
-	if _, _, err := r.Reconcile(ctx); err != nil {
+	if _, _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	checkMigratedOnSwarm(ctx, t, cli, s)

@@ -20,8 +20,10 @@ import (
 	"github.com/docker/docker/client"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/controller"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
-	"github.com/swarmsec/swarmsec/reconciler"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -116,12 +118,12 @@ func labels(kv ...string) *v1.LabelSelector {
 
 // newReconciler is a swarmsec that sees only the app's stack: other tests
 // may run on the same engine.
-func newReconciler(cli *client.Client, t *testing.T, a *app, policies ...*state.Policy) *reconciler.Reconciler {
-	r := &reconciler.Reconciler{
-		Docker: scopedAPI{API: cli, stacks: []string{a.stack}}, Store: state.New(), Mode: reconciler.ModeEnforce,
-		Log:        slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-		Limits:     reconciler.Limits{Force: true},
-		RemoveWait: time.Minute,
+func newReconciler(cli *client.Client, t *testing.T, a *app, policies ...*state.Policy) *reconcile.Reconciler {
+	r := &reconcile.Reconciler{
+		Docker: scopedAPI{API: cli, stacks: []string{a.stack}}, Store: state.New(), Mode: reconcile.ModeEnforce,
+		Log:          slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Limits:       plan.Limits{Force: true},
+		PendingDelay: time.Second,
 	}
 	if err := r.SetPolicies(policies); err != nil {
 		t.Fatal(err)
@@ -138,13 +140,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 var _ io.Writer = testWriter{}
 
-func converge(ctx context.Context, t *testing.T, cli *client.Client, r *reconciler.Reconciler, a *app) {
+func converge(ctx context.Context, t *testing.T, cli *client.Client, r *reconcile.Reconciler, a *app) {
 	t.Helper()
-	_, res, err := r.Reconcile(ctx)
-	if err != nil {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if _, _, err := r.Converge(cctx, nil); err != nil {
 		t.Fatalf("reconcile: %v", err)
 	}
-	_ = res
 	for _, s := range a.services {
 		swarmtest.WaitServiceConverged(ctx, t, cli, s)
 	}
@@ -267,7 +269,7 @@ func TestControllerRevertsManualDrift(t *testing.T) {
 		PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{{ServiceSelector: labels(v1.LabelService, api)}}}},
 	}))
-	ctrl := &reconciler.Controller{Reconciler: r, Resync: time.Hour, Retry: time.Second, Log: r.Log}
+	ctrl := &controller.Controller{Reconciler: r, Resync: time.Hour, Retry: time.Second, Log: r.Log}
 	done := make(chan error, 1)
 	go func() { done <- ctrl.Run(ctx) }()
 

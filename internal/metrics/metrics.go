@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/status"
 	"github.com/swarmsec/swarmsec/internal/watch"
-	"github.com/swarmsec/swarmsec/reconciler"
 )
 
 const namespace = "swarmsec"
@@ -133,7 +133,7 @@ func New() *Metrics {
 	for _, s := range []v1.ConditionStatus{v1.ConditionTrue, v1.ConditionFalse, v1.ConditionUnknown} {
 		m.policies.WithLabelValues(string(s))
 	}
-	for _, k := range []reconciler.ActionKind{reconciler.ActionCreateNetwork, reconciler.ActionUpdateService, reconciler.ActionRemoveNetwork} {
+	for _, k := range []plan.ActionKind{plan.ActionCreateNetwork, plan.ActionUpdateService, plan.ActionRemoveNetwork} {
 		m.drift.WithLabelValues(string(k))
 		m.auditActions.WithLabelValues(string(k))
 	}
@@ -172,7 +172,7 @@ func dockerResult(err error) string {
 }
 
 // ObserveResult counts one action result (Reconciler.OnResult).
-func (m *Metrics) ObserveResult(ar reconciler.ActionResult) {
+func (m *Metrics) ObserveResult(ar plan.ActionResult) {
 	kind := string(ar.Action.Kind)
 	m.actions.WithLabelValues(kind, string(ar.Outcome)).Inc()
 	m.actionDuration.WithLabelValues(kind).Observe(ar.Duration.Seconds())
@@ -180,10 +180,10 @@ func (m *Metrics) ObserveResult(ar reconciler.ActionResult) {
 
 // ObservePass records a finished pass and the drift corrections it made
 // (see status.Tracker.ObservePass).
-func (m *Metrics) ObservePass(p reconciler.Pass, drift []reconciler.ActionResult) {
+func (m *Metrics) ObservePass(p plan.Pass, drift []plan.ActionResult) {
 	result := ResultSuccess
 	switch {
-	case errors.Is(p.Err, reconciler.ErrHeld):
+	case errors.Is(p.Err, plan.ErrHeld):
 		result = ResultHeld
 	case p.Err != nil:
 		result = ResultError
@@ -203,7 +203,7 @@ func (m *Metrics) ObservePass(p reconciler.Pass, drift []reconciler.ActionResult
 				audit[string(a.Kind)]++
 			}
 		}
-		for _, k := range []reconciler.ActionKind{reconciler.ActionCreateNetwork, reconciler.ActionUpdateService, reconciler.ActionRemoveNetwork} {
+		for _, k := range []plan.ActionKind{plan.ActionCreateNetwork, plan.ActionUpdateService, plan.ActionRemoveNetwork} {
 			m.auditActions.WithLabelValues(string(k)).Set(float64(audit[string(k)]))
 		}
 	}

@@ -14,9 +14,9 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/status"
 	"github.com/swarmsec/swarmsec/internal/watch"
-	"github.com/swarmsec/swarmsec/reconciler"
 )
 
 func scrape(t *testing.T, m *Metrics) string {
@@ -44,19 +44,19 @@ func TestFamiliesAndValues(t *testing.T) {
 	m.ObserveDockerCall("NetworkRemove", time.Millisecond, cerrdefs.ErrNotFound)
 	m.ObserveDockerCall("ServiceUpdate", time.Millisecond, errors.New("boom"))
 
-	create := reconciler.Action{Kind: reconciler.ActionCreateNetwork, Name: "swarmsec.web"}
-	update := reconciler.Action{Kind: reconciler.ActionUpdateService, Name: "web"}
-	m.ObserveResult(reconciler.ActionResult{Action: create, Outcome: reconciler.OutcomeCreated, Duration: 20 * time.Millisecond})
-	m.ObserveResult(reconciler.ActionResult{Action: update, Outcome: reconciler.OutcomeConfigured, Duration: 30 * time.Millisecond})
+	create := plan.Action{Kind: plan.ActionCreateNetwork, Name: "swarmsec.web"}
+	update := plan.Action{Kind: plan.ActionUpdateService, Name: "web"}
+	m.ObserveResult(plan.ActionResult{Action: create, Outcome: plan.OutcomeCreated, Duration: 20 * time.Millisecond})
+	m.ObserveResult(plan.ActionResult{Action: update, Outcome: plan.OutcomeConfigured, Duration: 30 * time.Millisecond})
 
 	audit := update
 	audit.Audit = true
 	end := time.Unix(1_700_000_000, 0)
-	m.ObservePass(reconciler.Pass{Start: end.Add(-2 * time.Second), Duration: 2 * time.Second,
-		Plan: &reconciler.Plan{Actions: []reconciler.Action{create, audit}}, Result: &reconciler.Result{}},
-		[]reconciler.ActionResult{{Action: update, Outcome: reconciler.OutcomeConfigured}})
-	m.ObservePass(reconciler.Pass{Duration: time.Second, Err: errors.New("list services: refused")}, nil)
-	m.ObservePass(reconciler.Pass{Duration: time.Second, Plan: &reconciler.Plan{}, Err: reconciler.ErrHeld}, nil)
+	m.ObservePass(plan.Pass{Start: end.Add(-2 * time.Second), Duration: 2 * time.Second,
+		Plan: &plan.Plan{Actions: []plan.Action{create, audit}}, Result: &plan.Result{}},
+		[]plan.ActionResult{{Action: update, Outcome: plan.OutcomeConfigured}})
+	m.ObservePass(plan.Pass{Duration: time.Second, Err: errors.New("list services: refused")}, nil)
+	m.ObservePass(plan.Pass{Duration: time.Second, Plan: &plan.Plan{}, Err: plan.ErrHeld}, nil)
 
 	m.ObserveSnapshot(watch.Snapshot{Errors: []manifest.Error{{File: "a.yaml", Message: "x"}, {File: "b.yaml", Message: "y"}}, Stale: []string{"a.yaml"}})
 	m.ObserveStatus(&status.Report{Policies: []v1.PolicyStatus{
@@ -117,13 +117,13 @@ func TestFamiliesAndValues(t *testing.T) {
 
 func TestAuditActionsGauge(t *testing.T) {
 	m := New()
-	a := reconciler.Action{Kind: reconciler.ActionUpdateService, Name: "web", Audit: true}
-	b := reconciler.Action{Kind: reconciler.ActionCreateNetwork, Name: "swarmsec.web", Audit: true}
-	m.ObservePass(reconciler.Pass{Plan: &reconciler.Plan{Actions: []reconciler.Action{a, b}}}, nil)
+	a := plan.Action{Kind: plan.ActionUpdateService, Name: "web", Audit: true}
+	b := plan.Action{Kind: plan.ActionCreateNetwork, Name: "swarmsec.web", Audit: true}
+	m.ObservePass(plan.Pass{Plan: &plan.Plan{Actions: []plan.Action{a, b}}}, nil)
 	if got := testutil.ToFloat64(m.auditActions.WithLabelValues("update-service")); got != 1 {
 		t.Fatalf("audit update-service = %v", got)
 	}
-	m.ObservePass(reconciler.Pass{Plan: &reconciler.Plan{}}, nil)
+	m.ObservePass(plan.Pass{Plan: &plan.Plan{}}, nil)
 	if got := testutil.ToFloat64(m.auditActions.WithLabelValues("create-network")); got != 0 {
 		t.Fatalf("audit create-network after a quiet pass = %v", got)
 	}

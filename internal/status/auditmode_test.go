@@ -10,10 +10,12 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/controller"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/internal/watch"
-	"github.com/swarmsec/swarmsec/reconciler"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -23,11 +25,11 @@ import (
 func TestAuditModeWritesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		mode        reconciler.Mode
+		mode        plan.Mode
 		enforcement v1.Enforcement
 	}{
-		{"run --mode audit", reconciler.ModeAudit, ""},
-		{"enforcement: audit", reconciler.ModeEnforce, v1.EnforcementAudit},
+		{"run --mode audit", plan.ModeAudit, ""},
+		{"enforcement: audit", plan.ModeEnforce, v1.EnforcementAudit},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := fake.New()
@@ -42,7 +44,7 @@ func TestAuditModeWritesNothing(t *testing.T) {
 
 			store := state.New()
 			tr := NewTracker(tc.mode, store)
-			rec := &reconciler.Reconciler{Docker: f, Store: store, Mode: tc.mode, Log: slog.New(slog.DiscardHandler)}
+			rec := &reconcile.Reconciler{Docker: f, Store: store, Mode: tc.mode, Log: slog.New(slog.DiscardHandler)}
 			obj := netPolicy("web", "web", "g1", tc.enforcement)
 			if err := rec.SetPolicies([]*state.Policy{{Name: obj.Name, Kind: obj.Kind, Generation: obj.Generation, Network: obj.NetworkPolicy}}); err != nil {
 				t.Fatal(err)
@@ -51,14 +53,14 @@ func TestAuditModeWritesNothing(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			passes := make(chan reconciler.Pass, 8)
-			ctrl := &reconciler.Controller{Reconciler: rec, Log: slog.New(slog.DiscardHandler), OnPass: func(p reconciler.Pass) {
+			passes := make(chan plan.Pass, 8)
+			ctrl := &controller.Controller{Reconciler: rec, Log: slog.New(slog.DiscardHandler), OnPass: func(p plan.Pass) {
 				tr.ObservePass(p)
 				passes <- p
 			}}
 			done := make(chan error, 1)
 			go func() { done <- ctrl.Run(ctx) }()
-			var p reconciler.Pass
+			var p plan.Pass
 			select {
 			case p = <-passes:
 			case <-ctx.Done():

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/watch"
-	"github.com/swarmsec/swarmsec/reconciler"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -20,7 +21,7 @@ import (
 // It is safe for concurrent use: the watcher, the controller and HTTP
 // handlers call it from their own goroutines.
 type Tracker struct {
-	mode  reconciler.Mode
+	mode  plan.Mode
 	store *state.Store
 	now   func() time.Time
 
@@ -33,7 +34,7 @@ type Tracker struct {
 	// desiredChanged is when the set of policies or a generation last
 	// changed, recorded after the store held the change.
 	desiredChanged time.Time
-	lastPass       *reconciler.Pass
+	lastPass       *plan.Pass
 	planned        bool // some pass read Swarm and planned
 	lastSuccess    time.Time
 	// lastConverged is the start of the last pass that left nothing to do:
@@ -60,7 +61,7 @@ type verdict struct {
 
 // NewTracker returns a tracker for a controller in mode. The store, when
 // not nil, is the reconciler's: it tells which services each policy selects.
-func NewTracker(mode reconciler.Mode, store *state.Store) *Tracker {
+func NewTracker(mode plan.Mode, store *state.Store) *Tracker {
 	return &Tracker{mode: mode, store: store, now: time.Now, policies: map[string]*entry{}, stale: map[string]bool{}}
 }
 
@@ -112,12 +113,12 @@ func (t *Tracker) ObserveSnapshot(snap watch.Snapshot) {
 // ObservePass takes a finished reconcile pass. It returns the drift
 // corrections the pass made: the writes of a pass whose desired state had
 // not changed since the last pass that left the cluster converged.
-func (t *Tracker) ObservePass(p reconciler.Pass) []reconciler.ActionResult {
+func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 	t.mu.Lock()
 	// The pass compiled enforced policies only: when that is all of them,
 	// its topology says what each selects, and compiling again is waste.
-	var compiled *reconciler.Desired
-	if p.Plan != nil && t.mode != reconciler.ModeAudit && !t.anyAuditLocked() {
+	var compiled *compile.Desired
+	if p.Plan != nil && t.mode != plan.ModeAudit && !t.anyAuditLocked() {
 		compiled = p.Plan.Desired
 	}
 	t.mu.Unlock()
@@ -126,11 +127,11 @@ func (t *Tracker) ObservePass(p reconciler.Pass) []reconciler.ActionResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	var drift []reconciler.ActionResult
+	var drift []plan.ActionResult
 	if !t.lastConverged.IsZero() && t.desiredChanged.Before(t.lastConverged) && p.Result != nil {
 		for _, ar := range p.Result.Results {
 			switch ar.Outcome {
-			case reconciler.OutcomeCreated, reconciler.OutcomeConfigured, reconciler.OutcomeDeleted:
+			case plan.OutcomeCreated, plan.OutcomeConfigured, plan.OutcomeDeleted:
 				drift = append(drift, ar)
 			}
 		}
@@ -139,7 +140,7 @@ func (t *Tracker) ObservePass(p reconciler.Pass) []reconciler.ActionResult {
 	t.planned = t.planned || p.Plan != nil
 	if p.Err == nil && p.Plan != nil {
 		t.lastSuccess = p.Start.Add(p.Duration)
-		if t.mode != reconciler.ModeAudit && (p.Result == nil || !p.Result.Pending()) {
+		if t.mode != plan.ModeAudit && (p.Result == nil || !p.Result.Pending()) {
 			t.lastConverged = p.Start
 		}
 	}
@@ -164,8 +165,8 @@ func (t *Tracker) ObservePass(p reconciler.Pass) []reconciler.ActionResult {
 }
 
 // judge concludes what a pass that saw the policy's generation says of it.
-func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
-	results := map[string]reconciler.ActionResult{}
+func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
+	results := map[string]plan.ActionResult{}
 	if p.Result != nil {
 		for _, ar := range p.Result.Results {
 			results[actionKey(ar.Action)] = ar
@@ -186,18 +187,18 @@ func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
 			would = append(would, pa)
 			continue
 		}
-		if t.mode == reconciler.ModeAudit {
+		if t.mode == plan.ModeAudit {
 			// Audit mode plans against no enforced policy too; only the
 			// actions marked Audit say what enforcing would change.
 			continue
 		}
 		ar, ok := results[actionKey(a)]
 		switch {
-		case ok && ar.Outcome == reconciler.OutcomeFailed:
+		case ok && ar.Outcome == plan.OutcomeFailed:
 			pa.State, pa.Error = v1.PendingFailed, errString(ar.Err)
 			failed = append(failed, pa)
 			errs = append(errs, errString(ar.Err))
-		case ok && ar.Outcome != reconciler.OutcomePending:
+		case ok && ar.Outcome != plan.OutcomePending:
 			applied++
 		default:
 			pa.State = v1.PendingWaiting
@@ -209,7 +210,7 @@ func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
 	nothing := t.store != nil && (e.policy.Kind == v1.KindNetworkPolicy && len(e.policy.Services) == 0 ||
 		e.policy.Kind == v1.KindEncryptionPolicy && len(e.policy.Networks) == 0)
 	switch {
-	case t.mode == reconciler.ModeAudit || e.audit:
+	case t.mode == plan.ModeAudit || e.audit:
 		v.reason = v1.ReasonAuditOnly
 		if len(would) > 0 {
 			v.status = v1.ConditionFalse
@@ -224,7 +225,7 @@ func (t *Tracker) judge(e *entry, p reconciler.Pass) *verdict {
 	case len(failed) > 0:
 		v.status, v.reason = v1.ConditionFalse, v1.ReasonApplyFailed
 		v.message = fmt.Sprintf("%s of %s failed: %s", count(len(failed), "change"), count(len(failed)+len(pending)+applied, "change"), strings.Join(first(errs, 3), "; "))
-	case len(pending) > 0 && errors.Is(p.Err, reconciler.ErrHeld):
+	case len(pending) > 0 && errors.Is(p.Err, plan.ErrHeld):
 		v.status, v.reason = v1.ConditionUnknown, v1.ReasonHeld
 		v.message = fmt.Sprintf("the safety limits hold the pass (%s): %s wait: %s",
 			strings.Join(p.Plan.Holds, "; "), count(len(pending), "change"), summarize(pending))
@@ -306,7 +307,7 @@ type selection struct{ services, networks []string }
 // selections reads which services each NetworkPolicy and which networks
 // each EncryptionPolicy select now, compiling like the reconciler does.
 // A non-nil compiled is used instead of compiling.
-func (t *Tracker) selections(compiled *reconciler.Desired) map[string]selection {
+func (t *Tracker) selections(compiled *compile.Desired) map[string]selection {
 	out := map[string]selection{}
 	if t.store == nil {
 		return out
@@ -321,7 +322,7 @@ func (t *Tracker) selections(compiled *reconciler.Desired) map[string]selection 
 		}
 		d := compiled
 		if d == nil {
-			if d, err = reconciler.Compile(tx, nil); err != nil {
+			if d, err = compile.Compile(tx, nil); err != nil {
 				d = nil
 			}
 		}
@@ -419,7 +420,7 @@ func (t *Tracker) Report() *Report {
 		StaleFiles:     []string{},
 	}
 	if r.Mode == "" {
-		r.Mode = string(reconciler.ModeEnforce)
+		r.Mode = string(plan.ModeEnforce)
 	}
 	if r.ManifestErrors == nil {
 		r.ManifestErrors = []manifest.Error{}
@@ -448,7 +449,7 @@ func (t *Tracker) Report() *Report {
 	return r
 }
 
-func summarizePass(p *reconciler.Pass) *PassSummary {
+func summarizePass(p *plan.Pass) *PassSummary {
 	s := &PassSummary{Start: p.Start.UTC(), DurationSeconds: p.Duration.Seconds(), Trigger: p.Trigger, Error: errString(p.Err)}
 	if p.Plan != nil {
 		s.Holds, s.Notes = p.Plan.Holds, p.Plan.Notes
@@ -463,7 +464,7 @@ func summarizePass(p *reconciler.Pass) *PassSummary {
 	if p.Result != nil {
 		for _, ar := range p.Result.Results {
 			switch ar.Outcome {
-			case reconciler.OutcomeCreated, reconciler.OutcomeConfigured, reconciler.OutcomeDeleted:
+			case plan.OutcomeCreated, plan.OutcomeConfigured, plan.OutcomeDeleted:
 				s.Applied++
 			}
 		}
@@ -482,7 +483,7 @@ func (r *Report) Counts() map[v1.ConditionStatus]int {
 	return out
 }
 
-func actionKey(a reconciler.Action) string { return string(a.Kind) + "\x00" + a.Name }
+func actionKey(a plan.Action) string { return string(a.Kind) + "\x00" + a.Name }
 
 func errString(err error) string {
 	if err == nil {

@@ -12,8 +12,9 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/internal/watch"
-	"github.com/swarmsec/swarmsec/reconciler"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -31,7 +32,7 @@ type fixture struct {
 	tr    *Tracker
 }
 
-func newFixture(t *testing.T, mode reconciler.Mode) *fixture {
+func newFixture(t *testing.T, mode plan.Mode) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, store: state.New()}
 	f.tr = NewTracker(mode, f.store)
@@ -81,10 +82,10 @@ func (f *fixture) load(snap watch.Snapshot) {
 }
 
 // pass reports a pass that starts now and lasts a second.
-func (f *fixture) pass(plan *reconciler.Plan, res *reconciler.Result, err error) []reconciler.ActionResult {
+func (f *fixture) pass(pl *plan.Plan, res *plan.Result, err error) []plan.ActionResult {
 	start := f.clock.step(time.Second)
 	f.clock.step(time.Second)
-	return f.tr.ObservePass(reconciler.Pass{Start: start, Duration: time.Second, Plan: plan, Result: res, Err: err, Trigger: "test"})
+	return f.tr.ObservePass(plan.Pass{Start: start, Duration: time.Second, Plan: pl, Result: res, Err: err, Trigger: "test"})
 }
 
 func (f *fixture) ready(name string) v1.Condition {
@@ -114,16 +115,16 @@ func (f *fixture) expect(name string, st v1.ConditionStatus, reason string) v1.C
 	return c
 }
 
-func update(policy, svc string, reasons ...string) reconciler.Action {
-	return reconciler.Action{Kind: reconciler.ActionUpdateService, Name: svc, ID: svc, Policies: []string{policy}, Reasons: reasons}
+func update(policy, svc string, reasons ...string) plan.Action {
+	return plan.Action{Kind: plan.ActionUpdateService, Name: svc, ID: svc, Policies: []string{policy}, Reasons: reasons}
 }
 
-func applied(a reconciler.Action, o reconciler.Outcome, err error) reconciler.ActionResult {
-	return reconciler.ActionResult{Action: a, Outcome: o, Err: err}
+func applied(a plan.Action, o plan.Outcome, err error) plan.ActionResult {
+	return plan.ActionResult{Action: a, Outcome: o, Err: err}
 }
 
 func TestConditionTransitions(t *testing.T) {
-	f := newFixture(t, reconciler.ModeEnforce)
+	f := newFixture(t, plan.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
 
 	c0 := f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
@@ -133,8 +134,8 @@ func TestConditionTransitions(t *testing.T) {
 
 	// The first pass isolates web.
 	isolate := update("web", "web", "isolate: selected by web")
-	drift := f.pass(&reconciler.Plan{Actions: []reconciler.Action{isolate}},
-		&reconciler.Result{Results: []reconciler.ActionResult{applied(isolate, reconciler.OutcomeConfigured, nil)}}, nil)
+	drift := f.pass(&plan.Plan{Actions: []plan.Action{isolate}},
+		&plan.Result{Results: []plan.ActionResult{applied(isolate, plan.OutcomeConfigured, nil)}}, nil)
 	if len(drift) != 0 {
 		t.Fatalf("first pass counted as drift: %v", drift)
 	}
@@ -150,15 +151,15 @@ func TestConditionTransitions(t *testing.T) {
 	}
 
 	// A quiet pass: same status, same transition time.
-	f.pass(&reconciler.Plan{}, &reconciler.Result{}, nil)
+	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	if c := f.expect("web", v1.ConditionTrue, v1.ReasonConverged); !c.LastTransitionTime.Equal(c1.LastTransitionTime) {
 		t.Fatalf("lastTransitionTime moved without a status change: %v -> %v", c1.LastTransitionTime, c.LastTransitionTime)
 	}
 
 	// Someone reattached web by hand; the next pass reverts it: drift.
 	revert := update("web", "web", "detach shop_default: isolated services use managed networks only")
-	drift = f.pass(&reconciler.Plan{Actions: []reconciler.Action{revert}},
-		&reconciler.Result{Results: []reconciler.ActionResult{applied(revert, reconciler.OutcomeConfigured, nil)}}, nil)
+	drift = f.pass(&plan.Plan{Actions: []plan.Action{revert}},
+		&plan.Result{Results: []plan.ActionResult{applied(revert, plan.OutcomeConfigured, nil)}}, nil)
 	if len(drift) != 1 || drift[0].Action.Name != "web" {
 		t.Fatalf("drift corrections = %v, want the update of web", drift)
 	}
@@ -172,14 +173,14 @@ func TestConditionTransitions(t *testing.T) {
 		t.Fatalf("after a spec change: %+v", c2)
 	}
 	// A pass that started before the change does not count.
-	stale := reconciler.Pass{Start: f.clock.t.Add(-10 * time.Second), Duration: time.Second, Plan: &reconciler.Plan{}, Result: &reconciler.Result{}}
+	stale := plan.Pass{Start: f.clock.t.Add(-10 * time.Second), Duration: time.Second, Plan: &plan.Plan{}, Result: &plan.Result{}}
 	f.tr.ObservePass(stale)
 	f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
 
 	// The change's pass fails to write: ApplyFailed, and it is no drift.
 	move := update("web", "web", "attach swarmsec.web")
-	drift = f.pass(&reconciler.Plan{Actions: []reconciler.Action{move}},
-		&reconciler.Result{Results: []reconciler.ActionResult{applied(move, reconciler.OutcomeFailed, errors.New("update service web: boom"))}},
+	drift = f.pass(&plan.Plan{Actions: []plan.Action{move}},
+		&plan.Result{Results: []plan.ActionResult{applied(move, plan.OutcomeFailed, errors.New("update service web: boom"))}},
 		errors.New("update service web: boom"))
 	if len(drift) != 0 {
 		t.Fatalf("a failed write counted as drift: %v", drift)
@@ -193,8 +194,8 @@ func TestConditionTransitions(t *testing.T) {
 	}
 
 	// The retry works.
-	drift = f.pass(&reconciler.Plan{Actions: []reconciler.Action{move}},
-		&reconciler.Result{Results: []reconciler.ActionResult{applied(move, reconciler.OutcomeConfigured, nil)}}, nil)
+	drift = f.pass(&plan.Plan{Actions: []plan.Action{move}},
+		&plan.Result{Results: []plan.ActionResult{applied(move, plan.OutcomeConfigured, nil)}}, nil)
 	if len(drift) != 0 {
 		t.Fatalf("the change's own pass counted as drift: %v", drift)
 	}
@@ -212,19 +213,19 @@ func TestConditionTransitions(t *testing.T) {
 }
 
 func TestPendingHeldAndNoSelection(t *testing.T) {
-	f := newFixture(t, reconciler.ModeEnforce)
+	f := newFixture(t, plan.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []manifest.Object{
 		netPolicy("api", "api", "a1", ""),
 		netPolicy("ghost", "nothing-has-this", "g1", ""),
 	}})
 	capped := update("api", "api", "isolate: selected by api")
-	f.pass(&reconciler.Plan{Actions: []reconciler.Action{capped}},
-		&reconciler.Result{Results: []reconciler.ActionResult{applied(capped, reconciler.OutcomePending, nil)}}, nil)
+	f.pass(&plan.Plan{Actions: []plan.Action{capped}},
+		&plan.Result{Results: []plan.ActionResult{applied(capped, plan.OutcomePending, nil)}}, nil)
 	f.expect("api", v1.ConditionUnknown, v1.ReasonProgressing)
 	f.expect("ghost", v1.ConditionTrue, v1.ReasonNoServicesSelected)
 
-	f.pass(&reconciler.Plan{Actions: []reconciler.Action{capped}, Holds: []string{"the pass isolates 1 of 2 services at once"}},
-		&reconciler.Result{}, fmt.Errorf("%w: too many", reconciler.ErrHeld))
+	f.pass(&plan.Plan{Actions: []plan.Action{capped}, Holds: []string{"the pass isolates 1 of 2 services at once"}},
+		&plan.Result{}, fmt.Errorf("%w: too many", plan.ErrHeld))
 	c := f.expect("api", v1.ConditionUnknown, v1.ReasonHeld)
 	if !strings.Contains(c.Message, "isolates 1 of 2") {
 		t.Fatalf("held message: %q", c.Message)
@@ -233,10 +234,10 @@ func TestPendingHeldAndNoSelection(t *testing.T) {
 }
 
 func TestManifestErrorsAndHeld(t *testing.T) {
-	f := newFixture(t, reconciler.ModeEnforce)
+	f := newFixture(t, plan.ModeEnforce)
 	web := netPolicy("web", "web", "g1", "")
 	f.load(watch.Snapshot{Objects: []manifest.Object{web}})
-	f.pass(&reconciler.Plan{}, &reconciler.Result{}, nil)
+	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	f.expect("web", v1.ConditionTrue, v1.ReasonConverged)
 
 	// web.yaml breaks: its last good policy stays in force, but the spec
@@ -258,7 +259,7 @@ func TestManifestErrorsAndHeld(t *testing.T) {
 
 	// Fixed again.
 	f.load(watch.Snapshot{Objects: []manifest.Object{web}})
-	f.pass(&reconciler.Plan{}, &reconciler.Result{}, nil)
+	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	f.expect("web", v1.ConditionTrue, v1.ReasonConverged)
 	if r := f.tr.Report(); len(r.ManifestErrors) != 0 || r.Held != "" {
 		t.Fatalf("errors left after a fix: %+v", r)
@@ -268,18 +269,18 @@ func TestManifestErrorsAndHeld(t *testing.T) {
 func TestAuditOnly(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		mode        reconciler.Mode
+		mode        plan.Mode
 		enforcement v1.Enforcement
 	}{
-		{"policy enforcement audit", reconciler.ModeEnforce, v1.EnforcementAudit},
-		{"controller audit mode", reconciler.ModeAudit, ""},
+		{"policy enforcement audit", plan.ModeEnforce, v1.EnforcementAudit},
+		{"controller audit mode", plan.ModeAudit, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.mode)
 			f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", tc.enforcement)}})
 			would := update("web", "web", "isolate: selected by web")
 			would.Audit = true
-			f.pass(&reconciler.Plan{Actions: []reconciler.Action{would}}, &reconciler.Result{}, nil)
+			f.pass(&plan.Plan{Actions: []plan.Action{would}}, &plan.Result{}, nil)
 			c := f.expect("web", v1.ConditionFalse, v1.ReasonAuditOnly)
 			if !strings.Contains(c.Message, "1 change") {
 				t.Fatalf("message: %q", c.Message)
@@ -288,16 +289,16 @@ func TestAuditOnly(t *testing.T) {
 			if len(pa) != 1 || pa[0].State != v1.PendingAudit {
 				t.Fatalf("pending: %+v", pa)
 			}
-			f.pass(&reconciler.Plan{}, &reconciler.Result{}, nil)
+			f.pass(&plan.Plan{}, &plan.Result{}, nil)
 			f.expect("web", v1.ConditionTrue, v1.ReasonAuditOnly)
 		})
 	}
 }
 
 func TestReportJSONShape(t *testing.T) {
-	f := newFixture(t, reconciler.ModeEnforce)
+	f := newFixture(t, plan.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
-	f.pass(&reconciler.Plan{}, &reconciler.Result{}, nil)
+	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	b, err := json.Marshal(f.tr.Report())
 	if err != nil {
 		t.Fatal(err)
@@ -324,17 +325,17 @@ func TestReportJSONShape(t *testing.T) {
 
 // An enforce-mode pass's own topology tells what policies select.
 func TestSelectionFromThePlan(t *testing.T) {
-	f := newFixture(t, reconciler.ModeEnforce)
+	f := newFixture(t, plan.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
-	rec := &reconciler.Reconciler{Store: f.store, Mode: reconciler.ModeEnforce}
-	plan, err := rec.PlanObserved()
+	rec := &reconcile.Reconciler{Store: f.store, Mode: plan.ModeEnforce}
+	pl, _, err := rec.PlanObserved()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plan.Desired == nil {
+	if pl.Desired == nil {
 		t.Fatal("plan without its topology")
 	}
-	f.pass(plan, &reconciler.Result{}, nil)
+	f.pass(pl, &plan.Result{}, nil)
 	if got := f.tr.Report().Policies[0].Services; len(got) != 1 || got[0] != "web" {
 		t.Fatalf("services: %v", got)
 	}

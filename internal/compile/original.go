@@ -1,4 +1,4 @@
-package reconciler
+package compile
 
 import (
 	"encoding/json"
@@ -9,38 +9,39 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// original is what a service had before swarmsec isolated it, recorded in
+// Original is what a service had before swarmsec isolated it, recorded in
 // its swarmsec.io/original label so that ending the isolation loses nothing,
 // across restarts of swarmsec too.
-type original struct {
-	Networks []originalAttachment `json:"networks"`
+type Original struct {
+	Networks []OriginalAttachment `json:"networks"`
 	Ports    []swarm.PortConfig   `json:"ports,omitempty"`
 }
 
-// originalAttachment names the network as well as its ID: a network
+// OriginalAttachment names the network as well as its ID: a network
 // replaced by one of the same name (an encryption migration) is found again.
-type originalAttachment struct {
+type OriginalAttachment struct {
 	Name       string            `json:"name"`
 	ID         string            `json:"id,omitempty"`
 	Aliases    []string          `json:"aliases,omitempty"`
 	DriverOpts map[string]string `json:"driverOpts,omitempty"`
 }
 
-// decodeOriginal returns the recorded original of a service, or nil when it
+// DecodeOriginal returns the recorded original of a service, or nil when it
 // has none or the label does not parse (then it is recorded afresh).
-func decodeOriginal(s *state.Service) *original {
+func DecodeOriginal(s *state.Service) *Original {
 	raw, ok := s.Labels[v1.LabelOriginal]
 	if !ok {
 		return nil
 	}
-	var o original
+	var o Original
 	if err := json.Unmarshal([]byte(raw), &o); err != nil {
 		return nil
 	}
 	return &o
 }
 
-func (o *original) encode() string {
+// Encode is the label value of the record.
+func (o *Original) Encode() string {
 	b, _ := json.Marshal(o)
 	return string(b)
 }

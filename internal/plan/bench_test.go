@@ -1,7 +1,9 @@
-package reconciler
+package plan
 
 import (
 	"fmt"
+	"github.com/swarmsec/swarmsec/internal/compile"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"testing"
 
 	"github.com/docker/docker/api/types/network"
@@ -37,12 +39,12 @@ func benchCluster(b *testing.B, services int) *state.Store {
 			}
 			svcs = append(svcs, state.NewService(s))
 		}
-		policies = append(policies, netpol(stack+"-backends", v1.NetworkPolicySpec{
+		policies = append(policies, policytest.NetPol(stack+"-backends", v1.NetworkPolicySpec{
 			ServiceSelector: v1.LabelSelector{
 				MatchLabels:      map[string]string{v1.LabelStackNamespace: stack},
 				MatchExpressions: []v1.LabelSelectorRequirement{{Key: "app", Operator: v1.OpIn, Values: []string{"api", "db", "cache"}}},
 			},
-			Ingress: []v1.IngressRule{{From: []v1.Peer{peer(v1.LabelStackNamespace, stack)}}},
+			Ingress: []v1.IngressRule{{From: []v1.Peer{policytest.Peer(v1.LabelStackNamespace, stack)}}},
 		}))
 	}
 	if err := st.Update(func(tx state.Tx) error {
@@ -70,8 +72,8 @@ func BenchmarkCompileDiff(b *testing.B) {
 			for b.Loop() {
 				var err error
 				st.View(func(tx state.ReadTx) {
-					var d *Desired
-					if d, err = Compile(tx, nil); err != nil {
+					var d *compile.Desired
+					if d, err = compile.Compile(tx, nil); err != nil {
 						return
 					}
 					var p *Plan

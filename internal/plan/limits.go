@@ -1,11 +1,10 @@
-package reconciler
+package plan
 
 import (
 	"cmp"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/state"
@@ -30,13 +29,23 @@ var DefaultLimits = Limits{MaxServiceUpdates: 20, MaxIsolateShare: 0.5}
 // ErrHeld is returned by a pass that the safety limits stopped.
 var ErrHeld = errors.New("held by the safety limits")
 
-// holds lists the reasons a plan is too dangerous to apply without Force: it
-// detaches every service of a stack from all its networks, or isolates more
-// than the allowed share of all services at once.
-func holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
+// ErrBlocked marks a change that cannot go on until the operator acts (an
+// encryption migration with a container attached outside any service, a
+// service that opts out, a network recreated by someone else). It stops
+// where the services still share a network.
+var ErrBlocked = errors.New("migration blocked")
+
+// Holds lists the reasons a plan is too dangerous to apply without Force:
+// it detaches every service of a stack from all its networks, or isolates
+// more than the allowed share of all services at once. It fails closed: a
+// store it cannot read holds the plan.
+func Holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
 	var out []string
 	services, err := state.FindServices(tx, state.All())
-	if err != nil || len(services) == 0 {
+	if err != nil {
+		return []string{fmt.Sprintf("the safety limits cannot be checked: %v", err)}
+	}
+	if len(services) == 0 {
 		return nil
 	}
 	updates := map[string]*Action{}
@@ -47,7 +56,7 @@ func holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
 			continue
 		}
 		updates[a.ID] = a
-		if len(a.Reasons) > 0 && strings.HasPrefix(a.Reasons[0], "isolate:") {
+		if a.Service.Isolates {
 			newlyIsolated++
 		}
 	}
@@ -95,10 +104,10 @@ func detachesAll(services []*state.Service, updates map[string]*Action) bool {
 	return withNetworks > 0
 }
 
-// limitUpdates keeps at most max service updates, attach-only ones first so
+// LimitUpdates keeps at most max service updates, attach-only ones first so
 // peers join the new networks before isolated services move onto them; the
-// rest are deferred to the next pass.
-func limitUpdates(actions []Action, max int) (keep, deferred []Action) {
+// rest are deferred to the next pass. max <= 0 keeps them all.
+func LimitUpdates(actions []Action, max int) (keep, deferred []Action) {
 	var updates []Action
 	for _, a := range actions {
 		if a.Kind == ActionUpdateService {

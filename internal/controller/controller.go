@@ -1,17 +1,26 @@
-package reconciler
+// Package controller is the loop that drives reconcile passes: on start,
+// when the policies change, on Docker service and network events, after
+// the delay a pass asks for, and on a periodic resync. Events only say
+// "look again"; every pass reads the whole state. It is the one place that
+// decides retries and logs a pass's failure.
+package controller
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -20,24 +29,17 @@ import (
 const clusterKey = "cluster"
 
 // Pass is the report of one reconcile pass.
-type Pass struct {
-	Start    time.Time
-	Duration time.Duration
-	Plan     *Plan
-	Result   *Result
-	Err      error
-	// Trigger says what asked for the pass (last trigger before it ran).
-	Trigger string
-}
+type Pass = plan.Pass
 
 // Controller converges continuously: on start, when policies change, when
 // Docker reports a service or network event, and on a periodic resync.
 // Events only say "look again"; every pass reads the whole state.
 type Controller struct {
-	Reconciler *Reconciler
+	Reconciler *reconcile.Reconciler
 	// Resync is the period of full passes without any trigger.
 	Resync time.Duration
-	// Retry is the delay before a pass after one left work pending.
+	// Retry, when set, caps the delay before the next pass when a pass
+	// left work pending (tests use it to go faster).
 	Retry time.Duration
 	Log   *slog.Logger
 	// OnPass sees every pass (status, metrics).
@@ -62,9 +64,6 @@ func (c *Controller) init() {
 		if c.Resync <= 0 {
 			c.Resync = 30 * time.Second
 		}
-		if c.Retry <= 0 {
-			c.Retry = 5 * time.Second
-		}
 	})
 }
 
@@ -78,10 +77,14 @@ func (c *Controller) logger() *slog.Logger {
 // Trigger asks for a pass soon; triggers before it runs coalesce.
 func (c *Controller) Trigger(why string) {
 	c.init()
+	c.setTrigger(why)
+	c.queue.Add(clusterKey)
+}
+
+func (c *Controller) setTrigger(why string) {
 	c.mu.Lock()
 	c.trigger = why
 	c.mu.Unlock()
-	c.queue.Add(clusterKey)
 }
 
 // eventSettle delays a pass after a Docker event so a burst makes one pass.
@@ -89,9 +92,7 @@ const eventSettle = 250 * time.Millisecond
 
 func (c *Controller) triggerAfter(why string, d time.Duration) {
 	c.init()
-	c.mu.Lock()
-	c.trigger = why
-	c.mu.Unlock()
+	c.setTrigger(why)
 	c.queue.AddAfter(clusterKey, d)
 }
 
@@ -145,31 +146,45 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	c.mu.Unlock()
 
 	start := time.Now()
-	plan, res, err := c.Reconciler.Reconcile(ctx)
-	pass := Pass{Start: start, Duration: time.Since(start), Plan: plan, Result: res, Err: err, Trigger: why}
+	p, res, err := c.Reconciler.Reconcile(ctx)
+	pass := Pass{Start: start, Duration: time.Since(start), Plan: p, Err: err, Trigger: why}
+	if res != nil {
+		pass.Result = &res.Result
+	}
 	if c.OnPass != nil {
 		c.OnPass(pass)
 	}
+	var werr *reconcile.WriteError
 	switch {
 	case ctx.Err() != nil:
 		// Shutting down: the pass was cut short on purpose.
-	case errors.Is(err, ErrHeld):
-		// Not a failure to retry: it stands until the manifests change or
-		// the operator forces it. Every trigger re-evaluates it.
+	case reconcile.IsTerminal(err):
+		// Not a failure to retry: it stands until the manifests or Swarm
+		// change, and every trigger re-evaluates it.
 		c.queue.Forget(key)
-		c.logger().Warn("pass held", "trigger", why, "error", err)
+		c.logger().Warn("pass stopped until something changes", "trigger", why, "error", err)
+	case errors.As(err, &werr):
+		// Each failed write was logged with its object already.
+		c.logger().Warn("some changes failed; retrying with backoff", "trigger", why, "failed", werr.Failed,
+			"of", werr.Total, "retries", c.queue.NumRequeues(key))
+		c.queue.AddRateLimited(key)
 	case err != nil:
 		// Logged once, here, where the loop handles it.
 		c.logger().Error("reconcile failed; retrying with backoff", "trigger", why, "error", err,
 			"retries", c.queue.NumRequeues(key))
 		c.queue.AddRateLimited(key)
-	case res != nil && res.Pending():
+	case res != nil && res.RequeueAfter > 0:
 		c.queue.Forget(key)
-		c.queue.AddAfter(key, c.Retry)
+		after := res.RequeueAfter
+		if c.Retry > 0 {
+			after = min(after, c.Retry)
+		}
+		c.setTrigger("requeue")
+		c.queue.AddAfter(key, after)
 	default:
 		c.queue.Forget(key)
 		c.logger().Debug("reconciled", "trigger", why, "duration", pass.Duration.Round(time.Millisecond),
-			"actions", len(plan.Pending()))
+			"actions", len(p.Pending()))
 	}
 	return true
 }
@@ -178,7 +193,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 // the stream breaks (an engine restart), it reconnects with backoff and asks
 // for a pass, since events may have been missed meanwhile.
 func (c *Controller) watchEvents(ctx context.Context) {
-	backoff := time.Second
+	backoff := reconnectBackoff()
 	for ctx.Err() == nil {
 		f := filters.NewArgs(filters.Arg("type", string(events.ServiceEventType)), filters.Arg("type", string(events.NetworkEventType)))
 		streamCtx, cancel := context.WithCancel(ctx)
@@ -198,20 +213,26 @@ func (c *Controller) watchEvents(ctx context.Context) {
 					cancel()
 					return
 				}
-				c.logger().Warn("docker events stream lost; reconnecting", "error", err, "in", backoff)
+				c.logger().Warn("docker events stream lost; reconnecting", "error", err)
 				break stream
 			}
 		}
 		cancel()
 		if time.Since(connected) > time.Minute {
-			backoff = time.Second
+			backoff = reconnectBackoff()
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(backoff.Step()):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 		c.Trigger("events stream reconnected")
 	}
+}
+
+// reconnectBackoff spaces reconnections of the events stream: 1s doubling
+// up to 30s, with jitter so managers restarted together do not reconnect
+// in step.
+func reconnectBackoff() *wait.Backoff {
+	return &wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: 30 * time.Second}
 }

@@ -1,13 +1,14 @@
-package reconciler
+package reconcile
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"log/slog"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -19,52 +20,15 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// shop deploys, on a fake Swarm, the insecure shape people start from: one
-// unencrypted stack network, web publishing 8080 through the routing mesh.
-func shop(t *testing.T) (*fake.Swarm, map[string]string) {
-	t.Helper()
-	f := fake.New()
-	ctx := context.Background()
-	netResp, err := f.NetworkCreate(ctx, "shop_default", network.CreateOptions{
-		Driver: "overlay", Scope: "swarm", Labels: map[string]string{v1.LabelStackNamespace: "shop"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]string{"shop_default": netResp.ID}
-	for _, app := range []string{"web", "api", "db"} {
-		spec := swarm.ServiceSpec{}
-		spec.Name = "shop_" + app
-		spec.Labels = map[string]string{v1.LabelStackNamespace: "shop", "app": app}
-		spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/" + app, Env: []string{"APP=" + app}}
-		spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: netResp.ID, Aliases: []string{app}}}
-		if app == "web" {
-			spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{
-				{Protocol: "tcp", TargetPort: 8080, PublishedPort: 8080, PublishMode: swarm.PortConfigPublishModeIngress},
-				{Protocol: "tcp", TargetPort: 9090, PublishedPort: 9090, PublishMode: swarm.PortConfigPublishModeIngress},
-			}}
-		}
-		ids[spec.Name] = f.AddService(spec).ID
-	}
-	return f, ids
-}
-
-// shopPolicies isolate db (reachable from api only, no egress) and web
-// (publishing 8080 in host mode, reaching api).
-func shopPolicies() []*state.Policy {
-	return []*state.Policy{
-		netpol("db", v1.NetworkPolicySpec{
-			ServiceSelector: sel("app", "db"),
-			PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},
-			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
-		}),
-		netpol("web", v1.NetworkPolicySpec{
-			ServiceSelector: sel("app", "web"),
-			Egress:          []v1.EgressRule{{To: []v1.Peer{peer("app", "api"), {IPBlock: &v1.IPBlock{CIDR: v1.AnyIPv4}}}}},
-			Publish:         []v1.PublishedPort{{Port: 8080}},
-		}),
-	}
-}
+var (
+	shop         = policytest.Shop
+	shopPolicies = policytest.ShopPolicies
+	inspect      = policytest.Inspect
+	networkNames = policytest.NetworkNames
+	sel          = policytest.Sel
+	peer         = policytest.Peer
+	netpol       = policytest.NetPol
+)
 
 func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*state.Policy) *Reconciler {
 	t.Helper()
@@ -75,37 +39,13 @@ func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*state.Policy) *R
 	return r
 }
 
-func reconcile(t *testing.T, r *Reconciler) (*Plan, *Result) {
+func reconcile(t *testing.T, r *Reconciler) (*plan.Plan, *Result) {
 	t.Helper()
-	plan, res, err := r.Reconcile(context.Background())
+	pl, res, err := r.Reconcile(context.Background())
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
 	}
-	return plan, res
-}
-
-func inspect(t *testing.T, f *fake.Swarm, id string) swarm.Service {
-	t.Helper()
-	s, _, err := f.ServiceInspectWithRaw(context.Background(), id, swarm.ServiceInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// networkNames returns the names of the networks a service is attached to.
-func networkNames(t *testing.T, f *fake.Swarm, s swarm.Service) []string {
-	t.Helper()
-	var out []string
-	for _, a := range s.Spec.TaskTemplate.Networks {
-		n, err := f.NetworkInspect(context.Background(), a.Target, network.InspectOptions{})
-		if err != nil {
-			t.Fatalf("service %s: network %s: %v", s.Spec.Name, a.Target, err)
-		}
-		out = append(out, n.Name)
-	}
-	sort.Strings(out)
-	return out
+	return pl, res
 }
 
 func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
@@ -163,9 +103,9 @@ func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
 	// A second pass plans nothing and writes nothing; it costs a constant
 	// number of list calls, none per service.
 	f.ResetCalls()
-	plan, _ := reconcile(t, r)
-	if len(plan.Pending()) != 0 {
-		t.Errorf("second pass planned %+v", plan.Pending())
+	pl, _ := reconcile(t, r)
+	if len(pl.Pending()) != 0 {
+		t.Errorf("second pass planned %+v", pl.Pending())
 	}
 	if w := f.WriteCalls(); w != 0 {
 		t.Errorf("a no-op pass made %d write calls", w)
@@ -192,9 +132,9 @@ func TestReconcileRevertsDrift(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	plan, _ := reconcile(t, r)
-	if len(plan.Pending()) != 1 || plan.Pending()[0].Name != "shop_db" {
-		t.Fatalf("drift plan: %+v", plan.Pending())
+	pl, _ := reconcile(t, r)
+	if len(pl.Pending()) != 1 || pl.Pending()[0].Name != "shop_db" {
+		t.Fatalf("drift plan: %+v", pl.Pending())
 	}
 	if got := networkNames(t, f, inspect(t, f, ids["shop_db"])); !slices.Equal(got, []string{"swarmsec-db"}) {
 		t.Errorf("db networks after drift correction: %v", got)
@@ -273,12 +213,12 @@ func TestAuditWritesNothing(t *testing.T) {
 		r := newTestReconciler(t, f, shopPolicies())
 		r.Mode = ModeAudit
 		f.ResetCalls()
-		plan, _ := reconcile(t, r)
+		pl, _ := reconcile(t, r)
 		if f.WriteCalls() != 0 {
 			t.Errorf("audit mode wrote %d times", f.WriteCalls())
 		}
-		if len(plan.Actions) == 0 || len(plan.Pending()) != 0 {
-			t.Errorf("audit mode must report every action as audit-only: %d actions, %d pending", len(plan.Actions), len(plan.Pending()))
+		if len(pl.Actions) == 0 || len(pl.Pending()) != 0 {
+			t.Errorf("audit mode must report every action as audit-only: %d actions, %d pending", len(pl.Actions), len(pl.Pending()))
 		}
 	})
 	t.Run("audit mode on an enforced cluster", func(t *testing.T) {
@@ -289,9 +229,9 @@ func TestAuditWritesNothing(t *testing.T) {
 		// The same policies in audit mode: nothing would change, so there
 		// is nothing to report (not "undo everything").
 		r.Mode = ModeAudit
-		plan, _ := reconcile(t, r)
-		if len(plan.Actions) != 0 {
-			t.Errorf("audit mode on a converged cluster reports %+v", plan.Actions)
+		pl, _ := reconcile(t, r)
+		if len(pl.Actions) != 0 {
+			t.Errorf("audit mode on a converged cluster reports %+v", pl.Actions)
 		}
 	})
 	t.Run("audit policy", func(t *testing.T) {
@@ -300,12 +240,12 @@ func TestAuditWritesNothing(t *testing.T) {
 		ps[0].Network.Spec.Enforcement = v1.EnforcementAudit // db
 		r := newTestReconciler(t, f, ps)
 		r.Limits.Force = true
-		plan, _ := reconcile(t, r)
+		pl, _ := reconcile(t, r)
 		if got := networkNames(t, f, inspect(t, f, ids["shop_db"])); !slices.Equal(got, []string{"shop_default"}) {
 			t.Errorf("an audit policy changed db: %v", got)
 		}
 		audited := false
-		for _, a := range plan.Actions {
+		for _, a := range pl.Actions {
 			if a.Audit && a.Name == "shop_db" {
 				audited = true
 			}
@@ -368,11 +308,11 @@ func TestNeverTouchesWhatItDoesNotOwn(t *testing.T) {
 
 	r := newTestReconciler(t, f, shopPolicies())
 	r.Limits.Force = true
-	plan, _ := reconcile(t, r)
-	if !slices.ContainsFunc(plan.Notes, func(n string) bool { return containsAll(n, "swarmsec-db", "did not create") }) {
-		t.Errorf("no note about the squatted name: %q", plan.Notes)
+	pl, _ := reconcile(t, r)
+	if !slices.ContainsFunc(pl.Notes, func(n string) bool { return containsAll(n, "swarmsec-db", "did not create") }) {
+		t.Errorf("no note about the squatted name: %q", pl.Notes)
 	}
-	for _, a := range plan.Actions {
+	for _, a := range pl.Actions {
 		if a.Name == "swarmsec-db" || a.Name == "shop_web" || a.Name == "ingress" {
 			t.Errorf("planned %s on %s", a.Kind, a.Name)
 		}
@@ -389,10 +329,10 @@ func TestBlastRadiusAndHold(t *testing.T) {
 	t.Run("hold", func(t *testing.T) {
 		f, _ := shop(t)
 		r := newTestReconciler(t, f, shopPolicies())
-		r.Limits = Limits{MaxIsolateShare: 0.5}
+		r.Limits = plan.Limits{MaxIsolateShare: 0.5}
 		f.ResetCalls()
-		plan, _, err := r.Reconcile(context.Background())
-		if !errors.Is(err, ErrHeld) || len(plan.Holds) == 0 {
+		pl, _, err := r.Reconcile(context.Background())
+		if !errors.Is(err, plan.ErrHeld) || len(pl.Holds) == 0 {
 			t.Fatalf("isolating 2 of 3 services was not held: %v", err)
 		}
 		if f.WriteCalls() != 0 {
@@ -402,7 +342,7 @@ func TestBlastRadiusAndHold(t *testing.T) {
 	t.Run("max updates", func(t *testing.T) {
 		f, _ := shop(t)
 		r := newTestReconciler(t, f, shopPolicies())
-		r.Limits = Limits{MaxServiceUpdates: 1}
+		r.Limits = plan.Limits{MaxServiceUpdates: 1}
 		for pass := 1; ; pass++ {
 			f.ResetCalls()
 			_, res := reconcile(t, r)

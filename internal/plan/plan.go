@@ -1,4 +1,8 @@
-package reconciler
+// Package plan is the pure core of swarmsec: it diffs the desired topology
+// (package compile) against the observed state in the store into a plan of
+// steps, orders them, and applies the safety limits. It does no I/O: the
+// writer (package apply) executes what it plans.
+package plan
 
 import (
 	"cmp"
@@ -7,9 +11,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -22,6 +28,10 @@ const (
 	ActionCreateNetwork ActionKind = "create-network"
 	ActionUpdateService ActionKind = "update-service"
 	ActionRemoveNetwork ActionKind = "remove-network"
+	// ActionMigrateNetwork replaces an unencrypted overlay network by an
+	// encrypted one of the same name, moving its services over; its Steps
+	// are the writes of this pass (package migrate plans them).
+	ActionMigrateNetwork ActionKind = "migrate-network"
 )
 
 // Action is one write swarmsec would make, with why.
@@ -40,9 +50,64 @@ type Action struct {
 	Audit bool `json:"audit,omitempty"`
 
 	// Network is the network to create.
-	Network *DesiredNetwork `json:"network,omitempty"`
+	Network *compile.DesiredNetwork `json:"network,omitempty"`
 	// Service is the change to a service.
 	Service *ServiceChange `json:"service,omitempty"`
+	// Steps are the writes a migrate-network action makes in this pass.
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// Step is one write: a network created or removed, or a service updated.
+// Policy actions are one step each; a migration is a sequence of them.
+type Step struct {
+	Kind ActionKind `json:"kind"`
+	// Name is the network or service name; ID the Swarm ID of an existing
+	// object.
+	Name string `json:"name"`
+	ID   string `json:"id,omitempty"`
+	// What says what the step does, for logs.
+	What string `json:"what"`
+	// Create holds the options of a network to create.
+	Create *network.CreateOptions `json:"-"`
+	// Service is the change to a service.
+	Service *ServiceChange `json:"-"`
+	// Guard, when set, is the ID of a network that no container outside a
+	// service may be attached to when the step is written: a migration
+	// must not strand one.
+	Guard string `json:"-"`
+}
+
+// StepList returns the writes of an action.
+func (a *Action) StepList() []Step {
+	switch a.Kind {
+	case ActionMigrateNetwork:
+		return a.Steps
+	case ActionCreateNetwork:
+		opts := CreateOptions(a.Network)
+		return []Step{{Kind: a.Kind, Name: a.Name, What: "create network " + a.Name, Create: &opts}}
+	case ActionUpdateService:
+		return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "update service " + a.Name, Service: a.Service}}
+	}
+	return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "remove network " + a.Name}}
+}
+
+// ManagedNetworkLabels are the labels every network swarmsec creates for a
+// policy carries.
+func ManagedNetworkLabels(dn *compile.DesiredNetwork) map[string]string {
+	labels := map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: dn.Purpose}
+	if dn.Owner != "" {
+		labels[v1.LabelOwner] = dn.Owner
+	}
+	return labels
+}
+
+// CreateOptions are the options of a managed network: always an encrypted
+// overlay, never attachable, so no container outside a service may join.
+func CreateOptions(dn *compile.DesiredNetwork) network.CreateOptions {
+	return network.CreateOptions{
+		Driver: "overlay", Scope: "swarm", Internal: dn.Internal, Attachable: false,
+		Options: map[string]string{"encrypted": "true"}, Labels: ManagedNetworkLabels(dn),
+	}
 }
 
 // ServiceChange is everything one service update changes: one update per
@@ -54,8 +119,16 @@ type ServiceChange struct {
 	Detach  []string `json:"detach,omitempty"`
 	// Ports describes published-port changes, e.g. "8080/tcp removed".
 	Ports []string `json:"ports,omitempty"`
+	// Isolates is set when the update begins the service's isolation: the
+	// safety limits count these.
+	Isolates bool `json:"isolates,omitempty"`
 
-	target serviceTarget
+	// Target is what the fields swarmsec owns must become.
+	Target Target `json:"-"`
+	// Owned fingerprints the owned fields as planned from (see OwnedOf): a
+	// writer that meets a newer version of the service may write Target
+	// onto it only while they are unchanged.
+	Owned string `json:"-"`
 }
 
 // Plan is the set of actions that makes the cluster match the policies.
@@ -64,8 +137,8 @@ type Plan struct {
 	// Notes explain what swarmsec cannot do or what the operator should know.
 	Notes []string `json:"notes,omitempty"`
 	// Holds are the reasons the safety limits stop this plan unless forced.
-	Holds   []string `json:"holds,omitempty"`
-	Desired *Desired `json:"-"`
+	Holds   []string         `json:"holds,omitempty"`
+	Desired *compile.Desired `json:"-"`
 }
 
 // Pending returns the actions that would be written (audit ones excluded).
@@ -79,66 +152,67 @@ func (p *Plan) Pending() []Action {
 	return out
 }
 
-// serviceTarget is the part of a service spec swarmsec owns, as it must be.
-type serviceTarget struct {
-	Networks []attachment
+// Target is the part of a service spec swarmsec owns, as it must be.
+type Target struct {
+	Networks []Attachment
 	Ports    []swarm.PortConfig
 	// Original is the value of the swarmsec.io/original label; empty means
 	// the label must be absent.
 	Original string
 }
 
-// attachment is a network attachment by network name: new networks have no
+// Attachment is a network attachment by network name: new networks have no
 // ID until they are created.
-type attachment struct {
+type Attachment struct {
 	Network    string
 	ID         string
 	Aliases    []string
 	DriverOpts map[string]string
 }
 
-// observedNetworks indexes the observed networks for a diff.
-type observedNetworks struct {
-	byID   map[string]*state.Network
-	byName map[string]*state.Network
+// Networks indexes the observed networks by ID and by name.
+type Networks struct {
+	ByID   map[string]*state.Network
+	ByName map[string]*state.Network
 }
 
-func loadNetworks(tx state.ReadTx) (*observedNetworks, error) {
+// LoadNetworks indexes the networks in the store.
+func LoadNetworks(tx state.ReadTx) (*Networks, error) {
 	all, err := state.FindNetworks(tx, state.All())
 	if err != nil {
 		return nil, err
 	}
-	o := &observedNetworks{byID: make(map[string]*state.Network, len(all)), byName: make(map[string]*state.Network, len(all))}
+	o := &Networks{ByID: make(map[string]*state.Network, len(all)), ByName: make(map[string]*state.Network, len(all))}
 	for _, n := range all {
-		o.byID[n.ID] = n
+		o.ByID[n.ID] = n
 		// Prefer the swarm-scoped network when a local one shares its name.
-		if prev, ok := o.byName[n.Name]; !ok || prev.Scope != "swarm" {
-			o.byName[n.Name] = n
+		if prev, ok := o.ByName[n.Name]; !ok || prev.Scope != "swarm" {
+			o.ByName[n.Name] = n
 		}
 	}
 	return o, nil
 }
 
-// resolve finds the network an attachment target names (an ID, or a name in
+// Resolve finds the network an attachment target names (an ID, or a name in
 // specs written by hand through the API).
-func (o *observedNetworks) resolve(target string) *state.Network {
-	if n, ok := o.byID[target]; ok {
+func (o *Networks) Resolve(target string) *state.Network {
+	if n, ok := o.ByID[target]; ok {
 		return n
 	}
-	return o.byName[target]
+	return o.ByName[target]
 }
 
 // Diff plans the actions that take the observed state in tx to desired.
-func Diff(tx state.ReadTx, desired *Desired) (*Plan, error) {
-	nets, err := loadNetworks(tx)
+func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
+	nets, err := LoadNetworks(tx)
 	if err != nil {
 		return nil, err
 	}
 	plan := &Plan{Desired: desired, Notes: slices.Clone(desired.Notes)}
 
 	unavailable := map[string]bool{}
-	for _, dn := range desired.sortedNetworks() {
-		n, ok := nets.byName[dn.Name]
+	for _, dn := range desired.SortedNetworks() {
+		n, ok := nets.ByName[dn.Name]
 		switch {
 		case !ok:
 			plan.Actions = append(plan.Actions, Action{
@@ -200,11 +274,11 @@ func ownerList(owner string) []string {
 	return []string{owner}
 }
 
-func networkReason(dn *DesiredNetwork) string {
+func networkReason(dn *compile.DesiredNetwork) string {
 	switch dn.Purpose {
-	case PurposeEgress:
+	case v1.PurposeEgress:
 		return fmt.Sprintf("encrypted overlay giving %s a gateway (outside access, published ports) without peers", strings.Join(dn.Members, ", "))
-	case PurposeIsolated:
+	case v1.PurposeIsolated:
 		return fmt.Sprintf("encrypted internal overlay keeping %s off every shared network", strings.Join(dn.Members, ", "))
 	}
 	return fmt.Sprintf("encrypted internal overlay for %s", strings.Join(dn.Members, ", "))
@@ -214,13 +288,13 @@ func networkReason(dn *DesiredNetwork) string {
 // have. Isolated services keep only managed networks; other services keep
 // their own networks (or get back the ones recorded when their isolation
 // began) and join the managed networks that connect them to isolated peers.
-func target(s *state.Service, ds *DesiredService, nets *observedNetworks, unavailable map[string]bool) (serviceTarget, []string) {
+func target(s *state.Service, ds *compile.DesiredService, nets *Networks, unavailable map[string]bool) (Target, []string) {
 	var notes []string
-	orig := decodeOriginal(s)
+	orig := compile.DecodeOriginal(s)
 	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
-	var own []attachment                                  // current attachments to networks swarmsec does not manage
+	var own []Attachment                                  // current attachments to networks swarmsec does not manage
 	for _, a := range s.Networks {
-		n := nets.resolve(a.Target)
+		n := nets.Resolve(a.Target)
 		if n != nil && n.Managed() {
 			current[n.Name] = a
 			continue
@@ -230,22 +304,22 @@ func target(s *state.Service, ds *DesiredService, nets *observedNetworks, unavai
 			name, id = n.Name, n.ID
 		}
 		current[name] = a
-		own = append(own, attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+		own = append(own, Attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 	}
 
-	var t serviceTarget
+	var t Target
 	base := own
 	if orig != nil {
 		base = nil
 		for _, oa := range orig.Networks {
-			n := nets.byName[oa.Name]
+			n := nets.ByName[oa.Name]
 			if n == nil {
 				if ds == nil || !ds.Isolated {
 					notes = append(notes, fmt.Sprintf("service %s: original network %s no longer exists; it is not restored", s.Name, oa.Name))
 				}
 				continue
 			}
-			base = append(base, attachment{Network: n.Name, ID: n.ID, Aliases: oa.Aliases, DriverOpts: oa.DriverOpts})
+			base = append(base, Attachment{Network: n.Name, ID: n.ID, Aliases: oa.Aliases, DriverOpts: oa.DriverOpts})
 		}
 	}
 	aliases := unionAliases(base)
@@ -260,10 +334,10 @@ func target(s *state.Service, ds *DesiredService, nets *observedNetworks, unavai
 				continue
 			}
 			if a, ok := current[name]; ok {
-				t.Networks = append(t.Networks, attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+				t.Networks = append(t.Networks, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 				continue
 			}
-			t.Networks = append(t.Networks, attachment{Network: name, Aliases: aliases})
+			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: aliases})
 		}
 	}
 
@@ -271,11 +345,11 @@ func target(s *state.Service, ds *DesiredService, nets *observedNetworks, unavai
 	case isolated:
 		t.Ports = allowedPorts(s.Ports, orig, ds.Publish)
 		if orig == nil {
-			orig = &original{Ports: s.Ports}
+			orig = &compile.Original{Ports: s.Ports}
 			for _, a := range own {
-				orig.Networks = append(orig.Networks, originalAttachment{Name: a.Network, ID: a.ID, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+				orig.Networks = append(orig.Networks, compile.OriginalAttachment{Name: a.Network, ID: a.ID, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 			}
-			t.Original = orig.encode()
+			t.Original = orig.Encode()
 		} else {
 			t.Original = s.Labels[v1.LabelOriginal]
 		}
@@ -289,7 +363,7 @@ func target(s *state.Service, ds *DesiredService, nets *observedNetworks, unavai
 
 // unionAliases gathers the aliases a service has on its own networks, so it
 // keeps answering to them (a stack's short service names) on managed ones.
-func unionAliases(as []attachment) []string {
+func unionAliases(as []Attachment) []string {
 	var out []string
 	for _, a := range as {
 		out = append(out, a.Aliases...)
@@ -301,7 +375,7 @@ func unionAliases(as []attachment) []string {
 // allowedPorts keeps the published ports a policy allows, in the mode it
 // asks for. Ports removed earlier come back from the original record when a
 // policy allows them again.
-func allowedPorts(current []swarm.PortConfig, orig *original, allow map[string]v1.PublishMode) []swarm.PortConfig {
+func allowedPorts(current []swarm.PortConfig, orig *compile.Original, allow map[string]v1.PublishMode) []swarm.PortConfig {
 	candidates := slices.Clone(current)
 	if orig != nil {
 		for _, p := range orig.Ports {
@@ -312,7 +386,7 @@ func allowedPorts(current []swarm.PortConfig, orig *original, allow map[string]v
 	}
 	var out []swarm.PortConfig
 	for _, p := range candidates {
-		mode, ok := allow[portKey(p.PublishedPort, string(p.Protocol))]
+		mode, ok := allow[compile.PortKey(p.PublishedPort, string(p.Protocol))]
 		if !ok {
 			continue
 		}
@@ -342,20 +416,20 @@ func modeOf(p swarm.PortConfig) swarm.PortConfigPublishMode {
 
 // serviceAction compares a service with its target and describes the update
 // that closes the gap, if any.
-func serviceAction(s *state.Service, ds *DesiredService, t serviceTarget, nets *observedNetworks) (Action, bool) {
+func serviceAction(s *state.Service, ds *compile.DesiredService, t Target, nets *Networks) (Action, bool) {
 	have := map[string]swarm.NetworkAttachmentConfig{}
 	for _, a := range s.Networks {
 		name := a.Target
-		if n := nets.resolve(a.Target); n != nil {
+		if n := nets.Resolve(a.Target); n != nil {
 			name = n.Name
 		}
 		have[name] = a
 	}
-	want := map[string]attachment{}
+	want := map[string]Attachment{}
 	for _, a := range t.Networks {
 		want[a.Network] = a
 	}
-	ch := &ServiceChange{Version: s.Version, target: t}
+	ch := &ServiceChange{Version: s.Version, Target: t, Owned: OwnedOf(s.Spec)}
 	var reasons []string
 	for _, a := range t.Networks {
 		if h, ok := have[a.Network]; !ok {
@@ -384,7 +458,7 @@ func serviceAction(s *state.Service, ds *DesiredService, t serviceTarget, nets *
 		if slices.Contains(ch.Attach, n) {
 			continue
 		}
-		switch nw := nets.byName[n]; {
+		switch nw := nets.ByName[n]; {
 		case isolated && (nw == nil || !nw.Managed()):
 			reasons = append(reasons, fmt.Sprintf("detach %s: isolated services use managed networks only", n))
 		case nw != nil && nw.Managed():
@@ -410,6 +484,7 @@ func serviceAction(s *state.Service, ds *DesiredService, t serviceTarget, nets *
 	if ds != nil {
 		a.Policies = ds.Policies
 		if isolated && origNow == "" {
+			ch.Isolates = true
 			a.Reasons = append([]string{"isolate: selected by " + strings.Join(ds.Policies, ", ")}, a.Reasons...)
 		}
 	}
@@ -423,7 +498,7 @@ func portChanges(have, want []swarm.PortConfig) []string {
 	var out []string
 	for _, h := range have {
 		i := slices.IndexFunc(want, func(w swarm.PortConfig) bool { return samePort(h, w) })
-		key := portKey(h.PublishedPort, string(protocolOf(h)))
+		key := compile.PortKey(h.PublishedPort, string(protocolOf(h)))
 		switch {
 		case i < 0:
 			out = append(out, fmt.Sprintf("unpublish %s: no policy publishes it", key))
@@ -433,7 +508,7 @@ func portChanges(have, want []swarm.PortConfig) []string {
 	}
 	for _, w := range want {
 		if !slices.ContainsFunc(have, func(h swarm.PortConfig) bool { return samePort(h, w) }) {
-			out = append(out, fmt.Sprintf("publish %s in %s mode again", portKey(w.PublishedPort, string(protocolOf(w))), modeOf(w)))
+			out = append(out, fmt.Sprintf("publish %s in %s mode again", compile.PortKey(w.PublishedPort, string(protocolOf(w))), modeOf(w)))
 		}
 	}
 	return out

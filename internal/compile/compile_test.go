@@ -1,50 +1,23 @@
-package reconciler
+package compile
 
 import (
 	"fmt"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"math/rand/v2"
 	"regexp"
 	"slices"
 	"testing"
 
-	"github.com/docker/docker/api/types/swarm"
-
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// stackService builds an observed stack service with app=<short name>.
-func stackService(stack, short string, extra ...string) *state.Service {
-	labels := map[string]string{v1.LabelStackNamespace: stack, "app": short}
-	for i := 0; i+1 < len(extra); i += 2 {
-		labels[extra[i]] = extra[i+1]
-	}
-	s := swarm.Service{ID: "id-" + stack + "_" + short}
-	s.Spec.Name = stack + "_" + short
-	s.Spec.Labels = labels
-	return state.NewService(s)
-}
-
-func sel(kv ...string) v1.LabelSelector {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return v1.LabelSelector{MatchLabels: m}
-}
-
-func peer(kv ...string) v1.Peer {
-	s := sel(kv...)
-	return v1.Peer{ServiceSelector: &s}
-}
-
-func netpol(name string, spec v1.NetworkPolicySpec) *state.Policy {
-	return &state.Policy{Name: name, Kind: v1.KindNetworkPolicy, Generation: "g", Network: &v1.NetworkPolicy{
-		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindNetworkPolicy},
-		Metadata: v1.ObjectMeta{Name: name},
-		Spec:     spec,
-	}}
-}
+var (
+	stackService = policytest.StackService
+	sel          = policytest.Sel
+	peer         = policytest.Peer
+	netpol       = policytest.NetPol
+)
 
 func compileWith(t testing.TB, services []*state.Service, policies []*state.Policy) (*state.Store, *Desired) {
 	t.Helper()
@@ -141,10 +114,10 @@ func TestCompileShapes(t *testing.T) {
 				t.Errorf("networks:\n got  %v\n want %v", got, tc.want)
 			}
 			for _, n := range d.Networks {
-				if n.Purpose == PurposeEgress && n.Internal {
+				if n.Purpose == v1.PurposeEgress && n.Internal {
 					t.Errorf("%s: an egress network must not be internal", n.Name)
 				}
-				if n.Purpose != PurposeEgress && !n.Internal {
+				if n.Purpose != v1.PurposeEgress && !n.Internal {
 					t.Errorf("%s: must be internal", n.Name)
 				}
 			}

@@ -1,9 +1,12 @@
-package reconciler
+package reconcile
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/swarmsec/swarmsec/internal/migrate"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"log/slog"
 	"slices"
 	"strings"
@@ -52,30 +55,79 @@ func migStack(t *testing.T, n int) (*fake.Swarm, []string) {
 	return f, names
 }
 
-func encpol(name string, sel v1.LabelSelector, enforcement v1.Enforcement) *state.Policy {
-	return &state.Policy{Name: name, Kind: v1.KindEncryptionPolicy, Generation: name, Encryption: &v1.EncryptionPolicy{
-		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindEncryptionPolicy},
-		Metadata: v1.ObjectMeta{Name: name},
-		Spec:     v1.EncryptionPolicySpec{NetworkSelector: sel, Enforcement: enforcement},
-	}}
-}
+var encpol = policytest.EncPol
 
 func shopEncryption() *state.Policy {
 	return encpol("encrypt-shop", v1.LabelSelector{MatchLabels: map[string]string{v1.LabelStackNamespace: "shop"}}, "")
 }
 
-func migReconciler(t *testing.T, f *fake.Swarm, policies ...*state.Policy) *Reconciler {
+// migReconciler is a fresh process's reconciler (an empty store) whose
+// passes follow each other fast.
+func migReconciler(t *testing.T, api dockerapi.API, policies ...*state.Policy) *Reconciler {
 	t.Helper()
-	r := &Reconciler{Docker: f, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler), RemoveWait: time.Second}
+	r := &Reconciler{Docker: api, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler),
+		PendingDelay: 5 * time.Millisecond, ProgressDelay: time.Millisecond}
 	if err := r.SetPolicies(policies); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func fastMigrator(f *fake.Swarm) *Migrator {
-	return &Migrator{Docker: f, Store: state.New(), Log: slog.New(slog.DiscardHandler), Poll: time.Millisecond,
-		RemoveWait: 200 * time.Millisecond, ConvergeTimeout: 5 * time.Second}
+// converge runs passes until nothing waits, as apply does.
+func converge(t *testing.T, r *Reconciler) (*plan.Plan, *Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return r.Converge(ctx, nil)
+}
+
+// killer stands between a reconciler and the fake and kills the process
+// (cancels its context) right after the k-th write.
+type killer struct {
+	dockerapi.API
+	k, n int
+	kill func()
+}
+
+func (w *killer) wrote() {
+	if w.n++; w.n == w.k {
+		w.kill()
+	}
+}
+
+func (w *killer) ServiceUpdate(ctx context.Context, id string, v swarm.Version, spec swarm.ServiceSpec, o swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
+	resp, err := w.API.ServiceUpdate(ctx, id, v, spec, o)
+	if err == nil {
+		w.wrote()
+	}
+	return resp, err
+}
+
+func (w *killer) NetworkCreate(ctx context.Context, name string, o network.CreateOptions) (network.CreateResponse, error) {
+	resp, err := w.API.NetworkCreate(ctx, name, o)
+	if err == nil {
+		w.wrote()
+	}
+	return resp, err
+}
+
+func (w *killer) NetworkRemove(ctx context.Context, id string) error {
+	err := w.API.NetworkRemove(ctx, id)
+	if err == nil {
+		w.wrote()
+	}
+	return err
+}
+
+// killAt runs a migration and kills it right after its k-th write.
+func killAt(t *testing.T, f *fake.Swarm, k int) {
+	t.Helper()
+	ctx, kill := context.WithCancel(context.Background())
+	defer kill()
+	r := migReconciler(t, &killer{API: f, k: k, kill: kill}, shopEncryption())
+	if _, _, err := r.Converge(ctx, nil); err == nil {
+		t.Fatalf("the migration finished before its write %d", k)
+	}
 }
 
 // sharing checks that every pair of the named services shares a network,
@@ -172,7 +224,7 @@ func checkMigrated(t *testing.T, f *fake.Swarm, oldID string, names []string) {
 	}
 	var cur *network.Summary
 	for i, n := range nets {
-		if n.Labels[LabelMigrating] != "" {
+		if n.Labels[v1.LabelMigrating] != "" {
 			t.Errorf("temporary network %s left", n.Name)
 		}
 		if n.Name == migNet {
@@ -185,7 +237,7 @@ func checkMigrated(t *testing.T, f *fake.Swarm, oldID string, names []string) {
 	if _, ok := cur.Options["encrypted"]; !ok || cur.ID == oldID {
 		t.Errorf("%s: id %s (old %s) options %v: not replaced by an encrypted network", migNet, cur.ID, oldID, cur.Options)
 	}
-	if cur.Labels[v1.LabelStackNamespace] != "shop" || cur.Labels["team"] != "payments" || cur.Labels[LabelMigratedFrom] != oldID {
+	if cur.Labels[v1.LabelStackNamespace] != "shop" || cur.Labels["team"] != "payments" || cur.Labels[v1.LabelMigratedFrom] != oldID {
 		t.Errorf("labels not kept: %v", cur.Labels)
 	}
 	if !cur.Attachable || cur.Internal || cur.Options["com.docker.network.driver.mtu"] != "1400" {
@@ -219,23 +271,25 @@ func TestMigrateStackNetworkInPlace(t *testing.T) {
 	w := watchSharing(f, names)
 	r := migReconciler(t, f, shopEncryption())
 
-	plan, err := r.Plan(context.Background())
+	pl, err := r.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan.Actions) != 1 || plan.Actions[0].Kind != ActionMigrateNetwork || plan.Actions[0].Audit {
-		t.Fatalf("plan: %+v", plan.Actions)
+	if len(pl.Actions) != 1 || pl.Actions[0].Kind != plan.ActionMigrateNetwork || pl.Actions[0].Audit {
+		t.Fatalf("plan: %+v", pl.Actions)
 	}
-	if why := strings.Join(plan.Actions[0].Reasons, "\n"); !strings.Contains(why, "24 service updates") || !strings.Contains(why, tempName(migNet)) {
+	if why := strings.Join(pl.Actions[0].Reasons, "\n"); !strings.Contains(why, "24 service updates") || !strings.Contains(why, migrate.TempName(migNet)) {
 		t.Errorf("reasons: %s", why)
 	}
 
-	_, res, err := r.Reconcile(context.Background())
+	_, res, err := converge(t, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Results) != 1 || res.Results[0].Outcome != OutcomeConfigured {
-		t.Errorf("results: %+v", res.Results)
+	for _, ar := range res.Results {
+		if ar.Action.Kind != plan.ActionMigrateNetwork || ar.Err != nil {
+			t.Errorf("result: %+v", ar)
+		}
 	}
 	if got := f.Calls()[dockerapi.OpServiceUpdate]; got != 24 {
 		t.Errorf("%d service updates, want 24", got)
@@ -248,49 +302,57 @@ func TestMigrateStackNetworkInPlace(t *testing.T) {
 
 	// A second pass finds nothing to do and writes nothing.
 	f.ResetCalls()
-	plan, _, err = r.Reconcile(context.Background())
+	pl, _, err = r.Reconcile(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := f.WriteCalls(); n != 0 || len(plan.Pending()) != 0 {
-		t.Errorf("second pass: %d writes, plan %+v", n, plan.Pending())
+	if n := f.WriteCalls(); n != 0 || len(pl.Pending()) != 0 {
+		t.Errorf("second pass: %d writes, plan %+v", n, pl.Pending())
 	}
 }
 
 func TestMigrateReportsProgress(t *testing.T) {
 	f, _ := migStack(t, 2)
-	mg := fastMigrator(f)
+	r := migReconciler(t, f, shopEncryption())
 	var seen []string
-	mg.Progress = func(p MigrationProgress) {
-		seen = append(seen, fmt.Sprintf("%d/%d %s %d/%d", p.Step, p.Steps, p.Service, p.Done, p.Total))
+	r.OnResult = func(ar plan.ActionResult) {
+		if ar.Outcome == plan.OutcomeUnchanged {
+			return
+		}
+		for _, st := range ar.Action.Steps {
+			seen = append(seen, st.What)
+		}
 	}
-	if err := mg.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, []*state.Policy{shopEncryption()}) }); err != nil {
+	if _, _, err := converge(t, r); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := mg.Run(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tmp := migrate.TempName(migNet)
 	want := []string{
-		"1/8  0/0",
-		"2/8 shop_s0 1/2", "2/8 shop_s1 2/2",
-		"3/8 shop_s0 1/2", "3/8 shop_s1 2/2",
-		"4/8  0/0", "5/8  0/0",
-		"6/8 shop_s0 1/2", "6/8 shop_s1 2/2",
-		"7/8 shop_s0 1/2", "7/8 shop_s1 2/2",
-		"8/8  0/0",
+		"step 1/8 create temporary encrypted network " + tmp,
+		"step 2/8 attach " + tmp + " to shop_s0 (0 of 2 services done)", "step 2/8 attach " + tmp + " to shop_s1 (1 of 2 services done)",
+		"step 3/8 detach shop_default from shop_s0 (0 of 2 services done)", "step 3/8 detach shop_default from shop_s1 (1 of 2 services done)",
+		"step 4/8 remove network shop_default (" + networkIDs(seen) + ")", "step 5/8 create encrypted network shop_default",
+		"step 6/8 attach shop_default to shop_s0 (0 of 2 services done)", "step 6/8 attach shop_default to shop_s1 (1 of 2 services done)",
+		"step 7/8 detach " + tmp + " from shop_s0 (0 of 2 services done)", "step 7/8 detach " + tmp + " from shop_s1 (1 of 2 services done)",
+		"step 8/8 remove network " + tmp + " (" + networkIDs(seen[10:]) + ")",
 	}
 	if !slices.Equal(seen, want) {
 		t.Errorf("progress:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
 	}
-	if len(rep.Networks) != 1 || rep.Networks[0].Writes != 12 || rep.Updates != 8 {
-		t.Errorf("report: %+v", rep)
-	}
 }
 
-// TestMigrateResumesAfterKillAtEveryWrite kills the migration right after
-// each of its writes, while the rolling update it started is still going,
-// and checks a fresh reconciler (a new process: empty store) finishes it.
+// networkIDs returns the ID in the first "remove network NAME (ID)" line.
+func networkIDs(lines []string) string {
+	for _, l := range lines {
+		if i := strings.Index(l, "remove network "); i >= 0 {
+			if j := strings.LastIndex(l, "("); j > i {
+				return strings.TrimSuffix(l[j+1:], ")")
+			}
+		}
+	}
+	return "?"
+}
+
 func TestMigrateResumesAfterKillAtEveryWrite(t *testing.T) {
 	const services = 3
 	writes := 1 + services + services + 1 + 1 + services + services + 1
@@ -317,27 +379,16 @@ func TestMigrateResumesAfterKillAtEveryWrite(t *testing.T) {
 			}()
 
 			ctx, kill := context.WithCancel(context.Background())
-			mg := fastMigrator(f)
-			n := 0
-			mg.Progress = func(MigrationProgress) {
-				if n++; n == k {
-					kill()
-				}
-			}
-			if err := mg.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, []*state.Policy{shopEncryption()}) }); err != nil {
-				t.Fatal(err)
-			}
-			rep, err := mg.Run(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k < writes && (len(rep.Networks) != 1 || !errors.Is(rep.Networks[0].Err, context.Canceled)) {
-				t.Fatalf("killed run: %+v", rep.Networks)
+			defer kill()
+			killed := migReconciler(t, &killer{API: f, k: k, kill: kill}, shopEncryption())
+			_, _, err := killed.Converge(ctx, nil)
+			if k < writes && !errors.Is(err, context.Canceled) {
+				t.Fatalf("killed run: %v", err)
 			}
 			w.sample(f, names)
 
 			r := migReconciler(t, f, shopEncryption())
-			if _, _, err := r.Reconcile(context.Background()); err != nil {
+			if _, _, err := converge(t, r); err != nil {
 				t.Fatalf("resumed: %v", err)
 			}
 			checkMigrated(t, f, oldID, names)
@@ -359,12 +410,12 @@ func TestMigrateAuditWritesNothing(t *testing.T) {
 			f, _ := migStack(t, 2)
 			r := migReconciler(t, f, encpol("enc", v1.LabelSelector{MatchLabels: map[string]string{"team": "payments"}}, tc.enforcement))
 			r.Mode = tc.mode
-			plan, _, err := r.Reconcile(context.Background())
+			pl, _, err := r.Reconcile(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(plan.Actions) != 1 || !plan.Actions[0].Audit || plan.Actions[0].Kind != ActionMigrateNetwork {
-				t.Errorf("plan: %+v", plan.Actions)
+			if len(pl.Actions) != 1 || !pl.Actions[0].Audit || pl.Actions[0].Kind != plan.ActionMigrateNetwork {
+				t.Errorf("plan: %+v", pl.Actions)
 			}
 			if n := f.WriteCalls(); n != 0 {
 				t.Errorf("%d writes", n)
@@ -379,15 +430,19 @@ func TestMigrateNeverTouchesIngress(t *testing.T) {
 	ingressID := networkID(t, f, "ingress")
 	// An empty selector selects every network.
 	r := migReconciler(t, f, encpol("everything", v1.LabelSelector{}, ""))
-	plan, _, err := r.Reconcile(context.Background())
+	pl, _, err := converge(t, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ingress *Action
-	for i, a := range plan.Actions {
+	pl, err = r.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ingress *plan.Action
+	for i, a := range pl.Actions {
 		switch a.Name {
 		case "ingress":
-			ingress = &plan.Actions[i]
+			ingress = &pl.Actions[i]
 		case migNet:
 		default:
 			t.Errorf("unexpected action %+v", a)
@@ -409,14 +464,14 @@ func TestMigrateBlockedByContainerOutsideServices(t *testing.T) {
 		c := f.AddContainer("debug-shell", nil, migNet)
 		r := migReconciler(t, f, shopEncryption())
 		_, _, err := r.Reconcile(context.Background())
-		if !errors.Is(err, ErrMigrationBlocked) || !strings.Contains(err.Error(), "debug-shell") {
+		if !errors.Is(err, plan.ErrBlocked) || !strings.Contains(err.Error(), "debug-shell") {
 			t.Fatalf("err = %v, want blocked naming debug-shell", err)
 		}
 		if n := f.WriteCalls(); n != 0 {
 			t.Errorf("%d writes while blocked", n)
 		}
 		f.RemoveContainer(c.ID)
-		if _, _, err := r.Reconcile(context.Background()); err != nil {
+		if _, _, err := converge(t, r); err != nil {
 			t.Fatal(err)
 		}
 		checkMigrated(t, f, oldID, names)
@@ -425,21 +480,11 @@ func TestMigrateBlockedByContainerOutsideServices(t *testing.T) {
 		f, names := migStack(t, 2)
 		oldID := networkID(t, f, migNet)
 		w := watchSharing(f, names)
-		r := migReconciler(t, f, shopEncryption())
 		var c string
-		r.Log = slog.New(slog.DiscardHandler)
-		mg := r.migrator()
-		mg.Poll, mg.RemoveWait = time.Millisecond, 50*time.Millisecond
-		mg.Progress = func(p MigrationProgress) {
-			if p.Step == stepDetachOld && c == "" {
-				c = f.AddContainer("late-shell", nil, migNet).ID
-			}
-		}
-		rep, err := mg.Run(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rep.Networks[0].Err; !errors.Is(err, ErrMigrationBlocked) || !strings.Contains(err.Error(), "late-shell") {
+		// Right after the services joined the temporary network.
+		r := migReconciler(t, &killer{API: f, k: 3, kill: func() { c = f.AddContainer("late-shell", nil, migNet).ID }}, shopEncryption())
+		_, _, err := converge(t, r)
+		if !errors.Is(err, plan.ErrBlocked) || !strings.Contains(err.Error(), "late-shell") {
 			t.Fatalf("err = %v", err)
 		}
 		if networkID(t, f, migNet) != oldID {
@@ -449,7 +494,7 @@ func TestMigrateBlockedByContainerOutsideServices(t *testing.T) {
 			t.Error(err)
 		}
 		f.RemoveContainer(c)
-		if _, _, err := r.Reconcile(context.Background()); err != nil {
+		if _, _, err := converge(t, r); err != nil {
 			t.Fatal(err)
 		}
 		checkMigrated(t, f, oldID, names)
@@ -467,12 +512,12 @@ func TestMigrateOptOut(t *testing.T) {
 		}
 		f.ResetCalls()
 		r := migReconciler(t, f, encpol("everything", v1.LabelSelector{MatchLabels: map[string]string{v1.LabelNetwork: "legacy"}}, ""))
-		plan, _, err := r.Reconcile(context.Background())
+		pl, _, err := r.Reconcile(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(plan.Actions) != 0 || f.WriteCalls() != 0 || !slices.ContainsFunc(plan.Notes, func(n string) bool { return strings.Contains(n, "legacy opts out") }) {
-			t.Errorf("actions %+v, notes %q, %d writes", plan.Actions, plan.Notes, f.WriteCalls())
+		if len(pl.Actions) != 0 || f.WriteCalls() != 0 || !slices.ContainsFunc(pl.Notes, func(n string) bool { return strings.Contains(n, "legacy opts out") }) {
+			t.Errorf("actions %+v, notes %q, %d writes", pl.Actions, pl.Notes, f.WriteCalls())
 		}
 	})
 	t.Run("service", func(t *testing.T) {
@@ -482,13 +527,13 @@ func TestMigrateOptOut(t *testing.T) {
 		}
 		f.ResetCalls()
 		r := migReconciler(t, f, shopEncryption())
-		plan, _, err := r.Reconcile(context.Background())
+		pl, _, err := r.Reconcile(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(plan.Actions) != 0 || f.WriteCalls() != 0 ||
-			!slices.ContainsFunc(plan.Notes, func(n string) bool { return strings.Contains(n, "service shop_s1 opts out") }) {
-			t.Errorf("actions %+v, notes %q, %d writes", plan.Actions, plan.Notes, f.WriteCalls())
+		if len(pl.Actions) != 0 || f.WriteCalls() != 0 ||
+			!slices.ContainsFunc(pl.Notes, func(n string) bool { return strings.Contains(n, "service shop_s1 opts out") }) {
+			t.Errorf("actions %+v, notes %q, %d writes", pl.Actions, pl.Notes, f.WriteCalls())
 		}
 	})
 }
@@ -500,34 +545,39 @@ func TestMigrateBlastRadius(t *testing.T) {
 	oldID := networkID(t, f, migNet)
 	w := watchSharing(f, names)
 	r := migReconciler(t, f, shopEncryption())
-	r.Limits = Limits{MaxServiceUpdates: 5}
+	r.Limits = plan.Limits{MaxServiceUpdates: 5}
 
-	plan, err := r.Plan(context.Background())
+	pl, err := r.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if why := strings.Join(plan.Actions[0].Reasons, "\n"); !strings.Contains(why, "it takes 5 passes") {
+	if why := strings.Join(pl.Actions[0].Reasons, "\n"); !strings.Contains(why, "--max-service-updates=5: it takes more passes") {
 		t.Errorf("reasons: %s", why)
 	}
+	updates := 0
 	for pass := 1; ; pass++ {
 		f.ResetCalls()
 		_, res, err := r.Reconcile(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := f.Calls()[dockerapi.OpServiceUpdate]; n > 5 {
+		n := f.Calls()[dockerapi.OpServiceUpdate]
+		if n > 5 {
 			t.Fatalf("pass %d: %d service updates", pass, n)
 		}
+		updates += n
 		if err := sharing(f, names); err != nil {
 			t.Fatalf("after pass %d: %v", pass, err)
 		}
-		if !res.Pending() {
-			if pass != 5 {
-				t.Errorf("done after %d passes, want 5", pass)
+		if res.RequeueAfter == 0 {
+			// Four waves of six, each two passes of five and one, the
+			// four network steps, and a last pass that finds nothing.
+			if pass != 13 || updates != 24 {
+				t.Errorf("done after %d passes and %d updates, want 13 and 24", pass, updates)
 			}
 			break
 		}
-		if pass > 10 {
+		if pass > 20 {
 			t.Fatal("no end")
 		}
 	}
@@ -559,7 +609,7 @@ func TestMigrateThenRestoreIsolated(t *testing.T) {
 	if err := r.SetPolicies([]*state.Policy{isolate, shopEncryption()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Reconcile(context.Background()); err != nil {
+	if _, _, err := converge(t, r); err != nil {
 		t.Fatal(err)
 	}
 	s0, _, _ := f.ServiceInspectWithRaw(context.Background(), names[0], swarm.ServiceInspectOptions{})
@@ -569,7 +619,7 @@ func TestMigrateThenRestoreIsolated(t *testing.T) {
 	if err := r.SetPolicies([]*state.Policy{shopEncryption()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Reconcile(context.Background()); err != nil {
+	if _, _, err := converge(t, r); err != nil {
 		t.Fatal(err)
 	}
 	checkMigrated(t, f, oldID, names)
@@ -579,45 +629,25 @@ func TestMigrateThenRestoreIsolated(t *testing.T) {
 	}
 }
 
-// killAt runs a migration and kills it right after its k-th write.
-func killAt(t *testing.T, f *fake.Swarm, k int) {
-	t.Helper()
-	ctx, kill := context.WithCancel(context.Background())
-	defer kill()
-	mg := fastMigrator(f)
-	n := 0
-	mg.Progress = func(MigrationProgress) {
-		if n++; n == k {
-			kill()
-		}
-	}
-	if err := mg.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, []*state.Policy{shopEncryption()}) }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mg.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestMigrateRollsBackWhenPolicyGoes(t *testing.T) {
 	f, names := migStack(t, 3)
 	oldID := networkID(t, f, migNet)
 	w := watchSharing(f, names)
 	killAt(t, f, 1+3+2) // temp created, all attached, two detached from old
 	r := migReconciler(t, f)
-	plan, err := r.Plan(context.Background())
+	pl, err := r.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan.Actions) != 1 || !strings.Contains(plan.Actions[0].Reasons[0], "roll back") {
-		t.Fatalf("plan: %+v", plan.Actions)
+	if len(pl.Actions) != 1 || !strings.Contains(pl.Actions[0].Reasons[0], "roll back") {
+		t.Fatalf("plan: %+v", pl.Actions)
 	}
-	if _, _, err := r.Reconcile(context.Background()); err != nil {
+	if _, _, err := converge(t, r); err != nil {
 		t.Fatal(err)
 	}
 	nets, _ := f.NetworkList(context.Background(), network.ListOptions{})
 	for _, n := range nets {
-		if n.Labels[LabelMigrating] != "" {
+		if n.Labels[v1.LabelMigrating] != "" {
 			t.Errorf("temporary network %s left", n.Name)
 		}
 	}
@@ -642,17 +672,17 @@ func TestPolicyPassLeavesMigrationAlone(t *testing.T) {
 		Spec:     v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{MatchLabels: map[string]string{"app": "s0"}}},
 	}}
 	r := migReconciler(t, f, isolate)
-	plan, err := r.Plan(context.Background())
+	pl, err := r.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range plan.Actions {
-		if a.Kind == ActionUpdateService || a.Kind == ActionRemoveNetwork {
+	for _, a := range pl.Actions {
+		if a.Kind == plan.ActionUpdateService || a.Kind == plan.ActionRemoveNetwork {
 			t.Errorf("planned %s %s during a migration", a.Kind, a.Name)
 		}
 	}
-	if !slices.ContainsFunc(plan.Notes, func(n string) bool { return strings.Contains(n, "wait for the migration of network "+migNet) }) {
-		t.Errorf("notes: %q", plan.Notes)
+	if !slices.ContainsFunc(pl.Notes, func(n string) bool { return strings.Contains(n, "wait for the migration of network "+migNet) }) {
+		t.Errorf("notes: %q", pl.Notes)
 	}
 }
 
@@ -664,7 +694,7 @@ func TestMigrateBlockedByForeignRecreation(t *testing.T) {
 	}
 	r := migReconciler(t, f, shopEncryption())
 	_, _, err := r.Reconcile(context.Background())
-	if !errors.Is(err, ErrMigrationBlocked) || !strings.Contains(err.Error(), "created again by someone else") {
+	if !errors.Is(err, plan.ErrBlocked) || !strings.Contains(err.Error(), "created again by someone else") {
 		t.Fatalf("err = %v", err)
 	}
 	if err := sharing(f, names); err != nil {
@@ -684,22 +714,20 @@ func waitCalls(t *testing.T, f *fake.Swarm, n int) {
 	}
 }
 
-// TestMigrateWaitsForEachRollingUpdate holds every rolling update: the
-// next service update must wait until the last one finished.
+// TestMigrateWaitsForEachRollingUpdate holds every rolling update: no
+// service update of a wave is written while one of the wave before still
+// rolls, and a pass that waits writes nothing.
 func TestMigrateWaitsForEachRollingUpdate(t *testing.T) {
 	f, _ := migStack(t, 2)
 	f.HoldUpdates(true)
-	mg := fastMigrator(f)
-	if err := mg.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, []*state.Policy{shopEncryption()}) }); err != nil {
-		t.Fatal(err)
-	}
+	r := migReconciler(t, f, shopEncryption())
 	done := make(chan error, 1)
-	go func() { _, err := mg.Run(context.Background()); done <- err }()
-	for i := 1; i <= 2*updatesPerService; i++ {
-		waitCalls(t, f, i)
+	go func() { _, _, err := converge(t, r); done <- err }()
+	for wave := 1; wave <= migrate.UpdatesPerService; wave++ {
+		waitCalls(t, f, 2*wave)
 		time.Sleep(20 * time.Millisecond)
-		if n := f.Calls()[dockerapi.OpServiceUpdate]; n != i {
-			t.Fatalf("update %d written while update %d was still rolling", n, i)
+		if n := f.Calls()[dockerapi.OpServiceUpdate]; n != 2*wave {
+			t.Fatalf("update %d written while wave %d was still rolling", n, wave)
 		}
 		f.CompleteUpdates()
 	}
@@ -708,35 +736,24 @@ func TestMigrateWaitsForEachRollingUpdate(t *testing.T) {
 	}
 }
 
-// TestMigrateResumeWaitsForRollingUpdate kills a migration while its last
-// attach still rolls: the next run must not detach anything before the
-// tasks are on the temporary network.
+// TestMigrateResumeWaitsForRollingUpdate kills a migration while its
+// attach wave still rolls: the next process must not detach anything
+// before the tasks are on the temporary network.
 func TestMigrateResumeWaitsForRollingUpdate(t *testing.T) {
 	f, names := migStack(t, 2)
 	ctx, kill := context.WithCancel(context.Background())
-	mg := fastMigrator(f)
-	n := 0
-	mg.Progress = func(MigrationProgress) {
-		switch n++; n {
-		case 2:
-			f.HoldUpdates(true) // the next update, s1's attach, keeps rolling
-		case 3:
-			kill()
-		}
-	}
-	if err := mg.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, []*state.Policy{shopEncryption()}) }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mg.Run(ctx); err != nil {
-		t.Fatal(err)
+	f.HoldUpdates(true) // the attaches keep rolling
+	killed := migReconciler(t, &killer{API: f, k: 3, kill: kill}, shopEncryption())
+	if _, _, err := killed.Converge(ctx, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("killed run: %v", err)
 	}
 	f.ResetCalls()
 	r := migReconciler(t, f, shopEncryption())
 	done := make(chan error, 1)
-	go func() { _, _, err := r.Reconcile(context.Background()); done <- err }()
+	go func() { _, _, err := converge(t, r); done <- err }()
 	time.Sleep(50 * time.Millisecond)
 	if n := f.Calls()[dockerapi.OpServiceUpdate]; n != 0 {
-		t.Fatalf("%d service updates while s1 still rolled onto the temporary network", n)
+		t.Fatalf("%d service updates while the services still rolled onto the temporary network", n)
 	}
 	if err := sharing(f, names); err != nil {
 		t.Fatal(err)
@@ -750,13 +767,13 @@ func TestMigrateResumeWaitsForRollingUpdate(t *testing.T) {
 
 func TestMigrateTempNameTaken(t *testing.T) {
 	f, _ := migStack(t, 1)
-	if _, err := f.NetworkCreate(context.Background(), tempName(migNet), network.CreateOptions{Driver: "overlay"}); err != nil {
+	if _, err := f.NetworkCreate(context.Background(), migrate.TempName(migNet), network.CreateOptions{Driver: "overlay"}); err != nil {
 		t.Fatal(err)
 	}
 	f.ResetCalls()
 	r := migReconciler(t, f, shopEncryption())
 	_, _, err := r.Reconcile(context.Background())
-	if !errors.Is(err, ErrMigrationBlocked) || !strings.Contains(err.Error(), "swarmsec did not create") {
+	if !errors.Is(err, plan.ErrBlocked) || !strings.Contains(err.Error(), "swarmsec did not create") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := f.Calls()[dockerapi.OpServiceUpdate]; n != 0 {
@@ -765,11 +782,20 @@ func TestMigrateTempNameTaken(t *testing.T) {
 }
 
 func TestTempName(t *testing.T) {
-	if got := tempName("shop_default"); got != "shop_default-swarmsec-tmp" {
+	if got := migrate.TempName("shop_default"); got != "shop_default-swarmsec-tmp" {
 		t.Errorf("tempName = %q", got)
 	}
 	long := strings.Repeat("n", 60)
-	if a, b := tempName(long), tempName(long+"x"); len(a) > maxNameLen || a == b {
+	if a, b := migrate.TempName(long), migrate.TempName(long+"x"); len(a) > 63 || a == b {
 		t.Errorf("long names: %q, %q", a, b)
 	}
+}
+
+func targets(as []swarm.NetworkAttachmentConfig) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.Target)
+	}
+	slices.Sort(out)
+	return out
 }

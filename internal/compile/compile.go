@@ -1,7 +1,8 @@
-// Package reconciler turns NetworkPolicies into Swarm networks and service
-// attachments: it compiles the desired topology from the store, plans the
-// actions that make the cluster match, and applies them.
-package reconciler
+// Package compile is the first stage of the pure core: it turns the
+// NetworkPolicies and observed services in the store into the desired
+// topology (which managed networks exist, who is on them, what each isolated
+// service keeps). It does no I/O.
+package compile
 
 import (
 	"cmp"
@@ -13,18 +14,6 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/state"
-)
-
-// Purposes of managed networks, recorded in the swarmsec.io/purpose label.
-const (
-	// PurposePolicy networks connect the services a policy lets talk.
-	PurposePolicy = "policy"
-	// PurposeEgress networks give one isolated service a gateway (outside
-	// access, host-mode published ports) without a peer.
-	PurposeEgress = "egress"
-	// PurposeIsolated networks keep an isolated service with no peer off
-	// the default bridge.
-	PurposeIsolated = "isolated"
 )
 
 // Network names. Swarm wants a DNS name component (letters, digits, '-' and
@@ -311,7 +300,7 @@ func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int) {
 	slices.Sort(union)
 	union = slices.Compact(union)
 	if c.clique(union) {
-		c.addNetwork(p.Name, PurposePolicy, policyNetworkName(p.Name), true, union)
+		c.addNetwork(p.Name, v1.PurposePolicy, policyNetworkName(p.Name), true, union)
 		return
 	}
 	// Stars: {a} ∪ peers for each selected a works when peers may all talk
@@ -334,7 +323,7 @@ func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int) {
 			if lo > hi {
 				lo, hi = hi, lo
 			}
-			c.addNetwork(p.Name, PurposePolicy, policyNetworkName(p.Name, lo, hi), true, []int{a, b})
+			c.addNetwork(p.Name, v1.PurposePolicy, policyNetworkName(p.Name, lo, hi), true, []int{a, b})
 		}
 	}
 }
@@ -351,7 +340,7 @@ func (c *compiler) stars(p *state.Policy, centres, others []int) {
 			continue
 		}
 		slices.Sort(members)
-		c.addNetwork(p.Name, PurposePolicy, policyNetworkName(p.Name, c.services[x].Name), true, members)
+		c.addNetwork(p.Name, v1.PurposePolicy, policyNetworkName(p.Name, c.services[x].Name), true, members)
 	}
 }
 
@@ -402,7 +391,7 @@ func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
 				ds.Outside = false
 			}
 			for _, pp := range spec.Publish {
-				key := portKey(uint32(pp.Port), string(pp.EffectiveProtocol()))
+				key := PortKey(uint32(pp.Port), string(pp.EffectiveProtocol()))
 				// Host wins when two policies disagree: it keeps the
 				// service off the shared ingress network.
 				if ds.Publish[key] != v1.PublishModeHost {
@@ -412,13 +401,13 @@ func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
 		}
 		publishes := false
 		for _, p := range s.Ports {
-			if _, ok := ds.Publish[portKey(p.PublishedPort, string(p.Protocol))]; ok {
+			if _, ok := ds.Publish[PortKey(p.PublishedPort, string(p.Protocol))]; ok {
 				publishes = true
 			}
 		}
-		if original := decodeOriginal(s); original != nil {
+		if original := DecodeOriginal(s); original != nil {
 			for _, p := range original.Ports {
-				if _, ok := ds.Publish[portKey(p.PublishedPort, string(p.Protocol))]; ok {
+				if _, ok := ds.Publish[PortKey(p.PublishedPort, string(p.Protocol))]; ok {
 					publishes = true
 				}
 			}
@@ -429,9 +418,9 @@ func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
 				c.out.Notes = append(c.out.Notes, fmt.Sprintf(
 					"%s publishes a port, which needs a gateway, so it keeps outside access although policy egress rules deny it", s.Name))
 			}
-			c.addNetwork("", PurposeEgress, serviceNetworkName(s.Name, suffixEgress), false, []int{i})
+			c.addNetwork("", v1.PurposeEgress, serviceNetworkName(s.Name, suffixEgress), false, []int{i})
 		case len(ds.Networks) == 0:
-			c.addNetwork("", PurposeIsolated, serviceNetworkName(s.Name, suffixIsolated), true, []int{i})
+			c.addNetwork("", v1.PurposeIsolated, serviceNetworkName(s.Name, suffixIsolated), true, []int{i})
 		}
 		slices.Sort(ds.Networks)
 	}
@@ -440,7 +429,8 @@ func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
 	}
 }
 
-func portKey(port uint32, protocol string) string {
+// PortKey names a published port as "port/protocol", tcp by default.
+func PortKey(port uint32, protocol string) string {
 	if protocol == "" {
 		protocol = string(v1.ProtocolTCP)
 	}
@@ -453,14 +443,16 @@ func portKey(port uint32, protocol string) string {
 func policyNetworkName(policy string, services ...string) string {
 	parts := append([]string{policy}, services...)
 	ambiguous := slices.ContainsFunc(parts, func(p string) bool { return strings.Contains(p, nameSeparator) })
-	return boundedName(prefixPolicy+strings.Join(parts, nameSeparator), "", ambiguous, parts)
+	return BoundedName(prefixPolicy+strings.Join(parts, nameSeparator), "", ambiguous, parts)
 }
 
 func serviceNetworkName(service, suffix string) string {
-	return boundedName(prefixService+service, suffix, false, []string{service, suffix})
+	return BoundedName(prefixService+service, suffix, false, []string{service, suffix})
 }
 
-func boundedName(name, suffix string, ambiguous bool, parts []string) string {
+// BoundedName appends suffix to name within Swarm's name limit; names that
+// would be too long, or ambiguous, end in a hash of parts instead.
+func BoundedName(name, suffix string, ambiguous bool, parts []string) string {
 	if len(name)+len(suffix) <= maxNameLen && !ambiguous {
 		return name + suffix
 	}
@@ -470,8 +462,8 @@ func boundedName(name, suffix string, ambiguous bool, parts []string) string {
 	return strings.TrimRight(name[:keep], "-_") + tail
 }
 
-// sortedNetworks returns the desired networks in name order.
-func (d *Desired) sortedNetworks() []*DesiredNetwork {
+// SortedNetworks returns the desired networks in name order.
+func (d *Desired) SortedNetworks() []*DesiredNetwork {
 	out := make([]*DesiredNetwork, 0, len(d.Networks))
 	for _, n := range d.Networks {
 		out = append(out, n)

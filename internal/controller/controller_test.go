@@ -1,19 +1,41 @@
-package reconciler
+package controller
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
+	"github.com/swarmsec/swarmsec/state"
 )
+
+var (
+	shop         = policytest.Shop
+	shopPolicies = policytest.ShopPolicies
+	inspect      = policytest.Inspect
+	networkNames = policytest.NetworkNames
+)
+
+func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*state.Policy) *reconcile.Reconciler {
+	t.Helper()
+	r := &reconcile.Reconciler{Docker: f, Store: state.New(), Mode: reconcile.ModeEnforce, Log: slog.New(slog.DiscardHandler)}
+	if err := r.SetPolicies(policies); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 // runController starts a controller on the fake and returns a function that
 // stops it and fails the test unless it stops quickly.
-func runController(t *testing.T, r *Reconciler) (*Controller, *passLog) {
+func runController(t *testing.T, r *reconcile.Reconciler) (*Controller, *passLog) {
 	t.Helper()
 	passes := &passLog{}
 	ctrl := &Controller{Reconciler: r, Resync: time.Hour, Retry: 50 * time.Millisecond, Log: r.Log, OnPass: passes.add}

@@ -1,0 +1,111 @@
+// Package observe reads what Swarm has into the store: the first stage of a
+// pass. It only reads.
+package observe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// CallTimeout bounds each read: an engine that accepts connections and never
+// answers must not stop the pass forever.
+const CallTimeout = 30 * time.Second
+
+// ErrNotManager is returned when the engine cannot manage the Swarm: swarmsec
+// must run against a manager node.
+var ErrNotManager = errors.New("the Docker engine is not a Swarm manager: run swarmsec on a manager node, or point DOCKER_HOST at one")
+
+// CheckManager fails with ErrNotManager unless the engine is an active
+// Swarm manager.
+func CheckManager(ctx context.Context, api dockerapi.API) error {
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	info, err := api.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("docker info: %w", err)
+	}
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
+		return fmt.Errorf("%w (swarm state %q)", ErrNotManager, info.Swarm.LocalNodeState)
+	}
+	return nil
+}
+
+// Observe reads networks, services (with their task counts) and nodes from
+// Swarm into the store: a constant three list calls, however many services
+// there are. While an encryption migration is in progress it also lists the
+// tasks Swarm wants running, which tell whether a rolling update arrived.
+func Observe(ctx context.Context, api dockerapi.API, st *state.Store) error {
+	nets, err := call(ctx, func(ctx context.Context) ([]network.Summary, error) {
+		return api.NetworkList(ctx, network.ListOptions{})
+	})
+	if err != nil {
+		return fmt.Errorf("list networks: %w", err)
+	}
+	svcs, err := call(ctx, func(ctx context.Context) ([]swarm.Service, error) {
+		return api.ServiceList(ctx, swarm.ServiceListOptions{Status: true})
+	})
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	nodes, err := call(ctx, func(ctx context.Context) ([]swarm.Node, error) {
+		return api.NodeList(ctx, swarm.NodeListOptions{})
+	})
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	var tasks []swarm.Task
+	if migrating(nets) {
+		tasks, err = call(ctx, func(ctx context.Context) ([]swarm.Task, error) {
+			return api.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
+		})
+		if err != nil {
+			return fmt.Errorf("list tasks: %w", err)
+		}
+	}
+	return st.Update(func(tx state.Tx) error {
+		if err := state.ReplaceServices(tx, mapAll(svcs, state.NewService)); err != nil {
+			return err
+		}
+		if err := state.ReplaceNetworks(tx, mapAll(nets, state.NewNetwork)); err != nil {
+			return err
+		}
+		if err := state.ReplaceTasks(tx, mapAll(tasks, state.NewTask)); err != nil {
+			return err
+		}
+		return state.ReplaceNodes(tx, mapAll(nodes, state.NewNode))
+	})
+}
+
+// migrating reports whether a temporary migration network exists.
+func migrating(nets []network.Summary) bool {
+	for _, n := range nets {
+		if n.Labels[v1.LabelManaged] == "true" && n.Labels[v1.LabelPurpose] == v1.PurposeMigration {
+			return true
+		}
+	}
+	return false
+}
+
+func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
+func mapAll[T, U any](xs []T, f func(T) U) []U {
+	out := make([]U, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
+}

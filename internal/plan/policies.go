@@ -1,0 +1,74 @@
+package plan
+
+import (
+	"slices"
+	"strings"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// Enforced counts a policy by its own enforcement.
+func Enforced(p *state.Policy) bool { return p.Enforcement() == v1.EnforcementEnforce }
+
+// Policies plans the NetworkPolicy part of a pass. With audit set nothing
+// is enforced: every action is what all policies would change, marked
+// Audit. Otherwise the plan holds what enforce-mode policies ask for, plus,
+// marked Audit, what audit-mode policies would add.
+func Policies(tx state.ReadTx, audit bool) (*Plan, error) {
+	if audit {
+		p, err := forPolicies(tx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for i := range p.Actions {
+			p.Actions[i].Audit = true
+		}
+		return p, nil
+	}
+	p, err := forPolicies(tx, Enforced)
+	if err != nil {
+		return nil, err
+	}
+	return p, addAuditActions(tx, p)
+}
+
+func forPolicies(tx state.ReadTx, include func(*state.Policy) bool) (*Plan, error) {
+	desired, err := compile.Compile(tx, include)
+	if err != nil {
+		return nil, err
+	}
+	return Diff(tx, desired)
+}
+
+// addAuditActions adds, marked Audit, the actions that audit-mode policies
+// would add to plan. Without such policies it costs nothing.
+func addAuditActions(tx state.ReadTx, plan *Plan) error {
+	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(policies, func(p *state.Policy) bool { return !Enforced(p) }) {
+		return nil
+	}
+	full, err := forPolicies(tx, nil)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(plan.Actions))
+	for _, a := range plan.Actions {
+		seen[signature(a)] = true
+	}
+	for _, a := range full.Actions {
+		if !seen[signature(a)] {
+			a.Audit = true
+			plan.Actions = append(plan.Actions, a)
+		}
+	}
+	return nil
+}
+
+func signature(a Action) string {
+	return string(a.Kind) + "\x00" + a.Name + "\x00" + strings.Join(a.Reasons, "\x00")
+}

@@ -1,0 +1,333 @@
+// Package reconcile runs one pass of the pipeline: observe Swarm into the
+// store, plan (the NetworkPolicy diff, the encryption migrations, the safety
+// limits), write what can be written now, and return. A pass never waits
+// for Swarm to carry a write out: it says when to look again
+// (Result.RequeueAfter), and since all progress lives in Swarm the next pass
+// picks up where this one stopped. The controller loop and the one-shot
+// commands both drive passes.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/swarmsec/swarmsec/internal/apply"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/migrate"
+	"github.com/swarmsec/swarmsec/internal/observe"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// Mode says whether the reconciler writes (see plan.Mode).
+type Mode = plan.Mode
+
+// The modes.
+const (
+	ModeEnforce = plan.ModeEnforce
+	ModeAudit   = plan.ModeAudit
+)
+
+// Delays before the next pass, when a pass left work that Swarm must make
+// possible first.
+const (
+	// DefaultProgressDelay: a migration waits for a rolling update, or has
+	// just written a step and goes on with the next.
+	DefaultProgressDelay = time.Second
+	// DefaultPendingDelay: some write must wait (capped by the blast
+	// radius, a network still held by tasks being replaced).
+	DefaultPendingDelay = 5 * time.Second
+)
+
+// Result is what one pass did.
+type Result struct {
+	plan.Result
+	// RequeueAfter, when positive, is when the next pass should look
+	// again: the pass left work that can only be done later.
+	RequeueAfter time.Duration
+	// Waiting says what that work waits for.
+	Waiting []string
+}
+
+// terminalError marks a failure that retrying cannot fix: held by the
+// safety limits, or a migration blocked until the operator acts. It is
+// reported, not retried; the next trigger looks again.
+type terminalError struct{ err error }
+
+func (e terminalError) Error() string { return e.err.Error() }
+func (e terminalError) Unwrap() error { return e.err }
+
+// IsTerminal reports whether a pass failed in a way retrying cannot fix.
+func IsTerminal(err error) bool {
+	var t terminalError
+	return errors.As(err, &t)
+}
+
+// Reconciler runs passes over one store.
+type Reconciler struct {
+	Docker dockerapi.API
+	Store  *state.Store
+	Log    *slog.Logger
+	Mode   Mode
+	// Limits bound what one pass may change.
+	Limits plan.Limits
+	// PendingDelay is RequeueAfter when a write must wait
+	// (DefaultPendingDelay when 0).
+	PendingDelay time.Duration
+	// ProgressDelay is RequeueAfter while a migration goes on
+	// (DefaultProgressDelay when 0).
+	ProgressDelay time.Duration
+	// OnResult sees every action result (metrics, status).
+	OnResult func(plan.ActionResult)
+}
+
+// SetPolicies replaces the desired policies.
+func (r *Reconciler) SetPolicies(ps []*state.Policy) error {
+	return r.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, ps) })
+}
+
+// Plan observes Swarm and computes the actions that make it match the
+// policies. Actions only audit-mode policies (or audit mode) ask for are
+// marked Audit.
+func (r *Reconciler) Plan(ctx context.Context) (*plan.Plan, error) {
+	if err := observe.Observe(ctx, r.Docker, r.Store); err != nil {
+		return nil, err
+	}
+	p, _, err := r.PlanObserved()
+	return p, err
+}
+
+// PlanObserved plans from the state already in the store, without asking
+// Swarm again. The report says what the migrations wait for or are
+// blocked by.
+func (r *Reconciler) PlanObserved() (*plan.Plan, migrate.Report, error) {
+	var (
+		p   *plan.Plan
+		rep migrate.Report
+		err error
+	)
+	r.Store.View(func(tx state.ReadTx) {
+		if p, err = plan.Policies(tx, r.Mode == ModeAudit); err != nil {
+			return
+		}
+		if rep, err = migrate.Plan(tx, p, r.Mode == ModeAudit, r.Limits.MaxServiceUpdates); err != nil {
+			return
+		}
+		p.Holds = plan.Holds(tx, p, r.Limits)
+	})
+	return p, rep, err
+}
+
+// Reconcile runs one pass: observe, plan, write what can be written now.
+// It returns the plan and what became of each action. Errors are
+// transient (retry with backoff) unless IsTerminal.
+func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error) {
+	if err := observe.Observe(ctx, r.Docker, r.Store); err != nil {
+		return nil, nil, err
+	}
+	p, mig, err := r.PlanObserved()
+	if err != nil {
+		return nil, nil, err
+	}
+	res := &Result{}
+	for _, a := range p.Actions {
+		if a.Audit {
+			r.logger().Info("audit: would change", "action", a.Kind, "object", a.Name,
+				"policy", strings.Join(a.Policies, ","), "reason", strings.Join(a.Reasons, "; "))
+		}
+	}
+	if r.Mode == ModeAudit {
+		return p, res, nil
+	}
+	if len(p.Holds) > 0 && !r.Limits.Force {
+		return p, res, terminalError{fmt.Errorf("%w: %s; nothing was written (use --force to go ahead)", plan.ErrHeld, strings.Join(p.Holds, "; "))}
+	}
+
+	// Migration waves and policy updates share one blast radius; the
+	// migrations already planned theirs within it.
+	budget := r.Limits.MaxServiceUpdates
+	var migrations, others []plan.Action
+	for _, a := range p.Pending() {
+		if a.Kind == plan.ActionMigrateNetwork {
+			migrations = append(migrations, a)
+		} else {
+			others = append(others, a)
+		}
+	}
+	keep, deferred := others, []plan.Action(nil)
+	switch left := budget - mig.Updates; {
+	case budget <= 0:
+	case left > 0:
+		keep, deferred = plan.LimitUpdates(others, left)
+	default:
+		keep, deferred = splitUpdates(others)
+	}
+	w := &apply.Writer{Docker: r.Docker, Store: r.Store}
+	res.Result = *w.Apply(ctx, append(migrations, keep...), deferred)
+	progress := false
+	for i := range res.Results {
+		ar := &res.Results[i]
+		if ar.Action.Kind == plan.ActionMigrateNetwork {
+			name := ar.Action.Name
+			switch {
+			case mig.Blocked[name] != nil:
+				ar.Outcome, ar.Err = plan.OutcomeFailed, mig.Blocked[name]
+			case mig.Waiting[name] != "":
+				ar.Outcome, ar.Detail = plan.OutcomePending, mig.Waiting[name]
+				res.Waiting = append(res.Waiting, fmt.Sprintf("network %s: %s", name, ar.Detail))
+				progress = true
+			case ar.Outcome != plan.OutcomeUnchanged && ar.Outcome != plan.OutcomeFailed:
+				progress = true
+			}
+		}
+		r.record(*ar)
+	}
+	switch {
+	case progress:
+		res.RequeueAfter = r.progressDelay()
+	case res.Pending():
+		res.RequeueAfter = r.pendingDelay()
+	}
+	return p, res, r.passError(res)
+}
+
+// splitUpdates defers every service update: the migrations spent the
+// blast radius.
+func splitUpdates(actions []plan.Action) (keep, deferred []plan.Action) {
+	for _, a := range actions {
+		if a.Kind == plan.ActionUpdateService {
+			deferred = append(deferred, a)
+		} else {
+			keep = append(keep, a)
+		}
+	}
+	return keep, deferred
+}
+
+// Converge runs passes until one leaves nothing to wait for, one fails, or
+// ctx ends, waiting RequeueAfter between them. It returns the last plan,
+// the results of every pass in order, and the error that stopped it. each,
+// when set, sees every pass.
+func (r *Reconciler) Converge(ctx context.Context, each func(*plan.Plan, *Result)) (*plan.Plan, *Result, error) {
+	all := &Result{}
+	for {
+		p, res, err := r.Reconcile(ctx)
+		if res != nil {
+			all.Results = append(all.Results, res.Results...)
+			all.RequeueAfter, all.Waiting = res.RequeueAfter, res.Waiting
+			if each != nil {
+				each(p, res)
+			}
+		}
+		if err != nil || res.RequeueAfter <= 0 {
+			return p, all, err
+		}
+		select {
+		case <-ctx.Done():
+			return p, all, fmt.Errorf("not converged: %s: %w", strings.Join(append(res.Waiting, pendingOf(res)...), "; "), ctx.Err())
+		case <-time.After(res.RequeueAfter):
+		}
+	}
+}
+
+// pendingOf describes the actions a pass left pending.
+func pendingOf(res *Result) []string {
+	var out []string
+	for _, ar := range res.Results {
+		if ar.Outcome == plan.OutcomePending {
+			out = append(out, fmt.Sprintf("%s %s: %s", ar.Action.Kind, ar.Action.Name, ar.Detail))
+		}
+	}
+	return out
+}
+
+// passError is the error of a pass: its failed writes (each already
+// logged with its object), then the migrations blocked until the operator
+// acts, which retrying cannot fix.
+func (r *Reconciler) passError(res *Result) error {
+	var failed []error
+	var blocked []error
+	for _, ar := range res.Results {
+		switch {
+		case ar.Err == nil:
+		case errors.Is(ar.Err, plan.ErrBlocked):
+			blocked = append(blocked, ar.Err)
+		default:
+			failed = append(failed, ar.Err)
+		}
+	}
+	if len(failed) > 0 {
+		return &WriteError{Failed: len(failed), Total: len(res.Results), Err: errors.Join(append(failed, blocked...)...)}
+	}
+	if len(blocked) > 0 {
+		return terminalError{errors.Join(blocked...)}
+	}
+	return nil
+}
+
+// WriteError is a pass whose writes partly failed. Each failure was logged
+// with its object as it happened; the error joins them for callers.
+type WriteError struct {
+	Failed, Total int
+	Err           error
+}
+
+func (e *WriteError) Error() string { return e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// record reports one action's outcome: once, here, with its object.
+func (r *Reconciler) record(ar plan.ActionResult) {
+	if r.OnResult != nil {
+		r.OnResult(ar)
+	}
+	attrs := []any{
+		"action", ar.Action.Kind, "object", ar.Action.Name, "policy", strings.Join(ar.Action.Policies, ","),
+		"reason", strings.Join(ar.Action.Reasons, "; "), "result", ar.Outcome, "duration", ar.Duration.Round(time.Millisecond),
+	}
+	if ar.Detail != "" {
+		attrs = append(attrs, "detail", ar.Detail)
+	}
+	for _, w := range ar.Warnings {
+		r.logger().Warn("docker warning", "object", ar.Action.Name, "warning", w)
+	}
+	switch {
+	case ar.Err != nil:
+		r.logger().Error("change failed", append(attrs, "error", ar.Err)...)
+	case ar.Outcome == plan.OutcomePending:
+		r.logger().Info("change pending", attrs...)
+	case ar.Outcome == plan.OutcomeUnchanged:
+		r.logger().Debug("change unchanged", attrs...)
+	default:
+		r.logger().Info("change applied", attrs...)
+	}
+	if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome != plan.OutcomeUnchanged {
+		for _, st := range ar.Action.Steps {
+			r.logger().Info(fmt.Sprintf("migrate network %s: %s", ar.Action.Name, st.What))
+		}
+	}
+}
+
+func (r *Reconciler) pendingDelay() time.Duration {
+	if r.PendingDelay > 0 {
+		return r.PendingDelay
+	}
+	return DefaultPendingDelay
+}
+
+func (r *Reconciler) progressDelay() time.Duration {
+	if r.ProgressDelay > 0 {
+		return r.ProgressDelay
+	}
+	return DefaultProgressDelay
+}
+
+func (r *Reconciler) logger() *slog.Logger {
+	if r.Log == nil {
+		return slog.Default()
+	}
+	return r.Log
+}
