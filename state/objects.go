@@ -10,33 +10,22 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/manifest"
 )
 
 // Policy is a desired object: one manifest document that loaded and
-// validated. Exactly one of Network and Encryption is set. Treat it as
-// immutable once stored.
-type Policy struct {
-	Name string
-	Kind string
-	// File and Line say where the policy was declared.
-	File string
-	Line int
-	// Generation is a hash of the spec: it changes iff the spec changes.
-	Generation string
+// validated, as the manifest package decoded it. Treat it as immutable
+// once stored.
+type Policy = manifest.Object
 
-	Network    *v1.NetworkPolicy
-	Encryption *v1.EncryptionPolicy
-}
-
-// Enforcement is the policy's enforcement mode with its default applied.
-func (p *Policy) Enforcement() v1.Enforcement {
-	switch {
-	case p.Network != nil:
-		return p.Network.Spec.EffectiveEnforcement()
-	case p.Encryption != nil:
-		return p.Encryption.Spec.EffectiveEnforcement()
+// Policies are the desired policies of a loaded manifest set, in its
+// order: the one place where decoded objects become stored ones.
+func Policies(objs []manifest.Object) []*Policy {
+	out := make([]*Policy, len(objs))
+	for i := range objs {
+		out[i] = &objs[i]
 	}
-	return v1.EnforcementEnforce
+	return out
 }
 
 // Service is an observed Swarm service. The store owns the objects it holds:

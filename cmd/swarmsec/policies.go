@@ -16,18 +16,6 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// toPolicies turns loaded manifest objects into desired-state policies.
-func toPolicies(objs []manifest.Object) []*state.Policy {
-	out := make([]*state.Policy, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, &state.Policy{
-			Name: o.Name, Kind: o.Kind, File: o.File, Line: o.Line, Generation: o.Generation,
-			Network: o.NetworkPolicy, Encryption: o.EncryptionPolicy,
-		})
-	}
-	return out
-}
-
 // loadManifests reads the manifest directory for a one-shot command: any
 // error fails it, since acting on part of a directory would undo the rest.
 func loadManifests(w io.Writer, dir string) ([]*state.Policy, error) {
@@ -45,7 +33,7 @@ func loadManifests(w io.Writer, dir string) ([]*state.Policy, error) {
 		}
 		return nil, fmt.Errorf("manifests %s: %d %s; nothing was planned", dir, len(set.Errors), noun)
 	}
-	return toPolicies(set.Objects), nil
+	return state.Policies(set.Objects), nil
 }
 
 // manifestFlags are the flags of the commands that read manifests and talk

@@ -147,7 +147,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	// Policies reach the store before the tracker hears of them, so no
 	// pass is taken to have seen a generation it did not plan from.
 	observe := func(snap watch.Snapshot, set func([]*state.Policy) error) error {
-		err := set(toPolicies(snap.Objects))
+		err := set(state.Policies(snap.Objects))
 		tracker.ObserveSnapshot(snap)
 		m.ObserveSnapshot(snap)
 		m.ObserveStatus(tracker.Report())

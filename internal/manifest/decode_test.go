@@ -287,16 +287,16 @@ func TestDecodeObject(t *testing.T) {
 	if o.Kind != v1.KindNetworkPolicy || o.Name != "p" || o.File != "web.yaml" || o.Line != 3 || len(o.Generation) != 16 {
 		t.Errorf("object %+v", o)
 	}
-	if o.NetworkPolicy == nil || o.EncryptionPolicy != nil || o.NetworkPolicy.Spec.Publish[0].Port != 8080 {
-		t.Errorf("typed object %+v", o.NetworkPolicy)
+	if o.Network == nil || o.Encryption != nil || o.Network.Spec.Publish[0].Port != 8080 {
+		t.Errorf("typed object %+v", o.Network)
 	}
-	if o.NetworkPolicy.APIVersion != v1.APIVersion || o.NetworkPolicy.Kind != v1.KindNetworkPolicy {
-		t.Errorf("type meta %+v", o.NetworkPolicy.TypeMeta)
+	if o.Network.APIVersion != v1.APIVersion || o.Network.Kind != v1.KindNetworkPolicy {
+		t.Errorf("type meta %+v", o.Network.TypeMeta)
 	}
 
 	objs, errs = DecodeFile("enc.json", []byte(`{"apiVersion": "swarmsec.io/v1", "kind": "EncryptionPolicy",
  "metadata": {"name": "enc"}, "spec": {"networkSelector": {"matchLabels": {"a": "b"}}}}`))
-	if len(errs) > 0 || len(objs) != 1 || objs[0].EncryptionPolicy == nil || objs[0].EncryptionPolicy.Spec.NetworkSelector.MatchLabels["a"] != "b" {
+	if len(errs) > 0 || len(objs) != 1 || objs[0].Encryption == nil || objs[0].Encryption.Spec.NetworkSelector.MatchLabels["a"] != "b" {
 		t.Fatalf("JSON: objects %+v, errors %v", objs, errs)
 	}
 }

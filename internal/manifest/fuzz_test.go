@@ -54,8 +54,8 @@ func FuzzDecode(f *testing.F) {
 			if !dns1123Label.MatchString(o.Name) || len(o.Name) > maxNameLength || len(o.Generation) != 16 || o.Line < 1 {
 				t.Errorf("malformed object %+v", o)
 			}
-			if (o.NetworkPolicy == nil) == (o.EncryptionPolicy == nil) {
-				t.Errorf("object %s holds %v and %v", o.Name, o.NetworkPolicy, o.EncryptionPolicy)
+			if (o.Network == nil) == (o.Encryption == nil) {
+				t.Errorf("object %s holds %v and %v", o.Name, o.Network, o.Encryption)
 			}
 		}
 	})

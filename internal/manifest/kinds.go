@@ -67,7 +67,7 @@ type networkPolicy struct{ p v1.NetworkPolicy }
 func (n *networkPolicy) target() any { return &n.p }
 
 func (n *networkPolicy) object() Object {
-	return Object{Kind: v1.KindNetworkPolicy, Name: n.p.Metadata.Name, NetworkPolicy: &n.p}
+	return Object{Kind: v1.KindNetworkPolicy, Name: n.p.Metadata.Name, Network: &n.p}
 }
 
 func (n *networkPolicy) canonicalSpec() any {
@@ -88,7 +88,7 @@ type encryptionPolicy struct{ p v1.EncryptionPolicy }
 func (e *encryptionPolicy) target() any { return &e.p }
 
 func (e *encryptionPolicy) object() Object {
-	return Object{Kind: v1.KindEncryptionPolicy, Name: e.p.Metadata.Name, EncryptionPolicy: &e.p}
+	return Object{Kind: v1.KindEncryptionPolicy, Name: e.p.Metadata.Name, Encryption: &e.p}
 }
 
 func (e *encryptionPolicy) canonicalSpec() any {

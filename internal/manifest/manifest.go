@@ -38,8 +38,9 @@ const (
 	MaxErrors = 100
 )
 
-// Object is one valid policy read from a manifest. It is shared between
-// snapshots: treat it as read-only.
+// Object is one valid policy read from a manifest: the one policy type from
+// decoding to the store (state.Policy is this type). It is shared between
+// snapshots and the store: treat it as read-only.
 type Object struct {
 	// Kind is v1.KindNetworkPolicy or v1.KindEncryptionPolicy.
 	Kind string
@@ -53,13 +54,24 @@ type Object struct {
 	// in: it changes exactly when the spec's meaning changes, not when
 	// comments, key order or explicitly written defaults do.
 	Generation string
-	// NetworkPolicy is set when Kind is NetworkPolicy.
-	NetworkPolicy *v1.NetworkPolicy
-	// EncryptionPolicy is set when Kind is EncryptionPolicy.
-	EncryptionPolicy *v1.EncryptionPolicy
+	// Network is set when Kind is NetworkPolicy.
+	Network *v1.NetworkPolicy
+	// Encryption is set when Kind is EncryptionPolicy.
+	Encryption *v1.EncryptionPolicy
 
 	// Where metadata.name is written, so duplicate names can be pointed at.
 	nameLine, nameColumn int
+}
+
+// Enforcement is the policy's enforcement mode with its default applied.
+func (o *Object) Enforcement() v1.Enforcement {
+	switch {
+	case o.Network != nil:
+		return o.Network.Spec.EffectiveEnforcement()
+	case o.Encryption != nil:
+		return o.Encryption.Spec.EffectiveEnforcement()
+	}
+	return v1.EnforcementEnforce
 }
 
 // Error is one problem in a manifest. Unknown parts are zero.

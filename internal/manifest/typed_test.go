@@ -22,7 +22,7 @@ func TestDecodeYAML12(t *testing.T) {
 		t.Fatalf("objects %v, errors %v", objs, errs)
 	}
 	want := map[string]string{"a": "on", "b": "yes", "c": "off", "on": "n", "d": "\u0085\u2028\x00\ufeff\uffff", "e": "é😀"}
-	if got := objs[0].NetworkPolicy.Spec.ServiceSelector.MatchLabels; !maps.Equal(got, want) {
+	if got := objs[0].Network.Spec.ServiceSelector.MatchLabels; !maps.Equal(got, want) {
 		t.Errorf("labels %q, want %q", got, want)
 	}
 }
@@ -37,7 +37,7 @@ func TestDecodeLong(t *testing.T) {
 	if len(errs) > 0 || len(objs) != 1 {
 		t.Fatalf("objects %v, errors %v", objs, errs)
 	}
-	s := objs[0].NetworkPolicy.Spec.ServiceSelector
+	s := objs[0].Network.Spec.ServiceSelector
 	if s.MatchLabels[long] != long || s.MatchExpressions[0].Values[0] != long {
 		t.Errorf("selector %+v", s)
 	}

@@ -46,7 +46,7 @@ func TestAuditModeWritesNothing(t *testing.T) {
 			tr := NewTracker(tc.mode, store)
 			rec := &reconcile.Reconciler{Docker: f, Store: store, Mode: tc.mode, Log: slog.New(slog.DiscardHandler)}
 			obj := netPolicy("web", "web", "g1", tc.enforcement)
-			if err := rec.SetPolicies([]*state.Policy{{Name: obj.Name, Kind: obj.Kind, Generation: obj.Generation, Network: obj.NetworkPolicy}}); err != nil {
+			if err := rec.SetPolicies([]*state.Policy{{Name: obj.Name, Kind: obj.Kind, Generation: obj.Generation, Network: obj.Network}}); err != nil {
 				t.Fatal(err)
 			}
 			tr.ObserveSnapshot(watch.Snapshot{Objects: []manifest.Object{obj}})

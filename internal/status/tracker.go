@@ -83,7 +83,6 @@ func (t *Tracker) ObserveSnapshot(snap watch.Snapshot) {
 	seen := map[string]bool{}
 	for _, o := range snap.Objects {
 		seen[o.Name] = true
-		p := &state.Policy{Name: o.Name, Kind: o.Kind, Network: o.NetworkPolicy, Encryption: o.EncryptionPolicy}
 		e, ok := t.policies[o.Name]
 		if !ok {
 			e = &entry{}
@@ -94,9 +93,9 @@ func (t *Tracker) ObserveSnapshot(snap watch.Snapshot) {
 			e.since = now
 			e.verdict = nil
 		}
-		e.audit = p.Enforcement() == v1.EnforcementAudit
+		e.audit = o.Enforcement() == v1.EnforcementAudit
 		e.policy.Name, e.policy.Kind, e.policy.File, e.policy.Line = o.Name, o.Kind, o.File, o.Line
-		e.policy.Generation, e.policy.Enforcement = o.Generation, string(p.Enforcement())
+		e.policy.Generation, e.policy.Enforcement = o.Generation, string(o.Enforcement())
 	}
 	for name := range t.policies {
 		if !seen[name] {

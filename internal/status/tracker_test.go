@@ -65,16 +65,13 @@ func netPolicy(name, app, gen string, enforcement v1.Enforcement) manifest.Objec
 			Enforcement:     enforcement,
 		},
 	}
-	return manifest.Object{Kind: v1.KindNetworkPolicy, Name: name, File: name + ".yaml", Line: 1, Generation: gen, NetworkPolicy: np}
+	return manifest.Object{Kind: v1.KindNetworkPolicy, Name: name, File: name + ".yaml", Line: 1, Generation: gen, Network: np}
 }
 
 // load stores the snapshot's policies, then tells the tracker, as run does.
 func (f *fixture) load(snap watch.Snapshot) {
 	f.t.Helper()
-	var ps []*state.Policy
-	for _, o := range snap.Objects {
-		ps = append(ps, &state.Policy{Name: o.Name, Kind: o.Kind, File: o.File, Line: o.Line, Generation: o.Generation, Network: o.NetworkPolicy, Encryption: o.EncryptionPolicy})
-	}
+	ps := state.Policies(snap.Objects)
 	if err := f.store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, ps) }); err != nil {
 		f.t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func setFiles(t *testing.T, dir string, files map[string]string) {
 func inForce(s Snapshot) []string {
 	var out []string
 	for _, o := range s.Objects {
-		out = append(out, o.Name+"="+o.NetworkPolicy.Spec.ServiceSelector.MatchLabels["version"])
+		out = append(out, o.Name+"="+o.Network.Spec.ServiceSelector.MatchLabels["version"])
 	}
 	return out
 }
