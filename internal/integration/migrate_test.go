@@ -24,7 +24,9 @@ import (
 	"github.com/docker/docker/client"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/controller"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/migrate"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
@@ -561,4 +563,111 @@ func TestMigrateBlockedByContainerOnRealSwarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMigratedOnSwarm(ctx, t, cli, s)
+}
+
+// TestDriftRevertedWhileMigratingOnRealSwarm runs the controller while it
+// migrates a six-service network, and meanwhile attaches an isolated
+// service of another stack to its stack network by hand: passes never wait
+// for the migration's rolling updates, so the drift is reverted within 2s,
+// and the migration still finishes with the services sharing a network
+// throughout.
+func TestDriftRevertedWhileMigratingOnRealSwarm(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cli := engine(ctx, t)
+	s := deployMigStack(ctx, t, cli, 6)
+	a := deployApp(ctx, t, cli, 28091, "api", "db")
+	api, db := a.svc("api"), a.svc("db")
+	isolate := policy(a.stack+"-db", v1.NetworkPolicySpec{
+		ServiceSelector: *labels(v1.LabelStackNamespace, a.stack, "app", "db"),
+		PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{{ServiceSelector: labels(v1.LabelService, api)}}}},
+	})
+	c := &writeCounter{}
+	r := &reconcile.Reconciler{
+		Docker: dockerapi.NewInstrumented(scopedAPI{API: cli, stacks: []string{s.name, a.stack}}, c), Store: state.New(),
+		Mode: reconcile.ModeEnforce, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	}
+	if err := r.SetPolicies([]*state.Policy{isolate}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := convergeMig(ctx, t, r); err != nil {
+		t.Fatal(err)
+	}
+	onlyManaged := func() (bool, string) {
+		svc, _, err := cli.ServiceInspectWithRaw(ctx, db, swarm.ServiceInspectOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		var names []string
+		for _, att := range svc.Spec.TaskTemplate.Networks {
+			n, err := cli.NetworkInspect(ctx, att.Target, network.InspectOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			names = append(names, n.Name)
+		}
+		return slices.Equal(names, []string{"swarmsec-" + a.stack + "-db"}), fmt.Sprintf("db networks %v", names)
+	}
+	swarmtest.Poll(ctx, t, time.Minute, onlyManaged)
+	swarmtest.WaitServiceConverged(ctx, t, cli, db)
+
+	sm := sampleSharing(ctx, t, cli, s)
+	ctrl := &controller.Controller{Reconciler: r, Resync: time.Hour, Log: r.Log}
+	done := make(chan error, 1)
+	go func() { done <- ctrl.Run(ctx) }()
+	if err := ctrl.SetPolicies([]*state.Policy{isolate, encryptStack(s.name)}); err != nil {
+		t.Fatal(err)
+	}
+	// Once the services are on their way onto the temporary network.
+	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
+		svc, _, err := cli.ServiceInspectWithRaw(ctx, s.svc("s0"), swarm.ServiceInspectOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(svc.Spec.TaskTemplate.Networks) > 1, "s0 not on the temporary network yet"
+	})
+	stackNet, err := cli.NetworkInspect(ctx, a.net, network.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := updateService(ctx, cli, db, func(spec *swarm.ServiceSpec) {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: stackNet.ID})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	swarmtest.Poll(ctx, t, 20*time.Second, onlyManaged)
+	took := time.Since(start)
+	t.Logf("drift reverted in %s while the migration ran", took.Round(10*time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("drift reverted after %s, want within 2s", took.Round(10*time.Millisecond))
+	}
+
+	migrated := time.Now()
+	swarmtest.Poll(ctx, t, 5*time.Minute, func() (bool, string) {
+		nets, err := cli.NetworkList(ctx, network.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range nets {
+			if n.Name == migrate.TempName(s.net) {
+				return false, "the temporary network is still there"
+			}
+			if n.Name == s.net {
+				if _, ok := n.Options["encrypted"]; ok {
+					return true, ""
+				}
+			}
+		}
+		return false, s.net + " is not encrypted yet"
+	})
+	t.Logf("migration finished %s after the drift was reverted (%d service updates in all)",
+		time.Since(migrated).Round(100*time.Millisecond), c.serviceUpdates.Load())
+	sm.check(t)
+	checkMigratedOnSwarm(ctx, t, cli, s)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("controller: %v", err)
+	}
 }
