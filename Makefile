@@ -34,7 +34,7 @@ test-e2e: docker
 
 # Benchmarks: compile+diff at 100, 1,000 and 10,000 services, and the loader.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./reconciler/... ./internal/manifest/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/plan/... ./internal/manifest/...
 
 # Fuzz the manifest decoder (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s
