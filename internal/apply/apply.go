@@ -280,7 +280,7 @@ func (p *pass) removeNetwork(ctx context.Context, a plan.Action, st plan.Step) s
 	defer cancel()
 	err := p.w.Docker.NetworkRemove(cctx, st.ID)
 	switch {
-	case err == nil || dockerapi.IsNotFound(err):
+	case err == nil || dockerapi.IsNetworkGone(err):
 		if err := p.w.Store.Update(func(tx state.Tx) error { return state.DeleteNetwork(tx, st.ID) }); err != nil {
 			return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
 		}

@@ -20,6 +20,19 @@ func IsNotFound(err error) bool {
 	return cerrdefs.IsNotFound(err)
 }
 
+// IsNetworkGone reports whether a NetworkRemove failed because the network
+// is gone already. Right after Swarm removed a network the engine still
+// lists it until its tasks let go, and removing it again then answers a
+// 500 "network <id> not found": for NetworkRemove, unlike ServiceUpdate, a
+// missing network is the object of the call.
+func IsNetworkGone(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return IsNotFound(err) || (strings.HasPrefix(msg, "Error response from daemon: network ") && strings.HasSuffix(msg, " not found"))
+}
+
 // IsConflict reports whether an object with the same name already exists
 // (409, e.g. "network with name X already exists").
 func IsConflict(err error) bool {

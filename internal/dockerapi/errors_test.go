@@ -100,10 +100,28 @@ func TestErrorsMatchTheRealClient(t *testing.T) {
 func TestErrorHelpersOnNil(t *testing.T) {
 	for name, is := range map[string]func(error) bool{
 		"IsNotFound": IsNotFound, "IsConflict": IsConflict, "IsInUse": IsInUse,
-		"IsOutOfSequence": IsOutOfSequence, "IsNotSwarmManager": IsNotSwarmManager,
+		"IsOutOfSequence": IsOutOfSequence, "IsNotSwarmManager": IsNotSwarmManager, "IsNetworkGone": IsNetworkGone,
 	} {
 		if is(nil) {
 			t.Errorf("%s(nil) is true", name)
+		}
+	}
+}
+
+// A network Swarm removed lingers in the engine's list until its tasks let
+// go; removing it again answers 500 "not found", which means it is gone.
+func TestIsNetworkGone(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{NewDaemonError(http.StatusInternalServerError, "network pluq2pwo0hvt9y349mwzbzpu2 not found"), true},
+		{NewDaemonError(http.StatusNotFound, "network nosuch not found"), true},
+		{NewDaemonError(http.StatusForbidden, "error while removing network: network web id 1 has active endpoints"), false},
+		{NewDaemonError(http.StatusInternalServerError, "rpc error: code = Unknown desc = update out of sequence"), false},
+	} {
+		if got := IsNetworkGone(tc.err); got != tc.want {
+			t.Errorf("IsNetworkGone(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

@@ -506,7 +506,9 @@ func TestMigrateBlastRadiusOnRealSwarm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("pass %d: %d service updates", pass, calls.serviceUpdates.Load())
+		if n := calls.serviceUpdates.Load(); n > 0 {
+			t.Logf("pass %d: %d service updates", pass, n)
+		}
 		if n := calls.serviceUpdates.Load(); n > 5 {
 			t.Fatalf("pass %d: %d service updates, limit 5", pass, n)
 		}
@@ -519,7 +521,7 @@ func TestMigrateBlastRadiusOnRealSwarm(t *testing.T) {
 			}
 			break
 		}
-		if pass > 60 {
+		if pass > 600 {
 			t.Fatal("no end")
 		}
 		time.Sleep(res.RequeueAfter)

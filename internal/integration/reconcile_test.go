@@ -323,7 +323,9 @@ func TestControllerRevertsManualDrift(t *testing.T) {
 	}
 	// Leave the stack as declared so cleanup can remove everything.
 	_ = r.SetPolicies(nil)
-	if _, _, err := r.Reconcile(context.Background()); err != nil {
+	restore, cancelRestore := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancelRestore()
+	if _, _, err := r.Converge(restore, nil); err != nil {
 		t.Errorf("restore: %v", err)
 	}
 }
