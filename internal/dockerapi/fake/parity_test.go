@@ -34,7 +34,7 @@ import (
 // creates is labelled swarmsec.test=1 and removed at the end; a Swarm it
 // had to initialise is left in place, as other tests may be using it.
 //
-//	go test -tags integration ./internal/dockerapi/
+//	go test -tags integration -run TestFakeParityWithEngine ./internal/dockerapi/fake/
 func TestFakeParityWithEngine(t *testing.T) {
 	ctx := context.Background()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -203,7 +203,21 @@ func main() {
 	}
 	t.Cleanup(func() {
 		// Registered first, so it runs last: after the services are gone.
-		if _, err := cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		// Swarm removes their task containers on its own time (a task on an
+		// overlay waits 2s before it even stops), and a forced removal of an
+		// image a container still uses only untags it, leaving it dangling.
+		ctx := context.Background()
+		users := filters.NewArgs(filters.Arg("ancestor", tag))
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: users})
+			if err == nil && len(cs) == 0 || time.Now().After(deadline) {
+				if err == nil && len(cs) > 0 {
+					t.Logf("containers still using %s: %d", tag, len(cs))
+				}
+				break
+			}
+		}
+		if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 			t.Logf("remove image %s: %v", tag, err)
 		}
 	})
