@@ -36,7 +36,8 @@ import (
 // the engine's uneven filters (see NetworkList and ServiceList).
 //
 // Everything crosses the Fake as JSON does the wire, so callers never share
-// memory with it. Tasks start running at once; rolling updates complete at
+// memory with it. Tasks start running at once unless their networks have no
+// subnet yet or their host-mode ports are taken; rolling updates complete at
 // once unless HoldUpdates is set.
 type Swarm struct {
 	// BeforeServiceUpdate, when set, runs at the start of every ServiceUpdate
@@ -63,9 +64,15 @@ type Swarm struct {
 	nextVXLAN   int
 	nextPort    uint32 // ingress ports assigned when none is published
 	holdUpdates bool
-	calls       map[string]int
-	failNext    map[string][]error
-	subs        map[*subscriber]struct{}
+	// waiting holds the services whose networks Swarm's allocator has not
+	// given a subnet yet: they have no endpoint, their tasks stay "new".
+	waiting map[string]bool
+	// rolling holds the services whose held update (HoldUpdates) has not
+	// replaced their tasks yet.
+	rolling  map[string]bool
+	calls    map[string]int
+	failNext map[string][]error
+	subs     map[*subscriber]struct{}
 }
 
 type fakeRole int
@@ -83,6 +90,11 @@ type fakeNetwork struct {
 	predefined bool         // bridge, host, none: never removable
 	prefix     netip.Prefix // invalid for host and none
 	last       netip.Addr   // last address handed out
+	// allocated is false for a Swarm network whose subnet overlaps one
+	// Swarm already allocated: the engine creates it, but its allocator
+	// leaves it without driver state, IPAM or options until it can.
+	allocated bool
+	seq       uint64 // creation order: the allocator retries in it
 }
 
 type fakeContainer struct {
@@ -107,6 +119,8 @@ func New() *Swarm {
 		nextBridge: 19,
 		nextVXLAN:  4097,
 		nextPort:   30000,
+		waiting:    map[string]bool{},
+		rolling:    map[string]bool{},
 		calls:      map[string]int{},
 		failNext:   map[string][]error{},
 		subs:       map[*subscriber]struct{}{},
@@ -121,7 +135,7 @@ func New() *Swarm {
 
 	local := func(name, driver, subnet string, opts map[string]string) {
 		n := &fakeNetwork{
-			predefined: name != "docker_gwbridge",
+			predefined: name != "docker_gwbridge", allocated: true,
 			inspect: network.Inspect{
 				Name: name, ID: newHexID(), Created: now, Scope: "local", Driver: driver,
 				IPAM:    network.IPAM{Driver: "default", Config: []network.IPAMConfig{}},
@@ -183,18 +197,20 @@ func (f *Swarm) HoldUpdates(hold bool) {
 	f.holdUpdates = hold
 }
 
-// CompleteUpdates finishes every rolling update in progress: tasks are
-// replaced, UpdateStatus becomes "completed" and, as Swarm writes the
-// service to say so, its version moves on.
+// CompleteUpdates finishes every rolling update held so far: tasks are
+// replaced and, once the new ones run, UpdateStatus becomes "completed" and,
+// as Swarm writes the service to say so, its version moves on. An update
+// whose new tasks cannot run (a network without a subnet) stays "updating".
 func (f *Swarm) CompleteUpdates() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, id := range sortedKeys(f.services) {
-		svc := f.services[id]
-		if svc.UpdateStatus != nil && (svc.UpdateStatus.State == swarm.UpdateStateUpdating || svc.UpdateStatus.State == swarm.UpdateStateRollbackStarted) {
-			f.completeUpdateLocked(svc)
+	for _, id := range sortedKeys(f.rolling) {
+		delete(f.rolling, id)
+		if svc := f.services[id]; svc != nil {
+			f.reconcileTasksLocked(svc, true)
 		}
 	}
+	f.settleLocked()
 }
 
 // FailNext makes the next call of op (one of dockerapi.Ops) fail with err, without
@@ -318,8 +334,11 @@ func (f *Swarm) RemoveService(id string) error {
 		}
 	}
 	delete(f.services, svc.ID)
+	delete(f.waiting, svc.ID)
+	delete(f.rolling, svc.ID)
 	f.index++
 	f.publishLocked(events.ServiceEventType, events.ActionRemove, svc.ID, "swarm", map[string]string{"name": svc.Spec.Name})
+	f.settleLocked() // its host-mode ports are free now
 	return nil
 }
 
@@ -345,6 +364,7 @@ func (f *Swarm) AddNode(node swarm.Node) swarm.Node {
 	for _, id := range sortedKeys(f.services) {
 		f.reconcileTasksLocked(f.services[id], false)
 	}
+	f.settleLocked()
 	return clone(*n)
 }
 
@@ -576,7 +596,7 @@ func (f *Swarm) NetworkList(ctx context.Context, options network.ListOptions) ([
 	}
 	out := []network.Summary{}
 	for _, n := range f.visibleNetworksLocked() {
-		in := n.inspect
+		in := n.view()
 		local := in.Scope == "local" || f.instantiatedLocked(n)
 		if args.Contains("name") && !args.Match("name", in.Name) ||
 			args.Contains("name") && !local && !args.ExactMatch("name", in.Name) ||
@@ -589,9 +609,8 @@ func (f *Swarm) NetworkList(ctx context.Context, options network.ListOptions) ([
 		if args.Contains("dangling") && dangling != (!n.predefined && !f.networkUsedLocked(n)) {
 			continue
 		}
-		s := clone(in)
-		s.Containers = map[string]network.EndpointResource{}
-		out = append(out, s)
+		in.Containers = map[string]network.EndpointResource{}
+		out = append(out, in)
 	}
 	return out, nil
 }
@@ -663,6 +682,7 @@ func (f *Swarm) NetworkRemove(ctx context.Context, networkID string) error {
 		delete(f.networks, n.inspect.ID)
 		f.index++
 		f.publishLocked(events.NetworkEventType, events.ActionRemove, n.inspect.ID, "swarm", map[string]string{"name": n.inspect.Name})
+		f.settleLocked() // its subnet is free now
 		return nil
 	}
 	if len(f.localEndpointsLocked(n)) > 0 {
@@ -894,10 +914,15 @@ func (f *Swarm) createServiceLocked(spec swarm.ServiceSpec) (*swarm.Service, err
 		Meta: swarm.Meta{Version: swarm.Version{Index: f.index}, CreatedAt: now, UpdatedAt: now},
 		Spec: spec,
 	}
-	svc.Endpoint = f.endpointLocked(spec, swarm.Endpoint{})
+	if f.allocatableLocked(spec) {
+		svc.Endpoint = f.endpointLocked(spec, swarm.Endpoint{})
+	} else {
+		f.waiting[svc.ID] = true
+	}
 	f.services[svc.ID] = svc
 	f.publishLocked(events.ServiceEventType, events.ActionCreate, svc.ID, "swarm", map[string]string{"name": spec.Name})
 	f.reconcileTasksLocked(svc, false)
+	f.settleLocked()
 	return svc, nil
 }
 
@@ -945,7 +970,14 @@ func (f *Swarm) updateServiceLocked(ref string, version swarm.Version, spec swar
 	svc.PreviousSpec = &old
 	svc.Spec = spec
 	svc.UpdateStatus = nil
-	svc.Endpoint = f.endpointLocked(spec, svc.Endpoint)
+	delete(f.rolling, svc.ID)
+	// Until its networks have subnets, the service keeps the endpoint it had.
+	if f.allocatableLocked(spec) {
+		svc.Endpoint = f.endpointLocked(spec, svc.Endpoint)
+		delete(f.waiting, svc.ID)
+	} else {
+		f.waiting[svc.ID] = true
+	}
 	attrs := map[string]string{"name": spec.Name}
 	if oi, ni := serviceImage(old), serviceImage(spec); oi != ni {
 		attrs["image.old"], attrs["image.new"] = oi, ni
@@ -956,8 +988,12 @@ func (f *Swarm) updateServiceLocked(ref string, version swarm.Version, spec swar
 	f.writeServiceLocked(svc, attrs)
 
 	// Swarm rolls tasks when their spec or the endpoint changes, writing the
-	// service again each time its update status moves.
-	if rollback || !jsonEqual(old.TaskTemplate, spec.TaskTemplate) || !jsonEqual(old.EndpointSpec, spec.EndpointSpec) {
+	// service again each time its update status moves. An update with no
+	// task to replace (no replicas) leaves no update status; a rollback
+	// always has one.
+	dirty := !jsonEqual(old.TaskTemplate, spec.TaskTemplate) || !jsonEqual(old.EndpointSpec, spec.EndpointSpec)
+	kept := f.keptTasksLocked(svc)
+	if rollback || dirty && kept > 0 {
 		now := time.Now().UTC()
 		st := &swarm.UpdateStatus{State: swarm.UpdateStateUpdating, StartedAt: &now, Message: "update in progress"}
 		if rollback {
@@ -965,16 +1001,41 @@ func (f *Swarm) updateServiceLocked(ref string, version swarm.Version, spec swar
 		}
 		svc.UpdateStatus = st
 		f.writeServiceLocked(svc, map[string]string{"name": spec.Name, "updatestate.new": string(st.State)})
-		if !f.holdUpdates {
-			f.completeUpdateLocked(svc)
+		switch {
+		case kept > 0 && f.holdUpdates:
+			f.rolling[svc.ID] = true
+		default:
+			f.reconcileTasksLocked(svc, kept > 0)
 		}
+		f.settleLocked()
 		return nil
 	}
 	f.reconcileTasksLocked(svc, false)
+	f.settleLocked()
 	return nil
 }
 
-func (f *Swarm) completeUpdateLocked(svc *swarm.Service) {
+// keptTasksLocked counts the tasks Swarm wants running that the service's
+// spec keeps (its replica slots, or its nodes): the tasks an update rolls.
+func (f *Swarm) keptTasksLocked(svc *swarm.Service) int {
+	n := 0
+	for _, t := range f.tasks {
+		if t.ServiceID != svc.ID || t.DesiredState != swarm.TaskStateRunning {
+			continue
+		}
+		switch m := svc.Spec.Mode; {
+		case m.Replicated != nil && uint64(t.Slot) <= *m.Replicated.Replicas:
+			n++
+		case m.Global != nil && slices.ContainsFunc(f.activeNodesLocked(), func(nd *swarm.Node) bool { return nd.ID == t.NodeID }):
+			n++
+		}
+	}
+	return n
+}
+
+// finishUpdateLocked marks an update done, as Swarm's updater does once the
+// new tasks run.
+func (f *Swarm) finishUpdateLocked(svc *swarm.Service) {
 	now := time.Now().UTC()
 	st := clone(*svc.UpdateStatus)
 	old := st.State
@@ -985,8 +1046,83 @@ func (f *Swarm) completeUpdateLocked(svc *swarm.Service) {
 		st.State, st.Message = swarm.UpdateStateCompleted, "update completed"
 	}
 	svc.UpdateStatus = &st
-	f.reconcileTasksLocked(svc, true)
 	f.writeServiceLocked(svc, map[string]string{"name": svc.Spec.Name, "updatestate.old": string(old), "updatestate.new": string(st.State)})
+}
+
+// settleLocked does what Swarm does on its own after a change, in its
+// order: the allocator retries the networks it could not give a subnet
+// (in creation order) and the services waiting for them, the scheduler
+// the tasks it could not place, and the updater completes the updates
+// whose tasks all run.
+func (f *Swarm) settleLocked() {
+	var nets []*fakeNetwork
+	for _, n := range f.networks {
+		if !n.allocated {
+			nets = append(nets, n)
+		}
+	}
+	sort.Slice(nets, func(i, j int) bool { return nets[i].seq < nets[j].seq })
+	for _, n := range nets {
+		if !f.overlapsLocked(n.prefix, "swarm") {
+			f.allocateNetworkLocked(n, true)
+		}
+	}
+	for _, id := range sortedKeys(f.waiting) {
+		svc := f.services[id]
+		if svc == nil {
+			delete(f.waiting, id)
+			continue
+		}
+		if f.allocatableLocked(svc.Spec) {
+			delete(f.waiting, id)
+			svc.Endpoint = f.endpointLocked(svc.Spec, svc.Endpoint)
+			f.writeServiceLocked(svc, map[string]string{"name": svc.Spec.Name})
+		}
+	}
+	var unplaced []*swarm.Task
+	for _, t := range f.tasks {
+		if t.DesiredState == swarm.TaskStateRunning && (t.Status.State == swarm.TaskStateNew || t.Status.State == swarm.TaskStatePending) &&
+			f.services[t.ServiceID] != nil && !f.waiting[t.ServiceID] {
+			unplaced = append(unplaced, t)
+		}
+	}
+	sort.Slice(unplaced, func(i, j int) bool {
+		if !unplaced[i].CreatedAt.Equal(unplaced[j].CreatedAt) {
+			return unplaced[i].CreatedAt.Before(unplaced[j].CreatedAt)
+		}
+		return unplaced[i].ID < unplaced[j].ID
+	})
+	for _, t := range unplaced {
+		f.placeTaskLocked(f.services[t.ServiceID], t)
+	}
+	for _, id := range sortedKeys(f.services) {
+		svc := f.services[id]
+		st := svc.UpdateStatus
+		if st == nil || st.State != swarm.UpdateStateUpdating && st.State != swarm.UpdateStateRollbackStarted || f.rolling[id] {
+			continue
+		}
+		done := true
+		for _, t := range f.tasks {
+			if t.ServiceID == id && t.DesiredState == swarm.TaskStateRunning && t.Status.State != swarm.TaskStateRunning {
+				done = false
+			}
+		}
+		if done {
+			f.finishUpdateLocked(svc)
+		}
+	}
+}
+
+// allocatableLocked reports whether Swarm's allocator can give a spec its
+// endpoint and its tasks their addresses: every network it attaches to has
+// a subnet.
+func (f *Swarm) allocatableLocked(spec swarm.ServiceSpec) bool {
+	for _, id := range attachedNetworks(spec) {
+		if n := f.networks[id]; n == nil || !n.allocated {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *Swarm) writeServiceLocked(svc *swarm.Service, attrs map[string]string) {
@@ -1046,24 +1182,59 @@ func (f *Swarm) resolveNetworksLocked(spec *swarm.ServiceSpec) error {
 	return nil
 }
 
+// checkPortConflictsLocked is Swarm's check of the ports a spec publishes
+// against the other services' (their specs and their allocated
+// endpoints): an ingress port belongs to the whole Swarm, so no other
+// service may publish it in any mode; a host-mode port may be published by
+// several services, whose tasks the scheduler then keeps on different
+// nodes. Ports differing in protocol do not conflict.
 func (f *Swarm) checkPortConflictsLocked(spec swarm.ServiceSpec, self string) error {
 	if spec.EndpointSpec == nil {
 		return nil
 	}
+	type portKey struct {
+		protocol swarm.PortConfigProtocol
+		port     uint32
+	}
+	ingress, host := map[portKey]bool{}, map[portKey]bool{}
 	for _, p := range spec.EndpointSpec.Ports {
-		if p.PublishMode != swarm.PortConfigPublishModeIngress || p.PublishedPort == 0 {
+		if p.PublishedPort == 0 {
 			continue
 		}
-		for _, id := range sortedKeys(f.services) {
-			other := f.services[id]
-			if id == self {
+		switch p.PublishMode {
+		case swarm.PortConfigPublishModeIngress:
+			ingress[portKey{p.Protocol, p.PublishedPort}] = true
+		case swarm.PortConfigPublishModeHost:
+			host[portKey{p.Protocol, p.PublishedPort}] = true
+		}
+	}
+	if len(ingress) == 0 && len(host) == 0 {
+		return nil
+	}
+	for _, id := range sortedKeys(f.services) {
+		other := f.services[id]
+		if id == self {
+			continue
+		}
+		var theirs []swarm.PortConfig
+		if other.Spec.EndpointSpec != nil {
+			theirs = append(theirs, other.Spec.EndpointSpec.Ports...)
+		}
+		for _, q := range append(theirs, other.Endpoint.Ports...) {
+			k := portKey{q.Protocol, q.PublishedPort}
+			if q.PublishedPort == 0 {
 				continue
 			}
-			for _, q := range other.Endpoint.Ports {
-				if q.PublishMode == swarm.PortConfigPublishModeIngress && q.PublishedPort == p.PublishedPort && q.Protocol == p.Protocol {
-					return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = port '%d' is already in use by service '%s' (%s) as an ingress port", p.PublishedPort, other.Spec.Name, other.ID))
-				}
+			var as string
+			switch {
+			case q.PublishMode == swarm.PortConfigPublishModeHost && ingress[k]:
+				as = "a host-published port"
+			case q.PublishMode == swarm.PortConfigPublishModeIngress && (ingress[k] || host[k]):
+				as = "an ingress port"
+			default:
+				continue
 			}
+			return dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("rpc error: code = InvalidArgument desc = port '%d' is already in use by service '%s' (%s) as %s", q.PublishedPort, other.Spec.Name, other.ID, as))
 		}
 	}
 	return nil
@@ -1207,45 +1378,123 @@ func (f *Swarm) reconcileTasksLocked(svc *swarm.Service, replace bool) {
 	f.pruneTasksLocked(svc.ID)
 }
 
+// startTaskLocked creates a task for a slot (a replica number, or a node
+// for global services) and runs it on node, or where the scheduler can.
+// While the service's networks have no subnet, it stays "new": created,
+// without addresses, on no node.
 func (f *Swarm) startTaskLocked(svc *swarm.Service, slotNum int, node string) {
 	now := time.Now().UTC()
 	f.index++
 	t := &swarm.Task{
-		ID:          newSwarmID(),
-		Meta:        swarm.Meta{Version: swarm.Version{Index: f.index}, CreatedAt: now, UpdatedAt: now},
-		Annotations: swarm.Annotations{Labels: map[string]string{}},
-		Spec:        clone(svc.Spec.TaskTemplate),
-		ServiceID:   svc.ID,
-		Slot:        slotNum,
-		NodeID:      node,
-		Status: swarm.TaskStatus{
-			Timestamp: now, State: swarm.TaskStateRunning, Message: "started",
-			ContainerStatus: &swarm.ContainerStatus{ContainerID: newHexID(), PID: 1000 + rand.IntN(30000)},
-			PortStatus:      swarm.PortStatus{},
-		},
+		ID:           newSwarmID(),
+		Meta:         swarm.Meta{Version: swarm.Version{Index: f.index}, CreatedAt: now, UpdatedAt: now},
+		Annotations:  swarm.Annotations{Labels: map[string]string{}},
+		Spec:         clone(svc.Spec.TaskTemplate),
+		ServiceID:    svc.ID,
+		Slot:         slotNum,
+		Status:       swarm.TaskStatus{Timestamp: now, State: swarm.TaskStateNew, Message: "created", PortStatus: swarm.PortStatus{}},
 		DesiredState: swarm.TaskStateRunning,
 	}
-	for _, p := range svc.Endpoint.Ports {
-		if p.PublishMode == swarm.PortConfigPublishModeHost {
-			t.Status.PortStatus.Ports = append(t.Status.PortStatus.Ports, p)
-		}
-	}
-	var ids []string
-	for _, vip := range svc.Endpoint.VirtualIPs {
-		if f.networks[vip.NetworkID].inspect.Ingress {
-			ids = append(ids, vip.NetworkID)
-		}
-	}
-	if svc.Spec.EndpointSpec != nil && svc.Spec.EndpointSpec.Mode == swarm.ResolutionModeDNSRR {
-		ids = nil
-	}
-	for _, id := range append(ids, attachedNetworks(svc.Spec)...) {
-		n := f.networks[id]
-		t.NetworksAttachments = append(t.NetworksAttachments, swarm.NetworkAttachment{
-			Network: n.swarmNetwork(), Addresses: []string{n.allocate()},
-		})
+	if svc.Spec.Mode.Global != nil {
+		t.NodeID = node // Swarm creates a global task for its node
 	}
 	f.tasks[t.ID] = t
+	if !f.waiting[svc.ID] {
+		f.placeTaskLocked(svc, t, node)
+	}
+}
+
+// placeTaskLocked gives a "new" task its network addresses, as Swarm's
+// allocator does, then, as its scheduler, a node: the preferred one (or,
+// for a global task, its own) or else the first other one that fits. A
+// node fits unless a task running there already publishes one of the
+// task's host-mode ports. A task no node fits stays "pending", with the
+// scheduler's explanation, until one does.
+func (f *Swarm) placeTaskLocked(svc *swarm.Service, t *swarm.Task, prefer ...string) {
+	if t.Status.State == swarm.TaskStateNew {
+		var ids []string
+		for _, vip := range svc.Endpoint.VirtualIPs {
+			if n := f.networks[vip.NetworkID]; n != nil && n.inspect.Ingress {
+				ids = append(ids, vip.NetworkID)
+			}
+		}
+		if svc.Spec.EndpointSpec != nil && svc.Spec.EndpointSpec.Mode == swarm.ResolutionModeDNSRR {
+			ids = nil
+		}
+		for _, id := range append(ids, attachedNetworks(svc.Spec)...) {
+			n := f.networks[id]
+			t.NetworksAttachments = append(t.NetworksAttachments, swarm.NetworkAttachment{
+				Network: n.swarmNetwork(), Addresses: []string{n.allocate()},
+			})
+		}
+	}
+	var hostPorts []swarm.PortConfig
+	for _, p := range svc.Endpoint.Ports {
+		if p.PublishMode == swarm.PortConfigPublishModeHost {
+			hostPorts = append(hostPorts, p)
+		}
+	}
+	var candidates []*swarm.Node
+	for _, n := range f.activeNodesLocked() {
+		if svc.Spec.Mode.Global == nil || n.ID == t.NodeID {
+			candidates = append(candidates, n)
+		}
+	}
+	if len(prefer) > 0 {
+		if i := slices.IndexFunc(candidates, func(n *swarm.Node) bool { return n.ID == prefer[0] }); i > 0 {
+			candidates[0], candidates[i] = candidates[i], candidates[0]
+		}
+	}
+	var node *swarm.Node
+	refused := 0
+	for _, n := range candidates {
+		if f.hostPortsFreeLocked(t, n.ID, hostPorts) {
+			node = n
+			break
+		}
+		refused++
+	}
+	now := time.Now().UTC()
+	f.index++
+	t.Version.Index, t.UpdatedAt = f.index, now
+	if node == nil {
+		why := "no suitable node"
+		switch {
+		case refused == 1:
+			why += " (host-mode port already in use on 1 node)"
+		case refused > 1:
+			why += fmt.Sprintf(" (host-mode port already in use on %d nodes)", refused)
+		}
+		if svc.Spec.Mode.Global == nil {
+			t.NodeID = ""
+		}
+		t.Status = swarm.TaskStatus{Timestamp: now, State: swarm.TaskStatePending, Message: "pending task scheduling", Err: why, PortStatus: swarm.PortStatus{}}
+		return
+	}
+	t.NodeID = node.ID
+	t.Status = swarm.TaskStatus{
+		Timestamp: now, State: swarm.TaskStateRunning, Message: "started",
+		ContainerStatus: &swarm.ContainerStatus{ContainerID: newHexID(), PID: 1000 + rand.IntN(30000)},
+		PortStatus:      swarm.PortStatus{Ports: hostPorts},
+	}
+}
+
+// hostPortsFreeLocked reports whether none of these host-mode ports is
+// published by a task running on the node (other than t).
+func (f *Swarm) hostPortsFreeLocked(t *swarm.Task, node string, ports []swarm.PortConfig) bool {
+	for _, o := range f.tasks {
+		if o.ID == t.ID || o.NodeID != node || o.Status.State != swarm.TaskStateRunning {
+			continue
+		}
+		for _, q := range o.Status.PortStatus.Ports {
+			for _, p := range ports {
+				if p.PublishedPort != 0 && p.PublishedPort == q.PublishedPort && p.Protocol == q.Protocol {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // pruneTasksLocked keeps, per slot, the five newest tasks (Swarm's default
@@ -1286,7 +1535,7 @@ func (f *Swarm) taskContainersLocked() []container.Summary {
 	var out []container.Summary
 	for _, id := range sortedKeys(f.tasks) {
 		t := f.tasks[id]
-		if t.NodeID != f.localNode || t.DesiredState != swarm.TaskStateRunning || t.Spec.ContainerSpec == nil {
+		if t.NodeID != f.localNode || t.DesiredState != swarm.TaskStateRunning || t.Status.State != swarm.TaskStateRunning || t.Spec.ContainerSpec == nil {
 			continue
 		}
 		svc := f.services[t.ServiceID]
@@ -1379,33 +1628,33 @@ func (f *Swarm) createNetworkLocked(name string, opts network.CreateOptions, pub
 	if opts.IPAM != nil && len(opts.IPAM.Config) > 0 {
 		subnet, gateway = opts.IPAM.Config[0].Subnet, opts.IPAM.Config[0].Gateway
 	}
-	if subnet == "" && scope == "swarm" {
-		subnet = fmt.Sprintf("10.0.%d.0/24", f.nextSubnet)
-		f.nextSubnet++
-	} else if subnet == "" {
-		subnet = fmt.Sprintf("172.%d.0.0/16", f.nextBridge)
-		f.nextBridge++
+	var prefix netip.Prefix
+	n.allocated = true
+	if subnet == "" {
+		prefix = f.freeSubnetLocked(scope)
+	} else {
+		p, err := netip.ParsePrefix(subnet)
+		if err != nil {
+			return nil, dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("invalid subnet %s: %v", subnet, err))
+		}
+		prefix = p.Masked()
+		if f.overlapsLocked(prefix, scope) {
+			// A local pool is reserved at once; a Swarm one when the
+			// allocator gets to the network, after it was created.
+			if scope == "local" {
+				return nil, dockerapi.NewDaemonError(http.StatusForbidden, "Pool overlaps with other one on this address space")
+			}
+			n.allocated = false
+		}
 	}
-	prefix, err := netip.ParsePrefix(subnet)
-	if err != nil {
-		return nil, dockerapi.NewDaemonError(http.StatusBadRequest, fmt.Sprintf("invalid subnet %s: %v", subnet, err))
-	}
-	n.setPrefix(prefix.Masked(), gateway)
+	n.setPrefix(prefix, gateway)
 	if scope == "swarm" {
 		n.inspect.ID = newSwarmID()
-		if opts.Driver == "overlay" {
-			if n.inspect.Options == nil {
-				n.inspect.Options = map[string]string{}
-			}
-			vxlan := 4096
-			if !opts.Ingress {
-				vxlan = f.nextVXLAN
-				f.nextVXLAN++
-			}
-			n.inspect.Options["com.docker.network.driver.overlay.vxlanid_list"] = strconv.Itoa(vxlan)
-		}
 		f.index++
-		n.version, n.updatedAt = swarm.Version{Index: f.index}, now
+		n.version, n.updatedAt, n.seq = swarm.Version{Index: f.index}, now, f.index
+		if n.allocated {
+			f.allocateNetworkLocked(n, false)
+		}
 	} else {
 		n.inspect.ID = newHexID()
 		if n.inspect.Options == nil {
@@ -1418,14 +1667,88 @@ func (f *Swarm) createNetworkLocked(name string, opts network.CreateOptions, pub
 	f.networks[n.inspect.ID] = n
 	if publish {
 		if scope == "swarm" {
-			// Swarm's allocator writes the network right after it is created.
+			// Swarm's allocator writes the network right after it is
+			// created, if it can allocate it.
 			f.publishLocked(events.NetworkEventType, events.ActionCreate, n.inspect.ID, "swarm", map[string]string{"name": name})
-			f.publishLocked(events.NetworkEventType, events.ActionUpdate, n.inspect.ID, "swarm", map[string]string{"name": name})
+			if n.allocated {
+				f.publishLocked(events.NetworkEventType, events.ActionUpdate, n.inspect.ID, "swarm", map[string]string{"name": name})
+			}
 		} else {
 			f.publishLocked(events.NetworkEventType, events.ActionCreate, n.inspect.ID, "local", map[string]string{"name": name, "type": opts.Driver})
 		}
 	}
 	return n, nil
+}
+
+// allocateNetworkLocked does what Swarm's allocator does for a new Swarm
+// network: a VXLAN ID for an overlay. later is for a network it could not
+// allocate when it was created: the allocator writes it then, and says so.
+func (f *Swarm) allocateNetworkLocked(n *fakeNetwork, later bool) {
+	n.allocated = true
+	if n.inspect.Driver == "overlay" {
+		if n.inspect.Options == nil {
+			n.inspect.Options = map[string]string{}
+		}
+		vxlan := 4096
+		if !n.inspect.Ingress {
+			vxlan = f.nextVXLAN
+			f.nextVXLAN++
+		}
+		n.inspect.Options["com.docker.network.driver.overlay.vxlanid_list"] = strconv.Itoa(vxlan)
+	}
+	if later {
+		f.index++
+		n.version, n.updatedAt = swarm.Version{Index: f.index}, time.Now().UTC()
+		f.publishLocked(events.NetworkEventType, events.ActionUpdate, n.inspect.ID, "swarm", map[string]string{"name": n.inspect.Name})
+	}
+}
+
+// overlapsLocked reports whether a subnet overlaps one already reserved in
+// its address space: for Swarm networks, the subnets Swarm allocated; for
+// local ones, the other local networks' and those of the Swarm networks
+// instantiated on this node (seen on 20.10: a local network may overlap a
+// Swarm network no task or container here uses).
+func (f *Swarm) overlapsLocked(p netip.Prefix, scope string) bool {
+	for _, n := range f.networks {
+		if !n.allocated || !n.prefix.IsValid() || !n.prefix.Overlaps(p) {
+			continue
+		}
+		if scope == "swarm" && n.inspect.Scope == "swarm" ||
+			scope != "swarm" && (n.inspect.Scope != "swarm" || f.instantiatedLocked(n)) {
+			return true
+		}
+	}
+	return false
+}
+
+// freeSubnetLocked picks the next default subnet that overlaps nothing in
+// the scope's address space: 10.0.N.0/24 for Swarm, 172.N.0.0/16 locally.
+func (f *Swarm) freeSubnetLocked(scope string) netip.Prefix {
+	for range 256 {
+		var p netip.Prefix
+		if scope == "swarm" {
+			p = netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", f.nextSubnet%256))
+			f.nextSubnet++
+		} else {
+			p = netip.MustParsePrefix(fmt.Sprintf("172.%d.0.0/16", f.nextBridge%256))
+			f.nextBridge++
+		}
+		if !f.overlapsLocked(p, scope) {
+			return p
+		}
+	}
+	panic("fake.Swarm: no default " + scope + " subnet left")
+}
+
+// view is the network as the engine shows it. A Swarm network the
+// allocator has not allocated has no driver, IPAM or options (not even
+// "encrypted"): they are read from Swarm's allocation, not from the spec.
+func (n *fakeNetwork) view() network.Inspect {
+	in := clone(n.inspect)
+	if !n.allocated {
+		in.Driver, in.IPAM, in.Options = "", network.IPAM{}, nil
+	}
+	return in
 }
 
 // visibleNetworksLocked returns the networks this engine knows, by name:
@@ -1584,7 +1907,7 @@ func (f *Swarm) instantiatedLocked(n *fakeNetwork) bool {
 		return true
 	}
 	for _, t := range f.tasks {
-		if t.NodeID == f.localNode && t.DesiredState == swarm.TaskStateRunning &&
+		if t.NodeID == f.localNode && t.DesiredState == swarm.TaskStateRunning && t.Status.State == swarm.TaskStateRunning &&
 			slices.ContainsFunc(t.NetworksAttachments, func(a swarm.NetworkAttachment) bool { return a.Network.ID == n.inspect.ID }) {
 			return true
 		}
@@ -1605,7 +1928,7 @@ func (f *Swarm) networkUsedLocked(n *fakeNetwork) bool {
 }
 
 func (f *Swarm) inspectNetworkLocked(n *fakeNetwork) network.Inspect {
-	in := clone(n.inspect)
+	in := n.view()
 	if eps := f.localEndpointsLocked(n); len(eps) > 0 {
 		in.Containers = eps
 	}
@@ -1866,6 +2189,19 @@ func normalizeSpec(s *swarm.ServiceSpec) {
 	if m.Replicated != nil && m.Replicated.Replicas == nil {
 		one := uint64(1)
 		m.Replicated.Replicas = &one
+	}
+	if rp := s.TaskTemplate.RestartPolicy; rp != nil && rp.MaxAttempts == nil {
+		rp.MaxAttempts = new(uint64)
+	}
+	// The engine's conversion fills in what an update (or rollback) config
+	// leaves empty (its zero values); InsertDefaults would show more.
+	for _, c := range []*swarm.UpdateConfig{s.UpdateConfig, s.RollbackConfig} {
+		if c != nil && c.FailureAction == "" {
+			c.FailureAction = swarm.UpdateFailureActionPause
+		}
+		if c != nil && c.Order == "" {
+			c.Order = swarm.UpdateOrderStopFirst
+		}
 	}
 	if e := s.EndpointSpec; e != nil {
 		if e.Mode == "" {

@@ -1,11 +1,15 @@
 package fake
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -543,7 +547,11 @@ func TestFakeIngressNetwork(t *testing.T) {
 
 // createServiceForTest is AddService returning the error instead of panicking.
 func (f *Swarm) createServiceForTest(spec swarm.ServiceSpec) (swarm.Service, error) {
+	if err := validateClientSpec(spec); err != nil {
+		return swarm.Service{}, err
+	}
 	spec = clone(spec)
+	tagImage(&spec)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	svc, err := f.createServiceLocked(spec)
@@ -868,6 +876,272 @@ func TestFakeConcurrentUpdates(t *testing.T) {
 	}
 }
 
+func TestFakeUpdateWithoutTasksLeavesNoUpdateStatus(t *testing.T) {
+	ctx := context.Background()
+	f := New()
+	overlay(f, "a")
+	b := overlay(f, "b")
+	spec := testSpec("idle", "a")
+	spec.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr[uint64](0)}
+	spec.UpdateConfig = &swarm.UpdateConfig{Monitor: time.Second}
+	spec.RollbackConfig = &swarm.UpdateConfig{Parallelism: 2}
+	spec.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone}
+	svc := f.AddService(spec)
+	// The engine fills in what an update config or a restart policy
+	// leaves empty.
+	for _, c := range []*swarm.UpdateConfig{svc.Spec.UpdateConfig, svc.Spec.RollbackConfig} {
+		if c.FailureAction != swarm.UpdateFailureActionPause || c.Order != swarm.UpdateOrderStopFirst {
+			t.Errorf("stored config %+v", c)
+		}
+	}
+	if m := svc.Spec.RollbackConfig.Monitor; m != 0 {
+		t.Errorf("a monitor period left out is stored as %v; only InsertDefaults shows Swarm's 5s", m)
+	}
+	if rp := svc.Spec.TaskTemplate.RestartPolicy; rp.MaxAttempts == nil || *rp.MaxAttempts != 0 {
+		t.Errorf("stored restart policy %+v", rp)
+	}
+
+	// Swarm's updater has no task to replace: it never starts an update.
+	spec = svc.Spec
+	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "b"}}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := mustInspect(t, f, svc.ID)
+	if got.UpdateStatus != nil || len(got.Endpoint.VirtualIPs) != 1 || got.Endpoint.VirtualIPs[0].NetworkID != b.ID {
+		t.Errorf("after a network change without tasks: status %+v, VIPs %+v", got.UpdateStatus, got.Endpoint.VirtualIPs)
+	}
+	// A rollback always has one, completed at once.
+	if _, err := f.ServiceUpdate(ctx, svc.ID, got.Version, got.Spec, swarm.ServiceUpdateOptions{Rollback: "previous"}); err != nil {
+		t.Fatal(err)
+	}
+	if got = mustInspect(t, f, svc.ID); got.UpdateStatus == nil || got.UpdateStatus.State != swarm.UpdateStateRollbackCompleted {
+		t.Errorf("rollback without tasks: %+v", got.UpdateStatus)
+	}
+	// Scaling up with a new spec starts the new tasks: nothing to roll.
+	spec = got.Spec
+	spec.Mode.Replicated.Replicas = ptr[uint64](1)
+	spec.TaskTemplate.ContainerSpec.Env = []string{"A=1"}
+	if _, err := f.ServiceUpdate(ctx, svc.ID, got.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got = mustInspect(t, f, svc.ID); got.UpdateStatus != nil || len(runningTasks(t, f, svc.ID)) != 1 {
+		t.Errorf("scaled up from zero: status %+v, %d tasks", got.UpdateStatus, len(runningTasks(t, f, svc.ID)))
+	}
+}
+
+func TestFakeOverlappingSubnets(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := New()
+	msgs, _ := f.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", "network"), filters.Arg("network", "late"))})
+	ipam := func(subnet string) *network.IPAM {
+		return &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}}}
+	}
+	first := f.AddNetwork("first", network.CreateOptions{Driver: "overlay", IPAM: ipam("10.9.0.0/24")})
+	other := overlay(f, "other")
+
+	// The engine takes a Swarm network on a subnet Swarm already gave out,
+	// and its allocator leaves it without driver, IPAM or options.
+	resp, err := f.NetworkCreate(ctx, "late", network.CreateOptions{
+		Driver: "overlay", Attachable: true, IPAM: ipam("10.9.0.0/25"),
+		Options: map[string]string{"encrypted": ""}, Labels: map[string]string{"k": "v"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, _ := f.NetworkInspect(ctx, resp.ID, network.InspectOptions{})
+	if late.Driver != "" || late.IPAM.Driver != "" || late.IPAM.Config != nil || late.Options != nil || late.Labels["k"] != "v" || !late.Attachable {
+		t.Errorf("unallocated network inspected as %+v", late)
+	}
+	if l, _ := f.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", "late"))}); len(l) != 1 || l[0].Driver != "" || l[0].IPAM.Config != nil {
+		t.Errorf("unallocated network listed as %+v", l)
+	}
+	if l, _ := f.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", "overlay"))}); slices.ContainsFunc(l, func(n network.Summary) bool { return n.Name == "late" }) {
+		t.Error("an unallocated network matches driver=overlay")
+	}
+
+	// A service on it waits: no endpoint, its task created but never
+	// scheduled. One moved onto it loses its task and stays "updating".
+	waiting := f.AddService(testSpec("waiting", "late"))
+	if len(waiting.Endpoint.VirtualIPs) != 0 {
+		t.Errorf("waiting service has VIPs %+v", waiting.Endpoint.VirtualIPs)
+	}
+	tasks, _ := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", "waiting"))})
+	if len(tasks) != 1 || tasks[0].Status.State != swarm.TaskStateNew || tasks[0].Status.Message != "created" ||
+		tasks[0].NodeID != "" || len(tasks[0].NetworksAttachments) != 0 || tasks[0].Status.ContainerStatus != nil {
+		t.Fatalf("waiting task %+v", tasks)
+	}
+	newTask := tasks[0].ID
+	moved := f.AddService(testSpec("moved", "other"))
+	oldTask := runningTasks(t, f, moved.ID)[0].ID
+	if err := f.UpdateService(moved.ID, func(s *swarm.ServiceSpec) {
+		s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "late"}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m := mustInspect(t, f, moved.ID)
+	if m.UpdateStatus == nil || m.UpdateStatus.State != swarm.UpdateStateUpdating || m.Endpoint.VirtualIPs[0].NetworkID != other.ID {
+		t.Errorf("moved onto the waiting network: status %+v, VIPs %+v", m.UpdateStatus, m.Endpoint.VirtualIPs)
+	}
+	old, _ := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("id", oldTask))})
+	if mt := runningTasks(t, f, moved.ID); len(mt) != 1 || mt[0].Status.State != swarm.TaskStateNew || old[0].DesiredState != swarm.TaskStateShutdown {
+		t.Errorf("moved service's tasks: %+v, the old one %+v", mt, old)
+	}
+	list, _ := f.ServiceList(ctx, swarm.ServiceListOptions{Status: true})
+	for _, s := range list {
+		if s.ServiceStatus.DesiredTasks != 1 || s.ServiceStatus.RunningTasks != 0 {
+			t.Errorf("%s: status %+v", s.Spec.Name, s.ServiceStatus)
+		}
+	}
+	if cs, _ := f.ContainerList(ctx, container.ListOptions{}); len(cs) != 0 {
+		t.Errorf("containers for tasks that never started: %d", len(cs))
+	}
+
+	// Once the subnet is free, Swarm allocates the network (and says so),
+	// then the services, and their tasks run.
+	if err := f.NetworkRemove(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	late, _ = f.NetworkInspect(ctx, resp.ID, network.InspectOptions{})
+	if _, enc := late.Options["encrypted"]; late.Driver != "overlay" || !enc || late.Options["com.docker.network.driver.overlay.vxlanid_list"] == "" ||
+		len(late.IPAM.Config) != 1 || late.IPAM.Config[0].Subnet != "10.9.0.0/25" || late.IPAM.Config[0].Gateway != "10.9.0.1" {
+		t.Errorf("allocated at last: %+v", late)
+	}
+	if w := runningTasks(t, f, waiting.ID); len(w) != 1 || w[0].ID != newTask || w[0].Status.State != swarm.TaskStateRunning || len(w[0].NetworksAttachments) != 1 {
+		t.Errorf("the waiting task: %+v", w)
+	}
+	m = mustInspect(t, f, moved.ID)
+	if m.UpdateStatus.State != swarm.UpdateStateCompleted || m.Endpoint.VirtualIPs[0].NetworkID != resp.ID {
+		t.Errorf("the moved service: status %+v, VIPs %+v", m.UpdateStatus, m.Endpoint.VirtualIPs)
+	}
+	var seen []events.Action
+	for len(seen) < 2 {
+		select {
+		case msg := <-msgs:
+			seen = append(seen, msg.Action)
+		case <-time.After(time.Second):
+			t.Fatalf("network events %v", seen)
+		}
+	}
+	if !slices.Equal(seen, []events.Action{events.ActionCreate, events.ActionUpdate}) {
+		t.Errorf("network events %v, want create, then update once allocated", seen)
+	}
+
+	// Automatic subnets go round the ones taken ("other" has 10.0.1.0/24).
+	f.AddNetwork("taken", network.CreateOptions{Driver: "overlay", IPAM: ipam("10.0.2.0/24")})
+	if a := overlay(f, "auto"); a.IPAM.Config[0].Subnet != "10.0.3.0/24" {
+		t.Errorf("automatic subnet %v", a.IPAM.Config)
+	}
+}
+
+func TestFakeLocalSubnets(t *testing.T) {
+	ctx := context.Background()
+	f := New()
+	ipam := func(subnet string) *network.IPAM {
+		return &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}}}
+	}
+	// A local pool is reserved when the network is created: an overlap is
+	// refused, with other local networks and with Swarm networks in use on
+	// this node (ingress always is), not with other Swarm networks.
+	for _, tc := range []struct {
+		subnet string
+		ok     bool
+	}{
+		{"172.17.5.0/24", false}, // docker0
+		{"10.0.0.128/25", false}, // ingress
+		{"10.0.1.0/24", true},    // "unused" below
+		{"10.0.2.0/24", false},   // "used" below
+	} {
+		f := New()
+		overlay(f, "unused")
+		overlay(f, "used")
+		f.AddService(testSpec("web", "used"))
+		_, err := f.NetworkCreate(ctx, "local", network.CreateOptions{IPAM: ipam(tc.subnet)})
+		if tc.ok != (err == nil) || err != nil && (!cerrdefs.IsPermissionDenied(err) || err.Error() != "Error response from daemon: Pool overlaps with other one on this address space") {
+			t.Errorf("local network on %s: %v", tc.subnet, err)
+		}
+	}
+	f.AddNetwork("mine", network.CreateOptions{IPAM: ipam("172.19.0.0/16")})
+	if n := f.AddNetwork("auto", network.CreateOptions{}); n.IPAM.Config[0].Subnet != "172.20.0.0/16" {
+		t.Errorf("automatic local subnet %v", n.IPAM.Config)
+	}
+}
+
+func TestFakePublishedPorts(t *testing.T) {
+	ctx := context.Background()
+	f := New()
+	publish := func(name string, replicas uint64, ports ...swarm.PortConfig) swarm.ServiceSpec {
+		s := testSpec(name)
+		s.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr(replicas)}
+		s.EndpointSpec = &swarm.EndpointSpec{Ports: ports}
+		return s
+	}
+	ingress := func(port uint32) swarm.PortConfig { return swarm.PortConfig{TargetPort: 80, PublishedPort: port} }
+	host := func(port uint32) swarm.PortConfig {
+		return swarm.PortConfig{TargetPort: 80, PublishedPort: port, PublishMode: swarm.PortConfigPublishModeHost}
+	}
+	ing := f.AddService(publish("ing", 0, ingress(8080), swarm.PortConfig{TargetPort: 81})) // 81 gets 30000
+	h1 := f.AddService(publish("h1", 1, host(9090)))
+	for _, tc := range []struct {
+		spec swarm.ServiceSpec
+		want string // "" for accepted
+	}{
+		{publish("x", 0, host(8080)), fmt.Sprintf("port '8080' is already in use by service 'ing' (%s) as an ingress port", ing.ID)},
+		{publish("x", 0, host(30000)), fmt.Sprintf("port '30000' is already in use by service 'ing' (%s) as an ingress port", ing.ID)},
+		{publish("x", 0, ingress(9090)), fmt.Sprintf("port '9090' is already in use by service 'h1' (%s) as a host-published port", h1.ID)},
+		{publish("x", 0, swarm.PortConfig{TargetPort: 80, PublishedPort: 8080, Protocol: swarm.PortConfigProtocolUDP}), ""},
+		{publish("x", 0, host(9090)), ""},
+	} {
+		svc, err := f.createServiceForTest(tc.spec)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v refused: %v", tc.spec.EndpointSpec.Ports, err)
+		case tc.want != "" && (err == nil || !cerrdefs.IsInvalidArgument(err) || err.Error() != "Error response from daemon: rpc error: code = InvalidArgument desc = "+tc.want):
+			t.Errorf("%+v: got %v, want %q", tc.spec.EndpointSpec.Ports, err, tc.want)
+		}
+		if err == nil {
+			_ = f.RemoveService(svc.ID)
+		}
+	}
+
+	// One node, one task per host-mode port: the other one waits.
+	h2 := f.AddService(publish("h2", 1, host(9090)))
+	pending := runningTasks(t, f, h2.ID)
+	if len(pending) != 1 || pending[0].Status.State != swarm.TaskStatePending || pending[0].Status.Message != "pending task scheduling" ||
+		pending[0].Status.Err != "no suitable node (host-mode port already in use on 1 node)" || pending[0].NodeID != "" {
+		t.Fatalf("second task on the host port: %+v", pending)
+	}
+	list, _ := f.ServiceList(ctx, swarm.ServiceListOptions{Status: true, Filters: filters.NewArgs(filters.Arg("name", "h2"))})
+	if st := list[0].ServiceStatus; st.DesiredTasks != 1 || st.RunningTasks != 0 {
+		t.Errorf("status %+v", st)
+	}
+	if err := f.RemoveService(h1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if now := runningTasks(t, f, h2.ID); now[0].ID != pending[0].ID || now[0].Status.State != swarm.TaskStateRunning || now[0].Status.Err != "" || now[0].NodeID == "" {
+		t.Errorf("once the port is free: %+v", now[0])
+	}
+
+	// More nodes, more room; the scheduler says on how many it looked.
+	f.AddNode(swarm.Node{})
+	if err := f.UpdateService(h2.ID, func(s *swarm.ServiceSpec) { s.Mode.Replicated.Replicas = ptr[uint64](3) }); err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string]bool{}
+	var errs []string
+	for _, task := range runningTasks(t, f, h2.ID) {
+		if task.NodeID != "" {
+			nodes[task.NodeID] = true
+		}
+		errs = append(errs, task.Status.Err)
+	}
+	slices.Sort(errs)
+	if len(nodes) != 2 || !slices.Equal(errs, []string{"", "", "no suitable node (host-mode port already in use on 2 nodes)"}) {
+		t.Errorf("three replicas on two nodes: nodes %v, errors %q", nodes, errs)
+	}
+}
+
 func TestFakeParityScenarios(t *testing.T) {
 	runParityScenarios(t, func(t *testing.T) *parityWorld { return newFakeWorld(t, New()) })
 }
@@ -900,7 +1174,8 @@ func newFakeWorld(t *testing.T, f *Swarm) *parityWorld {
 	return &parityWorld{
 		API: f, run: "r1", image: "swarmsec-test-app:r1",
 		addService: func(_ context.Context, spec swarm.ServiceSpec) (string, error) {
-			return f.AddService(spec).ID, nil
+			svc, err := f.createServiceForTest(spec)
+			return svc.ID, err
 		},
 		removeService: func(_ context.Context, id string) error { return f.RemoveService(id) },
 		removeNetwork: f.NetworkRemove,
@@ -949,9 +1224,21 @@ func (w *parityWorld) spec(short string, networks ...string) swarm.ServiceSpec {
 
 func (w *parityWorld) service(t *testing.T, ctx context.Context, spec swarm.ServiceSpec) string {
 	t.Helper()
-	id, err := w.addService(ctx, spec)
+	id, err := w.tryService(t, ctx, spec)
 	if err != nil {
 		t.Fatalf("create service %s: %v", spec.Name, err)
+	}
+	return id
+}
+
+// tryService creates a service and, if the engine takes it, removes it at
+// the end. A refusal is returned: some scenarios expect one.
+func (w *parityWorld) tryService(t *testing.T, ctx context.Context, spec swarm.ServiceSpec) (string, error) {
+	t.Helper()
+	id, err := w.addService(ctx, spec)
+	if err != nil {
+		w.redactions = append(w.redactions, w.prefix(), "<p>")
+		return "", err
 	}
 	t.Cleanup(func() {
 		if err := w.removeService(context.Background(), id); err != nil && !dockerapi.IsNotFound(err) {
@@ -961,14 +1248,27 @@ func (w *parityWorld) service(t *testing.T, ctx context.Context, spec swarm.Serv
 	// Longest first, so a name is not half-replaced by a shorter one.
 	w.redactions = append([]string{id, "<svc:" + strings.TrimPrefix(spec.Name, w.prefix()+"-") + ">"}, w.redactions...)
 	w.redactions = append(w.redactions, w.prefix(), "<p>")
-	return id
+	return id, nil
 }
 
 func (w *parityWorld) network(t *testing.T, ctx context.Context, short string) string {
 	t.Helper()
-	resp, err := w.NetworkCreate(ctx, w.name(short), network.CreateOptions{Driver: "overlay", Attachable: true, Labels: w.labels()})
+	id, err := w.tryNetwork(t, ctx, short, network.CreateOptions{Driver: "overlay", Attachable: true})
 	if err != nil {
 		t.Fatalf("create network %s: %v", short, err)
+	}
+	return id
+}
+
+// tryNetwork creates a network with these options, labelled as the run's,
+// and, if the engine takes it, removes it at the end. A refusal is returned.
+func (w *parityWorld) tryNetwork(t *testing.T, ctx context.Context, short string, opts network.CreateOptions) (string, error) {
+	t.Helper()
+	opts.Labels = w.labels()
+	resp, err := w.NetworkCreate(ctx, w.name(short), opts)
+	if err != nil {
+		w.redactions = append(w.redactions, w.prefix(), "<p>")
+		return "", err
 	}
 	t.Cleanup(func() {
 		if err := w.removeNetwork(context.Background(), resp.ID); err != nil && !dockerapi.IsNotFound(err) {
@@ -977,7 +1277,110 @@ func (w *parityWorld) network(t *testing.T, ctx context.Context, short string) s
 	})
 	w.redactions = append([]string{resp.ID, "<net:" + short + ">"}, w.redactions...)
 	w.redactions = append(w.redactions, w.prefix(), "<p>")
-	return resp.ID
+	return resp.ID, nil
+}
+
+// kindLine is errLine for errors the other flags do not tell apart: the
+// kind the client derives from the status code, then the message.
+func (w *parityWorld) kindLine(what string, err error) string {
+	if err == nil {
+		return what + ": ok"
+	}
+	return w.redact(fmt.Sprintf("%s: %s: %v", what, errKind(err), err))
+}
+
+func errKind(err error) string {
+	for _, k := range []struct {
+		name string
+		is   func(error) bool
+	}{
+		{"invalid-argument", cerrdefs.IsInvalidArgument}, {"not-found", cerrdefs.IsNotFound},
+		{"conflict", cerrdefs.IsConflict}, {"permission-denied", cerrdefs.IsPermissionDenied},
+		{"failed-precondition", cerrdefs.IsFailedPrecondition}, {"unavailable", cerrdefs.IsUnavailable},
+		{"not-implemented", cerrdefs.IsNotImplemented}, {"internal", cerrdefs.IsInternal},
+	} {
+		if k.is(err) {
+			return k.name
+		}
+	}
+	return "unknown"
+}
+
+// update applies mutate to the service's current spec and writes it at the
+// version just read, again while Swarm's own writes make that version stale.
+func (w *parityWorld) update(t *testing.T, ctx context.Context, id string, mutate func(*swarm.ServiceSpec)) error {
+	t.Helper()
+	var err error
+	eventually(t, "an update that is not out of sequence", func() bool {
+		svc := mustInspect(t, w, id)
+		mutate(&svc.Spec)
+		_, err = w.ServiceUpdate(ctx, id, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{})
+		return !dockerapi.IsOutOfSequence(err)
+	})
+	return err
+}
+
+// taskList lists tasks with these filters, oldest first.
+func (w *parityWorld) taskList(t *testing.T, ctx context.Context, args ...filters.KeyValuePair) []swarm.Task {
+	t.Helper()
+	tasks, err := w.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(args...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(tasks, func(a, b swarm.Task) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return tasks
+}
+
+// runningTasks waits until the service has n tasks Swarm wants running and
+// all of them run, and returns them.
+func (w *parityWorld) runningTasks(t *testing.T, ctx context.Context, short string, n int) []swarm.Task {
+	t.Helper()
+	var tasks []swarm.Task
+	eventually(t, fmt.Sprintf("%d running tasks of %s", n, short), func() bool {
+		tasks = w.taskList(t, ctx, filters.Arg("service", w.name(short)), filters.Arg("desired-state", "running"))
+		return len(tasks) == n && !slices.ContainsFunc(tasks, func(t swarm.Task) bool { return t.Status.State != swarm.TaskStateRunning })
+	})
+	return tasks
+}
+
+// statusLines lists the services named prefix()-<short>... with their
+// task counts, as `docker service ls` shows them.
+func (w *parityWorld) statusLines(t *testing.T, ctx context.Context, short string) []string {
+	t.Helper()
+	list, err := w.ServiceList(ctx, swarm.ServiceListOptions{Status: true, Filters: filters.NewArgs(filters.Arg("name", w.name(short)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(list, func(a, b swarm.Service) int { return strings.Compare(a.Spec.Name, b.Spec.Name) })
+	var lines []string
+	for _, s := range list {
+		if s.ServiceStatus == nil {
+			lines = append(lines, w.redact(fmt.Sprintf("status of %s: none", s.Spec.Name)))
+			continue
+		}
+		lines = append(lines, w.redact(fmt.Sprintf("status of %s: desired %d running %d completed %d",
+			s.Spec.Name, s.ServiceStatus.DesiredTasks, s.ServiceStatus.RunningTasks, s.ServiceStatus.CompletedTasks)))
+	}
+	return lines
+}
+
+func targets(as []swarm.NetworkAttachmentConfig) []string {
+	out := []string{}
+	for _, a := range as {
+		out = append(out, a.Target)
+	}
+	return out
+}
+
+// freePort returns a TCP port nothing on this host listens on now.
+func freePort(t *testing.T) uint32 {
+	t.Helper()
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint32(l.Addr().(*net.TCPAddr).Port)
 }
 
 func (w *parityWorld) container(t *testing.T, ctx context.Context, short, network string) {
@@ -1282,6 +1685,311 @@ var parityScenarios = []parityScenario{{
 		"service create <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
 		"service update <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
 		"service remove <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
+	},
+}, {
+	// What a migration reads while it moves services to new networks.
+	name: "update status, service status and tasks across a network change",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		w.network(t, ctx, "us-a")
+		w.network(t, ctx, "us-b")
+		one := w.spec("us-one", w.name("us-a"))
+		one.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr[uint64](1)}
+		// The engine waits this long after the new task runs before it
+		// calls the update completed (5s by default).
+		one.UpdateConfig = &swarm.UpdateConfig{Monitor: 100 * time.Millisecond}
+		zero := w.spec("us-zero", w.name("us-a"))
+		zero.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr[uint64](0)}
+		idOne, idZero := w.service(t, ctx, one), w.service(t, ctx, zero)
+		first := w.runningTasks(t, ctx, "us-one", 1)[0]
+
+		var lines []string
+		for _, id := range []string{idOne, idZero} {
+			svc := mustInspect(t, w, id)
+			lines = append(lines, w.redact(fmt.Sprintf("%s before any update: update status %v", svc.Spec.Name, svc.UpdateStatus)))
+		}
+		uc := mustInspect(t, w, idOne).Spec.UpdateConfig
+		lines = append(lines, fmt.Sprintf("stored update config: parallelism %d failure action %q order %q monitor %v",
+			uc.Parallelism, uc.FailureAction, uc.Order, uc.Monitor))
+		if rp := mustInspect(t, w, idZero).Spec.TaskTemplate.RestartPolicy; rp.MaxAttempts != nil {
+			lines = append(lines, fmt.Sprintf("stored restart policy: condition %s, max attempts %d", rp.Condition, *rp.MaxAttempts))
+		} else {
+			lines = append(lines, fmt.Sprintf("stored restart policy: condition %s, max attempts unset", rp.Condition))
+		}
+		if sc := mustInspect(t, w, idZero).Spec.UpdateConfig; sc != nil {
+			lines = append(lines, fmt.Sprintf("stored update config of a spec without one: %+v", *sc))
+		} else {
+			lines = append(lines, "stored update config of a spec without one: none")
+		}
+		lines = append(lines, w.statusLines(t, ctx, "us-")...)
+
+		toB := func(s *swarm.ServiceSpec) {
+			s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: w.name("us-b")}}
+		}
+		if err := w.update(t, ctx, idZero, toB); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.update(t, ctx, idOne, toB); err != nil {
+			t.Fatal(err)
+		}
+		var svc swarm.Service
+		eventually(t, "the update to complete", func() bool {
+			svc = mustInspect(t, w, idOne)
+			return svc.UpdateStatus != nil && svc.UpdateStatus.State == swarm.UpdateStateCompleted
+		})
+		st := svc.UpdateStatus
+		lines = append(lines, w.redact(fmt.Sprintf("%s after the update: %s %q, started %v, completed %v",
+			svc.Spec.Name, st.State, st.Message, st.StartedAt != nil, st.CompletedAt != nil && !st.CompletedAt.Before(*st.StartedAt))))
+		// The zero-replica service was updated first: the engine is done with it.
+		svc = mustInspect(t, w, idZero)
+		lines = append(lines, w.redact(fmt.Sprintf("%s after the update: update status %v, VIP on %v",
+			svc.Spec.Name, svc.UpdateStatus, svc.Endpoint.VirtualIPs[0].NetworkID)))
+
+		running := w.runningTasks(t, ctx, "us-one", 1)[0]
+		lines = append(lines, w.redact(fmt.Sprintf("running now: slot %d, %s, spec networks %v, a new task %v",
+			running.Slot, running.Status.State, targets(running.Spec.Networks), running.ID != first.ID)))
+		var all []swarm.Task
+		eventually(t, "the old task to shut down", func() bool {
+			all = w.taskList(t, ctx, filters.Arg("service", idOne))
+			return len(all) == 2 && all[0].Status.State == swarm.TaskStateShutdown
+		})
+		for _, task := range all {
+			lines = append(lines, w.redact(fmt.Sprintf("task %v: slot %d, desired %s, state %s, spec networks %v",
+				map[string]string{first.ID: "first", running.ID: "second"}[task.ID], task.Slot, task.DesiredState, task.Status.State, targets(task.Spec.Networks))))
+		}
+		lines = append(lines, w.statusLines(t, ctx, "us-")...)
+		plain, err := w.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("name", w.name("us-")))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, fmt.Sprintf("listed without Status: %d services, a status on %d",
+			len(plain), len(slices.DeleteFunc(plain, func(s swarm.Service) bool { return s.ServiceStatus == nil }))))
+		return lines
+	},
+	want: []string{
+		"<p>-us-one before any update: update status <nil>",
+		"<p>-us-zero before any update: update status <nil>",
+		`stored update config: parallelism 0 failure action "pause" order "stop-first" monitor 100ms`,
+		"stored restart policy: condition none, max attempts 0",
+		"stored update config of a spec without one: none",
+		"status of <p>-us-one: desired 1 running 1 completed 0",
+		"status of <p>-us-zero: desired 0 running 0 completed 0",
+		`<p>-us-one after the update: completed "update completed", started true, completed true`,
+		"<p>-us-zero after the update: update status <nil>, VIP on <net:us-b>",
+		"running now: slot 1, running, spec networks [<net:us-b>], a new task true",
+		"task first: slot 1, desired shutdown, state shutdown, spec networks [<net:us-a>]",
+		"task second: slot 1, desired running, state running, spec networks [<net:us-b>]",
+		"status of <p>-us-one: desired 1 running 1 completed 0",
+		"status of <p>-us-zero: desired 0 running 0 completed 0",
+		"listed without Status: 2 services, a status on 0",
+	},
+}, {
+	name: "IPAM subnets",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		// A /24 of its own for the run, and its lower half.
+		sub := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(160 + rand.IntN(32)), byte(rand.IntN(256)), 0}), 24)
+		half := netip.PrefixFrom(sub.Addr(), 25)
+		gw := netip.AddrFrom4([4]byte{sub.Addr().As4()[0], sub.Addr().As4()[1], sub.Addr().As4()[2], 254})
+		known := map[string]string{sub.String(): "<sub>", half.String(): "<half>", gw.String(): "<sub .254>", sub.Addr().Next().String(): "<sub .1>"}
+		configs := func(cs []network.IPAMConfig) string {
+			out := []string{}
+			for _, c := range cs {
+				s := fmt.Sprintf("subnet %s gateway %s", cmp.Or(known[c.Subnet], c.Subnet), cmp.Or(known[c.Gateway], c.Gateway))
+				if c.IPRange != "" || len(c.AuxAddress) > 0 {
+					s += fmt.Sprintf(" range %q aux %v", c.IPRange, c.AuxAddress)
+				}
+				out = append(out, s)
+			}
+			return "[" + strings.Join(out, ", ") + "]"
+		}
+		inspect := func(id string) network.Inspect {
+			in, err := w.NetworkInspect(ctx, id, network.InspectOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in
+		}
+		listed := func(short string) network.Summary {
+			l, err := w.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", w.name(short)))})
+			if err != nil || len(l) != 1 {
+				t.Fatalf("list %s: %v %v", short, l, err)
+			}
+			return l[0]
+		}
+		describe := func(what string, in network.Inspect) string {
+			return fmt.Sprintf("%s: driver %q, IPAM driver %q, configs %s, options %d, labels %d", what, in.Driver, in.IPAM.Driver, configs(in.IPAM.Config), len(in.Options), len(in.Labels))
+		}
+		overlayWith := func(cs ...network.IPAMConfig) network.CreateOptions {
+			o := network.CreateOptions{Driver: "overlay", Attachable: true, Options: map[string]string{"encrypted": ""}}
+			if len(cs) > 0 {
+				o.IPAM = &network.IPAM{Config: cs}
+			}
+			return o
+		}
+		mustNet := func(id string, err error) string {
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+
+		set := mustNet(w.tryNetwork(t, ctx, "ipam-set", overlayWith(network.IPAMConfig{Subnet: sub.String(), Gateway: gw.String()})))
+		auto := mustNet(w.tryNetwork(t, ctx, "ipam-auto", overlayWith()))
+		over, errOver := w.tryNetwork(t, ctx, "ipam-over", overlayWith(network.IPAMConfig{Subnet: half.String()}))
+		lines := []string{w.kindLine("create on a subnet overlapping another's", errOver)}
+		if errOver != nil {
+			return lines
+		}
+		// Swarm's allocator takes networks in order: once a later one has
+		// its subnet, it has been through the overlapping one.
+		after := mustNet(w.tryNetwork(t, ctx, "ipam-after", overlayWith()))
+		eventually(t, "a subnet for the later network", func() bool { return len(inspect(after).IPAM.Config) > 0 })
+
+		lines = append(lines, describe("explicit", inspect(set)))
+		l := listed("ipam-set")
+		lines = append(lines, fmt.Sprintf("explicit, listed: driver %q, configs %s", l.Driver, configs(l.IPAM.Config)))
+		a := inspect(auto)
+		if len(a.IPAM.Config) != 1 {
+			t.Fatalf("automatic IPAM: %+v", a.IPAM)
+		}
+		asub, err := netip.ParsePrefix(a.IPAM.Config[0].Subnet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, fmt.Sprintf("automatic: driver %q, IPAM driver %q, a /%d, gateway its first address %v, overlaps the explicit one %v",
+			a.Driver, a.IPAM.Driver, asub.Bits(), a.IPAM.Config[0].Gateway == asub.Addr().Next().String(), asub.Overlaps(sub)))
+		lines = append(lines, describe("overlapping", inspect(over)))
+		l = listed("ipam-over")
+		lines = append(lines, fmt.Sprintf("overlapping, listed: driver %q, configs %s", l.Driver, configs(l.IPAM.Config)))
+
+		// A service on it waits, its task never scheduled, until the
+		// network has a subnet; one created after it on another runs.
+		user := w.spec("ipam-user", w.name("ipam-over"))
+		idUser := w.service(t, ctx, user)
+		w.service(t, ctx, w.spec("ipam-later", w.name("ipam-after")))
+		w.runningTasks(t, ctx, "ipam-later", 1)
+		var waiting []swarm.Task
+		eventually(t, "a task for the waiting service", func() bool {
+			waiting = w.taskList(t, ctx, filters.Arg("service", idUser))
+			return len(waiting) == 1
+		})
+		wt := waiting[0]
+		lines = append(lines, fmt.Sprintf("waiting task: desired %s, state %s %q, on a node %v, attachments %d",
+			wt.DesiredState, wt.Status.State, wt.Status.Message, wt.NodeID != "", len(wt.NetworksAttachments)))
+		lines = append(lines, fmt.Sprintf("waiting service: VIPs %d", len(mustInspect(t, w, idUser).Endpoint.VirtualIPs)))
+		lines = append(lines, w.statusLines(t, ctx, "ipam-user")...)
+
+		// Once the explicit one is gone, Swarm allocates the waiting one.
+		if err := w.NetworkRemove(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the overlapping network's subnet", func() bool { return len(inspect(over).IPAM.Config) > 0 })
+		in := inspect(over)
+		_, encrypted := in.Options["encrypted"]
+		lines = append(lines, fmt.Sprintf("overlapping, after the explicit one is gone: driver %q, configs %s, encrypted %v",
+			in.Driver, strings.ReplaceAll(configs(in.IPAM.Config), "<sub .1>", "<half .1>"), encrypted))
+		now := w.runningTasks(t, ctx, "ipam-user", 1)[0]
+		lines = append(lines, fmt.Sprintf("the waiting task: %s, the same task %v, VIPs %d", now.Status.State, now.ID == wt.ID,
+			len(mustInspect(t, w, idUser).Endpoint.VirtualIPs)))
+
+		// A local network may not overlap another local one, nor a Swarm
+		// network instantiated here (a task of this node uses it), but it
+		// may overlap a Swarm network that is not.
+		bridge := func(p netip.Prefix) network.CreateOptions {
+			return network.CreateOptions{Driver: "bridge", IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: p.String()}}}}
+		}
+		_, err = w.tryNetwork(t, ctx, "ipam-br-a", bridge(asub))
+		lines = append(lines, w.kindLine("local network on the subnet of a Swarm network unused here", err))
+		_, err = w.tryNetwork(t, ctx, "ipam-br-b", bridge(half))
+		lines = append(lines, w.kindLine("local network on the subnet of a Swarm network a task here uses", err))
+		_, err = w.tryNetwork(t, ctx, "ipam-br-c", bridge(netip.PrefixFrom(asub.Addr(), 25)))
+		lines = append(lines, w.kindLine("local network overlapping a local one", err))
+		return lines
+	},
+	want: []string{
+		"create on a subnet overlapping another's: ok",
+		`explicit: driver "overlay", IPAM driver "default", configs [subnet <sub> gateway <sub .254>], options 2, labels 2`,
+		`explicit, listed: driver "overlay", configs [subnet <sub> gateway <sub .254>]`,
+		`automatic: driver "overlay", IPAM driver "default", a /24, gateway its first address true, overlaps the explicit one false`,
+		`overlapping: driver "", IPAM driver "", configs [], options 0, labels 2`,
+		`overlapping, listed: driver "", configs []`,
+		`waiting task: desired running, state new "created", on a node false, attachments 0`,
+		"waiting service: VIPs 0",
+		"status of <p>-ipam-user: desired 1 running 0 completed 0",
+		`overlapping, after the explicit one is gone: driver "overlay", configs [subnet <half> gateway <half .1>], encrypted true`,
+		"the waiting task: running, the same task true, VIPs 1",
+		"local network on the subnet of a Swarm network unused here: ok",
+		"local network on the subnet of a Swarm network a task here uses: permission-denied: Error response from daemon: Pool overlaps with other one on this address space",
+		"local network overlapping a local one: permission-denied: Error response from daemon: Pool overlaps with other one on this address space",
+	},
+}, {
+	name: "published port conflicts",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		p, q := freePort(t), freePort(t)
+		for p == q {
+			q = freePort(t)
+		}
+		w.redactions = append(w.redactions, fmt.Sprintf("'%d'", p), "'<P>'", fmt.Sprintf("'%d'", q), "'<Q>'")
+		port := func(mode swarm.PortConfigPublishMode, n uint32) swarm.PortConfig {
+			return swarm.PortConfig{TargetPort: 80, PublishedPort: n, PublishMode: mode}
+		}
+		spec := func(short string, replicas uint64, ports ...swarm.PortConfig) swarm.ServiceSpec {
+			s := w.spec(short)
+			s.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr(replicas)}
+			if len(ports) > 0 {
+				s.EndpointSpec = &swarm.EndpointSpec{Ports: ports}
+			}
+			return s
+		}
+		try := func(s swarm.ServiceSpec) error { _, err := w.tryService(t, ctx, s); return err }
+
+		// Ingress ports are the Swarm's: one service each.
+		w.service(t, ctx, spec("pt-ing", 0, port(swarm.PortConfigPublishModeIngress, q)))
+		lines := []string{w.kindLine("another service on the ingress port", try(spec("pt-ing2", 0, port(swarm.PortConfigPublishModeIngress, q))))}
+		plain := w.service(t, ctx, spec("pt-plain", 0))
+		lines = append(lines, w.kindLine("an update onto the ingress port", w.update(t, ctx, plain, func(s *swarm.ServiceSpec) {
+			s.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{port(swarm.PortConfigPublishModeIngress, q)}}
+		})))
+		lines = append(lines, w.kindLine("host mode on the ingress port", try(spec("pt-hostq", 0, port(swarm.PortConfigPublishModeHost, q)))))
+		udp := port(swarm.PortConfigPublishModeIngress, q)
+		udp.Protocol = swarm.PortConfigProtocolUDP
+		lines = append(lines, w.kindLine("the ingress port in UDP", try(spec("pt-udp", 0, udp))))
+
+		// Host-mode ports are the node's: the API takes two services on
+		// one, the scheduler places one task per node.
+		h1 := w.service(t, ctx, spec("pt-host1", 1, port(swarm.PortConfigPublishModeHost, p)))
+		w.runningTasks(t, ctx, "pt-host1", 1)
+		lines = append(lines, w.kindLine("ingress on the host-mode port", try(spec("pt-ingp", 0, port(swarm.PortConfigPublishModeIngress, p)))))
+		lines = append(lines, w.kindLine("another service on the host-mode port", try(spec("pt-host2", 1, port(swarm.PortConfigPublishModeHost, p)))))
+		var pending swarm.Task
+		eventually(t, "pt-host2's task to be refused a node", func() bool {
+			ts := w.taskList(t, ctx, filters.Arg("service", w.name("pt-host2")))
+			if len(ts) == 1 {
+				pending = ts[0]
+			}
+			return len(ts) == 1 && pending.Status.State == swarm.TaskStatePending && pending.Status.Err != ""
+		})
+		lines = append(lines, fmt.Sprintf("its task: desired %s, state %s %q, error %q, on a node %v, ports %d",
+			pending.DesiredState, pending.Status.State, pending.Status.Message, pending.Status.Err, pending.NodeID != "", len(pending.Status.PortStatus.Ports)))
+		lines = append(lines, w.statusLines(t, ctx, "pt-host")...)
+		if err := w.removeService(ctx, h1); err != nil {
+			t.Fatal(err)
+		}
+		now := w.runningTasks(t, ctx, "pt-host2", 1)[0]
+		lines = append(lines, fmt.Sprintf("once pt-host1 is gone: %s, the same task %v, error %q, on a node %v",
+			now.Status.State, now.ID == pending.ID, now.Status.Err, now.NodeID != ""))
+		return lines
+	},
+	want: []string{
+		"another service on the ingress port: invalid-argument: Error response from daemon: rpc error: code = InvalidArgument desc = port '<Q>' is already in use by service '<p>-pt-ing' (<svc:pt-ing>) as an ingress port",
+		"an update onto the ingress port: invalid-argument: Error response from daemon: rpc error: code = InvalidArgument desc = port '<Q>' is already in use by service '<p>-pt-ing' (<svc:pt-ing>) as an ingress port",
+		"host mode on the ingress port: invalid-argument: Error response from daemon: rpc error: code = InvalidArgument desc = port '<Q>' is already in use by service '<p>-pt-ing' (<svc:pt-ing>) as an ingress port",
+		"the ingress port in UDP: ok",
+		"ingress on the host-mode port: invalid-argument: Error response from daemon: rpc error: code = InvalidArgument desc = port '<P>' is already in use by service '<p>-pt-host1' (<svc:pt-host1>) as a host-published port",
+		"another service on the host-mode port: ok",
+		`its task: desired running, state pending "pending task scheduling", error "no suitable node (host-mode port already in use on 1 node)", on a node false, ports 0`,
+		"status of <p>-pt-host1: desired 1 running 1 completed 0",
+		"status of <p>-pt-host2: desired 1 running 0 completed 0",
+		`once pt-host1 is gone: running, the same task true, error "", on a node true`,
 	},
 }}
 
