@@ -28,17 +28,11 @@ import (
 	"github.com/docker/docker/api/types/system"
 )
 
-// Swarm is an in-memory, single-engine Swarm implementing dockerapi.API, for unit tests
-// of code that talks to Docker. It follows what Engine 20.10 (API 1.41) was
-// seen doing through the real client: the same error messages and status
-// kinds, versions that move on every write (also when "Swarm" itself writes),
-// network names resolved to IDs in stored specs, engine defaults filled in,
-// the engine's uneven filters (see NetworkList and ServiceList).
-//
-// Everything crosses the Fake as JSON does the wire, so callers never share
-// memory with it. Tasks start running at once unless their networks have no
-// subnet yet or their host-mode ports are taken; rolling updates complete at
-// once unless HoldUpdates is set.
+// Swarm is the in-memory Swarm; New makes one. See the package
+// documentation for what it models and what it does not. Tasks start
+// running at once unless their networks have no subnet yet or their
+// host-mode ports are taken; rolling updates complete at once unless
+// HoldUpdates is set. It is safe for concurrent use.
 type Swarm struct {
 	// BeforeServiceUpdate, when set, runs at the start of every ServiceUpdate
 	// call, before any check, with the service ID or name the caller passed.
