@@ -66,6 +66,31 @@ type Desired struct {
 	Services map[string]*DesiredService
 	// Notes explain choices and limits to the operator (shown by plan).
 	Notes []string
+
+	// The allowed relation, by service ID (see Allowed).
+	index    map[string]int
+	isolated []bool
+	edges    map[uint64]struct{}
+}
+
+// Allowed reports whether the policies let two services share a network:
+// neither is isolated, or a policy lets them talk. A service the compile
+// did not see (one that opts out, or is new) counts as not isolated.
+func (d *Desired) Allowed(a, b string) bool {
+	if a == b {
+		return true
+	}
+	i, iok := d.index[a]
+	j, jok := d.index[b]
+	isoA, isoB := iok && d.isolated[i], jok && d.isolated[j]
+	if !isoA && !isoB {
+		return true
+	}
+	if !iok || !jok {
+		return false
+	}
+	_, ok := d.edges[pairKey(i, j)]
+	return ok
 }
 
 // compiler holds the working set of one compile.
@@ -175,6 +200,7 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 	}
 	c.serviceNetworks(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
 	c.explainDirections()
+	c.out.index, c.out.isolated, c.out.edges = c.index, c.isolated, c.edges
 	slices.Sort(c.out.Notes)
 	c.out.Notes = slices.Compact(c.out.Notes)
 	return c.out, nil

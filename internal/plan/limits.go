@@ -104,27 +104,6 @@ func detachesAll(services []*state.Service, updates map[string]*Action) bool {
 	return withNetworks > 0
 }
 
-// LimitUpdates keeps at most max service updates, attach-only ones first so
-// peers join the new networks before isolated services move onto them; the
-// rest are deferred to the next pass. max <= 0 keeps them all.
-func LimitUpdates(actions []Action, max int) (keep, deferred []Action) {
-	var updates []Action
-	for _, a := range actions {
-		if a.Kind == ActionUpdateService {
-			updates = append(updates, a)
-		} else {
-			keep = append(keep, a)
-		}
-	}
-	slices.SortStableFunc(updates, func(a, b Action) int {
-		return cmp.Compare(detaches(a), detaches(b))
-	})
-	if max > 0 && len(updates) > max {
-		deferred = updates[max:]
-		updates = updates[:max]
-	}
-	return append(keep, updates...), deferred
-}
 
 func detaches(a Action) int {
 	if len(a.Service.Detach) > 0 {

@@ -63,7 +63,7 @@ func shopEncryption() *state.Policy {
 
 // migReconciler is a fresh process's reconciler (an empty store) whose
 // passes follow each other fast.
-func migReconciler(t *testing.T, api dockerapi.API, policies ...*state.Policy) *Reconciler {
+func migReconciler(t tb, api dockerapi.API, policies ...*state.Policy) *Reconciler {
 	t.Helper()
 	r := &Reconciler{Docker: api, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler),
 		PendingDelay: 5 * time.Millisecond, ProgressDelay: time.Millisecond}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -148,26 +149,31 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	}
 
 	// Migration waves and policy updates share one blast radius; the
-	// migrations already planned theirs within it.
-	budget := r.Limits.MaxServiceUpdates
-	var migrations, others []plan.Action
+	// migrations already planned theirs within it. The policy updates go
+	// in an order that never lets two services share a network the
+	// policies do not allow, before or after.
+	var writes, updates []plan.Action
 	for _, a := range p.Pending() {
-		if a.Kind == plan.ActionMigrateNetwork {
-			migrations = append(migrations, a)
+		if a.Kind == plan.ActionUpdateService {
+			updates = append(updates, a)
 		} else {
-			others = append(others, a)
+			writes = append(writes, a)
 		}
 	}
-	keep, deferred := others, []plan.Action(nil)
-	switch left := budget - mig.Updates; {
-	case budget <= 0:
-	case left > 0:
-		keep, deferred = plan.LimitUpdates(others, left)
-	default:
-		keep, deferred = splitUpdates(others)
+	var now, later []plan.Action
+	r.Store.View(func(tx state.ReadTx) { now, later, err = plan.Schedule(tx, p.Desired, updates) })
+	if err != nil {
+		return p, res, err
+	}
+	if budget := r.Limits.MaxServiceUpdates; budget > 0 {
+		left := max(budget-mig.Updates, 0)
+		if len(now) > left {
+			later = append(slices.Clone(now[left:]), later...)
+			now = now[:left]
+		}
 	}
 	w := &apply.Writer{Docker: r.Docker, Store: r.Store}
-	res.Result = *w.Apply(ctx, append(migrations, keep...), deferred)
+	res.Result = *w.Apply(ctx, append(writes, now...), later)
 	progress := false
 	for i := range res.Results {
 		ar := &res.Results[i]
@@ -193,19 +199,6 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		res.RequeueAfter = r.pendingDelay()
 	}
 	return p, res, r.passError(res)
-}
-
-// splitUpdates defers every service update: the migrations spent the
-// blast radius.
-func splitUpdates(actions []plan.Action) (keep, deferred []plan.Action) {
-	for _, a := range actions {
-		if a.Kind == plan.ActionUpdateService {
-			deferred = append(deferred, a)
-		} else {
-			keep = append(keep, a)
-		}
-	}
-	return keep, deferred
 }
 
 // Converge runs passes until one leaves nothing to wait for, one fails, or
