@@ -104,7 +104,6 @@ func detachesAll(services []*state.Service, updates map[string]*Action) bool {
 	return withNetworks > 0
 }
 
-
 func detaches(a Action) int {
 	if len(a.Service.Detach) > 0 {
 		return 1
