@@ -3,12 +3,13 @@ package v1
 import "slices"
 
 // EffectivePolicyTypes applies the Kubernetes default: Ingress always, Egress
-// when the spec has egress rules.
+// when the spec has egress rules (an empty list has none: write policyTypes
+// to deny all egress).
 func (s *NetworkPolicySpec) EffectivePolicyTypes() []PolicyType {
 	if len(s.PolicyTypes) > 0 {
 		return s.PolicyTypes
 	}
-	if s.Egress != nil {
+	if len(s.Egress) > 0 {
 		return []PolicyType{PolicyTypeIngress, PolicyTypeEgress}
 	}
 	return []PolicyType{PolicyTypeIngress}

@@ -51,6 +51,17 @@ const (
 	LabelMigration = "swarmsec.io/migration"
 )
 
+// Bookkeeping reports whether a label is one swarmsec itself writes on the
+// objects it manages. Selecting on one would make a service flip between
+// isolated and restored as swarmsec writes it, so selectors may not.
+func Bookkeeping(key string) bool {
+	switch key {
+	case LabelManaged, LabelOwner, LabelPurpose, LabelOriginal, LabelMigrating, LabelMigratedFrom, LabelMigration:
+		return true
+	}
+	return false
+}
+
 // Purposes of managed networks, the values of LabelPurpose.
 const (
 	// PurposePolicy networks connect the services a policy lets talk.

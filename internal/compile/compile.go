@@ -319,7 +319,9 @@ func (c *compiler) clique(members []int) bool {
 // smaller side (a star), else one per pair. Networks belong to the policy,
 // so a change to one policy touches only its own networks.
 func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int) {
-	if len(peers) == 0 || (len(selected) == 1 && len(peers) == 1 && selected[0] == peers[0]) {
+	// A policy that isolates nothing changes nothing, whatever peers it
+	// names.
+	if len(selected) == 0 || len(peers) == 0 || (len(selected) == 1 && len(peers) == 1 && selected[0] == peers[0]) {
 		return
 	}
 	union := slices.Concat(selected, peers)

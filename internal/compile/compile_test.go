@@ -258,3 +258,27 @@ func TestCompileInvariants(t *testing.T) {
 		}
 	}
 }
+
+// As in Kubernetes, Egress is implied only by egress rules: an empty list
+// without policyTypes leaves outside access alone; with Egress listed it
+// cuts it.
+func TestEmptyEgressFollowsKubernetes(t *testing.T) {
+	svc := []*state.Service{stackService("s", "db")}
+	for _, tc := range []struct {
+		name    string
+		types   []v1.PolicyType
+		outside bool
+	}{
+		{"no policyTypes", nil, true},
+		{"policyTypes Egress", []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, d := compileWith(t, svc, []*state.Policy{netpol("db", v1.NetworkPolicySpec{
+				ServiceSelector: sel("app", "db"), PolicyTypes: tc.types, Egress: []v1.EgressRule{},
+			})})
+			if got := d.Services["id-s_db"].Outside; got != tc.outside {
+				t.Errorf("outside access %v, want %v", got, tc.outside)
+			}
+		})
+	}
+}

@@ -105,6 +105,12 @@ func TestDecodeRules(t *testing.T) {
 			`8:7: spec.serviceSelector.matchLabels["a b"]: invalid label key "a b": must be non-empty and free of whitespace`,
 		}},
 		{"label key empty", np("  serviceSelector:\n    matchLabels:\n      \"\": x\n"), []string{`8:7: spec.serviceSelector.matchLabels[""]: invalid label key ""`}},
+		{"selector on swarmsec's own record", np("  serviceSelector:\n    matchLabels:\n      swarmsec.io/original: x\n"), []string{
+			`8:7: spec.serviceSelector.matchLabels["swarmsec.io/original"]: swarmsec.io/original is a label swarmsec writes itself: selecting on it would make services flip`,
+		}},
+		{"expression on swarmsec's managed label", np("  serviceSelector:\n    matchExpressions:\n      - {key: swarmsec.io/managed, operator: Exists}\n"), []string{
+			`8:15: spec.serviceSelector.matchExpressions[0].key: swarmsec.io/managed is a label swarmsec writes itself`,
+		}},
 		{"label value a number", np("  serviceSelector:\n    matchLabels:\n      version: 2\n"), []string{
 			`8:16: spec.serviceSelector.matchLabels["version"]: expected a string, got an integer 2 (quote it: "2")`,
 		}},
@@ -390,7 +396,8 @@ func TestGeneration(t *testing.T) {
 		{"port", strings.Replace(base, "port: 80", "port: 81", 1), false},
 		{"protocol", strings.Replace(base, "{port: 80}", "{port: 80, protocol: udp}", 1), false},
 		{"enforcement", base + "  enforcement: audit\n", false},
-		{"empty egress restricts egress", base + "  egress: []\n", false},
+		{"empty egress without policyTypes is Ingress only, as in Kubernetes", base + "  egress: []\n", true},
+		{"empty egress with policyTypes Egress restricts egress", base + "  egress: []\n  policyTypes: [Ingress, Egress]\n", false},
 	}
 	gen := func(doc string) string {
 		objs, errs := DecodeFile("g.yaml", []byte(doc))

@@ -147,8 +147,11 @@ func validateSelector(c *checker, path string, s *v1.LabelSelector) {
 	}
 	for _, k := range sortedKeys(s.MatchLabels) {
 		p := path + ".matchLabels[" + strconv.Quote(k) + "]"
-		if !validLabelKey(k) {
+		switch {
+		case !validLabelKey(k):
 			c.keyErrorf(p, "invalid label key %s: must be non-empty and free of whitespace", strconv.Quote(truncate(k)))
+		case v1.Bookkeeping(k):
+			c.keyErrorf(p, bookkeepingMessage, k)
 		}
 	}
 	for i, r := range s.MatchExpressions {
@@ -158,6 +161,8 @@ func validateSelector(c *checker, path string, s *v1.LabelSelector) {
 			c.errorf(p+".key", "required")
 		case !validLabelKey(r.Key):
 			c.errorf(p+".key", "invalid label key %s: must be non-empty and free of whitespace", strconv.Quote(truncate(r.Key)))
+		case v1.Bookkeeping(r.Key):
+			c.errorf(p+".key", bookkeepingMessage, r.Key)
 		}
 		if !c.has(p + ".operator") {
 			c.errorf(p+".operator", "required: one of In, NotIn, Exists, DoesNotExist")
@@ -176,6 +181,9 @@ func validateSelector(c *checker, path string, s *v1.LabelSelector) {
 		}
 	}
 }
+
+// bookkeepingMessage explains why swarmsec's own labels cannot be selected.
+const bookkeepingMessage = "%s is a label swarmsec writes itself: selecting on it would make services flip between isolated and restored as swarmsec writes; select on the service's own labels"
 
 // validLabelKey: Docker takes any label key, but an empty one or one with
 // whitespace in a selector can only be a typo.

@@ -396,8 +396,17 @@ func allowedPorts(current []swarm.PortConfig, orig *compile.Original, allow map[
 	return out
 }
 
+// samePort tells whether two port configs are the same port, as Swarm
+// tells them: by published port and protocol, or, for ports published on
+// a port Swarm picks (published port 0, `-p 80`), by target port.
 func samePort(a, b swarm.PortConfig) bool {
-	return a.PublishedPort == b.PublishedPort && protocolOf(a) == protocolOf(b)
+	if protocolOf(a) != protocolOf(b) {
+		return false
+	}
+	if a.PublishedPort != 0 || b.PublishedPort != 0 {
+		return a.PublishedPort == b.PublishedPort
+	}
+	return a.TargetPort == b.TargetPort
 }
 
 func protocolOf(p swarm.PortConfig) swarm.PortConfigProtocol {

@@ -379,3 +379,40 @@ func jsonOf(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// A policy that selects no service isolates nothing, so it changes
+// nothing, whatever peers it names.
+func TestPolicySelectingNothingChangesNothing(t *testing.T) {
+	f, _ := shop(t)
+	r := newTestReconciler(t, f, []*state.Policy{netpol("nobody", v1.NetworkPolicySpec{
+		ServiceSelector: sel("app", "nosuch"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "web"), peer("app", "api")}}},
+	})})
+	f.ResetCalls()
+	pl, _ := reconcile(t, r)
+	if n := f.WriteCalls(); n != 0 || len(pl.Pending()) != 0 {
+		t.Errorf("%d writes, plan %+v", n, pl.Pending())
+	}
+}
+
+// Ports published on a port Swarm picks (`docker service create -p 80 -p
+// 443`: published port 0) are the same ports on every pass.
+func TestTargetOnlyPortsStayInSync(t *testing.T) {
+	f, _ := shop(t)
+	spec := swarm.ServiceSpec{}
+	spec.Name = "other_proxy"
+	spec.Labels = map[string]string{"app": "proxy"}
+	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "proxy"}
+	spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{
+		{Protocol: "tcp", TargetPort: 80}, {Protocol: "tcp", TargetPort: 443},
+	}}
+	f.AddService(spec)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	reconcile(t, r)
+	f.ResetCalls()
+	pl, _ := reconcile(t, r)
+	if n := f.WriteCalls(); n != 0 || len(pl.Pending()) != 0 {
+		t.Errorf("second pass: %d writes, plan %+v", n, pl.Pending())
+	}
+}
