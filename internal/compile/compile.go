@@ -200,6 +200,9 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 	}
 	c.serviceNetworks(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
 	c.explainDirections()
+	if err := c.avoidForeignNames(tx); err != nil {
+		return nil, err
+	}
 	c.out.index, c.out.isolated, c.out.edges = c.index, c.isolated, c.edges
 	slices.Sort(c.out.Notes)
 	c.out.Notes = slices.Compact(c.out.Notes)

@@ -435,7 +435,7 @@ func find(tx state.ReadTx) (ms []*migration, ingress *migration, notes []string,
 }
 
 func isTemp(n *state.Network) bool {
-	return n.Managed() && n.Labels[v1.LabelPurpose] == v1.PurposeMigration && n.Labels[v1.LabelMigrating] != ""
+	return compile.Trusted(n) && n.Labels[v1.LabelPurpose] == v1.PurposeMigration
 }
 
 // tempOptions are the temporary network's: the old network's flags and

@@ -210,23 +210,14 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 	}
 	plan := &Plan{Desired: desired, Notes: slices.Clone(desired.Notes)}
 
-	unavailable := map[string]bool{}
 	for _, dn := range desired.SortedNetworks() {
-		n, ok := nets.ByName[dn.Name]
-		switch {
-		case !ok:
+		// Names held by networks swarmsec cannot trust were avoided by
+		// the compile: a name that exists here is swarmsec's.
+		if _, ok := nets.ByName[dn.Name]; !ok {
 			plan.Actions = append(plan.Actions, Action{
 				Kind: ActionCreateNetwork, Name: dn.Name, Policies: ownerList(dn.Owner),
 				Reasons: []string{networkReason(dn)}, Network: dn,
 			})
-		case !n.Managed():
-			unavailable[dn.Name] = true
-			plan.Notes = append(plan.Notes, fmt.Sprintf(
-				"network %s exists but swarmsec did not create it: it will not use or change it; rename or remove it", dn.Name))
-		case !n.Encrypted() || n.Internal != dn.Internal:
-			plan.Notes = append(plan.Notes, fmt.Sprintf(
-				"managed network %s differs from its spec (encrypted=%t internal=%t, want encrypted=true internal=%t); remove it to have it recreated",
-				dn.Name, n.Encrypted(), n.Internal, dn.Internal))
 		}
 	}
 
@@ -241,7 +232,7 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 			continue
 		}
 		ds := desired.Services[s.ID]
-		t, notes := target(s, ds, nets, unavailable)
+		t, notes := target(s, ds, nets)
 		plan.Notes = append(plan.Notes, notes...)
 		if a, changed := serviceAction(s, ds, t, nets); changed {
 			plan.Actions = append(plan.Actions, a)
@@ -255,6 +246,12 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 	slices.SortFunc(managed, func(a, b *state.Network) int { return cmp.Compare(a.Name, b.Name) })
 	for _, n := range managed {
 		if _, ok := desired.Networks[n.Name]; ok || n.Ignored() {
+			continue
+		}
+		if !compile.Trusted(n) {
+			plan.Notes = append(plan.Notes, fmt.Sprintf(
+				"network %s (%s) carries %s=true but is not a network swarmsec makes (an encrypted, non-attachable overlay of a known purpose): it neither uses nor removes it",
+				n.Name, n.ID, v1.LabelManaged))
 			continue
 		}
 		plan.Actions = append(plan.Actions, Action{
@@ -288,14 +285,14 @@ func networkReason(dn *compile.DesiredNetwork) string {
 // have. Isolated services keep only managed networks; other services keep
 // their own networks (or get back the ones recorded when their isolation
 // began) and join the managed networks that connect them to isolated peers.
-func target(s *state.Service, ds *compile.DesiredService, nets *Networks, unavailable map[string]bool) (Target, []string) {
+func target(s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, []string) {
 	var notes []string
 	orig := compile.DecodeOriginal(s)
 	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
 	var own []Attachment                                  // current attachments to networks swarmsec does not manage
 	for _, a := range s.Networks {
 		n := nets.Resolve(a.Target)
-		if n != nil && n.Managed() {
+		if compile.Trusted(n) {
 			current[n.Name] = a
 			continue
 		}
@@ -330,9 +327,6 @@ func target(s *state.Service, ds *compile.DesiredService, nets *Networks, unavai
 	}
 	if ds != nil {
 		for _, name := range ds.Networks {
-			if unavailable[name] {
-				continue
-			}
 			if a, ok := current[name]; ok {
 				t.Networks = append(t.Networks, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 				continue
@@ -468,9 +462,9 @@ func serviceAction(s *state.Service, ds *compile.DesiredService, t Target, nets 
 			continue
 		}
 		switch nw := nets.ByName[n]; {
-		case isolated && (nw == nil || !nw.Managed()):
+		case isolated && !compile.Trusted(nw):
 			reasons = append(reasons, fmt.Sprintf("detach %s: isolated services use managed networks only", n))
-		case nw != nil && nw.Managed():
+		case compile.Trusted(nw):
 			reasons = append(reasons, fmt.Sprintf("detach %s: no policy connects it there", n))
 		default:
 			reasons = append(reasons, "detach "+n)

@@ -1,0 +1,103 @@
+package reconcile
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+)
+
+// A network squatting on the name swarmsec would use: the isolated
+// service gets a network of another name, never none, and never the
+// squatter, also when its update meets a newer version and is written
+// again.
+func TestSquattedNameIsAvoided(t *testing.T) {
+	f, ids := shop(t)
+	ctx := context.Background()
+	squat, err := f.NetworkCreate(ctx, "swarmsec-db", network.CreateOptions{Driver: "overlay", Scope: "swarm", Attachable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bumped := false
+	f.BeforeServiceUpdate = func(id string) {
+		if id == ids["shop_db"] && !bumped {
+			bumped = true
+			if err := f.UpdateService(id, func(spec *swarm.ServiceSpec) { spec.Labels["touched"] = "yes" }); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	reconcile(t, r)
+	db := inspect(t, f, ids["shop_db"])
+	nets := networkNames(t, f, db)
+	if len(nets) != 1 || !strings.HasPrefix(nets[0], "swarmsec-db-") {
+		t.Fatalf("db networks %v, want one network named after swarmsec-db", nets)
+	}
+	for _, a := range db.Spec.TaskTemplate.Networks {
+		if a.Target == squat.ID {
+			t.Fatal("db was attached to the squatting network")
+		}
+	}
+	f.ResetCalls()
+	if pl, _ := reconcile(t, r); f.WriteCalls() != 0 || len(pl.Pending()) != 0 {
+		t.Errorf("next pass: %d writes, %+v", f.WriteCalls(), pl.Pending())
+	}
+}
+
+// Networks carrying swarmsec's label that swarmsec would not have made are
+// neither used nor removed. One that is all swarmsec makes but for being
+// internal where the policy needs it so is not used; unneeded, it is as
+// swarmsec's as anything can tell, and removed.
+func TestForgedManagedNetworks(t *testing.T) {
+	managed := map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: v1.PurposePolicy, v1.LabelOwner: "db"}
+	for name, opts := range map[string]network.CreateOptions{
+		"unencrypted":  {Driver: "overlay", Scope: "swarm", Internal: true, Labels: managed},
+		"attachable":   {Driver: "overlay", Scope: "swarm", Internal: true, Attachable: true, Labels: managed, Options: map[string]string{"encrypted": "true"}},
+		"not internal": {Driver: "overlay", Scope: "swarm", Labels: managed, Options: map[string]string{"encrypted": "true"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, ids := shop(t)
+			ctx := context.Background()
+			forged, err := f.NetworkCreate(ctx, "swarmsec-db", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// And one nobody needs, which swarmsec must not remove.
+			stray, err := f.NetworkCreate(ctx, "swarmsec-gone", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := newTestReconciler(t, f, shopPolicies())
+			r.Limits.Force = true
+			pl, _ := reconcile(t, r)
+			for _, a := range inspect(t, f, ids["shop_db"]).Spec.TaskTemplate.Networks {
+				if a.Target == forged.ID {
+					t.Fatal("db was attached to the forged network")
+				}
+			}
+			if len(networkNames(t, f, inspect(t, f, ids["shop_db"]))) == 0 {
+				t.Fatal("db was left on no network")
+			}
+			if name == "not internal" {
+				return
+			}
+			for _, id := range []string{forged.ID, stray.ID} {
+				if _, err := f.NetworkInspect(ctx, id, network.InspectOptions{}); err != nil {
+					t.Errorf("network %s removed: %v", id, err)
+				}
+			}
+			if !slices.ContainsFunc(pl.Notes, func(n string) bool {
+				return strings.Contains(n, "swarmsec-gone") && strings.Contains(n, "neither uses nor removes")
+			}) {
+				t.Errorf("no note about the look-alike: %q", pl.Notes)
+			}
+		})
+	}
+}
