@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/manifest"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/reconcile"
 )
@@ -26,6 +27,7 @@ func newApplyCmd(g *globalOptions) *cobra.Command {
 		lf          limitFlags
 		wait        bool
 		waitTimeout time.Duration
+		allowEmpty  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply",
@@ -41,6 +43,9 @@ action) or a cluster still not in sync after --wait-timeout exits non-zero with
 what remains. With --wait it also waits for the last rolling updates.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := refuseEmpty(cmd, mf.dir, allowEmpty); err != nil {
+				return err
+			}
 			r, done, err := setup(cmd, g, mf, lf)
 			if err != nil {
 				return err
@@ -53,9 +58,27 @@ what remains. With --wait it also waits for the last rolling updates.`,
 	}
 	mf.add(cmd)
 	lf.add(cmd)
+	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "apply an empty manifest directory: end every isolation swarmsec made")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the services' rolling updates to finish")
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 10*time.Minute, "how long apply may take to converge (and --wait to wait)")
 	return cmd
+}
+
+// refuseEmpty stops an apply of a directory with no policies, which would
+// end every isolation at once: an unmounted volume or a half-done sync
+// looks just like that. Run says the same and keeps the last good set.
+func refuseEmpty(cmd *cobra.Command, dir string, allow bool) error {
+	if allow {
+		return nil
+	}
+	set, err := manifest.Load(dir)
+	if err != nil {
+		return fmt.Errorf("manifests %s: %w", dir, err)
+	}
+	if len(set.Objects) == 0 && len(set.Errors) == 0 {
+		return fmt.Errorf("manifests %s: no policies: applying that would end every isolation swarmsec made; nothing was written (use --allow-empty if that is what you want)", dir)
+	}
+	return nil
 }
 
 // runApply drives passes until one leaves nothing to do.

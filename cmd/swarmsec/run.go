@@ -85,6 +85,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	m := metrics.New()
 	store := state.New()
 	tracker := status.NewTracker(mode, store)
+	tracker.SetStaleAfter(3 * o.resync)
 	api := dockerapi.NewInstrumented(cli, m)
 
 	// Serve first, so /healthz answers (and /readyz says why not ready)

@@ -17,9 +17,14 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// CallTimeout bounds each read: an engine that accepts connections and never
-// answers must not stop the pass forever.
-const CallTimeout = 30 * time.Second
+// Deadlines of the reads: an engine that accepts connections and never
+// answers must not stop a pass, or a command, forever.
+const (
+	// CallTimeout bounds each list call of a pass.
+	CallTimeout = 20 * time.Second
+	// InfoTimeout bounds the first call a command makes.
+	InfoTimeout = 10 * time.Second
+)
 
 // ErrNotManager is returned when the engine cannot manage the Swarm: swarmsec
 // must run against a manager node.
@@ -28,10 +33,13 @@ var ErrNotManager = errors.New("the Docker engine is not a Swarm manager: run sw
 // CheckManager fails with ErrNotManager unless the engine is an active
 // Swarm manager.
 func CheckManager(ctx context.Context, api dockerapi.API) error {
-	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, InfoTimeout)
 	defer cancel()
-	info, err := api.Info(ctx)
+	info, err := api.Info(cctx)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("docker info: the Docker engine did not answer within %s: %w", InfoTimeout, err)
+		}
 		return fmt.Errorf("docker info: %w", err)
 	}
 	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
@@ -97,9 +105,13 @@ func migrating(nets []network.Summary) bool {
 }
 
 func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
-	return f(ctx)
+	v, err := f(cctx)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("the Docker engine did not answer within %s: %w", CallTimeout, err)
+	}
+	return v, err
 }
 
 func mapAll[T, U any](xs []T, f func(T) U) []U {

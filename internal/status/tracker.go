@@ -37,6 +37,9 @@ type Tracker struct {
 	lastPass       *plan.Pass
 	planned        bool // some pass read Swarm and planned
 	lastSuccess    time.Time
+	// staleAfter, when set, makes the controller unready once the last
+	// successful pass is older (see SetStaleAfter).
+	staleAfter time.Duration
 	// lastConverged is the start of the last pass that left nothing to do:
 	// the reference for drift.
 	lastConverged time.Time
@@ -63,6 +66,15 @@ type verdict struct {
 // not nil, is the reconciler's: it tells which services each policy selects.
 func NewTracker(mode plan.Mode, store *state.Store) *Tracker {
 	return &Tracker{mode: mode, store: store, now: time.Now, policies: map[string]*entry{}, stale: map[string]bool{}}
+}
+
+// SetStaleAfter makes /readyz fail once no pass has succeeded for d (a
+// few resync periods): a controller whose engine stopped answering is not
+// guarding anything.
+func (t *Tracker) SetStaleAfter(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.staleAfter = d
 }
 
 // ObserveSnapshot takes a manifest snapshot. Call it after the snapshot's
@@ -400,6 +412,14 @@ func (t *Tracker) readyLocked() (bool, []Check) {
 		pass.OK, pass.Message = true, "done"
 	}
 	checks := []Check{manifests, docker, pass}
+	if t.staleAfter > 0 && !t.lastSuccess.IsZero() {
+		recent := Check{Name: "recent-pass", OK: true, Message: "a pass succeeded within " + t.staleAfter.String()}
+		if age := t.now().Sub(t.lastSuccess); age > t.staleAfter {
+			recent.OK = false
+			recent.Message = fmt.Sprintf("no pass has succeeded for %s (more than %s): is Docker answering?", age.Round(time.Second), t.staleAfter)
+		}
+		checks = append(checks, recent)
+	}
 	ready := true
 	for _, c := range checks {
 		ready = ready && c.OK

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -337,4 +338,22 @@ func TestSelectionFromThePlan(t *testing.T) {
 		t.Fatalf("services: %v", got)
 	}
 	f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
+}
+
+// A controller whose passes stopped succeeding (an engine that no longer
+// answers) goes unready after a few resync periods.
+func TestUnreadyWhenPassesStopSucceeding(t *testing.T) {
+	f := newFixture(t, plan.ModeEnforce)
+	f.tr.SetStaleAfter(90 * time.Second)
+	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	if ok, checks := f.tr.Ready(); !ok {
+		t.Fatalf("not ready after a good pass: %+v", checks)
+	}
+	f.clock.step(2 * time.Minute)
+	f.pass(nil, nil, errors.New("list networks: context deadline exceeded"))
+	ok, checks := f.tr.Ready()
+	if ok || !slices.ContainsFunc(checks, func(c Check) bool { return c.Name == "recent-pass" && !c.OK }) {
+		t.Fatalf("ready although no pass succeeded for 2m: %+v", checks)
+	}
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// An engine that accepts connections and never answers: apply and plan
+// fail within 30s with a clear error, never hang.
+func TestUnresponsiveEngine(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			// Read the request, answer nothing, until the test ends.
+			go func() { _, _ = c.Read(make([]byte, 4096)); <-t.Context().Done(); c.Close() }()
+		}
+	}()
+	t.Setenv("DOCKER_HOST", "unix://"+sock)
+	var wg sync.WaitGroup
+	for _, cmd := range []string{"apply", "plan"} {
+		wg.Go(func() {
+			start := time.Now()
+			_, err := run(t, cmd, "--manifests", "../../manifests")
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), "did not answer") {
+				t.Errorf("%s: err = %v, want one saying the engine did not answer", cmd, err)
+			}
+			if took > 30*time.Second {
+				t.Errorf("%s failed after %s, want within 30s", cmd, took.Round(time.Second))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// apply of an empty directory would end every isolation at once: it is
+// refused without --allow-empty, before anything talks to Docker.
+func TestApplyRefusesEmptyDirectory(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	_, err := run(t, "apply", "--manifests", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "--allow-empty") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("err = %v, want a refusal naming --allow-empty", err)
+	}
+}
