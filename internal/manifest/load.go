@@ -26,9 +26,20 @@ type Set struct {
 	Dirs []string
 }
 
-// maxDepth bounds the walk, against symlink loops the cycle check misses
-// and directory trees no one meant to point swarmsec at.
-const maxDepth = 32
+// Bounds of the walk, against symlink loops the cycle check misses and
+// directory trees no one meant to point swarmsec at (a symlink to /usr):
+// each read would take seconds and the watcher would hold a watch per
+// directory. A walk past one fails, naming it.
+const (
+	maxDepth = 32
+	// MaxDirs is the most directories one load walks (and a watcher
+	// watches).
+	MaxDirs = 1000
+	// MaxFiles is the most manifest files one load reads.
+	MaxFiles = 10000
+	// MaxEntries is the most directory entries one load looks at.
+	MaxEntries = 100000
+)
 
 // Load reads manifest files and directories. A directory is read
 // recursively: its *.yaml, *.yml and *.json files count, and entries whose
@@ -53,6 +64,9 @@ func Load(paths ...string) (*Set, error) {
 		if err := w.dir(root, 0); err != nil {
 			return nil, err // names the path
 		}
+	}
+	if w.full() {
+		return nil, fmt.Errorf("%s: more than %d manifest files", strings.Join(paths, ", "), MaxFiles)
 	}
 	s := w.set
 	slices.Sort(s.Files)
@@ -105,9 +119,11 @@ func duplicateError(at, other Object, word string) Error {
 
 // walker collects the manifest files under the roots.
 type walker struct {
-	set  *Set
-	seen map[string]bool // files and directories found, by resolved path
-	dirs map[string]bool // Set.Dirs so far
+	set     *Set
+	seen    map[string]bool // files and directories found, by resolved path
+	dirs    map[string]bool // Set.Dirs so far
+	walked  int             // directories read
+	entries int             // directory entries looked at
 }
 
 // addFile adds a file unless it was found already, by this path or another.
@@ -125,6 +141,11 @@ func (w *walker) addFile(path, real string) {
 		w.seen[key] = true
 		w.set.Files = append(w.set.Files, path)
 	}
+}
+
+// full reports whether the walk found more manifest files than it reads.
+func (w *walker) full() bool {
+	return len(w.set.Files) > MaxFiles
 }
 
 func (w *walker) addDir(path string) {
@@ -148,9 +169,15 @@ func (w *walker) dir(path string, depth int) error {
 		return fmt.Errorf("%s: deeper than %d directories", path, maxDepth)
 	}
 	w.seen[real] = true
+	if w.walked++; w.walked > MaxDirs {
+		return fmt.Errorf("%s: more than %d directories to read (is a symlink pointing at a large tree?)", path, MaxDirs)
+	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return err
+	}
+	if w.entries += len(entries); w.entries > MaxEntries {
+		return fmt.Errorf("%s: more than %d directory entries to look at (is a symlink pointing at a large tree?)", path, MaxEntries)
 	}
 	w.addDir(filepath.Clean(path))
 	for _, e := range entries {

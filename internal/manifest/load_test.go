@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // doc is a valid NetworkPolicy document.
@@ -317,5 +318,49 @@ spec:
 		if err != nil || len(set.Objects) != 1000 || len(set.Errors) > 0 {
 			b.Fatalf("objects %d, errors %v, err %v", len(set.Objects), set.Errors, err)
 		}
+	}
+}
+
+// TestLoadFIFOSwappedIn puts a pipe in a manifest's place between the walk
+// and the read: the read fails at once instead of blocking.
+func TestLoadFIFOSwappedIn(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"a.yaml": doc("a")})
+	p := filepath.Join(dir, "a.yaml")
+	beforeOpen = func(path string) {
+		if path == p {
+			_ = os.Remove(p)
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Skip("no FIFOs here:", err)
+			}
+		}
+	}
+	t.Cleanup(func() { beforeOpen = func(string) {} })
+	done := make(chan []Error, 1)
+	go func() { _, errs := LoadFile(p); done <- errs }()
+	select {
+	case errs := <-done:
+		if len(errs) != 1 || errs[0].Message != "not a regular file" {
+			t.Errorf("errors %v", errs)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO swapped in blocked")
+	}
+}
+
+// TestLoadBoundsLargeTrees: a symlink into a large tree fails the load,
+// naming the bound, instead of reading (and watching) all of it.
+func TestLoadBoundsLargeTrees(t *testing.T) {
+	big := t.TempDir()
+	for i := range MaxDirs + 1 {
+		if err := os.Mkdir(filepath.Join(big, fmt.Sprintf("d%04d", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"a.yaml": doc("a"), "vendor": "->" + big})
+	_, err := Load(dir)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d directories", MaxDirs)) {
+		t.Fatalf("err = %v, want the directory bound", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
@@ -116,8 +117,19 @@ func LoadFile(path string) ([]Object, []Error) {
 
 // readFile reads a regular file of at most MaxFileSize bytes.
 func readFile(path string) ([]byte, error) {
-	// Stat before opening: opening a FIFO would block until a writer comes.
-	fi, err := os.Stat(path)
+	if _, err := os.Stat(path); err != nil {
+		return nil, unwrapPathError(err)
+	}
+	beforeOpen(path)
+	// Open without blocking and check what was opened: a FIFO put in the
+	// file's place (after any earlier look at it) would block a plain open
+	// until a writer comes.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, unwrapPathError(err)
 	}
@@ -127,11 +139,6 @@ func readFile(path string) ([]byte, error) {
 	if fi.Size() > MaxFileSize {
 		return nil, errTooLarge
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, unwrapPathError(err)
-	}
-	defer f.Close()
 	// The file may have grown since Stat.
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
@@ -142,6 +149,9 @@ func readFile(path string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// beforeOpen lets a test swap a file right before it is opened.
+var beforeOpen = func(string) {}
 
 var errTooLarge = fmt.Errorf("file is larger than the limit of %d bytes", MaxFileSize)
 
