@@ -227,14 +227,21 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 	}
 	plan.Actions = slices.Grow(plan.Actions, len(services))
 	slices.SortFunc(services, func(a, b *state.Service) int { return cmp.Compare(a.Name, b.Name) })
-	for _, s := range services {
+	targets := make([]Target, len(services))
+	for i, s := range services {
 		if s.Ignored() {
 			continue
 		}
-		ds := desired.Services[s.ID]
-		t, notes := target(s, ds, nets)
+		var notes []string
+		targets[i], notes = target(s, desired.Services[s.ID], nets)
 		plan.Notes = append(plan.Notes, notes...)
-		if a, changed := serviceAction(s, ds, t, nets); changed {
+	}
+	plan.Notes = append(plan.Notes, dropSharedAliases(services, targets, desired)...)
+	for i, s := range services {
+		if s.Ignored() {
+			continue
+		}
+		if a, changed := serviceAction(s, desired.Services[s.ID], targets[i], nets); changed {
 			plan.Actions = append(plan.Actions, a)
 		}
 	}
@@ -353,6 +360,45 @@ func target(s *state.Service, ds *compile.DesiredService, nets *Networks) (Targe
 		t.Ports = s.Ports
 	}
 	return t, notes
+}
+
+// dropSharedAliases keeps a short alias on a managed network only where it
+// names one service: stacks reuse short names (api), and on a network that
+// two stacks' services share, one alias naming both would send a peer to
+// either. The full service name always resolves.
+func dropSharedAliases(services []*state.Service, targets []Target, desired *compile.Desired) []string {
+	named := map[string]map[string]int{} // network -> alias -> services
+	for i := range services {
+		for _, a := range targets[i].Networks {
+			if _, managed := desired.Networks[a.Network]; !managed {
+				continue
+			}
+			if named[a.Network] == nil {
+				named[a.Network] = map[string]int{}
+			}
+			for _, al := range a.Aliases {
+				named[a.Network][al]++
+			}
+		}
+	}
+	var notes []string
+	for i := range services {
+		for j, a := range targets[i].Networks {
+			if _, managed := desired.Networks[a.Network]; !managed {
+				continue
+			}
+			kept := a.Aliases[:0:0]
+			for _, al := range a.Aliases {
+				if named[a.Network][al] > 1 {
+					notes = append(notes, fmt.Sprintf("alias %s names several services on network %s: it is left off there (use the service names)", al, a.Network))
+					continue
+				}
+				kept = append(kept, al)
+			}
+			targets[i].Networks[j].Aliases = kept
+		}
+	}
+	return notes
 }
 
 // unionAliases gathers the aliases a service has on its own networks, so it

@@ -10,6 +10,8 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
+	"github.com/swarmsec/swarmsec/state"
 )
 
 // A network squatting on the name swarmsec would use: the isolated
@@ -99,5 +101,58 @@ func TestForgedManagedNetworks(t *testing.T) {
 				t.Errorf("no note about the look-alike: %q", pl.Notes)
 			}
 		})
+	}
+}
+
+// Stacks reuse short names: on a network two stacks' services share, a
+// short alias that would name two services is left off; one that names
+// one service stays.
+func TestSharedShortAliasesAreDropped(t *testing.T) {
+	f := fake.New()
+	ctx := context.Background()
+	for _, stack := range []string{"s1", "s2"} {
+		resp, err := f.NetworkCreate(ctx, stack+"_default", network.CreateOptions{Driver: "overlay", Scope: "swarm", Labels: map[string]string{v1.LabelStackNamespace: stack}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, app := range []string{"api", "web"} {
+			spec := swarm.ServiceSpec{}
+			spec.Name = stack + "_" + app
+			spec.Labels = map[string]string{v1.LabelStackNamespace: stack, "app": app}
+			spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "app"}
+			spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: resp.ID, Aliases: []string{app}}}
+			f.AddService(spec)
+		}
+	}
+	r := newTestReconciler(t, f, []*state.Policy{netpol("api", v1.NetworkPolicySpec{
+		ServiceSelector: sel("app", "api"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "web")}}},
+	})})
+	r.Limits.Force = true
+	reconcile(t, r)
+	nets, _ := f.NetworkList(ctx, network.ListOptions{})
+	svcs, _ := f.ServiceList(ctx, swarm.ServiceListOptions{})
+	for _, n := range nets {
+		if n.Labels[v1.LabelManaged] != "true" {
+			continue
+		}
+		byAlias := map[string][]string{}
+		for _, s := range svcs {
+			for _, a := range s.Spec.TaskTemplate.Networks {
+				if a.Target == n.ID {
+					for _, al := range a.Aliases {
+						byAlias[al] = append(byAlias[al], s.Spec.Name)
+					}
+				}
+			}
+		}
+		for al, who := range byAlias {
+			if len(who) > 1 {
+				t.Errorf("network %s: alias %s names %v", n.Name, al, who)
+			}
+		}
+		if len(byAlias["api"]) != 1 {
+			t.Errorf("network %s: alias api names %v, want its one api", n.Name, byAlias["api"])
+		}
 	}
 }
