@@ -19,8 +19,10 @@ vet:
 # (a three-node docker-in-docker Swarm) tests.
 test: test-unit test-integration test-e2e
 
+# The race detector on every unit test; goleak guards the controller,
+# watcher and server tests; the transition property test runs here too.
 test-unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./...
 
 # docker makes sure an engine answers, installing and starting one if needed.
 docker:
