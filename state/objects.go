@@ -218,3 +218,18 @@ func NewTask(t swarm.Task) *Task {
 	slices.Sort(nets)
 	return &Task{ID: t.ID, ServiceID: t.ServiceID, NodeID: t.NodeID, State: t.Status.State, Networks: nets}
 }
+
+// Record is an observed Swarm config that may hold what swarmsec must
+// restore for a service: configs keep their data where no service update
+// reaches, and only managers write them.
+type Record struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	Data   []byte
+}
+
+// NewRecord builds the observed form of a Swarm config.
+func NewRecord(c swarm.Config) *Record {
+	return &Record{ID: c.ID, Name: c.Spec.Name, Labels: c.Spec.Labels, Data: c.Spec.Data}
+}

@@ -17,6 +17,7 @@ const (
 	tableNetworks = "networks" // observed
 	tableNodes    = "nodes"    // observed
 	tableTasks    = "tasks"    // observed, only while a migration needs them
+	tableRecords  = "records"  // observed: configs holding what to restore
 )
 
 // Indexes.
@@ -39,6 +40,7 @@ func schema() *memdb.DBSchema {
 		tableNetworks: networksTableSchema(),
 		tableNodes:    nodesTableSchema(),
 		tableTasks:    tasksTableSchema(),
+		tableRecords:  recordsTableSchema(),
 	}}
 }
 
@@ -96,6 +98,16 @@ func tasksTableSchema() *memdb.TableSchema {
 		Indexes: map[string]*memdb.IndexSchema{
 			indexID:      {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 			indexService: {Name: indexService, Indexer: &memdb.StringFieldIndex{Field: "ServiceID"}},
+		},
+	}
+}
+
+func recordsTableSchema() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: tableRecords,
+		Indexes: map[string]*memdb.IndexSchema{
+			indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+			indexName: {Name: indexName, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		},
 	}
 }

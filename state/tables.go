@@ -106,6 +106,17 @@ func ReplaceTasks(tx Tx, ts []*Task) error {
 	return tx.replace(tableTasks, toAny(ts), func(o any) string { return o.(*Task).ID })
 }
 
+// FindRecords returns the records selected by by (All, ByName).
+func FindRecords(tx ReadTx, by By) ([]*Record, error) {
+	objs, err := tx.find(tableRecords, by)
+	return cast[*Record](objs), err
+}
+
+// ReplaceRecords makes the observed records exactly rs.
+func ReplaceRecords(tx Tx, rs []*Record) error {
+	return tx.replace(tableRecords, toAny(rs), func(o any) string { return o.(*Record).ID })
+}
+
 func toAny[T any](xs []T) []any {
 	out := make([]any, len(xs))
 	for i, x := range xs {

@@ -36,8 +36,10 @@ const (
 	LabelOwner = "swarmsec.io/owner"
 	// LabelPurpose says why a managed network exists (the Purpose values).
 	LabelPurpose = "swarmsec.io/purpose"
-	// LabelOriginal, on a service, records the networks and published ports
-	// it had before swarmsec isolated it, so they can be restored.
+	// LabelOriginal, on an isolated service, names the Swarm config that
+	// records the networks and published ports it had before swarmsec
+	// isolated it (swarmsec before 0.3 kept the record itself here, as
+	// JSON; such records are adopted).
 	LabelOriginal = "swarmsec.io/original"
 
 	// LabelMigrating, on a temporary migration network, names the network
@@ -75,6 +77,9 @@ const (
 	// PurposeMigration networks stand in for a network being replaced by
 	// an encrypted one.
 	PurposeMigration = "migration"
+	// PurposeOriginal marks the Swarm configs that record what an isolated
+	// service had, to restore it when isolation ends.
+	PurposeOriginal = "original"
 )
 
 // TypeMeta names the kind of a manifest document.

@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/state"
@@ -43,13 +44,13 @@ type Writer struct {
 func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *plan.Result {
 	res := &plan.Result{}
 	run := &pass{w: w, created: map[string]string{}, updated: map[string]bool{}, outcomes: make([]stepOutcome, len(actions))}
-	for _, phase := range []plan.ActionKind{plan.ActionCreateNetwork, plan.ActionUpdateService, plan.ActionRemoveNetwork} {
+	for phase := range 3 {
 		for i, a := range actions {
 			if a.Audit || run.outcomes[i].failed() {
 				continue
 			}
 			for _, st := range a.StepList() {
-				if st.Kind == phase {
+				if phaseOf(st.Kind) == phase {
 					run.outcomes[i].add(run.step(ctx, a, st))
 				}
 			}
@@ -65,6 +66,18 @@ func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *pl
 		res.Results = append(res.Results, plan.ActionResult{Action: a, Outcome: plan.OutcomePending, Detail: "--max-service-updates reached; the next pass goes on"})
 	}
 	return res
+}
+
+// phaseOf orders the writes of a pass: what services move onto is created
+// first, services are updated next, and what they left is removed last.
+func phaseOf(k plan.ActionKind) int {
+	switch k {
+	case plan.ActionCreateNetwork, plan.ActionCreateRecord:
+		return 0
+	case plan.ActionUpdateService:
+		return 1
+	}
+	return 2
 }
 
 // pass is the working set of one Apply.
@@ -137,6 +150,10 @@ func (p *pass) step(ctx context.Context, a plan.Action, st plan.Step) stepResult
 		r = p.updateService(ctx, st)
 	case plan.ActionRemoveNetwork:
 		r = p.removeNetwork(ctx, a, st)
+	case plan.ActionCreateRecord:
+		r = p.createRecord(ctx, st)
+	case plan.ActionRemoveRecord:
+		r = p.removeRecord(ctx, a, st)
 	default:
 		r = stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("%s: step kind %q cannot be written", st.Name, st.Kind)}
 	}
@@ -252,6 +269,45 @@ func (p *pass) networkID(name string) string {
 		}
 	})
 	return id
+}
+
+// createRecord writes the config that records what a service had before
+// its isolation, before the update that isolates it: a record that cannot
+// be written stops the update.
+func (p *pass) createRecord(ctx context.Context, st plan.Step) stepResult {
+	cctx, cancel := p.timeout(ctx)
+	defer cancel()
+	_, err := p.w.Docker.ConfigCreate(cctx, swarm.ConfigSpec{
+		Annotations: swarm.Annotations{Name: st.Name, Labels: compile.RecordLabels()},
+		Data:        st.Service.CreateRecord,
+	})
+	switch {
+	case err == nil:
+		return stepResult{outcome: plan.OutcomeCreated}
+	case dockerapi.IsConflict(err):
+		// Written by a pass that died before it saw the answer: the next
+		// observation validates it.
+		return stepResult{outcome: plan.OutcomeUnchanged}
+	}
+	return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("create record %s: %w", st.Name, err)}
+}
+
+// removeRecord removes a record once the service it belongs to is
+// restored (in this pass, or earlier).
+func (p *pass) removeRecord(ctx context.Context, a plan.Action, st plan.Step) stepResult {
+	if a.Kind == plan.ActionUpdateService && !p.updated[a.ID] {
+		return stepResult{outcome: plan.OutcomePending, detail: "the record stays until the service is restored"}
+	}
+	cctx, cancel := p.timeout(ctx)
+	defer cancel()
+	err := p.w.Docker.ConfigRemove(cctx, st.ID)
+	switch {
+	case err == nil:
+		return stepResult{outcome: plan.OutcomeDeleted}
+	case dockerapi.IsNotFound(err):
+		return stepResult{outcome: plan.OutcomeUnchanged}
+	}
+	return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("remove record %s: %w", st.Name, err)}
 }
 
 // networkName names a network by ID, for errors.

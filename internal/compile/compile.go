@@ -95,6 +95,7 @@ func (d *Desired) Allowed(a, b string) bool {
 
 // compiler holds the working set of one compile.
 type compiler struct {
+	tx       state.ReadTx
 	services []*state.Service
 	index    map[string]int // service ID -> position
 	all      []int
@@ -123,6 +124,7 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 		return nil, err
 	}
 	c := &compiler{
+		tx:       tx,
 		index:    make(map[string]int, len(all)),
 		edges:    map[uint64]struct{}{},
 		declared: map[uint64]uint8{},
@@ -436,7 +438,7 @@ func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
 				publishes = true
 			}
 		}
-		if original := DecodeOriginal(s); original != nil {
+		if original, _, _ := OriginalOf(c.tx, s); original != nil {
 			for _, p := range original.Ports {
 				if _, ok := ds.Publish[PortKey(p.PublishedPort, string(p.Protocol))]; ok {
 					publishes = true

@@ -2,17 +2,22 @@ package compile
 
 import (
 	"encoding/json"
-	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"fmt"
+	"strings"
 
 	"github.com/docker/docker/api/types/swarm"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// Original is what a service had before swarmsec isolated it, recorded in
-// its swarmsec.io/original label so that ending the isolation loses nothing,
-// across restarts of swarmsec too.
+// Original is what a service had before swarmsec isolated it, so that
+// ending the isolation loses nothing, across restarts of swarmsec too. It is
+// kept in a Swarm config of its own (see RecordName), where a service update
+// cannot reach it: anyone who can update a service can rewrite its labels.
 type Original struct {
+	// Service is the ID of the service it belongs to.
+	Service  string               `json:"service,omitempty"`
 	Networks []OriginalAttachment `json:"networks"`
 	Ports    []swarm.PortConfig   `json:"ports,omitempty"`
 }
@@ -26,22 +31,81 @@ type OriginalAttachment struct {
 	DriverOpts map[string]string `json:"driverOpts,omitempty"`
 }
 
-// DecodeOriginal returns the recorded original of a service, or nil when it
-// has none or the label does not parse (then it is recorded afresh).
-func DecodeOriginal(s *state.Service) *Original {
-	raw, ok := s.Labels[v1.LabelOriginal]
-	if !ok {
-		return nil
-	}
-	var o Original
-	if err := json.Unmarshal([]byte(raw), &o); err != nil {
-		return nil
-	}
-	return &o
+// Encode is the record's data.
+func (o *Original) Encode() []byte {
+	b, _ := json.Marshal(o) // plain data: cannot fail
+	return b
 }
 
-// Encode is the label value of the record.
-func (o *Original) Encode() string {
-	b, _ := json.Marshal(o)
-	return string(b)
+// RecordName is the name of the config that records a service's original.
+func RecordName(serviceID string) string { return "swarmsec-original-" + serviceID }
+
+// RecordLabels are the labels of a record config.
+func RecordLabels() map[string]string {
+	return map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: v1.PurposeOriginal}
+}
+
+// Where an original came from.
+const (
+	// FromRecord: the service's record config.
+	FromRecord = "record"
+	// FromLabel: a record kept in the service's label by an earlier
+	// swarmsec, to be moved into a config.
+	FromLabel = "label"
+)
+
+// Problems with a service's record, the reasons of a Restorable=False
+// condition.
+const (
+	// ReasonRecordMissing: the service carries swarmsec's label but no
+	// record of what to restore can be found.
+	ReasonRecordMissing = "RecordMissing"
+	// ReasonRecordInvalid: a record exists but cannot be used.
+	ReasonRecordInvalid = "RecordInvalid"
+	// ReasonRecordMismatch: the service's label does not name its record.
+	ReasonRecordMismatch = "RecordMismatch"
+)
+
+// Problem is something wrong with a service's record.
+type Problem struct {
+	Service string `json:"service"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// OriginalOf finds what to restore for a service: its record config, or a
+// record an earlier swarmsec kept in its label. The record is validated: it
+// must name this service and parse. from says where it came from ("" when
+// there is none); problem what is wrong, if anything.
+func OriginalOf(tx state.ReadTx, s *state.Service) (o *Original, from string, problem *Problem) {
+	label, labelled := s.Labels[v1.LabelOriginal]
+	recs, _ := state.FindRecords(tx, state.ByName(RecordName(s.ID)))
+	for _, rec := range recs {
+		if rec.Labels[v1.LabelManaged] != "true" || rec.Labels[v1.LabelPurpose] != v1.PurposeOriginal {
+			continue
+		}
+		var got Original
+		if err := json.Unmarshal(rec.Data, &got); err != nil || got.Service != s.ID {
+			return nil, "", &Problem{Service: s.Name, Reason: ReasonRecordInvalid, Message: fmt.Sprintf(
+				"record %s of service %s does not parse or names another service: swarmsec cannot tell what to restore; remove the config and re-deploy the service", rec.Name, s.Name)}
+		}
+		if labelled && label != rec.Name {
+			problem = &Problem{Service: s.Name, Reason: ReasonRecordMismatch, Message: fmt.Sprintf(
+				"service %s: its %s label does not name its record %s (changed by hand?); the record is kept and the label set again", s.Name, v1.LabelOriginal, rec.Name)}
+		}
+		return &got, FromRecord, problem
+	}
+	if !labelled {
+		return nil, "", nil
+	}
+	if strings.HasPrefix(label, "{") {
+		var got Original
+		if err := json.Unmarshal([]byte(label), &got); err == nil {
+			got.Service = s.ID
+			return &got, FromLabel, nil
+		}
+	}
+	return nil, "", &Problem{Service: s.Name, Reason: ReasonRecordMissing, Message: fmt.Sprintf(
+		"service %s carries %s but its record %s is missing or unreadable: swarmsec cannot tell what to restore, so it keeps the service's networks as they are when isolation ends; re-deploy the service to give it its networks back",
+		s.Name, v1.LabelOriginal, RecordName(s.ID))}
 }

@@ -34,5 +34,11 @@ type API interface {
 	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 
+	// Configs hold the records swarmsec keeps where a service update cannot
+	// reach them.
+	ConfigList(ctx context.Context, options swarm.ConfigListOptions) ([]swarm.Config, error)
+	ConfigCreate(ctx context.Context, config swarm.ConfigSpec) (swarm.ConfigCreateResponse, error)
+	ConfigRemove(ctx context.Context, id string) error
+
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
 }

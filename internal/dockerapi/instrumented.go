@@ -26,14 +26,20 @@ const (
 	OpNodeList              = "NodeList"
 	OpTaskList              = "TaskList"
 	OpContainerList         = "ContainerList"
+	OpConfigList            = "ConfigList"
+	OpConfigCreate          = "ConfigCreate"
+	OpConfigRemove          = "ConfigRemove"
 	OpEvents                = "Events"
 )
+
+// Writes lists the operations that can change the Swarm.
+var Writes = []string{OpServiceUpdate, OpNetworkCreate, OpNetworkRemove, OpConfigCreate, OpConfigRemove}
 
 // Ops lists every operation of API.
 var Ops = []string{
 	OpInfo, OpServiceList, OpServiceInspectWithRaw, OpServiceUpdate,
 	OpNetworkList, OpNetworkInspect, OpNetworkCreate, OpNetworkRemove,
-	OpNodeList, OpTaskList, OpContainerList, OpEvents,
+	OpNodeList, OpTaskList, OpContainerList, OpConfigList, OpConfigCreate, OpConfigRemove, OpEvents,
 }
 
 // Observer receives one report per Docker API call.
@@ -174,4 +180,28 @@ func (i *Instrumented) Events(ctx context.Context, options events.ListOptions) (
 		}
 	}()
 	return msgs, out
+}
+
+// ConfigList implements API.
+func (i *Instrumented) ConfigList(ctx context.Context, options swarm.ConfigListOptions) ([]swarm.Config, error) {
+	start := time.Now()
+	out, err := i.api.ConfigList(ctx, options)
+	i.observe(OpConfigList, start, err)
+	return out, err
+}
+
+// ConfigCreate implements API.
+func (i *Instrumented) ConfigCreate(ctx context.Context, spec swarm.ConfigSpec) (swarm.ConfigCreateResponse, error) {
+	start := time.Now()
+	out, err := i.api.ConfigCreate(ctx, spec)
+	i.observe(OpConfigCreate, start, err)
+	return out, err
+}
+
+// ConfigRemove implements API.
+func (i *Instrumented) ConfigRemove(ctx context.Context, id string) error {
+	start := time.Now()
+	err := i.api.ConfigRemove(ctx, id)
+	i.observe(OpConfigRemove, start, err)
+	return err
 }

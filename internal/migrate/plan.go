@@ -237,7 +237,7 @@ func migrating(tx state.ReadTx, id string, temps, names map[string]string) strin
 			return n
 		}
 	}
-	if o := compile.DecodeOriginal(s); o != nil {
+	if o, _, _ := compile.OriginalOf(tx, s); o != nil {
 		for _, a := range o.Networks {
 			if n, ok := names[a.Name]; ok {
 				return n

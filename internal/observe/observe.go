@@ -48,9 +48,9 @@ func CheckManager(ctx context.Context, api dockerapi.API) error {
 	return nil
 }
 
-// Observe reads networks, services (with their task counts) and nodes from
-// Swarm into the store: a constant three list calls, however many services
-// there are. While an encryption migration is in progress it also lists the
+// Observe reads networks, services (with their task counts), nodes and the
+// records of what to restore (configs) from Swarm into the store: a
+// constant four list calls, however many services there are. While an encryption migration is in progress it also lists the
 // tasks Swarm wants running, which tell whether a rolling update arrived.
 func Observe(ctx context.Context, api dockerapi.API, st *state.Store) error {
 	nets, err := call(ctx, func(ctx context.Context) ([]network.Summary, error) {
@@ -71,6 +71,12 @@ func Observe(ctx context.Context, api dockerapi.API, st *state.Store) error {
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
+	records, err := call(ctx, func(ctx context.Context) ([]swarm.Config, error) {
+		return api.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", v1.LabelPurpose+"="+v1.PurposeOriginal))})
+	})
+	if err != nil {
+		return fmt.Errorf("list configs: %w", err)
+	}
 	var tasks []swarm.Task
 	if migrating(nets) {
 		tasks, err = call(ctx, func(ctx context.Context) ([]swarm.Task, error) {
@@ -88,6 +94,9 @@ func Observe(ctx context.Context, api dockerapi.API, st *state.Store) error {
 			return err
 		}
 		if err := state.ReplaceTasks(tx, mapAll(tasks, state.NewTask)); err != nil {
+			return err
+		}
+		if err := state.ReplaceRecords(tx, mapAll(records, state.NewRecord)); err != nil {
 			return err
 		}
 		return state.ReplaceNodes(tx, mapAll(nodes, state.NewNode))

@@ -28,6 +28,10 @@ const (
 	ActionCreateNetwork ActionKind = "create-network"
 	ActionUpdateService ActionKind = "update-service"
 	ActionRemoveNetwork ActionKind = "remove-network"
+	// ActionCreateRecord and ActionRemoveRecord write and remove the
+	// config that records what a service had before its isolation.
+	ActionCreateRecord ActionKind = "create-record"
+	ActionRemoveRecord ActionKind = "remove-record"
 	// ActionMigrateNetwork replaces an unencrypted overlay network by an
 	// encrypted one of the same name, moving its services over; its Steps
 	// are the writes of this pass (package migrate plans them).
@@ -86,7 +90,16 @@ func (a *Action) StepList() []Step {
 		opts := CreateOptions(a.Network)
 		return []Step{{Kind: a.Kind, Name: a.Name, What: "create network " + a.Name, Create: &opts}}
 	case ActionUpdateService:
-		return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "update service " + a.Name, Service: a.Service}}
+		steps := []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "update service " + a.Name, Service: a.Service}}
+		if a.Service.CreateRecord != nil {
+			steps = append([]Step{{Kind: ActionCreateRecord, Name: compile.RecordName(a.ID), ID: a.ID, What: "record " + a.Name, Service: a.Service}}, steps...)
+		}
+		if a.Service.RemoveRecord != "" {
+			steps = append(steps, Step{Kind: ActionRemoveRecord, Name: compile.RecordName(a.ID), ID: a.Service.RemoveRecord, What: "remove the record of " + a.Name})
+		}
+		return steps
+	case ActionCreateRecord:
+		return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "record " + a.Name, Service: a.Service}}
 	}
 	return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "remove network " + a.Name}}
 }
@@ -122,6 +135,11 @@ type ServiceChange struct {
 	// Isolates is set when the update begins the service's isolation: the
 	// safety limits count these.
 	Isolates bool `json:"isolates,omitempty"`
+	// CreateRecord is the data of the record of what the service had, to
+	// write before the update; RemoveRecord the ID of one to remove after
+	// it.
+	CreateRecord []byte `json:"-"`
+	RemoveRecord string `json:"-"`
 
 	// Target is what the fields swarmsec owns must become.
 	Target Target `json:"-"`
@@ -136,6 +154,8 @@ type Plan struct {
 	Actions []Action `json:"actions"`
 	// Notes explain what swarmsec cannot do or what the operator should know.
 	Notes []string `json:"notes,omitempty"`
+	// Problems are what is wrong with the records of what to restore.
+	Problems []compile.Problem `json:"problems,omitempty"`
 	// Holds are the reasons the safety limits stop this plan unless forced.
 	Holds   []string         `json:"holds,omitempty"`
 	Desired *compile.Desired `json:"-"`
@@ -228,23 +248,42 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 	plan.Actions = slices.Grow(plan.Actions, len(services))
 	slices.SortFunc(services, func(a, b *state.Service) int { return cmp.Compare(a.Name, b.Name) })
 	targets := make([]Target, len(services))
+	recs := make([]records, len(services))
 	for i, s := range services {
 		if s.Ignored() {
 			continue
 		}
 		var notes []string
-		targets[i], notes = target(s, desired.Services[s.ID], nets)
+		targets[i], recs[i], notes = target(tx, s, desired.Services[s.ID], nets)
 		plan.Notes = append(plan.Notes, notes...)
+		if p := recs[i].problem; p != nil {
+			plan.Problems = append(plan.Problems, *p)
+			plan.Notes = append(plan.Notes, p.Message)
+		}
 	}
 	plan.Notes = append(plan.Notes, dropSharedAliases(services, targets, desired)...)
 	for i, s := range services {
 		if s.Ignored() {
 			continue
 		}
-		if a, changed := serviceAction(s, desired.Services[s.ID], targets[i], nets); changed {
+		a, changed := serviceAction(s, desired.Services[s.ID], targets[i], nets)
+		switch {
+		case changed:
+			a.Service.CreateRecord, a.Service.RemoveRecord = recs[i].create, recs[i].remove
+			if recs[i].create != nil {
+				a.Reasons = append(a.Reasons, "record its networks and ports in config "+compile.RecordName(s.ID)+" to restore them when isolation ends")
+			}
 			plan.Actions = append(plan.Actions, a)
+		case recs[i].create != nil:
+			plan.Actions = append(plan.Actions, Action{Kind: ActionCreateRecord, Name: compile.RecordName(s.ID), ID: s.ID,
+				Reasons: []string{"record what service " + s.Name + " had before its isolation, where a service update cannot reach it"},
+				Service: &ServiceChange{CreateRecord: recs[i].create}})
+		case recs[i].remove != "":
+			plan.Actions = append(plan.Actions, Action{Kind: ActionRemoveRecord, Name: compile.RecordName(s.ID), ID: recs[i].remove,
+				Reasons: []string{"service " + s.Name + " is restored: its record is no longer needed"}})
 		}
 	}
+	plan.Actions = append(plan.Actions, orphanRecords(tx, services)...)
 
 	managed, err := state.FindNetworks(tx, state.ByManaged())
 	if err != nil {
@@ -288,13 +327,25 @@ func networkReason(dn *compile.DesiredNetwork) string {
 	return fmt.Sprintf("encrypted internal overlay for %s", strings.Join(dn.Members, ", "))
 }
 
+// records is what target decides about a service's record of what to
+// restore.
+type records struct {
+	// create is the data of a record to write before the service's
+	// update; remove the ID of one to remove after it.
+	create []byte
+	remove string
+	// problem is what is wrong with the record, if anything.
+	problem *compile.Problem
+}
+
 // target computes the networks, ports and original record a service must
 // have. Isolated services keep only managed networks; other services keep
 // their own networks (or get back the ones recorded when their isolation
 // began) and join the managed networks that connect them to isolated peers.
-func target(s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, []string) {
+func target(tx state.ReadTx, s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, records, []string) {
 	var notes []string
-	orig := compile.DecodeOriginal(s)
+	orig, from, problem := compile.OriginalOf(tx, s)
+	rec := records{problem: problem}
 	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
 	var own []Attachment                                  // current attachments to networks swarmsec does not manage
 	for _, a := range s.Networks {
@@ -311,28 +362,43 @@ func target(s *state.Service, ds *compile.DesiredService, nets *Networks) (Targe
 		own = append(own, Attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 	}
 
+	isolated := ds != nil && ds.Isolated
+	stale := ""
+	if _, labelled := s.Labels[v1.LabelOriginal]; !isolated && from == compile.FromRecord && !labelled && len(own) > 0 {
+		// Re-deployed (a stack deploy rewrites the labels and networks)
+		// since its isolation ended: what it has now is its own.
+		stale, orig = recordID(tx, s), nil
+	}
+
 	var t Target
 	base := own
 	if orig != nil {
-		base = nil
-		for _, oa := range orig.Networks {
-			n := nets.ByName[oa.Name]
-			if n == nil {
-				if ds == nil || !ds.Isolated {
-					notes = append(notes, fmt.Sprintf("service %s: original network %s no longer exists; it is not restored", s.Name, oa.Name))
-				}
-				continue
+		var skipped []string
+		base, skipped = restorable(orig, nets)
+		for _, why := range skipped {
+			if ds == nil || !ds.Isolated {
+				notes = append(notes, fmt.Sprintf("service %s: %s; it is not restored", s.Name, why))
 			}
-			base = append(base, Attachment{Network: n.Name, ID: n.ID, Aliases: oa.Aliases, DriverOpts: oa.DriverOpts})
 		}
 	}
 	aliases := unionAliases(base)
 
-	isolated := ds != nil && ds.Isolated
-	if !isolated {
+	keepAsIs := !isolated && orig == nil && problem != nil
+	switch {
+	case keepAsIs:
+		// Isolation ended but nothing says what to restore: leave the
+		// service where it is rather than guess.
+		for _, a := range s.Networks {
+			name := a.Target
+			if n := nets.Resolve(a.Target); n != nil {
+				name = n.Name
+			}
+			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+		}
+	case !isolated:
 		t.Networks = base
 	}
-	if ds != nil {
+	if ds != nil && !keepAsIs {
 		for _, name := range ds.Networks {
 			if a, ok := current[name]; ok {
 				t.Networks = append(t.Networks, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
@@ -345,21 +411,76 @@ func target(s *state.Service, ds *compile.DesiredService, nets *Networks) (Targe
 	switch {
 	case isolated:
 		t.Ports = allowedPorts(s.Ports, orig, ds.Publish)
-		if orig == nil {
-			orig = &compile.Original{Ports: s.Ports}
-			for _, a := range own {
-				orig.Networks = append(orig.Networks, compile.OriginalAttachment{Name: a.Network, ID: a.ID, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
-			}
-			t.Original = orig.Encode()
-		} else {
+		t.Original = compile.RecordName(s.ID)
+		switch {
+		case from == compile.FromLabel:
+			rec.create = orig.Encode() // adopt an earlier swarmsec's record
+		case orig == nil && problem != nil && len(own) == 0:
+			// A record was kept once and is gone: what the service is on
+			// now is swarmsec's, not what to restore. Record nothing.
 			t.Original = s.Labels[v1.LabelOriginal]
+		case orig == nil:
+			o := &compile.Original{Service: s.ID, Ports: s.Ports}
+			for _, a := range own {
+				o.Networks = append(o.Networks, compile.OriginalAttachment{Name: a.Network, ID: a.ID, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+			}
+			rec.create = o.Encode()
 		}
+	case keepAsIs:
+		t.Ports, t.Original = s.Ports, s.Labels[v1.LabelOriginal]
 	case orig != nil:
 		t.Ports = orig.Ports
+		if from == compile.FromRecord {
+			rec.remove = recordID(tx, s)
+		}
 	default:
 		t.Ports = s.Ports
+		rec.remove = stale
 	}
-	return t, notes
+	return t, rec, notes
+}
+
+// recordID is the ID of a service's record config.
+func recordID(tx state.ReadTx, s *state.Service) string {
+	if rs, _ := state.FindRecords(tx, state.ByName(compile.RecordName(s.ID))); len(rs) > 0 {
+		return rs[0].ID
+	}
+	return ""
+}
+
+// restorable are the recorded networks a service may go back to: ones that
+// still exist and are its own. Never a managed network, a predefined one or
+// ingress, whatever a record says: a record may be forged.
+func restorable(o *compile.Original, nets *Networks) (base []Attachment, skipped []string) {
+	for _, oa := range o.Networks {
+		n := nets.ByName[oa.Name]
+		switch {
+		case n == nil:
+			skipped = append(skipped, "original network "+oa.Name+" no longer exists")
+		case n.Managed() || n.Predefined() || n.Ingress:
+			skipped = append(skipped, "its record names network "+oa.Name+", which is swarmsec's or Docker's own")
+		default:
+			base = append(base, Attachment{Network: n.Name, ID: n.ID, Aliases: oa.Aliases, DriverOpts: oa.DriverOpts})
+		}
+	}
+	return base, skipped
+}
+
+// orphanRecords removes the records of services that are gone.
+func orphanRecords(tx state.ReadTx, services []*state.Service) []Action {
+	alive := make(map[string]bool, len(services))
+	for _, s := range services {
+		alive[compile.RecordName(s.ID)] = true
+	}
+	recs, _ := state.FindRecords(tx, state.All())
+	var out []Action
+	for _, r := range recs {
+		if alive[r.Name] || r.Labels[v1.LabelManaged] != "true" || !strings.HasPrefix(r.Name, compile.RecordName("")) {
+			continue
+		}
+		out = append(out, Action{Kind: ActionRemoveRecord, Name: r.Name, ID: r.ID, Reasons: []string{"its service is gone"}})
+	}
+	return out
 }
 
 // dropSharedAliases keeps a short alias on a managed network only where it
@@ -521,8 +642,8 @@ func serviceAction(s *state.Service, ds *compile.DesiredService, t Target, nets 
 
 	origNow := s.Labels[v1.LabelOriginal]
 	switch {
-	case origNow == "" && t.Original != "":
-		reasons = append(reasons, "record its networks and ports in "+v1.LabelOriginal+" to restore them when isolation ends")
+	case origNow != t.Original && t.Original != "":
+		reasons = append(reasons, fmt.Sprintf("label %s=%s names its record", v1.LabelOriginal, t.Original))
 	case origNow != "" && t.Original == "":
 		reasons = append(reasons, "isolation ended: restore its original networks and ports")
 	}

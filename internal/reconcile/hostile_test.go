@@ -156,3 +156,84 @@ func TestSharedShortAliasesAreDropped(t *testing.T) {
 		}
 	}
 }
+
+// The record of what an isolated service had lives in a Swarm config, out
+// of reach of service updates: a corrupted or removed label is set again,
+// and restore still brings the original networks and ports back. A forged
+// record never restores onto swarmsec's or Docker's own networks.
+func TestOriginalRecordOutOfReach(t *testing.T) {
+	for _, tamper := range []string{"corrupt", "remove"} {
+		t.Run(tamper, func(t *testing.T) {
+			f, ids := shop(t)
+			webBefore := inspect(t, f, ids["shop_web"])
+			r := newTestReconciler(t, f, shopPolicies())
+			r.Limits.Force = true
+			reconcile(t, r)
+			rec := "swarmsec-original-" + ids["shop_web"]
+			if !slices.ContainsFunc(f.Configs(), func(c swarm.Config) bool { return c.Spec.Name == rec }) {
+				t.Fatalf("no record %s: %v", rec, f.Configs())
+			}
+			if err := f.UpdateService(ids["shop_web"], func(spec *swarm.ServiceSpec) {
+				if tamper == "corrupt" {
+					spec.Labels[v1.LabelOriginal] = `{"networks":[{"name":"swarmsec-db"}]`
+				} else {
+					delete(spec.Labels, v1.LabelOriginal)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			reconcile(t, r)
+			if got := inspect(t, f, ids["shop_web"]).Spec.Labels[v1.LabelOriginal]; got != rec {
+				t.Errorf("label %q after tampering, want %q set again", got, rec)
+			}
+			// Isolation ends: the original networks and ports come back.
+			if err := r.SetPolicies(nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := converge(t, r); err != nil {
+				t.Fatal(err)
+			}
+			web := inspect(t, f, ids["shop_web"])
+			if got := networkNames(t, f, web); !slices.Equal(got, []string{"shop_default"}) {
+				t.Errorf("web networks %v, want shop_default back", got)
+			}
+			if jsonOf(t, web.Spec.EndpointSpec.Ports) != jsonOf(t, webBefore.Spec.EndpointSpec.Ports) {
+				t.Errorf("web ports %+v, want %+v back", web.Spec.EndpointSpec.Ports, webBefore.Spec.EndpointSpec.Ports)
+			}
+			if _, ok := web.Spec.Labels[v1.LabelOriginal]; ok {
+				t.Error("the label stayed after the restore")
+			}
+			if len(f.Configs()) != 0 {
+				t.Errorf("records left: %v", f.Configs())
+			}
+		})
+	}
+	t.Run("forged", func(t *testing.T) {
+		f, ids := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		reconcile(t, r)
+		// A record for api, which no policy isolates, naming a managed
+		// network and ingress.
+		data := `{"service":"` + ids["shop_api"] + `","networks":[{"name":"swarmsec-db"},{"name":"ingress"},{"name":"shop_default"}]}`
+		if _, err := f.ConfigCreate(context.Background(), swarm.ConfigSpec{
+			Annotations: swarm.Annotations{Name: "swarmsec-original-" + ids["shop_api"], Labels: map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: v1.PurposeOriginal}},
+			Data:        []byte(data),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.UpdateService(ids["shop_api"], func(spec *swarm.ServiceSpec) {
+			spec.TaskTemplate.Networks = nil // as if isolated
+			spec.Labels[v1.LabelOriginal] = "swarmsec-original-" + ids["shop_api"]
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := converge(t, r); err != nil {
+			t.Fatal(err)
+		}
+		got := networkNames(t, f, inspect(t, f, ids["shop_api"]))
+		if !slices.Equal(got, []string{"shop_default", "swarmsec-db", "swarmsec-web"}) {
+			t.Errorf("api networks %v: a forged record chose them", got)
+		}
+	})
+}

@@ -58,9 +58,9 @@ func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
 	}
-	// A converge costs three list calls plus one call per change: no
-	// per-service reads.
-	wantCalls := map[string]int{"ServiceList": 1, "NetworkList": 1, "NodeList": 1, "NetworkCreate": 3, "ServiceUpdate": 3}
+	// A converge costs four list calls plus one call per change (the two
+	// isolated services' records among them): no per-service reads.
+	wantCalls := map[string]int{"ServiceList": 1, "NetworkList": 1, "NodeList": 1, "ConfigList": 1, "NetworkCreate": 3, "ConfigCreate": 2, "ServiceUpdate": 3}
 	if got := f.Calls(); !maps.Equal(got, wantCalls) {
 		t.Errorf("converging the shop made %v, want %v", got, wantCalls)
 	}
@@ -115,7 +115,7 @@ func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
 	for _, n := range calls {
 		total += n
 	}
-	if total != 3 || calls["ServiceList"] != 1 || calls["NetworkList"] != 1 || calls["NodeList"] != 1 {
+	if total != 4 || calls["ServiceList"] != 1 || calls["NetworkList"] != 1 || calls["NodeList"] != 1 || calls["ConfigList"] != 1 {
 		t.Errorf("a no-op pass made %v", calls)
 	}
 }

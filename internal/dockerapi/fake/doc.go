@@ -72,7 +72,7 @@
 //     that of the first node;
 //   - ServiceInspectOptions.InsertDefaults: specs are shown as stored,
 //     never with Swarm's defaults for what they leave out;
-//   - what dockerapi.API does not reach: secrets, configs, volumes, mounts,
+//   - what dockerapi.API does not reach: secrets, config updates, volumes, mounts,
 //     plugins, images, logs; and job services, which get no tasks;
 //   - finer IPAM: only the first IPAM config is used (no IPv6 subnets, IP
 //     ranges or auxiliary addresses), addresses are handed out in order and

@@ -53,6 +53,7 @@ type Swarm struct {
 	tasks       map[string]*swarm.Task
 	networks    map[string]*fakeNetwork
 	containers  map[string]*fakeContainer
+	configs     map[string]*swarm.Config
 	nextSubnet  int // overlay subnets 10.0.N.0/24
 	nextBridge  int // local bridge subnets 172.N.0.0/16
 	nextVXLAN   int
@@ -109,6 +110,7 @@ func New() *Swarm {
 		tasks:      map[string]*swarm.Task{},
 		networks:   map[string]*fakeNetwork{},
 		containers: map[string]*fakeContainer{},
+		configs:    map[string]*swarm.Config{},
 		nextSubnet: 1,
 		nextBridge: 19,
 		nextVXLAN:  4097,
@@ -229,12 +231,16 @@ func (f *Swarm) Calls() map[string]int {
 	return out
 }
 
-// WriteCalls returns how many calls could have changed the Swarm:
-// ServiceUpdate, NetworkCreate and NetworkRemove, failed ones included.
+// WriteCalls returns how many calls could have changed the Swarm (the
+// dockerapi.Writes), failed ones included.
 func (f *Swarm) WriteCalls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.calls[dockerapi.OpServiceUpdate] + f.calls[dockerapi.OpNetworkCreate] + f.calls[dockerapi.OpNetworkRemove]
+	n := 0
+	for _, op := range dockerapi.Writes {
+		n += f.calls[op]
+	}
+	return n
 }
 
 // ResetCalls forgets the calls counted so far.
@@ -410,6 +416,88 @@ func (f *Swarm) RemoveContainer(id string) {
 }
 
 // --- dockerapi.API -------------------------------------------------------------------
+
+// ConfigList implements dockerapi.API: configs with their data, as the
+// engine lists them, filtered by id, name (prefixes) and label.
+func (f *Swarm) ConfigList(ctx context.Context, options swarm.ConfigListOptions) ([]swarm.Config, error) {
+	if err := f.begin(ctx, dockerapi.OpConfigList); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return nil, err
+	}
+	args := options.Filters
+	if err := validateFilters(args, "id", "label", "name", "names"); err != nil {
+		return nil, err
+	}
+	out := []swarm.Config{}
+	for _, id := range sortedKeys(f.configs) {
+		c := f.configs[id]
+		if !matchPrefix(args, "id", c.ID) || !matchPrefix(args, "name", c.Spec.Name) || !args.MatchKVList("label", c.Spec.Labels) {
+			continue
+		}
+		out = append(out, clone(*c))
+	}
+	return out, nil
+}
+
+// ConfigCreate implements dockerapi.API: names are unique.
+func (f *Swarm) ConfigCreate(ctx context.Context, spec swarm.ConfigSpec) (swarm.ConfigCreateResponse, error) {
+	if err := f.begin(ctx, dockerapi.OpConfigCreate); err != nil {
+		return swarm.ConfigCreateResponse{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return swarm.ConfigCreateResponse{}, err
+	}
+	for _, c := range f.configs {
+		if c.Spec.Name == spec.Name {
+			return swarm.ConfigCreateResponse{}, dockerapi.NewDaemonError(http.StatusConflict,
+				fmt.Sprintf("rpc error: code = AlreadyExists desc = config %s already exists", spec.Name))
+		}
+	}
+	f.index++
+	now := time.Now().UTC()
+	c := &swarm.Config{ID: newSwarmID(), Meta: swarm.Meta{Version: swarm.Version{Index: f.index}, CreatedAt: now, UpdatedAt: now}, Spec: clone(spec)}
+	if c.Spec.Labels == nil {
+		c.Spec.Labels = map[string]string{}
+	}
+	f.configs[c.ID] = c
+	return swarm.ConfigCreateResponse{ID: c.ID}, nil
+}
+
+// ConfigRemove implements dockerapi.API, by ID or name.
+func (f *Swarm) ConfigRemove(ctx context.Context, id string) error {
+	if err := f.begin(ctx, dockerapi.OpConfigRemove); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return err
+	}
+	for key, c := range f.configs {
+		if c.ID == id || c.Spec.Name == id {
+			delete(f.configs, key)
+			return nil
+		}
+	}
+	return dockerapi.NewDaemonError(http.StatusNotFound, fmt.Sprintf("config %s not found", id))
+}
+
+// Configs lists the configs, for tests.
+func (f *Swarm) Configs() []swarm.Config {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []swarm.Config{}
+	for _, id := range sortedKeys(f.configs) {
+		out = append(out, clone(*f.configs[id]))
+	}
+	return out
+}
 
 var _ dockerapi.API = (*Swarm)(nil)
 

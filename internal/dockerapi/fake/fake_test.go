@@ -1991,6 +1991,43 @@ var parityScenarios = []parityScenario{{
 		"status of <p>-pt-host2: desired 1 running 0 completed 0",
 		`once pt-host1 is gone: running, the same task true, error "", on a node true`,
 	},
+}, {
+	name: "configs hold records a service update cannot reach",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		name := w.name("record")
+		labels := w.labels()
+		labels["swarmsec.io/purpose"] = "original"
+		t.Cleanup(func() { _ = w.ConfigRemove(context.WithoutCancel(ctx), name) })
+		resp, err := w.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: name, Labels: labels}, Data: []byte(`{"a":1}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, dup := w.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: name, Labels: labels}, Data: []byte(`{}`)})
+		list, err := w.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(
+			filters.Arg("label", "swarmsec.test.run="+w.run), filters.Arg("label", "swarmsec.io/purpose=original"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, c := range list {
+			listed = append(listed, fmt.Sprintf("%s %s labels=%d", strings.ReplaceAll(c.Spec.Name, w.run, "r1"), c.Spec.Data, len(c.Spec.Labels)))
+		}
+		removed := w.ConfigRemove(ctx, resp.ID)
+		again := w.ConfigRemove(ctx, resp.ID)
+		w.redactions = append(w.redactions, resp.ID, "<config>")
+		return []string{
+			"listed: " + strings.Join(listed, "; "),
+			w.errLine("create again", dup),
+			w.errLine("remove", removed),
+			w.errLine("remove again", again),
+		}
+	},
+	want: []string{
+		`listed: swarmsec-test-r1-record {"a":1} labels=3`,
+		"create again: not-found=false conflict=true in-use=false out-of-sequence=false: Error response from daemon: rpc error: code = AlreadyExists desc = config swarmsec-test-r1-record already exists",
+		"remove: ok",
+		"remove again: not-found=true conflict=false in-use=false out-of-sequence=false: Error response from daemon: config <config> not found",
+	},
 }}
 
 func runParityScenarios(t *testing.T, newWorld func(t *testing.T) *parityWorld) {
