@@ -660,7 +660,12 @@ func writeManifest(t *testing.T, dir string, p policy) {
 func (tt *truthTable) apply(ctx context.Context, t *testing.T, dir string) {
 	t.Helper()
 	start := time.Now()
-	stdout, stderr, code := RunSwarmsec(ctx, t, "apply", "--manifests", dir, "--wait", "--force")
+	args := []string{"apply", "--manifests", dir, "--wait", "--force"}
+	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
+		// Deleting every policy is what the user means here.
+		args = append(args, "--allow-empty")
+	}
+	stdout, stderr, code := RunSwarmsec(ctx, t, args...)
 	if code != 0 {
 		t.Fatalf("swarmsec apply: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}

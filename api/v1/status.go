@@ -15,6 +15,14 @@ const (
 // ConditionReady is the condition type that says whether a policy is in force.
 const ConditionReady = "Ready"
 
+// ConditionRestorable says whether swarmsec can give the services a policy
+// isolates back what they had when the isolation ends: False names a
+// service whose record is missing, invalid or not named by its label.
+const ConditionRestorable = "Restorable"
+
+// ReasonRecorded: every service's record of what to restore is in place.
+const ReasonRecorded = "Recorded"
+
 // Reasons of the Ready condition. A reason is CamelCase and never empty.
 const (
 	ReasonConverged          = "Converged"

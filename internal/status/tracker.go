@@ -47,11 +47,14 @@ type Tracker struct {
 
 // entry is what the tracker knows of one policy.
 type entry struct {
-	policy  v1.PolicyStatus
-	audit   bool
-	since   time.Time // when this generation was first seen
-	ready   v1.Condition
-	verdict *verdict // the last pass that saw this generation; nil if none
+	policy v1.PolicyStatus
+	audit  bool
+	since  time.Time // when this generation was first seen
+	ready  v1.Condition
+	// restorable says whether swarmsec can give the policy's services back
+	// what they had when their isolation ends (nil: nothing to say).
+	restorable *v1.Condition
+	verdict    *verdict // the last pass that saw this generation; nil if none
 }
 
 // verdict is what a pass concluded about a policy.
@@ -60,6 +63,9 @@ type verdict struct {
 	reason  string
 	message string
 	pending []v1.PendingAction
+	// problems are what is wrong with the records of its services.
+	problems []string
+	reasons  []string
 }
 
 // NewTracker returns a tracker for a controller in mode. The store, when
@@ -217,6 +223,12 @@ func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
 		}
 	}
 	v := &verdict{pending: slices.Concat(failed, pending, would)}
+	for _, pr := range p.Plan.Problems {
+		if slices.Contains(e.policy.Services, pr.Service) {
+			v.problems = append(v.problems, pr.Message)
+			v.reasons = append(v.reasons, pr.Reason)
+		}
+	}
 	// Without a store the selection is unknown, so never claim it empty.
 	nothing := t.store != nil && (e.policy.Kind == v1.KindNetworkPolicy && len(e.policy.Services) == 0 ||
 		e.policy.Kind == v1.KindEncryptionPolicy && len(e.policy.Networks) == 0)
@@ -292,16 +304,29 @@ func (t *Tracker) refresh(now time.Time) {
 			e.policy.PendingActions = e.verdict.pending
 		}
 		setReady(&e.ready, st, reason, msg, e.policy.Generation, now)
+		switch {
+		case e.verdict != nil && len(e.verdict.problems) > 0:
+			if e.restorable == nil {
+				e.restorable = &v1.Condition{Type: v1.ConditionRestorable}
+			}
+			setCondition(e.restorable, v1.ConditionRestorable, v1.ConditionFalse, e.verdict.reasons[0], strings.Join(e.verdict.problems, "; "), e.policy.Generation, now)
+		case e.restorable != nil:
+			setCondition(e.restorable, v1.ConditionRestorable, v1.ConditionTrue, v1.ReasonRecorded, "every isolated service's record is in place", e.policy.Generation, now)
+		}
 	}
 }
 
 // setReady updates a condition the Kubernetes way: lastTransitionTime
 // moves only when the status does.
 func setReady(c *v1.Condition, st v1.ConditionStatus, reason, msg, gen string, now time.Time) {
+	setCondition(c, v1.ConditionReady, st, reason, msg, gen, now)
+}
+
+func setCondition(c *v1.Condition, typ string, st v1.ConditionStatus, reason, msg, gen string, now time.Time) {
 	if c.Type == "" || c.Status != st {
 		c.LastTransitionTime = now.UTC().Truncate(time.Second)
 	}
-	c.Type, c.Status, c.Reason, c.Message, c.ObservedGeneration = v1.ConditionReady, st, reason, msg, gen
+	c.Type, c.Status, c.Reason, c.Message, c.ObservedGeneration = typ, st, reason, msg, gen
 }
 
 func (t *Tracker) fileError(file string) string {
@@ -459,6 +484,9 @@ func (t *Tracker) Report() *Report {
 	for _, e := range t.policies {
 		ps := e.policy
 		ps.Conditions = []v1.Condition{e.ready}
+		if e.restorable != nil {
+			ps.Conditions = append(ps.Conditions, *e.restorable)
+		}
 		ps.Services = nonNil(slices.Clone(ps.Services))
 		ps.Networks = slices.Clone(ps.Networks)
 		ps.PendingActions = nonNil(slices.Clone(ps.PendingActions))

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/internal/manifest"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/reconcile"
@@ -355,5 +356,23 @@ func TestUnreadyWhenPassesStopSucceeding(t *testing.T) {
 	ok, checks := f.tr.Ready()
 	if ok || !slices.ContainsFunc(checks, func(c Check) bool { return c.Name == "recent-pass" && !c.OK }) {
 		t.Fatalf("ready although no pass succeeded for 2m: %+v", checks)
+	}
+}
+
+// A service whose record of what to restore is gone makes the policies
+// selecting it Restorable=False with the reason; once the record is back,
+// True again.
+func TestRestorableCondition(t *testing.T) {
+	f := newFixture(t, plan.ModeEnforce)
+	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	missing := compile.Problem{Service: "web", Reason: compile.ReasonRecordMissing, Message: "service web carries swarmsec.io/original but its record is missing"}
+	f.pass(&plan.Plan{Problems: []compile.Problem{missing}}, &plan.Result{}, nil)
+	c := f.tr.Report().Policies[0].Conditions
+	if len(c) != 2 || c[1].Type != v1.ConditionRestorable || c[1].Status != v1.ConditionFalse || c[1].Reason != compile.ReasonRecordMissing {
+		t.Fatalf("conditions %+v", c)
+	}
+	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	if c := f.tr.Report().Policies[0].Conditions; len(c) != 2 || c[1].Status != v1.ConditionTrue {
+		t.Fatalf("conditions after the record is back %+v", c)
 	}
 }
