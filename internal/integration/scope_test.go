@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 )
 
@@ -37,4 +38,21 @@ func (a scopedAPI) ServiceList(ctx context.Context, o swarm.ServiceListOptions) 
 func (a scopedAPI) NetworkList(ctx context.Context, o network.ListOptions) ([]network.Summary, error) {
 	all, err := a.API.NetworkList(ctx, o)
 	return slices.DeleteFunc(all, func(n network.Summary) bool { return !a.mine(n.Name) }), err
+}
+
+// ConfigList shows the records of the scope's services only.
+func (a scopedAPI) ConfigList(ctx context.Context, o swarm.ConfigListOptions) ([]swarm.Config, error) {
+	all, err := a.API.ConfigList(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	svcs, err := a.ServiceList(ctx, swarm.ServiceListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	mine := map[string]bool{}
+	for _, s := range svcs {
+		mine[compile.RecordName(s.ID)] = true
+	}
+	return slices.DeleteFunc(all, func(c swarm.Config) bool { return !mine[c.Spec.Name] }), nil
 }
