@@ -135,8 +135,8 @@ up() {
     wait_exit "$ctl" 30 || kill -KILL "$ctl"
   fi
   say "DOCKER_HOST=unix://$MANAGER_SOCKET \\"
-  say "  swarmsec run --manifests manifests --force --listen 127.0.0.1:$port > $WORK/controller.log 2>&1 &"
-  DOCKER_HOST=unix://$MANAGER_SOCKET setsid nohup "$BIN/swarmsec" run --manifests manifests --force --listen "127.0.0.1:$port" --log-format text \
+  say "  swarmsec run --manifests manifests --listen 127.0.0.1:$port > $WORK/controller.log 2>&1 &"
+  DOCKER_HOST=unix://$MANAGER_SOCKET setsid nohup "$BIN/swarmsec" run --manifests manifests --listen "127.0.0.1:$port" --log-format text \
     >"$WORK/controller.log" 2>&1 </dev/null &
   ctl=$!
   echo "$ctl" >"$WORK/controller.pid"

@@ -37,7 +37,7 @@ import (
 // compiler.
 //
 // The services are made once and reused: each case writes its manifests,
-// runs `swarmsec apply --wait --force` as a user would, checks, and resets
+// runs `swarmsec apply --wait` as a user would, checks, and resets
 // by applying an empty manifest directory, which must give every service
 // back the networks and ports it had.
 
@@ -655,12 +655,12 @@ func writeManifest(t *testing.T, dir string, p policy) {
 	t.Logf("%s:\n%s", filepath.Base(path), b)
 }
 
-// apply runs `swarmsec apply --wait --force` on dir and checks that
+// apply runs `swarmsec apply --wait` on dir and checks that
 // `swarmsec plan` finds nothing left to do.
 func (tt *truthTable) apply(ctx context.Context, t *testing.T, dir string) {
 	t.Helper()
 	start := time.Now()
-	args := []string{"apply", "--manifests", dir, "--wait", "--force"}
+	args := []string{"apply", "--manifests", dir, "--wait"}
 	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
 		// Deleting every policy is what the user means here.
 		args = append(args, "--allow-empty")
@@ -1020,7 +1020,7 @@ type controller struct {
 	err  error
 }
 
-// startController runs `swarmsec run --manifests dir --force` against the
+// startController runs `swarmsec run --manifests dir` against the
 // manager, with no periodic resync during the test (only manifest changes
 // and Docker events set a pass off), waits until /readyz answers, and
 // stops it with SIGTERM when the test ends.
@@ -1041,7 +1041,7 @@ func startController(ctx context.Context, t *testing.T, dir string) *controller 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl.cmd = exec.Command(bin, "run", "--manifests", dir, "--force", "--resync", "10m", "--listen", listen, "--log-format", "text")
+	ctl.cmd = exec.Command(bin, "run", "--manifests", dir, "--resync", "10m", "--listen", listen, "--log-format", "text")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DOCKER_") {
 			ctl.cmd.Env = append(ctl.cmd.Env, kv)

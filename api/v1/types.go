@@ -53,6 +53,11 @@ const (
 	LabelMigration = "swarmsec.io/migration"
 )
 
+// AnnotationApproveBroadSelector, set to "true" on a NetworkPolicy, lets a
+// policy whose selector newly isolates many services at once through the
+// safety limits: approval lives in the manifest, where a review sees it.
+const AnnotationApproveBroadSelector = "swarmsec.io/approve-broad-selector"
+
 // Bookkeeping reports whether a label is one swarmsec itself writes on the
 // objects it manages. Selecting on one would make a service flip between
 // isolated and restored as swarmsec writes it, so selectors may not.

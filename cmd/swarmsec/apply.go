@@ -28,6 +28,7 @@ func newApplyCmd(g *globalOptions) *cobra.Command {
 		wait        bool
 		waitTimeout time.Duration
 		allowEmpty  bool
+		maxWaves    int
 	)
 	cmd := &cobra.Command{
 		Use:   "apply",
@@ -53,11 +54,15 @@ what remains. With --wait it also waits for the last rolling updates.`,
 			defer done()
 			ctx, cancel := context.WithTimeout(cmd.Context(), waitTimeout)
 			defer cancel()
-			return runApply(ctx, cmd.OutOrStdout(), r, wait)
+			if err := refuseHeld(ctx, cmd.ErrOrStderr(), r); err != nil {
+				return err
+			}
+			return runApply(ctx, cmd.OutOrStdout(), r, wait, maxWaves)
 		},
 	}
 	mf.add(cmd)
-	lf.add(cmd)
+	lf.add(cmd, true)
+	cmd.Flags().IntVar(&maxWaves, "max-waves", 0, "stop after this many passes that write (0: until the cluster matches)")
 	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "apply an empty manifest directory: end every isolation swarmsec made")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the services' rolling updates to finish")
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 10*time.Minute, "how long apply may take to converge (and --wait to wait)")
@@ -81,11 +86,32 @@ func refuseEmpty(cmd *cobra.Command, dir string, allow bool) error {
 	return nil
 }
 
-// runApply drives passes until one leaves nothing to do.
-func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLast bool) error {
+// refuseHeld stops an apply whose manifests hold a policy the safety limits
+// keep out of force, before anything is written: the user asked for all of
+// it. --force is the one-shot way past; the annotation the lasting one.
+func refuseHeld(ctx context.Context, w io.Writer, r *reconcile.Reconciler) error {
+	p, err := r.Plan(ctx)
+	if err != nil {
+		return err
+	}
+	if len(p.Held) == 0 && len(p.Holds) == 0 || r.Limits.Force {
+		return nil
+	}
+	for _, h := range p.Held {
+		fmt.Fprintln(w, "held: "+h.Message)
+	}
+	for _, h := range p.Holds {
+		fmt.Fprintln(w, "held: "+h)
+	}
+	return fmt.Errorf("%w: %s; nothing was written (--force goes ahead this once)", plan.ErrHeld, plural(len(p.Held)+len(p.Holds), "hold"))
+}
+
+// runApply drives passes until one leaves nothing to do, or maxWaves
+// passes that wrote (0: no bound).
+func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLast bool, maxWaves int) error {
 	var (
-		writes  int
-		updated []string // services updated by the last pass
+		writes, waves int
+		updated       []string // services updated by the last pass
 	)
 	for pass := 1; ; pass++ {
 		_, res, err := r.Reconcile(ctx)
@@ -114,10 +140,14 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		}
 		if n := res.Writes(); n > 0 {
 			writes += n
+			waves++
 			fmt.Fprintf(w, "Pass %d: %d changes written (%d services updated).\n", pass, n, len(updated))
 		}
 		if res.RequeueAfter <= 0 {
 			break
+		}
+		if maxWaves > 0 && waves >= maxWaves {
+			return fmt.Errorf("stopped after %d passes that wrote (--max-waves) with work left: %s", waves, strings.Join(append(res.Waiting, pending(res)...), "; "))
 		}
 		// A wave's rolling updates finish before the next wave starts,
 		// as Swarm's own update_config does between batches of tasks.
@@ -140,6 +170,17 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		fmt.Fprintf(w, "%d services finished their rolling updates.\n", len(updated))
 	}
 	return nil
+}
+
+// pending describes the actions a pass left for later.
+func pending(res *reconcile.Result) []string {
+	var out []string
+	for _, ar := range res.Results {
+		if ar.Outcome == plan.OutcomePending {
+			out = append(out, fmt.Sprintf("%s %s", ar.Action.Kind, ar.Action.Name))
+		}
+	}
+	return out
 }
 
 // waitConverged polls until every service's rolling update has finished and

@@ -56,14 +56,14 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 			if err != nil {
 				return err
 			}
-			if len(p.Pending()) > 0 {
+			if len(p.Pending()) > 0 || len(p.Held) > 0 {
 				return exitError{exitCodeChanges}
 			}
 			return nil
 		},
 	}
 	mf.add(cmd)
-	lf.add(cmd)
+	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -134,6 +134,12 @@ func printPlanTable(w io.Writer, p *plan.Plan) {
 		fmt.Fprintln(w, ".")
 		if counts[plan.ActionUpdateService] > 0 {
 			fmt.Fprintln(w, "Each service update replaces the service's tasks (a rolling update).")
+		}
+	}
+	if len(p.Held) > 0 {
+		fmt.Fprintln(w, "\nHeld policies (not in force; the plan above leaves them out):")
+		for _, h := range p.Held {
+			fmt.Fprintln(w, "  - "+h.Message)
 		}
 	}
 	if len(p.Holds) > 0 {

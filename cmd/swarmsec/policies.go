@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/docker/docker/client"
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -51,14 +52,18 @@ type limitFlags struct {
 	limits plan.Limits
 }
 
-func (l *limitFlags) add(cmd *cobra.Command) {
+func (l *limitFlags) add(cmd *cobra.Command, force bool) {
 	l.limits = plan.DefaultLimits
 	cmd.Flags().IntVar(&l.limits.MaxServiceUpdates, "max-service-updates", l.limits.MaxServiceUpdates,
 		"most service updates (each a rolling update) in one pass; the rest wait for the next pass (0: no cap)")
 	cmd.Flags().Float64Var(&l.limits.MaxIsolateShare, "max-isolate-share", l.limits.MaxIsolateShare,
-		"largest share of all services one pass may newly isolate without --force (0: no limit)")
-	cmd.Flags().BoolVar(&l.limits.Force, "force", false,
-		"go ahead with a pass the safety limits hold (one that isolates many services or detaches a whole stack)")
+		"largest share of all services one policy may newly isolate at once before it is held (0: no limit)")
+	cmd.Flags().IntVar(&l.limits.BroadMin, "broad-selector-min", l.limits.BroadMin,
+		"how many services one policy may always newly isolate at once, whatever the share")
+	if force {
+		cmd.Flags().BoolVar(&l.limits.Force, "force", false,
+			"this once, go ahead with what the safety limits hold (a policy isolating many services at once, a stack detached from every network); to approve one policy for good, annotate it "+v1.AnnotationApproveBroadSelector+`: "true"`)
+	}
 }
 
 // connect opens the Docker API named by DOCKER_HOST and checks it is a

@@ -59,7 +59,7 @@ swarmsec_audit_actions, a log line per would-be change) and writes nothing.`,
 		},
 	}
 	o.mf.add(cmd)
-	o.lf.add(cmd)
+	o.lf.add(cmd, false)
 	cmd.Flags().DurationVar(&o.resync, "resync", 30*time.Second, "period of full passes without any trigger")
 	cmd.Flags().BoolVar(&o.allowEmpty, "allow-empty", false, "act on an empty or unreadable manifest directory (removes every policy) instead of keeping the last good set")
 	cmd.Flags().StringVar(&o.mode, "mode", string(reconcile.ModeEnforce), "enforce: write changes; audit: report what would change and write nothing")

@@ -5,16 +5,22 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/compile"
+	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/status"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/internal/watch"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -141,3 +147,70 @@ func jsonString(t *testing.T, v any) string {
 	return string(b)
 }
 
+// TestBroadSelectorHeldOnRealSwarm: `serviceSelector: {}` merged by
+// mistake in a cluster of 30 services is held (reason Held, with the
+// numbers and the annotation to add), while a precise policy goes through;
+// with the approval annotation it isolates them all.
+func TestBroadSelectorHeldOnRealSwarm(t *testing.T) {
+	ctx := context.Background()
+	cli := engine(ctx, t)
+	a := &app{stack: "br" + swarmtest.RunID()[:6]}
+	a.net = a.stack + "_default"
+	removeManagedNetworks(ctx, t, cli, a.stack)
+	swarmtest.CreateNetwork(ctx, t, cli, a.net, swarmtest.WithNetworkLabels(map[string]string{v1.LabelStackNamespace: a.stack}))
+	for i := range 30 {
+		short := fmt.Sprintf("s%02d", i)
+		swarmtest.CreateService(ctx, t, cli, swarmtest.WithName(a.svc(short)), swarmtest.WithReplicas(0),
+			swarmtest.WithServiceLabels(map[string]string{v1.LabelStackNamespace: a.stack, "app": short}),
+			swarmtest.WithNetwork(a.net, short))
+		a.services = append(a.services, a.svc(short))
+	}
+	removeRecords(ctx, t, cli, a)
+	everything := policy(a.stack+"-all", v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{}})
+	precise := policy(a.stack+"-one", v1.NetworkPolicySpec{ServiceSelector: *labels(v1.LabelService, a.svc("s00"))})
+	r := newReconciler(cli, t, a, everything, precise)
+	tracker := status.NewTracker(r.Mode, r.Store)
+	tracker.ObserveSnapshot(watch.Snapshot{Objects: []manifest.Object{*everything, *precise}})
+	p, res, err := r.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracker.ObservePass(plan.Pass{Start: time.Now(), Plan: p, Result: &res.Result})
+	if len(p.Held) != 1 || p.Held[0].Name != everything.Name || p.Held[0].Isolates != 30 {
+		t.Fatalf("held %+v", p.Held)
+	}
+	var held *v1.PolicyStatus
+	for _, ps := range tracker.Report().Policies {
+		if ps.Name == everything.Name {
+			held = &ps
+		}
+	}
+	if c := held.Ready(); c == nil || c.Reason != v1.ReasonHeld || !strings.Contains(c.Message, v1.AnnotationApproveBroadSelector) || !strings.Contains(c.Message, "30 of 30") {
+		t.Errorf("held policy's condition %+v", c)
+	}
+	if _, nets := serviceNetworks(ctx, t, cli, a.svc("s05")); !slices.Equal(nets, []string{a.net}) {
+		t.Errorf("s05 is on %v while its only policy is held", nets)
+	}
+
+	approved := *everything
+	np := *approved.Network
+	np.Metadata.Annotations = map[string]string{v1.AnnotationApproveBroadSelector: "true"}
+	approved.Network = &np
+	if err := r.SetPolicies([]*state.Policy{&approved, precise}); err != nil {
+		t.Fatal(err)
+	}
+	r.Limits.MaxServiceUpdates = 0
+	p, _, err = r.Converge(ctx, nil)
+	if err != nil || len(p.Held) != 0 {
+		t.Fatalf("approved: %v, held %+v", err, p.Held)
+	}
+	for _, s := range a.services {
+		if _, nets := serviceNetworks(ctx, t, cli, s); slices.Contains(nets, a.net) {
+			t.Errorf("%s still on %s once the policy was approved", s, a.net)
+		}
+	}
+	_ = r.SetPolicies(nil)
+	if _, _, err := r.Converge(ctx, nil); err != nil {
+		t.Errorf("restore: %v", err)
+	}
+}

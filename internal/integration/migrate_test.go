@@ -415,7 +415,7 @@ func TestMigrateThenRestoreOnRealSwarm(t *testing.T) {
 		ServiceSelector: *labels(v1.LabelStackNamespace, s.name, "app", "s0"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{{ServiceSelector: labels(v1.LabelService, s.svc("s1"))}}}},
 	})
-	r, calls := migReconciler(t, cli, plan.Limits{Force: true}, []*migStack{s}, isolate)
+	r, calls := migReconciler(t, cli, plan.DefaultLimits, []*migStack{s}, isolate)
 	if _, _, err := r.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}

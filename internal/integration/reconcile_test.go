@@ -122,7 +122,7 @@ func newReconciler(cli *client.Client, t *testing.T, a *app, policies ...*state.
 	r := &reconcile.Reconciler{
 		Docker: scopedAPI{API: cli, stacks: []string{a.stack}}, Store: state.New(), Mode: reconcile.ModeEnforce,
 		Log:          slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-		Limits:       plan.Limits{Force: true},
+		Limits:       plan.DefaultLimits,
 		PendingDelay: time.Second,
 	}
 	if err := r.SetPolicies(policies); err != nil {

@@ -1,12 +1,13 @@
 package plan
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -16,15 +17,75 @@ type Limits struct {
 	// MaxServiceUpdates caps the service updates of one pass; the rest wait
 	// for the next pass. 0 means no cap.
 	MaxServiceUpdates int
-	// MaxIsolateShare is the largest share (0..1] of all services one pass
-	// may newly isolate without Force. 0 means no limit.
+	// MaxIsolateShare is the largest share (0..1] of all services that one
+	// policy may newly isolate at once, unless it is approved (or Force)
+	// or isolates no more than BroadMin. 0 means no limit.
 	MaxIsolateShare float64
-	// Force lets a held pass go ahead.
+	// BroadMin is how many services a policy may always newly isolate:
+	// holding a precise policy over a small cluster would catch intent,
+	// not a mistake.
+	BroadMin int
+	// Force lets every held policy and pass go ahead (apply --force: one
+	// command, never a controller's lifetime).
 	Force bool
 }
 
 // DefaultLimits are the limits of the CLI unless flags say otherwise.
-var DefaultLimits = Limits{MaxServiceUpdates: 20, MaxIsolateShare: 0.5}
+var DefaultLimits = Limits{MaxServiceUpdates: 20, MaxIsolateShare: 0.5, BroadMin: 10}
+
+// HeldPolicy is a policy the safety limits keep out of force: its selector
+// newly isolates more services at once than a precise policy would, which
+// looks like a mistake (`serviceSelector: {}` merged by accident).
+type HeldPolicy struct {
+	Name string `json:"name"`
+	// Isolates of Services are newly isolated by it.
+	Isolates int    `json:"isolates"`
+	Services int    `json:"services"`
+	Message  string `json:"message"`
+}
+
+// BroadPolicies are the enforce-mode NetworkPolicies the limits hold: each
+// newly isolates more than MaxIsolateShare of all services and more than
+// BroadMin, and carries no approval annotation. desired is the topology
+// compiled with every enforced policy; a service is newly isolated when it
+// is isolated there and not by swarmsec yet.
+func BroadPolicies(tx state.ReadTx, desired *compile.Desired, limits Limits) ([]HeldPolicy, error) {
+	if limits.Force || limits.MaxIsolateShare <= 0 {
+		return nil, nil
+	}
+	services, err := state.FindServices(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	newly := map[string]int{}
+	for _, s := range services {
+		ds := desired.Services[s.ID]
+		if ds == nil || !ds.Isolated {
+			continue
+		}
+		if _, isolated := s.Labels[v1.LabelOriginal]; isolated {
+			continue
+		}
+		for _, p := range ds.Policies {
+			newly[p]++
+		}
+	}
+	var out []HeldPolicy
+	for _, name := range slices.Sorted(maps.Keys(newly)) {
+		n := newly[name]
+		if n <= limits.BroadMin || float64(n) <= limits.MaxIsolateShare*float64(len(services)) {
+			continue
+		}
+		p := state.GetPolicy(tx, name)
+		if p == nil || p.Network == nil || p.Network.Metadata.Annotations[v1.AnnotationApproveBroadSelector] == "true" {
+			continue
+		}
+		out = append(out, HeldPolicy{Name: name, Isolates: n, Services: len(services), Message: fmt.Sprintf(
+			"policy %s newly isolates %d of %d services at once (%.0f%%, limit %.0f%% and %d): held as a likely mistake; if it is meant, add the annotation %s: \"true\" to its metadata",
+			name, n, len(services), 100*float64(n)/float64(len(services)), 100*limits.MaxIsolateShare, limits.BroadMin, v1.AnnotationApproveBroadSelector)})
+	}
+	return out, nil
+}
 
 // ErrHeld is returned by a pass that the safety limits stopped.
 var ErrHeld = errors.New("held by the safety limits")
@@ -36,68 +97,76 @@ var ErrHeld = errors.New("held by the safety limits")
 var ErrBlocked = errors.New("migration blocked")
 
 // Holds lists the reasons a plan is too dangerous to apply without Force:
-// it detaches every service of a stack from all its networks, or isolates
-// more than the allowed share of all services at once. It fails closed: a
-// store it cannot read holds the plan.
+// it detaches every service of a stack from all its networks without a
+// policy isolating them (a stack-wide default-deny policy explains it and
+// is not held). It fails closed: a store it cannot read holds the plan.
 func Holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
 	var out []string
 	services, err := state.FindServices(tx, state.All())
 	if err != nil {
 		return []string{fmt.Sprintf("the safety limits cannot be checked: %v", err)}
 	}
-	if len(services) == 0 {
-		return nil
+	nets, err := LoadNetworks(tx)
+	if err != nil {
+		return []string{fmt.Sprintf("the safety limits cannot be checked: %v", err)}
 	}
 	updates := map[string]*Action{}
-	newlyIsolated := 0
 	for i := range plan.Actions {
 		a := &plan.Actions[i]
 		if a.Kind != ActionUpdateService || a.Audit {
 			continue
 		}
+		if ds := plan.Desired.Services[a.ID]; ds != nil && ds.Isolated {
+			continue // explained: a policy isolates it
+		}
 		updates[a.ID] = a
-		if a.Service.Isolates {
-			newlyIsolated++
-		}
 	}
-	if limits.MaxIsolateShare > 0 {
-		share := float64(newlyIsolated) / float64(len(services))
-		if share > limits.MaxIsolateShare {
-			out = append(out, fmt.Sprintf("the pass isolates %d of %d services at once (%.0f%%, limit %.0f%%)",
-				newlyIsolated, len(services), share*100, limits.MaxIsolateShare*100))
-		}
-	}
-
 	stacks := map[string][]*state.Service{}
 	for _, s := range services {
 		if ns := s.Labels[v1.LabelStackNamespace]; ns != "" {
 			stacks[ns] = append(stacks[ns], s)
 		}
 	}
-	names := make([]string, 0, len(stacks))
-	for ns := range stacks {
-		names = append(names, ns)
-	}
-	slices.SortFunc(names, cmp.Compare)
-	for _, ns := range names {
-		if detachesAll(stacks[ns], updates) {
-			out = append(out, fmt.Sprintf("the pass detaches every service of stack %s from all the networks it has now", ns))
+	for _, ns := range slices.Sorted(maps.Keys(stacks)) {
+		if detachesAll(stacks[ns], updates, nets) {
+			out = append(out, fmt.Sprintf("the pass detaches every service of stack %s from all the networks it has now, and no policy isolates them", ns))
 		}
 	}
 	return out
 }
 
 // detachesAll reports whether every service of a stack that has networks
-// loses all of them in the pass.
-func detachesAll(services []*state.Service, updates map[string]*Action) bool {
+// of its own (not swarmsec's) loses all of them in the pass.
+func detachesAll(services []*state.Service, updates map[string]*Action, nets *Networks) bool {
 	withNetworks := 0
 	for _, s := range services {
-		if len(s.Networks) == 0 {
+		own := map[string]bool{}
+		for _, a := range s.Networks {
+			if n := nets.Resolve(a.Target); n == nil || !compile.Trusted(n) {
+				name := a.Target
+				if n != nil {
+					name = n.Name
+				}
+				own[name] = true
+			}
+		}
+		if len(own) == 0 {
 			continue
 		}
 		withNetworks++
 		a, ok := updates[s.ID]
-		if !ok || len(a.Service.Detach) < len(s.Networks) {
+		if !ok {
+			return false
+		}
+		for _, d := range a.Service.Detach {
+			delete(own, d)
+		}
+		for _, at := range a.Service.Attach {
+			if own[at] {
+				return false
+			}
+		}
+		if len(own) > 0 {
 			return false
 		}
 	}

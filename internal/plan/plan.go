@@ -156,6 +156,8 @@ type Plan struct {
 	Notes []string `json:"notes,omitempty"`
 	// Problems are what is wrong with the records of what to restore.
 	Problems []compile.Problem `json:"problems,omitempty"`
+	// Held are the policies the safety limits keep out of force.
+	Held []HeldPolicy `json:"held,omitempty"`
 	// Holds are the reasons the safety limits stop this plan unless forced.
 	Holds   []string         `json:"holds,omitempty"`
 	Desired *compile.Desired `json:"-"`

@@ -15,8 +15,9 @@ func Enforced(p *state.Policy) bool { return p.Enforcement() == v1.EnforcementEn
 // Policies plans the NetworkPolicy part of a pass. With audit set nothing
 // is enforced: every action is what all policies would change, marked
 // Audit. Otherwise the plan holds what enforce-mode policies ask for, plus,
-// marked Audit, what audit-mode policies would add.
-func Policies(tx state.ReadTx, audit bool) (*Plan, error) {
+// marked Audit, what audit-mode policies would add; a policy the limits
+// hold (see BroadPolicies) is left out and listed in Held.
+func Policies(tx state.ReadTx, audit bool, limits Limits) (*Plan, error) {
 	if audit {
 		p, err := forPolicies(tx, nil)
 		if err != nil {
@@ -27,11 +28,28 @@ func Policies(tx state.ReadTx, audit bool) (*Plan, error) {
 		}
 		return p, nil
 	}
-	p, err := forPolicies(tx, Enforced)
+	desired, err := compile.Compile(tx, Enforced)
 	if err != nil {
 		return nil, err
 	}
-	return p, addAuditActions(tx, p)
+	held, err := BroadPolicies(tx, desired, limits)
+	if err != nil {
+		return nil, err
+	}
+	notHeld := func(p *state.Policy) bool {
+		return !slices.ContainsFunc(held, func(h HeldPolicy) bool { return h.Name == p.Name })
+	}
+	if len(held) > 0 {
+		if desired, err = compile.Compile(tx, func(p *state.Policy) bool { return Enforced(p) && notHeld(p) }); err != nil {
+			return nil, err
+		}
+	}
+	p, err := Diff(tx, desired)
+	if err != nil {
+		return nil, err
+	}
+	p.Held = held
+	return p, addAuditActions(tx, p, notHeld)
 }
 
 func forPolicies(tx state.ReadTx, include func(*state.Policy) bool) (*Plan, error) {
@@ -44,7 +62,7 @@ func forPolicies(tx state.ReadTx, include func(*state.Policy) bool) (*Plan, erro
 
 // addAuditActions adds, marked Audit, the actions that audit-mode policies
 // would add to plan. Without such policies it costs nothing.
-func addAuditActions(tx state.ReadTx, plan *Plan) error {
+func addAuditActions(tx state.ReadTx, plan *Plan, include func(*state.Policy) bool) error {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
 	if err != nil {
 		return err
@@ -52,7 +70,7 @@ func addAuditActions(tx state.ReadTx, plan *Plan) error {
 	if !slices.ContainsFunc(policies, func(p *state.Policy) bool { return !Enforced(p) }) {
 		return nil
 	}
-	full, err := forPolicies(tx, nil)
+	full, err := forPolicies(tx, include)
 	if err != nil {
 		return err
 	}

@@ -112,7 +112,7 @@ func (r *Reconciler) PlanObserved() (*plan.Plan, migrate.Report, error) {
 		err error
 	)
 	r.Store.View(func(tx state.ReadTx) {
-		if p, err = plan.Policies(tx, r.Mode == ModeAudit); err != nil {
+		if p, err = plan.Policies(tx, r.Mode == ModeAudit, r.Limits); err != nil {
 			return
 		}
 		if rep, err = migrate.Plan(tx, p, r.Mode == ModeAudit, r.Limits.MaxServiceUpdates); err != nil {

@@ -223,6 +223,10 @@ func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
 		}
 	}
 	v := &verdict{pending: slices.Concat(failed, pending, would)}
+	if i := slices.IndexFunc(p.Plan.Held, func(h plan.HeldPolicy) bool { return h.Name == e.policy.Name }); i >= 0 {
+		v.status, v.reason, v.message = v1.ConditionFalse, v1.ReasonHeld, p.Plan.Held[i].Message
+		return v
+	}
 	for _, pr := range p.Plan.Problems {
 		if slices.Contains(e.policy.Services, pr.Service) {
 			v.problems = append(v.problems, pr.Message)
