@@ -101,6 +101,9 @@ func printStatusTable(w io.Writer, r *status.Report, now time.Time) error {
 	if p := r.LastPass; p != nil && p.Error != "" {
 		fmt.Fprintf(w, "Last pass failed: %s\n", p.Error)
 	}
+	if p := r.LastPass; p != nil && p.RemainingUpdates > 0 {
+		fmt.Fprintf(w, "Service updates remaining: %d (the next passes make them, at most --max-service-updates each)\n", p.RemainingUpdates)
+	}
 	if r.Held != "" {
 		fmt.Fprintf(w, "Manifests held: %s\n", r.Held)
 	}

@@ -51,9 +51,14 @@ type PassSummary struct {
 	Error           string    `json:"error,omitempty"`
 	// Planned counts the actions the pass planned to write; Applied those
 	// it wrote; Audit those it only reported.
-	Planned int      `json:"planned"`
-	Applied int      `json:"applied"`
-	Audit   int      `json:"audit"`
-	Holds   []string `json:"holds,omitempty"`
-	Notes   []string `json:"notes,omitempty"`
+	Planned int `json:"planned"`
+	Applied int `json:"applied"`
+	Audit   int `json:"audit"`
+	// RemainingUpdates counts the service updates the pass left for the
+	// next ones (the --max-service-updates cap, a wait).
+	RemainingUpdates int      `json:"remainingUpdates"`
+	Holds            []string `json:"holds,omitempty"`
+	// Held names the policies the safety limits keep out of force.
+	Held  []string `json:"held,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }

@@ -517,7 +517,16 @@ func summarizePass(p *plan.Pass) *PassSummary {
 			switch ar.Outcome {
 			case plan.OutcomeCreated, plan.OutcomeConfigured, plan.OutcomeDeleted:
 				s.Applied++
+			case plan.OutcomePending:
+				if ar.Action.Kind == plan.ActionUpdateService {
+					s.RemainingUpdates++
+				}
 			}
+		}
+	}
+	if p.Plan != nil {
+		for _, h := range p.Plan.Held {
+			s.Held = append(s.Held, h.Name)
 		}
 	}
 	return s
