@@ -376,3 +376,14 @@ func TestRestorableCondition(t *testing.T) {
 		t.Fatalf("conditions after the record is back %+v", c)
 	}
 }
+
+// The controller says how many service updates its cap left for later.
+func TestRemainingUpdates(t *testing.T) {
+	f := newFixture(t, plan.ModeEnforce)
+	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	capped := update("web", "web", "attach swarmsec-web")
+	f.pass(&plan.Plan{Actions: []plan.Action{capped}}, &plan.Result{Results: []plan.ActionResult{applied(capped, plan.OutcomePending, nil)}}, nil)
+	if got := f.tr.Report().LastPass.RemainingUpdates; got != 1 {
+		t.Errorf("remaining updates %d, want 1", got)
+	}
+}
