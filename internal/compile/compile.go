@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -108,8 +109,21 @@ type compiler struct {
 	// declared records, per edge, the directions a rule allowed; used to
 	// explain that overlay networks are symmetric.
 	declared map[uint64]uint8
-	out      *Desired
+	// groups are the policy networks by member set, before they are named.
+	groups map[string]*group
+	out    *Desired
 }
+
+// group is one set of services that may all talk to each other and that
+// some policy needs connected: one network, however many policies ask.
+type group struct {
+	members []int
+	// candidates are the names the policies asking for it would give it,
+	// with their owners.
+	candidates []candidate
+}
+
+type candidate struct{ name, owner string }
 
 // Compile computes the desired topology from the policies and services in
 // tx. Only policies for which include returns true count (enforced ones when
@@ -197,10 +211,15 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 			}
 		}
 	}
+	c.groups = map[string]*group{}
 	for _, cp := range ps {
 		c.policyNetworks(cp.p, cp.selected, cp.peers)
 	}
-	c.serviceNetworks(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
+	gateway := c.isolatedServices(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
+	if err := c.policyGroups(gateway); err != nil {
+		return nil, err
+	}
+	c.serviceNetworks(gateway)
 	c.explainDirections()
 	if err := c.avoidForeignNames(tx); err != nil {
 		return nil, err
@@ -333,7 +352,7 @@ func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int) {
 	slices.Sort(union)
 	union = slices.Compact(union)
 	if c.clique(union) {
-		c.addNetwork(p.Name, v1.PurposePolicy, policyNetworkName(p.Name), true, union)
+		c.group(p.Name, policyNetworkName(p.Name), union)
 		return
 	}
 	// Stars: {a} ∪ peers for each selected a works when peers may all talk
@@ -356,7 +375,7 @@ func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int) {
 			if lo > hi {
 				lo, hi = hi, lo
 			}
-			c.addNetwork(p.Name, v1.PurposePolicy, policyNetworkName(p.Name, lo, hi), true, []int{a, b})
+			c.group(p.Name, policyNetworkName(p.Name, lo, hi), []int{a, b})
 		}
 	}
 }
@@ -373,7 +392,7 @@ func (c *compiler) stars(p *state.Policy, centres, others []int) {
 			continue
 		}
 		slices.Sort(members)
-		c.addNetwork(p.Name, v1.PurposePolicy, policyNetworkName(p.Name, c.services[x].Name), true, members)
+		c.group(p.Name, policyNetworkName(p.Name, c.services[x].Name), members)
 	}
 }
 
@@ -405,10 +424,59 @@ func (c *compiler) desiredService(i int) *DesiredService {
 	return ds
 }
 
-// serviceNetworks settles what each isolated service needs beyond its
-// peers: its published ports, and a gateway when it keeps outside access or
-// publishes a port (a task on internal networks only has neither).
-func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
+// group records that a policy needs members connected, under the name it
+// would give the network.
+func (c *compiler) group(owner, name string, members []int) {
+	members = slices.Sorted(slices.Values(members))
+	key := fmt.Sprint(members)
+	g := c.groups[key]
+	if g == nil {
+		g = &group{members: members}
+		c.groups[key] = g
+	}
+	g.candidates = append(g.candidates, candidate{name: name, owner: owner})
+}
+
+// policyGroups turns each group into one network. It keeps the name of a
+// managed network that exists already (no rename, no rolling update), else
+// takes the plainest: a policy's own network before a star, before a pair.
+// The network is internal when a member may not reach outside; otherwise
+// it is the gateway of its members too, and they need no network of their
+// own for that.
+func (c *compiler) policyGroups(gateway []bool) error {
+	keys := slices.Sorted(maps.Keys(c.groups))
+	for _, key := range keys {
+		g := c.groups[key]
+		internal := slices.ContainsFunc(g.members, func(i int) bool { return c.isolated[i] && !gateway[i] })
+		slices.SortFunc(g.candidates, func(a, b candidate) int {
+			return cmp.Or(cmp.Compare(strings.Count(a.name, nameSeparator), strings.Count(b.name, nameSeparator)), cmp.Compare(a.name, b.name))
+		})
+		pick := g.candidates[0]
+		for _, cand := range g.candidates {
+			ns, err := state.FindNetworks(c.tx, state.ByName(cand.name))
+			if err != nil {
+				return err
+			}
+			if i := slices.IndexFunc(ns, func(n *state.Network) bool {
+				// An internal network serves where an open one could:
+				// keep it rather than roll its members.
+				return Trusted(n) && n.Labels[v1.LabelPurpose] == v1.PurposePolicy && n.Labels[v1.LabelOwner] == cand.owner && (n.Internal || !internal)
+			}); i >= 0 {
+				pick, internal = cand, ns[i].Internal
+				break
+			}
+		}
+		c.addNetwork(pick.owner, v1.PurposePolicy, pick.name, internal, g.members)
+	}
+	return nil
+}
+
+// isolatedServices settles what each isolated service keeps: its policies,
+// published ports and outside access. It returns, by position, which need a
+// gateway: those that keep outside access or publish a port (a task on
+// internal networks only has neither).
+func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
+	gateway := make([]bool, len(c.services))
 	for i, s := range c.services {
 		if !c.isolated[i] {
 			continue
@@ -445,17 +513,32 @@ func (c *compiler) serviceNetworks(policies map[string]*state.Policy) {
 				}
 			}
 		}
+		if !ds.Outside && publishes {
+			c.out.Notes = append(c.out.Notes, fmt.Sprintf(
+				"%s publishes a port, which needs a gateway, so it keeps outside access although policy egress rules deny it", s.Name))
+		}
+		gateway[i] = ds.Outside || publishes
+	}
+	return gateway
+}
+
+// serviceNetworks gives each isolated service what its policy networks do
+// not: a gateway network of its own when it needs one and none of its
+// networks is open, and a network of its own when it has none at all (off
+// the default bridge).
+func (c *compiler) serviceNetworks(gateway []bool) {
+	for i, s := range c.services {
+		if !c.isolated[i] {
+			continue
+		}
+		ds := c.desiredService(i)
+		open := slices.ContainsFunc(ds.Networks, func(n string) bool { return !c.out.Networks[n].Internal })
 		switch {
-		case ds.Outside || publishes:
-			if !ds.Outside {
-				c.out.Notes = append(c.out.Notes, fmt.Sprintf(
-					"%s publishes a port, which needs a gateway, so it keeps outside access although policy egress rules deny it", s.Name))
-			}
+		case gateway[i] && !open:
 			c.addNetwork("", v1.PurposeEgress, serviceNetworkName(s.Name, suffixEgress), false, []int{i})
 		case len(ds.Networks) == 0:
 			c.addNetwork("", v1.PurposeIsolated, serviceNetworkName(s.Name, suffixIsolated), true, []int{i})
 		}
-		slices.Sort(ds.Networks)
 	}
 	for _, ds := range c.out.Services {
 		slices.Sort(ds.Networks)

@@ -255,6 +255,22 @@ func TestCompileInvariants(t *testing.T) {
 			if isolated[a.Name] && (ds == nil || len(ds.Networks) == 0) {
 				t.Fatalf("seed %d: isolated %s has no network of its own", seed, a.Name)
 			}
+			// Outside access: an open (non-internal) network is a gateway.
+			if isolated[a.Name] {
+				open := slices.ContainsFunc(ds.Networks, func(n string) bool { return !d.Networks[n].Internal })
+				if open != ds.Outside {
+					t.Fatalf("seed %d: %s has outside access %v but is on an open network: %v", seed, a.Name, ds.Outside, open)
+				}
+			}
+		}
+		// No two managed networks with the same members.
+		seen := map[string]string{}
+		for _, n := range d.Networks {
+			key := fmt.Sprint(n.Members)
+			if other, dup := seen[key]; dup {
+				t.Fatalf("seed %d: %s and %s have the same members %v", seed, n.Name, other, n.Members)
+			}
+			seen[key] = n.Name
 		}
 	}
 }

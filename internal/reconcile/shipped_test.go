@@ -73,6 +73,24 @@ func TestShippedManifestsOnTheDemoShop(t *testing.T) {
 	if !encrypted {
 		t.Error("shop_default was not replaced by an encrypted network")
 	}
+	// One network per edge: shop_api is on three, however many policies
+	// name each edge.
+	svcs, _ := f.ServiceList(context.Background(), swarm.ServiceListOptions{})
+	managed := 0
+	for _, n := range nets {
+		if n.Labels[v1.LabelManaged] == "true" {
+			managed++
+		}
+	}
+	for _, s := range svcs {
+		t.Logf("%s: %v", s.Spec.Name, networkNames(t, f, s))
+		if s.Spec.Name == "shop_api" {
+			if got := networkNames(t, f, s); len(got) != 3 {
+				t.Errorf("shop_api on %v, want three networks for its three edges", got)
+			}
+		}
+	}
+	t.Logf("%d managed networks", managed)
 	f.ResetCalls()
 	if _, _, err := r.Reconcile(context.Background()); err != nil || f.WriteCalls() != 0 {
 		t.Errorf("next pass: %v, %d writes", err, f.WriteCalls())
