@@ -238,7 +238,7 @@ func (p *pass) updateService(ctx context.Context, st plan.Step) stepResult {
 		switch {
 		case ierr != nil:
 			return ierr
-		case plan.OwnedOf(fresh.Spec) != ch.Owned:
+		case !plan.OwnedOf(fresh.Spec).Equal(ch.Owned):
 			return errChanged
 		}
 		spec, version = fresh.Spec, fresh.Version.Index

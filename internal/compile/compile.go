@@ -68,6 +68,9 @@ type Desired struct {
 	// Notes explain choices and limits to the operator (shown by plan).
 	Notes []string
 
+	// Records are the record configs the compile read.
+	Records Records
+
 	// The allowed relation, by service ID (see Allowed).
 	index    map[string]int
 	isolated []bool
@@ -111,7 +114,10 @@ type compiler struct {
 	declared map[uint64]uint8
 	// groups are the policy networks by member set, before they are named.
 	groups map[string]*group
-	out    *Desired
+	// networks are the observed networks by name; records the records.
+	networks map[string][]*state.Network
+	records  Records
+	out      *Desired
 }
 
 // group is one set of services that may all talk to each other and that
@@ -212,6 +218,18 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 		}
 	}
 	c.groups = map[string]*group{}
+	if c.records, err = LoadRecords(tx); err != nil {
+		return nil, err
+	}
+	nets, err := state.FindNetworks(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	c.networks = make(map[string][]*state.Network, len(nets))
+	for _, n := range nets {
+		c.networks[n.Name] = append(c.networks[n.Name], n)
+	}
+	c.out.Records = c.records
 	for _, cp := range ps {
 		c.policyNetworks(cp.p, cp.selected, cp.peers)
 	}
@@ -221,7 +239,7 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 	}
 	c.serviceNetworks(gateway)
 	c.explainDirections()
-	if err := c.avoidForeignNames(tx); err != nil {
+	if err := c.avoidForeignNames(); err != nil {
 		return nil, err
 	}
 	c.out.index, c.out.isolated, c.out.edges = c.index, c.isolated, c.edges
@@ -258,6 +276,9 @@ func (c *compiler) match(sel *v1.LabelSelector) []int {
 	return out
 }
 
+// maxDirectionNotes bounds the notes that explain one-way rules.
+const maxDirectionNotes = 20
+
 const (
 	dirIngress uint8 = 1 << iota // a rule of the selected side allows the peer in
 	dirEgress                    // a rule of the selected side allows reaching the peer
@@ -286,15 +307,21 @@ func (c *compiler) declare(selected, peers []int, dir uint8) {
 
 func (c *compiler) explainDirections() {
 	keys := make([]uint64, 0, len(c.declared))
-	for k := range c.declared {
-		keys = append(keys, k)
+	for k, bits := range c.declared {
+		if bits != 3 {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
+	// Past a few, one line says it for all: a plan of thousands of
+	// services must not drown in notes.
+	if len(keys) > maxDirectionNotes {
+		c.out.Notes = append(c.out.Notes, fmt.Sprintf(
+			"%d more pairs may connect one way only by their rules; overlay networks cannot tell directions, so each can connect the other way too", len(keys)-maxDirectionNotes))
+		keys = keys[:maxDirectionNotes]
+	}
 	for _, k := range keys {
 		bits := c.declared[k]
-		if bits == 3 {
-			continue
-		}
 		lo, hi := int(k>>32), int(k&0xffffffff)
 		from, to := c.services[lo].Name, c.services[hi].Name
 		if bits == 2 {
@@ -453,10 +480,7 @@ func (c *compiler) policyGroups(gateway []bool) error {
 		})
 		pick := g.candidates[0]
 		for _, cand := range g.candidates {
-			ns, err := state.FindNetworks(c.tx, state.ByName(cand.name))
-			if err != nil {
-				return err
-			}
+			ns := c.networks[cand.name]
 			if i := slices.IndexFunc(ns, func(n *state.Network) bool {
 				// An internal network serves where an open one could:
 				// keep it rather than roll its members.
@@ -506,7 +530,7 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 				publishes = true
 			}
 		}
-		if original, _, _ := OriginalOf(c.tx, s); original != nil {
+		if original, _, _ := c.records.Of(s); original != nil {
 			for _, p := range original.Ports {
 				if _, ok := ds.Publish[PortKey(p.PublishedPort, string(p.Protocol))]; ok {
 					publishes = true

@@ -73,14 +73,44 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
-// OriginalOf finds what to restore for a service: its record config, or a
-// record an earlier swarmsec kept in its label. The record is validated: it
-// must name this service and parse. from says where it came from ("" when
-// there is none); problem what is wrong, if anything.
+// Records indexes the observed record configs by name.
+type Records map[string][]*state.Record
+
+// LoadRecords indexes the records in the store.
+func LoadRecords(tx state.ReadTx) (Records, error) {
+	all, err := state.FindRecords(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	out := make(Records, len(all))
+	for _, r := range all {
+		out[r.Name] = append(out[r.Name], r)
+	}
+	return out, nil
+}
+
+// ID is the ID of a service's record config, "" when it has none.
+func (rs Records) ID(s *state.Service) string {
+	if r := rs[RecordName(s.ID)]; len(r) > 0 {
+		return r[0].ID
+	}
+	return ""
+}
+
+// OriginalOf finds what to restore for a service in the store (see
+// Records.Of).
 func OriginalOf(tx state.ReadTx, s *state.Service) (o *Original, from string, problem *Problem) {
+	rs, _ := LoadRecords(tx)
+	return rs.Of(s)
+}
+
+// Of finds what to restore for a service: its record config, or a record
+// an earlier swarmsec kept in its label. The record is validated: it must
+// name this service and parse. from says where it came from ("" when there
+// is none); problem what is wrong, if anything.
+func (rs Records) Of(s *state.Service) (o *Original, from string, problem *Problem) {
 	label, labelled := s.Labels[v1.LabelOriginal]
-	recs, _ := state.FindRecords(tx, state.ByName(RecordName(s.ID)))
-	for _, rec := range recs {
+	for _, rec := range rs[RecordName(s.ID)] {
 		if rec.Labels[v1.LabelManaged] != "true" || rec.Labels[v1.LabelPurpose] != v1.PurposeOriginal {
 			continue
 		}

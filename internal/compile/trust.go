@@ -41,13 +41,9 @@ func fits(n *state.Network, dn *DesiredNetwork) bool {
 // or a look-alike carrying swarmsec's labels) another name, derived from
 // the first, and says so. The names stay deterministic: the next compile
 // picks the same one.
-func (c *compiler) avoidForeignNames(tx state.ReadTx) error {
+func (c *compiler) avoidForeignNames() error {
 	taken := func(name string, dn *DesiredNetwork) (*state.Network, error) {
-		ns, err := state.FindNetworks(tx, state.ByName(name))
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range ns {
+		for _, n := range c.networks[name] {
 			if !fits(n, dn) {
 				return n, nil
 			}

@@ -143,10 +143,10 @@ type ServiceChange struct {
 
 	// Target is what the fields swarmsec owns must become.
 	Target Target `json:"-"`
-	// Owned fingerprints the owned fields as planned from (see OwnedOf): a
-	// writer that meets a newer version of the service may write Target
-	// onto it only while they are unchanged.
-	Owned string `json:"-"`
+	// Owned are the owned fields as planned from (see OwnedOf): a writer
+	// that meets a newer version of the service may write Target onto it
+	// only while they are unchanged.
+	Owned Owned `json:"-"`
 }
 
 // Plan is the set of actions that makes the cluster match the policies.
@@ -250,13 +250,13 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 	plan.Actions = slices.Grow(plan.Actions, len(services))
 	slices.SortFunc(services, func(a, b *state.Service) int { return cmp.Compare(a.Name, b.Name) })
 	targets := make([]Target, len(services))
-	recs := make([]records, len(services))
+	recs := make([]recordChange, len(services))
 	for i, s := range services {
 		if s.Ignored() {
 			continue
 		}
 		var notes []string
-		targets[i], recs[i], notes = target(tx, s, desired.Services[s.ID], nets)
+		targets[i], recs[i], notes = target(desired.Records, s, desired.Services[s.ID], nets)
 		plan.Notes = append(plan.Notes, notes...)
 		if p := recs[i].problem; p != nil {
 			plan.Problems = append(plan.Problems, *p)
@@ -285,7 +285,7 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 				Reasons: []string{"service " + s.Name + " is restored: its record is no longer needed"}})
 		}
 	}
-	plan.Actions = append(plan.Actions, orphanRecords(tx, services)...)
+	plan.Actions = append(plan.Actions, orphanRecords(desired.Records, services)...)
 
 	managed, err := state.FindNetworks(tx, state.ByManaged())
 	if err != nil {
@@ -329,9 +329,9 @@ func networkReason(dn *compile.DesiredNetwork) string {
 	return fmt.Sprintf("encrypted internal overlay for %s", strings.Join(dn.Members, ", "))
 }
 
-// records is what target decides about a service's record of what to
+// recordChange is what target decides about a service's record of what to
 // restore.
-type records struct {
+type recordChange struct {
 	// create is the data of a record to write before the service's
 	// update; remove the ID of one to remove after it.
 	create []byte
@@ -344,10 +344,10 @@ type records struct {
 // have. Isolated services keep only managed networks; other services keep
 // their own networks (or get back the ones recorded when their isolation
 // began) and join the managed networks that connect them to isolated peers.
-func target(tx state.ReadTx, s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, records, []string) {
+func target(records compile.Records, s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, recordChange, []string) {
 	var notes []string
-	orig, from, problem := compile.OriginalOf(tx, s)
-	rec := records{problem: problem}
+	orig, from, problem := records.Of(s)
+	rec := recordChange{problem: problem}
 	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
 	var own []Attachment                                  // current attachments to networks swarmsec does not manage
 	for _, a := range s.Networks {
@@ -369,7 +369,7 @@ func target(tx state.ReadTx, s *state.Service, ds *compile.DesiredService, nets 
 	if _, labelled := s.Labels[v1.LabelOriginal]; !isolated && from == compile.FromRecord && !labelled && len(own) > 0 {
 		// Re-deployed (a stack deploy rewrites the labels and networks)
 		// since its isolation ended: what it has now is its own.
-		stale, orig = recordID(tx, s), nil
+		stale, orig = records.ID(s), nil
 	}
 
 	var t Target
@@ -433,21 +433,13 @@ func target(tx state.ReadTx, s *state.Service, ds *compile.DesiredService, nets 
 	case orig != nil:
 		t.Ports = orig.Ports
 		if from == compile.FromRecord {
-			rec.remove = recordID(tx, s)
+			rec.remove = records.ID(s)
 		}
 	default:
 		t.Ports = s.Ports
 		rec.remove = stale
 	}
 	return t, rec, notes
-}
-
-// recordID is the ID of a service's record config.
-func recordID(tx state.ReadTx, s *state.Service) string {
-	if rs, _ := state.FindRecords(tx, state.ByName(compile.RecordName(s.ID))); len(rs) > 0 {
-		return rs[0].ID
-	}
-	return ""
 }
 
 // restorable are the recorded networks a service may go back to: ones that
@@ -469,14 +461,14 @@ func restorable(o *compile.Original, nets *Networks) (base []Attachment, skipped
 }
 
 // orphanRecords removes the records of services that are gone.
-func orphanRecords(tx state.ReadTx, services []*state.Service) []Action {
+func orphanRecords(records compile.Records, services []*state.Service) []Action {
 	alive := make(map[string]bool, len(services))
 	for _, s := range services {
 		alive[compile.RecordName(s.ID)] = true
 	}
-	recs, _ := state.FindRecords(tx, state.All())
 	var out []Action
-	for _, r := range recs {
+	for _, name := range slices.Sorted(maps.Keys(records)) {
+		r := records[name][0]
 		if alive[r.Name] || r.Labels[v1.LabelManaged] != "true" || !strings.HasPrefix(r.Name, compile.RecordName("")) {
 			continue
 		}

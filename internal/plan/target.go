@@ -1,9 +1,9 @@
 package plan
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"strings"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -11,26 +11,40 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
 
-// owned is the part of a service spec that swarmsec writes.
-type owned struct {
-	Networks []swarm.NetworkAttachmentConfig `json:"networks"`
-	Ports    []swarm.PortConfig              `json:"ports"`
-	Original string                          `json:"original"`
+// Owned is the part of a service spec that swarmsec writes: networks,
+// published ports and the label naming its record. It shares the spec's
+// slices: treat it as read-only.
+type Owned struct {
+	Networks []swarm.NetworkAttachmentConfig
+	Ports    []swarm.PortConfig
+	Original string
 }
 
-// OwnedOf fingerprints the fields of a spec swarmsec owns: networks,
-// published ports and the original record. Two specs with the same
-// fingerprint differ only in fields swarmsec never writes.
-func OwnedOf(spec swarm.ServiceSpec) string {
-	o := owned{Networks: spec.TaskTemplate.Networks, Original: spec.Labels[v1.LabelOriginal]}
+// OwnedOf returns the fields of a spec swarmsec owns.
+func OwnedOf(spec swarm.ServiceSpec) Owned {
+	o := Owned{Networks: spec.TaskTemplate.Networks, Original: spec.Labels[v1.LabelOriginal]}
 	if len(o.Networks) == 0 {
 		o.Networks = spec.Networks //nolint:staticcheck // older services keep their networks there
 	}
 	if spec.EndpointSpec != nil {
 		o.Ports = spec.EndpointSpec.Ports
 	}
-	b, _ := json.Marshal(o) // plain data: cannot fail
-	return string(b)
+	return o
+}
+
+// Equal reports whether two specs differ only in fields swarmsec never
+// writes.
+func (o Owned) Equal(other Owned) bool {
+	norm := func(x Owned) Owned {
+		if len(x.Networks) == 0 {
+			x.Networks = nil
+		}
+		if len(x.Ports) == 0 {
+			x.Ports = nil
+		}
+		return x
+	}
+	return reflect.DeepEqual(norm(o), norm(other))
 }
 
 // ApplyTarget returns spec with the fields swarmsec owns set to t: networks

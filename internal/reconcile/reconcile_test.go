@@ -66,7 +66,7 @@ func TestReconcileIsolatesAndIsIdempotent(t *testing.T) {
 	}
 
 	for name, want := range map[string][]string{
-		"shop_db":  {"swarmsec-db"},
+		"shop_db": {"swarmsec-db"},
 		// web may reach outside and api is not isolated: their network is
 		// web's gateway, no network of its own needed.
 		"shop_web": {"swarmsec-web"},
