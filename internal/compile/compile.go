@@ -104,7 +104,7 @@ type compiler struct {
 	index    map[string]int // service ID -> position
 	all      []int
 	// postings lists, per "key=value" label, the services that carry it.
-	postings map[string][]int
+	postings map[[2]string][]int
 	isolated []bool
 	// policy selection per service, by position
 	selectedBy [][]string
@@ -158,11 +158,26 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 		c.services = append(c.services, s)
 	}
 	c.all = make([]int, len(c.services))
-	c.postings = map[string][]int{}
-	for i, s := range c.services {
+	for i := range c.services {
 		c.all[i] = i
+	}
+	// Index only the label pairs some selector names: a service's own
+	// name label alone would make one posting per service.
+	c.postings = map[[2]string][]int{}
+	for _, p := range policies {
+		if p.Network != nil && (include == nil || include(p)) {
+			for _, sel := range selectorsOf(&p.Network.Spec) {
+				for k, v := range sel.MatchLabels {
+					c.postings[[2]string{k, v}] = nil
+				}
+			}
+		}
+	}
+	for i, s := range c.services {
 		for k, v := range s.SelectorLabels {
-			c.postings[k+"="+v] = append(c.postings[k+"="+v], i)
+			if posting, ok := c.postings[[2]string{k, v}]; ok {
+				c.postings[[2]string{k, v}] = append(posting, i)
+			}
 		}
 	}
 	c.isolated = make([]bool, len(c.services))
@@ -257,13 +272,34 @@ func ps2policies[T any](xs []T, f func(T) *state.Policy) map[string]*state.Polic
 	return out
 }
 
+// selectorsOf lists the service selectors of a policy: the one that picks
+// what it isolates and those of its peers.
+func selectorsOf(spec *v1.NetworkPolicySpec) []*v1.LabelSelector {
+	out := []*v1.LabelSelector{&spec.ServiceSelector}
+	for _, r := range spec.Ingress {
+		for _, p := range r.From {
+			if p.ServiceSelector != nil {
+				out = append(out, p.ServiceSelector)
+			}
+		}
+	}
+	for _, r := range spec.Egress {
+		for _, p := range r.To {
+			if p.ServiceSelector != nil {
+				out = append(out, p.ServiceSelector)
+			}
+		}
+	}
+	return out
+}
+
 // match returns the positions of the services a selector picks, sorted. The
 // rarest matchLabels pair narrows the candidates first, so a compile stays
 // near-linear in the number of services.
 func (c *compiler) match(sel *v1.LabelSelector) []int {
 	candidates := c.all
 	for k, v := range sel.MatchLabels {
-		if posting := c.postings[k+"="+v]; len(posting) < len(candidates) {
+		if posting, ok := c.postings[[2]string{k, v}]; ok && len(posting) < len(candidates) {
 			candidates = posting
 		}
 	}

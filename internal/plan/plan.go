@@ -581,33 +581,43 @@ func modeOf(p swarm.PortConfig) swarm.PortConfigPublishMode {
 // serviceAction compares a service with its target and describes the update
 // that closes the gap, if any.
 func serviceAction(s *state.Service, ds *compile.DesiredService, t Target, nets *Networks) (Action, bool) {
-	have := map[string]swarm.NetworkAttachmentConfig{}
+	// A service has a few networks: slices beat maps here, and most
+	// services change nothing, so nothing is allocated for them.
+	type held struct {
+		name string
+		att  swarm.NetworkAttachmentConfig
+	}
+	have := make([]held, 0, 8)
 	for _, a := range s.Networks {
 		name := a.Target
 		if n := nets.Resolve(a.Target); n != nil {
 			name = n.Name
 		}
-		have[name] = a
+		have = append(have, held{name, a})
 	}
-	want := map[string]Attachment{}
+	var attach, detach []string
 	for _, a := range t.Networks {
-		want[a.Network] = a
+		i := slices.IndexFunc(have, func(h held) bool { return h.name == a.Network })
+		switch {
+		case i < 0:
+			attach = append(attach, a.Network)
+		case !sameStrings(have[i].att.Aliases, a.Aliases) || !maps.Equal(have[i].att.DriverOpts, a.DriverOpts):
+			attach = append(attach, a.Network)
+			detach = append(detach, a.Network)
+		}
 	}
-	ch := &ServiceChange{Version: s.Version, Target: t, Owned: OwnedOf(s.Spec)}
+	for _, h := range have {
+		if !slices.ContainsFunc(t.Networks, func(a Attachment) bool { return a.Network == h.name }) {
+			detach = append(detach, h.name)
+		}
+	}
+	ports := portChanges(s.Ports, t.Ports)
+	origNow := s.Labels[v1.LabelOriginal]
+	if len(attach) == 0 && len(detach) == 0 && len(ports) == 0 && origNow == t.Original {
+		return Action{}, false
+	}
+	ch := &ServiceChange{Version: s.Version, Target: t, Owned: OwnedOf(s.Spec), Attach: attach, Detach: detach}
 	var reasons []string
-	for _, a := range t.Networks {
-		if h, ok := have[a.Network]; !ok {
-			ch.Attach = append(ch.Attach, a.Network)
-		} else if !sameStrings(h.Aliases, a.Aliases) || !maps.Equal(h.DriverOpts, a.DriverOpts) {
-			ch.Attach = append(ch.Attach, a.Network)
-			ch.Detach = append(ch.Detach, a.Network)
-		}
-	}
-	for name := range have {
-		if _, ok := want[name]; !ok {
-			ch.Detach = append(ch.Detach, name)
-		}
-	}
 	slices.Sort(ch.Attach)
 	slices.Sort(ch.Detach)
 	isolated := ds != nil && ds.Isolated
@@ -631,10 +641,9 @@ func serviceAction(s *state.Service, ds *compile.DesiredService, t Target, nets 
 			reasons = append(reasons, "detach "+n)
 		}
 	}
-	ch.Ports = portChanges(s.Ports, t.Ports)
+	ch.Ports = ports
 	reasons = append(reasons, ch.Ports...)
 
-	origNow := s.Labels[v1.LabelOriginal]
 	switch {
 	case origNow != t.Original && t.Original != "":
 		reasons = append(reasons, fmt.Sprintf("label %s=%s names its record", v1.LabelOriginal, t.Original))
@@ -679,6 +688,12 @@ func portChanges(have, want []swarm.PortConfig) []string {
 }
 
 func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if slices.Equal(a, b) {
+		return true
+	}
 	a, b = slices.Clone(a), slices.Clone(b)
 	slices.Sort(a)
 	slices.Sort(b)
