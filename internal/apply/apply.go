@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -29,12 +30,17 @@ import (
 // DefaultTimeout bounds one Docker call of the writer.
 const DefaultTimeout = 30 * time.Second
 
+// DefaultConcurrency is how many writes of a group go out at once.
+const DefaultConcurrency = 8
+
 // Writer executes plans.
 type Writer struct {
 	Docker dockerapi.API
 	Store  *state.Store
 	// Timeout bounds each Docker call (DefaultTimeout when 0).
 	Timeout time.Duration
+	// Concurrency bounds the writes in flight (DefaultConcurrency when 0).
+	Concurrency int
 }
 
 // Apply writes actions in a safe order: networks are created first,
@@ -45,15 +51,8 @@ func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *pl
 	res := &plan.Result{}
 	run := &pass{w: w, created: map[string]string{}, updated: map[string]bool{}, outcomes: make([]stepOutcome, len(actions))}
 	for phase := range 3 {
-		for i, a := range actions {
-			if a.Audit || run.outcomes[i].failed() {
-				continue
-			}
-			for _, st := range a.StepList() {
-				if phaseOf(st.Kind) == phase {
-					run.outcomes[i].add(run.step(ctx, a, st))
-				}
-			}
+		for _, group := range run.groups(actions, phase) {
+			run.parallel(ctx, group)
 		}
 	}
 	for i, a := range actions {
@@ -66,6 +65,69 @@ func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *pl
 		res.Results = append(res.Results, plan.ActionResult{Action: a, Outcome: plan.OutcomePending, Detail: "--max-service-updates reached; the next pass goes on"})
 	}
 	return res
+}
+
+// job is one step of one action.
+type job struct {
+	i    int
+	a    plan.Action
+	step plan.Step
+}
+
+// groups splits the steps of a phase into groups whose writes may go out
+// together: networks and records to create or remove, a wave of policy
+// updates (see plan.Schedule), a migration's wave. Groups go one after the
+// other, in order.
+func (p *pass) groups(actions []plan.Action, phase int) [][]job {
+	var out [][]job
+	key := ""
+	for i, a := range actions {
+		if a.Audit || p.outcomes[i].failed() {
+			continue
+		}
+		for _, st := range a.StepList() {
+			if phaseOf(st.Kind) != phase {
+				continue
+			}
+			k := "writes"
+			switch {
+			case phase == 1 && a.Kind == plan.ActionMigrateNetwork:
+				k = "migrate " + a.Name
+			case phase == 1:
+				k = fmt.Sprint("wave ", a.Wave)
+			}
+			if k != key || len(out) == 0 {
+				out = append(out, nil)
+				key = k
+			}
+			out[len(out)-1] = append(out[len(out)-1], job{i, a, st})
+		}
+	}
+	return out
+}
+
+// parallel writes a group's steps, at most Concurrency at a time, and
+// returns when all are done. The steps of one action stay in order.
+func (p *pass) parallel(ctx context.Context, jobs []job) {
+	limit := p.w.Concurrency
+	if limit <= 0 {
+		limit = DefaultConcurrency
+	}
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, limit)
+	)
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r := p.step(ctx, j.a, j.step)
+			p.mu.Lock()
+			p.outcomes[j.i].add(r)
+			p.mu.Unlock()
+		})
+	}
+	wg.Wait()
 }
 
 // phaseOf orders the writes of a pass: what services move onto is created
@@ -83,6 +145,7 @@ func phaseOf(k plan.ActionKind) int {
 // pass is the working set of one Apply.
 type pass struct {
 	w        *Writer
+	mu       sync.Mutex        // guards what follows, shared by the writes in flight
 	created  map[string]string // network name -> ID
 	updated  map[string]bool   // service IDs
 	outcomes []stepOutcome
@@ -189,7 +252,9 @@ func (p *pass) createNetwork(ctx context.Context, st plan.Step) stepResult {
 	case err != nil:
 		return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("create network %s: %w", st.Name, err)}
 	}
+	p.mu.Lock()
 	p.created[st.Name] = resp.ID
+	p.mu.Unlock()
 	n := &state.Network{
 		ID: resp.ID, Name: st.Name, Driver: opts.Driver, Scope: opts.Scope, Labels: opts.Labels,
 		SelectorLabels: maps.Clone(opts.Labels), Options: opts.Options, Internal: opts.Internal, Attachable: opts.Attachable,
@@ -246,10 +311,16 @@ func (p *pass) updateService(ctx context.Context, st plan.Step) stepResult {
 	})
 	switch {
 	case err == nil:
+		p.mu.Lock()
 		p.updated[st.ID] = true
+		p.mu.Unlock()
 		return stepResult{outcome: plan.OutcomeConfigured, warnings: warnings}
 	case errors.Is(err, errChanged):
 		return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("service %s changed meanwhile; the next pass plans again", st.Name)}
+	case dockerapi.IsOutOfSequence(err):
+		// Swarm kept moving the version on (a rolling update's states):
+		// not a failure, the next pass goes on.
+		return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("service %s kept changing version; the next pass goes on", st.Name)}
 	case dockerapi.IsNotFound(err):
 		return stepResult{outcome: plan.OutcomeSkipped, detail: "the service is gone"}
 	}
@@ -259,10 +330,12 @@ func (p *pass) updateService(ctx context.Context, st plan.Step) stepResult {
 // networkID resolves a network name to its ID: one this pass created, or
 // one in the store.
 func (p *pass) networkID(name string) string {
-	if id := p.created[name]; id != "" {
+	p.mu.Lock()
+	id := p.created[name]
+	p.mu.Unlock()
+	if id != "" {
 		return id
 	}
-	var id string
 	p.w.Store.View(func(tx state.ReadTx) {
 		if ns, _ := state.FindNetworks(tx, state.ByName(name)); len(ns) > 0 {
 			id = ns[0].ID
@@ -295,7 +368,10 @@ func (p *pass) createRecord(ctx context.Context, st plan.Step) stepResult {
 // removeRecord removes a record once the service it belongs to is
 // restored (in this pass, or earlier).
 func (p *pass) removeRecord(ctx context.Context, a plan.Action, st plan.Step) stepResult {
-	if a.Kind == plan.ActionUpdateService && !p.updated[a.ID] {
+	p.mu.Lock()
+	restored := p.updated[a.ID]
+	p.mu.Unlock()
+	if a.Kind == plan.ActionUpdateService && !restored {
 		return stepResult{outcome: plan.OutcomePending, detail: "the record stays until the service is restored"}
 	}
 	cctx, cancel := p.timeout(ctx)
@@ -363,6 +439,12 @@ func (p *pass) removeNetwork(ctx context.Context, a plan.Action, st plan.Step) s
 	return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("network %s is still in use (%v); a later pass removes it", st.Name, err)}
 }
 
+func (p *pass) isUpdated(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.updated[id]
+}
+
 // stillUsedBy names the services attached to a network that were not
 // updated in this pass.
 func (p *pass) stillUsedBy(networkID string) []string {
@@ -370,7 +452,7 @@ func (p *pass) stillUsedBy(networkID string) []string {
 	p.w.Store.View(func(tx state.ReadTx) {
 		users, _ := state.FindServices(tx, state.ByNetwork(networkID))
 		for _, s := range users {
-			if !p.updated[s.ID] {
+			if !p.isUpdated(s.ID) {
 				out = append(out, s.Name)
 			}
 		}

@@ -59,6 +59,9 @@ type Action struct {
 	Service *ServiceChange `json:"service,omitempty"`
 	// Steps are the writes a migrate-network action makes in this pass.
 	Steps []Step `json:"steps,omitempty"`
+	// Wave numbers the service updates that may be written together (see
+	// Schedule).
+	Wave int `json:"-"`
 }
 
 // Step is one write: a network created or removed, or a service updated.

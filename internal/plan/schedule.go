@@ -3,6 +3,7 @@ package plan
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/swarmsec/swarmsec/internal/compile"
@@ -13,7 +14,10 @@ import (
 // never looser than the policies, at any moment: after every single write,
 // two services share a network only if they shared one when the pass began
 // or the policies allow them to talk. Any prefix of the order keeps that,
-// so the blast radius may cut it anywhere.
+// so the blast radius may cut it anywhere. Updates are numbered in waves
+// (Action.Wave): those of one wave may go out together, in any order, since
+// each was checked against every member its networks may have while the
+// wave is written (those there when it began and those it adds).
 //
 // An update that would attach a service to a network where a member it may
 // not talk to still sits waits until that member has left. When every
@@ -33,8 +37,14 @@ func Schedule(tx state.ReadTx, desired *compile.Desired, updates []Action) (now,
 	}
 	pending := slices.Clone(updates)
 	slices.SortStableFunc(pending, func(a, b Action) int { return cmp.Compare(detaches(a), detaches(b)) })
+	s.newWave()
 	for len(pending) > 0 {
 		i, whole := s.pick(pending)
+		if (i < 0 || !whole) && s.inWave > 0 {
+			// What waits may go once this wave's writes are done.
+			s.newWave()
+			continue
+		}
 		if i < 0 {
 			// Blocked by a member with no change of its own to make (one
 			// that opts out, say): wait for the next pass, reported.
@@ -49,13 +59,18 @@ func Schedule(tx state.ReadTx, desired *compile.Desired, updates []Action) (now,
 				later = append(later, a)
 				continue
 			}
+			part.Wave = s.waveNo
 			now = append(now, part)
 			later = append(later, a)
 			s.move(a.ID, s.names(part.Service.Target))
+			s.newWave()
 			continue
 		}
+		a.Wave = s.waveNo
 		now = append(now, a)
-		s.move(a.ID, s.names(a.Service.Target))
+		nets := s.names(a.Service.Target)
+		s.join(a.ID, nets)
+		s.move(a.ID, nets)
 	}
 	return now, later, nil
 }
@@ -69,6 +84,34 @@ type schedule struct {
 	// the simulated writes left them; members the reverse of cur.
 	before, cur map[string]map[string]bool
 	members     map[string]map[string]bool
+	// wave is who may be on each network while the current wave is
+	// written: the members when it began and those it adds; waveNo
+	// numbers it, inWave counts its updates.
+	wave           map[string]map[string]bool
+	waveNo, inWave int
+}
+
+// newWave starts a wave from the memberships now.
+func (s *schedule) newWave() {
+	if s.wave != nil {
+		s.waveNo++
+	}
+	s.inWave = 0
+	s.wave = make(map[string]map[string]bool, len(s.members))
+	for n, ms := range s.members {
+		s.wave[n] = maps.Clone(ms)
+	}
+}
+
+// join records the networks an update of this wave adds a service to.
+func (s *schedule) join(id string, nets map[string]bool) {
+	s.inWave++
+	for n := range nets {
+		if s.wave[n] == nil {
+			s.wave[n] = map[string]bool{}
+		}
+		s.wave[n][id] = true
+	}
 }
 
 func newSchedule(tx state.ReadTx, desired *compile.Desired) (*schedule, error) {
@@ -146,7 +189,7 @@ func (s *schedule) blockers(id string, nets map[string]bool) map[string][]string
 		if s.cur[id][n] {
 			continue
 		}
-		for m := range s.members[n] {
+		for m := range s.wave[n] {
 			if m != id && !s.ok(id, m) {
 				if out == nil {
 					out = map[string][]string{}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/docker/docker/api/types/network"
@@ -126,9 +127,15 @@ func transition(t tb, f *fake.Swarm, before, after []*state.Policy, limit int) [
 		ids[s.Spec.Name] = s.ID
 	}
 	allowed := func(a, b string) bool { return desired.Allowed(ids[a], ids[b]) }
-	var violations []string
+	var (
+		mu         sync.Mutex
+		violations []string
+	)
 	checked := &afterEachUpdate{API: f, check: func() {
-		violations = append(violations, looser(sharingOf(t, f), start, allowed)...)
+		v := looser(sharingOf(t, f), start, allowed)
+		mu.Lock()
+		violations = append(violations, v...)
+		mu.Unlock()
 	}}
 	r2 := migReconciler(t, checked, after...)
 	r2.Limits = r.Limits
