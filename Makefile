@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/swarmsec
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: all build test test-unit test-integration test-e2e bench fuzz demo demo-down docker vet clean
+.PHONY: all build test test-unit test-integration test-e2e bench bench-scale fuzz demo demo-down docker vet clean
 
 all: build
 
@@ -37,6 +37,12 @@ test-e2e: docker
 # Benchmarks: compile+diff at 100, 1,000 and 10,000 services, and the loader.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/plan/... ./internal/manifest/...
+
+# Scale on this machine's engine, held against the engine's own floor in the
+# same run (not part of make test): SERVICES=5000 make bench-scale.
+SERVICES ?= 1000
+bench-scale: docker build
+	$(GO) run ./e2e/cmd/benchscale -services $(SERVICES) -swarmsec $(BIN)
 
 # Fuzz the manifest decoder (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s

@@ -1,0 +1,426 @@
+// Command benchscale measures swarmsec at scale on the machine's engine (a
+// one-node Swarm) and holds the figures against the engine's own floor,
+// measured in the same run:
+//
+//	benchscale -services 1000 -swarmsec bin/swarmsec
+//
+// It creates N services with no replicas (no tasks: every cost is the
+// engine's API and Raft) in stacks of five (web, api, db, cache, worker),
+// with policies under which db and cache accept only api; it runs `swarmsec
+// apply`, then issues the same number of network creates, record creates
+// and service updates with a plain client, 8 at a time (the floor); then a
+// no-op apply; then 50 manual `--network-add` drifts on isolated services
+// while `swarmsec run` runs, timing each revert; then the same segmentation
+// declared by hand in stack files (one network per allowed pair), deployed
+// with `docker stack deploy`. Everything it creates is labelled and removed
+// at the end.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+)
+
+const label = "swarmsec.bench"
+
+func main() {
+	n := flag.Int("services", 1000, "services to create (in stacks of five)")
+	bin := flag.String("swarmsec", "bin/swarmsec", "the swarmsec binary")
+	drifts := flag.Int("drifts", 50, "manual drifts to time while swarmsec run runs")
+	flag.Parse()
+	if err := run(context.Background(), *n/5, *bin, *drifts); err != nil {
+		fmt.Fprintln(os.Stderr, "benchscale:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	cli    *client.Client
+	bin    string
+	stacks []string
+	dir    string
+}
+
+func run(ctx context.Context, stacks int, bin string, drifts int) error {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	info, err := cli.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive {
+		if _, err := cli.SwarmInit(ctx, swarm.InitRequest{ListenAddr: "127.0.0.1", AdvertiseAddr: "127.0.0.1"}); err != nil {
+			return fmt.Errorf("swarm init: %w", err)
+		}
+	}
+	b := &bench{cli: cli, bin: bin}
+	for i := range stacks {
+		b.stacks = append(b.stacks, fmt.Sprintf("bs%04d", i))
+	}
+	if b.dir, err = os.MkdirTemp("", "benchscale"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.dir)
+	defer b.cleanup(context.WithoutCancel(ctx))
+	b.cleanup(ctx) // a run killed earlier
+
+	start := time.Now()
+	if err := b.deploy(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("created %d services in %d stacks in %s\n", 5*len(b.stacks), len(b.stacks), time.Since(start).Round(time.Millisecond))
+	if err := b.writeManifests(); err != nil {
+		return err
+	}
+
+	creates, records, updates, err := b.planned(ctx)
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	out, err := b.swarmsec(ctx, "apply", "--manifests", b.dir, "--max-service-updates", "0")
+	applied := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("apply: %w\n%s", err, out)
+	}
+	fmt.Printf("swarmsec apply: %s for %d network creates, %d record creates, %d service updates\n", applied.Round(time.Millisecond), creates, records, updates)
+
+	floor, err := b.floor(ctx, creates, records, updates)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("engine floor (the same writes, 8 at a time, plain client): %s; apply/floor = %.2fx (goal 1.5x)\n",
+		floor.Round(time.Millisecond), applied.Seconds()/floor.Seconds())
+
+	start = time.Now()
+	out, err = b.swarmsec(ctx, "apply", "--manifests", b.dir)
+	if err != nil || !strings.Contains(out, "Applied 0 changes") {
+		return fmt.Errorf("no-op apply: %v\n%s", err, out)
+	}
+	fmt.Printf("no-op apply: %s, 0 writes\n", time.Since(start).Round(time.Millisecond))
+
+	p50, p99, err := b.drift(ctx, drifts)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("drift: %d manual --network-add on isolated services while run runs: revert p50 %s, p99 %s (goal p99 < 2s)\n",
+		drifts, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+
+	byHand, err := b.stackDeploy(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("by hand: docker stack deploy of the same segmentation (a network per allowed pair): %s; apply/by hand = %.2fx\n",
+		byHand.Round(time.Millisecond), applied.Seconds()/byHand.Seconds())
+	return nil
+}
+
+// parallel runs fns 8 at a time and returns the first error.
+func parallel(fns []func() error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, 8)
+	)
+	for _, fn := range fns {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+var apps = []string{"web", "api", "db", "cache", "worker"}
+
+func (b *bench) deploy(ctx context.Context) error {
+	var fns []func() error
+	for _, st := range b.stacks {
+		fns = append(fns, func() error {
+			net, err := b.cli.NetworkCreate(ctx, st+"_default", network.CreateOptions{Driver: "overlay", Scope: "swarm",
+				Labels: map[string]string{label: "1", "com.docker.stack.namespace": st}})
+			if err != nil {
+				return err
+			}
+			for _, app := range apps {
+				zero := uint64(0)
+				spec := swarm.ServiceSpec{
+					Annotations: swarm.Annotations{Name: st + "_" + app, Labels: map[string]string{label: "1", "com.docker.stack.namespace": st, "app": app}},
+					Mode:        swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &zero}},
+					TaskTemplate: swarm.TaskSpec{
+						ContainerSpec: &swarm.ContainerSpec{Image: "swarmsec-bench:none"},
+						Networks:      []swarm.NetworkAttachmentConfig{{Target: net.ID, Aliases: []string{app}}},
+					},
+				}
+				if _, err := b.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return parallel(fns)
+}
+
+func (b *bench) writeManifests() error {
+	var sb strings.Builder
+	for _, st := range b.stacks {
+		for _, app := range []string{"db", "cache"} {
+			fmt.Fprintf(&sb, `---
+apiVersion: swarmsec.io/v1
+kind: NetworkPolicy
+metadata: {name: %[1]s-%[2]s}
+spec:
+  serviceSelector: {matchLabels: {com.docker.stack.namespace: %[1]s, app: %[2]s}}
+  ingress:
+    - from: [{serviceSelector: {matchLabels: {com.docker.stack.namespace: %[1]s, app: api}}}]
+`, st, app)
+		}
+	}
+	return os.WriteFile(filepath.Join(b.dir, "policies.yaml"), []byte(sb.String()), 0o644)
+}
+
+func (b *bench) swarmsec(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, b.bin, append(args, "--log-level", "warn")...).CombinedOutput()
+	return string(out), err
+}
+
+// planned counts the writes swarmsec plans.
+func (b *bench) planned(ctx context.Context) (creates, records, updates int, err error) {
+	out, _ := exec.CommandContext(ctx, b.bin, "plan", "--manifests", b.dir, "-o", "json").Output()
+	var p struct {
+		Actions []struct {
+			Kind string `json:"kind"`
+		} `json:"actions"`
+	}
+	if err := json.Unmarshal(out, &p); err != nil {
+		return 0, 0, 0, fmt.Errorf("plan: %w", err)
+	}
+	for _, a := range p.Actions {
+		switch a.Kind {
+		case "create-network":
+			creates++
+		case "update-service":
+			updates++
+		}
+	}
+	// Each newly isolated service gets a record.
+	return creates, 2 * len(b.stacks), updates, nil
+}
+
+// floor issues as many network creates, config creates and service updates
+// as swarmsec made, 8 at a time, with a plain client.
+func (b *bench) floor(ctx context.Context, creates, records, updates int) (time.Duration, error) {
+	svcs, err := b.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	var fns []func() error
+	for i := range creates {
+		fns = append(fns, func() error {
+			_, err := b.cli.NetworkCreate(ctx, fmt.Sprintf("bsfloor-%d", i), network.CreateOptions{Driver: "overlay", Scope: "swarm",
+				Labels: map[string]string{label: "1"}, Options: map[string]string{"encrypted": "true"}, Internal: true})
+			return err
+		})
+	}
+	if err := parallel(fns); err != nil {
+		return 0, err
+	}
+	fns = nil
+	for i := range records {
+		fns = append(fns, func() error {
+			_, err := b.cli.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: fmt.Sprintf("bsfloor-%d", i), Labels: map[string]string{label: "1"}}, Data: []byte("{}")})
+			return err
+		})
+	}
+	if err := parallel(fns); err != nil {
+		return 0, err
+	}
+	fns = nil
+	for i := range min(updates, len(svcs)) {
+		s := svcs[i]
+		fns = append(fns, func() error {
+			spec := s.Spec
+			spec.Labels["bsfloor"] = "1"
+			_, err := b.cli.ServiceUpdate(ctx, s.ID, s.Version, spec, swarm.ServiceUpdateOptions{})
+			return err
+		})
+	}
+	if err := parallel(fns); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// drift starts `swarmsec run`, attaches isolated services to their stack
+// network by hand one after the other, and times each revert.
+func (b *bench) drift(ctx context.Context, n int) (p50, p99 time.Duration, err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.CommandContext(ctx, b.bin, "run", "--manifests", b.dir, "--listen", addr, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("swarmsec run not ready after 2m")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var took []time.Duration
+	for i := range n {
+		st := b.stacks[i%len(b.stacks)]
+		name := st + "_db"
+		svc, _, err := b.cli.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
+		if err != nil {
+			return 0, 0, err
+		}
+		stackNet, err := b.cli.NetworkInspect(ctx, st+"_default", network.InspectOptions{})
+		if err != nil {
+			return 0, 0, err
+		}
+		spec := svc.Spec
+		spec.TaskTemplate.Networks = append(slices.Clone(spec.TaskTemplate.Networks), swarm.NetworkAttachmentConfig{Target: stackNet.ID})
+		if _, err := b.cli.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+			return 0, 0, err
+		}
+		start := time.Now()
+		for {
+			cur, _, err := b.cli.ServiceInspectWithRaw(ctx, svc.ID, swarm.ServiceInspectOptions{})
+			if err != nil {
+				return 0, 0, err
+			}
+			if !slices.ContainsFunc(cur.Spec.TaskTemplate.Networks, func(a swarm.NetworkAttachmentConfig) bool { return a.Target == stackNet.ID }) {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				return 0, 0, fmt.Errorf("drift on %s not reverted after 1m", name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return took[len(took)/2], took[min(len(took)-1, len(took)*99/100)], nil
+}
+
+// stackDeploy deploys, as new stacks, the same services with the
+// segmentation declared by hand: a network per allowed pair.
+func (b *bench) stackDeploy(ctx context.Context) (time.Duration, error) {
+	var files []string
+	for _, st := range b.stacks {
+		f := filepath.Join(b.dir, "sd"+st+".yml")
+		body := fmt.Sprintf(`version: "3.8"
+services:
+  web: {image: swarmsec-bench:none, deploy: {replicas: 0, labels: {%[1]s: "1"}}, networks: [default]}
+  api: {image: swarmsec-bench:none, deploy: {replicas: 0, labels: {%[1]s: "1"}}, networks: [default, api_db, api_cache]}
+  db: {image: swarmsec-bench:none, deploy: {replicas: 0, labels: {%[1]s: "1"}}, networks: [api_db]}
+  cache: {image: swarmsec-bench:none, deploy: {replicas: 0, labels: {%[1]s: "1"}}, networks: [api_cache]}
+  worker: {image: swarmsec-bench:none, deploy: {replicas: 0, labels: {%[1]s: "1"}}, networks: [default]}
+networks:
+  default: {labels: {%[1]s: "1"}}
+  api_db: {driver: overlay, internal: true, driver_opts: {encrypted: ""}, labels: {%[1]s: "1"}}
+  api_cache: {driver: overlay, internal: true, driver_opts: {encrypted: ""}, labels: {%[1]s: "1"}}
+`, label)
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			return 0, err
+		}
+		files = append(files, f)
+	}
+	start := time.Now()
+	var fns []func() error
+	for i, st := range b.stacks {
+		fns = append(fns, func() error {
+			out, err := exec.CommandContext(ctx, "docker", "stack", "deploy", "--resolve-image", "never", "-c", files[i], "sd"+st).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("stack deploy: %w: %s", err, out)
+			}
+			return nil
+		})
+	}
+	err := parallel(fns)
+	return time.Since(start), err
+}
+
+// cleanup removes every service, network and config the run created, and
+// swarmsec's records and networks for them.
+func (b *bench) cleanup(ctx context.Context) {
+	f := filters.NewArgs(filters.Arg("label", label))
+	svcs, _ := b.cli.ServiceList(ctx, swarm.ServiceListOptions{})
+	var fns []func() error
+	for _, s := range svcs {
+		if s.Spec.Labels[label] != "" || strings.HasPrefix(s.Spec.Name, "bs") || strings.HasPrefix(s.Spec.Name, "sdbs") {
+			fns = append(fns, func() error { return b.cli.ServiceRemove(ctx, s.ID) })
+		}
+	}
+	_ = parallel(fns)
+	cfgs, _ := b.cli.ConfigList(ctx, swarm.ConfigListOptions{})
+	fns = nil
+	for _, c := range cfgs {
+		if c.Spec.Labels[label] != "" || strings.HasPrefix(c.Spec.Name, "swarmsec-original-") {
+			fns = append(fns, func() error { return b.cli.ConfigRemove(ctx, c.ID) })
+		}
+	}
+	_ = parallel(fns)
+	for range 30 {
+		nets, _ := b.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+		all, _ := b.cli.NetworkList(ctx, network.ListOptions{})
+		for _, n := range all {
+			if strings.Contains(n.Name, "bs0") && n.Labels["swarmsec.io/managed"] == "true" {
+				nets = append(nets, n)
+			}
+		}
+		if len(nets) == 0 {
+			return
+		}
+		fns = nil
+		for _, n := range nets {
+			fns = append(fns, func() error { return b.cli.NetworkRemove(ctx, n.ID) })
+		}
+		_ = parallel(fns)
+		time.Sleep(time.Second)
+	}
+}
