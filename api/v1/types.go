@@ -85,6 +85,9 @@ const (
 	// PurposeOriginal marks the Swarm configs that record what an isolated
 	// service had, to restore it when isolation ends.
 	PurposeOriginal = "original"
+	// PurposeLease marks the Swarm config that elects the one replica
+	// that writes.
+	PurposeLease = "lease"
 )
 
 // TypeMeta names the kind of a manifest document.

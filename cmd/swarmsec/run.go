@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/signal"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/swarmsec/swarmsec/internal/controller"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/lease"
 	"github.com/swarmsec/swarmsec/internal/metrics"
 	"github.com/swarmsec/swarmsec/internal/observe"
 	"github.com/swarmsec/swarmsec/internal/plan"
@@ -33,6 +35,10 @@ type runOptions struct {
 	allowEmpty bool
 	mode       string
 	listen     string
+	// Leader election among replicas (several managers).
+	leaderElect bool
+	leaseName   string
+	identity    string
 }
 
 func newRunCmd(g *globalOptions) *cobra.Command {
@@ -64,6 +70,10 @@ swarmsec_audit_actions, a log line per would-be change) and writes nothing.`,
 	cmd.Flags().BoolVar(&o.allowEmpty, "allow-empty", false, "act on an empty or unreadable manifest directory (removes every policy) instead of keeping the last good set")
 	cmd.Flags().StringVar(&o.mode, "mode", string(reconcile.ModeEnforce), "enforce: write changes; audit: report what would change and write nothing")
 	cmd.Flags().StringVar(&o.listen, "listen", server.DefaultAddr, "address of /healthz, /readyz, /metrics and /status (empty: do not serve)")
+	host, _ := os.Hostname()
+	cmd.Flags().BoolVar(&o.leaderElect, "leader-elect", true, "elect one writer among the replicas through a lease on Swarm's Raft (a Swarm config); the others follow")
+	cmd.Flags().StringVar(&o.leaseName, "lease", lease.DefaultName, "name of the lease config")
+	cmd.Flags().StringVar(&o.identity, "identity", fmt.Sprintf("%s-%d", host, os.Getpid()), "this replica's name in the lease")
 	return cmd
 }
 
@@ -135,6 +145,19 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	}
 
 	rec := &reconcile.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult}
+	var elector *lease.Elector
+	if o.leaderElect {
+		// One replica writes; the others keep their store warm and
+		// serve their status.
+		elector = &lease.Elector{Docker: api, Name: o.leaseName, Identity: o.identity, Log: log}
+		rec.Leader = elector
+		tracker.SetRole(func() (bool, string, string) {
+			_, leading := elector.Leading()
+			return leading, o.identity, elector.Holder()
+		})
+	} else {
+		tracker.SetRole(func() (bool, string, string) { return true, o.identity, o.identity })
+	}
 	ctrl := &controller.Controller{Reconciler: rec, Resync: o.resync, Log: log, OnPass: func(p plan.Pass) {
 		drift := tracker.ObservePass(p)
 		m.ObservePass(p, drift)
@@ -180,7 +203,17 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	if err := observe(first, rec.SetPolicies); err != nil {
 		return err
 	}
-	log.Info("swarmsec running", "manifests", o.mf.dir, "policies", len(first.Objects), "mode", mode, "resync", o.resync)
+	if elector != nil {
+		elector.OnStartedLeading = func() { ctrl.Trigger("became the leader") }
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := elector.Run(ctx); err != nil {
+				log.Error("leader election stopped", "error", err)
+			}
+		}()
+	}
+	log.Info("swarmsec running", "manifests", o.mf.dir, "policies", len(first.Objects), "mode", mode, "resync", o.resync, "identity", o.identity, "leader-elect", o.leaderElect)
 
 	wg.Add(1)
 	go func() {

@@ -39,6 +39,9 @@ type API interface {
 	ConfigList(ctx context.Context, options swarm.ConfigListOptions) ([]swarm.Config, error)
 	ConfigCreate(ctx context.Context, config swarm.ConfigSpec) (swarm.ConfigCreateResponse, error)
 	ConfigRemove(ctx context.Context, id string) error
+	// ConfigUpdate changes a config's labels, carrying the version read:
+	// the leader lease's compare-and-swap.
+	ConfigUpdate(ctx context.Context, id string, version swarm.Version, config swarm.ConfigSpec) error
 
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
 }

@@ -29,17 +29,21 @@ const (
 	OpConfigList            = "ConfigList"
 	OpConfigCreate          = "ConfigCreate"
 	OpConfigRemove          = "ConfigRemove"
+	OpConfigUpdate          = "ConfigUpdate"
 	OpEvents                = "Events"
 )
 
 // Writes lists the operations that can change the Swarm.
 var Writes = []string{OpServiceUpdate, OpNetworkCreate, OpNetworkRemove, OpConfigCreate, OpConfigRemove}
 
+// LeaseWrites are the writes of the leader lease, which followers make too.
+var LeaseWrites = []string{OpConfigUpdate}
+
 // Ops lists every operation of API.
 var Ops = []string{
 	OpInfo, OpServiceList, OpServiceInspectWithRaw, OpServiceUpdate,
 	OpNetworkList, OpNetworkInspect, OpNetworkCreate, OpNetworkRemove,
-	OpNodeList, OpTaskList, OpContainerList, OpConfigList, OpConfigCreate, OpConfigRemove, OpEvents,
+	OpNodeList, OpTaskList, OpContainerList, OpConfigList, OpConfigCreate, OpConfigRemove, OpConfigUpdate, OpEvents,
 }
 
 // Observer receives one report per Docker API call.
@@ -203,5 +207,13 @@ func (i *Instrumented) ConfigRemove(ctx context.Context, id string) error {
 	start := time.Now()
 	err := i.api.ConfigRemove(ctx, id)
 	i.observe(OpConfigRemove, start, err)
+	return err
+}
+
+// ConfigUpdate implements API.
+func (i *Instrumented) ConfigUpdate(ctx context.Context, id string, version swarm.Version, spec swarm.ConfigSpec) error {
+	start := time.Now()
+	err := i.api.ConfigUpdate(ctx, id, version, spec)
+	i.observe(OpConfigUpdate, start, err)
 	return err
 }

@@ -52,6 +52,7 @@ type Metrics struct {
 	manifestErrors prometheus.Gauge
 	staleFiles     prometheus.Gauge
 	held           prometheus.Gauge
+	leader         prometheus.Gauge
 	policies       *prometheus.GaugeVec
 	policyReady    *policyCollector
 }
@@ -113,6 +114,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "manifests_held",
 			Help: "1 while the manifest directory is empty or unreadable and the last good set is kept.",
 		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "leader",
+			Help: "1 while this replica holds the lease and writes, 0 while it follows.",
+		}),
 		policies: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "policies",
 			Help: "Policies in force, by the status of their Ready condition (True, False, Unknown).",
@@ -123,7 +128,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.passes, m.passDuration, m.lastSuccess, m.actions, m.actionDuration, m.auditActions, m.drift,
-		m.docker, m.dockerDuration, m.manifestErrors, m.staleFiles, m.held, m.policies, m.policyReady,
+		m.docker, m.dockerDuration, m.manifestErrors, m.staleFiles, m.held, m.leader, m.policies, m.policyReady,
 	)
 	// Series that exist from the start, so rate() and alerts see zeros
 	// rather than absent series.
@@ -222,6 +227,11 @@ func (m *Metrics) ObserveSnapshot(s watch.Snapshot) {
 
 // ObserveStatus records the policies' Ready conditions.
 func (m *Metrics) ObserveStatus(r *status.Report) {
+	if r.Leader {
+		m.leader.Set(1)
+	} else {
+		m.leader.Set(0)
+	}
 	for st, n := range r.Counts() {
 		m.policies.WithLabelValues(string(st)).Set(float64(n))
 	}

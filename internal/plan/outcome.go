@@ -87,4 +87,7 @@ type Pass struct {
 	Err      error
 	// Trigger says what asked for the pass (last trigger before it ran).
 	Trigger string
+	// Follower is set when the pass wrote nothing because another replica
+	// leads.
+	Follower bool
 }

@@ -52,6 +52,9 @@ type Result struct {
 	RequeueAfter time.Duration
 	// Waiting says what that work waits for.
 	Waiting []string
+	// Follower is set when the pass wrote nothing because another replica
+	// leads.
+	Follower bool
 }
 
 // terminalError marks a failure that retrying cannot fix: held by the
@@ -84,6 +87,12 @@ type Reconciler struct {
 	ProgressDelay time.Duration
 	// OnResult sees every action result (metrics, status).
 	OnResult func(plan.ActionResult)
+	// Leader, when set, says whether this replica may write: a follower
+	// observes and plans (its store stays warm, its status true) and
+	// writes nothing. Writes stop when leadership goes.
+	Leader interface {
+		Leading() (context.Context, bool)
+	}
 }
 
 // SetPolicies replaces the desired policies.
@@ -143,6 +152,18 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	}
 	if r.Mode == ModeAudit {
 		return p, res, nil
+	}
+	if r.Leader != nil {
+		lctx, leading := r.Leader.Leading()
+		if !leading {
+			res.Follower = true
+			return p, res, nil
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(lctx, cancel)
+		defer stop()
 	}
 	if len(p.Holds) > 0 && !r.Limits.Force {
 		return p, res, terminalError{fmt.Errorf("%w: %s; nothing was written (use --force to go ahead)", plan.ErrHeld, strings.Join(p.Holds, "; "))}

@@ -17,6 +17,12 @@ import (
 type Report struct {
 	// Mode is enforce or audit.
 	Mode string `json:"mode"`
+	// Leader says whether this replica writes; Identity names it (with
+	// leader election off, it always leads).
+	Leader   bool   `json:"leader"`
+	Identity string `json:"identity"`
+	// LeaderIdentity names the replica that holds the lease, as last seen.
+	LeaderIdentity string `json:"leaderIdentity,omitempty"`
 	// Ready is what /readyz answers; Checks say why.
 	Ready  bool    `json:"ready"`
 	Checks []Check `json:"checks"`

@@ -37,6 +37,8 @@ type Tracker struct {
 	lastPass       *plan.Pass
 	planned        bool // some pass read Swarm and planned
 	lastSuccess    time.Time
+	// role, when set, says whether this replica leads (see SetRole).
+	role func() (leader bool, identity, holder string)
 	// staleAfter, when set, makes the controller unready once the last
 	// successful pass is older (see SetStaleAfter).
 	staleAfter time.Duration
@@ -72,6 +74,14 @@ type verdict struct {
 // not nil, is the reconciler's: it tells which services each policy selects.
 func NewTracker(mode plan.Mode, store *state.Store) *Tracker {
 	return &Tracker{mode: mode, store: store, now: time.Now, policies: map[string]*entry{}, stale: map[string]bool{}}
+}
+
+// SetRole tells the tracker how to learn this replica's role: whether it
+// leads, its identity and the lease holder's.
+func (t *Tracker) SetRole(role func() (leader bool, identity, holder string)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.role = role
 }
 
 // SetStaleAfter makes /readyz fail once no pass has succeeded for d (a
@@ -461,6 +471,7 @@ func (t *Tracker) Report() *Report {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := &Report{
+		Leader:         true,
 		Mode:           string(t.mode),
 		Held:           t.held,
 		Policies:       make([]v1.PolicyStatus, 0, len(t.policies)),
@@ -469,6 +480,9 @@ func (t *Tracker) Report() *Report {
 	}
 	if r.Mode == "" {
 		r.Mode = string(plan.ModeEnforce)
+	}
+	if t.role != nil {
+		r.Leader, r.Identity, r.LeaderIdentity = t.role()
 	}
 	if r.ManifestErrors == nil {
 		r.ManifestErrors = []manifest.Error{}

@@ -488,6 +488,41 @@ func (f *Swarm) ConfigRemove(ctx context.Context, id string) error {
 	return dockerapi.NewDaemonError(http.StatusNotFound, fmt.Sprintf("config %s not found", id))
 }
 
+// ConfigUpdate implements dockerapi.API: only the labels may change, and
+// the update must carry the version read.
+func (f *Swarm) ConfigUpdate(ctx context.Context, id string, version swarm.Version, spec swarm.ConfigSpec) error {
+	if err := f.begin(ctx, dockerapi.OpConfigUpdate); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.requireManagerLocked(); err != nil {
+		return err
+	}
+	var c *swarm.Config
+	for _, x := range f.configs {
+		if x.ID == id || x.Spec.Name == id {
+			c = x
+		}
+	}
+	switch {
+	case c == nil:
+		return dockerapi.NewDaemonError(http.StatusNotFound, fmt.Sprintf("config %s not found", id))
+	case version.Index != c.Version.Index:
+		return dockerapi.NewDaemonError(http.StatusInternalServerError, "rpc error: code = Unknown desc = update out of sequence")
+	case spec.Data != nil && string(spec.Data) != string(c.Spec.Data) || spec.Name != "" && spec.Name != c.Spec.Name:
+		return dockerapi.NewDaemonError(http.StatusBadRequest, "rpc error: code = InvalidArgument desc = only updates to Labels are allowed")
+	}
+	f.index++
+	c.Version.Index = f.index
+	c.UpdatedAt = time.Now().UTC()
+	c.Spec.Labels = clone(spec.Labels)
+	if c.Spec.Labels == nil {
+		c.Spec.Labels = map[string]string{}
+	}
+	return nil
+}
+
 // Configs lists the configs, for tests.
 func (f *Swarm) Configs() []swarm.Config {
 	f.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -2012,12 +2013,30 @@ var parityScenarios = []parityScenario{{
 		for _, c := range list {
 			listed = append(listed, fmt.Sprintf("%s %s labels=%d", strings.ReplaceAll(c.Spec.Name, w.run, "r1"), c.Spec.Data, len(c.Spec.Labels)))
 		}
+		// The leader lease: labels change with the version read.
+		read := list[0]
+		relabel := func(v swarm.Version, data []byte, holder string) error {
+			l := maps.Clone(read.Spec.Labels)
+			l["holder"] = holder
+			return w.ConfigUpdate(ctx, resp.ID, v, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: name, Labels: l}, Data: data})
+		}
+		first := relabel(read.Version, read.Spec.Data, "a")
+		stale := relabel(read.Version, read.Spec.Data, "b")
+		after, err := w.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", "swarmsec.test.run="+w.run))})
+		if err != nil || len(after) != 1 {
+			t.Fatalf("list after the updates: %v %v", after, err)
+		}
+		dataChange := relabel(after[0].Version, []byte("other"), "c")
 		removed := w.ConfigRemove(ctx, resp.ID)
 		again := w.ConfigRemove(ctx, resp.ID)
 		w.redactions = append(w.redactions, resp.ID, "<config>")
 		return []string{
 			"listed: " + strings.Join(listed, "; "),
 			w.errLine("create again", dup),
+			w.errLine("update with the version read", first),
+			w.errLine("update with that version again", stale),
+			w.kindLine("update changing the data", dataChange),
+			fmt.Sprintf("holder after: %s, version moved: %v", after[0].Spec.Labels["holder"], after[0].Version.Index > read.Version.Index),
 			w.errLine("remove", removed),
 			w.errLine("remove again", again),
 		}
@@ -2025,6 +2044,10 @@ var parityScenarios = []parityScenario{{
 	want: []string{
 		`listed: swarmsec-test-r1-record {"a":1} labels=3`,
 		"create again: not-found=false conflict=true in-use=false out-of-sequence=false: Error response from daemon: rpc error: code = AlreadyExists desc = config swarmsec-test-r1-record already exists",
+		"update with the version read: ok",
+		"update with that version again: not-found=false conflict=false in-use=false out-of-sequence=true: Error response from daemon: rpc error: code = Unknown desc = update out of sequence",
+		"update changing the data: invalid-argument: Error response from daemon: rpc error: code = InvalidArgument desc = only updates to Labels are allowed",
+		"holder after: a, version moved: true",
 		"remove: ok",
 		"remove again: not-found=true conflict=false in-use=false out-of-sequence=false: Error response from daemon: config <config> not found",
 	},
