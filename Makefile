@@ -4,12 +4,23 @@ GO ?= go
 BIN := bin/swarmsec
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: all build test test-unit test-integration test-e2e bench bench-scale fuzz demo demo-down docker vet clean
+.PHONY: all build image test test-unit test-integration test-e2e bench bench-scale fuzz demo demo-down docker vet clean
 
 all: build
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+
 build:
-	$(GOFLAGS_STATIC) $(GO) build -o $(BIN) ./cmd/swarmsec
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/swarmsec
+
+# The image: the static binary on scratch, tagged with the version and
+# latest. deploy/swarmsec.yml deploys it as a stack.
+image: build
+	cp /etc/ssl/certs/ca-certificates.crt deploy/ca-certificates.crt
+	docker build --build-arg VERSION=$(VERSION) -t swarmsec/swarmsec:$(VERSION) -t swarmsec/swarmsec:latest .
 
 vet:
 	$(GO) vet ./...

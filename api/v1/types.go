@@ -29,6 +29,9 @@ const (
 	LabelStackNamespace = "com.docker.stack.namespace"
 	// LabelIgnore opts a service or network out: swarmsec never changes it.
 	LabelIgnore = "swarmsec.io/ignore"
+	// LabelSelf marks swarmsec's own services (the stack file sets it):
+	// only a selector naming one by swarmsec.io/service selects it.
+	LabelSelf = "swarmsec.io/self"
 
 	// LabelManaged marks a network swarmsec created and may remove.
 	LabelManaged = "swarmsec.io/managed"

@@ -305,7 +305,13 @@ func (c *compiler) match(sel *v1.LabelSelector) []int {
 	}
 	var out []int
 	for _, i := range candidates {
-		if sel.Matches(c.services[i].SelectorLabels) {
+		s := c.services[i]
+		if s.Labels[v1.LabelSelf] == "true" && sel.MatchLabels[v1.LabelService] != s.Name {
+			// swarmsec's own services are selected only by name: a broad
+			// selector must not cut the controller off its engine.
+			continue
+		}
+		if sel.Matches(s.SelectorLabels) {
 			out = append(out, i)
 		}
 	}

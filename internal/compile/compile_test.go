@@ -298,3 +298,22 @@ func TestEmptyEgressFollowsKubernetes(t *testing.T) {
 		})
 	}
 }
+
+// swarmsec's own services (deployed as a stack) are selected only by a
+// policy that names them.
+func TestOwnServicesSelectedOnlyByName(t *testing.T) {
+	self := stackService("swarmsec", "controller", v1.LabelSelf, "true")
+	other := stackService("shop", "web")
+	everything := netpol("all", v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{}})
+	_, d := compileWith(t, []*state.Service{self, other}, []*state.Policy{everything})
+	if ds := d.Services[self.ID]; ds != nil && ds.Isolated {
+		t.Error("a broad selector isolated swarmsec's own controller")
+	}
+	if ds := d.Services[other.ID]; ds == nil || !ds.Isolated {
+		t.Error("the broad selector did not isolate the other service")
+	}
+	named := netpol("ctl", v1.NetworkPolicySpec{ServiceSelector: sel(v1.LabelService, self.Name)})
+	if _, d := compileWith(t, []*state.Service{self, other}, []*state.Policy{named}); d.Services[self.ID] == nil || !d.Services[self.ID].Isolated {
+		t.Error("a policy naming the controller did not select it")
+	}
+}
