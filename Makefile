@@ -19,7 +19,7 @@ build:
 # The image: the static binary on scratch, tagged with the version and
 # latest. deploy/swarmsec.yml deploys it as a stack.
 image: build
-	cp /etc/ssl/certs/ca-certificates.crt deploy/ca-certificates.crt
+	cp /etc/ssl/certs/ca-certificates.crt deploy/ca-certificates.crt 2>/dev/null || : > deploy/ca-certificates.crt
 	docker build --build-arg VERSION=$(VERSION) -t swarmsec/swarmsec:$(VERSION) -t swarmsec/swarmsec:latest .
 
 vet:
