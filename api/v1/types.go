@@ -3,6 +3,8 @@
 // Docker or memdb imports. Decoding and validation live in internal/manifest.
 package v1
 
+//go:generate go run ../../internal/schema/gen ../..
+
 // Group and version of every kind in this package.
 const (
 	Group      = "swarmsec.io"
