@@ -77,6 +77,25 @@ type Desired struct {
 	edges    map[uint64]struct{}
 }
 
+// Edges are the pairs of services a policy lets talk, by service ID, each
+// pair once (lower ID first), sorted.
+func (d *Desired) Edges() [][2]string {
+	ids := make([]string, len(d.index))
+	for id, i := range d.index {
+		ids[i] = id
+	}
+	out := make([][2]string, 0, len(d.edges))
+	for k := range d.edges {
+		a, b := ids[int(k>>32)], ids[int(k&0xffffffff)]
+		if a > b {
+			a, b = b, a
+		}
+		out = append(out, [2]string{a, b})
+	}
+	slices.SortFunc(out, func(x, y [2]string) int { return cmp.Or(cmp.Compare(x[0], y[0]), cmp.Compare(x[1], y[1])) })
+	return out
+}
+
 // Allowed reports whether the policies let two services share a network:
 // neither is isolated, or a policy lets them talk. A service the compile
 // did not see (one that opts out, or is new) counts as not isolated.
