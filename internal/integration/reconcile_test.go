@@ -12,6 +12,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,9 +52,15 @@ type app struct {
 
 func (a *app) svc(short string) string { return a.stack + "_" + short }
 
+// deployed counts the apps deployed by this run, to name them apart.
+var deployed atomic.Int64
+
 func deployApp(ctx context.Context, t *testing.T, cli *client.Client, webPort uint32, shorts ...string) *app {
 	t.Helper()
 	a := &app{stack: "it" + swarmtest.RunID()[:6] + strings.ToLower(t.Name()[len(t.Name())-3:]), webPort: webPort}
+	if n := deployed.Add(1); n > 1 {
+		a.stack += fmt.Sprint(n) // a second app of the same test
+	}
 	a.net = a.stack + "_default"
 	// Registered first so it runs last, after the services are gone: it
 	// removes the managed networks a failed test may have left.
