@@ -62,6 +62,9 @@ up() {
 
   heading "2. A three-node Swarm (docker-in-docker on this machine's engine)"
   rm -f "$WORK/cluster.env" "$WORK/cluster.json"
+  # The log exists before the cluster process writes it: the loop below
+  # reads it at once.
+  : >"$WORK/cluster.log"
   # Its own session: the cluster outlives this script, and its process ID,
   # on every object it made, keeps the e2e tests' sweep away from it.
   setsid nohup "$BIN/demo" cluster --state "$WORK" >"$WORK/cluster.log" 2>&1 </dev/null &

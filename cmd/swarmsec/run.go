@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,7 +98,20 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	store := state.New()
 	tracker := status.NewTracker(mode, store)
 	tracker.SetStaleAfter(3 * o.resync)
-	api := dockerapi.NewInstrumented(cli, m)
+	// Writes made while this replica follows: there must be none.
+	var (
+		elector        *lease.Elector
+		followerWrites atomic.Int64
+	)
+	api := dockerapi.NewInstrumented(cli, dockerapi.ObserverFunc(func(op string, d time.Duration, err error) {
+		m.ObserveDockerCall(op, d, err)
+		if elector != nil && slices.Contains(dockerapi.Writes, op) {
+			if _, leading := elector.Leading(); !leading {
+				followerWrites.Add(1)
+			}
+		}
+	}))
+	tracker.SetFollowerWrites(followerWrites.Load)
 
 	// Serve first, so /healthz answers (and /readyz says why not ready)
 	// while the engine or the manifests are not there yet.
@@ -145,11 +160,12 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	}
 
 	rec := &reconcile.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult}
-	var elector *lease.Elector
 	if o.leaderElect {
 		// One replica writes; the others keep their store warm and
 		// serve their status.
-		elector = &lease.Elector{Docker: api, Name: o.leaseName, Identity: o.identity, Log: log}
+		// The lease's own calls go around the instrumented client: the
+		// write counters then say what the reconciler wrote.
+		elector = &lease.Elector{Docker: cli, Name: o.leaseName, Identity: o.identity, Log: log}
 		rec.Leader = elector
 		tracker.SetRole(func() (bool, string, string) {
 			_, leading := elector.Leading()

@@ -43,6 +43,9 @@ const (
 type Config struct {
 	// Workers is the number of worker nodes; 0 means 2.
 	Workers int
+	// Managers is how many nodes are managers (the first node, then the
+	// first workers): 0 means 1. Three keep quorum when one goes.
+	Managers int
 	// Logf reports progress; nil discards it.
 	Logf func(format string, args ...any)
 	// SkipEncryptionCheck skips the cross-node probe on an encrypted

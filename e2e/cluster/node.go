@@ -227,8 +227,12 @@ func containerLogs(ctx context.Context, host *client.Client, id string, lines in
 
 // loadAppImage copies the test app image from the machine's engine into
 // every node with docker save | docker load.
-func (c *Cluster) loadAppImage(ctx context.Context) error {
-	rc, err := c.Host.ImageSave(ctx, []string{c.AppImage})
+func (c *Cluster) loadAppImage(ctx context.Context) error { return c.LoadImage(ctx, c.AppImage) }
+
+// LoadImage copies an image of the machine's engine into every node (save
+// and load: nothing is pulled), under the same tags.
+func (c *Cluster) LoadImage(ctx context.Context, ref string) error {
+	rc, err := c.Host.ImageSave(ctx, []string{ref})
 	if err != nil {
 		return err
 	}
@@ -237,7 +241,7 @@ func (c *Cluster) loadAppImage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	img, err := c.Host.ImageInspect(ctx, c.AppImage)
+	img, err := c.Host.ImageInspect(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -253,11 +257,11 @@ func (c *Cluster) loadAppImage(ctx context.Context) error {
 			// docker save by ID writes no tag: put the hash tag back, so
 			// swarmtest.BuildAppImage finds the image on the node too.
 			for _, tag := range img.RepoTags {
-				if err := n.Client.ImageTag(ctx, c.AppImage, tag); err != nil {
+				if err := n.Client.ImageTag(ctx, ref, tag); err != nil {
 					return fmt.Errorf("%s: %w", n.Hostname, err)
 				}
 			}
-			if _, err := n.Client.ImageInspect(ctx, c.AppImage); err != nil {
+			if _, err := n.Client.ImageInspect(ctx, ref); err != nil {
 				return fmt.Errorf("%s: image not there after load: %w", n.Hostname, err)
 			}
 			return nil
@@ -279,13 +283,17 @@ func (c *Cluster) formSwarm(ctx context.Context) error {
 		return err
 	}
 	var fns []func() error
-	for _, w := range c.Workers() {
+	for i, w := range c.Workers() {
+		token := sw.JoinTokens.Worker
+		if i+1 < c.cfg.Managers {
+			token, w.Manager = sw.JoinTokens.Manager, true
+		}
 		fns = append(fns, func() error {
 			err := w.Client.SwarmJoin(ctx, swarm.JoinRequest{
 				ListenAddr:    "0.0.0.0:2377",
 				AdvertiseAddr: w.IP,
 				RemoteAddrs:   []string{m.IP + ":2377"},
-				JoinToken:     sw.JoinTokens.Worker,
+				JoinToken:     token,
 			})
 			if err != nil {
 				return fmt.Errorf("%s: swarm join: %w", w.Hostname, err)

@@ -90,4 +90,7 @@ type Pass struct {
 	// Follower is set when the pass wrote nothing because another replica
 	// leads.
 	Follower bool
+	// Requeue is set when the pass left work for a pass soon (a migration
+	// under way, a write that must wait).
+	Requeue bool
 }

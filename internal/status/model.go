@@ -23,6 +23,9 @@ type Report struct {
 	Identity string `json:"identity"`
 	// LeaderIdentity names the replica that holds the lease, as last seen.
 	LeaderIdentity string `json:"leaderIdentity,omitempty"`
+	// FollowerWrites counts the Docker writes this replica made while it
+	// did not lead: 0, always.
+	FollowerWrites int64 `json:"followerWrites"`
 	// Ready is what /readyz answers; Checks say why.
 	Ready  bool    `json:"ready"`
 	Checks []Check `json:"checks"`

@@ -37,6 +37,7 @@ type Tracker struct {
 	lastPass       *plan.Pass
 	planned        bool // some pass read Swarm and planned
 	lastSuccess    time.Time
+	followerWrites func() int64
 	// role, when set, says whether this replica leads (see SetRole).
 	role func() (leader bool, identity, holder string)
 	// staleAfter, when set, makes the controller unready once the last
@@ -82,6 +83,14 @@ func (t *Tracker) SetRole(role func() (leader bool, identity, holder string)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.role = role
+}
+
+// SetFollowerWrites tells the tracker how many writes this replica made
+// while it did not lead (which must stay 0).
+func (t *Tracker) SetFollowerWrites(n func() int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.followerWrites = n
 }
 
 // SetStaleAfter makes /readyz fail once no pass has succeeded for d (a
@@ -167,7 +176,7 @@ func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 	t.planned = t.planned || p.Plan != nil
 	if p.Err == nil && p.Plan != nil {
 		t.lastSuccess = p.Start.Add(p.Duration)
-		if t.mode != plan.ModeAudit && (p.Result == nil || !p.Result.Pending()) {
+		if t.mode != plan.ModeAudit && !p.Requeue && (p.Result == nil || !p.Result.Pending()) {
 			t.lastConverged = p.Start
 		}
 	}
@@ -225,7 +234,7 @@ func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
 			pa.State, pa.Error = v1.PendingFailed, errString(ar.Err)
 			failed = append(failed, pa)
 			errs = append(errs, errString(ar.Err))
-		case ok && ar.Outcome != plan.OutcomePending:
+		case ok && ar.Outcome != plan.OutcomePending && !(a.Kind == plan.ActionMigrateNetwork && p.Requeue):
 			applied++
 		default:
 			pa.State = v1.PendingWaiting
@@ -483,6 +492,9 @@ func (t *Tracker) Report() *Report {
 	}
 	if t.role != nil {
 		r.Leader, r.Identity, r.LeaderIdentity = t.role()
+	}
+	if t.followerWrites != nil {
+		r.FollowerWrites = t.followerWrites()
 	}
 	if r.ManifestErrors == nil {
 		r.ManifestErrors = []manifest.Error{}

@@ -269,10 +269,18 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int) (time.
 	for i := range min(updates, len(svcs)) {
 		s := svcs[i]
 		fns = append(fns, func() error {
-			spec := s.Spec
-			spec.Labels["bsfloor"] = "1"
-			_, err := b.cli.ServiceUpdate(ctx, s.ID, s.Version, spec, swarm.ServiceUpdateOptions{})
-			return err
+			// As any client: on "out of sequence", read again and retry.
+			for attempt := 0; ; attempt++ {
+				spec := s.Spec
+				spec.Labels["bsfloor"] = "1"
+				_, err := b.cli.ServiceUpdate(ctx, s.ID, s.Version, spec, swarm.ServiceUpdateOptions{})
+				if err == nil || attempt == 5 || !strings.Contains(err.Error(), "out of sequence") {
+					return err
+				}
+				if s, _, err = b.cli.ServiceInspectWithRaw(ctx, s.ID, swarm.ServiceInspectOptions{}); err != nil {
+					return err
+				}
+			}
 		})
 	}
 	if err := parallel(fns); err != nil {
