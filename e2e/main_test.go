@@ -31,7 +31,8 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	c := cluster.New(cluster.Config{Logf: logf})
+	// Three managers: failover keeps quorum when one goes.
+	c := cluster.New(cluster.Config{Logf: logf, Managers: 3})
 	var once sync.Once
 	teardown := func() {
 		once.Do(func() {

@@ -150,6 +150,10 @@ func (c *Cluster) startNode(ctx context.Context, nodeImage, hostname string) (*N
 			},
 			Cmd: []string{dockerd,
 				"--host", "unix:///var/run/dind/docker.sock",
+				// Runtime state on the tmpfs /run: a node restarted after
+				// a kill (the failover test) finds no stale pid file.
+				"--pidfile", "/run/docker.pid",
+				"--exec-root", "/run/docker",
 				"--cgroup-parent", cgroupParent(c.RunID),
 				"--log-level", "info",
 			},

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -121,9 +122,60 @@ func (e *Elector) Run(ctx context.Context) error {
 	if !(e.LeaseDuration > e.RenewDeadline && e.RenewDeadline > e.RetryPeriod) {
 		return fmt.Errorf("lease: want lease duration %s > renew deadline %s > retry period %s", e.LeaseDuration, e.RenewDeadline, e.RetryPeriod)
 	}
-	wait.JitterUntilWithContext(ctx, e.tick, e.RetryPeriod, 0.2, true)
-	e.release()
-	return nil
+	// A change of the lease (a release above all) is worth a look at
+	// once, not at the next period: followers watch its events.
+	changed := make(chan struct{}, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go e.watch(watchCtx, changed)
+	for {
+		e.tick(ctx)
+		next := time.After(wait.Jitter(e.RetryPeriod, 0.2))
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				e.release()
+				return nil
+			case <-changed:
+				// The leader's own renewals are events too: only a
+				// follower looks again at once.
+				if _, leading := e.Leading(); !leading {
+					break wait
+				}
+			case <-next:
+				break wait
+			}
+		}
+	}
+}
+
+// watch signals changed on every event of the lease config, reconnecting
+// with the retry period when the stream breaks.
+func (e *Elector) watch(ctx context.Context, changed chan<- struct{}) {
+	for ctx.Err() == nil {
+		msgs, errs := e.Docker.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("type", string(events.ConfigEventType)), filters.Arg("config", e.Name))})
+	stream:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-msgs:
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			case <-errs:
+				break stream
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(e.RetryPeriod):
+		}
+	}
 }
 
 // tick tries to take or renew the lease, and stops leading when that has

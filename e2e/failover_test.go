@@ -1,0 +1,295 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarmsec/swarmsec/e2e/cluster"
+	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+)
+
+// replica is one task of the stack-deployed controller, as it reports
+// itself.
+type replica struct {
+	node      *cluster.Node
+	container string
+	Leader    bool   `json:"leader"`
+	Identity  string `json:"identity"`
+	Writes    int64  `json:"followerWrites"`
+}
+
+// docker runs the docker CLI against one node's engine.
+func docker(ctx context.Context, n *cluster.Node, env []string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(append(os.Environ(), "DOCKER_HOST=unix://"+n.Socket), env...)
+	return cmd.CombinedOutput()
+}
+
+// replicas asks every controller task on the running nodes for its role.
+func replicas(ctx context.Context, nodes []*cluster.Node) ([]replica, string) {
+	var out []replica
+	for _, n := range nodes {
+		cs, err := n.Client.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.name=swarmsec_controller"))})
+		if err != nil {
+			return nil, n.Hostname + ": " + err.Error()
+		}
+		for _, c := range cs {
+			b, err := docker(ctx, n, nil, "exec", c.ID, "/swarmsec", "status", "-o", "json")
+			if err != nil {
+				return nil, fmt.Sprintf("%s: %s: %v: %s", n.Hostname, c.ID[:12], err, b)
+			}
+			r := replica{node: n, container: c.ID}
+			if err := json.Unmarshal(b, &r); err != nil {
+				return nil, err.Error()
+			}
+			out = append(out, r)
+		}
+	}
+	return out, ""
+}
+
+func leaderOf(rs []replica) *replica {
+	for i := range rs {
+		if rs[i].Leader {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+// TestFailover deploys swarmsec as the stack of deploy/swarmsec.yml, from
+// the image (loaded into the nodes), on the cluster's three managers;
+// converges a stack under a policy; then kills the leader's node: another
+// replica takes over within 20s and reverts a drift made after the kill.
+// Then the new leader's task is killed (another takes over once the lease
+// expires), and a leader stopped cleanly hands over within 2s. No replica
+// ever writes while it is not the leader.
+func TestFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	managers := slices.DeleteFunc(slices.Clone(testCluster.Nodes), func(n *cluster.Node) bool { return !n.Manager })
+	if len(managers) < 3 {
+		t.Skipf("the cluster has %d managers; failover needs three", len(managers))
+	}
+	root, err := swarmtest.ModuleRoot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "make", "-C", root, "image").CombinedOutput(); err != nil {
+		t.Fatalf("make image: %v\n%s", err, out)
+	}
+	if err := testCluster.LoadImage(ctx, "swarmsec/swarmsec:latest"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The stack swarmsec guards, and its policy, on every manager.
+	cli := manager()
+	netID := swarmtest.CreateNetwork(ctx, t, cli, "fo_default", swarmtest.WithNetworkLabels(map[string]string{"com.docker.stack.namespace": "fo"}))
+	for _, app := range []string{"api", "db"} {
+		createService(ctx, t, swarmtest.WithName("fo_"+app), swarmtest.WithReplicas(0),
+			swarmtest.WithServiceLabels(map[string]string{"com.docker.stack.namespace": "fo", "app": app}), swarmtest.WithNetwork("fo_default", app))
+	}
+	policy := []byte(`apiVersion: swarmsec.io/v1
+kind: NetworkPolicy
+metadata: {name: fo-db}
+spec:
+  serviceSelector: {matchLabels: {swarmsec.io/service: fo_db}}
+  ingress:
+    - from: [{serviceSelector: {matchLabels: {swarmsec.io/service: fo_api}}}]
+`)
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	for _, h := range []*tar.Header{
+		{Name: "etc/swarmsec/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/swarmsec/manifests/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/swarmsec/manifests/fo-db.yaml", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(policy))},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tw.Write(policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range managers {
+		if err := testCluster.Host.CopyToContainer(ctx, n.Container, "/", bytes.NewReader(archive.Bytes()), container.CopyToContainerOptions{}); err != nil {
+			t.Fatalf("%s: %v", n.Hostname, err)
+		}
+	}
+	env := []string{"SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock", "SWARMSEC_DOCKER_GID=0", "SWARMSEC_MANIFESTS=/etc/swarmsec/manifests"}
+	if out, err := docker(ctx, testCluster.Manager(), env, "stack", "deploy", "--resolve-image", "never", "-c", filepath.Join(root, "deploy/swarmsec.yml"), "swarmsec"); err != nil {
+		t.Fatalf("docker stack deploy: %v\n%s", err, out)
+	}
+	var down *cluster.Node
+	t.Cleanup(func() {
+		ctx := context.WithoutCancel(ctx)
+		if down != nil {
+			if err := testCluster.Host.ContainerStart(ctx, down.Container, container.StartOptions{}); err != nil {
+				t.Errorf("restart %s: %v", down.Hostname, err)
+			}
+			if err := swarmtest.PollE(ctx, 3*time.Minute, func() (bool, string) { return testCluster.NodesReady(ctx) }); err != nil {
+				t.Errorf("the cluster did not come back: %v", err)
+			}
+		}
+		if out, err := docker(ctx, testCluster.Manager(), nil, "stack", "rm", "swarmsec"); err != nil {
+			t.Errorf("stack rm: %v\n%s", err, out)
+		}
+		// The lease goes with the stack: a later controller need not wait
+		// for a dead holder's lease to expire.
+		_ = swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
+			out, err := docker(ctx, testCluster.Manager(), nil, "config", "rm", "swarmsec-leader")
+			return err == nil || strings.Contains(string(out), "not found"), string(out)
+		})
+		// Give the services their networks back.
+		if _, stderr, code := RunSwarmsec(ctx, t, "apply", "--manifests", t.TempDir(), "--allow-empty"); code != 0 {
+			t.Errorf("restore: %s", stderr)
+		}
+	})
+
+	alive := managers
+	var rs []replica
+	isolated := func(c interface {
+		ServiceInspectWithRaw(context.Context, string, swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
+	}) (bool, string) {
+		svc, _, err := c.ServiceInspectWithRaw(ctx, "fo_db", swarm.ServiceInspectOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		on := slices.ContainsFunc(svc.Spec.TaskTemplate.Networks, func(a swarm.NetworkAttachmentConfig) bool { return a.Target == netID })
+		return len(svc.Spec.TaskTemplate.Networks) > 0 && !on, fmt.Sprintf("fo_db networks %+v", svc.Spec.TaskTemplate.Networks)
+	}
+	swarmtest.Poll(ctx, t, 3*time.Minute, func() (bool, string) {
+		var why string
+		if rs, why = replicas(ctx, alive); why != "" {
+			return false, why
+		}
+		n := 0
+		for _, r := range rs {
+			if r.Leader {
+				n++
+			}
+		}
+		if ok, why := isolated(cli); !ok {
+			return false, why
+		}
+		return len(rs) == 3 && n == 1, fmt.Sprintf("%d replicas, %d leaders", len(rs), n)
+	})
+	noFollowerWrites := func(rs []replica) {
+		for _, r := range rs {
+			if r.Writes != 0 {
+				t.Errorf("%s wrote %d times while it followed", r.Identity, r.Writes)
+			}
+		}
+	}
+	noFollowerWrites(rs)
+	first := leaderOf(rs)
+	t.Logf("the stack is up on %d managers; %s (on %s) leads and isolated fo_db", len(rs), first.Identity, first.node.Hostname)
+
+	// The leader's node goes: its engine container stops.
+	down = first.node
+	killed := time.Now()
+	if err := testCluster.Host.ContainerKill(ctx, down.Container, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	alive = slices.DeleteFunc(slices.Clone(managers), func(n *cluster.Node) bool { return n == down })
+	swarmtest.Poll(ctx, t, 40*time.Second, func() (bool, string) {
+		var why string
+		if rs, why = replicas(ctx, alive); why != "" {
+			return false, why
+		}
+		return leaderOf(rs) != nil, "no leader among the surviving replicas"
+	})
+	took := time.Since(killed)
+	second := leaderOf(rs)
+	t.Logf("%s (on %s) took over %s after the node went", second.Identity, second.node.Hostname, took.Round(100*time.Millisecond))
+	if took > 20*time.Second {
+		t.Errorf("take-over after %s, want within 20s", took.Round(100*time.Millisecond))
+	}
+	// A drift made after the kill is reverted by the new leader.
+	live := alive[0].Client
+	svc, _, err := live.ServiceInspectWithRaw(ctx, "fo_db", swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := svc.Spec
+	spec.TaskTemplate.Networks = append(slices.Clone(spec.TaskTemplate.Networks), swarm.NetworkAttachmentConfig{Target: netID})
+	if _, err := live.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	swarmtest.Poll(ctx, t, 30*time.Second, func() (bool, string) { return isolated(live) })
+	t.Log("the new leader reverted a drift made after the kill")
+
+	// The leader's task is killed, not its node: the lease expires and
+	// another replica takes over.
+	killed = time.Now()
+	if out, err := docker(ctx, second.node, nil, "kill", second.container); err != nil {
+		t.Fatalf("kill: %v\n%s", err, out)
+	}
+	swarmtest.Poll(ctx, t, 40*time.Second, func() (bool, string) {
+		var why string
+		if rs, why = replicas(ctx, alive); why != "" {
+			return false, why
+		}
+		l := leaderOf(rs)
+		return l != nil && l.container != second.container, "no new leader"
+	})
+	t.Logf("%s took over %s after the leader's task was killed", leaderOf(rs).Identity, time.Since(killed).Round(100*time.Millisecond))
+	if d := time.Since(killed); d > 20*time.Second {
+		t.Errorf("take-over after %s, want within 20s", d.Round(100*time.Millisecond))
+	}
+
+	// Once both survivors run, a leader stopped cleanly hands over at once.
+	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
+		var why string
+		if rs, why = replicas(ctx, alive); why != "" {
+			return false, why
+		}
+		return len(rs) == 2 && leaderOf(rs) != nil, fmt.Sprintf("%d replicas", len(rs))
+	})
+	noFollowerWrites(rs)
+	third := leaderOf(rs)
+	stopped := time.Now()
+	if out, err := docker(ctx, third.node, nil, "stop", "-t", "10", third.container); err != nil {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	var other *replica
+	for i := range rs {
+		if rs[i].container != third.container {
+			other = &rs[i]
+		}
+	}
+	swarmtest.Poll(ctx, t, 30*time.Second, func() (bool, string) {
+		b, err := docker(ctx, other.node, nil, "exec", other.container, "/swarmsec", "status", "-o", "json")
+		if err != nil {
+			return false, string(b)
+		}
+		var r replica
+		return json.Unmarshal(b, &r) == nil && r.Leader, "the other replica does not lead yet"
+	})
+	handover := time.Since(stopped)
+	t.Logf("hand-over after a clean stop: %s", handover.Round(100*time.Millisecond))
+	if handover > 2*time.Second {
+		logs, _ := docker(ctx, third.node, nil, "logs", "--tail", "15", third.container)
+		t.Errorf("hand-over took %s after a clean stop, want within 2s; the stopped leader's log:\n%s", handover.Round(100*time.Millisecond), logs)
+	}
+	noFollowerWrites(rs)
+}
