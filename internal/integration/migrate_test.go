@@ -597,18 +597,7 @@ func TestDriftRevertedWhileMigratingOnRealSwarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	onlyManaged := func() (bool, string) {
-		svc, _, err := cli.ServiceInspectWithRaw(ctx, db, swarm.ServiceInspectOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		var names []string
-		for _, att := range svc.Spec.TaskTemplate.Networks {
-			n, err := cli.NetworkInspect(ctx, att.Target, network.InspectOptions{})
-			if err != nil {
-				return false, err.Error()
-			}
-			names = append(names, n.Name)
-		}
+		_, names := serviceNetworks(ctx, t, cli, db)
 		return slices.Equal(names, []string{"swarmsec-" + a.stack + "-db"}), fmt.Sprintf("db networks %v", names)
 	}
 	swarmtest.Poll(ctx, t, time.Minute, onlyManaged)
