@@ -6,11 +6,13 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/spf13/cobra"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/graph"
 	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -31,7 +33,8 @@ func newExplainCmd(g *globalOptions) *cobra.Command {
 rules allow it (or that neither is isolated), which network carries it now, and
 what the cluster still lacks. "explain outside SERVICE" says which ports of the
 service are published, in which mode, and by which policies.`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: serviceNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, done, err := setup(cmd, g, mf, lf)
 			if err != nil {
@@ -163,6 +166,39 @@ func reasons(tx state.ReadTx, a, b *state.Service) []string {
 		}
 	}
 	return slices.Compact(out)
+}
+
+// printPlanGraph draws the plan: the allowed connectivity, with the pairs
+// it connects green and those it separates red.
+func printPlanGraph(w io.Writer, r *reconcile.Reconciler, p *plan.Plan) error {
+	var gr *graph.Graph
+	r.Store.View(func(tx state.ReadTx) {
+		services, _ := state.FindServices(tx, state.All())
+		gr = graph.Build(p.Desired, services)
+		gr.Diff(p.Desired, services, func(a, b *state.Service) bool { return len(sharedNetworks(tx, a, b)) > 0 })
+	})
+	return gr.DOT(w)
+}
+
+// serviceNames completes service names from the Swarm, when it answers.
+func serviceNames(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) >= 2 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	api, done, err := connect(cmd.Context())
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	defer done()
+	svcs, err := api.ServiceList(cmd.Context(), swarm.ServiceListOptions{})
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	names := []string{"outside"}
+	for _, s := range svcs {
+		names = append(names, s.Spec.Name)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
 // sharedNetworks names the networks both services are on now.

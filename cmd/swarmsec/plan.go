@@ -23,9 +23,10 @@ const (
 
 func newPlanCmd(g *globalOptions) *cobra.Command {
 	var (
-		mf     manifestFlags
-		lf     limitFlags
-		output string
+		mf      manifestFlags
+		lf      limitFlags
+		output  string
+		asGraph bool
 	)
 	cmd := &cobra.Command{
 		Use:   "plan",
@@ -48,9 +49,12 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			switch {
+			case asGraph:
+				err = printPlanGraph(cmd.OutOrStdout(), r, p)
+			case output == "json":
 				err = printPlanJSON(cmd.OutOrStdout(), p)
-			} else {
+			default:
 				printPlanTable(cmd.OutOrStdout(), p)
 			}
 			if err != nil {
@@ -65,6 +69,7 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 	mf.add(cmd)
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&asGraph, "graph", false, "print the allowed connectivity as a DOT graph, what the plan adds green and what it takes away red (| dot -Tsvg)")
 	return cmd
 }
 

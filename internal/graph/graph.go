@@ -33,6 +33,41 @@ type Graph struct {
 	Nodes []Node
 	// Edges are pairs of service names a policy lets talk, sorted.
 	Edges [][2]string
+	// Added and Removed, when set by Diff, are what a change does: pairs
+	// that will share a network and do not now, and pairs that do now and
+	// will not. DOT draws them green and red.
+	Added, Removed [][2]string
+}
+
+// Diff marks what applying the policies changes: the pairs that share a
+// network now (by service name) against those the policies allow, among
+// the services at least one policy isolates.
+func (g *Graph) Diff(desired *compile.Desired, services []*state.Service, sharesNow func(a, b *state.Service) bool) {
+	iso := func(s *state.Service) bool { ds := desired.Services[s.ID]; return ds != nil && ds.Isolated }
+	for i, a := range services {
+		for _, b := range services[i+1:] {
+			if a.Ignored() || b.Ignored() || (!iso(a) && !iso(b)) {
+				continue
+			}
+			x, y := a.Name, b.Name
+			if x > y {
+				x, y = y, x
+			}
+			now, later := sharesNow(a, b), desired.Allowed(a.ID, b.ID)
+			switch {
+			case later && !now:
+				g.Added = append(g.Added, [2]string{x, y})
+			case now && !later:
+				g.Removed = append(g.Removed, [2]string{x, y})
+			}
+		}
+	}
+	sortPairs(g.Added)
+	sortPairs(g.Removed)
+}
+
+func sortPairs(ps [][2]string) {
+	slices.SortFunc(ps, func(x, y [2]string) int { return cmp.Or(cmp.Compare(x[0], y[0]), cmp.Compare(x[1], y[1])) })
 }
 
 // Build draws desired over the observed services.
@@ -125,7 +160,14 @@ func (g *Graph) DOT(w io.Writer) error {
 		}
 	}
 	for _, e := range g.Edges {
+		if slices.Contains(g.Added, e) {
+			fmt.Fprintf(&b, "  %q -- %q [color=green, penwidth=2];\n", e[0], e[1])
+			continue
+		}
 		fmt.Fprintf(&b, "  %q -- %q;\n", e[0], e[1])
+	}
+	for _, e := range g.Removed {
+		fmt.Fprintf(&b, "  %q -- %q [color=red, style=dashed];\n", e[0], e[1])
 	}
 	for _, n := range g.Nodes {
 		if n.Isolated && n.Outside {

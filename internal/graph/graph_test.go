@@ -78,3 +78,63 @@ func TestDOTHasEveryEdgeAndNoOther(t *testing.T) {
 		t.Errorf("mermaid: %v\n%s", err, mm.String())
 	}
 }
+
+// Diff marks red what the policies take away from today's networks and
+// green what they add, and nothing they leave as it is.
+func TestDiffMarksWhatThePlanChanges(t *testing.T) {
+	services := []*state.Service{
+		policytest.StackService("shop", "web"), policytest.StackService("shop", "api"),
+		policytest.StackService("shop", "db"),
+	}
+	st := state.New()
+	if err := st.Update(func(tx state.Tx) error {
+		if err := state.ReplaceServices(tx, services); err != nil {
+			return err
+		}
+		return state.ReplacePolicies(tx, policytest.ShopPolicies())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var d *compile.Desired
+	var err error
+	st.View(func(tx state.ReadTx) { d, err = compile.Compile(tx, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Build(d, services)
+	// Today only web and api share a network.
+	g.Diff(d, services, func(a, b *state.Service) bool {
+		pair := a.Name + "," + b.Name
+		return pair == "shop_web,shop_api" || pair == "shop_api,shop_web"
+	})
+	var out bytes.Buffer
+	if err := g.DOT(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range g.Added {
+		if !slices.Contains(g.Edges, e) {
+			t.Errorf("added %v is not an allowed edge", e)
+		}
+		if e == [2]string{"shop_api", "shop_web"} {
+			t.Errorf("web-api is shared today, not added")
+		}
+	}
+	if len(g.Added) == 0 || !bytes.Contains(out.Bytes(), []byte("color=green")) {
+		t.Errorf("api-db should be drawn added\n%s", out.String())
+	}
+	if len(g.Removed) != 0 {
+		t.Errorf("removed %v: nothing shared today is denied", g.Removed)
+	}
+
+	// Had every pair shared a network, the pairs no policy allows go red.
+	g = Build(d, services)
+	g.Diff(d, services, func(a, b *state.Service) bool { return true })
+	if len(g.Added) != 0 || len(g.Removed) == 0 {
+		t.Errorf("all shared today: added %v removed %v", g.Added, g.Removed)
+	}
+	for _, e := range g.Removed {
+		if slices.Contains(g.Edges, e) {
+			t.Errorf("removed %v is an allowed edge", e)
+		}
+	}
+}
