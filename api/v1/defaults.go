@@ -1,6 +1,9 @@
 package v1
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // EffectivePolicyTypes applies the Kubernetes default: Ingress always, Egress
 // when the spec has egress rules (an empty list has none: write policyTypes
@@ -67,4 +70,27 @@ func (p PublishedPort) EffectiveMode() PublishMode {
 		return PublishModeHost
 	}
 	return p.Mode
+}
+
+// EffectiveLog defaults to none.
+func (p PublishedPort) EffectiveLog() PortLog {
+	if p.Log == "" {
+		return PortLogNone
+	}
+	return p.Log
+}
+
+// Restricted reports whether the port admits fewer than all sources or
+// reports its connections: what only the node agent can do.
+func (p PublishedPort) Restricted() bool {
+	return len(p.From) > 0 || p.EffectiveLog() != PortLogNone
+}
+
+// String writes the block as from lists show it: the CIDR, then "except"
+// and its exceptions.
+func (b SourceBlock) String() string {
+	if len(b.Except) == 0 {
+		return b.CIDR
+	}
+	return b.CIDR + " except " + strings.Join(b.Except, ",")
 }

@@ -70,6 +70,22 @@ type PolicyStatus struct {
 	// PendingActions are the changes of the last pass that are not (or not
 	// yet) written for this policy.
 	PendingActions []PendingAction `json:"pendingActions"`
+	// PublishedPorts are the ports a NetworkPolicy restricts to some sources
+	// or asks to log, as it writes them.
+	PublishedPorts []PortRule `json:"publishedPorts,omitempty"`
+}
+
+// PortRule is what a policy asks of one published port.
+type PortRule struct {
+	// Port is "port/protocol".
+	Port string      `json:"port"`
+	Mode PublishMode `json:"mode"`
+	// From are the admitted blocks; empty admits any source.
+	From []string `json:"from,omitempty"`
+	Log  PortLog  `json:"log"`
+	// Enforced is set once a node agent enforces the rule; this version has
+	// none, so every source still connects.
+	Enforced bool `json:"enforced"`
 }
 
 // Ready returns the policy's Ready condition, or nil.

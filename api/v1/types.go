@@ -256,7 +256,39 @@ type PublishedPort struct {
 	Protocol Protocol `json:"protocol,omitempty"`
 	// Mode is host (default) or ingress.
 	Mode PublishMode `json:"mode,omitempty"`
+	// From lists the sources the port admits. Absent admits any source.
+	// The node agent enforces it; policies selecting one service admit the
+	// union of their sources.
+	From []PortSource `json:"from,omitempty"`
+	// Log is none (default), blocked or all: which connection attempts the
+	// node agent reports.
+	Log PortLog `json:"log,omitempty"`
 }
+
+// PortSource is a source a published port admits.
+type PortSource struct {
+	// IPBlock admits the addresses of a CIDR block, less its exceptions.
+	IPBlock *SourceBlock `json:"ipBlock,omitempty"`
+}
+
+// SourceBlock is a CIDR block of source addresses, IPv4 or IPv6.
+type SourceBlock struct {
+	// CIDR is the block, written as its network address (203.0.113.0/24,
+	// not 203.0.113.7/24).
+	CIDR string `json:"cidr"`
+	// Except lists blocks inside CIDR that are not admitted.
+	Except []string `json:"except,omitempty"`
+}
+
+// PortLog says which connection attempts to a published port are reported.
+type PortLog string
+
+// The connection attempts a published port may report.
+const (
+	PortLogNone    PortLog = "none"
+	PortLogBlocked PortLog = "blocked"
+	PortLogAll     PortLog = "all"
+)
 
 // EncryptionPolicy asks that the overlay networks it selects are encrypted,
 // replacing unencrypted ones in place.

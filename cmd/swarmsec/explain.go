@@ -82,7 +82,11 @@ func explain(w io.Writer, tx state.ReadTx, p *plan.Plan, from, to string) error 
 				}
 			}
 		}) {
-			fmt.Fprintf(w, "%s publishes %s in %s mode (policies %s); any source may connect\n", to, key, ds.Publish[key], strings.Join(ds.Policies, ", "))
+			who := "any source may connect"
+			if a := ds.Admit[key]; a != nil {
+				who = fmt.Sprintf("the policies admit %s, logging %s, but until a node agent enforces it any source still connects", a.Sources(), a.Log)
+			}
+			fmt.Fprintf(w, "%s publishes %s in %s mode (policies %s); %s\n", to, key, ds.Publish[key], strings.Join(ds.Policies, ", "), who)
 		}
 		return nil
 	}

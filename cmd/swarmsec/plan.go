@@ -153,6 +153,15 @@ func printPlanTable(w io.Writer, p *plan.Plan) {
 			fmt.Fprintln(w, "  - "+h)
 		}
 	}
+	if len(p.Ports) > 0 {
+		fmt.Fprintln(w, "\nPublished ports the policies restrict (node agent rules):")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SERVICE\tPORT\tMODE\tFROM\tLOG")
+		for _, r := range p.Ports {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Service, r.Port, r.Mode, r.Sources(), r.Log)
+		}
+		tw.Flush()
+	}
 	if len(p.Notes) > 0 {
 		fmt.Fprintln(w, "\nNotes:")
 		for _, n := range p.Notes {

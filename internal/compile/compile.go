@@ -57,6 +57,60 @@ type DesiredService struct {
 	// Publish holds the allowed published ports by "port/protocol", with
 	// the mode to use (isolated services only).
 	Publish map[string]v1.PublishMode
+	// Admit holds, by "port/protocol", what the node agent must enforce on
+	// the ports whose policies restrict sources or log connections.
+	Admit map[string]*Admission
+}
+
+// Admission is who may connect to one published port of a service: the
+// union over the policies that allow the port.
+type Admission struct {
+	// Any is set when a policy allows the port from any source.
+	Any bool `json:"any,omitempty"`
+	// From are the admitted blocks, sorted (nil when Any).
+	From []v1.SourceBlock `json:"from,omitempty"`
+	// Log is the most a policy asks to report.
+	Log v1.PortLog `json:"log"`
+}
+
+// Sources writes the admitted sources as plan and status show them.
+func (a *Admission) Sources() string {
+	if a.Any {
+		return "any source"
+	}
+	parts := make([]string, len(a.From))
+	for i, b := range a.From {
+		parts[i] = b.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+var logLevel = map[v1.PortLog]int{v1.PortLogNone: 0, v1.PortLogBlocked: 1, v1.PortLogAll: 2}
+
+// add merges one policy's port into the admission: sources are a union,
+// so a policy without from admits everyone.
+func (a *Admission) add(pp v1.PublishedPort) {
+	if logLevel[pp.EffectiveLog()] > logLevel[a.Log] {
+		a.Log = pp.EffectiveLog()
+	}
+	if len(pp.From) == 0 {
+		a.Any, a.From = true, nil
+		return
+	}
+	if a.Any {
+		return
+	}
+	for _, src := range pp.From {
+		if src.IPBlock == nil {
+			continue
+		}
+		b := v1.SourceBlock{CIDR: src.IPBlock.CIDR, Except: slices.Clone(src.IPBlock.Except)}
+		slices.Sort(b.Except)
+		if !slices.ContainsFunc(a.From, func(x v1.SourceBlock) bool { return x.CIDR == b.CIDR && slices.Equal(x.Except, b.Except) }) {
+			a.From = append(a.From, b)
+		}
+	}
+	slices.SortFunc(a.From, func(x, y v1.SourceBlock) int { return strings.Compare(x.String(), y.String()) })
 }
 
 // Desired is the compiled topology: what the cluster must look like.
@@ -571,6 +625,7 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 		ds.Policies = slices.Clone(c.selectedBy[i])
 		slices.Sort(ds.Policies)
 		ds.Publish = map[string]v1.PublishMode{}
+		var admit map[string]*Admission // most services publish nothing
 		for _, name := range ds.Policies {
 			spec := &policies[name].Network.Spec
 			if !spec.AllowsOutside() {
@@ -578,11 +633,26 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 			}
 			for _, pp := range spec.Publish {
 				key := PortKey(uint32(pp.Port), string(pp.EffectiveProtocol()))
+				if admit == nil {
+					admit = map[string]*Admission{}
+				}
+				if admit[key] == nil {
+					admit[key] = &Admission{Log: v1.PortLogNone}
+				}
+				admit[key].add(pp)
 				// Host wins when two policies disagree: it keeps the
 				// service off the shared ingress network.
 				if ds.Publish[key] != v1.PublishModeHost {
 					ds.Publish[key] = pp.EffectiveMode()
 				}
+			}
+		}
+		for key, a := range admit {
+			if !a.Any || a.Log != v1.PortLogNone {
+				if ds.Admit == nil {
+					ds.Admit = map[string]*Admission{}
+				}
+				ds.Admit[key] = a
 			}
 		}
 		publishes := false

@@ -317,3 +317,39 @@ func TestOwnServicesSelectedOnlyByName(t *testing.T) {
 		t.Error("a policy naming the controller did not select it")
 	}
 }
+
+// Two policies selecting one service admit the union of their sources for a
+// port, and the most logging either asks for; a port no policy restricts
+// needs no rule.
+func TestAdmissionIsTheUnionOfSources(t *testing.T) {
+	svc := []*state.Service{stackService("s", "web")}
+	from := func(cidr string, except ...string) v1.PortSource {
+		return v1.PortSource{IPBlock: &v1.SourceBlock{CIDR: cidr, Except: except}}
+	}
+	office := netpol("office", v1.NetworkPolicySpec{ServiceSelector: sel("app", "web"), Publish: []v1.PublishedPort{
+		{Port: 443, From: []v1.PortSource{from("203.0.113.0/24", "203.0.113.9/32")}, Log: v1.PortLogBlocked},
+		{Port: 80},
+	}})
+	vpn := netpol("vpn", v1.NetworkPolicySpec{ServiceSelector: sel("app", "web"), Publish: []v1.PublishedPort{
+		{Port: 443, From: []v1.PortSource{from("2001:db8::/32"), from("203.0.113.0/24", "203.0.113.9/32")}},
+	}})
+	open := netpol("open", v1.NetworkPolicySpec{ServiceSelector: sel("app", "web"), Publish: []v1.PublishedPort{{Port: 443}}})
+
+	_, d := compileWith(t, svc, []*state.Policy{office, vpn})
+	a := d.Services["id-s_web"].Admit
+	if len(a) != 1 || a["443/tcp"] == nil {
+		t.Fatalf("admissions %v, want 443/tcp only", a)
+	}
+	if got, want := a["443/tcp"].Sources(), "2001:db8::/32; 203.0.113.0/24 except 203.0.113.9/32"; got != want || a["443/tcp"].Log != v1.PortLogBlocked {
+		t.Errorf("443/tcp admits %q logging %s, want %q logging blocked", got, a["443/tcp"].Log, want)
+	}
+
+	_, d = compileWith(t, svc, []*state.Policy{office, open})
+	if a := d.Services["id-s_web"].Admit["443/tcp"]; a == nil || !a.Any || a.Log != v1.PortLogBlocked {
+		t.Errorf("a policy without from admits any source (still logging blocked): got %+v", a)
+	}
+	_, d = compileWith(t, svc, []*state.Policy{open})
+	if a := d.Services["id-s_web"].Admit; len(a) != 0 {
+		t.Errorf("unrestricted ports need no rule: got %v", a)
+	}
+}

@@ -241,6 +241,36 @@ func TestDecodeRules(t *testing.T) {
 			`9:7: spec.publish[1]: duplicate port 80/tcp (also spec.publish[0])`,
 		}},
 
+		// publish sources
+		{"sources ok", np(sel + "  publish:\n    - port: 443\n      log: blocked\n      from:\n        - ipBlock: {cidr: 203.0.113.0/24, except: [203.0.113.9/32]}\n        - ipBlock: {cidr: \"2001:db8::/32\"}\n"), nil},
+		{"source host address", np(sel + "  publish:\n    - port: 443\n      from: [{ipBlock: {cidr: 203.0.113.7/24}}]\n"), []string{
+			`9:31: spec.publish[0].from[0].ipBlock.cidr: host address in 203.0.113.7/24: write the block's network address, 203.0.113.0/24 (a single address is /32)`,
+		}},
+		{"source not a cidr", np(sel + "  publish:\n    - port: 443\n      from: [{ipBlock: {cidr: 203.0.113.7}}]\n"), []string{
+			`9:31: spec.publish[0].from[0].ipBlock.cidr: invalid CIDR "203.0.113.7": must be an address and a prefix length, as 203.0.113.0/24 or 2001:db8::/32`,
+		}},
+		{"except outside", np(sel + "  publish:\n    - port: 443\n      from: [{ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}}]\n"), []string{
+			`9:52: spec.publish[0].from[0].ipBlock.except[0]: 192.168.0.0/16 is not inside 10.0.0.0/8: an exception must be a smaller block within the cidr`,
+		}},
+		{"except the whole block", np(sel + "  publish:\n    - port: 443\n      from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]\n"), []string{
+			`9:52: spec.publish[0].from[0].ipBlock.except[0]: 10.0.0.0/8 is not inside 10.0.0.0/8: an exception must be a smaller block within the cidr`,
+		}},
+		{"except other family", np(sel + "  publish:\n    - port: 443\n      from: [{ipBlock: {cidr: 10.0.0.0/8, except: [\"::/64\"]}}]\n"), []string{
+			`9:52: spec.publish[0].from[0].ipBlock.except[0]: ::/64 is not inside 10.0.0.0/8: one is IPv4, the other IPv6`,
+		}},
+		{"source mapped", np(sel + "  publish:\n    - port: 443\n      from: [{ipBlock: {cidr: \"::ffff:10.0.0.0/104\"}}]\n"), []string{
+			`9:31: spec.publish[0].from[0].ipBlock.cidr: invalid CIDR "::ffff:10.0.0.0/104": write an IPv4 block as IPv4, 10.0.0.0/8`,
+		}},
+		{"sources empty", np(sel + "  publish:\n    - port: 443\n      from: []\n"), []string{
+			`9:13: spec.publish[0].from: empty: omit from to admit any source, or list the sources to admit`,
+		}},
+		{"source without block", np(sel + "  publish:\n    - port: 443\n      from: [{}]\n"), []string{
+			`9:14: spec.publish[0].from[0].ipBlock: required`,
+		}},
+		{"log unsupported", np(sel + "  publish:\n    - port: 443\n      log: dropped\n"), []string{
+			`9:12: spec.publish[0].log: unsupported value "dropped": must be one of none, blocked, all`,
+		}},
+
 		// enforcement
 		{"enforcement audit", np(sel + "  enforcement: audit\n"), nil},
 		{"enforcement unsupported", np(sel + "  enforcement: Audit\n"), []string{`7:16: spec.enforcement: unsupported value "Audit": must be one of enforce, audit`}},

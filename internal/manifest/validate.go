@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -248,6 +249,8 @@ func validatePublish(c *checker, ports []v1.PublishedPort) {
 		}
 		oneOf(c, p+".protocol", pp.Protocol, v1.ProtocolTCP, v1.ProtocolUDP, v1.ProtocolSCTP)
 		oneOf(c, p+".mode", pp.Mode, v1.PublishModeHost, v1.PublishModeIngress)
+		oneOf(c, p+".log", pp.Log, v1.PortLogNone, v1.PortLogBlocked, v1.PortLogAll)
+		validateSources(c, p+".from", pp.From)
 		if pp.Port == 0 {
 			continue
 		}
@@ -257,6 +260,64 @@ func validatePublish(c *checker, ports []v1.PublishedPort) {
 		}
 		seen[key] = i
 	}
+}
+
+// validateSources checks a published port's source blocks: each a CIDR
+// written as its network address, each exception a block strictly inside it.
+func validateSources(c *checker, path string, from []v1.PortSource) {
+	if c.has(path) && len(from) == 0 && !c.errorsUnder(path) {
+		c.errorf(path, "empty: omit from to admit any source, or list the sources to admit")
+		return
+	}
+	for i, src := range from {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if src.IPBlock == nil {
+			if !c.errorsUnder(p) {
+				c.errorf(p+".ipBlock", "required")
+			}
+			continue
+		}
+		b := p + ".ipBlock"
+		if !c.has(b + ".cidr") {
+			if !c.errorsUnder(b) {
+				c.errorf(b+".cidr", "required: a CIDR block such as 203.0.113.0/24 or 2001:db8::/32")
+			}
+			continue
+		}
+		block, ok := parseBlock(c, b+".cidr", src.IPBlock.CIDR)
+		for j, ex := range src.IPBlock.Except {
+			ep := fmt.Sprintf("%s.except[%d]", b, j)
+			e, eok := parseBlock(c, ep, ex)
+			switch {
+			case !ok || !eok:
+			case e.Addr().Is4() != block.Addr().Is4():
+				c.errorf(ep, "%s is not inside %s: one is IPv4, the other IPv6", e, block)
+			case e.Bits() <= block.Bits() || !block.Contains(e.Addr()):
+				c.errorf(ep, "%s is not inside %s: an exception must be a smaller block within the cidr", e, block)
+			}
+		}
+	}
+}
+
+// parseBlock parses a CIDR block and rejects one written with host bits
+// set (203.0.113.7/24): it would admit more than it says.
+func parseBlock(c *checker, path, text string) (netip.Prefix, bool) {
+	pfx, err := netip.ParsePrefix(text)
+	switch {
+	case err != nil:
+		c.errorf(path, "invalid CIDR %s: must be an address and a prefix length, as 203.0.113.0/24 or 2001:db8::/32", strconv.Quote(truncate(text)))
+		return pfx, false
+	case pfx.Addr().Zone() != "":
+		c.errorf(path, "invalid CIDR %s: a zone has no place in a source block", strconv.Quote(truncate(text)))
+		return pfx, false
+	case pfx.Addr().Is4In6():
+		c.errorf(path, "invalid CIDR %s: write an IPv4 block as IPv4, %s", strconv.Quote(truncate(text)), netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0)))
+		return pfx, false
+	case pfx != pfx.Masked():
+		c.errorf(path, "host address in %s: write the block's network address, %s (a single address is /%d)", text, pfx.Masked(), pfx.Addr().BitLen())
+		return pfx, false
+	}
+	return pfx, true
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -162,8 +162,41 @@ type Plan struct {
 	// Held are the policies the safety limits keep out of force.
 	Held []HeldPolicy `json:"held,omitempty"`
 	// Holds are the reasons the safety limits stop this plan unless forced.
-	Holds   []string         `json:"holds,omitempty"`
+	Holds []string `json:"holds,omitempty"`
+	// Ports are the published ports whose sources or logging the policies
+	// restrict: what the node agent enforces, by service and port.
+	Ports   []PortRule       `json:"ports,omitempty"`
 	Desired *compile.Desired `json:"-"`
+}
+
+// PortRule is who may connect to one published port of a service.
+type PortRule struct {
+	Service string         `json:"service"`
+	Port    string         `json:"port"`
+	Mode    v1.PublishMode `json:"mode"`
+	compile.Admission
+}
+
+// AgentNote says plainly that nothing enforces source lists yet, so no
+// operator mistakes a planned rule for a closed port.
+const AgentNote = "published-port sources and logging (spec.publish[].from, log) are enforced by the node agent, which this version does not have yet: until it runs, every source still reaches these ports"
+
+// portRules lists the restricted published ports of the services, sorted by
+// service then port.
+func portRules(services []*state.Service, desired *compile.Desired) []PortRule {
+	var out []PortRule
+	for _, s := range services { // sorted by name
+		ds := desired.Services[s.ID]
+		if s.Ignored() || ds == nil || len(ds.Admit) == 0 {
+			continue
+		}
+		start := len(out)
+		for key, a := range ds.Admit {
+			out = append(out, PortRule{Service: s.Name, Port: key, Mode: ds.Publish[key], Admission: *a})
+		}
+		slices.SortFunc(out[start:], func(x, y PortRule) int { return cmp.Compare(x.Port, y.Port) })
+	}
+	return out
 }
 
 // Pending returns the actions that would be written (audit ones excluded).
@@ -289,6 +322,9 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 		}
 	}
 	plan.Actions = append(plan.Actions, orphanRecords(desired.Records, services)...)
+	if plan.Ports = portRules(services, desired); len(plan.Ports) > 0 {
+		plan.Notes = append(plan.Notes, AgentNote)
+	}
 
 	managed, err := state.FindNetworks(tx, state.ByManaged())
 	if err != nil {

@@ -182,7 +182,7 @@ func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 	}
 	for _, e := range t.policies {
 		if sel, ok := selected[e.policy.Name]; ok {
-			e.policy.Services, e.policy.Networks = sel.services, sel.networks
+			e.policy.Services, e.policy.Networks, e.policy.PublishedPorts = sel.services, sel.networks, sel.ports
 		}
 		switch {
 		case p.Plan == nil:
@@ -361,7 +361,10 @@ func (t *Tracker) fileError(file string) string {
 	return "it does not load"
 }
 
-type selection struct{ services, networks []string }
+type selection struct {
+	services, networks []string
+	ports              []v1.PortRule
+}
 
 // selections reads which services each NetworkPolicy and which networks
 // each EncryptionPolicy select now, compiling like the reconciler does.
@@ -377,7 +380,7 @@ func (t *Tracker) selections(compiled *compile.Desired) map[string]selection {
 			return
 		}
 		for _, p := range policies {
-			out[p.Name] = selection{services: []string{}}
+			out[p.Name] = selection{services: []string{}, ports: portRules(p)}
 		}
 		d := compiled
 		if d == nil {
@@ -418,6 +421,27 @@ func (t *Tracker) selections(compiled *compile.Desired) map[string]selection {
 		slices.Sort(sel.services)
 		slices.Sort(sel.networks)
 		out[name] = sel
+	}
+	return out
+}
+
+// portRules lists the published ports a NetworkPolicy restricts.
+func portRules(p *state.Policy) []v1.PortRule {
+	if p.Network == nil {
+		return nil
+	}
+	var out []v1.PortRule
+	for _, pp := range p.Network.Spec.Publish {
+		if !pp.Restricted() {
+			continue
+		}
+		r := v1.PortRule{Port: fmt.Sprintf("%d/%s", pp.Port, pp.EffectiveProtocol()), Mode: pp.EffectiveMode(), Log: pp.EffectiveLog()}
+		for _, src := range pp.From {
+			if src.IPBlock != nil {
+				r.From = append(r.From, src.IPBlock.String())
+			}
+		}
+		out = append(out, r)
 	}
 	return out
 }

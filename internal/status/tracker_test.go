@@ -387,3 +387,26 @@ func TestRemainingUpdates(t *testing.T) {
 		t.Errorf("remaining updates %d, want 1", got)
 	}
 }
+
+// status shows the published ports a policy restricts, and that no agent
+// enforces them yet.
+func TestStatusShowsPortRules(t *testing.T) {
+	f := newFixture(t, plan.ModeEnforce)
+	np := netPolicy("web", "web", "g1", "")
+	np.Network.Spec.Publish = []v1.PublishedPort{
+		{Port: 443, From: []v1.PortSource{{IPBlock: &v1.SourceBlock{CIDR: "203.0.113.0/24", Except: []string{"203.0.113.9/32"}}}}},
+		{Port: 80},
+	}
+	f.load(watch.Snapshot{Objects: []manifest.Object{np}})
+	rec := &reconcile.Reconciler{Store: f.store, Mode: plan.ModeEnforce}
+	pl, _, err := rec.PlanObserved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pass(pl, &plan.Result{}, nil)
+	got := f.tr.Report().Policies[0].PublishedPorts
+	want := []v1.PortRule{{Port: "443/tcp", Mode: v1.PublishModeHost, From: []string{"203.0.113.0/24 except 203.0.113.9/32"}, Log: v1.PortLogNone}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("published ports %+v, want %+v", got, want)
+	}
+}
