@@ -1,0 +1,144 @@
+// Package firewall renders what the node agent enforces on a node: for each
+// published port whose policies restrict sources or ask for logs, the
+// iptables rules of swarmsec's own chain, jumped from DOCKER-USER.
+//
+// It only renders; nothing here touches a firewall. Published traffic
+// reaches DOCKER-USER after Docker's DNAT (the routing mesh's and a host-mode
+// port's alike), so the rules match the connection's original destination
+// port in conntrack, and only connections that were DNATed: a container's own
+// outgoing connection to port 443 elsewhere is never a published port's.
+package firewall
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"go4.org/netipx"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+)
+
+// Chain is the agent's own chain in the filter table; DOCKER-USER jumps to
+// it and the agent touches no other rule.
+const Chain = "SWARMSEC-PORTS"
+
+// Family is the address family of a rule set: iptables or ip6tables.
+type Family int
+
+// The families a node filters.
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string { return "IPv" + strconv.Itoa(int(f)) }
+
+// Port is one restricted published port, as the compile admits it.
+type Port struct {
+	Service  string
+	Port     uint16
+	Protocol v1.Protocol
+	// Any admits every source (the port is here only to be logged).
+	Any bool
+	// From are the admitted blocks: the union of each block less its
+	// exceptions.
+	From []v1.SourceBlock
+	Log  v1.PortLog
+}
+
+// Key is "port/protocol".
+func (p Port) Key() string { return fmt.Sprintf("%d/%s", p.Port, p.Protocol) }
+
+// Admitted is the set of source addresses of one family the port admits,
+// or nil when it admits any. Blocks are validated before they get here; a
+// block that does not parse admits nothing, which fails closed.
+func (p Port) Admitted(f Family) (*netipx.IPSet, error) {
+	if p.Any {
+		return nil, nil
+	}
+	var all netipx.IPSetBuilder
+	for _, b := range p.From {
+		pfx, err := netip.ParsePrefix(b.CIDR)
+		if err != nil || familyOf(pfx) != f {
+			continue
+		}
+		var one netipx.IPSetBuilder
+		one.AddPrefix(pfx.Masked())
+		for _, e := range b.Except {
+			if ep, err := netip.ParsePrefix(e); err == nil {
+				one.RemovePrefix(ep.Masked())
+			}
+		}
+		s, err := one.IPSet()
+		if err != nil {
+			return nil, fmt.Errorf("port %s of %s: block %s: %w", p.Key(), p.Service, b, err)
+		}
+		all.AddSet(s)
+	}
+	return all.IPSet()
+}
+
+func familyOf(p netip.Prefix) Family {
+	if p.Addr().Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+// Rules renders the body of Chain for one family, in order, each rule as
+// the arguments iptables takes after "-A Chain". Ports are sorted so the
+// same policies always give the same rules (the agent compares before it
+// writes). An admitted source returns to DOCKER-USER; any other source's
+// packets towards the port are dropped, its new connections first logged to
+// NFLOG group when the port asks.
+func Rules(f Family, ports []Port, nflogGroup uint16) ([][]string, error) {
+	ports = slices.Clone(ports)
+	slices.SortFunc(ports, func(a, b Port) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol))
+	})
+	var out [][]string
+	for _, p := range ports {
+		if p.Log == "" {
+			p.Log = v1.PortLogNone
+		}
+		set, err := p.Admitted(f)
+		if err != nil {
+			return nil, err
+		}
+		match := []string{"-p", string(p.Protocol),
+			"-m", "conntrack", "--ctstate", "DNAT", "--ctdir", "ORIGINAL", "--ctorigdstport", strconv.Itoa(int(p.Port))}
+		logNew := func(verdict string, src ...string) []string {
+			return append(append(slices.Clone(match), src...), "-m", "conntrack", "--ctstate", "NEW",
+				"-j", "NFLOG", "--nflog-group", strconv.Itoa(int(nflogGroup)),
+				"--nflog-prefix", fmt.Sprintf("swarmsec %s %s %s", verdict, p.Key(), truncate(p.Service, 32)))
+		}
+		if set == nil {
+			if p.Log == v1.PortLogAll {
+				out = append(out, logNew("admitted"))
+			}
+			continue
+		}
+		for _, pfx := range set.Prefixes() {
+			if p.Log == v1.PortLogAll {
+				out = append(out, logNew("admitted", "-s", pfx.String()))
+			}
+			out = append(out, append(slices.Clone(match), "-s", pfx.String(), "-j", "RETURN"))
+		}
+		if p.Log != v1.PortLogNone {
+			out = append(out, logNew("blocked"))
+		}
+		out = append(out, append(slices.Clone(match), "-j", "DROP"))
+	}
+	return out, nil
+}
+
+// truncate keeps the NFLOG prefix within its 64 bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
