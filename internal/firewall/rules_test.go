@@ -25,6 +25,12 @@ type packet struct {
 // matches all hold and whose target is terminal decides; NFLOG logs and goes
 // on; falling off the chain returns.
 func eval(t *testing.T, rules [][]string, p packet) (verdict string, logs []string) {
+	return evalChains(t, rules, p, nil)
+}
+
+// evalChains is eval where a target may be another chain: jump calls it,
+// and its falling off or RETURN goes on with the next rule.
+func evalChains(t *testing.T, rules [][]string, p packet, chain func(string) ([][]string, bool)) (verdict string, logs []string) {
 	for _, r := range rules {
 		ok, target, prefix := true, "", ""
 		for i := 0; i < len(r); i++ {
@@ -52,7 +58,7 @@ func eval(t *testing.T, rules [][]string, p packet) (verdict string, logs []stri
 				target = arg()
 			case "--nflog-prefix":
 				prefix = arg()
-			case "-m", "--ctdir", "--nflog-group":
+			case "-m", "--ctdir", "--nflog-group", "--comment":
 				arg()
 			default:
 				t.Fatalf("unknown argument %s in %v", r[i], r)
@@ -66,8 +72,20 @@ func eval(t *testing.T, rules [][]string, p packet) (verdict string, logs []stri
 			logs = append(logs, prefix)
 		case "RETURN", "DROP":
 			return target, logs
+		case "": // a comment, nothing to do
 		default:
-			t.Fatalf("unknown target %s in %v", target, r)
+			if chain == nil {
+				t.Fatalf("unknown target %s in %v", target, r)
+			}
+			sub, ok := chain(target)
+			if !ok {
+				t.Fatalf("jump to missing chain %s in %v", target, r)
+			}
+			v, l := evalChains(t, sub, p, chain)
+			logs = append(logs, l...)
+			if v == "DROP" {
+				return v, logs
+			}
 		}
 	}
 	return "RETURN", logs
