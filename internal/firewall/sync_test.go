@@ -32,7 +32,10 @@ func (f *fakeTable) wrote() {
 	}
 }
 
-func (f *fakeTable) ChainExists(_, chain string) (bool, error) { _, ok := f.chains[chain]; return ok, nil }
+func (f *fakeTable) ChainExists(_, chain string) (bool, error) {
+	_, ok := f.chains[chain]
+	return ok, nil
+}
 
 func (f *fakeTable) ClearChain(_, chain string) error {
 	f.chains[chain] = nil
