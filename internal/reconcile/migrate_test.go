@@ -798,3 +798,47 @@ func targets(as []swarm.NetworkAttachmentConfig) []string {
 	slices.Sort(out)
 	return out
 }
+
+// staleList is an engine whose network list still shows a network for one
+// list after it was removed, as Swarm's does while it tears it down.
+type staleList struct {
+	dockerapi.API
+	mu      sync.Mutex
+	removed []network.Summary
+}
+
+func (s *staleList) NetworkRemove(ctx context.Context, id string) error {
+	nets, _ := s.API.NetworkList(ctx, network.ListOptions{})
+	err := s.API.NetworkRemove(ctx, id)
+	if err == nil {
+		s.mu.Lock()
+		for _, n := range nets {
+			if n.ID == id {
+				s.removed = append(s.removed, n)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *staleList) NetworkList(ctx context.Context, o network.ListOptions) ([]network.Summary, error) {
+	nets, err := s.API.NetworkList(ctx, o)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	nets, s.removed = append(nets, s.removed...), nil
+	return nets, err
+}
+
+// A migration whose removed network is still listed by the next pass (the
+// remove then finds it gone and writes nothing) is not finished: apply goes
+// on to create the encrypted replacement instead of stopping half way.
+func TestMigrationGoesOnWhenARemovedNetworkIsStillListed(t *testing.T) {
+	f, names := migStack(t, 0)
+	oldID := networkID(t, f, migNet)
+	r := migReconciler(t, &staleList{API: f}, shopEncryption())
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	checkMigrated(t, f, oldID, names)
+}

@@ -207,7 +207,10 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 				ar.Outcome, ar.Detail = plan.OutcomePending, mig.Waiting[name]
 				res.Waiting = append(res.Waiting, fmt.Sprintf("network %s: %s", name, ar.Detail))
 				progress = true
-			case ar.Outcome != plan.OutcomeUnchanged && ar.Outcome != plan.OutcomeFailed:
+			case ar.Outcome != plan.OutcomeFailed:
+				// A planned migration is not finished, even when its
+				// write found the work done (a removed network Swarm
+				// still listed): look again soon.
 				progress = true
 			}
 		}
