@@ -25,6 +25,9 @@ import (
 // it and the agent touches no other rule.
 const Chain = "SWARMSEC-PORTS"
 
+// Bridge is where Swarm's published traffic goes after its DNAT.
+const Bridge = "docker_gwbridge"
+
 // Family is the address family of a rule set: iptables or ip6tables.
 type Family int
 
@@ -54,7 +57,8 @@ func (p Port) Key() string { return fmt.Sprintf("%d/%s", p.Port, p.Protocol) }
 
 // Admitted is the set of source addresses of one family the port admits,
 // or nil when it admits any. Blocks are validated before they get here; a
-// block that does not parse admits nothing, which fails closed.
+// block that does not parse admits nothing and an exception that does not
+// parse is an error, so both fail closed.
 func (p Port) Admitted(f Family) (*netipx.IPSet, error) {
 	if p.Any {
 		return nil, nil
@@ -68,9 +72,12 @@ func (p Port) Admitted(f Family) (*netipx.IPSet, error) {
 		var one netipx.IPSetBuilder
 		one.AddPrefix(pfx.Masked())
 		for _, e := range b.Except {
-			if ep, err := netip.ParsePrefix(e); err == nil {
-				one.RemovePrefix(ep.Masked())
+			ep, err := netip.ParsePrefix(e)
+			if err != nil {
+				// Skipping it would admit what the policy excepts.
+				return nil, fmt.Errorf("port %s of %s: block %s: except %q: %w", p.Key(), p.Service, b, e, err)
 			}
+			one.RemovePrefix(ep.Masked())
 		}
 		s, err := one.IPSet()
 		if err != nil {
@@ -108,10 +115,16 @@ func Rules(f Family, ports []Port, nflogGroup uint16) ([][]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		match := []string{"-p", string(p.Protocol),
+		// Both Swarm modes DNAT published traffic onto docker_gwbridge (the
+		// ingress sandbox or the task); matching the bridge leaves alone
+		// other DNATs to the same port (a transparent proxy, say).
+		match := []string{"-o", Bridge, "-p", string(p.Protocol),
 			"-m", "conntrack", "--ctstate", "DNAT", "--ctdir", "ORIGINAL", "--ctorigdstport", strconv.Itoa(int(p.Port))}
 		logNew := func(verdict string, src ...string) []string {
+			// Bounded: a flood of spoofed SYNs must not become a flood
+			// of netlink messages; the agent aggregates per minute anyway.
 			return append(append(slices.Clone(match), src...), "-m", "conntrack", "--ctstate", "NEW",
+				"-m", "limit", "--limit", "50/second", "--limit-burst", "100",
 				"-j", "NFLOG", "--nflog-group", strconv.Itoa(int(nflogGroup)),
 				"--nflog-prefix", fmt.Sprintf("swarmsec %s %s %s", verdict, p.Key(), truncate(p.Service, 32)))
 		}

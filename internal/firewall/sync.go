@@ -56,7 +56,7 @@ func Sync(t Table, rules [][]string) (bool, error) {
 	if !ok {
 		return false, fmt.Errorf("chain %s is missing: Docker manages no iptables rules here (--iptables=false?) or uses another backend", DockerUser)
 	}
-	jumped, err := jumpedChains(t)
+	jumped, first, err := jumpedChains(t)
 	if err != nil {
 		return false, err
 	}
@@ -64,7 +64,10 @@ func Sync(t Table, rules [][]string) (bool, error) {
 		return removeAll(t, jumped)
 	}
 	want := append([][]string{fingerprint(rules)}, rules...)
-	if len(jumped) == 1 {
+	// A rule put above the jump (another tool's ACCEPT) would let traffic
+	// past the agent's rules: that is drift, and the swap puts the jump
+	// back on top.
+	if len(jumped) == 1 && first {
 		same, err := holds(t, jumped[0], want)
 		if err != nil || same {
 			return false, err
@@ -97,21 +100,24 @@ func Sync(t Table, rules [][]string) (bool, error) {
 }
 
 // jumpedChains lists the agent's chains DOCKER-USER jumps to, in rule
-// order: after an interrupted change both may be, the first the newer.
-func jumpedChains(t Table) ([]string, error) {
+// order (after an interrupted change both may be, the first the newer),
+// and whether the first rule of DOCKER-USER is such a jump.
+func jumpedChains(t Table) (out []string, first bool, err error) {
 	lines, err := t.List(filter, DockerUser)
 	if err != nil {
-		return nil, fmt.Errorf("chain %s: %w", DockerUser, err)
+		return nil, false, fmt.Errorf("chain %s: %w", DockerUser, err)
 	}
-	var out []string
-	for _, l := range lines {
+	for i, l := range lines { // lines[0] is "-N DOCKER-USER"
 		for _, c := range chains {
-			if l == "-A "+DockerUser+" -j "+c && !slices.Contains(out, c) {
-				out = append(out, c)
+			if l == "-A "+DockerUser+" -j "+c {
+				first = first || i == 1
+				if !slices.Contains(out, c) {
+					out = append(out, c)
+				}
 			}
 		}
 	}
-	return out, nil
+	return out, first, nil
 }
 
 // holds reports whether chain holds exactly want: as many rules, the same

@@ -198,3 +198,21 @@ func TestSyncRestoresTheJump(t *testing.T) {
 		t.Fatalf("no DOCKER-USER: %v", err)
 	}
 }
+
+// A rule another tool puts above the jump is drift: the next sync puts the
+// jump back on top, keeping that rule.
+func TestSyncPutsTheJumpBackOnTop(t *testing.T) {
+	f := newFakeTable()
+	rules, _ := Rules(IPv4, []Port{{Service: "web", Port: 443, Protocol: "tcp"}}, 1)
+	if _, err := Sync(f, rules); err != nil {
+		t.Fatal(err)
+	}
+	f.chains[DockerUser] = slices.Insert(f.chains[DockerUser], 0, []string{"-j", "ACCEPT"})
+	if wrote, err := Sync(f, rules); err != nil || !wrote {
+		t.Fatalf("sync: wrote %v: %v", wrote, err)
+	}
+	du := f.chains[DockerUser]
+	if len(du) != 4 || !strings.HasPrefix(du[0][1], Chain) || du[1][1] != "ACCEPT" {
+		t.Fatalf("DOCKER-USER: %v", du)
+	}
+}
