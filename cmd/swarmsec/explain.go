@@ -232,16 +232,17 @@ func newGraphCmd(g *globalOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "graph",
-		Short: "Draw who may reach whom under the manifests (DOT or Mermaid)",
+		Short: "Draw who may reach whom under the manifests (DOT, Mermaid or SVG)",
 		Long: `graph draws the allowed connectivity of the manifests against the cluster:
 services grouped by stack, an edge for every pair a policy lets talk, published
 ports and outside access marked, services no policy isolates dashed.
--o dot is Graphviz (swarmsec graph | dot -Tsvg > policies.svg); -o mermaid
-renders on GitHub and most wikis.`,
+-o dot is Graphviz (swarmsec graph | dot -Tsvg for its layout); -o mermaid
+renders on GitHub and most wikis; -o svg is a picture drawn by swarmsec itself,
+one column per stack (swarmsec graph -o svg > policies.svg).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "dot" && output != "mermaid" {
-				return fmt.Errorf("-o %q: must be dot or mermaid (for SVG: swarmsec graph | dot -Tsvg)", output)
+			if output != "dot" && output != "mermaid" && output != "svg" {
+				return fmt.Errorf("-o %q: must be dot, mermaid or svg", output)
 			}
 			r, done, err := setup(cmd, g, mf, lf)
 			if err != nil {
@@ -257,14 +258,17 @@ renders on GitHub and most wikis.`,
 				services, _ := state.FindServices(tx, state.All())
 				gr = graph.Build(p.Desired, services)
 			})
-			if output == "mermaid" {
+			switch output {
+			case "mermaid":
 				return gr.Mermaid(cmd.OutOrStdout())
+			case "svg":
+				return gr.SVG(cmd.OutOrStdout())
 			}
 			return gr.DOT(cmd.OutOrStdout())
 		},
 	}
 	mf.add(cmd)
 	lf.add(cmd, false)
-	cmd.Flags().StringVarP(&output, "output", "o", "dot", "dot or mermaid")
+	cmd.Flags().StringVarP(&output, "output", "o", "dot", "dot, mermaid or svg")
 	return cmd
 }

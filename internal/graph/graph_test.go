@@ -2,6 +2,8 @@ package graph
 
 import (
 	"bytes"
+	"encoding/xml"
+	"io"
 	"regexp"
 	"slices"
 	"testing"
@@ -135,6 +137,91 @@ func TestDiffMarksWhatThePlanChanges(t *testing.T) {
 	for _, e := range g.Removed {
 		if slices.Contains(g.Edges, e) {
 			t.Errorf("removed %v is an allowed edge", e)
+		}
+	}
+}
+
+// The SVG is well-formed XML with a path for every compiled edge and no
+// other, and a box for every service.
+func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
+	services := []*state.Service{
+		policytest.StackService("shop", "web"), policytest.StackService("shop", "api"),
+		policytest.StackService("shop", "db"), policytest.StackService("other", "x"),
+	}
+	st := state.New()
+	if err := st.Update(func(tx state.Tx) error {
+		if err := state.ReplaceServices(tx, services); err != nil {
+			return err
+		}
+		return state.ReplacePolicies(tx, policytest.ShopPolicies())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var d *compile.Desired
+	var err error
+	st.View(func(tx state.ReadTx) { d, err = compile.Compile(tx, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Build(d, services)
+	g.Diff(d, services, func(a, b *state.Service) bool { return true })
+	var out bytes.Buffer
+	if err := g.SVG(&out); err != nil {
+		t.Fatal(err)
+	}
+	type elem struct {
+		XMLName xml.Name
+		Class   string `xml:"class,attr"`
+		From    string `xml:"data-from,attr"`
+		To      string `xml:"data-to,attr"`
+		Name    string `xml:"data-name,attr"`
+	}
+	var edges, removed [][2]string
+	boxes := map[string]bool{}
+	dec := xml.NewDecoder(&out)
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed: %v", err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		var e elem
+		for _, a := range se.Attr {
+			switch a.Name.Local {
+			case "class":
+				e.Class = a.Value
+			case "data-from":
+				e.From = a.Value
+			case "data-to":
+				e.To = a.Value
+			case "data-name":
+				e.Name = a.Value
+			}
+		}
+		switch {
+		case e.Class == "edge" || e.Class == "edge added":
+			edges = append(edges, [2]string{e.From, e.To})
+		case e.Class == "edge removed":
+			removed = append(removed, [2]string{e.From, e.To})
+		case e.Class == "service":
+			boxes[e.Name] = true
+		}
+	}
+	if len(g.Edges) == 0 || !slices.Equal(edges, g.Edges) {
+		t.Errorf("SVG edges %v, want the compiled %v", edges, g.Edges)
+	}
+	if !slices.Equal(removed, g.Removed) {
+		t.Errorf("SVG removed edges %v, want %v", removed, g.Removed)
+	}
+	for _, s := range services {
+		if !boxes[s.Name] {
+			t.Errorf("no box for %s", s.Name)
 		}
 	}
 }
