@@ -122,7 +122,7 @@ func (g *Graph) SVG(w io.Writer) error {
 func esc(s string) string {
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s)) // a strings.Builder does not fail
-	return b.String() // quotes too: safe in attributes
+	return b.String()                 // quotes too: safe in attributes
 }
 
 func abs(x int) int {
