@@ -174,13 +174,16 @@ func reasons(tx state.ReadTx, a, b *state.Service) []string {
 
 // printPlanGraph draws the plan: the allowed connectivity, with the pairs
 // it connects green and those it separates red.
-func printPlanGraph(w io.Writer, r *reconcile.Reconciler, p *plan.Plan) error {
+func printPlanGraph(w io.Writer, r *reconcile.Reconciler, p *plan.Plan, svg bool) error {
 	var gr *graph.Graph
 	r.Store.View(func(tx state.ReadTx) {
 		services, _ := state.FindServices(tx, state.All())
 		gr = graph.Build(p.Desired, services)
 		gr.Diff(p.Desired, services, func(a, b *state.Service) bool { return len(sharedNetworks(tx, a, b)) > 0 })
 	})
+	if svg {
+		return gr.SVG(w)
+	}
 	return gr.DOT(w)
 }
 

@@ -37,7 +37,10 @@ that would make the cluster match, with the reason for each. It writes nothing.
 Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detailed-exitcode).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
+			switch {
+			case asGraph && output != "table" && output != "dot" && output != "svg":
+				return fmt.Errorf("-o %q: with --graph, must be dot or svg", output)
+			case !asGraph && output != "table" && output != "json":
 				return fmt.Errorf("-o %q: must be table or json", output)
 			}
 			r, done, err := setup(cmd, g, mf, lf)
@@ -51,7 +54,7 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 			}
 			switch {
 			case asGraph:
-				err = printPlanGraph(cmd.OutOrStdout(), r, p)
+				err = printPlanGraph(cmd.OutOrStdout(), r, p, output == "svg")
 			case output == "json":
 				err = printPlanJSON(cmd.OutOrStdout(), p)
 			default:
@@ -68,8 +71,8 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 	}
 	mf.add(cmd)
 	lf.add(cmd, false)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().BoolVar(&asGraph, "graph", false, "print the allowed connectivity as a DOT graph, what the plan adds green and what it takes away red (| dot -Tsvg)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json; with --graph, dot or svg")
+	cmd.Flags().BoolVar(&asGraph, "graph", false, "draw the allowed connectivity, what the plan adds green and what it takes away red (DOT, or SVG with -o svg)")
 	return cmd
 }
 
