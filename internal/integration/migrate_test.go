@@ -641,17 +641,18 @@ func TestDriftRevertedWhileMigratingOnRealSwarm(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
+		// The whole list: the encrypted network may come before the
+		// temporary one in it.
+		encrypted := false
 		for _, n := range nets {
 			if n.Name == migrate.TempName(s.net) {
 				return false, "the temporary network is still there"
 			}
-			if n.Name == s.net {
-				if _, ok := n.Options["encrypted"]; ok {
-					return true, ""
-				}
+			if _, ok := n.Options["encrypted"]; ok && n.Name == s.net {
+				encrypted = true
 			}
 		}
-		return false, s.net + " is not encrypted yet"
+		return encrypted, s.net + " is not encrypted yet"
 	})
 	t.Logf("migration finished %s after the drift was reverted (%d service updates in all)",
 		time.Since(migrated).Round(100*time.Millisecond), c.serviceUpdates.Load())
