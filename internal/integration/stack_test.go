@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,6 +72,15 @@ services:
 	}
 	t.Cleanup(func() {
 		_ = exec.Command("docker", "stack", "rm", stack).Run()
+		// A replica still stopping renews (or releases) the lease: remove
+		// it once they are gone, or it comes back.
+		for range 60 {
+			out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.stack.namespace="+stack).Output()
+			if len(bytes.TrimSpace(out)) == 0 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
 		_ = exec.Command("docker", "config", "rm", "swarmsec-leader").Run()
 	})
 

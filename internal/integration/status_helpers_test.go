@@ -105,6 +105,9 @@ func statusRun(ctx context.Context, t *testing.T, bin string, args ...string) *s
 		if t.Failed() {
 			t.Logf("swarmsec run log:\n%s", p.rawLog())
 		}
+		// The lease outlives a run, as a Kubernetes Lease does; the test
+		// leaves the engine as it found it.
+		_ = exec.Command("docker", "config", "rm", "swarmsec-leader").Run()
 	}
 	t.Cleanup(stop)
 	select {
