@@ -150,8 +150,13 @@ spec:
 				t.Errorf("the cluster did not come back: %v", err)
 			}
 		}
-		if out, err := docker(ctx, testCluster.Manager(), nil, "stack", "rm", "swarmsec"); err != nil {
-			t.Errorf("stack rm: %v\n%s", err, out)
+		// Right after a manager came back, the managers may still be
+		// settling Raft: retry a while before calling it a failure.
+		if err := swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
+			out, err := docker(ctx, testCluster.Manager(), nil, "stack", "rm", "swarmsec")
+			return err == nil || strings.Contains(string(out), "Nothing found in stack"), fmt.Sprintf("%v: %s", err, out)
+		}); err != nil {
+			t.Errorf("stack rm: %v", err)
 		}
 		// The lease goes with the stack: a later controller need not wait
 		// for a dead holder's lease to expire.
