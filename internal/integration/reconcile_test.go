@@ -82,6 +82,9 @@ func deployApp(ctx context.Context, t *testing.T, cli *client.Client, webPort ui
 	for _, s := range a.services {
 		swarmtest.WaitTasksRunning(ctx, t, cli, s, 1)
 	}
+	// Records outlive their services unless a pass removes them: a test
+	// that ends isolated leaves none behind.
+	removeRecords(ctx, t, cli, a)
 	return a
 }
 
