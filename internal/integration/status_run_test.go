@@ -87,6 +87,7 @@ func TestRunStatusMetricsDriftAndManifestErrors(t *testing.T) {
 	for _, short := range []string{"web", "db", "aud"} {
 		swarmtest.WaitTasksRunning(ctx, t, cli, p+"_"+short, 1)
 	}
+	removeRecords(ctx, t, cli, &app{services: []string{p + "_web", p + "_db", p + "_aud"}})
 	_, audBefore := serviceNetworks(ctx, t, cli, p+"_aud")
 
 	dir := t.TempDir()
