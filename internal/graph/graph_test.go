@@ -16,25 +16,8 @@ import (
 // The DOT output has an edge for every pair the compiled policies let talk,
 // and no other.
 func TestDOTHasEveryEdgeAndNoOther(t *testing.T) {
-	services := []*state.Service{
-		policytest.StackService("shop", "web"), policytest.StackService("shop", "api"),
-		policytest.StackService("shop", "db"), policytest.StackService("other", "x"),
-	}
-	st := state.New()
-	if err := st.Update(func(tx state.Tx) error {
-		if err := state.ReplaceServices(tx, services); err != nil {
-			return err
-		}
-		return state.ReplacePolicies(tx, policytest.ShopPolicies())
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var d *compile.Desired
-	var err error
-	st.View(func(tx state.ReadTx) { d, err = compile.Compile(tx, nil) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	services := shopServices(true)
+	d := compileShop(t, services)
 	g := Build(d, services)
 	var out bytes.Buffer
 	if err := g.DOT(&out); err != nil {
@@ -84,25 +67,8 @@ func TestDOTHasEveryEdgeAndNoOther(t *testing.T) {
 // Diff marks red what the policies take away from today's networks and
 // green what they add, and nothing they leave as it is.
 func TestDiffMarksWhatThePlanChanges(t *testing.T) {
-	services := []*state.Service{
-		policytest.StackService("shop", "web"), policytest.StackService("shop", "api"),
-		policytest.StackService("shop", "db"),
-	}
-	st := state.New()
-	if err := st.Update(func(tx state.Tx) error {
-		if err := state.ReplaceServices(tx, services); err != nil {
-			return err
-		}
-		return state.ReplacePolicies(tx, policytest.ShopPolicies())
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var d *compile.Desired
-	var err error
-	st.View(func(tx state.ReadTx) { d, err = compile.Compile(tx, nil) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	services := shopServices(false)
+	d := compileShop(t, services)
 	g := Build(d, services)
 	// Today only web and api share a network.
 	g.Diff(d, services, func(a, b *state.Service) bool {
@@ -144,25 +110,8 @@ func TestDiffMarksWhatThePlanChanges(t *testing.T) {
 // The SVG is well-formed XML with a path for every compiled edge and no
 // other, and a box for every service.
 func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
-	services := []*state.Service{
-		policytest.StackService("shop", "web"), policytest.StackService("shop", "api"),
-		policytest.StackService("shop", "db"), policytest.StackService("other", "x"),
-	}
-	st := state.New()
-	if err := st.Update(func(tx state.Tx) error {
-		if err := state.ReplaceServices(tx, services); err != nil {
-			return err
-		}
-		return state.ReplacePolicies(tx, policytest.ShopPolicies())
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var d *compile.Desired
-	var err error
-	st.View(func(tx state.ReadTx) { d, err = compile.Compile(tx, nil) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	services := shopServices(true)
+	d := compileShop(t, services)
 	g := Build(d, services)
 	g.Diff(d, services, func(a, b *state.Service) bool { return true })
 	var out bytes.Buffer
@@ -224,4 +173,38 @@ func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
 			t.Errorf("no box for %s", s.Name)
 		}
 	}
+}
+
+// shopServices are the shop stack's web, api and db, and with other a
+// service of another stack.
+func shopServices(other bool) []*state.Service {
+	out := []*state.Service{
+		policytest.StackService("shop", "web"), policytest.StackService("shop", "api"),
+		policytest.StackService("shop", "db"),
+	}
+	if other {
+		out = append(out, policytest.StackService("other", "x"))
+	}
+	return out
+}
+
+// compileShop compiles the shop policies over services from a real store.
+func compileShop(t *testing.T, services []*state.Service) *compile.Desired {
+	t.Helper()
+	st := state.New()
+	if err := st.Update(func(tx state.Tx) error {
+		if err := state.ReplaceServices(tx, services); err != nil {
+			return err
+		}
+		return state.ReplacePolicies(tx, policytest.ShopPolicies())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var d *compile.Desired
+	var err error
+	st.View(func(tx state.ReadTx) { d, err = compile.Compile(tx, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
