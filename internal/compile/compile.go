@@ -190,7 +190,11 @@ type compiler struct {
 	// networks are the observed networks by name; records the records.
 	networks map[string][]*state.Network
 	records  Records
-	out      *Desired
+	// hints are today's networks kept, and those covering a policy in
+	// part; covered the edges they realise (see hint.go).
+	hints   []*hint
+	covered map[uint64]struct{}
+	out     *Desired
 }
 
 // group is one set of services that may all talk to each other and that
@@ -200,6 +204,9 @@ type group struct {
 	// candidates are the names the policies asking for it would give it,
 	// with their owners.
 	candidates []candidate
+	// kept is set when the group is a network that exists and is kept: it
+	// is named first, so no new group takes its name.
+	kept bool
 }
 
 type candidate struct{ name, owner string }
@@ -318,10 +325,12 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 		c.networks[n.Name] = append(c.networks[n.Name], n)
 	}
 	c.out.Records = c.records
-	for _, cp := range ps {
-		c.policyNetworks(cp.p, cp.selected, cp.peers)
-	}
 	gateway := c.isolatedServices(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
+	c.keepNetworks(gateway)
+	for _, cp := range ps {
+		c.policyNetworks(cp.p, cp.selected, cp.peers, gateway)
+	}
+	c.hintGroups()
 	if err := c.policyGroups(gateway); err != nil {
 		return nil, err
 	}
@@ -484,11 +493,19 @@ func (c *compiler) clique(members []int) bool {
 // one network for the policy when it can, else one per service on the
 // smaller side (a star), else one per pair. Networks belong to the policy,
 // so a change to one policy touches only its own networks.
-func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int) {
+func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int, gateway []bool) {
 	// A policy that isolates nothing changes nothing, whatever peers it
 	// names.
 	if len(selected) == 0 || len(peers) == 0 || (len(selected) == 1 && len(peers) == 1 && selected[0] == peers[0]) {
 		return
+	}
+	// Today's networks first: a policy they realise in part only adds
+	// what is missing.
+	if len(c.covered) > 0 {
+		if missing, total := c.uncovered(selected, peers); len(missing) < total {
+			c.coverPartly(p, missing, gateway)
+			return
+		}
 	}
 	union := slices.Concat(selected, peers)
 	slices.Sort(union)
@@ -570,7 +587,7 @@ func (c *compiler) desiredService(i int) *DesiredService {
 // would give the network.
 func (c *compiler) group(owner, name string, members []int) {
 	members = slices.Sorted(slices.Values(members))
-	key := fmt.Sprint(members)
+	key := groupKey(members)
 	g := c.groups[key]
 	if g == nil {
 		g = &group{members: members}
@@ -578,6 +595,8 @@ func (c *compiler) group(owner, name string, members []int) {
 	}
 	g.candidates = append(g.candidates, candidate{name: name, owner: owner})
 }
+
+func groupKey(members []int) string { return fmt.Sprint(members) }
 
 // policyGroups turns each group into one network. It keeps the name of a
 // managed network that exists already (no rename, no rolling update), else
@@ -587,14 +606,25 @@ func (c *compiler) group(owner, name string, members []int) {
 // own for that.
 func (c *compiler) policyGroups(gateway []bool) error {
 	keys := slices.Sorted(maps.Keys(c.groups))
+	// Kept networks first: their names are taken.
+	slices.SortStableFunc(keys, func(a, b string) int {
+		return cmp.Compare(boolRank(!c.groups[a].kept), boolRank(!c.groups[b].kept))
+	})
 	for _, key := range keys {
 		g := c.groups[key]
-		internal := slices.ContainsFunc(g.members, func(i int) bool { return c.isolated[i] && !gateway[i] })
+		internal := slices.ContainsFunc(g.members, func(i int) bool { return c.mustBeInternal(i, gateway) })
 		slices.SortFunc(g.candidates, func(a, b candidate) int {
 			return cmp.Or(cmp.Compare(strings.Count(a.name, nameSeparator), strings.Count(b.name, nameSeparator)), cmp.Compare(a.name, b.name))
 		})
+		free := func(cand candidate) bool { _, used := c.out.Networks[cand.name]; return !used }
 		pick := g.candidates[0]
+		if i := slices.IndexFunc(g.candidates, free); i >= 0 {
+			pick = g.candidates[i]
+		}
 		for _, cand := range g.candidates {
+			if !free(cand) {
+				continue
+			}
 			ns := c.networks[cand.name]
 			if i := slices.IndexFunc(ns, func(n *state.Network) bool {
 				// An internal network serves where an open one could:
@@ -605,9 +635,25 @@ func (c *compiler) policyGroups(gateway []bool) error {
 				break
 			}
 		}
+		if !free(pick) {
+			// Every name it could have is another group's: one network
+			// per name, or the two groups would merge.
+			names := []string{pick.name}
+			for _, m := range g.members {
+				names = append(names, c.services[m].Name)
+			}
+			pick.name = BoundedName(pick.name, "", true, names)
+		}
 		c.addNetwork(pick.owner, v1.PurposePolicy, pick.name, internal, g.members)
 	}
 	return nil
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // isolatedServices settles what each isolated service keeps: its policies,
