@@ -83,8 +83,9 @@ type PortRule struct {
 	// From are the admitted blocks; empty admits any source.
 	From []string `json:"from,omitempty"`
 	Log  PortLog  `json:"log"`
-	// Enforced is set once a node agent enforces the rule; this version has
-	// none, so every source still connects.
+	// Enforced is set once the leader has delivered the rules to the node
+	// agent service (each agent applies them within its resync); while it
+	// is false, every source still connects.
 	Enforced bool `json:"enforced"`
 }
 

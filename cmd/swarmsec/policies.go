@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/manifest"
 	"github.com/swarmsec/swarmsec/internal/observe"
@@ -49,7 +50,8 @@ func (m *manifestFlags) add(cmd *cobra.Command) {
 
 // limitFlags bound what one pass may change.
 type limitFlags struct {
-	limits plan.Limits
+	limits       plan.Limits
+	agentService string
 }
 
 func (l *limitFlags) add(cmd *cobra.Command, force bool) {
@@ -60,10 +62,20 @@ func (l *limitFlags) add(cmd *cobra.Command, force bool) {
 		"largest share of all services one policy may newly isolate at once before it is held (0: no limit)")
 	cmd.Flags().IntVar(&l.limits.BroadMin, "broad-selector-min", l.limits.BroadMin,
 		"how many services one policy may always newly isolate at once, whatever the share")
+	cmd.Flags().StringVar(&l.agentService, "agent-service", agentrules.DefaultService,
+		"the node agent's service (labelled "+agentrules.LabelAgent+"=true), which the leader gives the published-port rules (empty: deliver none)")
 	if force {
 		cmd.Flags().BoolVar(&l.limits.Force, "force", false,
 			"this once, go ahead with what the safety limits hold (a policy isolating many services at once, a stack detached from every network); to approve one policy for good, annotate it "+v1.AnnotationApproveBroadSelector+`: "true"`)
 	}
+}
+
+// delivery is how the node agent gets its rules, nil when not asked.
+func (l *limitFlags) delivery(api dockerapi.API) *agentrules.Delivery {
+	if l.agentService == "" {
+		return nil
+	}
+	return &agentrules.Delivery{Docker: api, Service: l.agentService}
 }
 
 // connect opens the Docker API named by DOCKER_HOST and checks it is a
@@ -96,7 +108,7 @@ func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags
 	if err != nil {
 		return nil, nil, err
 	}
-	r = &reconcile.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconcile.ModeEnforce, Limits: lf.limits}
+	r = &reconcile.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconcile.ModeEnforce, Limits: lf.limits, Agent: lf.delivery(api)}
 	if err := r.SetPolicies(policies); err != nil {
 		done()
 		return nil, nil, err

@@ -159,7 +159,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 		}
 	}
 
-	rec := &reconcile.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult}
+	rec := &reconcile.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult, Agent: o.lf.delivery(api)}
 	if o.leaderElect {
 		// One replica writes; the others keep their store warm and
 		// serve their status.

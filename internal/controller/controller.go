@@ -149,7 +149,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	p, res, err := c.Reconciler.Reconcile(ctx)
 	pass := Pass{Start: start, Duration: time.Since(start), Plan: p, Err: err, Trigger: why}
 	if res != nil {
-		pass.Result, pass.Follower, pass.Requeue = &res.Result, res.Follower, res.RequeueAfter > 0
+		pass.Result, pass.Follower, pass.Requeue, pass.Agent = &res.Result, res.Follower, res.RequeueAfter > 0, res.Agent
 	}
 	if c.OnPass != nil {
 		c.OnPass(pass)

@@ -41,15 +41,15 @@ func (f Family) String() string { return "IPv" + strconv.Itoa(int(f)) }
 
 // Port is one restricted published port, as the compile admits it.
 type Port struct {
-	Service  string
-	Port     uint16
-	Protocol v1.Protocol
+	Service  string      `json:"service"`
+	Port     uint16      `json:"port"`
+	Protocol v1.Protocol `json:"protocol"`
 	// Any admits every source (the port is here only to be logged).
-	Any bool
+	Any bool `json:"any,omitempty"`
 	// From are the admitted blocks: the union of each block less its
 	// exceptions.
-	From []v1.SourceBlock
-	Log  v1.PortLog
+	From []v1.SourceBlock `json:"from,omitempty"`
+	Log  v1.PortLog       `json:"log,omitempty"`
 }
 
 // Key is "port/protocol".

@@ -63,7 +63,7 @@ func Sync(t Table, rules [][]string) (bool, error) {
 	if len(rules) == 0 {
 		return removeAll(t, jumped)
 	}
-	want := append([][]string{fingerprint(rules)}, rules...)
+	want := Want(rules)
 	// A rule put above the jump (another tool's ACCEPT) would let traffic
 	// past the agent's rules: that is drift, and the swap puts the jump
 	// back on top.
@@ -179,4 +179,19 @@ func removeAll(t Table, jumped []string) (bool, error) {
 		}
 	}
 	return wrote, nil
+}
+
+// Active is the agent's chain DOCKER-USER jumps to first, "" when none.
+func Active(t Table) (string, error) {
+	jumped, _, err := jumpedChains(t)
+	if err != nil || len(jumped) == 0 {
+		return "", err
+	}
+	return jumped[0], nil
+}
+
+// Want is what Sync keeps in the agent's chain for rules: the fingerprint
+// first, then the rules, so the counters of the chain's rule i are want[i]'s.
+func Want(rules [][]string) [][]string {
+	return append([][]string{fingerprint(rules)}, rules...)
 }

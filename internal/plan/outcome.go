@@ -93,4 +93,19 @@ type Pass struct {
 	// Requeue is set when the pass left work for a pass soon (a migration
 	// under way, a write that must wait).
 	Requeue bool
+	// Agent is what delivering the node agent's rules found (nil when
+	// the pass did not deliver).
+	Agent *AgentDelivery
+}
+
+// AgentDelivery is what the leader found of the node agents.
+type AgentDelivery struct {
+	// Agent is false when no agent service runs: nothing enforces the
+	// published-port rules.
+	Agent bool `json:"agent"`
+	// Config is the rules config the agent service mounts now.
+	Config string `json:"config,omitempty"`
+	// Wrote is set when the delivery created a config or updated the
+	// agent service.
+	Wrote bool `json:"wrote,omitempty"`
 }

@@ -177,9 +177,9 @@ type PortRule struct {
 	compile.Admission
 }
 
-// AgentNote says plainly that nothing enforces source lists yet, so no
-// operator mistakes a planned rule for a closed port.
-const AgentNote = "published-port sources and logging (spec.publish[].from, log) are enforced by the node agent, which this version does not have yet: until it runs, every source still reaches these ports"
+// AgentNote says plainly who enforces source lists, so no operator
+// mistakes a planned rule for a closed port.
+const AgentNote = "published-port sources and logging (spec.publish[].from, log) are enforced by the node agent (the stack's agent service, swarmsec agent): on a node where it does not run, every source still reaches these ports"
 
 // portRules lists the restricted published ports of the services, sorted by
 // service then port.

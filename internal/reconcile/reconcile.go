@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/apply"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/migrate"
@@ -55,6 +56,9 @@ type Result struct {
 	// Follower is set when the pass wrote nothing because another replica
 	// leads.
 	Follower bool
+	// Agent is what the delivery of the node agent's rules found (nil
+	// when the pass did not deliver).
+	Agent *agentrules.Outcome
 }
 
 // terminalError marks a failure that retrying cannot fix: held by the
@@ -93,6 +97,9 @@ type Reconciler struct {
 	Leader interface {
 		Leading() (context.Context, bool)
 	}
+	// Agent, when set, delivers the node agent's rules after each pass
+	// that may write.
+	Agent *agentrules.Delivery
 }
 
 // SetPolicies replaces the desired policies.
@@ -216,13 +223,37 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		}
 		r.record(*ar)
 	}
+	agentErr := r.deliver(ctx, p, res)
 	switch {
 	case progress:
 		res.RequeueAfter = r.progressDelay()
-	case res.Pending():
+	case res.Pending() || agentErr:
 		res.RequeueAfter = r.pendingDelay()
 	}
 	return p, res, r.passError(res)
+}
+
+// deliver hands the plan's published-port rules to the node agents. A
+// failure is logged here and retried: the agents keep the rules they have.
+func (r *Reconciler) deliver(ctx context.Context, p *plan.Plan, res *Result) (failed bool) {
+	if r.Agent == nil {
+		return false
+	}
+	doc, err := agentrules.FromPlan(p)
+	if err == nil {
+		var out agentrules.Outcome
+		out, err = r.Agent.Deliver(ctx, doc)
+		res.Agent = &out
+		if out.Wrote {
+			r.logger().Info("node agent rules delivered", "config", out.Config, "ports", len(doc.Ports))
+		}
+	}
+	if err != nil {
+		r.logger().Error("node agent rules not delivered; the agents keep the rules they have", "err", err)
+		res.Waiting = append(res.Waiting, "node agent rules: "+err.Error())
+		return true
+	}
+	return false
 }
 
 // Converge runs passes until one leaves nothing to wait for, one fails, or

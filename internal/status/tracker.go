@@ -26,6 +26,7 @@ type Tracker struct {
 	now   func() time.Time
 
 	mu       sync.Mutex
+	agent    *plan.AgentDelivery // the last delivery to the node agents
 	loaded   bool
 	held     string
 	errs     []manifest.Error
@@ -180,9 +181,15 @@ func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 			t.lastConverged = p.Start
 		}
 	}
+	if p.Agent != nil {
+		t.agent = p.Agent
+	}
 	for _, e := range t.policies {
 		if sel, ok := selected[e.policy.Name]; ok {
 			e.policy.Services, e.policy.Networks, e.policy.PublishedPorts = sel.services, sel.networks, sel.ports
+			for i := range e.policy.PublishedPorts {
+				e.policy.PublishedPorts[i].Enforced = t.agent != nil && t.agent.Agent && t.agent.Config != ""
+			}
 		}
 		switch {
 		case p.Plan == nil:

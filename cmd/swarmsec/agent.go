@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/swarmsec/swarmsec/internal/agent"
+	"github.com/swarmsec/swarmsec/internal/agentrules"
+	"github.com/swarmsec/swarmsec/internal/firewall"
+	"github.com/swarmsec/swarmsec/internal/server"
+)
+
+func init() { register(newAgentCmd) }
+
+// agentAddr is where the agent's endpoints listen: on the node's loopback
+// (the agent runs in the host's network namespace).
+const agentAddr = "127.0.0.1:9478"
+
+func newAgentCmd(g *globalOptions) *cobra.Command {
+	var (
+		rules    string
+		interval time.Duration
+		listen   string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: keep the delivered published-port rules in this node's iptables",
+		Long: `agent runs on every node (the stack file's global "agent" service, in the
+host's network namespace with NET_ADMIN). It reads the rules the leader
+delivers as a Swarm config (` + agentrules.Path + `) and keeps them in chains of
+its own (` + firewall.Chain + `-A/-B) jumped from the top of DOCKER-USER, in the
+iptables backend Docker uses (nf_tables or legacy), IPv4 and IPv6. It resyncs
+every --interval, so rules Docker or a firewall reload removed come back. When
+it stops the rules stay: the last delivered state stays enforced.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if interval < time.Second {
+				return fmt.Errorf("--interval %s: must be at least 1s", interval)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			tables := map[firewall.Family]agent.Table{}
+			for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+				t, path, err := agent.Detect(f)
+				if err != nil {
+					if f == firewall.IPv4 {
+						return err
+					}
+					log.Warn("IPv6 published ports are not filtered", "reason", err)
+					continue
+				}
+				log.Info("iptables backend", "family", f.String(), "command", path)
+				tables[f] = t
+			}
+			reg := prometheus.NewRegistry()
+			packets := agent.NewPackets()
+			reg.MustRegister(packets)
+			a := &agent.Agent{RulesFile: rules, Tables: tables, Interval: interval, Log: log, Packets: packets}
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if listen != "" {
+				srv, err := server.Listen(server.Config{
+					Addr: listen, Log: log,
+					Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+					Status:  func() any { return a.Status() },
+				})
+				if err != nil {
+					return err
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := srv.Serve(ctx); err != nil {
+						log.Error("agent server stopped", "error", err)
+					}
+				}()
+			}
+			log.Info("agent started", "rules", rules, "interval", interval.String())
+			err = a.Run(ctx)
+			log.Info("agent stopped; its rules stay in place")
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&rules, "rules", agentrules.Path, "the delivered rules file")
+	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
+	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")
+	return cmd
+}

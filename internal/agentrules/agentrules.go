@@ -1,0 +1,239 @@
+// Package agentrules carries the node agent's desired state from the
+// leader to every node. Workers have no manager API, so the leader writes
+// the rules into a Swarm config (immutable, named after its content) and
+// points the agent service at it; Swarm delivers the file to every agent
+// task, on every node, and rolls them onto it. An agent that stops keeps
+// its rules in the kernel, so the roll opens nothing.
+package agentrules
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/firewall"
+	"github.com/swarmsec/swarmsec/internal/plan"
+)
+
+const (
+	// Kind names the document, so an agent refuses any other file.
+	Kind = "AgentRules"
+	// Path is where the agent service mounts the rules.
+	Path = "/etc/swarmsec/agent-rules.json"
+	// PurposeAgentRules labels the rules configs.
+	PurposeAgentRules = "agent-rules"
+	// LabelAgent marks the agent service (the stack file sets it); the
+	// leader writes only to the service of that label and the name it was
+	// told.
+	LabelAgent = "swarmsec.io/agent"
+	// DefaultService is the agent service of the shipped stack file.
+	DefaultService = "swarmsec_agent"
+	// Timeout bounds each call.
+	Timeout = 20 * time.Second
+)
+
+// Document is the file the agent reads.
+type Document struct {
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Ports      []firewall.Port `json:"ports"`
+}
+
+// FromPlan renders the plan's restricted ports, sorted (the same policies
+// give the same bytes, so the same config).
+func FromPlan(p *plan.Plan) (*Document, error) {
+	doc := &Document{APIVersion: v1.APIVersion, Kind: Kind, Ports: []firewall.Port{}}
+	for _, r := range p.Ports {
+		num, proto, ok := strings.Cut(r.Port, "/")
+		n, err := strconv.ParseUint(num, 10, 16)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("service %s: port %q: not port/protocol", r.Service, r.Port)
+		}
+		doc.Ports = append(doc.Ports, firewall.Port{
+			Service: r.Service, Port: uint16(n), Protocol: v1.Protocol(proto),
+			Any: r.Any, From: slices.Clone(r.From), Log: r.Log,
+		})
+	}
+	slices.SortFunc(doc.Ports, func(a, b firewall.Port) int { return strings.Compare(a.Key(), b.Key()) })
+	return doc, nil
+}
+
+// Encode is the config's data.
+func (d *Document) Encode() []byte {
+	b, _ := json.MarshalIndent(d, "", "  ") // plain data: cannot fail
+	return append(b, '\n')
+}
+
+// Decode reads a rules file, refusing anything else.
+func Decode(data []byte) (*Document, error) {
+	var d Document
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, err
+	}
+	if d.APIVersion != v1.APIVersion || d.Kind != Kind {
+		return nil, fmt.Errorf("not swarmsec agent rules (apiVersion %q, kind %q)", d.APIVersion, d.Kind)
+	}
+	for _, p := range d.Ports {
+		if p.Port == 0 || (p.Protocol != v1.ProtocolTCP && p.Protocol != v1.ProtocolUDP && p.Protocol != v1.ProtocolSCTP) {
+			return nil, fmt.Errorf("port %s of %s: not a published port", p.Key(), p.Service)
+		}
+	}
+	return &d, nil
+}
+
+// ConfigName names a rules config after its content.
+func ConfigName(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "swarmsec-agent-rules-" + hex.EncodeToString(sum[:])[:12]
+}
+
+func labels() map[string]string {
+	return map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: PurposeAgentRules}
+}
+
+// Delivery puts the rules where the agents read them.
+type Delivery struct {
+	Docker dockerapi.API
+	// Service is the agent service's name (DefaultService when empty).
+	Service string
+}
+
+// Outcome is what a delivery found or did.
+type Outcome = plan.AgentDelivery
+
+// Deliver makes the agent service mount doc. It writes nothing when it
+// already does, and removes the rules configs nothing mounts any longer.
+func (d *Delivery) Deliver(ctx context.Context, doc *Document) (Outcome, error) {
+	var out Outcome
+	svc, err := d.agentService(ctx)
+	if err != nil || svc == nil {
+		return out, err
+	}
+	out.Agent = true
+	data := doc.Encode()
+	cfgs, err := d.configs(ctx)
+	if err != nil {
+		return out, err
+	}
+	// The name is the content's; a config of that name with other data or
+	// without swarmsec's labels is not swarmsec's: never deliver it.
+	name, id := ConfigName(data), ""
+	for k := 1; ; k++ {
+		c, taken := cfgs[name]
+		if !taken {
+			break
+		}
+		if bytes.Equal(c.Spec.Data, data) && c.Spec.Labels[v1.LabelPurpose] == PurposeAgentRules {
+			id = c.ID
+			break
+		}
+		name = ConfigName(append(data, []byte(strconv.Itoa(k))...))
+	}
+	out.Config = name
+	ref := mounted(svc)
+	if ref != nil && ref.ConfigName == name && id != "" && ref.ConfigID == id {
+		return out, d.collect(ctx, cfgs, name)
+	}
+	if id == "" {
+		cctx, cancel := context.WithTimeout(ctx, Timeout)
+		resp, err := d.Docker.ConfigCreate(cctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: name, Labels: labels()}, Data: data})
+		cancel()
+		if err != nil {
+			return out, fmt.Errorf("config %s: %w", name, err)
+		}
+		id, out.Wrote = resp.ID, true
+	}
+	spec := svc.Spec
+	cs := *spec.TaskTemplate.ContainerSpec
+	cs.Configs = slices.DeleteFunc(slices.Clone(cs.Configs), func(r *swarm.ConfigReference) bool { return r.File != nil && r.File.Name == Path })
+	cs.Configs = append(cs.Configs, &swarm.ConfigReference{
+		File:     &swarm.ConfigReferenceFileTarget{Name: Path, UID: "0", GID: "0", Mode: 0o444},
+		ConfigID: id, ConfigName: name,
+	})
+	spec.TaskTemplate.ContainerSpec = &cs
+	cctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	if _, err := d.Docker.ServiceUpdate(cctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		return out, fmt.Errorf("service %s: mount rules %s: %w", svc.Spec.Name, name, err)
+	}
+	out.Wrote = true
+	return out, nil
+}
+
+// agentService finds the agent service: the name it was told and the
+// label, both, since anyone with the socket can label a service.
+func (d *Delivery) agentService(ctx context.Context) (*swarm.Service, error) {
+	name := d.Service
+	if name == "" {
+		name = DefaultService
+	}
+	cctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	svcs, err := d.Docker.ServiceList(cctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelAgent+"=true"))})
+	if err != nil {
+		return nil, fmt.Errorf("agent service %s: %w", name, err)
+	}
+	for i := range svcs {
+		s := &svcs[i]
+		if s.Spec.Name == name && s.Spec.Labels[LabelAgent] == "true" && s.Spec.TaskTemplate.ContainerSpec != nil {
+			return s, nil
+		}
+	}
+	return nil, nil
+}
+
+func (d *Delivery) configs(ctx context.Context) (map[string]swarm.Config, error) {
+	cctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	list, err := d.Docker.ConfigList(cctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("name", "swarmsec-agent-rules-"))})
+	if err != nil {
+		return nil, fmt.Errorf("agent rules configs: %w", err)
+	}
+	out := make(map[string]swarm.Config, len(list))
+	for _, c := range list {
+		out[c.Spec.Name] = c
+	}
+	return out, nil
+}
+
+// collect removes swarmsec's rules configs other than keep. One still in
+// use by a task that has not gone yet is left for a later pass.
+func (d *Delivery) collect(ctx context.Context, cfgs map[string]swarm.Config, keep string) error {
+	var errs []error
+	for name, c := range cfgs {
+		if name == keep || c.Spec.Labels[v1.LabelManaged] != "true" || c.Spec.Labels[v1.LabelPurpose] != PurposeAgentRules {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, Timeout)
+		err := d.Docker.ConfigRemove(cctx, c.ID)
+		cancel()
+		if err != nil && !strings.Contains(err.Error(), "in use") {
+			errs = append(errs, fmt.Errorf("config %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func mounted(s *swarm.Service) *swarm.ConfigReference {
+	for _, r := range s.Spec.TaskTemplate.ContainerSpec.Configs {
+		if r.File != nil && r.File.Name == Path {
+			return r
+		}
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+package agentrules
+
+import (
+	"context"
+	"testing"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
+	"github.com/swarmsec/swarmsec/internal/firewall"
+)
+
+func agentSpec(name string, label bool) swarm.ServiceSpec {
+	spec := swarm.ServiceSpec{}
+	spec.Name = name
+	spec.Labels = map[string]string{}
+	if label {
+		spec.Labels[LabelAgent] = "true"
+	}
+	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "swarmsec/swarmsec"}
+	spec.Mode.Global = &swarm.GlobalService{}
+	return spec
+}
+
+func doc(cidr string) *Document {
+	return &Document{APIVersion: v1.APIVersion, Kind: Kind, Ports: []firewall.Port{{
+		Service: "web", Port: 8080, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: cidr}}, Log: v1.PortLogBlocked,
+	}}}
+}
+
+func mountedName(t *testing.T, f *fake.Swarm, name string) string {
+	t.Helper()
+	svcs, err := f.ServiceList(context.Background(), swarm.ServiceListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs {
+		if s.Spec.Name == name {
+			if r := mounted(&s); r != nil {
+				return r.ConfigName
+			}
+		}
+	}
+	return ""
+}
+
+func TestDeliverMountsTheRulesOnceAndCollectsOldOnes(t *testing.T) {
+	ctx := context.Background()
+	f := fake.New()
+	f.AddService(agentSpec(DefaultService, true))
+	d := &Delivery{Docker: f}
+
+	out, err := d.Deliver(ctx, doc("192.0.2.0/24"))
+	if err != nil || !out.Agent || !out.Wrote {
+		t.Fatalf("first delivery: %+v, %v", out, err)
+	}
+	if got := mountedName(t, f, DefaultService); got != out.Config {
+		t.Fatalf("agent mounts %q, want %q", got, out.Config)
+	}
+	// Nothing drifted: no write.
+	again, err := d.Deliver(ctx, doc("192.0.2.0/24"))
+	if err != nil || again.Wrote || again.Config != out.Config {
+		t.Fatalf("second delivery wrote: %+v, %v", again, err)
+	}
+	changed, err := d.Deliver(ctx, doc("198.51.100.0/24"))
+	if err != nil || !changed.Wrote || changed.Config == out.Config {
+		t.Fatalf("changed rules: %+v, %v", changed, err)
+	}
+	if _, err := d.Deliver(ctx, doc("198.51.100.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := d.configs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfgs[out.Config]; ok || len(cfgs) != 1 {
+		t.Fatalf("old rules config not collected: %v", cfgs)
+	}
+}
+
+func TestDeliverTrustsNothingItDidNotWrite(t *testing.T) {
+	ctx := context.Background()
+	f := fake.New()
+	// A service with the label but another name, and one with the name
+	// but no label: neither is the agent.
+	f.AddService(agentSpec("impostor", true))
+	f.AddService(agentSpec(DefaultService, false))
+	d := &Delivery{Docker: f}
+	if out, err := d.Deliver(ctx, doc("192.0.2.0/24")); err != nil || out.Agent || out.Wrote {
+		t.Fatalf("delivered to a service that is not the agent: %+v, %v", out, err)
+	}
+
+	// A config squatting the rules' name with other data is never mounted.
+	f2 := fake.New()
+	f2.AddService(agentSpec(DefaultService, true))
+	want := doc("192.0.2.0/24")
+	if _, err := f2.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: ConfigName(want.Encode()), Labels: labels()}, Data: doc("0.0.0.0/0").Encode()}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := (&Delivery{Docker: f2}).Deliver(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Config == ConfigName(want.Encode()) || mountedName(t, f2, DefaultService) != out.Config {
+		t.Fatalf("mounted the squatted config: %+v", out)
+	}
+}
+
+func TestDecodeRefusesOtherFiles(t *testing.T) {
+	for _, data := range []string{
+		`{"apiVersion":"v1","kind":"ConfigMap","ports":[]}`,
+		`{"apiVersion":"swarmsec.io/v1","kind":"AgentRules","ports":[{"service":"x","port":0,"protocol":"tcp"}]}`,
+		`{"apiVersion":"swarmsec.io/v1","kind":"AgentRules","ports":[],"extra":1}`,
+		`not json`,
+	} {
+		if _, err := Decode([]byte(data)); err == nil {
+			t.Errorf("Decode(%s) accepted it", data)
+		}
+	}
+	d, err := Decode(doc("192.0.2.0/24").Encode())
+	if err != nil || len(d.Ports) != 1 {
+		t.Fatalf("round trip: %+v, %v", d, err)
+	}
+}
