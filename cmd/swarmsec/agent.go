@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -29,6 +30,7 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 		rules    string
 		interval time.Duration
 		listen   string
+		window   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -46,8 +48,8 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			if err != nil {
 				return err
 			}
-			if interval < time.Second {
-				return fmt.Errorf("--interval %s: must be at least 1s", interval)
+			if interval < time.Second || window < time.Second {
+				return fmt.Errorf("--interval %s, --events-window %s: each must be at least 1s", interval, window)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -89,7 +91,17 @@ it stops the rules stay: the last delivered state stays enforced.`,
 					}
 				}()
 			}
-			log.Info("agent started", "rules", rules, "interval", interval.String())
+			node, _ := os.Hostname() // the node's: the agent shares its namespaces
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Without NFLOG the rules and counters still work; only
+				// the per-source events are missing.
+				if err := agent.ListenEvents(ctx, log, node, window, 0); err != nil {
+					log.Warn("connection attempts are counted but not reported per source", "reason", err)
+				}
+			}()
+			log.Info("agent started", "rules", rules, "interval", interval.String(), "node", node)
 			err = a.Run(ctx)
 			log.Info("agent stopped; its rules stay in place")
 			return err
@@ -97,6 +109,7 @@ it stops the rules stay: the last delivered state stays enforced.`,
 	}
 	cmd.Flags().StringVar(&rules, "rules", agentrules.Path, "the delivered rules file")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
+	cmd.Flags().DurationVar(&window, "events-window", time.Minute, "how long connection attempts are counted before each count is logged as an event")
 	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")
 	return cmd
 }

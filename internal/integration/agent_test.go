@@ -89,7 +89,8 @@ func agentPackets(ctx context.Context, port, verdict string) (float64, error) {
 // publishing a host-mode port that a policy admits from one address. Two
 // clients outside the Swarm (network namespaces with their own addresses)
 // connect: the admitted one does, the other does not and its attempts are
-// counted; restarting the agent opens no window; dropping `from` from the
+// counted and reported by swarmsec events; restarting the agent opens no
+// window; dropping `from` from the
 // manifest opens the port again and the agent removes its chains.
 func TestAgentEnforcesSourcesOnRealSwarm(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
@@ -155,6 +156,8 @@ spec:
 services:
   controller:
     command: ["run", "--manifests", "/manifests", "--log-format", "json", "--agent-service", "%s_agent"]
+  agent:
+    command: ["agent", "--log-format", "json", "--events-window", "3s"]
 `, stack)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +188,16 @@ services:
 	if n, _ := agentPackets(ctx, fmt.Sprintf("%d/tcp", port), "admitted"); n == 0 {
 		t.Errorf("no admitted packets counted")
 	}
+	// The blocked attempts, per source, through the controller.
+	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
+		cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.name="+stack+"_controller"))})
+		if err != nil || len(cs) == 0 {
+			return false, fmt.Sprintf("controller container: %v", err)
+		}
+		out, err := exec.CommandContext(ctx, "docker", "exec", cs[0].ID, "/swarmsec", "events", "--agent-service", stack+"_agent", "--since", "10m").CombinedOutput()
+		want := regexp.MustCompile(web + `\s+` + strconv.Itoa(port) + `/tcp\s+` + regexp.QuoteMeta(other.addr) + `\s+blocked\s+[1-9]`)
+		return err == nil && want.Match(out), fmt.Sprintf("swarmsec events (%v):\n%s", err, out)
+	})
 
 	// Killing the agent opens nothing: the rules stay in the kernel while
 	// Swarm starts another task, and the new one finds them in place.
