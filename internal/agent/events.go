@@ -156,4 +156,3 @@ func logEvents(log *slog.Logger, node string, window time.Duration, events []Eve
 			"source", e.Source, "attempts", e.Attempts, "node", node, "window", window.String())
 	}
 }
-
