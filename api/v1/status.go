@@ -20,6 +20,14 @@ const ConditionReady = "Ready"
 // service whose record is missing, invalid or not named by its label.
 const ConditionRestorable = "Restorable"
 
+// ConditionEncryptionAvailable says whether every node the tasks of a
+// policy's services run on can carry their encrypted overlay traffic, as
+// the node agents found (reason EncryptionUnavailable when one cannot).
+const ConditionEncryptionAvailable = "EncryptionAvailable"
+
+// ReasonEncryptionAvailable: every node can.
+const ReasonEncryptionAvailable = "EncryptionAvailable"
+
 // ReasonRecorded: every service's record of what to restore is in place.
 const ReasonRecorded = "Recorded"
 

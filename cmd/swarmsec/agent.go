@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/swarmsec/swarmsec/internal/agent"
 	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/firewall"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/server"
 )
 
@@ -54,13 +56,16 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			tables := map[firewall.Family]agent.Table{}
+			var v4err error
 			for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 				t, path, err := agent.Detect(f)
 				if err != nil {
+					// The node checks say so; the agent stays up to say
+					// it, and to enforce once Docker's chains appear.
+					log.Warn("published ports are not filtered", "family", f.String(), "reason", err)
 					if f == firewall.IPv4 {
-						return err
+						v4err = err
 					}
-					log.Warn("IPv6 published ports are not filtered", "reason", err)
 					continue
 				}
 				log.Info("iptables backend", "family", f.String(), "command", path)
@@ -92,6 +97,23 @@ it stops the rules stay: the last delivered state stays enforced.`,
 				}()
 			}
 			node, _ := os.Hostname() // the node's: the agent shares its namespaces
+			prober := &nodecheck.Prober{Hostname: node, IPTablesErr: v4err, ProcNet: "/proc/net",
+				Exec: func(ctx context.Context, name string, args ...string) ([]byte, error) {
+					return exec.CommandContext(ctx, name, args...).CombinedOutput()
+				}}
+			if t := tables[firewall.IPv4]; t != nil {
+				prober.IPTables = t
+			}
+			if cli, err := newClient(); err == nil {
+				defer cli.Close()
+				prober.Docker = cli
+			}
+			a.Checks = prober
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.RunChecks(ctx, time.Minute)
+			}()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

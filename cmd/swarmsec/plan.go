@@ -82,7 +82,11 @@ func printPlanJSON(w io.Writer, p *plan.Plan) error {
 		Actions []plan.Action `json:"actions"`
 		Notes   []string      `json:"notes"`
 		Holds   []string      `json:"holds,omitempty"`
-	}{InSync: len(p.Pending()) == 0, Actions: p.Actions, Notes: p.Notes, Holds: p.Holds}
+		// Encryption: changes held where a node cannot carry encrypted
+		// traffic, and networks already so.
+		Encryption []plan.EncryptionHold `json:"encryptionHolds,omitempty"`
+		Ports      []plan.PortRule       `json:"ports,omitempty"`
+	}{InSync: len(p.Pending()) == 0, Actions: p.Actions, Notes: p.Notes, Holds: p.Holds, Encryption: p.EncryptionHolds, Ports: p.Ports}
 	if out.Actions == nil {
 		out.Actions = []plan.Action{}
 	}
@@ -147,6 +151,12 @@ func printPlanTable(w io.Writer, p *plan.Plan) {
 	if len(p.Held) > 0 {
 		fmt.Fprintln(w, "\nHeld policies (not in force; the plan above leaves them out):")
 		for _, h := range p.Held {
+			fmt.Fprintln(w, "  - "+h.Message)
+		}
+	}
+	if len(p.EncryptionHolds) > 0 {
+		fmt.Fprintln(w, "\nEncryption unavailable on some nodes (the node agents' checks):")
+		for _, h := range p.EncryptionHolds {
 			fmt.Fprintln(w, "  - "+h.Message)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/observe"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/reconcile"
@@ -78,6 +79,27 @@ func (l *limitFlags) delivery(api dockerapi.API) *agentrules.Delivery {
 	return &agentrules.Delivery{Docker: api, Service: l.agentService}
 }
 
+// nodeChecks reads the node agents' checks, nil when no agent service is
+// named.
+func (l *limitFlags) nodeChecks(api dockerapi.API) *nodecheck.Reader {
+	if l.agentService == "" {
+		return nil
+	}
+	return &nodecheck.Reader{Docker: api, Service: l.agentService}
+}
+
+// encryptionOf is what the node checks say of each node's encryption, for
+// the reconciler's holds.
+func encryptionOf(r *nodecheck.Reader) func(context.Context) (map[string]plan.NodeEncryption, error) {
+	if r == nil {
+		return nil
+	}
+	return func(ctx context.Context) (map[string]plan.NodeEncryption, error) {
+		reports, err := r.Reports(ctx)
+		return nodecheck.Encryption(reports), err
+	}
+}
+
 // connect opens the Docker API named by DOCKER_HOST and checks it is a
 // Swarm manager.
 func connect(ctx context.Context) (dockerapi.API, func(), error) {
@@ -108,7 +130,8 @@ func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags
 	if err != nil {
 		return nil, nil, err
 	}
-	r = &reconcile.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconcile.ModeEnforce, Limits: lf.limits, Agent: lf.delivery(api)}
+	r = &reconcile.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconcile.ModeEnforce, Limits: lf.limits, Agent: lf.delivery(api),
+		Nodes: encryptionOf(lf.nodeChecks(api))}
 	if err := r.SetPolicies(policies); err != nil {
 		done()
 		return nil, nil, err

@@ -160,6 +160,10 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 	}
 
 	rec := &reconcile.Reconciler{Docker: api, Store: store, Log: log, Mode: mode, Limits: o.lf.limits, OnResult: m.ObserveResult, Agent: o.lf.delivery(api)}
+	if checks := o.lf.nodeChecks(api); checks != nil {
+		rec.Nodes = encryptionOf(checks)
+		tracker.SetNodes(checks.Cached)
+	}
 	if o.leaderElect {
 		// One replica writes; the others keep their store warm and
 		// serve their status.

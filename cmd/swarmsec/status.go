@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/server"
 	"github.com/swarmsec/swarmsec/internal/status"
 )
@@ -131,6 +132,15 @@ func printStatusTable(w io.Writer, r *status.Report, now time.Time) error {
 			return err
 		}
 	}
+	if len(r.Encryption) > 0 {
+		fmt.Fprintln(w, "\nEncryption unavailable on some nodes:")
+		for _, h := range r.Encryption {
+			fmt.Fprintln(w, "  - "+h.Message)
+		}
+	}
+	if err := printNodes(w, r); err != nil {
+		return err
+	}
 	if len(r.ManifestErrors) > 0 {
 		fmt.Fprintf(w, "\nManifest errors (the last good policies of these files stay in force):\n")
 		for _, e := range r.ManifestErrors {
@@ -138,6 +148,38 @@ func printStatusTable(w io.Writer, r *status.Report, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// printNodes shows the node agents' checks: every one not ok, with its
+// fix, and how many are.
+func printNodes(w io.Writer, r *status.Report) error {
+	switch {
+	case r.Agent != nil && !r.Agent.Agent:
+		fmt.Fprintln(w, "\nNode agents: none running (published-port sources are not enforced; no node checks)")
+	case r.Agent != nil:
+		fmt.Fprintf(w, "\nNode agents: rules %s delivered\n", r.Agent.Config)
+	}
+	if r.NodesError != "" {
+		fmt.Fprintf(w, "Node checks could not be read: %s\n", r.NodesError)
+	}
+	if len(r.Nodes) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nNode checks:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tCHECK\tRESULT\tMESSAGE\tFIX")
+	for _, n := range r.Nodes {
+		ok := 0
+		for _, c := range n.Checks {
+			if c.Result == nodecheck.OK {
+				ok++
+				continue
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", n.Node, c.ID, c.Result, c.Message, c.Fix)
+		}
+		fmt.Fprintf(tw, "  %s\t(%d more ok)\t\t\t\n", n.Node, ok)
+	}
+	return tw.Flush()
 }
 
 // age renders a duration the way kubectl does: 45s, 12m, 3h, 2d.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/firewall"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 )
 
 // NFLOGGroup is the netlink group the agent's log rules send to.
@@ -52,7 +53,13 @@ type Agent struct {
 	// rules admitted and blocked (registered by NewPackets).
 	Packets *prometheus.CounterVec
 
+	// Checks runs the node checks (RunChecks); nil skips them.
+	Checks interface {
+		Report(ctx context.Context) nodecheck.Report
+	}
+
 	mu      sync.Mutex
+	report  *nodecheck.Report
 	last    map[string]uint64 // counter by chain fingerprint and rule
 	applied string            // the file content last applied
 	status  Status
@@ -65,6 +72,8 @@ type Status struct {
 	Synced  time.Time `json:"synced"`
 	Error   string    `json:"error,omitempty"`
 	Skipped []string  `json:"skipped,omitempty"`
+	// Node is the last node checks report.
+	Node *nodecheck.Report `json:"node,omitempty"`
 }
 
 // NewPackets makes the agent's counter.
@@ -75,11 +84,41 @@ func NewPackets() *prometheus.CounterVec {
 	}, []string{"service", "port", "verdict"})
 }
 
-// Status returns the last resync's outcome.
+// Status returns the last resync's outcome and node checks.
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status
+	st := a.status
+	st.Node = a.report
+	return st
+}
+
+// RunChecks runs the node checks every period until ctx ends and logs the
+// report (nodecheck.Message) when it changes, and every
+// nodecheck.Interval anyway, for the controller to read.
+func (a *Agent) RunChecks(ctx context.Context, period time.Duration) {
+	if a.Checks == nil {
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var logged time.Time
+	for {
+		r := a.Checks.Report(ctx)
+		a.mu.Lock()
+		changed := a.report == nil || !a.report.Equal(&r)
+		a.report = &r
+		a.mu.Unlock()
+		if changed || time.Since(logged) >= nodecheck.Interval {
+			a.Log.Info(nodecheck.Message, nodecheck.Key, r)
+			logged = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Run resyncs until ctx ends. It never removes rules on its way out.

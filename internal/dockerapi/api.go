@@ -8,6 +8,7 @@ package dockerapi
 
 import (
 	"context"
+	"io"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -44,4 +45,8 @@ type API interface {
 	ConfigUpdate(ctx context.Context, id string, version swarm.Version, config swarm.ConfigSpec) error
 
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+
+	// ServiceLogs reads a service's logs from every node (a multiplexed
+	// stream, as without a TTY): how the node agents report to a manager.
+	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
 }

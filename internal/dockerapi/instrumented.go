@@ -3,6 +3,7 @@ package dockerapi
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -31,6 +32,7 @@ const (
 	OpConfigRemove          = "ConfigRemove"
 	OpConfigUpdate          = "ConfigUpdate"
 	OpEvents                = "Events"
+	OpServiceLogs           = "ServiceLogs"
 )
 
 // Writes lists the operations that can change the Swarm.
@@ -43,7 +45,7 @@ var LeaseWrites = []string{OpConfigUpdate}
 var Ops = []string{
 	OpInfo, OpServiceList, OpServiceInspectWithRaw, OpServiceUpdate,
 	OpNetworkList, OpNetworkInspect, OpNetworkCreate, OpNetworkRemove,
-	OpNodeList, OpTaskList, OpContainerList, OpConfigList, OpConfigCreate, OpConfigRemove, OpConfigUpdate, OpEvents,
+	OpNodeList, OpTaskList, OpContainerList, OpConfigList, OpConfigCreate, OpConfigRemove, OpConfigUpdate, OpEvents, OpServiceLogs,
 }
 
 // Observer receives one report per Docker API call.
@@ -216,4 +218,12 @@ func (i *Instrumented) ConfigUpdate(ctx context.Context, id string, version swar
 	err := i.api.ConfigUpdate(ctx, id, version, spec)
 	i.observe(OpConfigUpdate, start, err)
 	return err
+}
+
+// ServiceLogs implements API.
+func (i *Instrumented) ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error) {
+	start := time.Now()
+	out, err := i.api.ServiceLogs(ctx, serviceID, options)
+	i.observe(OpServiceLogs, start, err)
+	return out, err
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -50,9 +51,11 @@ func CheckManager(ctx context.Context, api dockerapi.API) error {
 
 // Observe reads networks, services (with their task counts), nodes and the
 // records of what to restore (configs) from Swarm into the store: a
-// constant four list calls, however many services there are. While an encryption migration is in progress it also lists the
-// tasks Swarm wants running, which tell whether a rolling update arrived.
-func Observe(ctx context.Context, api dockerapi.API, st *state.Store) error {
+// constant four list calls, however many services there are. While an
+// encryption migration is in progress, or when withTasks is set (a node
+// cannot carry encrypted traffic, so where tasks run matters), it also
+// lists the tasks Swarm wants running.
+func Observe(ctx context.Context, api dockerapi.API, st *state.Store, withTasks ...bool) error {
 	nets, err := call(ctx, func(ctx context.Context) ([]network.Summary, error) {
 		return api.NetworkList(ctx, network.ListOptions{})
 	})
@@ -78,7 +81,7 @@ func Observe(ctx context.Context, api dockerapi.API, st *state.Store) error {
 		return fmt.Errorf("list configs: %w", err)
 	}
 	var tasks []swarm.Task
-	if migrating(nets) {
+	if migrating(nets) || slices.Contains(withTasks, true) {
 		tasks, err = call(ctx, func(ctx context.Context) ([]swarm.Task, error) {
 			return api.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
 		})

@@ -163,6 +163,10 @@ type Plan struct {
 	Held []HeldPolicy `json:"held,omitempty"`
 	// Holds are the reasons the safety limits stop this plan unless forced.
 	Holds []string `json:"holds,omitempty"`
+	// EncryptionHolds are the changes held, and the networks as they are,
+	// where tasks of an encrypted network span a node that cannot carry
+	// encrypted overlay traffic (ReasonEncryptionUnavailable).
+	EncryptionHolds []EncryptionHold `json:"encryptionHolds,omitempty"`
 	// Ports are the published ports whose sources or logging the policies
 	// restrict: what the node agent enforces, by service and port.
 	Ports   []PortRule       `json:"ports,omitempty"`

@@ -100,6 +100,12 @@ type Reconciler struct {
 	// Agent, when set, delivers the node agent's rules after each pass
 	// that may write.
 	Agent *agentrules.Delivery
+	// Nodes, when set, says which nodes cannot carry encrypted overlay
+	// traffic (the agents' node checks): changes that would cut tasks off
+	// are held (plan.HoldUnencryptable).
+	Nodes func(ctx context.Context) (map[string]plan.NodeEncryption, error)
+
+	nodes map[string]plan.NodeEncryption // read by the pass under way
 }
 
 // SetPolicies replaces the desired policies.
@@ -111,7 +117,8 @@ func (r *Reconciler) SetPolicies(ps []*state.Policy) error {
 // policies. Actions only audit-mode policies (or audit mode) ask for are
 // marked Audit.
 func (r *Reconciler) Plan(ctx context.Context) (*plan.Plan, error) {
-	if err := observe.Observe(ctx, r.Docker, r.Store); err != nil {
+	r.readNodes(ctx)
+	if err := observe.Observe(ctx, r.Docker, r.Store, r.needTasks()); err != nil {
 		return nil, err
 	}
 	p, _, err := r.PlanObserved()
@@ -134,6 +141,9 @@ func (r *Reconciler) PlanObserved() (*plan.Plan, migrate.Report, error) {
 		if rep, err = migrate.Plan(tx, p, r.Mode == ModeAudit, r.Limits.MaxServiceUpdates); err != nil {
 			return
 		}
+		if err = plan.HoldUnencryptable(tx, p, r.nodes); err != nil {
+			return
+		}
 		p.Holds = plan.Holds(tx, p, r.Limits)
 	})
 	return p, rep, err
@@ -143,7 +153,8 @@ func (r *Reconciler) PlanObserved() (*plan.Plan, migrate.Report, error) {
 // It returns the plan and what became of each action. Errors are
 // transient (retry with backoff) unless IsTerminal.
 func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error) {
-	if err := observe.Observe(ctx, r.Docker, r.Store); err != nil {
+	r.readNodes(ctx)
+	if err := observe.Observe(ctx, r.Docker, r.Store, r.needTasks()); err != nil {
 		return nil, nil, err
 	}
 	p, mig, err := r.PlanObserved()
@@ -224,6 +235,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		r.record(*ar)
 	}
 	agentErr := r.deliver(ctx, p, res)
+	if held := p.EncryptionHeld(); len(held) > 0 && res.Writes() == 0 && !progress && res.Pending() {
+		// What is left waits for what is held: looking again soon
+		// changes nothing until a node or a task moves (a resync will).
+		return p, res, terminalError{fmt.Errorf("%w: %s", plan.ErrEncryptionUnavailable, strings.Join(held, "; "))}
+	}
 	switch {
 	case progress:
 		res.RequeueAfter = r.progressDelay()
@@ -231,6 +247,31 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		res.RequeueAfter = r.pendingDelay()
 	}
 	return p, res, r.passError(res)
+}
+
+// readNodes takes what the node checks say for this pass. A failed read
+// keeps what the last one said: without news, nothing more is held.
+func (r *Reconciler) readNodes(ctx context.Context) {
+	if r.Nodes == nil {
+		return
+	}
+	nodes, err := r.Nodes(ctx)
+	if err != nil {
+		r.logger().Warn("node checks not read; encryption holds use the last ones", "err", err)
+	}
+	if nodes != nil || err == nil {
+		r.nodes = nodes
+	}
+}
+
+// needTasks: where tasks run matters when a node cannot encrypt.
+func (r *Reconciler) needTasks() bool {
+	for _, n := range r.nodes {
+		if !n.OK {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver hands the plan's published-port rules to the node agents. A

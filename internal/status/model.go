@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
+	"github.com/swarmsec/swarmsec/internal/plan"
 )
 
 // Report is the controller's status, as /status serves it.
@@ -43,6 +45,15 @@ type Report struct {
 	// StaleFiles are manifest files with errors whose last good policies
 	// stay in force.
 	StaleFiles []string `json:"staleFiles"`
+	// Nodes are the node agents' checks, by node; NodesError says why they
+	// could not be read.
+	Nodes      []nodecheck.Report `json:"nodes,omitempty"`
+	NodesError string             `json:"nodesError,omitempty"`
+	// Agent is what the leader last found of the node agents.
+	Agent *plan.AgentDelivery `json:"agent,omitempty"`
+	// Encryption lists the changes held, and the networks as they are,
+	// where tasks span a node that cannot carry encrypted traffic.
+	Encryption []plan.EncryptionHold `json:"encryption,omitempty"`
 }
 
 // Check is one readiness condition.

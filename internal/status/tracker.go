@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/watch"
 	"github.com/swarmsec/swarmsec/state"
@@ -27,6 +29,7 @@ type Tracker struct {
 
 	mu       sync.Mutex
 	agent    *plan.AgentDelivery // the last delivery to the node agents
+	nodes    func() (map[string]nodecheck.Report, error)
 	loaded   bool
 	held     string
 	errs     []manifest.Error
@@ -58,6 +61,9 @@ type entry struct {
 	// restorable says whether swarmsec can give the policy's services back
 	// what they had when their isolation ends (nil: nothing to say).
 	restorable *v1.Condition
+	// encryption says whether the nodes its services' tasks run on can
+	// carry their encrypted traffic (nil: nothing to say).
+	encryption *v1.Condition
 	verdict    *verdict // the last pass that saw this generation; nil if none
 }
 
@@ -70,6 +76,9 @@ type verdict struct {
 	// problems are what is wrong with the records of its services.
 	problems []string
 	reasons  []string
+	// unencrypted are the networks of the policy whose tasks span a node
+	// that cannot carry encrypted traffic.
+	unencrypted []string
 }
 
 // NewTracker returns a tracker for a controller in mode. The store, when
@@ -253,6 +262,22 @@ func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
 		v.status, v.reason, v.message = v1.ConditionFalse, v1.ReasonHeld, p.Plan.Held[i].Message
 		return v
 	}
+	var encHeld []string
+	for _, h := range p.Plan.EncryptionHolds {
+		if !slices.Contains(h.Policies, e.policy.Name) {
+			continue
+		}
+		if h.Held {
+			encHeld = append(encHeld, h.Message)
+		} else {
+			v.unencrypted = append(v.unencrypted, h.Message)
+		}
+	}
+	if len(encHeld) > 0 {
+		v.status, v.reason = v1.ConditionFalse, plan.ReasonEncryptionUnavailable
+		v.message = fmt.Sprintf("%s held: %s", count(len(encHeld), "change"), strings.Join(first(encHeld, 3), "; "))
+		return v
+	}
 	for _, pr := range p.Plan.Problems {
 		if slices.Contains(e.policy.Services, pr.Service) {
 			v.problems = append(v.problems, pr.Message)
@@ -342,6 +367,15 @@ func (t *Tracker) refresh(now time.Time) {
 			setCondition(e.restorable, v1.ConditionRestorable, v1.ConditionFalse, e.verdict.reasons[0], strings.Join(e.verdict.problems, "; "), e.policy.Generation, now)
 		case e.restorable != nil:
 			setCondition(e.restorable, v1.ConditionRestorable, v1.ConditionTrue, v1.ReasonRecorded, "every isolated service's record is in place", e.policy.Generation, now)
+		}
+		switch {
+		case e.verdict != nil && len(e.verdict.unencrypted) > 0:
+			if e.encryption == nil {
+				e.encryption = &v1.Condition{}
+			}
+			setCondition(e.encryption, v1.ConditionEncryptionAvailable, v1.ConditionFalse, plan.ReasonEncryptionUnavailable, strings.Join(e.verdict.unencrypted, "; "), e.policy.Generation, now)
+		case e.encryption != nil:
+			setCondition(e.encryption, v1.ConditionEncryptionAvailable, v1.ConditionTrue, v1.ReasonEncryptionAvailable, "every node its services' tasks run on can carry their encrypted traffic", e.policy.Generation, now)
 		}
 	}
 }
@@ -506,6 +540,14 @@ func (t *Tracker) readyLocked() (bool, []Check) {
 	return ready, checks
 }
 
+// SetNodes makes Report show the node agents' checks, as nodes has them
+// (it must not block: the cached reports).
+func (t *Tracker) SetNodes(nodes func() (map[string]nodecheck.Report, error)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.nodes = nodes
+}
+
 // Report returns the status now. It shares nothing with the tracker.
 func (t *Tracker) Report() *Report {
 	t.mu.Lock()
@@ -541,12 +583,29 @@ func (t *Tracker) Report() *Report {
 	}
 	if p := t.lastPass; p != nil {
 		r.LastPass = summarizePass(p)
+		if p.Plan != nil {
+			r.Encryption = slices.Clone(p.Plan.EncryptionHolds)
+		}
+	}
+	r.Agent = t.agent
+	if t.nodes != nil {
+		reports, err := t.nodes()
+		for _, k := range slices.Sorted(maps.Keys(reports)) {
+			r.Nodes = append(r.Nodes, reports[k])
+		}
+		slices.SortFunc(r.Nodes, func(a, b nodecheck.Report) int { return cmp.Compare(a.Node, b.Node) })
+		if err != nil {
+			r.NodesError = err.Error()
+		}
 	}
 	for _, e := range t.policies {
 		ps := e.policy
 		ps.Conditions = []v1.Condition{e.ready}
 		if e.restorable != nil {
 			ps.Conditions = append(ps.Conditions, *e.restorable)
+		}
+		if e.encryption != nil {
+			ps.Conditions = append(ps.Conditions, *e.encryption)
 		}
 		ps.Services = nonNil(slices.Clone(ps.Services))
 		ps.Networks = slices.Clone(ps.Networks)

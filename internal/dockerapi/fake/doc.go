@@ -73,7 +73,8 @@
 //   - ServiceInspectOptions.InsertDefaults: specs are shown as stored,
 //     never with Swarm's defaults for what they leave out;
 //   - what dockerapi.API does not reach: secrets, config updates, volumes, mounts,
-//     plugins, images, logs; and job services, which get no tasks;
+//     plugins, images; logs beyond what a test adds (AddServiceLog: no
+//     timestamps, since, tail or follow); and job services, which get no tasks;
 //   - finer IPAM: only the first IPAM config is used (no IPv6 subnets, IP
 //     ranges or auxiliary addresses), addresses are handed out in order and
 //     never reused, and no allocation fails other than by overlap;

@@ -1,0 +1,94 @@
+package nodecheck
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Logs is what reading the reports needs of a manager.
+type Logs interface {
+	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
+}
+
+// Reader reads the agents' latest reports through a manager, at most
+// every Every (a minute when 0), and keeps them between reads.
+type Reader struct {
+	Docker  Logs
+	Service string
+	Every   time.Duration
+	// Timeout bounds a read (20s when 0).
+	Timeout time.Duration
+
+	mu      sync.Mutex
+	read    time.Time
+	reports map[string]Report
+	err     error
+}
+
+// Reports returns the latest report of each node, by node ID, and the
+// error of the last read (the reports of the read before it stay). A
+// missing agent service gives no reports and no error.
+func (r *Reader) Reports(ctx context.Context) (map[string]Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	every := r.Every
+	if every <= 0 {
+		every = time.Minute
+	}
+	if !r.read.IsZero() && time.Since(r.read) < every {
+		return r.reports, r.err
+	}
+	r.read = time.Now()
+	reports, err := r.readLocked(ctx)
+	switch {
+	case err == nil:
+		r.reports, r.err = reports, nil
+	case strings.Contains(err.Error(), "not found"):
+		r.reports, r.err = nil, nil
+	default:
+		r.err = fmt.Errorf("node checks from service %s: %w", r.Service, err)
+	}
+	return r.reports, r.err
+}
+
+// Cached returns what the last read found, without reading.
+func (r *Reader) Cached() (map[string]Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reports, r.err
+}
+
+func (r *Reader) readLocked(ctx context.Context) (map[string]Report, error) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rc, err := r.Docker.ServiceLogs(ctx, r.Service, container.LogsOptions{
+		ShowStdout: true, ShowStderr: true, Since: time.Now().Add(-MaxAge).UTC().Format(time.RFC3339),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	pr, pw := io.Pipe()
+	go func() { _, err := stdcopy.StdCopy(pw, pw, rc); pw.CloseWithError(err) }()
+	defer pr.Close()
+	out, err := Latest(pr)
+	// Reports older than MaxAge are of agents gone (the engine may not
+	// honour Since for every log driver).
+	for k, rep := range out {
+		if time.Since(rep.Time) > MaxAge {
+			delete(out, k)
+		}
+	}
+	return out, err
+}

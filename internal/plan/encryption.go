@@ -1,0 +1,202 @@
+package plan
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// ReasonEncryptionUnavailable: a change would put services whose tasks run
+// on several nodes on an encrypted network, and one of those nodes cannot
+// carry encrypted overlay traffic; or tasks moved onto such a node.
+const ReasonEncryptionUnavailable = "EncryptionUnavailable"
+
+// ErrEncryptionUnavailable is returned by a pass that can do nothing but
+// wait for changes held because a node cannot carry encrypted traffic.
+var ErrEncryptionUnavailable = errors.New("held: encryption unavailable on some nodes")
+
+// EncryptionHeld returns the messages of the changes held.
+func (p *Plan) EncryptionHeld() []string {
+	var out []string
+	for _, h := range p.EncryptionHolds {
+		if h.Held {
+			out = append(out, h.Message)
+		}
+	}
+	return out
+}
+
+// NodeEncryption is what a node agent found of its node's encryption.
+type NodeEncryption struct {
+	Hostname string
+	OK       bool
+	// Why it cannot, and the fix.
+	Why, Fix string
+}
+
+// EncryptionHold is a change held, or a network as it is, where tasks of
+// an encrypted network's services span nodes of which some cannot carry
+// encrypted overlay traffic: those tasks cannot reach each other.
+type EncryptionHold struct {
+	// Service is the service whose update is held ("" for a migration or
+	// a network as it is).
+	Service string `json:"service,omitempty"`
+	Network string `json:"network"`
+	// Nodes are the nodes, by hostname, that cannot.
+	Nodes    []string `json:"nodes"`
+	Policies []string `json:"policies,omitempty"`
+	// Held is set for a change left unwritten; false for a network
+	// already in use.
+	Held    bool   `json:"held"`
+	Message string `json:"message"`
+}
+
+// HoldUnencryptable takes out of the plan every service update that would
+// add a service to an encrypted network, and every encryption migration,
+// whose services' tasks would span nodes of which one cannot carry
+// encrypted overlay traffic (by nodes, the agents' reports by node ID;
+// nodes without a report do not hold anything). It records them, and the
+// managed networks already in such a state, in EncryptionHolds. Leaving an
+// update out never loosens a pass: the schedule orders only the updates
+// that remain, each safe against the state as observed.
+func HoldUnencryptable(tx state.ReadTx, p *Plan, nodes map[string]NodeEncryption) error {
+	if !slices.ContainsFunc(slices.Collect(maps.Values(nodes)), func(n NodeEncryption) bool { return !n.OK }) {
+		return nil
+	}
+	services, err := state.FindServices(tx, state.All())
+	if err != nil {
+		return err
+	}
+	nets, err := LoadNetworks(tx)
+	if err != nil {
+		return err
+	}
+	byName := make(map[string]*state.Service, len(services))
+	for _, s := range services {
+		byName[s.Name] = s
+	}
+	nodesOf := func(svcs ...*state.Service) map[string]bool {
+		out := map[string]bool{}
+		for _, s := range svcs {
+			tasks, _ := state.FindTasks(tx, state.ByService(s.ID))
+			for _, t := range tasks {
+				if t.NodeID != "" {
+					out[t.NodeID] = true
+				}
+			}
+		}
+		return out
+	}
+	cannot := func(span map[string]bool) (hosts, why []string) {
+		if len(span) < 2 {
+			return nil, nil
+		}
+		for _, id := range slices.Sorted(maps.Keys(span)) {
+			if n, ok := nodes[id]; ok && !n.OK {
+				hosts = append(hosts, cmp.Or(n.Hostname, id))
+				why = append(why, fmt.Sprintf("%s: %s; fix: %s", cmp.Or(n.Hostname, id), n.Why, n.Fix))
+			}
+		}
+		return hosts, why
+	}
+	attached := func(s *state.Service) map[string]bool {
+		out := map[string]bool{}
+		for _, a := range s.Networks {
+			if n := nets.Resolve(a.Target); n != nil {
+				out[n.Name] = true
+			}
+		}
+		return out
+	}
+
+	keep := p.Actions[:0:0]
+	heldNets := map[string]bool{}
+	for _, a := range p.Actions {
+		var hold *EncryptionHold
+		switch {
+		case a.Audit:
+		case a.Kind == ActionUpdateService:
+			ds, s := p.Desired.Services[a.ID], byName[a.Name]
+			if ds == nil || s == nil {
+				break
+			}
+			now := attached(s)
+			for _, name := range ds.Networks {
+				dn := p.Desired.Networks[name]
+				if now[name] || dn == nil {
+					continue
+				}
+				members := []*state.Service{s}
+				for _, m := range dn.Members {
+					if ms := byName[m]; ms != nil && ms != s {
+						members = append(members, ms)
+					}
+				}
+				if hosts, why := cannot(nodesOf(members...)); len(hosts) > 0 {
+					hold = &EncryptionHold{Service: s.Name, Network: name, Nodes: hosts, Policies: ds.Policies, Held: true,
+						Message: fmt.Sprintf("%s would join encrypted network %s, whose services run tasks on %s, which cannot carry encrypted overlay traffic: held, so that no task is cut off (%s)",
+							s.Name, name, strings.Join(hosts, ", "), strings.Join(why, "; "))}
+					break
+				}
+			}
+		case a.Kind == ActionMigrateNetwork:
+			var members []*state.Service
+			for _, s := range services {
+				if attached(s)[a.Name] {
+					members = append(members, s)
+				}
+			}
+			if hosts, why := cannot(nodesOf(members...)); len(hosts) > 0 {
+				hold = &EncryptionHold{Network: a.Name, Nodes: hosts, Policies: a.Policies, Held: true,
+					Message: fmt.Sprintf("network %s would be encrypted, and its services run tasks on %s, which cannot carry encrypted overlay traffic: held, so that no task is cut off (%s)",
+						a.Name, strings.Join(hosts, ", "), strings.Join(why, "; "))}
+			}
+		}
+		if hold != nil {
+			p.EncryptionHolds = append(p.EncryptionHolds, *hold)
+			heldNets[hold.Network] = true
+			continue
+		}
+		keep = append(keep, a)
+	}
+	p.Actions = keep
+
+	// Networks already in use whose tasks moved onto such nodes.
+	members := map[string][]*state.Service{}
+	for _, s := range services {
+		for name := range attached(s) {
+			members[name] = append(members[name], s)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		n := nets.ByName[name]
+		if heldNets[name] || n == nil || !n.Encrypted() || n.Ingress || n.Predefined() {
+			continue
+		}
+		hosts, why := cannot(nodesOf(members[name]...))
+		if len(hosts) == 0 {
+			continue
+		}
+		var policies []string
+		if compile.Trusted(n) && n.Owner() != "" {
+			policies = []string{n.Owner()}
+		}
+		for _, s := range members[name] {
+			if ds := p.Desired.Services[s.ID]; ds != nil && (n.Labels[v1.LabelPurpose] != v1.PurposePolicy || len(policies) == 0) {
+				policies = append(policies, ds.Policies...)
+			}
+		}
+		slices.Sort(policies)
+		p.EncryptionHolds = append(p.EncryptionHolds, EncryptionHold{Network: name, Nodes: hosts, Policies: slices.Compact(policies),
+			Message: fmt.Sprintf("encrypted network %s has tasks on %s, which cannot carry encrypted overlay traffic: those tasks cannot reach the others (%s)",
+				name, strings.Join(hosts, ", "), strings.Join(why, "; "))})
+	}
+	return nil
+}
