@@ -135,7 +135,9 @@ func (p *Prober) dataPath(info *system.Info) Check {
 		return c
 	}
 	drops := slices.Contains(rules, "-P INPUT DROP")
-	vxlan := slices.ContainsFunc(rules, func(r string) bool { return strings.Contains(r, "--dport "+strconv.Itoa(int(port))) && strings.Contains(r, "ACCEPT") })
+	vxlan := slices.ContainsFunc(rules, func(r string) bool {
+		return strings.Contains(r, "--dport "+strconv.Itoa(int(port))) && strings.Contains(r, "ACCEPT")
+	})
 	esp := slices.ContainsFunc(rules, func(r string) bool {
 		return (strings.Contains(r, "-p esp") || strings.Contains(r, "-p 50")) && strings.Contains(r, "ACCEPT")
 	})
