@@ -9,7 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/audit"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -20,9 +22,10 @@ const exitCodeFindings = 2
 
 func newAuditCmd(*globalOptions) *cobra.Command {
 	var (
-		manifests string
-		output    string
-		list      bool
+		manifests    string
+		output       string
+		list         bool
+		agentService string
 	)
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -63,6 +66,14 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 			if err != nil {
 				return err
 			}
+			if agentService != "" {
+				// The nodes as their agents see them; none without agents.
+				reports, err := (&nodecheck.Reader{Docker: api, Service: agentService}).Reports(cmd.Context())
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "audit: node checks not read: %v\n", err)
+				}
+				r.AddNodes(reports)
+			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -82,6 +93,7 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 	cmd.Flags().StringVar(&manifests, "manifests", "", "directory (or file) of manifests to check drift against (default: none)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().BoolVar(&list, "list-checks", false, "list the checks and exit")
+	cmd.Flags().StringVar(&agentService, "agent-service", agentrules.DefaultService, "the node agent's service, whose node checks the audit reports (empty: none)")
 	return cmd
 }
 

@@ -68,6 +68,8 @@ type Report struct {
 	Networks int `json:"networks"`
 	Services int `json:"services"`
 	Ignored  int `json:"ignored"`
+	// Nodes counts the node agents' reports read (AddNodes).
+	Nodes int `json:"nodes"`
 	// Policies counts the policies drift was checked against (0: none
 	// given, so the manifest checks did not run).
 	Policies int `json:"policies"`

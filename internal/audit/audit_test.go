@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -181,8 +182,26 @@ func TestChecksListIsStable(t *testing.T) {
 		}
 		seen[c.ID] = true
 	}
-	if len(seen) != 8 {
+	if len(seen) != 8+len(nodeChecks) {
 		t.Errorf("%d checks", len(seen))
+	}
+}
+
+func TestNodeFindingsFromTheAgentsReports(t *testing.T) {
+	r := &Report{}
+	r.AddNodes(map[string]nodecheck.Report{
+		"id1": {Node: "w1", Checks: []nodecheck.Check{
+			{ID: nodecheck.CheckESP, Result: nodecheck.Failed, Message: "no ESP", Fix: "modprobe esp4"},
+			{ID: nodecheck.CheckICC, Result: nodecheck.Warning, Message: "icc on", Fix: "icc false"},
+			{ID: nodecheck.CheckU32, Result: nodecheck.OK},
+			{ID: nodecheck.CheckUserlandProxy, Result: nodecheck.Unknown},
+		}},
+	})
+	if r.Nodes != 1 || len(r.Findings) != 2 {
+		t.Fatalf("findings %+v", r.Findings)
+	}
+	if f := r.Findings[0]; f.Check != "node-esp" || f.Kind != KindNode || f.Name != "w1" || f.Fix != "modprobe esp4" || f.Severity != SeverityMedium {
+		t.Errorf("first finding %+v", f)
 	}
 }
 

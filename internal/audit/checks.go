@@ -67,8 +67,9 @@ func Checks() []Info {
 	for _, c := range checks {
 		out = append(out, c.Info)
 	}
-	return append(out, Info{ID: CheckUnallowedPeers, Severity: SeverityHigh, Kind: KindNetwork, NeedsPolicies: true,
+	out = append(out, Info{ID: CheckUnallowedPeers, Severity: SeverityHigh, Kind: KindNetwork, NeedsPolicies: true,
 		Title: "services share a network although no policy allows them to talk"})
+	return append(out, nodeChecks...)
 }
 
 func (c check) finding(kind, name, msg, fix string) Finding {
