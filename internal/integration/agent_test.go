@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
 )
 
@@ -197,6 +199,24 @@ services:
 		out, err := exec.CommandContext(ctx, "docker", "exec", cs[0].ID, "/swarmsec", "events", "--agent-service", stack+"_agent", "--since", "10m").CombinedOutput()
 		want := regexp.MustCompile(web + `\s+` + strconv.Itoa(port) + `/tcp\s+` + regexp.QuoteMeta(other.addr) + `\s+blocked\s+[1-9]`)
 		return err == nil && want.Match(out), fmt.Sprintf("swarmsec events (%v):\n%s", err, out)
+	})
+
+	// The node checks reach the controller's status.
+	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
+		cs, err := cli.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.name="+stack+"_controller"))})
+		if err != nil || len(cs) == 0 {
+			return false, fmt.Sprintf("controller container: %v", err)
+		}
+		out, err := exec.CommandContext(ctx, "docker", "exec", cs[0].ID, "/swarmsec", "status", "-o", "json").Output()
+		var st struct {
+			Nodes []nodecheck.Report `json:"nodes"`
+		}
+		if err != nil || json.Unmarshal(out, &st) != nil || len(st.Nodes) != 1 {
+			return false, fmt.Sprintf("status nodes (%v): %s", err, out)
+		}
+		esp, ok := st.Nodes[0].Get(nodecheck.CheckESP)
+		t.Logf("node %s: esp %s: %s", st.Nodes[0].Node, esp.Result, esp.Message)
+		return ok && esp.Result != nodecheck.Unknown, "esp check " + esp.Result
 	})
 
 	// Killing the agent opens nothing: the rules stay in the kernel while

@@ -42,6 +42,10 @@ func (r *Reader) Reports(ctx context.Context) (map[string]Report, error) {
 	if every <= 0 {
 		every = time.Minute
 	}
+	if len(r.reports) == 0 {
+		// No agent has reported yet (just deployed): look sooner.
+		every = min(every, 10*time.Second)
+	}
 	if !r.read.IsZero() && time.Since(r.read) < every {
 		return r.reports, r.err
 	}
