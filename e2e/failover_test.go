@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -113,28 +111,7 @@ spec:
   ingress:
     - from: [{serviceSelector: {matchLabels: {swarmsec.io/service: fo_api}}}]
 `)
-	var archive bytes.Buffer
-	tw := tar.NewWriter(&archive)
-	for _, h := range []*tar.Header{
-		{Name: "etc/swarmsec/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "etc/swarmsec/manifests/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: "etc/swarmsec/manifests/fo-db.yaml", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(policy))},
-	} {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := tw.Write(policy); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range managers {
-		if err := testCluster.Host.CopyToContainer(ctx, n.Container, "/", bytes.NewReader(archive.Bytes()), container.CopyToContainerOptions{}); err != nil {
-			t.Fatalf("%s: %v", n.Hostname, err)
-		}
-	}
+	writeFiles(ctx, t, managers, map[string][]byte{"etc/swarmsec/manifests/fo-db.yaml": policy})
 	env := []string{"SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock", "SWARMSEC_DOCKER_GID=0", "SWARMSEC_MANIFESTS=/etc/swarmsec/manifests"}
 	if out, err := docker(ctx, testCluster.Manager(), env, "stack", "deploy", "--resolve-image", "never", "-c", filepath.Join(root, "deploy/swarmsec.yml"), "swarmsec"); err != nil {
 		t.Fatalf("docker stack deploy: %v\n%s", err, out)

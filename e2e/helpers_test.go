@@ -3,11 +3,19 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"maps"
+	"path"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
+	"github.com/swarmsec/swarmsec/e2e/cluster"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
 )
 
@@ -40,4 +48,41 @@ func RunSwarmsec(ctx context.Context, t *testing.T, args ...string) (stdout, std
 	}
 	t.Logf("swarmsec %v: exit %d", args, res.ExitCode)
 	return res.Stdout, res.Stderr, res.ExitCode
+}
+
+// writeFiles writes files (path inside the node, without the leading
+// slash, to content) into each node's own filesystem, the folders they
+// need too: how a test puts manifests where a stack's bind mount reads
+// them.
+func writeFiles(ctx context.Context, t *testing.T, nodes []*cluster.Node, files map[string][]byte) {
+	t.Helper()
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	dirs := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		var parents []string
+		for d := path.Dir(name); d != "." && !dirs[d]; d = path.Dir(d) {
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			dirs[parents[i]] = true
+			if err := tw.WriteHeader(&tar.Header{Name: parents[i] + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(name, "/"), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(files[name]))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(files[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := testCluster.Host.CopyToContainer(ctx, n.Container, "/", bytes.NewReader(archive.Bytes()), container.CopyToContainerOptions{}); err != nil {
+			t.Fatalf("%s: %v", n.Hostname, err)
+		}
+	}
 }

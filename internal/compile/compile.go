@@ -693,25 +693,28 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 				}
 			}
 		}
+		// The ports the service publishes, now or before its isolation.
+		has := map[string]bool{}
+		for _, p := range s.Ports {
+			has[PortKey(p.PublishedPort, string(p.Protocol))] = true
+		}
+		if original, _, _ := c.records.Of(s); original != nil {
+			for _, p := range original.Ports {
+				has[PortKey(p.PublishedPort, string(p.Protocol))] = true
+			}
+		}
+		publishes := false
+		for key := range ds.Publish {
+			publishes = publishes || has[key]
+		}
 		for key, a := range admit {
-			if !a.Any || a.Log != v1.PortLogNone {
+			// A policy's publish list names ports for all it selects:
+			// the agent restricts a port for the service that has it.
+			if has[key] && (!a.Any || a.Log != v1.PortLogNone) {
 				if ds.Admit == nil {
 					ds.Admit = map[string]*Admission{}
 				}
 				ds.Admit[key] = a
-			}
-		}
-		publishes := false
-		for _, p := range s.Ports {
-			if _, ok := ds.Publish[PortKey(p.PublishedPort, string(p.Protocol))]; ok {
-				publishes = true
-			}
-		}
-		if original, _, _ := c.records.Of(s); original != nil {
-			for _, p := range original.Ports {
-				if _, ok := ds.Publish[PortKey(p.PublishedPort, string(p.Protocol))]; ok {
-					publishes = true
-				}
 			}
 		}
 		if !ds.Outside && publishes {

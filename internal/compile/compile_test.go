@@ -1,6 +1,8 @@
 package compile
 
 import (
+	"github.com/docker/docker/api/types/swarm"
+
 	"fmt"
 	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"math/rand/v2"
@@ -320,15 +322,17 @@ func TestOwnServicesSelectedOnlyByName(t *testing.T) {
 
 // Two policies selecting one service admit the union of their sources for a
 // port, and the most logging either asks for; a port no policy restricts
-// needs no rule.
+// needs no rule, nor a port the service does not publish.
 func TestAdmissionIsTheUnionOfSources(t *testing.T) {
 	svc := []*state.Service{stackService("s", "web")}
+	svc[0].Ports = []swarm.PortConfig{{PublishedPort: 443, Protocol: swarm.PortConfigProtocolTCP}, {PublishedPort: 80, Protocol: swarm.PortConfigProtocolTCP}}
 	from := func(cidr string, except ...string) v1.PortSource {
 		return v1.PortSource{IPBlock: &v1.SourceBlock{CIDR: cidr, Except: except}}
 	}
 	office := netpol("office", v1.NetworkPolicySpec{ServiceSelector: sel("app", "web"), Publish: []v1.PublishedPort{
 		{Port: 443, From: []v1.PortSource{from("203.0.113.0/24", "203.0.113.9/32")}, Log: v1.PortLogBlocked},
 		{Port: 80},
+		{Port: 8443, From: []v1.PortSource{from("203.0.113.0/24")}}, // another service's
 	}})
 	vpn := netpol("vpn", v1.NetworkPolicySpec{ServiceSelector: sel("app", "web"), Publish: []v1.PublishedPort{
 		{Port: 443, From: []v1.PortSource{from("2001:db8::/32"), from("203.0.113.0/24", "203.0.113.9/32")}},
