@@ -1,16 +1,16 @@
 package compile
 
 import (
-	"github.com/docker/docker/api/types/swarm"
-
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"math/rand/v2"
 	"regexp"
 	"slices"
 	"testing"
 
+	"github.com/docker/docker/api/types/swarm"
+
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"github.com/swarmsec/swarmsec/state"
 )
 
