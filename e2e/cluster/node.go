@@ -321,25 +321,37 @@ func (c *Cluster) formSwarm(ctx context.Context) error {
 // startOutside runs the test app on the machine's engine, on the bridge
 // network only.
 func (c *Cluster) startOutside(ctx context.Context) error {
-	name := "swarmsec-e2e-" + c.RunID + "-outside"
+	o, err := c.StartOutside(ctx, "outside")
+	if err != nil {
+		return err
+	}
+	c.Outside = o
+	return nil
+}
+
+// StartOutside starts another test app container outside the Swarm on the
+// cluster's bridge network (a client of published ports, say), named
+// after the run and suffix. Stop removes it with the cluster; a test may
+// remove it sooner.
+func (c *Cluster) StartOutside(ctx context.Context, suffix string) (Outside, error) {
+	name := "swarmsec-e2e-" + c.RunID + "-" + suffix
 	created, err := c.Host.ContainerCreate(ctx,
-		&container.Config{Image: c.AppImage, Hostname: "e2e-outside", Labels: c.labels(nil)},
+		&container.Config{Image: c.AppImage, Hostname: "e2e-" + suffix, Labels: c.labels(nil)},
 		&container.HostConfig{NetworkMode: container.NetworkMode(c.Network)},
 		&network.NetworkingConfig{}, nil, name)
 	if err != nil {
-		return err
+		return Outside{}, err
 	}
 	if err := c.Host.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return err
+		return Outside{}, err
 	}
 	inspected, err := c.Host.ContainerInspect(ctx, created.ID)
 	if err != nil {
-		return err
+		return Outside{}, err
 	}
 	ep := inspected.NetworkSettings.Networks[c.Network]
 	if ep == nil || ep.IPAddress == "" {
-		return errors.New("outside target has no address on the bridge network")
+		return Outside{}, errors.New(suffix + " has no address on the bridge network")
 	}
-	c.Outside = Outside{Container: name, IP: ep.IPAddress}
-	return nil
+	return Outside{Container: name, IP: ep.IPAddress}, nil
 }

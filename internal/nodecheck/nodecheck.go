@@ -143,9 +143,16 @@ func Latest(r io.Reader) (map[string]Report, error) {
 
 // Encryption is what the reports say of each node's encryption, by node
 // ID, for plan.HoldUnencryptable; nodes whose report does not know are
-// left out.
+// left out. While agents run (reports is not nil, if empty), a node
+// without a report counts as one that cannot: its agent has not said.
 func Encryption(reports map[string]Report) map[string]plan.NodeEncryption {
-	out := map[string]plan.NodeEncryption{}
+	if reports == nil {
+		return nil
+	}
+	out := map[string]plan.NodeEncryption{plan.AnyOtherNode: {
+		Why: "its node agent has not reported",
+		Fix: "run the node agent on every node (the stack's global agent service); it reports within a minute of starting",
+	}}
 	for _, r := range reports {
 		ok, known := r.CanEncrypt()
 		if !known || r.NodeID == "" {

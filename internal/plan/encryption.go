@@ -33,6 +33,11 @@ func (p *Plan) EncryptionHeld() []string {
 	return out
 }
 
+// AnyOtherNode is the key of the NodeEncryption that stands for every
+// node without one of its own: while the node agents run, a node whose
+// agent has not reported cannot be trusted to encrypt.
+const AnyOtherNode = "*"
+
 // NodeEncryption is what a node agent found of its node's encryption.
 type NodeEncryption struct {
 	Hostname string
@@ -94,12 +99,23 @@ func HoldUnencryptable(tx state.ReadTx, p *Plan, nodes map[string]NodeEncryption
 		}
 		return out
 	}
+	hostnames := map[string]string{}
+	if all, err := state.FindNodes(tx, state.All()); err == nil {
+		for _, n := range all {
+			hostnames[n.ID] = n.Hostname
+		}
+	}
 	cannot := func(span map[string]bool) (hosts, why []string) {
 		if len(span) < 2 {
 			return nil, nil
 		}
 		for _, id := range slices.Sorted(maps.Keys(span)) {
-			if n, ok := nodes[id]; ok && !n.OK {
+			n, ok := nodes[id]
+			if !ok {
+				n, ok = nodes[AnyOtherNode]
+				n.Hostname = hostnames[id]
+			}
+			if ok && !n.OK {
 				hosts = append(hosts, cmp.Or(n.Hostname, id))
 				why = append(why, fmt.Sprintf("%s: %s; fix: %s", cmp.Or(n.Hostname, id), n.Why, n.Fix))
 			}
@@ -141,7 +157,7 @@ func HoldUnencryptable(tx state.ReadTx, p *Plan, nodes map[string]NodeEncryption
 				}
 				if hosts, why := cannot(nodesOf(members...)); len(hosts) > 0 {
 					hold = &EncryptionHold{Service: s.Name, Network: name, Nodes: hosts, Policies: ds.Policies, Held: true,
-						Message: fmt.Sprintf("%s would join encrypted network %s, whose services run tasks on %s, which cannot carry encrypted overlay traffic: held, so that no task is cut off (%s)",
+						Message: fmt.Sprintf("%s would join encrypted network %s, whose services run tasks on %s, which cannot (or are not known to) carry encrypted overlay traffic: held, so that no task is cut off (%s)",
 							s.Name, name, strings.Join(hosts, ", "), strings.Join(why, "; "))}
 					break
 				}
@@ -155,7 +171,7 @@ func HoldUnencryptable(tx state.ReadTx, p *Plan, nodes map[string]NodeEncryption
 			}
 			if hosts, why := cannot(nodesOf(members...)); len(hosts) > 0 {
 				hold = &EncryptionHold{Network: a.Name, Nodes: hosts, Policies: a.Policies, Held: true,
-					Message: fmt.Sprintf("network %s would be encrypted, and its services run tasks on %s, which cannot carry encrypted overlay traffic: held, so that no task is cut off (%s)",
+					Message: fmt.Sprintf("network %s would be encrypted, and its services run tasks on %s, which cannot (or are not known to) carry encrypted overlay traffic: held, so that no task is cut off (%s)",
 						a.Name, strings.Join(hosts, ", "), strings.Join(why, "; "))}
 			}
 		}

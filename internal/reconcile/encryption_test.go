@@ -134,3 +134,22 @@ func TestTransitionsWithEncryptionHoldsNeverLooser(t *testing.T) {
 		}
 	})
 }
+
+// While the agents run, a node whose agent has not reported holds what
+// would span it, as one that cannot encrypt does.
+func TestUnreportedNodeHolds(t *testing.T) {
+	f := appServices(t, map[string][]string{"api": {"u"}, "db": {"u"}})
+	good, _ := twoNodes(t, f)
+	withReplicas(t, f, "api", 2)
+	r := migReconciler(t, f, ingressFrom("db", in("db"), "api"))
+	r.Nodes = func(context.Context) (map[string]plan.NodeEncryption, error) {
+		return map[string]plan.NodeEncryption{good: {OK: true}, plan.AnyOtherNode: {Why: "its node agent has not reported"}}, nil
+	}
+	p, _, err := converge(t, r)
+	if err != nil && !errors.Is(err, plan.ErrEncryptionUnavailable) {
+		t.Fatal(err)
+	}
+	if held := p.EncryptionHeld(); len(held) != 2 || !strings.Contains(held[0], "worker-noesp") || !strings.Contains(held[0], "has not reported") {
+		t.Errorf("held %q", held)
+	}
+}
