@@ -155,18 +155,28 @@ services:
 	})
 	t.Logf("the host-mode port is restricted on all %d nodes %s after the stack deploy", len(testCluster.Nodes), time.Since(deployed).Round(100*time.Millisecond))
 
-	// Each node counts the other client's attempts, on both ports: the
-	// ingress rule holds after the routing mesh's DNAT (the mesh itself
-	// answers nothing on this kernel, which has no IPVS).
+	// Each node counts the other client's attempts. The ingress port's
+	// rules are on every node; they see traffic only where the routing
+	// mesh DNATs it, which needs IPVS (this machine's kernel has none, and
+	// Docker then programs no DOCKER-INGRESS rule).
 	for _, n := range testCluster.Nodes {
 		ingress := fmt.Sprintf("%s:%d", n.IP, agentIngressPort)
+		_, rules, _ := swarmtest.Exec(ctx, testCluster.Host, n.Container, "iptables", "-S")
+		if !strings.Contains(rules, "--ctorigdstport "+strconv.Itoa(agentIngressPort)) {
+			t.Errorf("%s: no agent rule for the ingress port:\n%s", n.Hostname, rules)
+		}
+		_, nat, _ := swarmtest.Exec(ctx, testCluster.Host, n.Container, "iptables", "-t", "nat", "-S")
+		mesh := strings.Contains(nat, "DOCKER-INGRESS") && strings.Contains(nat, "--dport "+strconv.Itoa(agentIngressPort))
 		swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
 			connects(ctx, t, other, hostAddr(n))
 			connects(ctx, t, other, ingress)
 			connects(ctx, t, admitted, ingress)
 			h, i, a := agentMetric(ctx, n, agentHostPort, "blocked"), agentMetric(ctx, n, agentIngressPort, "blocked"), agentMetric(ctx, n, agentIngressPort, "admitted")
-			return h > 0 && i > 0 && a > 0, fmt.Sprintf("%s: blocked %v (host) %v (ingress), admitted %v (ingress)", n.Hostname, h, i, a)
+			return h > 0 && (!mesh || i > 0 && a > 0), fmt.Sprintf("%s: blocked %v (host) %v (ingress), admitted %v (ingress)", n.Hostname, h, i, a)
 		})
+		if !mesh {
+			t.Logf("%s: no routing mesh DNAT for %d (no IPVS): the ingress rules are in place, and nothing reaches them", n.Hostname, agentIngressPort)
+		}
 	}
 	// The events, per source, through a manager.
 	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {

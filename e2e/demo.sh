@@ -7,8 +7,10 @@
 #       deploys the `shop` stack in the shape people start from (one
 #       unencrypted overlay network, every service reaching every other,
 #       web on the routing mesh), shows who can reach whom, then runs the
-#       swarmsec controller on manifests/ and shows the result. The cluster
-#       and the controller stay up to look around.
+#       swarmsec controller on a copy of manifests/ and shows the result;
+#       then deploys the node agent and restricts web's published port to
+#       one client address. The cluster, the agents and the controller stay
+#       up to look around.
 # down: stops the controller and removes the cluster: node containers and
 #       their engines, volumes, networks, cgroups, the state in e2e/.work.
 set -euo pipefail
@@ -125,6 +127,9 @@ up() {
   ((code == 2)) || die "expected plan to report changes (exit 2)"
 
   heading "7. swarmsec run: the controller, in the background"
+  # The controller reads a copy, so the demo can edit it (step 9) and you
+  # can too, without touching the repository.
+  rm -rf "$WORK/manifests" && cp -r manifests "$WORK/manifests"
   local port=9477
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     port=$(free_port)
@@ -138,8 +143,8 @@ up() {
     wait_exit "$ctl" 30 || kill -KILL "$ctl"
   fi
   say "DOCKER_HOST=unix://$MANAGER_SOCKET \\"
-  say "  swarmsec run --manifests manifests --listen 127.0.0.1:$port > $WORK/controller.log 2>&1 &"
-  DOCKER_HOST=unix://$MANAGER_SOCKET setsid nohup "$BIN/swarmsec" run --manifests manifests --listen "127.0.0.1:$port" --log-format text \
+  say "  swarmsec run --manifests $WORK/manifests --listen 127.0.0.1:$port > $WORK/controller.log 2>&1 &"
+  DOCKER_HOST=unix://$MANAGER_SOCKET setsid nohup "$BIN/swarmsec" run --manifests "$WORK/manifests" --listen "127.0.0.1:$port" --log-format text \
     >"$WORK/controller.log" 2>&1 </dev/null &
   ctl=$!
   echo "$ctl" >"$WORK/controller.pid"
@@ -147,7 +152,7 @@ up() {
   say ""
   say "waiting until it is ready (/readyz) and has converged (swarmsec plan exits 0):"
   if ! "$BIN/demo" wait-controller --state "$WORK" --url "$url" --swarmsec "$BIN/swarmsec" \
-    --manifests manifests --pid "$ctl" --log "$WORK/controller.log" "$STACK"; then
+    --manifests "$WORK/manifests" --pid "$ctl" --log "$WORK/controller.log" "$STACK"; then
     tail -n 30 "$WORK/controller.log" | sed 's/^/  | /'
     die "the controller did not converge (log: $WORK/controller.log)"
   fi
@@ -160,6 +165,49 @@ up() {
   say ""
   "$BIN/swarmsec" status --server "$url" | sed 's/^/  /'
 
+  heading "9. Who may reach web's published port: the node agent"
+  say "web publishes 8080 in host mode. Two clients outside the Swarm try it, the office"
+  say "($OFFICE_IP) and elsewhere ($ELSEWHERE_IP):"
+  say ""
+  "$BIN/demo" reach --state "$WORK" shop_web 8080
+  say ""
+  say "Both connect: ports Docker publishes bypass the host's firewall. The node agent,"
+  say "swarmsec agent (one task per node: the stack's agent service), enforces who may."
+  say "Its image is the same static binary; the demo runs only the agent from the stack,"
+  say "its controller stays the one above."
+  make --no-print-directory image >"$WORK/image.log" 2>&1 || die "make image failed (log: $WORK/image.log)"
+  "$BIN/demo" load-image --state "$WORK" swarmsec/swarmsec:latest
+  cat >"$WORK/agent-only.yml" <<'YML'
+version: "3.8"
+services:
+  controller:
+    deploy: {mode: replicated, replicas: 0}
+  agent:
+    command: ["agent", "--log-format", "json", "--events-window", "5s"]
+YML
+  say ""
+  say "SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock docker stack deploy -c deploy/swarmsec.yml -c agent-only.yml swarmsec"
+  SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock cdocker stack deploy --detach=true --resolve-image never \
+    -c deploy/swarmsec.yml -c "$WORK/agent-only.yml" swarmsec 2>&1 | sed 's/^/  /'
+  say ""
+  say "and web.yaml admits the office only, logging what it blocks:"
+  awk -v cidr="$OFFICE_IP/32" '{ print } /^      mode: host$/ && !done { print "      from: [{ipBlock: {cidr: " cidr "}}]"; print "      log: blocked"; done = 1 }' \
+    manifests/web.yaml >"$WORK/web.yaml.new" && mv "$WORK/web.yaml.new" "$WORK/manifests/web.yaml"
+  diff -u manifests/web.yaml "$WORK/manifests/web.yaml" | tail -n +3 | sed 's/^/  /' || true
+  say ""
+  say "The controller delivers the rules to every agent (a Swarm config the agent service"
+  say "mounts); each keeps them in its node's iptables, in a chain of its own:"
+  say ""
+  "$BIN/demo" reach --state "$WORK" --wait shop_web 8080 || die "the port was not restricted (log: $WORK/controller.log)"
+  for _ in 1 2 3; do "$BIN/demo" reach --state "$WORK" shop_web 8080 >/dev/null; done
+  sleep 6
+  say ""
+  say "swarmsec events: the blocked attempts, per node and source (counted, not a line per packet):"
+  cswarmsec events --since 10m | sed 's/^/  /'
+  say ""
+  say "swarmsec status now also shows what the agents found on their nodes:"
+  "$BIN/swarmsec" status --server "$url" | sed -n '/^Node agents/,$p' | sed 's/^/  /'
+
   heading "Look around"
   cat <<EOF
   The cluster and the controller keep running.
@@ -170,13 +218,14 @@ up() {
   docker network ls --filter label=swarmsec.io/managed=true
   docker service inspect shop_db --format '{{json .Spec.TaskTemplate.Networks}}'
   $BIN/swarmsec status --server $url
-  $BIN/swarmsec plan --manifests manifests
-  $BIN/swarmsec audit --manifests manifests
+  $BIN/swarmsec plan --manifests $WORK/manifests
+  $BIN/swarmsec audit --manifests $WORK/manifests
+  $BIN/swarmsec events --since 1h
   curl -s $url/metrics | grep ^swarmsec_
 
   Controller log: $WORK/controller.log (process $ctl)
   Cluster log:    $WORK/cluster.log (process $(pid_of cluster))
-  Edit a file in manifests/ and the controller converges on it within seconds.
+  Edit a file in $WORK/manifests/ and the controller converges on it within seconds.
 
   make demo-down    stops the controller and removes the cluster
 EOF

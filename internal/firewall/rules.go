@@ -25,9 +25,6 @@ import (
 // it and the agent touches no other rule.
 const Chain = "SWARMSEC-PORTS"
 
-// Bridge is where Swarm's published traffic goes after its DNAT.
-const Bridge = "docker_gwbridge"
-
 // Family is the address family of a rule set: iptables or ip6tables.
 type Family int
 
@@ -115,10 +112,12 @@ func Rules(f Family, ports []Port, nflogGroup uint16) ([][]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		// Both Swarm modes DNAT published traffic onto docker_gwbridge (the
-		// ingress sandbox or the task); matching the bridge leaves alone
-		// other DNATs to the same port (a transparent proxy, say).
-		match := []string{"-o", Bridge, "-p", string(p.Protocol),
+		// Any bridge: the routing mesh DNATs onto docker_gwbridge (its
+		// sandbox), a host-mode port onto the bridge of the task's
+		// gateway, docker_gwbridge or, for a task on no network, docker0.
+		// A node holds a published port once, so the original port names
+		// the service's traffic.
+		match := []string{"-p", string(p.Protocol),
 			"-m", "conntrack", "--ctstate", "DNAT", "--ctdir", "ORIGINAL", "--ctorigdstport", strconv.Itoa(int(p.Port))}
 		logNew := func(verdict string, src ...string) []string {
 			// Bounded: a flood of spoofed SYNs must not become a flood

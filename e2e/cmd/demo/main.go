@@ -12,6 +12,12 @@
 //	demo wait-controller --state DIR --url URL --swarmsec BIN --manifests DIR STACK
 //	                                wait until swarmsec run is ready and has
 //	                                converged (plan exits 0, rolling updates done)
+//	demo load-image --state DIR IMAGE
+//	                                copy an image of this machine into every node
+//	demo reach --state DIR [--wait] SERVICE PORT
+//	                                which outside client (office, elsewhere)
+//	                                reaches the port on each node running the
+//	                                service; --wait until only office does
 //	demo sweep                      remove what dead clusters left
 //
 // The cluster process stays alive while the cluster is up: its process ID
@@ -64,6 +70,10 @@ func main() {
 		err = runShow(ctx, os.Args[2:])
 	case "wait-controller":
 		err = runWaitController(ctx, os.Args[2:])
+	case "load-image":
+		err = runLoadImage(ctx, os.Args[2:])
+	case "reach":
+		err = runReach(ctx, os.Args[2:])
 	case "sweep":
 		err = runSweep(ctx)
 	default:
@@ -76,7 +86,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: demo cluster|wait|show|wait-controller|sweep --state DIR ... (see e2e/demo.sh)")
+	fmt.Fprintln(os.Stderr, "usage: demo cluster|wait|show|wait-controller|load-image|reach|sweep --state DIR ... (see e2e/demo.sh)")
 	os.Exit(2)
 }
 
@@ -86,6 +96,10 @@ type State struct {
 	PID                int             `json:"pid"`
 	Nodes              []NodeState     `json:"nodes"`
 	Outside            cluster.Outside `json:"outside"`
+	// Office and Elsewhere are two more clients outside the Swarm, for
+	// a published port's source allow-list.
+	Office    cluster.Outside `json:"office"`
+	Elsewhere cluster.Outside `json:"elsewhere"`
 	AppImage           string          `json:"appImage"`
 	AppImageTag        string          `json:"appImageTag"`
 	EncryptedCrossNode bool            `json:"encryptedCrossNode"`
@@ -134,6 +148,13 @@ func runCluster(ctx context.Context, args []string) error {
 	for _, n := range c.Nodes {
 		st.Nodes = append(st.Nodes, NodeState{n.Hostname, n.ID, n.IP, n.Socket, n.Manager})
 	}
+	var err error
+	if st.Office, err = c.StartOutside(ctx, "office"); err != nil {
+		return err
+	}
+	if st.Elsewhere, err = c.StartOutside(ctx, "elsewhere"); err != nil {
+		return err
+	}
 	img, err := c.Host.ImageInspect(ctx, c.AppImage)
 	if err != nil {
 		return err
@@ -173,8 +194,8 @@ func writeState(dir string, st State) error {
 	// The node the stack's services run on when encrypted overlay traffic
 	// cannot cross nodes (see cluster.ProbedNode).
 	probed := workers[0]
-	env := fmt.Sprintf("RUN_ID=%s\nCLUSTER_PID=%d\nMANAGER_SOCKET=%s\nMANAGER_IP=%s\nWORKERS=%q\nPROBED_NODE=%s\nAPP_IMAGE=%s\nENCRYPTED_CROSS_NODE=%t\nOUTSIDE_CONTAINER=%s\nOUTSIDE_IP=%s\n",
-		st.RunID, st.PID, m.Socket, m.IP, strings.Join(workers, " "), probed, st.AppImageTag, st.EncryptedCrossNode, st.Outside.Container, st.Outside.IP)
+	env := fmt.Sprintf("RUN_ID=%s\nCLUSTER_PID=%d\nMANAGER_SOCKET=%s\nMANAGER_IP=%s\nWORKERS=%q\nPROBED_NODE=%s\nAPP_IMAGE=%s\nENCRYPTED_CROSS_NODE=%t\nOUTSIDE_CONTAINER=%s\nOUTSIDE_IP=%s\nOFFICE_IP=%s\nELSEWHERE_IP=%s\n",
+		st.RunID, st.PID, m.Socket, m.IP, strings.Join(workers, " "), probed, st.AppImageTag, st.EncryptedCrossNode, st.Outside.Container, st.Outside.IP, st.Office.IP, st.Elsewhere.IP)
 	return writeFile(filepath.Join(dir, "cluster.env"), []byte(env))
 }
 
@@ -458,6 +479,101 @@ func (e *env) showPorts(ctx context.Context, svcs []swarm.Service) error {
 	tw.Flush()
 	fmt.Println()
 	return nil
+}
+
+// runLoadImage copies an image of this machine's engine into every node.
+func runLoadImage(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("load-image", flag.ExitOnError)
+	dir := fs.String("state", "e2e/.work", "state directory")
+	_ = fs.Parse(args)
+	e, err := load(*dir)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: demo load-image --state DIR IMAGE")
+	}
+	for _, n := range e.st.Nodes {
+		rc, err := e.host.ImageSave(ctx, []string{fs.Arg(0)})
+		if err != nil {
+			return err
+		}
+		resp, err := e.engines[n.ID].ImageLoad(ctx, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.Hostname, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return nil
+}
+
+// runReach probes a service's published port on every node running one of
+// its tasks, from the office and from elsewhere.
+func runReach(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("reach", flag.ExitOnError)
+	dir := fs.String("state", "e2e/.work", "state directory")
+	wait := fs.Bool("wait", false, "wait (2 minutes at most) until only the office connects")
+	_ = fs.Parse(args)
+	e, err := load(*dir)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return errors.New("usage: demo reach --state DIR [--wait] SERVICE PORT")
+	}
+	service, port := fs.Arg(0), fs.Arg(1)
+	type row struct {
+		client, node string
+		ok           bool
+	}
+	probe := func() ([]row, error) {
+		tasks, err := e.manager.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
+			filters.Arg("service", service), filters.Arg("desired-state", "running"))})
+		if err != nil {
+			return nil, err
+		}
+		var rows []row
+		for _, t := range tasks {
+			n := e.node(t.NodeID)
+			for _, c := range []struct {
+				name string
+				o    cluster.Outside
+			}{{"office " + e.st.Office.IP, e.st.Office}, {"elsewhere " + e.st.Elsewhere.IP, e.st.Elsewhere}} {
+				code, _, err := swarmtest.Exec(ctx, e.host, c.o.Container, "/testapp", "probe", net.JoinHostPort(n.IP, port), "--timeout", "2s")
+				if err != nil {
+					return nil, err
+				}
+				rows = append(rows, row{c.name, n.Hostname + ":" + port, code == 0})
+			}
+		}
+		return rows, nil
+	}
+	var rows []row
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if rows, err = probe(); err != nil {
+			return err
+		}
+		restricted := len(rows) > 0
+		for _, r := range rows {
+			restricted = restricted && r.ok == strings.HasPrefix(r.client, "office")
+		}
+		if !*wait || restricted {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the port is not restricted to the office after 2 minutes")
+		}
+		time.Sleep(2 * time.Second)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  client\tconnects to\tresult")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.client, r.node, yesNo(r.ok, "connects", "refused (no answer)"))
+	}
+	return tw.Flush()
 }
 
 func yesNo(b bool, yes, no string) string {
