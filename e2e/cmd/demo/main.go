@@ -92,14 +92,14 @@ func usage() {
 
 // State is what the cluster process writes for the other commands.
 type State struct {
-	RunID              string          `json:"runID"`
-	PID                int             `json:"pid"`
-	Nodes              []NodeState     `json:"nodes"`
-	Outside            cluster.Outside `json:"outside"`
+	RunID   string          `json:"runID"`
+	PID     int             `json:"pid"`
+	Nodes   []NodeState     `json:"nodes"`
+	Outside cluster.Outside `json:"outside"`
 	// Office and Elsewhere are two more clients outside the Swarm, for
 	// a published port's source allow-list.
-	Office    cluster.Outside `json:"office"`
-	Elsewhere cluster.Outside `json:"elsewhere"`
+	Office             cluster.Outside `json:"office"`
+	Elsewhere          cluster.Outside `json:"elsewhere"`
 	AppImage           string          `json:"appImage"`
 	AppImageTag        string          `json:"appImageTag"`
 	EncryptedCrossNode bool            `json:"encryptedCrossNode"`
