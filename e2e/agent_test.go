@@ -45,9 +45,12 @@ func connects(ctx context.Context, t *testing.T, from cluster.Outside, addr stri
 // agentMetric reads an agent's counter on a node, from the node's own
 // loopback (the agent shares the node's network namespace).
 func agentMetric(ctx context.Context, n *cluster.Node, port int, verdict string) float64 {
-	_, out, err := swarmtest.Exec(ctx, testCluster.Host, n.Container, "curl", "-s", "http://127.0.0.1:9478/metrics")
-	if err != nil {
-		return 0
+	// The node's tools are the machine's (its /usr): curl, else wget.
+	code, out, err := swarmtest.Exec(ctx, testCluster.Host, n.Container, "curl", "-s", "http://127.0.0.1:9478/metrics")
+	if err != nil || code != 0 {
+		if code, out, err = swarmtest.Exec(ctx, testCluster.Host, n.Container, "wget", "-qO-", "http://127.0.0.1:9478/metrics"); err != nil || code != 0 {
+			return 0
+		}
 	}
 	re := regexp.MustCompile(`swarmsec_agent_packets_total\{port="` + strconv.Itoa(port) + `/tcp",service="[^"]*",verdict="` + verdict + `"\} (\S+)`)
 	m := re.FindStringSubmatch(out)

@@ -105,21 +105,31 @@ func HoldUnencryptable(tx state.ReadTx, p *Plan, nodes map[string]NodeEncryption
 			hostnames[n.ID] = n.Hostname
 		}
 	}
+	// cannot lists the nodes of a span that cannot encrypt, and why: one
+	// line per reason, naming its nodes.
 	cannot := func(span map[string]bool) (hosts, why []string) {
 		if len(span) < 2 {
 			return nil, nil
 		}
-		for _, id := range slices.Sorted(maps.Keys(span)) {
+		byReason := map[[2]string][]string{}
+		for id := range span {
 			n, ok := nodes[id]
 			if !ok {
 				n, ok = nodes[AnyOtherNode]
 				n.Hostname = hostnames[id]
 			}
 			if ok && !n.OK {
-				hosts = append(hosts, cmp.Or(n.Hostname, id))
-				why = append(why, fmt.Sprintf("%s: %s; fix: %s", cmp.Or(n.Hostname, id), n.Why, n.Fix))
+				h := cmp.Or(n.Hostname, id)
+				hosts = append(hosts, h)
+				byReason[[2]string{n.Why, n.Fix}] = append(byReason[[2]string{n.Why, n.Fix}], h)
 			}
 		}
+		for _, r := range slices.SortedFunc(maps.Keys(byReason), func(a, b [2]string) int { return cmp.Compare(a[0], b[0]) }) {
+			hs := byReason[r]
+			slices.Sort(hs)
+			why = append(why, fmt.Sprintf("%s: %s; fix: %s", strings.Join(hs, ", "), r[0], r[1]))
+		}
+		slices.Sort(hosts)
 		return hosts, why
 	}
 	attached := func(s *state.Service) map[string]bool {
