@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -92,17 +91,10 @@ func TestAgentAdmitsOnlyListedSources(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	managers := slices.DeleteFunc(slices.Clone(testCluster.Nodes), func(n *cluster.Node) bool { return !n.Manager })
-	root, err := swarmtest.ModuleRoot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, "make", "-C", root, "image").CombinedOutput(); err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	}
-	if err := testCluster.LoadImage(ctx, "swarmsec/swarmsec:latest"); err != nil {
-		t.Fatal(err)
-	}
-	var clients [2]cluster.Outside
+	var (
+		clients [2]cluster.Outside
+		err     error
+	)
 	for i, name := range []string{"client-admitted", "client-other"} {
 		if clients[i], err = testCluster.StartOutside(ctx, name); err != nil {
 			t.Fatal(err)
@@ -139,13 +131,8 @@ services:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock", "SWARMSEC_DOCKER_GID=0", "SWARMSEC_MANIFESTS=/etc/swarmsec/agent-manifests"}
 	deployed := time.Now()
-	if out, err := docker(ctx, testCluster.Manager(), env, "stack", "deploy", "--resolve-image", "never",
-		"-c", filepath.Join(root, "deploy/swarmsec.yml"), "-c", override, "swarmsec"); err != nil {
-		t.Fatalf("docker stack deploy: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { removeSwarmsecStack(ctx, t) })
+	t.Cleanup(deploySwarmsec(ctx, t, "/etc/swarmsec/agent-manifests", override))
 
 	// Every node admits the one client and refuses the other.
 	swarmtest.Poll(ctx, t, 3*time.Minute, func() (bool, string) {
@@ -268,34 +255,5 @@ services:
 	_, out, _ := swarmtest.Exec(ctx, testCluster.Host, w.Container, "iptables", "-S", "DOCKER-USER")
 	if strings.Contains(out, "SWARMSEC-PORTS") {
 		t.Errorf("%s: DOCKER-USER still jumps to the agent's chains:\n%s", w.Hostname, out)
-	}
-}
-
-// removeSwarmsecStack removes the swarmsec stack and what it leaves: the
-// lease and the agents' rules configs; then gives the services their
-// networks back.
-func removeSwarmsecStack(ctx context.Context, t *testing.T) {
-	ctx = context.WithoutCancel(ctx)
-	if err := swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
-		out, err := docker(ctx, testCluster.Manager(), nil, "stack", "rm", "swarmsec")
-		return err == nil || strings.Contains(string(out), "Nothing found in stack"), fmt.Sprintf("%v: %s", err, out)
-	}); err != nil {
-		t.Errorf("stack rm: %v", err)
-	}
-	_ = swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
-		out, err := docker(ctx, testCluster.Manager(), nil, "config", "rm", "swarmsec-leader")
-		return err == nil || strings.Contains(string(out), "not found"), string(out)
-	})
-	_ = swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
-		out, _ := docker(ctx, testCluster.Manager(), nil, "config", "ls", "-q", "--filter", "name=swarmsec-agent-rules-")
-		ids := strings.Fields(string(out))
-		if len(ids) == 0 {
-			return true, ""
-		}
-		b, err := docker(ctx, testCluster.Manager(), nil, append([]string{"config", "rm"}, ids...)...)
-		return err == nil, string(b)
-	})
-	if _, stderr, code := RunSwarmsec(ctx, t, "apply", "--manifests", t.TempDir(), "--allow-empty"); code != 0 {
-		t.Errorf("restore: %s", stderr)
 	}
 }

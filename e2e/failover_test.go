@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -85,17 +83,6 @@ func TestFailover(t *testing.T) {
 	if len(managers) < 3 {
 		t.Skipf("the cluster has %d managers; failover needs three", len(managers))
 	}
-	root, err := swarmtest.ModuleRoot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, "make", "-C", root, "image").CombinedOutput(); err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	}
-	if err := testCluster.LoadImage(ctx, "swarmsec/swarmsec:latest"); err != nil {
-		t.Fatal(err)
-	}
-
 	// The stack swarmsec guards, and its policy, on every manager.
 	cli := manager()
 	netID := swarmtest.CreateNetwork(ctx, t, cli, "fo_default", swarmtest.WithNetworkLabels(map[string]string{"com.docker.stack.namespace": "fo"}))
@@ -112,10 +99,7 @@ spec:
     - from: [{serviceSelector: {matchLabels: {swarmsec.io/service: fo_api}}}]
 `)
 	writeFiles(ctx, t, managers, map[string][]byte{"etc/swarmsec/manifests/fo-db.yaml": policy})
-	env := []string{"SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock", "SWARMSEC_DOCKER_GID=0", "SWARMSEC_MANIFESTS=/etc/swarmsec/manifests"}
-	if out, err := docker(ctx, testCluster.Manager(), env, "stack", "deploy", "--resolve-image", "never", "-c", filepath.Join(root, "deploy/swarmsec.yml"), "swarmsec"); err != nil {
-		t.Fatalf("docker stack deploy: %v\n%s", err, out)
-	}
+	remove := deploySwarmsec(ctx, t, "/etc/swarmsec/manifests")
 	var down *cluster.Node
 	t.Cleanup(func() {
 		ctx := context.WithoutCancel(ctx)
@@ -127,24 +111,7 @@ spec:
 				t.Errorf("the cluster did not come back: %v", err)
 			}
 		}
-		// Right after a manager came back, the managers may still be
-		// settling Raft: retry a while before calling it a failure.
-		if err := swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
-			out, err := docker(ctx, testCluster.Manager(), nil, "stack", "rm", "swarmsec")
-			return err == nil || strings.Contains(string(out), "Nothing found in stack"), fmt.Sprintf("%v: %s", err, out)
-		}); err != nil {
-			t.Errorf("stack rm: %v", err)
-		}
-		// The lease goes with the stack: a later controller need not wait
-		// for a dead holder's lease to expire.
-		_ = swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
-			out, err := docker(ctx, testCluster.Manager(), nil, "config", "rm", "swarmsec-leader")
-			return err == nil || strings.Contains(string(out), "not found"), string(out)
-		})
-		// Give the services their networks back.
-		if _, stderr, code := RunSwarmsec(ctx, t, "apply", "--manifests", t.TempDir(), "--allow-empty"); code != 0 {
-			t.Errorf("restore: %s", stderr)
-		}
+		remove()
 	})
 
 	alive := managers

@@ -6,11 +6,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
@@ -84,5 +88,69 @@ func writeFiles(ctx context.Context, t *testing.T, nodes []*cluster.Node, files 
 		if err := testCluster.Host.CopyToContainer(ctx, n.Container, "/", bytes.NewReader(archive.Bytes()), container.CopyToContainerOptions{}); err != nil {
 			t.Fatalf("%s: %v", n.Hostname, err)
 		}
+	}
+}
+
+// deploySwarmsec builds the image, loads it into every node and deploys
+// deploy/swarmsec.yml as the stack swarmsec (controllers on the managers,
+// an agent on every node), reading the managers' manifests directory (a
+// path inside the nodes) and the override compose files given. The
+// returned func removes the stack and what it leaves (the lease, the
+// agents' rules configs) and gives the services their networks back; call
+// it when the test ends.
+func deploySwarmsec(ctx context.Context, t *testing.T, manifests string, overrides ...string) (remove func()) {
+	t.Helper()
+	root, err := swarmtest.ModuleRoot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "make", "-C", root, "image").CombinedOutput(); err != nil {
+		t.Fatalf("make image: %v\n%s", err, out)
+	}
+	if err := testCluster.LoadImage(ctx, "swarmsec/swarmsec:latest"); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"stack", "deploy", "--resolve-image", "never", "-c", filepath.Join(root, "deploy/swarmsec.yml")}
+	for _, o := range overrides {
+		args = append(args, "-c", o)
+	}
+	env := []string{"SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock", "SWARMSEC_DOCKER_GID=0", "SWARMSEC_MANIFESTS=" + manifests}
+	if out, err := docker(ctx, testCluster.Manager(), env, append(args, "swarmsec")...); err != nil {
+		t.Fatalf("docker stack deploy: %v\n%s", err, out)
+	}
+	return func() { removeSwarmsec(ctx, t) }
+}
+
+// removeSwarmsec removes the swarmsec stack and what it leaves.
+func removeSwarmsec(ctx context.Context, t *testing.T) {
+	ctx = context.WithoutCancel(ctx)
+	mgr := testCluster.Manager()
+	// Right after a manager came back, the managers may still be settling
+	// Raft: retry a while before calling it a failure.
+	if err := swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
+		out, err := docker(ctx, mgr, nil, "stack", "rm", "swarmsec")
+		return err == nil || strings.Contains(string(out), "Nothing found in stack"), fmt.Sprintf("%v: %s", err, out)
+	}); err != nil {
+		t.Errorf("stack rm: %v", err)
+	}
+	// The lease goes with the stack: a later controller need not wait for
+	// a dead holder's lease to expire. The rules configs stay in use until
+	// the agents' tasks are gone.
+	_ = swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
+		out, err := docker(ctx, mgr, nil, "config", "rm", "swarmsec-leader")
+		return err == nil || strings.Contains(string(out), "not found"), string(out)
+	})
+	_ = swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
+		out, _ := docker(ctx, mgr, nil, "config", "ls", "-q", "--filter", "name=swarmsec-agent-rules-")
+		ids := strings.Fields(string(out))
+		if len(ids) == 0 {
+			return true, ""
+		}
+		b, err := docker(ctx, mgr, nil, append([]string{"config", "rm"}, ids...)...)
+		return err == nil, string(b)
+	})
+	// Give the services their networks back.
+	if _, stderr, code := RunSwarmsec(ctx, t, "apply", "--manifests", t.TempDir(), "--allow-empty"); code != 0 {
+		t.Errorf("restore: %s", stderr)
 	}
 }

@@ -165,9 +165,7 @@ func printNodes(w io.Writer, r *status.Report) error {
 	if len(r.Nodes) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\nNode checks:")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NODE\tCHECK\tRESULT\tMESSAGE\tFIX")
+	fmt.Fprintln(w, "\nNode checks (the node agents'):")
 	for _, n := range r.Nodes {
 		ok := 0
 		for _, c := range n.Checks {
@@ -175,11 +173,14 @@ func printNodes(w io.Writer, r *status.Report) error {
 				ok++
 				continue
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", n.Node, c.ID, c.Result, c.Message, c.Fix)
+			fmt.Fprintf(w, "  %s: %s %s: %s\n", n.Node, c.ID, c.Result, c.Message)
+			if c.Fix != "" {
+				fmt.Fprintf(w, "    fix: %s\n", c.Fix)
+			}
 		}
-		fmt.Fprintf(tw, "  %s\t(%d more ok)\t\t\t\n", n.Node, ok)
+		fmt.Fprintf(w, "  %s: %d more checks ok\n", n.Node, ok)
 	}
-	return tw.Flush()
+	return nil
 }
 
 // age renders a duration the way kubectl does: 45s, 12m, 3h, 2d.

@@ -12,6 +12,8 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/internal/nodecheck"
+	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/status"
 )
 
@@ -26,13 +28,20 @@ func TestStatusTable(t *testing.T) {
 				Message: "in force on 1 service", LastTransitionTime: now.Add(-3 * time.Minute)}},
 		}},
 		ManifestErrors: []manifest.Error{{File: "db.yaml", Line: 3, Message: "unknown field"}},
+		Agent:          &plan.AgentDelivery{Agent: true, Config: "swarmsec-agent-rules-abc"},
+		Nodes: []nodecheck.Report{{Node: "w1", Checks: []nodecheck.Check{
+			{ID: nodecheck.CheckESP, Result: nodecheck.Failed, Message: "no ESP", Fix: "modprobe esp4"},
+			{ID: nodecheck.CheckU32, Result: nodecheck.OK},
+		}}},
+		Encryption: []plan.EncryptionHold{{Held: true, Message: "web would join encrypted network x"}},
 	}
 	var b bytes.Buffer
 	if err := printStatusTable(&b, r, now); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"not ready (docker: connection refused)", "web", "True", "Converged", "3m", "db.yaml:3: unknown field"} {
+	for _, want := range []string{"not ready (docker: connection refused)", "web", "True", "Converged", "3m", "db.yaml:3: unknown field",
+		"rules swarmsec-agent-rules-abc delivered", "w1: esp failed: no ESP", "fix: modprobe esp4", "w1: 1 more checks ok", "web would join encrypted network x"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

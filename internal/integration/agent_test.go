@@ -101,13 +101,6 @@ func TestAgentEnforcesSourcesOnRealSwarm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cli := engine(ctx, t)
-	root, err := swarmtest.ModuleRoot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, "make", "-C", root, "image").CombinedOutput(); err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	}
 	id := swarmtest.RunID()[:4]
 	stack, label := "ssag"+id, "swarmsec.test.agent"
 	admitted := newOutsideClient(ctx, t, "ssa"+id+"a", 1)
@@ -163,16 +156,7 @@ services:
 `, stack)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat("/var/run/docker.sock")
-	if err != nil {
-		t.Skip("no local Docker socket to bind-mount:", err)
-	}
-	deploy := exec.CommandContext(ctx, "docker", "stack", "deploy", "--resolve-image", "never",
-		"-c", filepath.Join(root, "deploy/swarmsec.yml"), "-c", override, stack)
-	deploy.Env = append(os.Environ(), "SWARMSEC_MANIFESTS="+manifests, "SWARMSEC_DOCKER_GID="+fileGID(fi))
-	if out, err := deploy.CombinedOutput(); err != nil {
-		t.Fatalf("docker stack deploy: %v\n%s", err, out)
-	}
+	deployStack(ctx, t, stack, manifests, override)
 	t.Cleanup(func() { removeAgentStack(t, stack) })
 
 	// Enforced: the admitted client connects, the other does not.

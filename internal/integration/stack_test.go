@@ -28,13 +28,6 @@ func TestStackDeployWithLeaderElection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cli := engine(ctx, t)
-	root, err := swarmtest.ModuleRoot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, "make", "-C", root, "image").CombinedOutput(); err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	}
 	dir := t.TempDir()
 	manifests := filepath.Join(dir, "manifests")
 	if err := os.Mkdir(manifests, 0o755); err != nil {
@@ -58,18 +51,8 @@ services:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat("/var/run/docker.sock")
-	if err != nil {
-		t.Skip("no local Docker socket to bind-mount:", err)
-	}
-	gid := fileGID(fi)
 	stack := "ssst" + swarmtest.RunID()[:4]
-	deploy := exec.CommandContext(ctx, "docker", "stack", "deploy", "--resolve-image", "never",
-		"-c", filepath.Join(root, "deploy/swarmsec.yml"), "-c", override, stack)
-	deploy.Env = append(os.Environ(), "SWARMSEC_MANIFESTS="+manifests, "SWARMSEC_DOCKER_GID="+gid)
-	if out, err := deploy.CombinedOutput(); err != nil {
-		t.Fatalf("docker stack deploy: %v\n%s", err, out)
-	}
+	deployStack(ctx, t, stack, manifests, override)
 	t.Cleanup(func() {
 		_ = exec.Command("docker", "stack", "rm", stack).Run()
 		// A replica still stopping renews (or releases) the lease: remove
@@ -158,5 +141,31 @@ services:
 	t.Logf("hand-over after a clean stop of the leader: %s", took.Round(10*time.Millisecond))
 	if took > 2*time.Second {
 		t.Errorf("hand-over took %s, want within 2s", took.Round(10*time.Millisecond))
+	}
+}
+
+// deployStack builds the image (make image) and deploys deploy/swarmsec.yml
+// with the override files as stack on this engine, reading manifests.
+func deployStack(ctx context.Context, t *testing.T, stack, manifests string, overrides ...string) {
+	t.Helper()
+	root, err := swarmtest.ModuleRoot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "make", "-C", root, "image").CombinedOutput(); err != nil {
+		t.Fatalf("make image: %v\n%s", err, out)
+	}
+	fi, err := os.Stat("/var/run/docker.sock")
+	if err != nil {
+		t.Skip("no local Docker socket to bind-mount:", err)
+	}
+	args := []string{"stack", "deploy", "--resolve-image", "never", "-c", filepath.Join(root, "deploy/swarmsec.yml")}
+	for _, o := range overrides {
+		args = append(args, "-c", o)
+	}
+	deploy := exec.CommandContext(ctx, "docker", append(args, stack)...)
+	deploy.Env = append(os.Environ(), "SWARMSEC_MANIFESTS="+manifests, "SWARMSEC_DOCKER_GID="+fileGID(fi))
+	if out, err := deploy.CombinedOutput(); err != nil {
+		t.Fatalf("docker stack deploy: %v\n%s", err, out)
 	}
 }
