@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/state"
 )
 
 // twoNodes adds a second node to f; services placed after spread over
@@ -107,16 +105,7 @@ func TestTransitionsWithEncryptionHoldsNeverLooser(t *testing.T) {
 		for _, a := range apps {
 			nets[a] = rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"u", "v"}), 1, 2, rapid.ID[string]).Draw(rt, a+" networks")
 		}
-		gen := func(label string) []*state.Policy {
-			var ps []*state.Policy
-			for i := range rapid.IntRange(0, 3).Draw(rt, label+" policies") {
-				sel := rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 1, 2, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d selects", label, i))
-				peers := rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 0, 3, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d peers", label, i))
-				ps = append(ps, ingressFrom(fmt.Sprintf("p%d", i), in(sel...), peers...))
-			}
-			return ps
-		}
-		before, after := gen("before"), gen("after")
+		before, after := randomPolicies(rt, apps, "before"), randomPolicies(rt, apps, "after")
 		f := appServices(rt, nets)
 		_, bad := twoNodes(rt, f)
 		for _, a := range apps {

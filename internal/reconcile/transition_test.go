@@ -252,20 +252,23 @@ func TestTransitionsNeverLooser(t *testing.T) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		gen := func(label string) []*state.Policy {
-			var ps []*state.Policy
-			for i := range rapid.IntRange(0, 3).Draw(rt, label+" policies") {
-				sel := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 1, 2, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d selects", label, i))
-				peers := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 0, 3, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d peers", label, i))
-				ps = append(ps, ingressFrom(fmt.Sprintf("p%d", i), in(sel...), peers...))
-			}
-			return ps
-		}
-		before, after := gen("before"), gen("after")
+		before, after := randomPolicies(rt, names, "before"), randomPolicies(rt, names, "after")
 		limit := rapid.IntRange(0, 2).Draw(rt, "limit")
 		f := appServices(rt, nets)
 		if v := transition(rt, f, before, after, limit); len(v) > 0 {
 			rt.Fatalf("looser than the policies after a write: %s", strings.Join(v, "; "))
 		}
 	})
+}
+
+// randomPolicies draws up to three ingress policies over the services
+// named, each selecting one or two and naming up to three peers.
+func randomPolicies(rt *rapid.T, names []string, label string) []*state.Policy {
+	var ps []*state.Policy
+	for i := range rapid.IntRange(0, 3).Draw(rt, label+" policies") {
+		sel := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 1, 2, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d selects", label, i))
+		peers := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 0, 3, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d peers", label, i))
+		ps = append(ps, ingressFrom(fmt.Sprintf("p%d", i), in(sel...), peers...))
+	}
+	return ps
 }
