@@ -215,6 +215,14 @@ type candidate struct{ name, owner string }
 // tx. Only policies for which include returns true count (enforced ones when
 // applying, all when auditing).
 func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error) {
+	return CompileHolding(tx, include, nil)
+}
+
+// CompileHolding is Compile with some policies held (held returns true):
+// a held policy stays in force on the services it already isolates and
+// isolates no other. Holding a policy must not undo it: new services that
+// match a policy in force would otherwise restore its old ones.
+func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*Desired, error) {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
 	if err != nil {
 		return nil, err
@@ -275,6 +283,12 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 		}
 		spec := &p.Network.Spec
 		sel := c.match(&spec.ServiceSelector)
+		if held != nil && held(p) {
+			sel = slices.DeleteFunc(sel, func(i int) bool {
+				_, isolated := c.services[i].Labels[v1.LabelOriginal]
+				return !isolated
+			})
+		}
 		var peers []int
 		for _, r := range spec.Ingress {
 			for _, peer := range r.From {

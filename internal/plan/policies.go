@@ -40,7 +40,8 @@ func Policies(tx state.ReadTx, audit bool, limits Limits) (*Plan, error) {
 		return !slices.ContainsFunc(held, func(h HeldPolicy) bool { return h.Name == p.Name })
 	}
 	if len(held) > 0 {
-		if desired, err = compile.Compile(tx, func(p *state.Policy) bool { return Enforced(p) && notHeld(p) }); err != nil {
+		// In force where it already was, isolating nothing new.
+		if desired, err = compile.CompileHolding(tx, Enforced, func(p *state.Policy) bool { return !notHeld(p) }); err != nil {
 			return nil, err
 		}
 	}
