@@ -19,6 +19,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -210,9 +211,15 @@ func (a *Agent) count(f firewall.Family, t Table, rules [][]string, ports []fire
 	if err != nil || len(counts) != len(want) {
 		return
 	}
-	services := map[string]string{}
+	// One rule set per port, for all the services that publish it.
+	byKey := map[string][]string{}
 	for _, p := range ports {
-		services[p.Key()] = p.Service
+		byKey[p.Key()] = append(byKey[p.Key()], p.Service)
+	}
+	services := map[string]string{}
+	for k, names := range byKey {
+		slices.Sort(names)
+		services[k] = strings.Join(names, "+")
 	}
 	fp := want[0][len(want[0])-1]
 	a.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"go4.org/netipx"
 
@@ -98,17 +99,25 @@ func familyOf(p netip.Prefix) Family {
 // writes). An admitted source returns to DOCKER-USER; any other source's
 // packets towards the port are dropped, its new connections first logged to
 // NFLOG group when the port asks.
+//
+// Services that publish the same port (host mode, on different nodes)
+// cannot be told apart by the original port: the port admits only the
+// sources all of them admit, and logs the most any asks for. Failing
+// closed can refuse a source one of them admits; never the other way.
 func Rules(f Family, ports []Port, nflogGroup uint16) ([][]string, error) {
 	ports = slices.Clone(ports)
 	slices.SortFunc(ports, func(a, b Port) int {
-		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol))
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Service, b.Service))
 	})
 	var out [][]string
-	for _, p := range ports {
-		if p.Log == "" {
-			p.Log = v1.PortLogNone
+	for len(ports) > 0 {
+		n := 1
+		for n < len(ports) && ports[n].Key() == ports[0].Key() {
+			n++
 		}
-		set, err := p.Admitted(f)
+		same := ports[:n]
+		ports = ports[n:]
+		p, set, err := merge(f, same)
 		if err != nil {
 			return nil, err
 		}
@@ -145,6 +154,50 @@ func Rules(f Family, ports []Port, nflogGroup uint16) ([][]string, error) {
 		out = append(out, append(slices.Clone(match), "-j", "DROP"))
 	}
 	return out, nil
+}
+
+// merge is what the ports of one key admit together: the intersection of
+// their sets (nil: any), the most logging, their services' names.
+func merge(f Family, same []Port) (Port, *netipx.IPSet, error) {
+	p := same[0]
+	var set *netipx.IPSet
+	names := make([]string, 0, len(same))
+	for i, q := range same {
+		s, err := q.Admitted(f)
+		if err != nil {
+			return p, nil, err
+		}
+		switch {
+		case i == 0 || set == nil:
+			set = s
+		case s != nil:
+			var b netipx.IPSetBuilder
+			b.AddSet(set)
+			b.Intersect(s)
+			if set, err = b.IPSet(); err != nil {
+				return p, nil, err
+			}
+		}
+		if logRank(q.Log) > logRank(p.Log) {
+			p.Log = q.Log
+		}
+		names = append(names, q.Service)
+	}
+	if p.Log == "" {
+		p.Log = v1.PortLogNone
+	}
+	p.Service = strings.Join(names, "+")
+	return p, set, nil
+}
+
+func logRank(l v1.PortLog) int {
+	switch l {
+	case v1.PortLogAll:
+		return 2
+	case v1.PortLogBlocked:
+		return 1
+	}
+	return 0
 }
 
 // truncate keeps the NFLOG prefix within its 64 bytes.

@@ -250,3 +250,36 @@ func TestRulesAreStable(t *testing.T) {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(text, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// Two services publishing one port (host mode, on different nodes) cannot
+// be told apart: the port admits only what both admit, never what one
+// admits to the other's connections.
+func TestSamePortAdmitsWhatAllAdmit(t *testing.T) {
+	a := Port{Service: "edge-a", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "203.0.113.0/24"}}}
+	b := Port{Service: "edge-b", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "198.51.100.0/24"}, {CIDR: "203.0.113.0/25"}}, Log: v1.PortLogBlocked}
+	open := Port{Service: "edge-c", Port: 443, Protocol: v1.ProtocolTCP, Any: true}
+	for _, tc := range []struct {
+		ports    []Port
+		admitted []string
+		refused  []string
+	}{
+		{[]Port{a, b}, []string{"203.0.113.1"}, []string{"203.0.113.200", "198.51.100.1", "192.0.2.1"}},
+		{[]Port{b, a, open}, []string{"203.0.113.1"}, []string{"203.0.113.200", "198.51.100.1"}},
+	} {
+		rules, err := Rules(IPv4, tc.ports, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, src := range tc.admitted {
+			if v, _ := eval(t, rules, packet{src: netip.MustParseAddr(src), protocol: v1.ProtocolTCP, origPort: 443, dnat: true}); v == "DROP" {
+				t.Errorf("%s refused, want admitted\n%v", src, rules)
+			}
+		}
+		for _, src := range tc.refused {
+			v, logs := eval(t, rules, packet{src: netip.MustParseAddr(src), protocol: v1.ProtocolTCP, origPort: 443, dnat: true, new: true})
+			if v != "DROP" || len(logs) != 1 || !strings.Contains(logs[0], "edge-a+edge-b") {
+				t.Errorf("%s: %s, logs %v; want dropped and logged for both services", src, v, logs)
+			}
+		}
+	}
+}

@@ -203,6 +203,23 @@ func portRules(services []*state.Service, desired *compile.Desired) []PortRule {
 	return out
 }
 
+// sharedPorts notes the ports several services restrict: the agents tell
+// connections apart by their original port only.
+func sharedPorts(rules []PortRule) []string {
+	by := map[string][]string{}
+	for _, r := range rules {
+		by[r.Port] = append(by[r.Port], r.Service)
+	}
+	var out []string
+	for _, port := range slices.Sorted(maps.Keys(by)) {
+		if names := by[port]; len(names) > 1 {
+			out = append(out, fmt.Sprintf("%s all publish %s (host mode, on different nodes): the node agents cannot tell their connections apart, so %s admits only the sources all of them admit",
+				strings.Join(names, ", "), port, port))
+		}
+	}
+	return out
+}
+
 // Pending returns the actions that would be written (audit ones excluded).
 func (p *Plan) Pending() []Action {
 	var out []Action
@@ -327,6 +344,7 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 	}
 	plan.Actions = append(plan.Actions, orphanRecords(desired.Records, services)...)
 	if plan.Ports = portRules(services, desired); len(plan.Ports) > 0 {
+		plan.Notes = append(plan.Notes, sharedPorts(plan.Ports)...)
 		plan.Notes = append(plan.Notes, AgentNote)
 	}
 
