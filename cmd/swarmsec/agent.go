@@ -74,36 +74,41 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			reg := prometheus.NewRegistry()
 			packets := agent.NewPackets()
 			reg.MustRegister(packets)
-			a := &agent.Agent{RulesFile: rules, Tables: tables, Interval: interval, Log: log, Packets: packets}
+			a := &agent.Agent{RulesFile: rules, Tables: tables, Interval: interval, Log: log, Packets: packets, Detect: agent.Detect}
 			var wg sync.WaitGroup
 			defer wg.Wait()
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			if listen != "" {
-				srv, err := server.Listen(server.Config{
+				// The endpoints are for people; the rules must not wait
+				// for them (a local process holding the port).
+				if srv, err := server.Listen(server.Config{
 					Addr: listen, Log: log,
 					Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 					Status:  func() any { return a.Status() },
-				})
-				if err != nil {
-					return err
+				}); err != nil {
+					log.Error("agent endpoints not served; enforcing all the same", "err", err)
+				} else {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := srv.Serve(ctx); err != nil {
+							log.Error("agent server stopped", "error", err)
+						}
+					}()
 				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := srv.Serve(ctx); err != nil {
-						log.Error("agent server stopped", "error", err)
-					}
-				}()
 			}
 			node, _ := os.Hostname() // the node's: the agent shares its namespaces
-			prober := &nodecheck.Prober{Hostname: node, IPTablesErr: v4err, ProcNet: "/proc/net",
+			prober := &nodecheck.Prober{Hostname: node, ProcNet: "/proc/net",
 				Exec: func(ctx context.Context, name string, args ...string) ([]byte, error) {
 					return exec.CommandContext(ctx, name, args...).CombinedOutput()
+				},
+				Tables: func() (firewall.Table, error) {
+					if t := a.Table(firewall.IPv4); t != nil {
+						return t, nil
+					}
+					return nil, v4err
 				}}
-			if t := tables[firewall.IPv4]; t != nil {
-				prober.IPTables = t
-			}
 			if cli, err := newClient(); err == nil {
 				defer cli.Close()
 				prober.Docker = cli

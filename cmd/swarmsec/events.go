@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -83,7 +85,8 @@ how many connection attempts each window (a minute) blocked or admitted.`,
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Time.UTC().Format(time.RFC3339), e.Node, e.Service, e.Port, e.Source, e.Verdict, e.Attempts)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Time.UTC().Format(time.RFC3339),
+					printable(e.Node), printable(e.Service), printable(e.Port), printable(e.Source), printable(e.Verdict), e.Attempts)
 				if follow {
 					tw.Flush()
 				}
@@ -99,4 +102,13 @@ how many connection attempts each window (a minute) blocked or admitted.`,
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep showing new events")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	return cmd
+}
+
+// printable keeps what logs said from steering the terminal: control
+// characters and spaces come out quoted.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }

@@ -47,6 +47,10 @@ type Agent struct {
 	// Tables are the node's families; a family without DOCKER-USER is
 	// left alone, and said so.
 	Tables map[firewall.Family]Table
+	// Detect, when set, looks again for a family's table each resync
+	// while it has none (dockerd started after the agent, a firewall
+	// reload removed DOCKER-USER for a while).
+	Detect func(firewall.Family) (Table, string, error)
 	// Interval between resyncs.
 	Interval time.Duration
 	Log      *slog.Logger
@@ -59,11 +63,12 @@ type Agent struct {
 		Report(ctx context.Context) nodecheck.Report
 	}
 
-	mu      sync.Mutex
-	report  *nodecheck.Report
-	last    map[string]uint64 // counter by chain fingerprint and rule
-	applied string            // the file content last applied
-	status  Status
+	mu       sync.Mutex
+	detected map[firewall.Family]time.Time // last Detect, a minute apart
+	report   *nodecheck.Report
+	last     map[string]uint64 // counter by chain fingerprint and rule
+	applied  string            // the file content last applied
+	status   Status
 }
 
 // Status is what the agent last did, for its health endpoint and logs.
@@ -83,6 +88,27 @@ func NewPackets() *prometheus.CounterVec {
 		Name: "swarmsec_agent_packets_total",
 		Help: "Packets towards restricted published ports, by service, port and verdict (admitted, blocked).",
 	}, []string{"service", "port", "verdict"})
+}
+
+// Table returns the family's table, looking for it again (Detect) while
+// there is none.
+func (a *Agent) Table(f firewall.Family) Table {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.Tables == nil {
+		a.Tables = map[firewall.Family]Table{}
+	}
+	if a.Tables[f] == nil && a.Detect != nil && time.Since(a.detected[f]) >= time.Minute {
+		if a.detected == nil {
+			a.detected = map[firewall.Family]time.Time{}
+		}
+		a.detected[f] = time.Now()
+		if t, path, err := a.Detect(f); err == nil {
+			a.Log.Info("iptables backend found", "family", f.String(), "command", path)
+			a.Tables[f] = t
+		}
+	}
+	return a.Tables[f]
 }
 
 // Status returns the last resync's outcome and node checks.
@@ -163,7 +189,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	st.Rules, st.Ports = agentrules.ConfigName(data), len(doc.Ports)
 	var errs []error
 	for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
-		t := a.Tables[f]
+		t := a.Table(f)
 		if t == nil {
 			continue
 		}

@@ -147,7 +147,14 @@ func (d *Delivery) Deliver(ctx context.Context, doc *Document) (Outcome, error) 
 	out.Config = name
 	ref := mounted(svc)
 	if ref != nil && ref.ConfigName == name && id != "" && ref.ConfigID == id {
-		return out, d.collect(ctx, cfgs, name)
+		keep := []string{name}
+		// A rollback of the agent service goes back to the spec before.
+		if svc.PreviousSpec != nil && svc.PreviousSpec.TaskTemplate.ContainerSpec != nil {
+			for _, r := range svc.PreviousSpec.TaskTemplate.ContainerSpec.Configs {
+				keep = append(keep, r.ConfigName)
+			}
+		}
+		return out, d.collect(ctx, cfgs, keep)
 	}
 	if id == "" {
 		cctx, cancel := context.WithTimeout(ctx, Timeout)
@@ -213,10 +220,10 @@ func (d *Delivery) configs(ctx context.Context) (map[string]swarm.Config, error)
 
 // collect removes swarmsec's rules configs other than keep. One still in
 // use by a task that has not gone yet is left for a later pass.
-func (d *Delivery) collect(ctx context.Context, cfgs map[string]swarm.Config, keep string) error {
+func (d *Delivery) collect(ctx context.Context, cfgs map[string]swarm.Config, keep []string) error {
 	var errs []error
 	for name, c := range cfgs {
-		if name == keep || c.Spec.Labels[v1.LabelManaged] != "true" || c.Spec.Labels[v1.LabelPurpose] != PurposeAgentRules {
+		if slices.Contains(keep, name) || c.Spec.Labels[v1.LabelManaged] != "true" || c.Spec.Labels[v1.LabelPurpose] != PurposeAgentRules {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, Timeout)

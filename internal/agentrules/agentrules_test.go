@@ -2,6 +2,8 @@ package agentrules
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -67,15 +69,24 @@ func TestDeliverMountsTheRulesOnceAndCollectsOldOnes(t *testing.T) {
 	if err != nil || !changed.Wrote || changed.Config == out.Config {
 		t.Fatalf("changed rules: %+v, %v", changed, err)
 	}
-	if _, err := d.Deliver(ctx, doc("198.51.100.0/24")); err != nil {
+	third, err := d.Deliver(ctx, doc("203.0.113.0/24"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := d.Deliver(ctx, doc("203.0.113.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	// The one mounted, and the one before it (a rollback goes back to
+	// it), stay; older ones go.
 	cfgs, err := d.configs(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := cfgs[out.Config]; ok || len(cfgs) != 1 {
-		t.Fatalf("old rules config not collected: %v", cfgs)
+	_, first := cfgs[out.Config]
+	_, previous := cfgs[changed.Config]
+	_, current := cfgs[third.Config]
+	if first || !previous || !current || len(cfgs) != 2 {
+		t.Fatalf("rules configs %v: want %s and %s only", slices.Collect(maps.Keys(cfgs)), changed.Config, third.Config)
 	}
 }
 

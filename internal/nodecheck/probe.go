@@ -32,9 +32,15 @@ type Prober struct {
 	// Docker is the node's engine; nil leaves its checks unknown.
 	Docker Docker
 	// IPTables is the IPv4 table holding DOCKER-USER; nil when none does
-	// (IPTablesErr says why).
+	// (IPTablesErr says why). Tables, when set, gives them anew for each
+	// report.
 	IPTables    firewall.Table
 	IPTablesErr error
+	Tables      func() (firewall.Table, error)
+	// u32 caches the u32 probe: it rewrites the filter table, which a
+	// legacy backend does whole, so it runs every probeEvery only.
+	u32At  time.Time
+	u32Res Check
 	// Exec runs a command (the node's ip, for the ESP probe).
 	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
 	// ProcNet is /proc/net (of the node's network namespace).
@@ -47,6 +53,9 @@ const probeChain = firewall.Chain + "-PROBE"
 // Report runs every check.
 func (p *Prober) Report(ctx context.Context) Report {
 	r := Report{Node: p.Hostname, Time: time.Now().UTC()}
+	if p.Tables != nil {
+		p.IPTables, p.IPTablesErr = p.Tables()
+	}
 	var info *system.Info
 	if p.Docker != nil {
 		if i, err := p.Docker.Info(ctx); err == nil {
@@ -102,6 +111,20 @@ func (p *Prober) u32() Check {
 		c.Result, c.Message = Unknown, "no iptables to ask"
 		return c
 	}
+	if !p.u32At.IsZero() && time.Since(p.u32At) < probeEvery {
+		return p.u32Res
+	}
+	p.u32At = time.Now()
+	c = p.probeU32()
+	p.u32Res = c
+	return c
+}
+
+// probeEvery is how often the probes that write to the filter table run.
+const probeEvery = 15 * time.Minute
+
+func (p *Prober) probeU32() Check {
+	c := Check{ID: CheckU32}
 	defer func() { _ = p.IPTables.ClearAndDeleteChain("filter", probeChain) }()
 	if err := p.IPTables.ClearChain("filter", probeChain); err != nil {
 		c.Result, c.Message = Unknown, "cannot make a probe chain: "+err.Error()
