@@ -12,9 +12,10 @@ package nodecheck
 
 import (
 	"bufio"
-	"cmp"
+	"errors"
 	"encoding/json"
 	"io"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -112,33 +113,63 @@ func (r *Report) Equal(o *Report) bool {
 	return r.Node == o.Node && r.NodeID == o.NodeID && slices.Equal(r.Checks, o.Checks)
 }
 
-// Latest reads agent log lines (JSON, as the agent service logs them;
-// anything before the first '{' of a line is skipped) and returns the
-// latest report of each node, by node ID (hostname when the ID is
-// unknown).
+// Latest reads agent log lines, as a manager's service logs give them
+// with timestamps and details, and returns the latest report of each node,
+// by node ID. A line speaks only for the node Swarm says logged it and at
+// the time Swarm logged it (the com.docker.swarm.node.id detail and the
+// timestamp: swarmkit takes a node's logs only for its own tasks), so an
+// agent on one node cannot speak for another, nor date its word ahead.
 func Latest(r io.Reader) (map[string]Report, error) {
 	out := map[string]Report{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	now := time.Now()
 	for sc.Scan() {
 		line := sc.Text()
-		i := strings.IndexByte(line, '{')
-		if i < 0 || !strings.Contains(line, Message) {
+		if !strings.Contains(line, Message) {
+			continue
+		}
+		at, nodeID, rest := prefixes(line)
+		i := strings.IndexByte(rest, '{')
+		if i < 0 || nodeID == "" || at.IsZero() || at.After(now.Add(time.Minute)) {
 			continue
 		}
 		var l struct {
 			Msg    string  `json:"msg"`
 			Report *Report `json:"report"`
 		}
-		if json.Unmarshal([]byte(line[i:]), &l) != nil || l.Msg != Message || l.Report == nil || l.Report.Node == "" {
+		if json.Unmarshal([]byte(rest[i:]), &l) != nil || l.Msg != Message || l.Report == nil || l.Report.Node == "" {
 			continue
 		}
-		key := cmp.Or(l.Report.NodeID, l.Report.Node)
-		if prev, ok := out[key]; !ok || !l.Report.Time.Before(prev.Time) {
-			out[key] = *l.Report
+		l.Report.NodeID, l.Report.Time = nodeID, at
+		if prev, ok := out[nodeID]; !ok || !at.Before(prev.Time) {
+			out[nodeID] = *l.Report
 		}
 	}
-	return out, sc.Err()
+	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
+		return out, err
+	}
+	return out, nil
+}
+
+// prefixes splits the engine's "TIMESTAMP DETAILS " off a log line.
+func prefixes(line string) (at time.Time, nodeID, rest string) {
+	ts, rest, _ := strings.Cut(line, " ")
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return time.Time{}, "", line
+	}
+	details, msg, _ := strings.Cut(rest, " ")
+	for _, kv := range strings.Split(details, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "com.docker.swarm.node.id" {
+			nodeID, _ = url.QueryUnescape(v)
+		}
+	}
+	if nodeID == "" {
+		return at, "", rest
+	}
+	return at, nodeID, msg
 }
 
 // Encryption is what the reports say of each node's encryption, by node

@@ -168,19 +168,30 @@ func TestReaderTakesEachNodesLatestReport(t *testing.T) {
 	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "swarmsec"}
 	f.AddService(spec)
 	now := time.Now().UTC()
-	old := Report{Node: "w1", NodeID: "id1", Time: now.Add(-time.Minute), Checks: []Check{{ID: CheckESP, Result: OK}}}
-	cur := Report{Node: "w1", NodeID: "id1", Time: now, Checks: []Check{{ID: CheckESP, Result: Failed, Message: "no ESP", Fix: "modprobe esp4"}}}
-	other := Report{Node: "w2", NodeID: "id2", Time: now, Checks: []Check{{ID: CheckESP, Result: OK}}}
-	stale := Report{Node: "gone", NodeID: "id3", Time: now.Add(-2 * MaxAge), Checks: []Check{{ID: CheckESP, Result: Failed}}}
-	for _, l := range []string{logLine(t, cur), "not json", `{"msg":"connection attempts"}`, logLine(t, old), logLine(t, other), logLine(t, stale)} {
-		f.AddServiceLog("swarmsec_agent", l)
+	esp := func(node, result string) Report {
+		return Report{Node: node, Time: now, Checks: []Check{{ID: CheckESP, Result: result, Message: "esp " + result, Fix: "modprobe esp4"}}}
 	}
+	add := func(nodeID string, at time.Time, r Report) {
+		f.AddServiceLogFrom("swarmsec_agent", nodeID, at, logLine(t, r))
+	}
+	add("id1", now.Add(-time.Minute), esp("w1", OK))
+	add("id1", now, esp("w1", Failed))
+	add("id2", now, esp("w2", OK))
+	add("id3", now.Add(-2*MaxAge), esp("gone", Failed))
+	// A line from w2's task claiming to be w1's, dated ahead, speaks for
+	// w2 and at the time Swarm logged it.
+	forged := esp("w1", OK)
+	forged.NodeID, forged.Time = "id1", now.Add(time.Hour)
+	add("id2", now.Add(-30*time.Second), forged)
+	f.AddServiceLogFrom("swarmsec_agent", "id2", now, "not json "+Message)
+	f.AddServiceLogFrom("swarmsec_agent", "id2", now, `{"msg":"connection attempts"}`)
+
 	r := &Reader{Docker: f, Service: "swarmsec_agent"}
 	reports, err := r.Reports(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reports) != 2 || reports["id1"].Checks[0].Result != Failed || reports["id2"].Node != "w2" {
+	if len(reports) != 2 || reports["id1"].Checks[0].Result != Failed || reports["id2"].Node != "w2" || reports["id2"].Checks[0].Result != OK {
 		t.Fatalf("reports %+v", reports)
 	}
 	enc := Encryption(reports)

@@ -57,6 +57,12 @@ func (r *Reader) Reports(ctx context.Context) (map[string]Report, error) {
 	case strings.Contains(err.Error(), "not found"):
 		r.reports, r.err = nil, nil
 	default:
+		// The last reports stay while they are fresh enough.
+		for k, rep := range r.reports {
+			if time.Since(rep.Time) > MaxAge {
+				delete(r.reports, k)
+			}
+		}
 		r.err = fmt.Errorf("node checks from service %s: %w", r.Service, err)
 	}
 	return r.reports, r.err
@@ -78,6 +84,7 @@ func (r *Reader) readLocked(ctx context.Context) (map[string]Report, error) {
 	defer cancel()
 	rc, err := r.Docker.ServiceLogs(ctx, r.Service, container.LogsOptions{
 		ShowStdout: true, ShowStderr: true, Since: time.Now().Add(-MaxAge).UTC().Format(time.RFC3339),
+		Timestamps: true, Details: true,
 	})
 	if err != nil {
 		return nil, err

@@ -54,9 +54,9 @@ type Swarm struct {
 	networks    map[string]*fakeNetwork
 	containers  map[string]*fakeContainer
 	configs     map[string]*swarm.Config
-	logs        map[string][]string // by service ID (AddServiceLog)
-	nextSubnet  int                 // overlay subnets 10.0.N.0/24
-	nextBridge  int                 // local bridge subnets 172.N.0.0/16
+	logs        map[string][]logLine // by service ID (AddServiceLog)
+	nextSubnet  int                  // overlay subnets 10.0.N.0/24
+	nextBridge  int                  // local bridge subnets 172.N.0.0/16
 	nextVXLAN   int
 	nextPort    uint32 // ingress ports assigned when none is published
 	holdUpdates bool
