@@ -12,8 +12,8 @@ package nodecheck
 
 import (
 	"bufio"
-	"errors"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/url"
 	"slices"
