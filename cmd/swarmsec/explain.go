@@ -36,15 +36,11 @@ service are published, in which mode, and by which policies.`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: serviceNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, done, err := setup(cmd, g, mf, lf)
+			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
 				return err
 			}
 			defer done()
-			p, err := r.Plan(cmd.Context())
-			if err != nil {
-				return err
-			}
 			var out error
 			r.Store.View(func(tx state.ReadTx) { out = explain(cmd.OutOrStdout(), tx, p, args[0], args[1]) })
 			return out
@@ -247,15 +243,11 @@ one column per stack (swarmsec graph -o svg > policies.svg).`,
 			if output != "dot" && output != "mermaid" && output != "svg" {
 				return fmt.Errorf("-o %q: must be dot, mermaid or svg", output)
 			}
-			r, done, err := setup(cmd, g, mf, lf)
+			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
 				return err
 			}
 			defer done()
-			p, err := r.Plan(cmd.Context())
-			if err != nil {
-				return err
-			}
 			var gr *graph.Graph
 			r.Store.View(func(tx state.ReadTx) {
 				services, _ := state.FindServices(tx, state.All())

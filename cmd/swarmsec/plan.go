@@ -43,15 +43,11 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 			case !asGraph && output != "table" && output != "json":
 				return fmt.Errorf("-o %q: must be table or json", output)
 			}
-			r, done, err := setup(cmd, g, mf, lf)
+			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
 				return err
 			}
 			defer done()
-			p, err := r.Plan(cmd.Context())
-			if err != nil {
-				return err
-			}
 			switch {
 			case asGraph:
 				err = printPlanGraph(cmd.OutOrStdout(), r, p, output == "svg")

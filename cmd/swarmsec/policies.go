@@ -71,6 +71,21 @@ func (l *limitFlags) add(cmd *cobra.Command, force bool) {
 	}
 }
 
+// setupPlan is setup, then a plan of the Swarm as it is: what plan,
+// explain and graph start from. Call done when finished.
+func setupPlan(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags) (*reconcile.Reconciler, *plan.Plan, func(), error) {
+	r, done, err := setup(cmd, g, mf, lf)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := r.Plan(cmd.Context())
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return r, p, done, nil
+}
+
 // delivery is how the node agent gets its rules, nil when not asked.
 func (l *limitFlags) delivery(api dockerapi.API) *agentrules.Delivery {
 	if l.agentService == "" {
