@@ -128,7 +128,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		<-ctx.Done()
 		c.queue.ShutDown()
 	}()
-	c.Trigger("start")
+	// The first pass is asked for by watchEvents once it has subscribed, so
+	// nothing that changes between that pass's reads and the subscription
+	// is missed.
 	for c.processNext(ctx) {
 	}
 	wg.Wait()
@@ -194,11 +196,16 @@ func (c *Controller) processNext(ctx context.Context) bool {
 // for a pass, since events may have been missed meanwhile.
 func (c *Controller) watchEvents(ctx context.Context) {
 	backoff := reconnectBackoff()
+	why := "start"
 	for ctx.Err() == nil {
 		f := filters.NewArgs(filters.Arg("type", string(events.ServiceEventType)), filters.Arg("type", string(events.NetworkEventType)))
 		streamCtx, cancel := context.WithCancel(ctx)
+		// Events returns once subscribed (or failed): a pass asked for now
+		// reads everything the stream did not, or could not, report.
 		msgs, errs := c.Reconciler.Docker.Events(streamCtx, events.ListOptions{Filters: f})
 		connected := time.Now()
+		c.Trigger(why)
+		why = "events stream reconnected"
 	stream:
 		for {
 			select {
@@ -226,7 +233,6 @@ func (c *Controller) watchEvents(ctx context.Context) {
 			return
 		case <-time.After(backoff.Step()):
 		}
-		c.Trigger("events stream reconnected")
 	}
 }
 
