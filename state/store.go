@@ -101,7 +101,10 @@ func ByFile(file string) By { return byFile(file) }
 // ByService selects the tasks of a service.
 func ByService(id string) By { return byService(id) }
 
-func (tx ReadTx) find(table string, by By) ([]any, error) {
+// find returns the objects of table that by selects, typed: collecting
+// them as []any and converting would allocate the result twice, which
+// shows at 10,000 services.
+func find[T any](tx ReadTx, table string, by By) ([]T, error) {
 	var (
 		it  memdb.ResultIterator
 		err error
@@ -131,9 +134,9 @@ func (tx ReadTx) find(table string, by By) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: find in %s by %T: %w", table, by, err)
 	}
-	var out []any
+	var out []T
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj)
+		out = append(out, obj.(T))
 	}
 	return out, nil
 }
@@ -172,12 +175,4 @@ func (tx Tx) replace(table string, objs []any, id func(any) string) error {
 		}
 	}
 	return nil
-}
-
-func cast[T any](objs []any) []T {
-	out := make([]T, len(objs))
-	for i, o := range objs {
-		out[i] = o.(T)
-	}
-	return out
 }

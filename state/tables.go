@@ -14,8 +14,7 @@ func FindPolicies(tx ReadTx, by By) ([]*Policy, error) {
 	if n, ok := by.(byName); ok {
 		return single(GetPolicy(tx, string(n))), nil
 	}
-	objs, err := tx.find(tablePolicies, by)
-	return cast[*Policy](objs), err
+	return find[*Policy](tx, tablePolicies, by)
 }
 
 // ReplacePolicies makes the desired policies exactly ps.
@@ -38,8 +37,7 @@ func GetServiceByName(tx ReadTx, name string) *Service {
 // FindServices returns the services selected by by (All, ByName, ByLabel,
 // ByNetwork).
 func FindServices(tx ReadTx, by By) ([]*Service, error) {
-	objs, err := tx.find(tableServices, by)
-	return cast[*Service](objs), err
+	return find[*Service](tx, tableServices, by)
 }
 
 // ReplaceServices makes the observed services exactly ss.
@@ -61,8 +59,7 @@ func GetNetwork(tx ReadTx, id string) *Network {
 // FindNetworks returns the networks selected by by (All, ByName, ByLabel,
 // ByManaged, ByOwner).
 func FindNetworks(tx ReadTx, by By) ([]*Network, error) {
-	objs, err := tx.find(tableNetworks, by)
-	return cast[*Network](objs), err
+	return find[*Network](tx, tableNetworks, by)
 }
 
 // ReplaceNetworks makes the observed networks exactly ns.
@@ -86,8 +83,7 @@ func DeleteNetwork(tx Tx, id string) error {
 
 // FindNodes returns the nodes selected by by (All, ByName for a hostname).
 func FindNodes(tx ReadTx, by By) ([]*Node, error) {
-	objs, err := tx.find(tableNodes, by)
-	return cast[*Node](objs), err
+	return find[*Node](tx, tableNodes, by)
 }
 
 // ReplaceNodes makes the observed nodes exactly ns.
@@ -97,8 +93,7 @@ func ReplaceNodes(tx Tx, ns []*Node) error {
 
 // FindTasks returns the tasks selected by by (All, ByService).
 func FindTasks(tx ReadTx, by By) ([]*Task, error) {
-	objs, err := tx.find(tableTasks, by)
-	return cast[*Task](objs), err
+	return find[*Task](tx, tableTasks, by)
 }
 
 // ReplaceTasks makes the observed tasks exactly ts.
@@ -108,8 +103,7 @@ func ReplaceTasks(tx Tx, ts []*Task) error {
 
 // FindRecords returns the records selected by by (All, ByName).
 func FindRecords(tx ReadTx, by By) ([]*Record, error) {
-	objs, err := tx.find(tableRecords, by)
-	return cast[*Record](objs), err
+	return find[*Record](tx, tableRecords, by)
 }
 
 // ReplaceRecords makes the observed records exactly rs.
