@@ -113,7 +113,7 @@ func printPlanTable(w io.Writer, p *plan.Plan) {
 			if policies == "" {
 				policies = "-"
 			}
-			for i, r := range a.Reasons {
+			for i, r := range a.Why() {
 				if i == 0 {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", word, a.Name, policies, r)
 				} else {

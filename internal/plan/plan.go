@@ -6,6 +6,7 @@ package plan
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -47,7 +48,8 @@ type Action struct {
 	ID string `json:"id,omitempty"`
 	// Policies are the policies behind the action.
 	Policies []string `json:"policies,omitempty"`
-	// Reasons explain the action, one change each.
+	// Reasons explain the action, one change each. A service update's are
+	// rendered from its change when asked for: read them with Why.
 	Reasons []string `json:"reasons"`
 	// Audit marks actions that only audit-mode policies ask for: reported,
 	// never written.
@@ -138,6 +140,10 @@ type ServiceChange struct {
 	// Isolates is set when the update begins the service's isolation: the
 	// safety limits count these.
 	Isolates bool `json:"isolates,omitempty"`
+	// whyLabel and whyDetach are what Why renders reasons from (see
+	// labelWhy); here, they fill Isolates' padding.
+	whyLabel  labelWhy
+	whyDetach uint32
 	// CreateRecord is the data of the record of what the service had, to
 	// write before the update; RemoveRecord the ID of one to remove after
 	// it.
@@ -150,6 +156,99 @@ type ServiceChange struct {
 	// that meets a newer version of the service may write Target onto it
 	// only while they are unchanged.
 	Owned Owned `json:"-"`
+}
+
+// What a service update's reasons say beyond the change itself. A first
+// converge of 10,000 services plans 10,000 updates whose sentences only
+// plan and the logs print, so Why renders them when asked for, from two
+// fields of the change packed beside Isolates: whyLabel, what happens to
+// the record label (zero: not planned by Diff), and whyDetach, why each of
+// the first 16 of Detach goes, 2 bits each.
+type labelWhy uint8
+
+const (
+	labelUnplanned labelWhy = iota
+	labelKept
+	labelRecord  // the label comes to name the service's record
+	labelRestore // the label goes: isolation ended
+)
+
+type detachWhy uint32
+
+const (
+	detachPlain     detachWhy = iota // an untrusted network, the service not isolated
+	detachUntrusted                  // an untrusted network, the service isolated
+	detachUnneeded                   // a managed network no policy puts it on
+)
+
+// detachKinds is how many of Detach whyDetach says why for.
+const detachKinds = 16
+
+func (ch *ServiceChange) setDetachWhy(i int, k detachWhy) {
+	if i < detachKinds {
+		ch.whyDetach |= uint32(k) << (2 * i)
+	}
+}
+
+func (ch *ServiceChange) detachReason(i int) detachWhy {
+	if i >= detachKinds {
+		return detachPlain
+	}
+	return detachWhy(ch.whyDetach>>(2*i)) & 3
+}
+
+// Why returns the action's reasons, one change each.
+func (a Action) Why() []string {
+	if a.Reasons != nil || a.Kind != ActionUpdateService || a.Service == nil || a.Service.whyLabel == labelUnplanned {
+		return a.Reasons
+	}
+	ch := a.Service
+	var out []string
+	if ch.Isolates {
+		out = append(out, "isolate: selected by "+strings.Join(a.Policies, ", "))
+	}
+	for _, n := range ch.Attach {
+		if slices.Contains(ch.Detach, n) {
+			out = append(out, fmt.Sprintf("reattach %s with its aliases", n))
+			continue
+		}
+		out = append(out, "attach "+n)
+	}
+	for i, n := range ch.Detach {
+		if slices.Contains(ch.Attach, n) {
+			continue
+		}
+		switch ch.detachReason(i) {
+		case detachUntrusted:
+			out = append(out, fmt.Sprintf("detach %s: isolated services use managed networks only", n))
+		case detachUnneeded:
+			out = append(out, fmt.Sprintf("detach %s: no policy connects it there", n))
+		default:
+			out = append(out, "detach "+n)
+		}
+	}
+	out = append(out, ch.Ports...)
+	switch ch.whyLabel {
+	case labelRecord:
+		out = append(out, fmt.Sprintf("label %s=%s names its record", v1.LabelOriginal, ch.Target.Original))
+	case labelRestore:
+		out = append(out, "isolation ended: restore its original networks and ports")
+	}
+	if len(out) == 0 {
+		out = []string{"update " + v1.LabelOriginal}
+	}
+	if ch.CreateRecord != nil {
+		out = append(out, "record its networks and ports in config "+compile.RecordName(a.ID)+" to restore them when isolation ends")
+	}
+	return out
+}
+
+// MarshalJSON writes the action with its reasons rendered.
+func (a Action) MarshalJSON() ([]byte, error) {
+	type plain Action
+	p := plain(a)
+	p.Reasons = a.Why()
+	return json.Marshal(p)
 }
 
 // Plan is the set of actions that makes the cluster match the policies.
@@ -329,9 +428,6 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 		switch {
 		case changed:
 			a.Service.CreateRecord, a.Service.RemoveRecord = recs[i].create, recs[i].remove
-			if recs[i].create != nil {
-				a.Reasons = append(a.Reasons, "record its networks and ports in config "+compile.RecordName(s.ID)+" to restore them when isolation ends")
-			}
 			plan.Actions = append(plan.Actions, a)
 		case recs[i].create != nil:
 			plan.Actions = append(plan.Actions, Action{Kind: ActionCreateRecord, Name: compile.RecordName(s.ID), ID: s.ID,
@@ -677,53 +773,30 @@ func serviceAction(s *state.Service, ds *compile.DesiredService, t Target, nets 
 	if len(attach) == 0 && len(detach) == 0 && len(ports) == 0 && origNow == t.Original {
 		return Action{}, false
 	}
-	ch := &ServiceChange{Version: s.Version, Target: t, Owned: OwnedOf(s.Spec), Attach: attach, Detach: detach}
-	var reasons []string
+	ch := &ServiceChange{Version: s.Version, Target: t, Owned: OwnedOf(s.Spec), Attach: attach, Detach: detach, Ports: ports}
 	slices.Sort(ch.Attach)
 	slices.Sort(ch.Detach)
 	isolated := ds != nil && ds.Isolated
-	for _, n := range ch.Attach {
-		if slices.Contains(ch.Detach, n) {
-			reasons = append(reasons, fmt.Sprintf("reattach %s with its aliases", n))
-			continue
-		}
-		reasons = append(reasons, "attach "+n)
-	}
-	for _, n := range ch.Detach {
-		if slices.Contains(ch.Attach, n) {
-			continue
-		}
-		switch nw := nets.ByName[n]; {
-		case isolated && !compile.Trusted(nw):
-			reasons = append(reasons, fmt.Sprintf("detach %s: isolated services use managed networks only", n))
-		case compile.Trusted(nw):
-			reasons = append(reasons, fmt.Sprintf("detach %s: no policy connects it there", n))
-		default:
-			reasons = append(reasons, "detach "+n)
-		}
-	}
-	ch.Ports = ports
-	reasons = append(reasons, ch.Ports...)
-
 	switch {
 	case origNow != t.Original && t.Original != "":
-		reasons = append(reasons, fmt.Sprintf("label %s=%s names its record", v1.LabelOriginal, t.Original))
+		ch.whyLabel = labelRecord
 	case origNow != "" && t.Original == "":
-		reasons = append(reasons, "isolation ended: restore its original networks and ports")
+		ch.whyLabel = labelRestore
+	default:
+		ch.whyLabel = labelKept
 	}
-	if len(reasons) == 0 && origNow == t.Original {
-		return Action{}, false
-	}
-	a := Action{Kind: ActionUpdateService, Name: s.Name, ID: s.ID, Reasons: reasons, Service: ch}
-	if ds != nil {
-		a.Policies = ds.Policies
-		if isolated && origNow == "" {
-			ch.Isolates = true
-			a.Reasons = append([]string{"isolate: selected by " + strings.Join(ds.Policies, ", ")}, a.Reasons...)
+	for i, n := range ch.Detach {
+		switch nw := nets.ByName[n]; {
+		case isolated && !compile.Trusted(nw):
+			ch.setDetachWhy(i, detachUntrusted)
+		case compile.Trusted(nw):
+			ch.setDetachWhy(i, detachUnneeded)
 		}
 	}
-	if len(a.Reasons) == 0 {
-		a.Reasons = []string{"update " + v1.LabelOriginal}
+	a := Action{Kind: ActionUpdateService, Name: s.Name, ID: s.ID, Service: ch}
+	if ds != nil {
+		a.Policies = ds.Policies
+		ch.Isolates = isolated && origNow == ""
 	}
 	return a, true
 }

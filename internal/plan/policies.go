@@ -89,5 +89,5 @@ func addAuditActions(tx state.ReadTx, plan *Plan, include func(*state.Policy) bo
 }
 
 func signature(a Action) string {
-	return string(a.Kind) + "\x00" + a.Name + "\x00" + strings.Join(a.Reasons, "\x00")
+	return string(a.Kind) + "\x00" + a.Name + "\x00" + strings.Join(a.Why(), "\x00")
 }

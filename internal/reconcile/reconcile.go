@@ -165,7 +165,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	for _, a := range p.Actions {
 		if a.Audit {
 			r.logger().Info("audit: would change", "action", a.Kind, "object", a.Name,
-				"policy", strings.Join(a.Policies, ","), "reason", strings.Join(a.Reasons, "; "))
+				"policy", strings.Join(a.Policies, ","), "reason", strings.Join(a.Why(), "; "))
 		}
 	}
 	if r.Mode == ModeAudit {
@@ -375,7 +375,7 @@ func (r *Reconciler) record(ar plan.ActionResult) {
 	}
 	attrs := []any{
 		"action", ar.Action.Kind, "object", ar.Action.Name, "policy", strings.Join(ar.Action.Policies, ","),
-		"reason", strings.Join(ar.Action.Reasons, "; "), "result", ar.Outcome, "duration", ar.Duration.Round(time.Millisecond),
+		"reason", strings.Join(ar.Action.Why(), "; "), "result", ar.Outcome, "duration", ar.Duration.Round(time.Millisecond),
 	}
 	if ar.Detail != "" {
 		attrs = append(attrs, "detail", ar.Detail)

@@ -233,7 +233,7 @@ func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
 		if !slices.Contains(a.Policies, e.policy.Name) {
 			continue
 		}
-		pa := v1.PendingAction{Kind: string(a.Kind), Name: a.Name, Reasons: a.Reasons}
+		pa := v1.PendingAction{Kind: string(a.Kind), Name: a.Name, Reasons: a.Why()}
 		if a.Audit {
 			pa.State = v1.PendingAudit
 			would = append(would, pa)
