@@ -38,7 +38,9 @@ func (o *Original) Encode() []byte {
 }
 
 // RecordName is the name of the config that records a service's original.
-func RecordName(serviceID string) string { return "swarmsec-original-" + serviceID }
+func RecordName(serviceID string) string { return recordPrefix + serviceID }
+
+const recordPrefix = "swarmsec-original-"
 
 // RecordLabels are the labels of a record config.
 func RecordLabels() map[string]string {
@@ -89,9 +91,19 @@ func LoadRecords(tx state.ReadTx) (Records, error) {
 	return out, nil
 }
 
+// of returns the record configs named for a service. The name is built
+// on the stack: a plan looks up every isolated service's.
+func (rs Records) of(serviceID string) []*state.Record {
+	if len(rs) == 0 {
+		return nil
+	}
+	var buf [96]byte
+	return rs[string(append(append(buf[:0], recordPrefix...), serviceID...))]
+}
+
 // ID is the ID of a service's record config, "" when it has none.
 func (rs Records) ID(s *state.Service) string {
-	if r := rs[RecordName(s.ID)]; len(r) > 0 {
+	if r := rs.of(s.ID); len(r) > 0 {
 		return r[0].ID
 	}
 	return ""
@@ -110,7 +122,7 @@ func OriginalOf(tx state.ReadTx, s *state.Service) (o *Original, from string, pr
 // is none); problem what is wrong, if anything.
 func (rs Records) Of(s *state.Service) (o *Original, from string, problem *Problem) {
 	label, labelled := s.Labels[v1.LabelOriginal]
-	for _, rec := range rs[RecordName(s.ID)] {
+	for _, rec := range rs.of(s.ID) {
 		if rec.Labels[v1.LabelManaged] != "true" || rec.Labels[v1.LabelPurpose] != v1.PurposeOriginal {
 			continue
 		}

@@ -619,14 +619,19 @@ func restorable(o *compile.Original, nets *Networks) (base []Attachment, skipped
 
 // orphanRecords removes the records of services that are gone.
 func orphanRecords(records compile.Records, services []*state.Service) []Action {
+	if len(records) == 0 {
+		return nil
+	}
 	alive := make(map[string]bool, len(services))
 	for _, s := range services {
-		alive[compile.RecordName(s.ID)] = true
+		alive[s.ID] = true
 	}
+	prefix := compile.RecordName("")
 	var out []Action
 	for _, name := range slices.Sorted(maps.Keys(records)) {
 		r := records[name][0]
-		if alive[r.Name] || r.Labels[v1.LabelManaged] != "true" || !strings.HasPrefix(r.Name, compile.RecordName("")) {
+		id, ours := strings.CutPrefix(r.Name, prefix)
+		if !ours || alive[id] || r.Labels[v1.LabelManaged] != "true" {
 			continue
 		}
 		out = append(out, Action{Kind: ActionRemoveRecord, Name: r.Name, ID: r.ID, Reasons: []string{"its service is gone"}})
@@ -657,6 +662,10 @@ func dropSharedAliases(services []*state.Service, targets []Target, desired *com
 	for i := range services {
 		for j, a := range targets[i].Networks {
 			if _, managed := desired.Networks[a.Network]; !managed {
+				continue
+			}
+			// Most aliases name one service: copy only where one goes.
+			if !slices.ContainsFunc(a.Aliases, func(al string) bool { return named[a.Network][al] > 1 }) {
 				continue
 			}
 			kept := a.Aliases[:0:0]
