@@ -128,7 +128,7 @@ type Desired struct {
 	// The allowed relation, by service ID (see Allowed).
 	index    map[string]int
 	isolated []bool
-	edges    map[uint64]uint8
+	edges    pairs
 }
 
 // Edges are the pairs of services a policy lets talk, by service ID, each
@@ -138,9 +138,9 @@ func (d *Desired) Edges() [][2]string {
 	for id, i := range d.index {
 		ids[i] = id
 	}
-	out := make([][2]string, 0, len(d.edges))
-	for k := range d.edges {
-		a, b := ids[int(k>>32)], ids[int(k&0xffffffff)]
+	out := make([][2]string, 0, d.edges.len())
+	for pair := range d.edges.all() {
+		a, b := ids[pair[0]], ids[pair[1]]
 		if a > b {
 			a, b = b, a
 		}
@@ -166,8 +166,7 @@ func (d *Desired) Allowed(a, b string) bool {
 	if !iok || !jok {
 		return false
 	}
-	_, ok := d.edges[pairKey(i, j)]
-	return ok
+	return d.edges.has(i, j)
 }
 
 // compiler holds the working set of one compile.
@@ -182,9 +181,8 @@ type compiler struct {
 	// policy selection per service, by position
 	selectedBy [][]string
 	// edges are the pairs a policy lets talk, each with the directions a
-	// rule allowed (see declare): one map, since both have the same keys
-	// and at 10,000 services a second one shows.
-	edges map[uint64]uint8
+	// rule allowed.
+	edges pairs
 	// groups are the policy networks by member set, before they are named.
 	groups map[string]*group
 	// networks are the observed networks by name; records the records.
@@ -232,10 +230,10 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		return nil, err
 	}
 	c := &compiler{
-		tx:    tx,
-		index: make(map[string]int, len(all)),
-		edges: map[uint64]uint8{},
-		out:   &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}},
+		tx:       tx,
+		index:    make(map[string]int, len(all)),
+		services: make([]*state.Service, 0, len(all)),
+		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}},
 	}
 	for _, s := range all {
 		if s.Ignored() {
@@ -250,7 +248,7 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 	}
 	// Index only the label pairs some selector names: a service's own
 	// name label alone would make one posting per service.
-	c.postings = map[[2]string][]int{}
+	c.postings = make(map[[2]string][]int, len(policies))
 	for _, p := range policies {
 		if p.Network != nil && (include == nil || include(p)) {
 			for _, sel := range selectorsOf(&p.Network.Spec) {
@@ -275,7 +273,9 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		selected []int
 		peers    []int
 	}
-	var ps []compiled
+	ps := make([]compiled, 0, len(policies))
+	// The pairs are built once every policy is matched (see pairs).
+	var decls []declaration
 	for _, p := range policies {
 		if p.Network == nil || (include != nil && !include(p)) {
 			continue
@@ -293,7 +293,7 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 			for _, peer := range r.From {
 				if peer.ServiceSelector != nil {
 					m := c.match(peer.ServiceSelector)
-					c.declare(sel, m, dirIngress)
+					decls = append(decls, declaration{sel, m, dirIngress})
 					peers = append(peers, m...)
 				}
 			}
@@ -302,7 +302,7 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 			for _, peer := range r.To {
 				if peer.ServiceSelector != nil {
 					m := c.match(peer.ServiceSelector)
-					c.declare(sel, m, dirEgress)
+					decls = append(decls, declaration{sel, m, dirEgress})
 					peers = append(peers, m...)
 				}
 			}
@@ -315,6 +315,7 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		}
 		ps = append(ps, compiled{p, sel, peers})
 	}
+	c.edges = newPairs(len(c.services), decls)
 
 	c.groups = map[string]*group{}
 	if c.records, err = LoadRecords(tx); err != nil {
@@ -412,47 +413,28 @@ const (
 	dirEgress                    // a rule of the selected side allows reaching the peer
 )
 
-// declare records which side opened the connection in the rule, so plan can
-// say where the symmetric overlay allows more than the rule asked.
-func (c *compiler) declare(selected, peers []int, dir uint8) {
-	for _, a := range selected {
-		for _, b := range peers {
-			if a == b {
-				continue
-			}
-			// Normalise to "lo may connect to hi" / "hi may connect to lo".
-			var bit uint8
-			fromLo := (dir == dirEgress) == (a < b) // a initiates
-			if fromLo {
-				bit = 1
-			} else {
-				bit = 2
-			}
-			c.edges[pairKey(a, b)] |= bit
-		}
-	}
-}
-
 func (c *compiler) explainDirections() {
-	keys := make([]uint64, 0, len(c.edges))
-	for k, bits := range c.edges {
-		if bits != 3 {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
 	// Past a few, one line says it for all: a plan of thousands of
 	// services must not drown in notes.
-	if len(keys) > maxDirectionNotes {
-		c.out.Notes = append(c.out.Notes, fmt.Sprintf(
-			"%d more pairs may connect one way only by their rules; overlay networks cannot tell directions, so each can connect the other way too", len(keys)-maxDirectionNotes))
-		keys = keys[:maxDirectionNotes]
+	var shown [][2]int
+	more := 0
+	for pair, dirs := range c.edges.all() {
+		switch {
+		case dirs == dirLoToHi|dirHiToLo:
+		case len(shown) < maxDirectionNotes:
+			shown = append(shown, pair)
+		default:
+			more++
+		}
 	}
-	for _, k := range keys {
-		bits := c.edges[k]
-		lo, hi := int(k>>32), int(k&0xffffffff)
+	if more > 0 {
+		c.out.Notes = append(c.out.Notes, fmt.Sprintf(
+			"%d more pairs may connect one way only by their rules; overlay networks cannot tell directions, so each can connect the other way too", more))
+	}
+	for _, k := range shown {
+		lo, hi := k[0], k[1]
 		from, to := c.services[lo].Name, c.services[hi].Name
-		if bits == 2 {
+		if c.edges.dirs(lo, hi) == dirHiToLo {
 			from, to = to, from
 		}
 		c.out.Notes = append(c.out.Notes, fmt.Sprintf(
@@ -477,8 +459,7 @@ func (c *compiler) allowed(a, b int) bool {
 	if !c.isolated[a] && !c.isolated[b] {
 		return true
 	}
-	_, ok := c.edges[pairKey(a, b)]
-	return ok
+	return c.edges.has(a, b)
 }
 
 func (c *compiler) clique(members []int) bool {
@@ -674,7 +655,6 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 		ds.Isolated = true
 		ds.Policies = slices.Clone(c.selectedBy[i])
 		slices.Sort(ds.Policies)
-		ds.Publish = map[string]v1.PublishMode{}
 		var admit map[string]*Admission // most services publish nothing
 		for _, name := range ds.Policies {
 			spec := &policies[name].Network.Spec
@@ -690,6 +670,9 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 					admit[key] = &Admission{Log: v1.PortLogNone}
 				}
 				admit[key].add(pp)
+				if ds.Publish == nil {
+					ds.Publish = map[string]v1.PublishMode{}
+				}
 				// Host wins when two policies disagree: it keeps the
 				// service off the shared ingress network.
 				if ds.Publish[key] != v1.PublishModeHost {

@@ -88,8 +88,7 @@ func (c *compiler) keepNetworks(gateway []bool) {
 }
 
 func (c *compiler) edge(a, b int) bool {
-	_, ok := c.edges[pairKey(a, b)]
-	return ok
+	return c.edges.has(a, b)
 }
 
 // mustBeInternal reports whether a service may be only on internal
