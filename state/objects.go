@@ -54,6 +54,10 @@ type Service struct {
 	// the service list was asked for status (StatusKnown).
 	DesiredTasks uint64
 	StatusKnown  bool
+	// ignored is the opt-out label, read once: every pass asks each
+	// service several times, and at 10,000 services the label lookups
+	// showed in the profile.
+	ignored bool
 	// Spec is the whole spec as read, so writes change only what swarmsec
 	// owns and keep every other field.
 	Spec swarm.ServiceSpec
@@ -67,6 +71,7 @@ func NewService(s swarm.Service) *Service {
 		Version: s.Version.Index,
 		Labels:  s.Spec.Labels,
 		Spec:    s.Spec,
+		ignored: s.Spec.Labels[v1.LabelIgnore] == "true",
 	}
 	svc.SelectorLabels = make(map[string]string, len(s.Spec.Labels)+1)
 	maps.Copy(svc.SelectorLabels, s.Spec.Labels)
@@ -90,7 +95,7 @@ func NewService(s swarm.Service) *Service {
 }
 
 // Ignored reports whether the service opted out of swarmsec.
-func (s *Service) Ignored() bool { return s.Labels[v1.LabelIgnore] == "true" }
+func (s *Service) Ignored() bool { return s.ignored }
 
 // CloneSpec returns a deep copy of the service spec, safe to modify.
 func (s *Service) CloneSpec() swarm.ServiceSpec {
