@@ -41,7 +41,10 @@ type Controller struct {
 	// Retry, when set, caps the delay before the next pass when a pass
 	// left work pending (tests use it to go faster).
 	Retry time.Duration
-	Log   *slog.Logger
+	// StartWait bounds how long the first pass waits for the events
+	// stream to be subscribed (default 10s).
+	StartWait time.Duration
+	Log       *slog.Logger
 	// OnPass sees every pass (status, metrics).
 	OnPass func(Pass)
 
@@ -63,6 +66,9 @@ func (c *Controller) init() {
 		c.queue = workqueue.NewTypedRateLimitingQueue(limiter)
 		if c.Resync <= 0 {
 			c.Resync = 30 * time.Second
+		}
+		if c.StartWait <= 0 {
+			c.StartWait = 10 * time.Second
 		}
 	})
 }
@@ -109,8 +115,20 @@ func (c *Controller) SetPolicies(ps []*state.Policy) error {
 func (c *Controller) Run(ctx context.Context) error {
 	c.init()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.watchEvents(ctx) }()
+	wg.Add(3)
+	subscribed := make(chan struct{})
+	go func() { defer wg.Done(); c.watchEvents(ctx, subscribed) }()
+	go func() {
+		// An engine that takes the connection and never answers must not
+		// hold the first pass back: it would find that out itself.
+		defer wg.Done()
+		select {
+		case <-subscribed:
+		case <-ctx.Done():
+		case <-time.After(c.StartWait):
+			c.Trigger("start, the events stream not subscribed yet")
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		t := time.NewTicker(c.Resync)
@@ -194,7 +212,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 // watchEvents turns Docker's service and network events into triggers. When
 // the stream breaks (an engine restart), it reconnects with backoff and asks
 // for a pass, since events may have been missed meanwhile.
-func (c *Controller) watchEvents(ctx context.Context) {
+func (c *Controller) watchEvents(ctx context.Context, subscribed chan<- struct{}) {
 	backoff := reconnectBackoff()
 	why := "start"
 	for ctx.Err() == nil {
@@ -205,6 +223,9 @@ func (c *Controller) watchEvents(ctx context.Context) {
 		msgs, errs := c.Reconciler.Docker.Events(streamCtx, events.ListOptions{Filters: f})
 		connected := time.Now()
 		c.Trigger(why)
+		if why == "start" {
+			close(subscribed)
+		}
 		why = "events stream reconnected"
 	stream:
 		for {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
@@ -158,4 +159,35 @@ func attached(t *testing.T, f *fake.Swarm, ids map[string]string, name string) [
 		}
 	}
 	return on
+}
+
+// hungEvents is an engine that takes the events connection and never
+// answers it.
+type hungEvents struct{ *fake.Swarm }
+
+func (h hungEvents) Events(ctx context.Context, _ events.ListOptions) (<-chan events.Message, <-chan error) {
+	<-ctx.Done()
+	errs := make(chan error, 1)
+	errs <- ctx.Err()
+	return make(chan events.Message), errs
+}
+
+func TestControllerStartsWhenTheEventsStreamHangs(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	r.Docker = hungEvents{f}
+	ctrl := &Controller{Reconciler: r, Resync: time.Hour, StartWait: 100 * time.Millisecond, Log: r.Log}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ctrl.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller: %v", err)
+		}
+	}()
+	eventually(t, "db is isolated without an events stream", func() bool {
+		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
+	})
 }
