@@ -11,7 +11,7 @@ import (
 // the largest allocation of a plan, and a service has few peers.
 type pairs struct {
 	// start[i]:start[i+1] is service i's row in entries.
-	start []int32
+	start []int
 	// entries are peer<<2 | dirs, dirs being dirLoToHi and dirHiToLo of
 	// the pair (lower position first), the same in both rows.
 	entries []int32
@@ -28,58 +28,95 @@ type declaration struct {
 	dir             uint8
 }
 
-// newPairs builds the relation over n services from the rules' declarations.
+// newPairs builds the relation over n services from the rules'
+// declarations. It takes memory for the distinct pairs only: rules that
+// repeat a match (one per port, or look-alike services an attacker made
+// to match many selectors) cost time, not rows.
 func newPairs(n int, decls []declaration) pairs {
-	count := make([]int32, n+1)
-	each := func(yield func(a, b int, dirs uint8)) {
-		for _, d := range decls {
-			for _, a := range d.selected {
-				for _, b := range d.peers {
-					if a == b {
-						continue
-					}
-					// Normalise to the pair's order: a initiates on an
-					// egress rule, b on an ingress one.
-					fromLo := (d.dir == dirEgress) == (a < b)
-					dirs := dirHiToLo
-					if fromLo {
-						dirs = dirLoToHi
-					}
-					yield(a, b, dirs)
-				}
+	// Which declarations each service is on the selected or peer side of.
+	bySel, byPeer := invert(n, decls, func(d declaration) []int { return d.selected }),
+		invert(n, decls, func(d declaration) []int { return d.peers })
+	// Sized for every declared pair, up to a bound: repeats make the sum
+	// larger than the rows, and past the bound append grows them.
+	declared := 0
+	for _, d := range decls {
+		declared += 2 * len(d.selected) * len(d.peers)
+	}
+	p := pairs{start: make([]int, n+1), entries: make([]int32, 0, min(declared, 1<<20))}
+	seen := make([]int32, n) // a+1 when b is in a's row being built
+	dirs := make([]uint8, n)
+	var row []int32
+	for a := range n {
+		row = row[:0]
+		add := func(b int, d uint8) {
+			if b == a {
+				return
+			}
+			if seen[b] != int32(a+1) {
+				seen[b], dirs[b] = int32(a+1), 0
+				row = append(row, int32(b))
+			}
+			dirs[b] |= d
+		}
+		for _, k := range bySel.row(a) {
+			for _, b := range decls[k].peers {
+				add(b, direction(a, b, decls[k].dir))
 			}
 		}
-	}
-	each(func(a, b int, _ uint8) { count[a+1]++; count[b+1]++ })
-	for i := range n {
-		count[i+1] += count[i]
-	}
-	p := pairs{start: make([]int32, n+1), entries: make([]int32, count[n])}
-	next := slices.Clone(count[:n])
-	each(func(a, b int, dirs uint8) {
-		p.entries[next[a]] = int32(b)<<2 | int32(dirs)
-		next[a]++
-		p.entries[next[b]] = int32(a)<<2 | int32(dirs)
-		next[b]++
-	})
-	// Sort each row and merge a peer declared twice, compacting in place.
-	w := int32(0)
-	for i := range n {
-		row := p.entries[count[i]:count[i+1]]
+		for _, k := range byPeer.row(a) {
+			for _, s := range decls[k].selected {
+				add(s, direction(s, a, decls[k].dir))
+			}
+		}
 		slices.Sort(row)
-		p.start[i] = w
-		for j, e := range row {
-			if j > 0 && e>>2 == p.entries[w-1]>>2 {
-				p.entries[w-1] |= e & 3
-				continue
-			}
-			p.entries[w] = e
-			w++
+		for _, b := range row {
+			p.entries = append(p.entries, b<<2|int32(dirs[b]))
+		}
+		p.start[a+1] = len(p.entries)
+	}
+	p.entries = slices.Clip(p.entries)
+	return p
+}
+
+// direction is the bit for a rule between a selected service and a peer,
+// in the pair's order: the selected side initiates on an egress rule, the
+// peer on an ingress one.
+func direction(selected, peer int, dir uint8) uint8 {
+	if (dir == dirEgress) == (selected < peer) {
+		return dirLoToHi
+	}
+	return dirHiToLo
+}
+
+// index lists, per service, the declarations that name it on one side.
+type index struct {
+	start []int32
+	decls []int32
+}
+
+func (x index) row(i int) []int32 { return x.decls[x.start[i]:x.start[i+1]] }
+
+// invert counts each row's length one slot ahead, so that filling the rows
+// with start[i+1] as row i's cursor leaves start as the rows' bounds.
+func invert(n int, decls []declaration, side func(declaration) []int) index {
+	x := index{start: make([]int32, n+2)}
+	for _, d := range decls {
+		for _, i := range side(d) {
+			x.start[i+2]++
 		}
 	}
-	p.start[n] = w
-	p.entries = p.entries[:w:w]
-	return p
+	for i := 2; i < len(x.start); i++ {
+		x.start[i] += x.start[i-1]
+	}
+	x.decls = make([]int32, x.start[n+1])
+	for k, d := range decls {
+		for _, i := range side(d) {
+			x.decls[x.start[i+1]] = int32(k)
+			x.start[i+1]++
+		}
+	}
+	x.start = x.start[:n+1]
+	return x
 }
 
 // dirs returns the directions declared between a and b, 0 when no policy

@@ -73,3 +73,28 @@ func TestPairsMatchAMapOfPairs(t *testing.T) {
 		}
 	})
 }
+
+// TestPairsTakeRowsForDistinctPairs repeats one all-to-all rule, as one
+// rule per port or look-alike services matching many selectors would: the
+// rows hold each pair once, not once per declaration.
+func TestPairsTakeRowsForDistinctPairs(t *testing.T) {
+	const n, repeats = 300, 100
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	decls := make([]declaration, repeats)
+	for i := range decls {
+		decls[i] = declaration{selected: all, peers: all, dir: dirIngress}
+	}
+	p := newPairs(n, decls)
+	if p.len() != n*(n-1)/2 {
+		t.Fatalf("len = %d, want %d", p.len(), n*(n-1)/2)
+	}
+	if limit := max(n*(n-1), 1<<20); cap(p.entries) > limit {
+		t.Errorf("rows hold %d entries for %d pairs", cap(p.entries), p.len())
+	}
+	if p.dirs(0, n-1) != dirLoToHi|dirHiToLo {
+		t.Errorf("dirs(0, %d) = %d: an all-to-all rule allows both ways", n-1, p.dirs(0, n-1))
+	}
+}
