@@ -181,7 +181,19 @@ const (
 	detachUnneeded                   // a managed network no policy puts it on
 )
 
-// detachKinds is how many of Detach whyDetach says why for.
+// detachKind says why a service leaves network nw.
+func detachKind(nw *state.Network, isolated bool) detachWhy {
+	switch {
+	case isolated && !compile.Trusted(nw):
+		return detachUntrusted
+	case compile.Trusted(nw):
+		return detachUnneeded
+	}
+	return detachPlain
+}
+
+// detachKinds is how many of Detach whyDetach says why for; Diff renders
+// the reasons of a change with more at once.
 const detachKinds = 16
 
 func (ch *ServiceChange) setDetachWhy(i int, k detachWhy) {
@@ -202,6 +214,12 @@ func (a Action) Why() []string {
 	if a.Reasons != nil || a.Kind != ActionUpdateService || a.Service == nil || a.Service.whyLabel == labelUnplanned {
 		return a.Reasons
 	}
+	return a.render(a.Service.detachReason)
+}
+
+// render writes a service update's reasons, with detach saying why its
+// i-th network in Detach goes.
+func (a Action) render(detach func(i int) detachWhy) []string {
 	ch := a.Service
 	var out []string
 	if ch.Isolates {
@@ -218,7 +236,7 @@ func (a Action) Why() []string {
 		if slices.Contains(ch.Attach, n) {
 			continue
 		}
-		switch ch.detachReason(i) {
+		switch detach(i) {
 		case detachUntrusted:
 			out = append(out, fmt.Sprintf("detach %s: isolated services use managed networks only", n))
 		case detachUnneeded:
@@ -428,6 +446,13 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 		switch {
 		case changed:
 			a.Service.CreateRecord, a.Service.RemoveRecord = recs[i].create, recs[i].remove
+			if ch := a.Service; len(ch.Detach) > detachKinds {
+				// More than the change packs (a service put on many
+				// networks): say why for every one, now.
+				ds := desired.Services[s.ID]
+				isolated := ds != nil && ds.Isolated
+				a.Reasons = a.render(func(i int) detachWhy { return detachKind(nets.ByName[ch.Detach[i]], isolated) })
+			}
 			plan.Actions = append(plan.Actions, a)
 		case recs[i].create != nil:
 			plan.Actions = append(plan.Actions, Action{Kind: ActionCreateRecord, Name: compile.RecordName(s.ID), ID: s.ID,
@@ -795,12 +820,7 @@ func serviceAction(s *state.Service, ds *compile.DesiredService, t Target, nets 
 		ch.whyLabel = labelKept
 	}
 	for i, n := range ch.Detach {
-		switch nw := nets.ByName[n]; {
-		case isolated && !compile.Trusted(nw):
-			ch.setDetachWhy(i, detachUntrusted)
-		case compile.Trusted(nw):
-			ch.setDetachWhy(i, detachUnneeded)
-		}
+		ch.setDetachWhy(i, detachKind(nets.ByName[n], isolated))
 	}
 	a := Action{Kind: ActionUpdateService, Name: s.Name, ID: s.ID, Service: ch}
 	if ds != nil {

@@ -295,6 +295,8 @@ func (s *schedule) leaveFirst(a Action, pending []Action) (Action, bool) {
 	}
 	slices.Sort(ch.Attach)
 	slices.Sort(ch.Detach)
+	// The copy's Detach is not what its why fields were packed for.
+	ch.whyLabel = labelUnplanned
 	part.Service = &ch
 	part.Reasons = append([]string{fmt.Sprintf("first leave %v, so no one meets a service it may not talk to; the rest of the change goes next pass", ch.Detach)}, a.Why()...)
 	return part, true

@@ -2,7 +2,9 @@ package plan
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/network"
@@ -17,43 +19,12 @@ import (
 // TestWhyRendersAnUpdatesReasons checks the reasons Diff leaves to Why: a
 // service on its stack network that a policy isolates.
 func TestWhyRendersAnUpdatesReasons(t *testing.T) {
-	st := state.New()
 	var svcs []*state.Service
 	for _, app := range []string{"api", "db"} {
-		s := swarm.Service{ID: "id-" + app}
-		s.Version.Index = 3
-		s.Spec.Name = "shop_" + app
-		s.Spec.Labels = map[string]string{v1.LabelStackNamespace: "shop", "app": app}
-		s.Spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "net-shop", Aliases: []string{app}}}
-		svcs = append(svcs, state.NewService(s))
+		svcs = append(svcs, shopService(app, "net-shop"))
 	}
 	nets := []*state.Network{state.NewNetwork(network.Summary{ID: "net-shop", Name: "shop_default", Driver: "overlay", Scope: "swarm"})}
-	db := policytest.NetPol("db", v1.NetworkPolicySpec{
-		ServiceSelector: policytest.Sel("app", "db"),
-		Ingress:         []v1.IngressRule{{From: []v1.Peer{policytest.Peer("app", "api")}}},
-	})
-	if err := st.Update(func(tx state.Tx) error {
-		if err := state.ReplaceServices(tx, svcs); err != nil {
-			return err
-		}
-		if err := state.ReplaceNetworks(tx, nets); err != nil {
-			return err
-		}
-		return state.ReplacePolicies(tx, []*state.Policy{db})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var p *Plan
-	var err error
-	st.View(func(tx state.ReadTx) {
-		var d *compile.Desired
-		if d, err = compile.Compile(tx, nil); err == nil {
-			p, err = Diff(tx, d)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := planFor(t, svcs, nets, dbPolicy())
 	i := slices.IndexFunc(p.Actions, func(a Action) bool { return a.Kind == ActionUpdateService && a.Name == "shop_db" })
 	if i < 0 {
 		t.Fatalf("no update of shop_db in %+v", p.Actions)
@@ -89,16 +60,80 @@ func TestWhyRendersAnUpdatesReasons(t *testing.T) {
 	}
 }
 
-// TestDetachReasonsPastSixteen checks that a change with more detaches
-// than serviceWhy packs says "detach" for the rest instead of guessing.
+// TestDetachReasonsPastSixteen checks that a change leaving more networks
+// than its why fields pack still says why for each.
 func TestDetachReasonsPastSixteen(t *testing.T) {
-	ch := &ServiceChange{whyLabel: labelKept}
+	var nets []*state.Network
+	var ids []string
 	for i := range detachKinds + 2 {
-		ch.Detach = append(ch.Detach, string(rune('a'+i)))
-		ch.setDetachWhy(i, detachUnneeded)
+		id := fmt.Sprintf("net-%02d", i)
+		nets = append(nets, state.NewNetwork(network.Summary{ID: id, Name: fmt.Sprintf("shop_n%02d", i), Driver: "overlay", Scope: "swarm"}))
+		ids = append(ids, id)
 	}
-	got := Action{Kind: ActionUpdateService, Service: ch}.Why()
-	if len(got) != detachKinds+2 || got[detachKinds-1] != "detach p: no policy connects it there" || got[detachKinds] != "detach q" {
-		t.Errorf("Why() = %q", got)
+	p := planFor(t, []*state.Service{shopService("api", ids[0]), shopService("db", ids...)}, nets, dbPolicy())
+	i := slices.IndexFunc(p.Actions, func(a Action) bool { return a.Kind == ActionUpdateService && a.Name == "shop_db" })
+	if i < 0 {
+		t.Fatalf("no update of shop_db in %+v", p.Actions)
 	}
+	detached := 0
+	for _, r := range p.Actions[i].Why() {
+		if strings.HasPrefix(r, "detach ") {
+			detached++
+			if !strings.HasSuffix(r, ": isolated services use managed networks only") {
+				t.Errorf("reason %q does not say why", r)
+			}
+		}
+	}
+	if detached != detachKinds+2 {
+		t.Errorf("%d detach reasons, want %d", detached, detachKinds+2)
+	}
+}
+
+// shopService is a service of stack shop with label app, on networks.
+func shopService(app string, networks ...string) *state.Service {
+	s := swarm.Service{ID: "id-" + app}
+	s.Version.Index = 3
+	s.Spec.Name = "shop_" + app
+	s.Spec.Labels = map[string]string{v1.LabelStackNamespace: "shop", "app": app}
+	for _, n := range networks {
+		s.Spec.TaskTemplate.Networks = append(s.Spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: n, Aliases: []string{app}})
+	}
+	return state.NewService(s)
+}
+
+// dbPolicy isolates db, reachable from api.
+func dbPolicy() *state.Policy {
+	return policytest.NetPol("db", v1.NetworkPolicySpec{
+		ServiceSelector: policytest.Sel("app", "db"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{policytest.Peer("app", "api")}}},
+	})
+}
+
+// planFor compiles and diffs policies against services and networks.
+func planFor(t *testing.T, svcs []*state.Service, nets []*state.Network, policies ...*state.Policy) *Plan {
+	t.Helper()
+	st := state.New()
+	if err := st.Update(func(tx state.Tx) error {
+		if err := state.ReplaceServices(tx, svcs); err != nil {
+			return err
+		}
+		if err := state.ReplaceNetworks(tx, nets); err != nil {
+			return err
+		}
+		return state.ReplacePolicies(tx, policies)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var p *Plan
+	var err error
+	st.View(func(tx state.ReadTx) {
+		var d *compile.Desired
+		if d, err = compile.Compile(tx, nil); err == nil {
+			p, err = Diff(tx, d)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
