@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -92,6 +93,9 @@ func (c *Controller) setTrigger(why string) {
 	c.trigger = why
 	c.mu.Unlock()
 }
+
+// eventsReplay is how far back a new events stream starts (see watchEvents).
+const eventsReplay = 5 * time.Second
 
 // eventSettle delays a pass after a Docker event so a burst makes one pass.
 const eventSettle = 250 * time.Millisecond
@@ -218,9 +222,13 @@ func (c *Controller) watchEvents(ctx context.Context, subscribed chan<- struct{}
 	for ctx.Err() == nil {
 		f := filters.NewArgs(filters.Arg("type", string(events.ServiceEventType)), filters.Arg("type", string(events.NetworkEventType)))
 		streamCtx, cancel := context.WithCancel(ctx)
-		// Events returns once subscribed (or failed): a pass asked for now
-		// reads everything the stream did not, or could not, report.
-		msgs, errs := c.Reconciler.Docker.Events(streamCtx, events.ListOptions{Filters: f})
+		// Events returns once the engine answered (or failed), and the
+		// engine answers just before it subscribes: asking for the last
+		// seconds again closes that gap, so a pass asked for now and the
+		// stream together see every change. A replayed event only asks
+		// for one more pass.
+		since := strconv.FormatInt(time.Now().Add(-eventsReplay).Unix(), 10)
+		msgs, errs := c.Reconciler.Docker.Events(streamCtx, events.ListOptions{Filters: f, Since: since})
 		connected := time.Now()
 		c.Trigger(why)
 		if why == "start" {
