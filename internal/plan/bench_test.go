@@ -18,7 +18,6 @@ import (
 // policy per stack (about one policy per five services): db, cache and api
 // isolated, reachable from their callers.
 func benchCluster(b *testing.B, services int) *state.Store {
-	st := state.New()
 	var svcs []*state.Service
 	var nets []*state.Network
 	var policies []*state.Policy
@@ -47,18 +46,7 @@ func benchCluster(b *testing.B, services int) *state.Store {
 			Ingress: []v1.IngressRule{{From: []v1.Peer{policytest.Peer(v1.LabelStackNamespace, stack)}}},
 		}))
 	}
-	if err := st.Update(func(tx state.Tx) error {
-		if err := state.ReplaceServices(tx, svcs); err != nil {
-			return err
-		}
-		if err := state.ReplaceNetworks(tx, nets); err != nil {
-			return err
-		}
-		return state.ReplacePolicies(tx, policies)
-	}); err != nil {
-		b.Fatal(err)
-	}
-	return st
+	return storeWith(b, svcs, nets, policies)
 }
 
 // BenchmarkCompileDiff measures a whole plan from the store: compile the

@@ -109,9 +109,9 @@ func dbPolicy() *state.Policy {
 	})
 }
 
-// planFor compiles and diffs policies against services and networks.
-func planFor(t *testing.T, svcs []*state.Service, nets []*state.Network, policies ...*state.Policy) *Plan {
-	t.Helper()
+// storeWith is a store observing svcs and nets, with policies desired.
+func storeWith(tb testing.TB, svcs []*state.Service, nets []*state.Network, policies []*state.Policy) *state.Store {
+	tb.Helper()
 	st := state.New()
 	if err := st.Update(func(tx state.Tx) error {
 		if err := state.ReplaceServices(tx, svcs); err != nil {
@@ -122,8 +122,15 @@ func planFor(t *testing.T, svcs []*state.Service, nets []*state.Network, policie
 		}
 		return state.ReplacePolicies(tx, policies)
 	}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return st
+}
+
+// planFor compiles and diffs policies against services and networks.
+func planFor(t *testing.T, svcs []*state.Service, nets []*state.Network, policies ...*state.Policy) *Plan {
+	t.Helper()
+	st := storeWith(t, svcs, nets, policies)
 	var p *Plan
 	var err error
 	st.View(func(tx state.ReadTx) {
