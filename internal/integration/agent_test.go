@@ -239,18 +239,10 @@ services:
 	})
 }
 
-// removeAgentStack removes the stack, then what it leaves: the lease, the
-// rules configs and, should the agent have died holding them, its chains.
+// removeAgentStack removes the stack (see removeStack), then the rules
+// configs and, should the agent have died holding them, its chains.
 func removeAgentStack(t *testing.T, stack string) {
-	_ = exec.Command("docker", "stack", "rm", stack).Run()
-	for range 60 {
-		out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.stack.namespace="+stack).Output()
-		if len(bytes.TrimSpace(out)) == 0 {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	_ = exec.Command("docker", "config", "rm", "swarmsec-leader").Run()
+	removeStack(stack)
 	if out, _ := exec.Command("docker", "config", "ls", "-q", "--filter", "name=swarmsec-agent-rules-").Output(); len(bytes.TrimSpace(out)) > 0 {
 		_ = exec.Command("docker", append([]string{"config", "rm"}, strings.Fields(string(out))...)...).Run()
 	}

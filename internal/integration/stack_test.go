@@ -53,19 +53,7 @@ services:
 	}
 	stack := "ssst" + swarmtest.RunID()[:4]
 	deployStack(ctx, t, stack, manifests, override)
-	t.Cleanup(func() {
-		_ = exec.Command("docker", "stack", "rm", stack).Run()
-		// A replica still stopping renews (or releases) the lease: remove
-		// it once they are gone, or it comes back.
-		for range 60 {
-			out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.stack.namespace="+stack).Output()
-			if len(bytes.TrimSpace(out)) == 0 {
-				break
-			}
-			time.Sleep(time.Second)
-		}
-		_ = exec.Command("docker", "config", "rm", "swarmsec-leader").Run()
-	})
+	t.Cleanup(func() { removeStack(stack) })
 
 	type role struct {
 		container, identity string
@@ -142,6 +130,21 @@ services:
 	if took > 2*time.Second {
 		t.Errorf("hand-over took %s, want within 2s", took.Round(10*time.Millisecond))
 	}
+}
+
+// removeStack removes a deployed swarmsec stack and its lease. A replica
+// still stopping renews (or releases) the lease: it is removed once they
+// are gone, or it comes back.
+func removeStack(stack string) {
+	_ = exec.Command("docker", "stack", "rm", stack).Run()
+	for range 60 {
+		out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=com.docker.stack.namespace="+stack).Output()
+		if len(bytes.TrimSpace(out)) == 0 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	_ = exec.Command("docker", "config", "rm", "swarmsec-leader").Run()
 }
 
 // deployStack builds the image (make image) and deploys deploy/swarmsec.yml
