@@ -97,9 +97,12 @@ var ErrHeld = errors.New("held by the safety limits")
 var ErrBlocked = errors.New("migration blocked")
 
 // Holds lists the reasons a plan is too dangerous to apply without Force:
-// it detaches every service of a stack from all its networks without a
-// policy isolating them (a stack-wide default-deny policy explains it and
-// is not held). It fails closed: a store it cannot read holds the plan.
+// it leaves every service of a stack that has networks of its own (not
+// swarmsec's) with none of them, without a policy isolating them (a
+// stack-wide default-deny policy explains it and is not held). What the
+// plan gives back counts as much as what it takes: ending isolation puts
+// services back on their recorded networks, and is never held by it. It
+// fails closed: a store it cannot read holds the plan.
 func Holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
 	var out []string
 	services, err := state.FindServices(tx, state.All())
@@ -113,7 +116,7 @@ func Holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
 	updates := map[string]*Action{}
 	for i := range plan.Actions {
 		a := &plan.Actions[i]
-		if a.Kind != ActionUpdateService || a.Audit {
+		if a.Kind != ActionUpdateService || a.Audit || a.Service == nil {
 			continue
 		}
 		if ds := plan.Desired.Services[a.ID]; ds != nil && ds.Isolated {
@@ -129,25 +132,26 @@ func Holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
 	}
 	for _, ns := range slices.Sorted(maps.Keys(stacks)) {
 		if detachesAll(stacks[ns], updates, nets) {
-			out = append(out, fmt.Sprintf("the pass detaches every service of stack %s from all the networks it has now, and no policy isolates them", ns))
+			out = append(out, fmt.Sprintf("the pass detaches every service of stack %s from all the networks of its own it has now and gives it none back, and no policy isolates them", ns))
 		}
 	}
 	return out
 }
 
 // detachesAll reports whether every service of a stack that has networks
-// of its own (not swarmsec's) loses all of them in the pass.
+// of its own (not swarmsec's) now has none after the pass: it leaves them
+// all and joins none. A network left and joined again (new aliases) is
+// kept, and one joined (a restore onto its recorded networks) counts like
+// one kept. A network missing from the list counts as the service's own.
 func detachesAll(services []*state.Service, updates map[string]*Action, nets *Networks) bool {
 	withNetworks := 0
 	for _, s := range services {
-		own := map[string]bool{}
+		var own []string // by the names the plan's changes use
 		for _, a := range s.Networks {
-			if n := nets.Resolve(a.Target); n == nil || !compile.Trusted(n) {
-				name := a.Target
-				if n != nil {
-					name = n.Name
-				}
-				own[name] = true
+			if n := nets.Resolve(a.Target); n == nil {
+				own = append(own, a.Target)
+			} else if !compile.Trusted(n) {
+				own = append(own, n.Name)
 			}
 		}
 		if len(own) == 0 {
@@ -156,18 +160,20 @@ func detachesAll(services []*state.Service, updates map[string]*Action, nets *Ne
 		withNetworks++
 		a, ok := updates[s.ID]
 		if !ok {
-			return false
+			return false // unchanged: it keeps them
 		}
-		for _, d := range a.Service.Detach {
-			delete(own, d)
-		}
-		for _, at := range a.Service.Attach {
-			if own[at] {
+		ch := a.Service
+		for _, name := range own {
+			if !slices.Contains(ch.Detach, name) || slices.Contains(ch.Attach, name) {
 				return false
 			}
 		}
-		if len(own) > 0 {
-			return false
+		for _, name := range ch.Attach {
+			// A network the pass creates is swarmsec's; only one that
+			// exists can be the service's own.
+			if n := nets.ByName[name]; n != nil && !compile.Trusted(n) {
+				return false
+			}
 		}
 	}
 	return withNetworks > 0
