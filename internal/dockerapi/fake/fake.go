@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -26,6 +25,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 )
 
 // Swarm is the in-memory Swarm; New makes one. See the package

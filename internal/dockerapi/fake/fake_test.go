@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -24,6 +23,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 )
 
 func ptr[T any](v T) *T { return &v }
