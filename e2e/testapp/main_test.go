@@ -30,7 +30,7 @@ func TestProbe(t *testing.T) {
 
 	// Names are looked up through a DNS server on that closed port, so a
 	// failed lookup sends nothing off this machine.
-	resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+	resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", closedAddr)
 	}}

@@ -96,7 +96,7 @@ func TestDiffMarksWhatThePlanChanges(t *testing.T) {
 
 	// Had every pair shared a network, the pairs no policy allows go red.
 	g = Build(d, services)
-	g.Diff(d, services, func(a, b *state.Service) bool { return true })
+	g.Diff(d, services, func(_, _ *state.Service) bool { return true })
 	if len(g.Added) != 0 || len(g.Removed) == 0 {
 		t.Errorf("all shared today: added %v removed %v", g.Added, g.Removed)
 	}
@@ -113,7 +113,7 @@ func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
 	services := shopServices(true)
 	d := compileShop(t, services)
 	g := Build(d, services)
-	g.Diff(d, services, func(a, b *state.Service) bool { return true })
+	g.Diff(d, services, func(_, _ *state.Service) bool { return true })
 	var out bytes.Buffer
 	if err := g.SVG(&out); err != nil {
 		t.Fatal(err)

@@ -13,9 +13,10 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// ReasonEncryptionUnavailable: a change would put services whose tasks run
-// on several nodes on an encrypted network, and one of those nodes cannot
-// carry encrypted overlay traffic; or tasks moved onto such a node.
+// ReasonEncryptionUnavailable is the reason when a change would put
+// services whose tasks run on several nodes on an encrypted network, and
+// one of those nodes cannot carry encrypted overlay traffic; or when tasks
+// moved onto such a node.
 const ReasonEncryptionUnavailable = "EncryptionUnavailable"
 
 // ErrEncryptionUnavailable is returned by a pass that can do nothing but

@@ -1145,7 +1145,7 @@ func TestFakePublishedPorts(t *testing.T) {
 }
 
 func TestFakeParityScenarios(t *testing.T) {
-	runParityScenarios(t, func(t *testing.T) *parityWorld { return newFakeWorld(t, New()) })
+	runParityScenarios(t, func(*testing.T) *parityWorld { return newFakeWorld(New()) })
 }
 
 // --- Parity scenarios ------------------------------------------------------
@@ -1172,7 +1172,7 @@ type parityWorld struct {
 	redactions []string // old, new pairs
 }
 
-func newFakeWorld(t *testing.T, f *Swarm) *parityWorld {
+func newFakeWorld(f *Swarm) *parityWorld {
 	return &parityWorld{
 		API: f, run: "r1", image: "swarmsec-test-app:r1",
 		addService: func(_ context.Context, spec swarm.ServiceSpec) (string, error) {
@@ -1528,7 +1528,7 @@ var parityScenarios = []parityScenario{{
 	},
 }, {
 	name: "not found",
-	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+	run: func(_ *testing.T, ctx context.Context, w *parityWorld) []string {
 		missing := w.name("missing")
 		w.redactions = append(w.redactions, w.prefix(), "<p>")
 		_, _, errSvc := w.ServiceInspectWithRaw(ctx, missing, swarm.ServiceInspectOptions{})

@@ -50,14 +50,14 @@ func TestFakeParityWithEngine(t *testing.T) {
 	t.Cleanup(func() { sweepRun(t, cli, run) })
 
 	t.Run("fake", func(t *testing.T) {
-		runParityScenarios(t, func(t *testing.T) *parityWorld {
-			w := newFakeWorld(t, New())
+		runParityScenarios(t, func(*testing.T) *parityWorld {
+			w := newFakeWorld(New())
 			w.run, w.image = run, img
 			return w
 		})
 	})
 	t.Run("engine", func(t *testing.T) {
-		runParityScenarios(t, func(t *testing.T) *parityWorld { return newEngineWorld(cli, run, img) })
+		runParityScenarios(t, func(*testing.T) *parityWorld { return newEngineWorld(cli, run, img) })
 	})
 }
 

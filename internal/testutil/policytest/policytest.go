@@ -108,6 +108,8 @@ func ShopPolicies() []*state.Policy {
 	}
 }
 
+// Inspect returns the service with that ID, failing the test when it is
+// not there.
 func Inspect(t testing.TB, f *fake.Swarm, id string) swarm.Service {
 	t.Helper()
 	s, _, err := f.ServiceInspectWithRaw(context.Background(), id, swarm.ServiceInspectOptions{})
