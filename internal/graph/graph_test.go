@@ -3,6 +3,7 @@ package graph
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"io"
 	"regexp"
 	"slices"
@@ -130,7 +131,7 @@ func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
 	dec := xml.NewDecoder(&out)
 	for {
 		tok, err := dec.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

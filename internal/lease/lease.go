@@ -166,7 +166,8 @@ func (e *Elector) watch(ctx context.Context, changed chan<- struct{}) {
 				case changed <- struct{}{}:
 				default:
 				}
-			case <-errs:
+			case err := <-errs:
+				e.Log.Debug("lease events stream broke; reconnecting", "error", err)
 				break stream
 			}
 		}
