@@ -154,12 +154,12 @@ func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
 				e.Name = a.Value
 			}
 		}
-		switch {
-		case e.Class == "edge" || e.Class == "edge added":
+		switch e.Class {
+		case "edge", "edge added":
 			edges = append(edges, [2]string{e.From, e.To})
-		case e.Class == "edge removed":
+		case "edge removed":
 			removed = append(removed, [2]string{e.From, e.To})
-		case e.Class == "service":
+		case "service":
 			boxes[e.Name] = true
 		}
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 )
@@ -189,7 +188,7 @@ func TestFakeServiceInspect(t *testing.T) {
 		}
 	}
 	_, _, err := f.ServiceInspectWithRaw(ctx, "nosuch", swarm.ServiceInspectOptions{})
-	if !dockerapi.IsNotFound(err) || !cerrdefs.IsNotFound(err) || !errdefs.IsNotFound(err) {
+	if !dockerapi.IsNotFound(err) || !cerrdefs.IsNotFound(err) {
 		t.Errorf("not found: %v", err)
 	}
 	if want := "Error response from daemon: service nosuch not found"; err.Error() != want {
@@ -259,6 +258,10 @@ func TestFakeServiceUpdate(t *testing.T) {
 	}
 }
 
+// Old clients still send ServiceSpec.Networks, so the fake keeps the
+// engine's handling of it.
+//
+//nolint:staticcheck // SA1019: the deprecated field is what this test is about
 func TestFakeServiceUpdateDeprecatedNetworks(t *testing.T) {
 	ctx := context.Background()
 	f := New()
