@@ -1336,16 +1336,16 @@ func (w *parityWorld) taskList(t *testing.T, ctx context.Context, args ...filter
 	return tasks
 }
 
-// runningTasks waits until the service has n tasks Swarm wants running and
-// all of them run, and returns them.
-func (w *parityWorld) runningTasks(t *testing.T, ctx context.Context, short string, n int) []swarm.Task {
+// runningTask waits until the service has one task Swarm wants running
+// and it runs, and returns it.
+func (w *parityWorld) runningTask(t *testing.T, ctx context.Context, short string) swarm.Task {
 	t.Helper()
 	var tasks []swarm.Task
-	eventually(t, fmt.Sprintf("%d running tasks of %s", n, short), func() bool {
+	eventually(t, "1 running task of "+short, func() bool {
 		tasks = w.taskList(t, ctx, filters.Arg("service", w.name(short)), filters.Arg("desired-state", "running"))
-		return len(tasks) == n && !slices.ContainsFunc(tasks, func(t swarm.Task) bool { return t.Status.State != swarm.TaskStateRunning })
+		return len(tasks) == 1 && tasks[0].Status.State == swarm.TaskStateRunning
 	})
-	return tasks
+	return tasks[0]
 }
 
 // statusLines lists the services named prefix()-<short>... with their
@@ -1705,7 +1705,7 @@ var parityScenarios = []parityScenario{{
 		zero := w.spec("us-zero", w.name("us-a"))
 		zero.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr[uint64](0)}
 		idOne, idZero := w.service(t, ctx, one), w.service(t, ctx, zero)
-		first := w.runningTasks(t, ctx, "us-one", 1)[0]
+		first := w.runningTask(t, ctx, "us-one")
 
 		var lines []string
 		for _, id := range []string{idOne, idZero} {
@@ -1749,7 +1749,7 @@ var parityScenarios = []parityScenario{{
 		lines = append(lines, w.redact(fmt.Sprintf("%s after the update: update status %v, VIP on %v",
 			svc.Spec.Name, svc.UpdateStatus, svc.Endpoint.VirtualIPs[0].NetworkID)))
 
-		running := w.runningTasks(t, ctx, "us-one", 1)[0]
+		running := w.runningTask(t, ctx, "us-one")
 		lines = append(lines, w.redact(fmt.Sprintf("running now: slot %d, %s, spec networks %v, a new task %v",
 			running.Slot, running.Status.State, targets(running.Spec.Networks), running.ID != first.ID)))
 		var all []swarm.Task
@@ -1871,7 +1871,7 @@ var parityScenarios = []parityScenario{{
 		user := w.spec("ipam-user", w.name("ipam-over"))
 		idUser := w.service(t, ctx, user)
 		w.service(t, ctx, w.spec("ipam-later", w.name("ipam-after")))
-		w.runningTasks(t, ctx, "ipam-later", 1)
+		w.runningTask(t, ctx, "ipam-later")
 		var waiting []swarm.Task
 		eventually(t, "a task for the waiting service", func() bool {
 			waiting = w.taskList(t, ctx, filters.Arg("service", idUser))
@@ -1892,7 +1892,7 @@ var parityScenarios = []parityScenario{{
 		_, encrypted := in.Options["encrypted"]
 		lines = append(lines, fmt.Sprintf("overlapping, after the explicit one is gone: driver %q, configs %s, encrypted %v",
 			in.Driver, strings.ReplaceAll(configs(in.IPAM.Config), "<sub .1>", "<half .1>"), encrypted))
-		now := w.runningTasks(t, ctx, "ipam-user", 1)[0]
+		now := w.runningTask(t, ctx, "ipam-user")
 		lines = append(lines, fmt.Sprintf("the waiting task: %s, the same task %v, VIPs %d", now.Status.State, now.ID == wt.ID,
 			len(mustInspect(t, w, idUser).Endpoint.VirtualIPs)))
 
@@ -1962,7 +1962,7 @@ var parityScenarios = []parityScenario{{
 		// Host-mode ports are the node's: the API takes two services on
 		// one, the scheduler places one task per node.
 		h1 := w.service(t, ctx, spec("pt-host1", 1, port(swarm.PortConfigPublishModeHost, p)))
-		w.runningTasks(t, ctx, "pt-host1", 1)
+		w.runningTask(t, ctx, "pt-host1")
 		lines = append(lines, w.kindLine("ingress on the host-mode port", try(spec("pt-ingp", 0, port(swarm.PortConfigPublishModeIngress, p)))))
 		lines = append(lines, w.kindLine("another service on the host-mode port", try(spec("pt-host2", 1, port(swarm.PortConfigPublishModeHost, p)))))
 		var pending swarm.Task
@@ -1979,7 +1979,7 @@ var parityScenarios = []parityScenario{{
 		if err := w.removeService(ctx, h1); err != nil {
 			t.Fatal(err)
 		}
-		now := w.runningTasks(t, ctx, "pt-host2", 1)[0]
+		now := w.runningTask(t, ctx, "pt-host2")
 		lines = append(lines, fmt.Sprintf("once pt-host1 is gone: %s, the same task %v, error %q, on a node %v",
 			now.Status.State, now.ID == pending.ID, now.Status.Err, now.NodeID != ""))
 		return lines
