@@ -28,7 +28,7 @@ vet:
 
 # gofmt -l lists the files it would change; any listed file fails.
 fmt-check:
-	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './e2e/.work/*')); \
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.*' -not -path './bin/*' -not -path './e2e/.work/*')); \
 	if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
 
 # golangci-lint with .golangci.yml. The pinned version is installed into
