@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/swarmsec
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: all build image test test-unit test-integration test-e2e bench bench-scale fuzz demo demo-down docker vet clean
+.PHONY: all build image test test-unit test-integration test-e2e bench bench-scale fuzz demo demo-down docker vet fmt-check lint clean
 
 all: build
 
@@ -25,6 +25,26 @@ image: build
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags integration,e2e ./...
+
+# gofmt -l lists the files it would change; any listed file fails.
+fmt-check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.*' -not -path './bin/*' -not -path './e2e/.work/*')); \
+	if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
+
+# golangci-lint with .golangci.yml. The pinned version is installed into
+# bin/tools on first use (the binary's name carries the version, so a bump
+# installs the new one); GOLANGCI_LINT=path uses another binary.
+GOLANGCI_LINT_VERSION := v2.15.0
+TOOLS := $(CURDIR)/bin/tools
+GOLANGCI_LINT ?= $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
+$(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(TOOLS)/golangci-lint $@
 
 # Unit, integration (the machine's engine as a one-node Swarm) and e2e
 # (a three-node docker-in-docker Swarm) tests.

@@ -29,9 +29,9 @@ func manager() *client.Client { return testCluster.Manager().Client }
 
 // createService creates a service of the test app on the cluster (see
 // swarmtest.CreateService and its options).
-func createService(ctx context.Context, t *testing.T, opts ...swarmtest.ServiceOpt) string {
+func createService(ctx context.Context, t *testing.T, opts ...swarmtest.ServiceOpt) {
 	t.Helper()
-	return swarmtest.CreateService(ctx, t, manager(), append([]swarmtest.ServiceOpt{swarmtest.WithImage(testCluster.AppImage)}, opts...)...)
+	swarmtest.CreateService(ctx, t, manager(), append([]swarmtest.ServiceOpt{swarmtest.WithImage(testCluster.AppImage)}, opts...)...)
 }
 
 // probe runs `testapp probe addr` in a task of fromService, on whichever

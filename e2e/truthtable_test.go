@@ -704,7 +704,7 @@ func (tt *truthTable) checkRestored(ctx context.Context, t *testing.T, name stri
 }
 
 func mapsEqualFunc(a, b map[string][]string) bool {
-	return maps.EqualFunc(a, b, func(x, y []string) bool { return slices.Equal(x, y) })
+	return maps.EqualFunc(a, b, slices.Equal[[]string])
 }
 
 // readNetworks returns the networks of a service's spec by name, with the
@@ -801,9 +801,9 @@ func removeManagedNetworks(ctx context.Context, t *testing.T) {
 
 // check compares the cluster with what the policies should give: each
 // service's networks and ports, then the reachability matrix.
-func (tt *truthTable) check(ctx context.Context, t *testing.T, policies []policy, dir string, opts ...swarmtest.ProbeOpt) {
+func (tt *truthTable) check(ctx context.Context, t *testing.T, policies []policy, dir string) {
 	t.Helper()
-	tt.checkWith(ctx, t, tt.services, policies, dir, opts...)
+	tt.checkWith(ctx, t, tt.services, policies, dir)
 }
 
 func (tt *truthTable) checkWith(ctx context.Context, t *testing.T, services []ttService, policies []policy, dir string, opts ...swarmtest.ProbeOpt) {

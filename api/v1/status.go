@@ -25,10 +25,10 @@ const ConditionRestorable = "Restorable"
 // the node agents found (reason EncryptionUnavailable when one cannot).
 const ConditionEncryptionAvailable = "EncryptionAvailable"
 
-// ReasonEncryptionAvailable: every node can.
+// ReasonEncryptionAvailable is the reason when every node can.
 const ReasonEncryptionAvailable = "EncryptionAvailable"
 
-// ReasonRecorded: every service's record of what to restore is in place.
+// ReasonRecorded is the reason when every service's record of what to restore is in place.
 const ReasonRecorded = "Recorded"
 
 // Reasons of the Ready condition. A reason is CamelCase and never empty.

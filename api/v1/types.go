@@ -58,7 +58,7 @@ const (
 	LabelMigration = "swarmsec.io/migration"
 )
 
-// AnnotationApproveBroadSelector, set to "true" on a NetworkPolicy, lets a
+// AnnotationApproveBroadSelector set to "true" on a NetworkPolicy lets a
 // policy whose selector newly isolates many services at once through the
 // safety limits: approval lives in the manifest, where a review sees it.
 const AnnotationApproveBroadSelector = "swarmsec.io/approve-broad-selector"

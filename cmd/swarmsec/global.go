@@ -41,9 +41,9 @@ func (g *globalOptions) logger(w io.Writer) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
 	case "text":
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, NoColor: true})), nil
+		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, NoColor: true})), nil
 	case "color":
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: level})), nil
+		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level})), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: must be auto, text or json", g.logFormat)
 }

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/docker/docker/client"
-	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"io"
 
+	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/manifest"

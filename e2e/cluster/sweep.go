@@ -31,31 +31,29 @@ const dirPrefix = "swarmsec-e2e-"
 func SweepLeftovers(ctx context.Context, host *client.Client, logf func(string, ...any)) error {
 	f := filters.NewArgs(filters.Arg("label", LabelE2E))
 	runs := map[string]bool{} // run ID -> its process is gone
-	dead := func(labels map[string]string) bool {
+	note := func(labels map[string]string) {
 		run := labels[swarmtest.LabelRun]
-		if gone, ok := runs[run]; ok {
-			return gone
+		if _, ok := runs[run]; ok {
+			return
 		}
 		pid, err := strconv.Atoi(labels[LabelPID])
-		gone := err != nil || pid <= 0 || (pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH)
-		runs[run] = gone
-		return gone
+		runs[run] = err != nil || pid <= 0 || (pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH)
 	}
 	var errs []error
 	ctrs, err := host.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	errs = append(errs, err)
 	for _, c := range ctrs {
-		dead(c.Labels)
+		note(c.Labels)
 	}
 	vols, err := host.VolumeList(ctx, volume.ListOptions{Filters: f})
 	errs = append(errs, err)
 	for _, v := range vols.Volumes {
-		dead(v.Labels)
+		note(v.Labels)
 	}
 	nets, err := host.NetworkList(ctx, network.ListOptions{Filters: f})
 	errs = append(errs, err)
 	for _, n := range nets {
-		dead(n.Labels)
+		note(n.Labels)
 	}
 	for run, gone := range runs {
 		if !gone || run == "" {

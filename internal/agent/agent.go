@@ -67,7 +67,6 @@ type Agent struct {
 	detected map[firewall.Family]time.Time // last Detect, a minute apart
 	report   *nodecheck.Report
 	last     map[string]uint64 // counter by chain fingerprint and rule
-	applied  string            // the file content last applied
 	status   Status
 }
 

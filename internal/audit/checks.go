@@ -2,12 +2,12 @@ package audit
 
 import (
 	"fmt"
-	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"slices"
 	"strings"
 
 	"github.com/docker/docker/api/types/swarm"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/state"
 )

@@ -8,7 +8,7 @@ import (
 	"github.com/swarmsec/swarmsec/internal/nodecheck"
 )
 
-// KindNode: a finding about a node, from its agent's checks.
+// KindNode is the kind of a finding about a node, from its agent's checks.
 const KindNode = "node"
 
 // nodeChecks are the node agents' checks as audit findings: their IDs

@@ -3,8 +3,6 @@ package dockerapi_test
 import (
 	"context"
 	"errors"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"io"
 	"sync"
 	"testing"
@@ -13,6 +11,9 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 )
 
 // callRecorder counts calls by operation and result, as a metrics dockerapi.Observer

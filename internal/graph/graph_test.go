@@ -3,6 +3,7 @@ package graph
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"io"
 	"regexp"
 	"slices"
@@ -96,7 +97,7 @@ func TestDiffMarksWhatThePlanChanges(t *testing.T) {
 
 	// Had every pair shared a network, the pairs no policy allows go red.
 	g = Build(d, services)
-	g.Diff(d, services, func(a, b *state.Service) bool { return true })
+	g.Diff(d, services, func(_, _ *state.Service) bool { return true })
 	if len(g.Added) != 0 || len(g.Removed) == 0 {
 		t.Errorf("all shared today: added %v removed %v", g.Added, g.Removed)
 	}
@@ -113,7 +114,7 @@ func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
 	services := shopServices(true)
 	d := compileShop(t, services)
 	g := Build(d, services)
-	g.Diff(d, services, func(a, b *state.Service) bool { return true })
+	g.Diff(d, services, func(_, _ *state.Service) bool { return true })
 	var out bytes.Buffer
 	if err := g.SVG(&out); err != nil {
 		t.Fatal(err)
@@ -130,7 +131,7 @@ func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
 	dec := xml.NewDecoder(&out)
 	for {
 		tok, err := dec.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -153,12 +154,12 @@ func TestSVGHasEveryEdgeAndNoOther(t *testing.T) {
 				e.Name = a.Value
 			}
 		}
-		switch {
-		case e.Class == "edge" || e.Class == "edge added":
+		switch e.Class {
+		case "edge", "edge added":
 			edges = append(edges, [2]string{e.From, e.To})
-		case e.Class == "edge removed":
+		case "edge removed":
 			removed = append(removed, [2]string{e.From, e.To})
-		case e.Class == "service":
+		case "service":
 			boxes[e.Name] = true
 		}
 	}

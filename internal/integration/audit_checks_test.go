@@ -97,12 +97,12 @@ func auditUpdate(ctx context.Context, t *testing.T, cli *client.Client, name str
 
 // auditRecreate replaces a network by one of the same name: networks
 // cannot be changed in place.
-func auditRecreate(ctx context.Context, t *testing.T, cli *client.Client, name, id string, opts ...swarmtest.NetworkOpt) string {
+func auditRecreate(ctx context.Context, t *testing.T, cli *client.Client, name, id string, opts ...swarmtest.NetworkOpt) {
 	t.Helper()
 	if err := swarmtest.RemoveNetworkE(ctx, cli, id); err != nil {
 		t.Fatal(err)
 	}
-	return swarmtest.CreateNetwork(ctx, t, cli, name, opts...)
+	swarmtest.CreateNetwork(ctx, t, cli, name, opts...)
 }
 
 // Each check against a real Swarm that has the problem, then with the

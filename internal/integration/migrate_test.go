@@ -148,11 +148,12 @@ func migReconciler(t *testing.T, cli *client.Client, limits plan.Limits, stacks 
 }
 
 // convergeMig runs passes until nothing waits, as swarmsec apply does.
-func convergeMig(ctx context.Context, t *testing.T, r *reconcile.Reconciler) (*plan.Plan, *reconcile.Result, error) {
+func convergeMig(ctx context.Context, t *testing.T, r *reconcile.Reconciler) (*reconcile.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	return r.Converge(ctx, nil)
+	_, res, err := r.Converge(ctx, nil)
+	return res, err
 }
 
 // sampler lists the stack's services (and their running tasks) over and
@@ -323,7 +324,7 @@ func TestMigrateStackNetworkOnRealSwarm(t *testing.T) {
 
 	sm := sampleSharing(ctx, t, cli, s)
 	start := time.Now()
-	_, res, err := convergeMig(ctx, t, r)
+	res, err := convergeMig(ctx, t, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +393,7 @@ func TestMigrateKilledAtEachStepOnRealSwarm(t *testing.T) {
 		}
 	}
 	r, calls := migReconciler(t, cli, plan.Limits{}, []*migStack{s}, encryptStack(s.name))
-	if _, _, err := convergeMig(ctx, t, r); err != nil {
+	if _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%5.1fs finished by a fresh reconciler (%d writes)", time.Since(start).Seconds(), calls.writes.Load())
@@ -422,7 +423,7 @@ func TestMigrateThenRestoreOnRealSwarm(t *testing.T) {
 	if err := r.SetPolicies([]*state.Policy{isolate, encryptStack(s.name)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := convergeMig(ctx, t, r); err != nil {
+	if _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	newID := checkMigratedOnSwarm(ctx, t, cli, s, s.svc("s2"))
@@ -435,7 +436,7 @@ func TestMigrateThenRestoreOnRealSwarm(t *testing.T) {
 	if err := r.SetPolicies(nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := convergeMig(ctx, t, r); err != nil {
+	if _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	checkMigratedOnSwarm(ctx, t, cli, s)
@@ -561,7 +562,7 @@ func TestMigrateBlockedByContainerOnRealSwarm(t *testing.T) {
 		t.Errorf("%d writes while blocked", n)
 	}
 	removeContainer()
-	if _, _, err := convergeMig(ctx, t, r); err != nil {
+	if _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	checkMigratedOnSwarm(ctx, t, cli, s)
@@ -593,7 +594,7 @@ func TestDriftRevertedWhileMigratingOnRealSwarm(t *testing.T) {
 	if err := r.SetPolicies([]*state.Policy{isolate}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := convergeMig(ctx, t, r); err != nil {
+	if _, err := convergeMig(ctx, t, r); err != nil {
 		t.Fatal(err)
 	}
 	onlyManaged := func() (bool, string) {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"io"
 	"net/http"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/status"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
 )

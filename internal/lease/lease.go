@@ -119,7 +119,7 @@ func (e *Elector) defaults() {
 // it holds it.
 func (e *Elector) Run(ctx context.Context) error {
 	e.defaults()
-	if !(e.LeaseDuration > e.RenewDeadline && e.RenewDeadline > e.RetryPeriod) {
+	if e.LeaseDuration <= e.RenewDeadline || e.RenewDeadline <= e.RetryPeriod {
 		return fmt.Errorf("lease: want lease duration %s > renew deadline %s > retry period %s", e.LeaseDuration, e.RenewDeadline, e.RetryPeriod)
 	}
 	// A change of the lease (a release above all) is worth a look at
@@ -166,7 +166,8 @@ func (e *Elector) watch(ctx context.Context, changed chan<- struct{}) {
 				case changed <- struct{}{}:
 				default:
 				}
-			case <-errs:
+			case err := <-errs:
+				e.Log.Debug("lease events stream broke; reconnecting", "error", err)
 				break stream
 			}
 		}

@@ -212,12 +212,12 @@ func quoteScalar(n *yaml.Node) string {
 // blow up the report.
 func truncate(s string) string { return shorten(s, 64) }
 
-// shorten cuts s to at most max bytes and a "...", at a rune boundary.
-func shorten(s string, max int) string {
-	if len(s) <= max {
+// shorten cuts s to at most limit bytes and a "...", at a rune boundary.
+func shorten(s string, limit int) string {
+	if len(s) <= limit {
 		return s
 	}
-	cut := max
+	cut := limit
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

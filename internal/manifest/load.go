@@ -127,10 +127,10 @@ type walker struct {
 }
 
 // addFile adds a file unless it was found already, by this path or another.
-// real is its resolved path when known, saving the lookups.
-func (w *walker) addFile(path, real string) {
+// resolved is its resolved path when known, saving the lookups.
+func (w *walker) addFile(path, resolved string) {
 	path = filepath.Clean(path)
-	key := real
+	key := resolved
 	if key == "" {
 		var err error
 		if key, err = realPath(path); err != nil {
@@ -158,17 +158,17 @@ func (w *walker) addDir(path string) {
 // dir walks one directory, at depth below its root. A directory found by
 // another path already, or by a symlink loop, is not read again.
 func (w *walker) dir(path string, depth int) error {
-	real, err := realPath(path)
+	resolved, err := realPath(path)
 	if err != nil {
 		return err
 	}
-	if w.seen[real] {
+	if w.seen[resolved] {
 		return nil
 	}
 	if depth > maxDepth {
 		return fmt.Errorf("%s: deeper than %d directories", path, maxDepth)
 	}
-	w.seen[real] = true
+	w.seen[resolved] = true
 	if w.walked++; w.walked > MaxDirs {
 		return fmt.Errorf("%s: more than %d directories to read (is a symlink pointing at a large tree?)", path, MaxDirs)
 	}
@@ -207,7 +207,7 @@ func (w *walker) dir(path string, depth int) error {
 				return err
 			}
 		case mode.IsRegular() && isManifest(e.Name()) && e.Type()&fs.ModeSymlink == 0:
-			w.addFile(p, filepath.Join(real, e.Name()))
+			w.addFile(p, filepath.Join(resolved, e.Name()))
 		case mode.IsRegular() && isManifest(e.Name()):
 			w.addFile(p, "")
 		}

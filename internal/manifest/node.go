@@ -212,7 +212,7 @@ func (d *docDecoder) stringMap(n *yaml.Node, path string, t reflect.Type) {
 	}
 	d.out = append(d.out, '{')
 	first := len(d.out)
-	d.pairs(n, path, t, func(key string, k, val *yaml.Node) {
+	d.pairs(n, path, t, func(key string, _, val *yaml.Node) {
 		p := join(path, key, t)
 		if isNull(resolve(val)) {
 			d.errorf(val, p, `expected a string, got null (write "" for an empty value)`)

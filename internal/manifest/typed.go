@@ -36,7 +36,7 @@ func (d *docDecoder) decodeTyped(target any) bool {
 func (d *docDecoder) typedError(err error) {
 	var te *json.UnmarshalTypeError
 	unknown, isUnknown := unknownField(err)
-	fits := func(f fieldNode) bool { return false }
+	fits := func(fieldNode) bool { return false }
 	switch {
 	case errors.As(err, &te):
 		fits = func(f fieldNode) bool {

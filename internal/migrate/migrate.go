@@ -332,106 +332,149 @@ func (st step) prefix() string {
 // policies ask for. Networks a policy selects that cannot be migrated are
 // explained in notes; the ingress network is returned apart.
 func find(tx state.ReadTx) (ms []*migration, ingress *migration, notes []string, err error) {
-	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindEncryptionPolicy))
+	f, err := newFinder(tx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	nets, err := plan.LoadNetworks(tx)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	services, err := state.FindServices(tx, state.All())
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	tasks, err := state.FindTasks(tx, state.All())
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	slices.SortFunc(services, func(a, b *state.Service) int { return cmp.Compare(a.Name, b.Name) })
-	users := map[string][]*state.Service{}
-	for _, s := range services {
-		for _, a := range s.Networks {
-			if n := nets.Resolve(a.Target); n != nil {
-				users[n.ID] = append(users[n.ID], s)
-			}
-		}
-	}
-	byService := map[string][]*state.Task{}
-	for _, t := range tasks {
-		byService[t.ServiceID] = append(byService[t.ServiceID], t)
-	}
-	selectors := func(n *state.Network) (names []string, enforced bool) {
-		for _, p := range policies {
-			if p.Encryption != nil && p.Encryption.Spec.NetworkSelector.Matches(n.SelectorLabels) {
-				names = append(names, p.Name)
-				enforced = enforced || plan.Enforced(p)
-			}
-		}
-		slices.Sort(names)
-		return names, enforced
-	}
-
-	byName := map[string]*migration{}
-	for _, n := range nets.ByID {
-		if !isTemp(n) {
-			continue
-		}
-		m := &migration{name: n.Labels[v1.LabelMigrating], temp: n, rec: decodeRecord(n), users: users, tasks: byService}
-		if prev := byName[m.name]; prev != nil && prev.temp.ID < n.ID {
-			continue // two temporaries cannot share the one deterministic name
-		}
-		byName[m.name] = m
-		from := n.Labels[v1.LabelMigratedFrom]
-		if o := nets.ByID[from]; o != nil && o.Name == m.name {
-			m.old = o
-			m.policies, m.enforced = selectors(o)
-			m.enforced = m.enforced && !o.Ignored()
-		}
-		if cur := nets.ByName[m.name]; cur != nil && cur.ID != from && cur.Scope == "swarm" {
-			m.new = cur
-			m.policies, _ = selectors(cur)
-		}
-	}
-	for _, n := range nets.ByName {
-		if n.Managed() || byName[n.Name] != nil {
-			continue
-		}
-		names, enforced := selectors(n)
-		switch {
-		case len(names) == 0 || n.Encrypted():
-			continue
-		case n.Ingress:
-			ingress = &migration{name: n.Name, old: n, policies: names, users: users}
-			continue
-		case n.Predefined():
-			continue
-		case n.Ignored():
-			notes = append(notes, fmt.Sprintf("network %s opts out (%s=true): it is not encrypted", n.Name, v1.LabelIgnore))
-			continue
-		case n.Driver != "overlay" || n.Scope != "swarm":
-			notes = append(notes, fmt.Sprintf("network %s is a %s %s network: only Swarm overlay networks can be encrypted", n.Name, n.Scope, n.Driver))
-			continue
-		case n.ConfigFrom != "":
-			notes = append(notes, fmt.Sprintf("network %s cannot be encrypted: it takes its settings from config network %s (--config-from): recreate both by hand with --opt encrypted",
-				n.Name, n.ConfigFrom))
-			continue
-		}
-		m := &migration{name: n.Name, old: n, policies: names, enforced: enforced, users: users, tasks: byService}
-		if sq := nets.ByName[TempName(n.Name)]; sq != nil {
-			m.squatter = sq
-		}
-		if st := m.next(); st.kind == kindBlocked && m.squatter == nil {
-			notes = append(notes, fmt.Sprintf("network %s cannot be encrypted: %s", n.Name, st.why))
-			continue
-		}
-		byName[n.Name] = m
-	}
-	for _, m := range byName {
+	f.inProgress()
+	f.asked()
+	for _, m := range f.byName {
 		ms = append(ms, m)
 	}
 	slices.SortFunc(ms, func(a, b *migration) int { return cmp.Compare(a.name, b.name) })
-	return ms, ingress, notes, nil
+	return ms, f.ingress, f.notes, nil
+}
+
+// finder is find's reading of the store and what it found so far.
+type finder struct {
+	policies []*state.Policy
+	nets     *plan.Networks
+	users    map[string][]*state.Service // by network ID, by name
+	tasks    map[string][]*state.Task    // by service ID
+
+	byName  map[string]*migration
+	ingress *migration
+	notes   []string
+}
+
+func newFinder(tx state.ReadTx) (*finder, error) {
+	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindEncryptionPolicy))
+	if err != nil {
+		return nil, err
+	}
+	nets, err := plan.LoadNetworks(tx)
+	if err != nil {
+		return nil, err
+	}
+	services, err := state.FindServices(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	tasks, err := state.FindTasks(tx, state.All())
+	if err != nil {
+		return nil, err
+	}
+	f := &finder{policies: policies, nets: nets, users: map[string][]*state.Service{},
+		tasks: map[string][]*state.Task{}, byName: map[string]*migration{}}
+	slices.SortFunc(services, func(a, b *state.Service) int { return cmp.Compare(a.Name, b.Name) })
+	for _, s := range services {
+		for _, a := range s.Networks {
+			if n := nets.Resolve(a.Target); n != nil {
+				f.users[n.ID] = append(f.users[n.ID], s)
+			}
+		}
+	}
+	for _, t := range tasks {
+		f.tasks[t.ServiceID] = append(f.tasks[t.ServiceID], t)
+	}
+	return f, nil
+}
+
+// selectors names the encryption policies selecting a network, and says
+// whether one of them is enforced.
+func (f *finder) selectors(n *state.Network) (names []string, enforced bool) {
+	for _, p := range f.policies {
+		if p.Encryption != nil && p.Encryption.Spec.NetworkSelector.Matches(n.SelectorLabels) {
+			names = append(names, p.Name)
+			enforced = enforced || plan.Enforced(p)
+		}
+	}
+	slices.Sort(names)
+	return names, enforced
+}
+
+// inProgress finds the migrations a temporary network shows started.
+func (f *finder) inProgress() {
+	for _, n := range f.nets.ByID {
+		if !isTemp(n) {
+			continue
+		}
+		m := &migration{name: n.Labels[v1.LabelMigrating], temp: n, rec: decodeRecord(n), users: f.users, tasks: f.tasks}
+		if prev := f.byName[m.name]; prev != nil && prev.temp.ID < n.ID {
+			continue // two temporaries cannot share the one deterministic name
+		}
+		f.byName[m.name] = m
+		from := n.Labels[v1.LabelMigratedFrom]
+		if o := f.nets.ByID[from]; o != nil && o.Name == m.name {
+			m.old = o
+			m.policies, m.enforced = f.selectors(o)
+			m.enforced = m.enforced && !o.Ignored()
+		}
+		if cur := f.nets.ByName[m.name]; cur != nil && cur.ID != from && cur.Scope == "swarm" {
+			m.new = cur
+			m.policies, _ = f.selectors(cur)
+		}
+	}
+}
+
+// asked finds the migrations the encryption policies ask for and that are
+// not under way, noting the networks that cannot be migrated.
+func (f *finder) asked() {
+	for _, n := range f.nets.ByName {
+		if n.Managed() || f.byName[n.Name] != nil {
+			continue
+		}
+		names, enforced := f.selectors(n)
+		if len(names) == 0 || n.Encrypted() {
+			continue
+		}
+		if n.Ingress {
+			f.ingress = &migration{name: n.Name, old: n, policies: names, users: f.users}
+			continue
+		}
+		if note, skip := unmigratable(n); skip {
+			if note != "" {
+				f.notes = append(f.notes, note)
+			}
+			continue
+		}
+		m := &migration{name: n.Name, old: n, policies: names, enforced: enforced, users: f.users, tasks: f.tasks}
+		if sq := f.nets.ByName[TempName(n.Name)]; sq != nil {
+			m.squatter = sq
+		}
+		if st := m.next(); st.kind == kindBlocked && m.squatter == nil {
+			f.notes = append(f.notes, fmt.Sprintf("network %s cannot be encrypted: %s", n.Name, st.why))
+			continue
+		}
+		f.byName[n.Name] = m
+	}
+}
+
+// unmigratable says whether a selected network is left as it is, and why
+// when the user should hear of it (a predefined network goes unsaid).
+func unmigratable(n *state.Network) (note string, skip bool) {
+	switch {
+	case n.Predefined():
+		return "", true
+	case n.Ignored():
+		return fmt.Sprintf("network %s opts out (%s=true): it is not encrypted", n.Name, v1.LabelIgnore), true
+	case n.Driver != "overlay" || n.Scope != "swarm":
+		return fmt.Sprintf("network %s is a %s %s network: only Swarm overlay networks can be encrypted", n.Name, n.Scope, n.Driver), true
+	case n.ConfigFrom != "":
+		return fmt.Sprintf("network %s cannot be encrypted: it takes its settings from config network %s (--config-from): recreate both by hand with --opt encrypted",
+			n.Name, n.ConfigFrom), true
+	}
+	return "", false
 }
 
 func isTemp(n *state.Network) bool {

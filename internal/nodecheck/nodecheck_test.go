@@ -54,7 +54,7 @@ func (t *table) ClearAndDeleteChain(_, c string) error { delete(t.chains, c); re
 func (t *table) List(_, c string) ([]string, error)    { return t.chains[c], nil }
 func (t *table) Append(_, c string, r ...string) error {
 	if t.noU32 && slices.Contains(r, "u32") {
-		return errors.New("iptables: No chain/target/match by that name.")
+		return errors.New("iptables: No chain/target/match by that name.") //nolint:revive // iptables' own words, as the kernel's refusal reads
 	}
 	t.chains[c] = append(t.chains[c], strings.Join(r, " "))
 	return nil
@@ -82,7 +82,7 @@ func TestProberOnAGoodAndABadNode(t *testing.T) {
 	good := &Prober{Hostname: "good", ProcNet: t.TempDir(),
 		Docker:   &node{icc: "false"},
 		IPTables: &table{chains: map[string][]string{"INPUT": {"-P INPUT ACCEPT"}}},
-		Exec: func(_ context.Context, name string, args ...string) ([]byte, error) {
+		Exec: func(_ context.Context, _ string, args ...string) ([]byte, error) {
 			xfrm = append(xfrm, args)
 			return nil, nil
 		}}

@@ -34,7 +34,7 @@ func Files() (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var any []*jsonschema.Schema
+	var oneOf []*jsonschema.Schema
 	for _, k := range kinds {
 		s := r.Reflect(k.v)
 		s.ID = jsonschema.ID("https://swarmsec.io/schemas/v1/" + k.file)
@@ -53,11 +53,11 @@ func Files() (map[string][]byte, error) {
 			return nil, err
 		}
 		out[k.file] = append(b, '\n')
-		any = append(any, &jsonschema.Schema{Ref: "./" + k.file})
+		oneOf = append(oneOf, &jsonschema.Schema{Ref: "./" + k.file})
 	}
 	all := &jsonschema.Schema{
 		Version: jsonschema.Version, ID: "https://swarmsec.io/schemas/v1/swarmsec.json",
-		Title: "swarmsec.io/v1 manifest", OneOf: any,
+		Title: "swarmsec.io/v1 manifest", OneOf: oneOf,
 	}
 	b, err := json.MarshalIndent(all, "", "  ")
 	if err != nil {

@@ -29,7 +29,7 @@ func TestEndpoints(t *testing.T) {
 	var ready atomic.Bool
 	s, err := Listen(Config{
 		Addr:    "127.0.0.1:0",
-		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "swarmsec_up 1\n") }),
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "swarmsec_up 1\n") }),
 		Status:  func() any { return map[string]any{"policies": []string{"web"}} },
 		Ready: func() (bool, string) {
 			if ready.Load() {

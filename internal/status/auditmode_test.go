@@ -67,7 +67,9 @@ func TestAuditModeWritesNothing(t *testing.T) {
 				t.Fatal("no pass")
 			}
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				t.Fatalf("controller: %v", err)
+			}
 
 			if p.Err != nil {
 				t.Fatalf("pass: %v", p.Err)

@@ -218,99 +218,140 @@ func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 
 // judge concludes what a pass that saw the policy's generation says of it.
 func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
+	j := &judgement{mode: t.mode, storeKnown: t.store != nil, e: e, p: p}
+	j.tally()
+	v := &verdict{pending: slices.Concat(j.failed, j.pending, j.would)}
+	if j.planHeld(v) || j.encryptionHeld(v) {
+		return v
+	}
+	j.recordProblems(v)
+	j.conclude(v)
+	return v
+}
+
+// judgement is one pass judged for one policy: its actions sorted by what
+// became of them, then the verdict they lead to.
+type judgement struct {
+	mode plan.Mode
+	// storeKnown: the tracker reads a store, so an empty selection is
+	// known to be empty.
+	storeKnown bool
+	e          *entry
+	p          plan.Pass
+
+	pending, failed, would []v1.PendingAction
+	applied                int
+	errs                   []string
+}
+
+// tally sorts the policy's actions in the plan by their results.
+func (j *judgement) tally() {
 	results := map[string]plan.ActionResult{}
-	if p.Result != nil {
-		for _, ar := range p.Result.Results {
+	if j.p.Result != nil {
+		for _, ar := range j.p.Result.Results {
 			results[actionKey(ar.Action)] = ar
 		}
 	}
-	var (
-		pending, failed, would []v1.PendingAction
-		applied                int
-		errs                   []string
-	)
-	for _, a := range p.Plan.Actions {
-		if !slices.Contains(a.Policies, e.policy.Name) {
+	for _, a := range j.p.Plan.Actions {
+		if !slices.Contains(a.Policies, j.e.policy.Name) {
 			continue
 		}
 		pa := v1.PendingAction{Kind: string(a.Kind), Name: a.Name, Reasons: a.Why()}
 		if a.Audit {
 			pa.State = v1.PendingAudit
-			would = append(would, pa)
+			j.would = append(j.would, pa)
 			continue
 		}
-		if t.mode == plan.ModeAudit {
+		if j.mode == plan.ModeAudit {
 			// Audit mode plans against no enforced policy too; only the
 			// actions marked Audit say what enforcing would change.
 			continue
 		}
 		ar, ok := results[actionKey(a)]
+		// A migration in a pass that asks for another is not done yet.
+		continues := a.Kind == plan.ActionMigrateNetwork && j.p.Requeue
 		switch {
 		case ok && ar.Outcome == plan.OutcomeFailed:
 			pa.State, pa.Error = v1.PendingFailed, errString(ar.Err)
-			failed = append(failed, pa)
-			errs = append(errs, errString(ar.Err))
-		case ok && ar.Outcome != plan.OutcomePending && !(a.Kind == plan.ActionMigrateNetwork && p.Requeue):
-			applied++
+			j.failed = append(j.failed, pa)
+			j.errs = append(j.errs, errString(ar.Err))
+		case ok && ar.Outcome != plan.OutcomePending && !continues:
+			j.applied++
 		default:
 			pa.State = v1.PendingWaiting
-			pending = append(pending, pa)
+			j.pending = append(j.pending, pa)
 		}
 	}
-	v := &verdict{pending: slices.Concat(failed, pending, would)}
-	if i := slices.IndexFunc(p.Plan.Held, func(h plan.HeldPolicy) bool { return h.Name == e.policy.Name }); i >= 0 {
-		v.status, v.reason, v.message = v1.ConditionFalse, v1.ReasonHeld, p.Plan.Held[i].Message
-		return v
+}
+
+// planHeld concludes for a policy the safety limits hold as a whole.
+func (j *judgement) planHeld(v *verdict) bool {
+	i := slices.IndexFunc(j.p.Plan.Held, func(h plan.HeldPolicy) bool { return h.Name == j.e.policy.Name })
+	if i < 0 {
+		return false
 	}
-	var encHeld []string
-	for _, h := range p.Plan.EncryptionHolds {
-		if !slices.Contains(h.Policies, e.policy.Name) {
+	v.status, v.reason, v.message = v1.ConditionFalse, v1.ReasonHeld, j.p.Plan.Held[i].Message
+	return true
+}
+
+// encryptionHeld notes the policy's networks whose tasks span a node that
+// cannot encrypt, and concludes when changes of the policy are held for it.
+func (j *judgement) encryptionHeld(v *verdict) bool {
+	var held []string
+	for _, h := range j.p.Plan.EncryptionHolds {
+		if !slices.Contains(h.Policies, j.e.policy.Name) {
 			continue
 		}
 		if h.Held {
-			encHeld = append(encHeld, h.Message)
+			held = append(held, h.Message)
 		} else {
 			v.unencrypted = append(v.unencrypted, h.Message)
 		}
 	}
-	if len(encHeld) > 0 {
-		v.status, v.reason = v1.ConditionFalse, plan.ReasonEncryptionUnavailable
-		v.message = fmt.Sprintf("%s held: %s", count(len(encHeld), "change"), strings.Join(first(encHeld, 3), "; "))
-		return v
+	if len(held) == 0 {
+		return false
 	}
-	for _, pr := range p.Plan.Problems {
-		if slices.Contains(e.policy.Services, pr.Service) {
+	v.status, v.reason = v1.ConditionFalse, plan.ReasonEncryptionUnavailable
+	v.message = fmt.Sprintf("%s held: %s", count(len(held), "change"), strings.Join(first(held, 3), "; "))
+	return true
+}
+
+// recordProblems notes what is wrong with the records of the policy's
+// services.
+func (j *judgement) recordProblems(v *verdict) {
+	for _, pr := range j.p.Plan.Problems {
+		if slices.Contains(j.e.policy.Services, pr.Service) {
 			v.problems = append(v.problems, pr.Message)
 			v.reasons = append(v.reasons, pr.Reason)
 		}
 	}
-	// Without a store the selection is unknown, so never claim it empty.
-	nothing := t.store != nil && (e.policy.Kind == v1.KindNetworkPolicy && len(e.policy.Services) == 0 ||
-		e.policy.Kind == v1.KindEncryptionPolicy && len(e.policy.Networks) == 0)
+}
+
+// selectsNothing says whether the policy is known to select nothing.
+// Without a store the selection is unknown, so never claim it empty.
+func (j *judgement) selectsNothing() bool {
+	pol := j.e.policy
+	return j.storeKnown && (pol.Kind == v1.KindNetworkPolicy && len(pol.Services) == 0 ||
+		pol.Kind == v1.KindEncryptionPolicy && len(pol.Networks) == 0)
+}
+
+// conclude sets the Ready condition's status, reason and message.
+func (j *judgement) conclude(v *verdict) {
+	nothing := j.selectsNothing()
 	switch {
-	case t.mode == plan.ModeAudit || e.audit:
-		v.reason = v1.ReasonAuditOnly
-		if len(would) > 0 {
-			v.status = v1.ConditionFalse
-			v.message = fmt.Sprintf("audit only: enforcing would make %s: %s; nothing is written", count(len(would), "change"), summarize(would))
-		} else {
-			v.status = v1.ConditionTrue
-			v.message = "audit only: the cluster already matches the policy; nothing is written"
-			if nothing {
-				v.message += "; it selects nothing"
-			}
-		}
-	case len(failed) > 0:
+	case j.mode == plan.ModeAudit || j.e.audit:
+		j.concludeAudit(v, nothing)
+	case len(j.failed) > 0:
 		v.status, v.reason = v1.ConditionFalse, v1.ReasonApplyFailed
-		v.message = fmt.Sprintf("%s of %s failed: %s", count(len(failed), "change"), count(len(failed)+len(pending)+applied, "change"), strings.Join(first(errs, 3), "; "))
-	case len(pending) > 0 && errors.Is(p.Err, plan.ErrHeld):
+		v.message = fmt.Sprintf("%s of %s failed: %s", count(len(j.failed), "change"), count(len(j.failed)+len(j.pending)+j.applied, "change"), strings.Join(first(j.errs, 3), "; "))
+	case len(j.pending) > 0 && errors.Is(j.p.Err, plan.ErrHeld):
 		v.status, v.reason = v1.ConditionUnknown, v1.ReasonHeld
 		v.message = fmt.Sprintf("the safety limits hold the pass (%s): %s wait: %s",
-			strings.Join(p.Plan.Holds, "; "), count(len(pending), "change"), summarize(pending))
-	case len(pending) > 0:
+			strings.Join(j.p.Plan.Holds, "; "), count(len(j.pending), "change"), summarize(j.pending))
+	case len(j.pending) > 0:
 		v.status, v.reason = v1.ConditionUnknown, v1.ReasonProgressing
-		v.message = fmt.Sprintf("%s pending: %s", count(len(pending), "change"), summarize(pending))
-	case nothing && e.policy.Kind == v1.KindEncryptionPolicy:
+		v.message = fmt.Sprintf("%s pending: %s", count(len(j.pending), "change"), summarize(j.pending))
+	case nothing && j.e.policy.Kind == v1.KindEncryptionPolicy:
 		v.status, v.reason = v1.ConditionTrue, v1.ReasonNoServicesSelected
 		v.message = "networkSelector matches no overlay network: the policy has nothing to enforce"
 	case nothing:
@@ -318,18 +359,40 @@ func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
 		v.message = "serviceSelector matches no service: the policy has nothing to enforce"
 	default:
 		v.status, v.reason = v1.ConditionTrue, v1.ReasonConverged
-		v.message = "in force"
-		if n := len(e.policy.Services); n > 0 {
-			v.message += " on " + count(n, "service")
-		}
-		if n := len(e.policy.Networks); n > 0 {
-			v.message += " on " + count(n, "network")
-		}
-		if applied > 0 {
-			v.message += fmt.Sprintf("; the last pass applied %s", count(applied, "change"))
-		}
+		v.message = j.inForce()
 	}
-	return v
+}
+
+// concludeAudit concludes for a policy that is only audited: what
+// enforcing it would change.
+func (j *judgement) concludeAudit(v *verdict, nothing bool) {
+	v.reason = v1.ReasonAuditOnly
+	if len(j.would) > 0 {
+		v.status = v1.ConditionFalse
+		v.message = fmt.Sprintf("audit only: enforcing would make %s: %s; nothing is written", count(len(j.would), "change"), summarize(j.would))
+		return
+	}
+	v.status = v1.ConditionTrue
+	v.message = "audit only: the cluster already matches the policy; nothing is written"
+	if nothing {
+		v.message += "; it selects nothing"
+	}
+}
+
+// inForce is the message of a converged policy: what it holds, and what
+// the last pass applied.
+func (j *judgement) inForce() string {
+	msg := "in force"
+	if n := len(j.e.policy.Services); n > 0 {
+		msg += " on " + count(n, "service")
+	}
+	if n := len(j.e.policy.Networks); n > 0 {
+		msg += " on " + count(n, "network")
+	}
+	if j.applied > 0 {
+		msg += fmt.Sprintf("; the last pass applied %s", count(j.applied, "change"))
+	}
+	return msg
 }
 
 // refresh recomputes every Ready condition from what is known now.

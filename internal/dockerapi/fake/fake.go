@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -26,6 +25,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 )
 
 // Swarm is the in-memory Swarm; New makes one. See the package
@@ -1064,7 +1065,9 @@ func (f *Swarm) updateServiceLocked(ref string, version swarm.Version, spec swar
 			return err
 		}
 	}
-	if (len(spec.Networks) != 0 || len(svc.Spec.Networks) != 0) && !jsonEqual(spec.Networks, svc.Spec.Networks) &&
+	// ServiceSpec.Networks is deprecated, but older clients still send it
+	// and the engine still honours it: the fake does as the engine does.
+	if (len(spec.Networks) != 0 || len(svc.Spec.Networks) != 0) && !jsonEqual(spec.Networks, svc.Spec.Networks) && //nolint:staticcheck // SA1019: modelled for old clients
 		jsonEqual(spec.TaskTemplate.Networks, svc.Spec.TaskTemplate.Networks) {
 		return dockerapi.NewDaemonError(http.StatusNotImplemented, "rpc error: code = Unimplemented desc = networks must be migrated to TaskSpec before being changed")
 	}
@@ -1279,7 +1282,7 @@ func (f *Swarm) findServiceLocked(ref string) (*swarm.Service, error) {
 // resolveNetworksLocked replaces network references in a spec by network
 // IDs, as the engine stores them.
 func (f *Swarm) resolveNetworksLocked(spec *swarm.ServiceSpec) error {
-	for _, list := range [][]swarm.NetworkAttachmentConfig{spec.TaskTemplate.Networks, spec.Networks} {
+	for _, list := range [][]swarm.NetworkAttachmentConfig{spec.TaskTemplate.Networks, spec.Networks} { //nolint:staticcheck // SA1019: old clients still send it
 		for i := range list {
 			n, err := f.findNetworkLocked(list[i].Target, "")
 			if err != nil {
@@ -2352,7 +2355,7 @@ func validateSwarmSpec(s swarm.ServiceSpec) error {
 // its tasks to, without duplicates.
 func attachedNetworks(s swarm.ServiceSpec) []string {
 	var ids []string
-	for _, a := range slices.Concat(s.TaskTemplate.Networks, s.Networks) {
+	for _, a := range slices.Concat(s.TaskTemplate.Networks, s.Networks) { //nolint:staticcheck // SA1019: old clients still send it
 		if !slices.Contains(ids, a.Target) {
 			ids = append(ids, a.Target)
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -23,7 +22,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/errdefs"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -188,7 +188,7 @@ func TestFakeServiceInspect(t *testing.T) {
 		}
 	}
 	_, _, err := f.ServiceInspectWithRaw(ctx, "nosuch", swarm.ServiceInspectOptions{})
-	if !dockerapi.IsNotFound(err) || !cerrdefs.IsNotFound(err) || !errdefs.IsNotFound(err) {
+	if !dockerapi.IsNotFound(err) || !cerrdefs.IsNotFound(err) {
 		t.Errorf("not found: %v", err)
 	}
 	if want := "Error response from daemon: service nosuch not found"; err.Error() != want {
@@ -258,6 +258,10 @@ func TestFakeServiceUpdate(t *testing.T) {
 	}
 }
 
+// Old clients still send ServiceSpec.Networks, so the fake keeps the
+// engine's handling of it.
+//
+//nolint:staticcheck // SA1019: the deprecated field is what this test is about
 func TestFakeServiceUpdateDeprecatedNetworks(t *testing.T) {
 	ctx := context.Background()
 	f := New()
@@ -1144,7 +1148,7 @@ func TestFakePublishedPorts(t *testing.T) {
 }
 
 func TestFakeParityScenarios(t *testing.T) {
-	runParityScenarios(t, func(t *testing.T) *parityWorld { return newFakeWorld(t, New()) })
+	runParityScenarios(t, func(*testing.T) *parityWorld { return newFakeWorld(New()) })
 }
 
 // --- Parity scenarios ------------------------------------------------------
@@ -1171,7 +1175,7 @@ type parityWorld struct {
 	redactions []string // old, new pairs
 }
 
-func newFakeWorld(t *testing.T, f *Swarm) *parityWorld {
+func newFakeWorld(f *Swarm) *parityWorld {
 	return &parityWorld{
 		API: f, run: "r1", image: "swarmsec-test-app:r1",
 		addService: func(_ context.Context, spec swarm.ServiceSpec) (string, error) {
@@ -1332,16 +1336,16 @@ func (w *parityWorld) taskList(t *testing.T, ctx context.Context, args ...filter
 	return tasks
 }
 
-// runningTasks waits until the service has n tasks Swarm wants running and
-// all of them run, and returns them.
-func (w *parityWorld) runningTasks(t *testing.T, ctx context.Context, short string, n int) []swarm.Task {
+// runningTask waits until the service has one task Swarm wants running
+// and it runs, and returns it.
+func (w *parityWorld) runningTask(t *testing.T, ctx context.Context, short string) swarm.Task {
 	t.Helper()
 	var tasks []swarm.Task
-	eventually(t, fmt.Sprintf("%d running tasks of %s", n, short), func() bool {
+	eventually(t, "1 running task of "+short, func() bool {
 		tasks = w.taskList(t, ctx, filters.Arg("service", w.name(short)), filters.Arg("desired-state", "running"))
-		return len(tasks) == n && !slices.ContainsFunc(tasks, func(t swarm.Task) bool { return t.Status.State != swarm.TaskStateRunning })
+		return len(tasks) == 1 && tasks[0].Status.State == swarm.TaskStateRunning
 	})
-	return tasks
+	return tasks[0]
 }
 
 // statusLines lists the services named prefix()-<short>... with their
@@ -1527,7 +1531,7 @@ var parityScenarios = []parityScenario{{
 	},
 }, {
 	name: "not found",
-	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+	run: func(_ *testing.T, ctx context.Context, w *parityWorld) []string {
 		missing := w.name("missing")
 		w.redactions = append(w.redactions, w.prefix(), "<p>")
 		_, _, errSvc := w.ServiceInspectWithRaw(ctx, missing, swarm.ServiceInspectOptions{})
@@ -1701,7 +1705,7 @@ var parityScenarios = []parityScenario{{
 		zero := w.spec("us-zero", w.name("us-a"))
 		zero.Mode.Replicated = &swarm.ReplicatedService{Replicas: ptr[uint64](0)}
 		idOne, idZero := w.service(t, ctx, one), w.service(t, ctx, zero)
-		first := w.runningTasks(t, ctx, "us-one", 1)[0]
+		first := w.runningTask(t, ctx, "us-one")
 
 		var lines []string
 		for _, id := range []string{idOne, idZero} {
@@ -1745,7 +1749,7 @@ var parityScenarios = []parityScenario{{
 		lines = append(lines, w.redact(fmt.Sprintf("%s after the update: update status %v, VIP on %v",
 			svc.Spec.Name, svc.UpdateStatus, svc.Endpoint.VirtualIPs[0].NetworkID)))
 
-		running := w.runningTasks(t, ctx, "us-one", 1)[0]
+		running := w.runningTask(t, ctx, "us-one")
 		lines = append(lines, w.redact(fmt.Sprintf("running now: slot %d, %s, spec networks %v, a new task %v",
 			running.Slot, running.Status.State, targets(running.Spec.Networks), running.ID != first.ID)))
 		var all []swarm.Task
@@ -1867,7 +1871,7 @@ var parityScenarios = []parityScenario{{
 		user := w.spec("ipam-user", w.name("ipam-over"))
 		idUser := w.service(t, ctx, user)
 		w.service(t, ctx, w.spec("ipam-later", w.name("ipam-after")))
-		w.runningTasks(t, ctx, "ipam-later", 1)
+		w.runningTask(t, ctx, "ipam-later")
 		var waiting []swarm.Task
 		eventually(t, "a task for the waiting service", func() bool {
 			waiting = w.taskList(t, ctx, filters.Arg("service", idUser))
@@ -1888,7 +1892,7 @@ var parityScenarios = []parityScenario{{
 		_, encrypted := in.Options["encrypted"]
 		lines = append(lines, fmt.Sprintf("overlapping, after the explicit one is gone: driver %q, configs %s, encrypted %v",
 			in.Driver, strings.ReplaceAll(configs(in.IPAM.Config), "<sub .1>", "<half .1>"), encrypted))
-		now := w.runningTasks(t, ctx, "ipam-user", 1)[0]
+		now := w.runningTask(t, ctx, "ipam-user")
 		lines = append(lines, fmt.Sprintf("the waiting task: %s, the same task %v, VIPs %d", now.Status.State, now.ID == wt.ID,
 			len(mustInspect(t, w, idUser).Endpoint.VirtualIPs)))
 
@@ -1958,7 +1962,7 @@ var parityScenarios = []parityScenario{{
 		// Host-mode ports are the node's: the API takes two services on
 		// one, the scheduler places one task per node.
 		h1 := w.service(t, ctx, spec("pt-host1", 1, port(swarm.PortConfigPublishModeHost, p)))
-		w.runningTasks(t, ctx, "pt-host1", 1)
+		w.runningTask(t, ctx, "pt-host1")
 		lines = append(lines, w.kindLine("ingress on the host-mode port", try(spec("pt-ingp", 0, port(swarm.PortConfigPublishModeIngress, p)))))
 		lines = append(lines, w.kindLine("another service on the host-mode port", try(spec("pt-host2", 1, port(swarm.PortConfigPublishModeHost, p)))))
 		var pending swarm.Task
@@ -1975,7 +1979,7 @@ var parityScenarios = []parityScenario{{
 		if err := w.removeService(ctx, h1); err != nil {
 			t.Fatal(err)
 		}
-		now := w.runningTasks(t, ctx, "pt-host2", 1)[0]
+		now := w.runningTask(t, ctx, "pt-host2")
 		lines = append(lines, fmt.Sprintf("once pt-host1 is gone: %s, the same task %v, error %q, on a node %v",
 			now.Status.State, now.ID == pending.ID, now.Status.Err, now.NodeID != ""))
 		return lines

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -26,6 +25,8 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
+
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 )
 
 // TestFakeParityWithEngine runs the parity scenarios against the Fake and
@@ -49,14 +50,14 @@ func TestFakeParityWithEngine(t *testing.T) {
 	t.Cleanup(func() { sweepRun(t, cli, run) })
 
 	t.Run("fake", func(t *testing.T) {
-		runParityScenarios(t, func(t *testing.T) *parityWorld {
-			w := newFakeWorld(t, New())
+		runParityScenarios(t, func(*testing.T) *parityWorld {
+			w := newFakeWorld(New())
 			w.run, w.image = run, img
 			return w
 		})
 	})
 	t.Run("engine", func(t *testing.T) {
-		runParityScenarios(t, func(t *testing.T) *parityWorld { return newEngineWorld(cli, run, img) })
+		runParityScenarios(t, func(*testing.T) *parityWorld { return newEngineWorld(cli, run, img) })
 	})
 }
 

@@ -9,9 +9,9 @@ import (
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -108,6 +108,8 @@ func ShopPolicies() []*state.Policy {
 	}
 }
 
+// Inspect returns the service with that ID, failing the test when it is
+// not there.
 func Inspect(t testing.TB, f *fake.Swarm, id string) swarm.Service {
 	t.Helper()
 	s, _, err := f.ServiceInspectWithRaw(context.Background(), id, swarm.ServiceInspectOptions{})

@@ -15,7 +15,7 @@ func TestRunMatrix(t *testing.T) {
 	// reachable although it should not be, and api -> web errors.
 	reachable := map[Pair]bool{{"web", "api"}: true, {"api", "db"}: true, {"db", "web"}: true}
 	var inFlight, maxInFlight atomic.Int32
-	probe := func(ctx context.Context, from, to string) (bool, string, error) {
+	probe := func(_ context.Context, from, to string) (bool, string, error) {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
 		for {
