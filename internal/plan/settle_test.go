@@ -1,0 +1,105 @@
+package plan
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+// service is an observed service named name (ID "id-<name>") with labels,
+// on the networks of atts.
+func service(name string, labels map[string]string, atts ...swarm.NetworkAttachmentConfig) *state.Service {
+	s := swarm.Service{ID: "id-" + name}
+	s.Version.Index = 3
+	s.Spec.Name = name
+	s.Spec.Labels = labels
+	s.Spec.TaskTemplate.Networks = atts
+	return state.NewService(s)
+}
+
+func on(network string, aliases ...string) swarm.NetworkAttachmentConfig {
+	return swarm.NetworkAttachmentConfig{Target: network, Aliases: aliases}
+}
+
+// stackNet is a stack's plain overlay network, ID "net-<name>".
+func stackNet(name string) *state.Network {
+	return state.NewNetwork(network.Summary{ID: "net-" + name, Name: name, Driver: "overlay", Scope: "swarm"})
+}
+
+// managedNet is a policy network as swarmsec makes it, ID "net-<name>".
+func managedNet(name, owner string, internal bool) *state.Network {
+	return state.NewNetwork(network.Summary{
+		ID: "net-" + name, Name: name, Driver: "overlay", Scope: "swarm", Internal: internal,
+		Options: map[string]string{"encrypted": ""},
+		Labels:  map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: v1.PurposePolicy, v1.LabelOwner: owner},
+	})
+}
+
+// record is the record config of a service, as swarmsec writes it.
+func record(s *state.Service, o compile.Original) *state.Record {
+	o.Service = s.ID
+	return &state.Record{ID: "cfg-" + s.ID, Name: compile.RecordName(s.ID), Labels: compile.RecordLabels(), Data: o.Encode()}
+}
+
+// A restore split so that the service first leaves what it blocks keeps
+// its record and label in that first part: the rest of the restore needs
+// them to know what to give back.
+func TestSplitRestoreKeepsItsRecord(t *testing.T) {
+	p0 := managedNet("swarmsec-p0", "p0", false)
+	b := service("b", map[string]string{"app": "b", v1.LabelOriginal: compile.RecordName("id-b")}, on(p0.ID))
+	svcs := []*state.Service{
+		service("a", map[string]string{"app": "a"}, on(p0.ID)),
+		b,
+		service("f", map[string]string{"app": "f"}, on("net-v", "f")),
+	}
+	nets := []*state.Network{stackNet("v"), p0}
+	recs := []*state.Record{record(b, compile.Original{Networks: []compile.OriginalAttachment{{Name: "v", ID: "net-v", Aliases: []string{"b"}}}})}
+	// p0 now isolates f: f's move onto swarmsec-p0 waits for b to leave
+	// it, and b's restore onto v waits for f to leave v.
+	policy := policytest.NetPol("p0", v1.NetworkPolicySpec{
+		ServiceSelector: policytest.Sel("app", "f"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{policytest.Peer("app", "a")}}},
+	})
+	st := storeWith(t, svcs, nets, []*state.Policy{policy})
+	if err := st.Update(func(tx state.Tx) error { return state.ReplaceRecords(tx, recs) }); err != nil {
+		t.Fatal(err)
+	}
+	var now []Action
+	var err error
+	st.View(func(tx state.ReadTx) {
+		var d *compile.Desired
+		var p *Plan
+		if d, err = compile.Compile(tx, nil); err != nil {
+			return
+		}
+		if p, err = Diff(tx, d); err != nil {
+			return
+		}
+		var updates []Action
+		for _, a := range p.Actions {
+			if a.Kind == ActionUpdateService {
+				updates = append(updates, a)
+			}
+		}
+		now, _, err = Schedule(tx, d, updates)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range now {
+		if a.Name != "b" {
+			continue
+		}
+		restored := slices.ContainsFunc(a.Service.Target.Networks, func(at Attachment) bool { return at.Network == "v" })
+		if !restored && (a.Service.RemoveRecord != "" || a.Service.Target.Original != compile.RecordName("id-b")) {
+			t.Errorf("b's first part removes its record (%q) or label (%q) before it is back on v", a.Service.RemoveRecord, a.Service.Target.Original)
+		}
+	}
+}
