@@ -565,7 +565,19 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 			}
 		}
 	}
-	aliases := unionAliases(base)
+	// The aliases on managed networks follow from what the service
+	// answers to on its own networks, never from what an attachment
+	// carries now: one dropped while it named two services comes back once
+	// it names one (dropSharedAliases), and one added by hand goes.
+	aliases := ownAliases(orig, own)
+	if orig == nil && problem != nil && len(own) == 0 {
+		// Its record is gone: what it answers to now is all there is.
+		for _, a := range s.Networks {
+			aliases = append(aliases, a.Aliases...)
+		}
+		slices.Sort(aliases)
+		aliases = slices.Compact(aliases)
+	}
 
 	keepAsIs := !isolated && orig == nil && problem != nil
 	switch {
@@ -584,11 +596,7 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 	}
 	if ds != nil && !keepAsIs {
 		for _, name := range ds.Networks {
-			if a, ok := current[name]; ok {
-				t.Networks = append(t.Networks, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
-				continue
-			}
-			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: aliases})
+			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: aliases, DriverOpts: current[name].DriverOpts})
 		}
 	}
 
@@ -705,6 +713,21 @@ func dropSharedAliases(services []*state.Service, targets []Target, desired *com
 		}
 	}
 	return notes
+}
+
+// ownAliases are the aliases a service answers to on its own networks:
+// those of its record, every recorded network counted (one being replaced
+// by an encryption migration is missing for a while), else those it has.
+func ownAliases(orig *compile.Original, own []Attachment) []string {
+	if orig == nil {
+		return unionAliases(own)
+	}
+	var out []string
+	for _, oa := range orig.Networks {
+		out = append(out, oa.Aliases...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // unionAliases gathers the aliases a service has on its own networks, so it

@@ -48,6 +48,91 @@ func record(s *state.Service, o compile.Original) *state.Record {
 	return &state.Record{ID: "cfg-" + s.ID, Name: compile.RecordName(s.ID), Labels: compile.RecordLabels(), Data: o.Encode()}
 }
 
+// planWith compiles and diffs policies against services, networks and
+// records.
+func planWith(t *testing.T, svcs []*state.Service, nets []*state.Network, recs []*state.Record, policies ...*state.Policy) *Plan {
+	t.Helper()
+	st := storeWith(t, svcs, nets, policies)
+	if err := st.Update(func(tx state.Tx) error { return state.ReplaceRecords(tx, recs) }); err != nil {
+		t.Fatal(err)
+	}
+	var p *Plan
+	var err error
+	st.View(func(tx state.ReadTx) {
+		var d *compile.Desired
+		if d, err = compile.Compile(tx, nil); err == nil {
+			p, err = Diff(tx, d)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func update(p *Plan, name string) *Action {
+	for i, a := range p.Actions {
+		if a.Kind == ActionUpdateService && a.Name == name {
+			return &p.Actions[i]
+		}
+	}
+	return nil
+}
+
+func targetAliases(a *Action, network string) []string {
+	for _, at := range a.Service.Target.Networks {
+		if at.Network == network {
+			return at.Aliases
+		}
+	}
+	return nil
+}
+
+func stackLabels(stack, app string, kv ...string) map[string]string {
+	l := map[string]string{v1.LabelStackNamespace: stack, "app": app}
+	for i := 0; i+1 < len(kv); i += 2 {
+		l[kv[i]] = kv[i+1]
+	}
+	return l
+}
+
+// An alias on a managed network is what the service answers to on its
+// own networks, less what another member answers to as well: one dropped
+// while s2_api was there comes back once it has left, and one added by
+// hand goes.
+func TestAliasesFollowTheMembersNotTheAttachment(t *testing.T) {
+	webNet := managedNet("swarmsec-web", "web", false)
+	web := service("s1_web", stackLabels("s1", "web", v1.LabelOriginal, compile.RecordName("id-s1_web")), on(webNet.ID, "web", "db"))
+	svcs := []*state.Service{
+		web,
+		service("s1_api", stackLabels("s1", "api"), on("net-s1_default", "api"), on(webNet.ID)),
+		service("s2_api", stackLabels("s2", "api"), on("net-s2_default", "api")),
+	}
+	nets := []*state.Network{stackNet("s1_default"), stackNet("s2_default"), webNet}
+	recs := []*state.Record{record(web, compile.Original{Networks: []compile.OriginalAttachment{{Name: "s1_default", ID: "net-s1_default", Aliases: []string{"web"}}}})}
+	narrow := policytest.NetPol("web", v1.NetworkPolicySpec{
+		ServiceSelector: policytest.Sel(v1.LabelStackNamespace, "s1", "app", "web"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{policytest.Peer(v1.LabelStackNamespace, "s1", "app", "api")}}},
+	})
+	p := planWith(t, svcs, nets, recs, narrow)
+	for svc, want := range map[string][]string{"s1_api": {"api"}, "s1_web": {"web"}} {
+		a := update(p, svc)
+		if a == nil {
+			t.Errorf("no update of %s: %+v", svc, p.Actions)
+			continue
+		}
+		if got := targetAliases(a, "swarmsec-web"); !slices.Equal(got, want) {
+			t.Errorf("%s on swarmsec-web: aliases %v, want %v", svc, got, want)
+		}
+		if !slices.Contains(a.Why(), "reattach swarmsec-web with its aliases") {
+			t.Errorf("%s: reasons %q", svc, a.Why())
+		}
+	}
+	if len(p.Actions) != 2 {
+		t.Errorf("actions %+v, want the two updates", p.Actions)
+	}
+}
+
 // A restore split so that the service first leaves what it blocks keeps
 // its record and label in that first part: the rest of the restore needs
 // them to know what to give back.

@@ -13,6 +13,29 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
+// twoStacks deploys stacks s1 and s2, each with api and web on its own
+// default network under their short names.
+func twoStacks(t *testing.T) (*fake.Swarm, map[string]string) {
+	t.Helper()
+	f := fake.New()
+	ids := map[string]string{}
+	for _, stack := range []string{"s1", "s2"} {
+		resp, err := f.NetworkCreate(context.Background(), stack+"_default", network.CreateOptions{Driver: "overlay", Scope: "swarm", Labels: map[string]string{v1.LabelStackNamespace: stack}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, app := range []string{"api", "web"} {
+			spec := swarm.ServiceSpec{}
+			spec.Name = stack + "_" + app
+			spec.Labels = map[string]string{v1.LabelStackNamespace: stack, "app": app}
+			spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "app"}
+			spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: resp.ID, Aliases: []string{app}}}
+			ids[spec.Name] = f.AddService(spec).ID
+		}
+	}
+	return f, ids
+}
+
 // aliasesOn returns a service's aliases on the network of that name, and
 // whether it is on it.
 func aliasesOn(t *testing.T, f *fake.Swarm, id, name string) ([]string, bool) {
@@ -38,6 +61,99 @@ func settled(t *testing.T, f *fake.Swarm, r *Reconciler) {
 	if len(pl.Pending()) != 0 || f.WriteCalls() != 0 || res.RequeueAfter != 0 {
 		t.Errorf("a pass after convergence planned %+v, wrote %d, looks again in %v", pl.Pending(), f.WriteCalls(), res.RequeueAfter)
 	}
+}
+
+// s1's web admits every api, so "api" names two services on swarmsec-web
+// and is left off there; once the policy is narrowed to s1's api, s1_web
+// resolves its stack's "api" again, as the same policy applied from
+// scratch gives it.
+func TestNarrowedPolicyGivesTheAliasBack(t *testing.T) {
+	wide := netpol("web", v1.NetworkPolicySpec{
+		ServiceSelector: sel(v1.LabelStackNamespace, "s1", "app", "web"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
+	})
+	narrow := netpol("web", v1.NetworkPolicySpec{
+		ServiceSelector: sel(v1.LabelStackNamespace, "s1", "app", "web"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer(v1.LabelStackNamespace, "s1", "app", "api")}}},
+	})
+
+	f, ids := twoStacks(t)
+	r := newTestReconciler(t, f, []*state.Policy{wide})
+	r.Limits.Force = true
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := aliasesOn(t, f, ids["s1_api"], "swarmsec-web"); slices.Contains(got, "api") {
+		t.Fatalf("s1_api keeps the ambiguous alias api on swarmsec-web: %v", got)
+	}
+	if err := r.SetPolicies([]*state.Policy{narrow}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	got, on := aliasesOn(t, f, ids["s1_api"], "swarmsec-web")
+	if !on || !slices.Equal(got, []string{"api"}) {
+		t.Errorf("after narrowing, s1_api on swarmsec-web (%v) has aliases %v, want [api]", on, got)
+	}
+	settled(t, f, r)
+
+	fresh, freshIDs := twoStacks(t)
+	r2 := newTestReconciler(t, fresh, []*state.Policy{narrow})
+	r2.Limits.Force = true
+	if _, _, err := converge(t, r2); err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := aliasesOn(t, fresh, freshIDs["s1_api"], "swarmsec-web"); !slices.Equal(got, want) {
+		t.Errorf("narrowed: s1_api aliases %v; from scratch: %v", got, want)
+	}
+}
+
+// An alias is a function of who is on the network now: when s2_api
+// joins swarmsec-web, "api" would name two services there, so s1_api
+// rolls too, to lose it (a name that resolves to either of two services
+// would send s1_web to the other stack).
+func TestJoinerMakingAnAliasAmbiguousRollsItsHolder(t *testing.T) {
+	f, ids := twoStacks(t)
+	r := newTestReconciler(t, f, []*state.Policy{netpol("web", v1.NetworkPolicySpec{
+		ServiceSelector: sel(v1.LabelStackNamespace, "s1", "app", "web"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer(v1.LabelStackNamespace, "s1", "app", "api")}}},
+	})})
+	r.Limits.Force = true
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := aliasesOn(t, f, ids["s1_api"], "swarmsec-web"); !slices.Equal(got, []string{"api"}) {
+		t.Fatalf("s1_api aliases on swarmsec-web %v, want [api]", got)
+	}
+	if err := r.SetPolicies([]*state.Policy{netpol("web", v1.NetworkPolicySpec{
+		ServiceSelector: sel(v1.LabelStackNamespace, "s1", "app", "web"),
+		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := r.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rolled []string
+	for _, a := range pl.Pending() {
+		if a.Kind == "update-service" {
+			rolled = append(rolled, a.Name)
+		}
+	}
+	if !slices.Equal(rolled, []string{"s1_api", "s2_api"}) {
+		t.Errorf("s2_api joining rolls %v, want the joiner and the holder of the alias it makes ambiguous", rolled)
+	}
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []string{"s1_api", "s2_api"} {
+		if got, on := aliasesOn(t, f, ids[svc], "swarmsec-web"); !on || slices.Contains(got, "api") {
+			t.Errorf("%s on swarmsec-web (%v) with aliases %v, want it there without api", svc, on, got)
+		}
+	}
+	settled(t, f, r)
 }
 
 // A restore that must wait for another service to leave its network is
