@@ -185,8 +185,10 @@ type compiler struct {
 	edges pairs
 	// groups are the policy networks by member set, before they are named.
 	groups map[string]*group
-	// networks are the observed networks by name; records the records.
+	// networks are the observed networks by name, byID by ID; records the
+	// records.
 	networks map[string][]*state.Network
+	byID     map[string]*state.Network
 	records  Records
 	// hints are today's networks kept, and those covering a policy in
 	// part; covered the edges they realise (see hint.go).
@@ -326,8 +328,10 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		return nil, err
 	}
 	c.networks = make(map[string][]*state.Network, len(nets))
+	c.byID = make(map[string]*state.Network, len(nets))
 	for _, n := range nets {
 		c.networks[n.Name] = append(c.networks[n.Name], n)
+		c.byID[n.ID] = n
 	}
 	c.out.Records = c.records
 	gateway := c.isolatedServices(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
@@ -348,6 +352,18 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 	slices.Sort(c.out.Notes)
 	c.out.Notes = slices.Compact(c.out.Notes)
 	return c.out, nil
+}
+
+// resolve finds the network an attachment target names: an ID, or a name
+// in specs written by hand through the API.
+func (c *compiler) resolve(target string) *state.Network {
+	if n := c.byID[target]; n != nil {
+		return n
+	}
+	if ns := c.networks[target]; len(ns) > 0 {
+		return ns[0]
+	}
+	return nil
 }
 
 func ps2policies[T any](xs []T, f func(T) *state.Policy) map[string]*state.Policy {
@@ -685,7 +701,7 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 		for _, p := range s.Ports {
 			has[PortKey(p.PublishedPort, string(p.Protocol))] = true
 		}
-		if original, _, _ := c.records.Of(s); original != nil {
+		if original, _, _ := c.records.Of(s, c.resolve); original != nil {
 			for _, p := range original.Ports {
 				has[PortKey(p.PublishedPort, string(p.Protocol))] = true
 			}

@@ -528,7 +528,15 @@ type recordChange struct {
 // began) and join the managed networks that connect them to isolated peers.
 func target(records compile.Records, s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, recordChange, []string) {
 	var notes []string
-	orig, from, problem := records.Of(s)
+	orig, from, problem := records.Of(s, nets.Resolve)
+	isolated := ds != nil && ds.Isolated
+	untrusted := problem != nil && problem.Reason == compile.ReasonRecordUntrusted
+	if untrusted {
+		// A label swarmsec did not write is no record: the service is
+		// planned as if it had none. Isolation records what it has and
+		// the label comes to name that record; otherwise the label stays.
+		notes, problem = append(notes, problem.Message), nil
+	}
 	rec := recordChange{problem: problem}
 	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
 	var own []Attachment                                  // current attachments to networks swarmsec does not manage
@@ -546,7 +554,6 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 		own = append(own, Attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 	}
 
-	isolated := ds != nil && ds.Isolated
 	stale := ""
 	if _, labelled := s.Labels[v1.LabelOriginal]; !isolated && from == compile.FromRecord && !labelled && len(own) > 0 {
 		// Re-deployed (a stack deploy rewrites the labels and networks)
@@ -628,6 +635,9 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 	default:
 		t.Ports = s.Ports
 		rec.remove = stale
+		if untrusted {
+			t.Original = s.Labels[v1.LabelOriginal]
+		}
 	}
 	return t, rec, notes
 }

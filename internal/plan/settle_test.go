@@ -1,7 +1,9 @@
 package plan
 
 import (
+	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/network"
@@ -130,6 +132,54 @@ func TestAliasesFollowTheMembersNotTheAttachment(t *testing.T) {
 	}
 	if len(p.Actions) != 2 {
 		t.Errorf("actions %+v, want the two updates", p.Actions)
+	}
+}
+
+// legacy is a record in the label form an earlier swarmsec wrote.
+const legacy = `{"networks":[{"name":"swarmsec-db"}],"ports":[{"Protocol":"tcp","TargetPort":2222,"PublishedPort":2222,"PublishMode":"host"}]}`
+
+// A record in the label counts only on a service on swarmsec's networks
+// alone: elsewhere nothing says swarmsec wrote it. A service no policy
+// selects is then left as it is; one a policy selects is recorded from
+// what it has.
+func TestLegacyLabelCountsOnlyWhereSwarmsecLeftTheService(t *testing.T) {
+	dbNet := managedNet("swarmsec-db", "db", true)
+	nets := []*state.Network{stackNet("shop_default"), dbNet}
+	cache := service("shop_cache", stackLabels("shop", "cache", v1.LabelOriginal, legacy), on("net-shop_default", "cache"))
+	worker := service("shop_worker", stackLabels("shop", "worker", v1.LabelOriginal, legacy), on("net-shop_default", "worker"))
+	p := planWith(t, []*state.Service{cache, worker}, nets, nil, policytest.NetPol("worker", v1.NetworkPolicySpec{
+		ServiceSelector: policytest.Sel("app", "worker"), Ingress: []v1.IngressRule{},
+	}))
+	if a := update(p, "shop_cache"); a != nil {
+		t.Errorf("shop_cache, selected by no policy, is updated: %q", a.Why())
+	}
+	a := update(p, "shop_worker")
+	if a == nil {
+		t.Fatalf("no update of shop_worker: %+v", p.Actions)
+	}
+	var got compile.Original
+	if err := json.Unmarshal(a.Service.CreateRecord, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Networks) != 1 || got.Networks[0].Name != "shop_default" || len(got.Ports) != 0 {
+		t.Errorf("shop_worker recorded %+v, want what it has", got)
+	}
+	if a.Service.Target.Original != compile.RecordName(worker.ID) || len(a.Service.Target.Ports) != 0 {
+		t.Errorf("shop_worker target %+v", a.Service.Target)
+	}
+	if len(p.Problems) != 0 {
+		t.Errorf("problems %+v", p.Problems)
+	}
+	if n := len(slices.DeleteFunc(slices.Clone(p.Notes), func(n string) bool { return !strings.Contains(n, "cannot tell it wrote the label") })); n != 2 {
+		t.Errorf("%d notes on the labels, want 2: %q", n, p.Notes)
+	}
+
+	// As an earlier swarmsec left what it isolated: the label is its record.
+	old := service("shop_db", stackLabels("shop", "db", v1.LabelOriginal, `{"networks":[{"name":"shop_default","aliases":["db"]}]}`), on(dbNet.ID, "db"))
+	p = planWith(t, []*state.Service{old}, nets, nil)
+	a = update(p, "shop_db")
+	if a == nil || len(a.Service.Target.Networks) != 1 || a.Service.Target.Networks[0].Network != "shop_default" || a.Service.Target.Original != "" {
+		t.Errorf("legacy isolation does not end with the label's networks: %+v", a)
 	}
 }
 

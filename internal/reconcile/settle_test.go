@@ -156,6 +156,46 @@ func TestJoinerMakingAnAliasAmbiguousRollsItsHolder(t *testing.T) {
 	settled(t, f, r)
 }
 
+// legacyLabel is a record as an earlier swarmsec kept it in the label,
+// naming a managed network and a port the service never had.
+const legacyLabel = `{"networks":[{"name":"swarmsec-db"}],"ports":[{"Protocol":"tcp","TargetPort":2222,"PublishedPort":2222,"PublishMode":"host"}]}`
+
+// A service swarmsec never isolated that carries a record in the label
+// form an earlier swarmsec wrote is left as it is: swarmsec cannot tell
+// that it wrote the label, and no policy selects the service.
+func TestLegacyLabelOnAServiceNoPolicySelects(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	// api is a peer no policy selects; cache is named by none.
+	spec := swarm.ServiceSpec{}
+	spec.Name = "shop_cache"
+	spec.Labels = map[string]string{v1.LabelStackNamespace: "shop", "app": "cache", v1.LabelOriginal: legacyLabel}
+	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/cache"}
+	spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: ids["shop_default"], Aliases: []string{"cache"}}}
+	ids["shop_cache"] = f.AddService(spec).ID
+	if err := f.UpdateService(ids["shop_api"], func(spec *swarm.ServiceSpec) { spec.Labels[v1.LabelOriginal] = legacyLabel }); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]swarm.Service{}
+	for _, name := range []string{"shop_api", "shop_cache"} {
+		before[name] = inspect(t, f, ids[name])
+	}
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range before {
+		got := inspect(t, f, ids[name])
+		if got.Version.Index != b.Version.Index {
+			t.Errorf("%s was updated: networks %v, ports %+v", name, networkNames(t, f, got), got.Spec.EndpointSpec)
+		}
+	}
+	settled(t, f, r)
+}
+
 // A restore that must wait for another service to leave its network is
 // split: the service first leaves the networks it blocks. That first part
 // keeps its record and label, so the rest of the restore still knows what
