@@ -124,6 +124,10 @@ type Desired struct {
 
 	// Records are the record configs the compile read.
 	Records Records
+	// Stay names, by network ID, the services that stay on a managed
+	// network whatever the policies ask, each with why (see stay.go): the
+	// network is not removed while they are on it.
+	Stay map[string][]string
 
 	// The allowed relation, by service ID (see Allowed).
 	index    map[string]int
@@ -194,7 +198,9 @@ type compiler struct {
 	// part; covered the edges they realise (see hint.go).
 	hints   []*hint
 	covered map[uint64]struct{}
-	out     *Desired
+	// stay are who stays on each managed network, by ID (see stay.go).
+	stay map[string]*stayers
+	out  *Desired
 }
 
 // group is one set of services that may all talk to each other and that
@@ -235,10 +241,12 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		tx:       tx,
 		index:    make(map[string]int, len(all)),
 		services: make([]*state.Service, 0, len(all)),
-		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}},
+		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}, Stay: map[string][]string{}},
 	}
+	var ignored []*state.Service
 	for _, s := range all {
 		if s.Ignored() {
+			ignored = append(ignored, s)
 			continue
 		}
 		c.index[s.ID] = len(c.services)
@@ -334,7 +342,12 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		c.byID[n.ID] = n
 	}
 	c.out.Records = c.records
-	gateway := c.isolatedServices(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
+	c.findStayers(ignored)
+	included := ps2policies(ps, func(x compiled) *state.Policy { return x.p })
+	if len(ignored) > 0 {
+		c.noteOptOuts(slices.Collect(maps.Values(included)), ignored)
+	}
+	gateway := c.isolatedServices(included)
 	c.keepNetworks(gateway)
 	for _, cp := range ps {
 		c.policyNetworks(cp.p, cp.selected, cp.peers, gateway)
@@ -630,7 +643,7 @@ func (c *compiler) policyGroups(gateway []bool) error {
 			if i := slices.IndexFunc(ns, func(n *state.Network) bool {
 				// An internal network serves where an open one could:
 				// keep it rather than roll its members.
-				return Trusted(n) && n.Labels[v1.LabelPurpose] == v1.PurposePolicy && n.Labels[v1.LabelOwner] == cand.owner && (n.Internal || !internal)
+				return Trusted(n) && n.Labels[v1.LabelPurpose] == v1.PurposePolicy && n.Labels[v1.LabelOwner] == cand.owner && (n.Internal || !internal) && c.usable(n, g.members)
 			}); i >= 0 {
 				pick, internal = cand, ns[i].Internal
 				break

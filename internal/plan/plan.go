@@ -484,6 +484,12 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 				n.Name, n.ID, v1.LabelManaged))
 			continue
 		}
+		if who := desired.Stay[n.ID]; len(who) > 0 {
+			// Its removal would fail "in use" on every pass: said once
+			// here instead, and planned when they have left.
+			plan.Notes = append(plan.Notes, compile.StayNote(n.Name, who))
+			continue
+		}
 		plan.Actions = append(plan.Actions, Action{
 			Kind: ActionRemoveNetwork, Name: n.Name, ID: n.ID, Policies: ownerList(n.Owner()),
 			Reasons: []string{"no policy needs it any more"},
@@ -586,11 +592,14 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 		aliases = slices.Compact(aliases)
 	}
 
-	keepAsIs := !isolated && orig == nil && problem != nil
+	keepAsIs := compile.KeptAsIs(isolated, orig, problem)
 	switch {
 	case keepAsIs:
 		// Isolation ended but nothing says what to restore: leave the
-		// service where it is rather than guess.
+		// service where it is rather than guess. It still joins the
+		// managed networks that connect it to isolated peers, as any
+		// service no policy selects does, or the compile would wait for it
+		// there on every pass.
 		for _, a := range s.Networks {
 			name := a.Target
 			if n := nets.Resolve(a.Target); n != nil {
@@ -601,8 +610,11 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 	case !isolated:
 		t.Networks = base
 	}
-	if ds != nil && !keepAsIs {
+	if ds != nil {
 		for _, name := range ds.Networks {
+			if keepAsIs && current[name].Target != "" {
+				continue // kept above
+			}
 			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: aliases, DriverOpts: current[name].DriverOpts})
 		}
 	}

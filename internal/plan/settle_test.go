@@ -183,6 +183,43 @@ func TestLegacyLabelCountsOnlyWhereSwarmsecLeftTheService(t *testing.T) {
 	}
 }
 
+// A managed network no policy needs is not removed while a service stays
+// on it: one that opts out, or one whose record cannot say what to
+// restore. Its removal would fail "in use" on every pass; the plan says
+// why instead, and has nothing to do.
+func TestNetworkSomeoneStaysOnIsNotRemoved(t *testing.T) {
+	dbNet := managedNet("swarmsec-db", "db", true)
+	nets := []*state.Network{stackNet("shop_default"), dbNet}
+	t.Run("opted out", func(t *testing.T) {
+		api := service("shop_api", stackLabels("shop", "api", v1.LabelIgnore, "true"), on("net-shop_default", "api"), on(dbNet.ID, "api"))
+		p := planWith(t, []*state.Service{api}, nets, nil)
+		if len(p.Actions) != 0 {
+			t.Errorf("actions %+v", p.Actions)
+		}
+		if !slices.ContainsFunc(p.Notes, func(n string) bool {
+			return strings.Contains(n, "swarmsec-db is no longer needed") && strings.Contains(n, "shop_api ("+v1.LabelIgnore+"=true)")
+		}) {
+			t.Errorf("notes %q", p.Notes)
+		}
+	})
+	t.Run("record invalid", func(t *testing.T) {
+		db := service("shop_db", stackLabels("shop", "db", v1.LabelOriginal, compile.RecordName("id-shop_db")), on(dbNet.ID, "db"))
+		bad := &state.Record{ID: "cfg", Name: compile.RecordName(db.ID), Labels: compile.RecordLabels(), Data: []byte("not json")}
+		p := planWith(t, []*state.Service{db}, nets, []*state.Record{bad})
+		if len(p.Actions) != 0 {
+			t.Errorf("actions %+v", p.Actions)
+		}
+		if len(p.Problems) != 1 || p.Problems[0].Reason != compile.ReasonRecordInvalid {
+			t.Errorf("problems %+v", p.Problems)
+		}
+		if !slices.ContainsFunc(p.Notes, func(n string) bool {
+			return strings.Contains(n, "swarmsec-db is no longer needed") && strings.Contains(n, "shop_db (")
+		}) {
+			t.Errorf("notes %q", p.Notes)
+		}
+	})
+}
+
 // A restore split so that the service first leaves what it blocks keeps
 // its record and label in that first part: the rest of the restore needs
 // them to know what to give back.

@@ -2,11 +2,15 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
+	"pgregory.net/rapid"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
@@ -196,6 +200,107 @@ func TestLegacyLabelOnAServiceNoPolicySelects(t *testing.T) {
 	settled(t, f, r)
 }
 
+// A peer that opts out is left as it is, and swarmsec makes no network
+// to it: the policies that name it say so, the managed networks it stays
+// on are neither used nor removed, and passes settle.
+func TestOptedOutPeerSettles(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.UpdateService(ids["shop_api"], func(spec *swarm.ServiceSpec) { spec.Labels[v1.LabelIgnore] = "true" }); err != nil {
+		t.Fatal(err)
+	}
+	apiBefore := inspect(t, f, ids["shop_api"])
+	pl, _, err := converge(t, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inspect(t, f, ids["shop_api"]); got.Version.Index != apiBefore.Version.Index {
+		t.Error("the opted-out service was updated")
+	}
+	for _, name := range []string{"shop_db", "shop_web"} {
+		for _, n := range networkNames(t, f, inspect(t, f, ids[name])) {
+			if n == "swarmsec-db" || n == "swarmsec-web" {
+				t.Errorf("%s still shares %s with the opted-out api", name, n)
+			}
+		}
+	}
+	for _, want := range [][]string{
+		{"db", "shop_api", v1.LabelIgnore},
+		{"web", "shop_api", v1.LabelIgnore},
+		{"swarmsec-db", "shop_api", "keeps"},
+	} {
+		if !slices.ContainsFunc(pl.Notes, func(n string) bool { return containsAll(n, want...) }) {
+			t.Errorf("no note with %q in %q", want, pl.Notes)
+		}
+	}
+	settled(t, f, r)
+
+	// Back under swarmsec: api is connected to db and web again.
+	if err := f.UpdateService(ids["shop_api"], func(spec *swarm.ServiceSpec) { delete(spec.Labels, v1.LabelIgnore) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"shop_db", "shop_web"} {
+		nets := networkNames(t, f, inspect(t, f, ids[name]))
+		shared := slices.ContainsFunc(networkNames(t, f, inspect(t, f, ids["shop_api"])), func(n string) bool {
+			return strings.HasPrefix(n, "swarmsec-") && slices.Contains(nets, n)
+		})
+		if !shared {
+			t.Errorf("%s (%v) shares no managed network with api once it opts in again", name, nets)
+		}
+	}
+	settled(t, f, r)
+}
+
+// A service whose record cannot be used keeps its networks when isolation
+// ends (Restorable=False), managed ones too: they are not removed while
+// it is on them, and passes settle instead of trying every 5 s.
+func TestInvalidRecordHoldsItsNetworksWithoutRetrying(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	if _, _, err := converge(t, r); err != nil {
+		t.Fatal(err)
+	}
+	rec := "swarmsec-original-" + ids["shop_db"]
+	var recID string
+	for _, c := range f.Configs() {
+		if c.Spec.Name == rec {
+			recID = c.ID
+		}
+	}
+	ctx := context.Background()
+	if err := f.ConfigRemove(ctx, recID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ConfigCreate(ctx, swarm.ConfigSpec{
+		Annotations: swarm.Annotations{Name: rec, Labels: map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: v1.PurposeOriginal}},
+		Data:        []byte("not json"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetPolicies(nil); err != nil {
+		t.Fatal(err)
+	}
+	pl, _, err := converge(t, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := networkNames(t, f, inspect(t, f, ids["shop_db"])); !slices.Equal(got, []string{"swarmsec-db"}) {
+		t.Errorf("db networks %v, want the ones it has kept", got)
+	}
+	if !slices.ContainsFunc(pl.Notes, func(n string) bool { return containsAll(n, "swarmsec-db", "shop_db", "keeps") }) {
+		t.Errorf("no note on the network db keeps: %q", pl.Notes)
+	}
+	settled(t, f, r)
+}
+
 // A restore that must wait for another service to leave its network is
 // split: the service first leaves the networks it blocks. That first part
 // keeps its record and label, so the rest of the restore still knows what
@@ -228,4 +333,86 @@ func TestSplitRestoreKeepsTheRecord(t *testing.T) {
 		t.Errorf("label %q, record kept %v after the restore", b.Spec.Labels[v1.LabelOriginal], kept)
 	}
 	settled(t, f, r)
+}
+
+// Services that opt out and records that are lost or broken, with the
+// policies changed at once at random: the cluster is never looser than
+// the policies after a write, passes converge, and the pass after has
+// nothing to do.
+func TestStayersConverge(t *testing.T) {
+	apps := []string{"a", "b", "c", "d", "e"}
+	rapid.Check(t, func(rt *rapid.T) {
+		nets := map[string][]string{}
+		for _, a := range apps {
+			nets[a] = rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"u", "v"}), 0, 1, rapid.ID[string]).Draw(rt, a+" networks")
+		}
+		policies := func(label string) []*state.Policy {
+			var out []*state.Policy
+			for i := range rapid.IntRange(0, 3).Draw(rt, label+" policies") {
+				name := fmt.Sprintf("p%d", i)
+				sel := rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 1, 2, rapid.ID[string]).Draw(rt, label+" "+name+" selects")
+				peers := rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 0, 3, rapid.ID[string]).Draw(rt, label+" "+name+" peers")
+				out = append(out, ingressFrom(name, in(sel...), peers...))
+			}
+			return out
+		}
+		f := appServices(rt, nets)
+		r := migReconciler(rt, f, policies("before")...)
+		r.Limits.Force = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, _, err := r.Converge(ctx, nil); err != nil {
+			rt.Fatalf("before: %v", err)
+		}
+		for _, a := range rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 0, 2, rapid.ID[string]).Draw(rt, "opt out") {
+			if err := f.UpdateService(a, func(spec *swarm.ServiceSpec) { spec.Labels[v1.LabelIgnore] = "true" }); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		for _, c := range f.Configs() {
+			switch rapid.SampledFrom([]string{"keep", "remove", "break"}).Draw(rt, "record "+c.Spec.Name) {
+			case "remove":
+				if err := f.ConfigRemove(ctx, c.ID); err != nil {
+					rt.Fatal(err)
+				}
+			case "break":
+				if err := f.ConfigRemove(ctx, c.ID); err != nil {
+					rt.Fatal(err)
+				}
+				if _, err := f.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: c.Spec.Annotations, Data: []byte("{")}); err != nil {
+					rt.Fatal(err)
+				}
+			}
+		}
+		start := sharingOf(rt, f)
+		after := policies("after")
+		if err := r.SetPolicies(after); err != nil {
+			rt.Fatal(err)
+		}
+		pl, err := r.Plan(ctx)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		ids := map[string]string{}
+		svcs, _ := f.ServiceList(ctx, swarm.ServiceListOptions{})
+		for _, s := range svcs {
+			ids[s.Spec.Name] = s.ID
+		}
+		allowed := func(a, b string) bool { return pl.Desired.Allowed(ids[a], ids[b]) }
+		var violations []string
+		checked := &afterEachUpdate{API: f, check: func() { violations = append(violations, looser(sharingOf(rt, f), start, allowed)...) }}
+		r2 := migReconciler(rt, checked, after...)
+		r2.Limits = r.Limits
+		r2.Limits.MaxServiceUpdates = rapid.IntRange(0, 2).Draw(rt, "limit")
+		if _, _, err := r2.Converge(ctx, nil); err != nil {
+			rt.Fatalf("after: %v", err)
+		}
+		if len(violations) > 0 {
+			rt.Fatalf("looser than the policies after a write: %v", violations)
+		}
+		p, res, err := r2.Reconcile(ctx)
+		if err != nil || len(p.Pending()) != 0 || res.RequeueAfter != 0 {
+			rt.Fatalf("the pass after convergence: %v, planned %+v, looks again in %v", err, p.Pending(), res.RequeueAfter)
+		}
+	})
 }
