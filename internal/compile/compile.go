@@ -189,8 +189,8 @@ type compiler struct {
 	edges pairs
 	// groups are the policy networks by member set, before they are named.
 	groups map[string]*group
-	// networks are the observed networks by name, byID by ID; records the
-	// records.
+	// networks are the observed networks by name, byID by ID (see
+	// resolve); records the records.
 	networks map[string][]*state.Network
 	byID     map[string]*state.Network
 	records  Records
@@ -336,10 +336,8 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		return nil, err
 	}
 	c.networks = make(map[string][]*state.Network, len(nets))
-	c.byID = make(map[string]*state.Network, len(nets))
 	for _, n := range nets {
 		c.networks[n.Name] = append(c.networks[n.Name], n)
-		c.byID[n.ID] = n
 	}
 	c.out.Records = c.records
 	c.findStayers(ignored)
@@ -368,8 +366,17 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 }
 
 // resolve finds the network an attachment target names: an ID, or a name
-// in specs written by hand through the API.
+// in specs written by hand through the API. Few services need it (legacy
+// labels, services that stay), so the index by ID is built on first use.
 func (c *compiler) resolve(target string) *state.Network {
+	if c.byID == nil {
+		c.byID = make(map[string]*state.Network, len(c.networks))
+		for _, ns := range c.networks {
+			for _, n := range ns {
+				c.byID[n.ID] = n
+			}
+		}
+	}
 	if n := c.byID[target]; n != nil {
 		return n
 	}
