@@ -48,7 +48,7 @@ func Files(tx state.ReadTx, stack string) (map[string][]byte, error) {
 		}
 		users = append(users, s)
 		names := []string{}
-		if o, _, _ := records.Of(s); o != nil {
+		if o, _, _ := records.Of(s, nets.Resolve); o != nil {
 			for _, a := range o.Networks {
 				names = append(names, a.Name)
 			}

@@ -124,6 +124,10 @@ type Desired struct {
 
 	// Records are the record configs the compile read.
 	Records Records
+	// Stay names, by network ID, the services that stay on a managed
+	// network whatever the policies ask, each with why (see stay.go): the
+	// network is not removed while they are on it.
+	Stay map[string][]string
 
 	// The allowed relation, by service ID (see Allowed).
 	index    map[string]int
@@ -185,14 +189,18 @@ type compiler struct {
 	edges pairs
 	// groups are the policy networks by member set, before they are named.
 	groups map[string]*group
-	// networks are the observed networks by name; records the records.
+	// networks are the observed networks by name, byID by ID (see
+	// resolve); records the records.
 	networks map[string][]*state.Network
+	byID     map[string]*state.Network
 	records  Records
 	// hints are today's networks kept, and those covering a policy in
 	// part; covered the edges they realise (see hint.go).
 	hints   []*hint
 	covered map[uint64]struct{}
-	out     *Desired
+	// stay are who stays on each managed network, by ID (see stay.go).
+	stay map[string]*stayers
+	out  *Desired
 }
 
 // group is one set of services that may all talk to each other and that
@@ -233,10 +241,12 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		tx:       tx,
 		index:    make(map[string]int, len(all)),
 		services: make([]*state.Service, 0, len(all)),
-		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}},
+		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}, Stay: map[string][]string{}},
 	}
+	var ignored []*state.Service
 	for _, s := range all {
 		if s.Ignored() {
+			ignored = append(ignored, s)
 			continue
 		}
 		c.index[s.ID] = len(c.services)
@@ -330,7 +340,12 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		c.networks[n.Name] = append(c.networks[n.Name], n)
 	}
 	c.out.Records = c.records
-	gateway := c.isolatedServices(ps2policies(ps, func(x compiled) *state.Policy { return x.p }))
+	c.findStayers(ignored)
+	included := ps2policies(ps, func(x compiled) *state.Policy { return x.p })
+	if len(ignored) > 0 {
+		c.noteOptOuts(slices.Collect(maps.Values(included)), ignored)
+	}
+	gateway := c.isolatedServices(included)
 	c.keepNetworks(gateway)
 	for _, cp := range ps {
 		c.policyNetworks(cp.p, cp.selected, cp.peers, gateway)
@@ -348,6 +363,27 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 	slices.Sort(c.out.Notes)
 	c.out.Notes = slices.Compact(c.out.Notes)
 	return c.out, nil
+}
+
+// resolve finds the network an attachment target names: an ID, or a name
+// in specs written by hand through the API. Few services need it (legacy
+// labels, services that stay), so the index by ID is built on first use.
+func (c *compiler) resolve(target string) *state.Network {
+	if c.byID == nil {
+		c.byID = make(map[string]*state.Network, len(c.networks))
+		for _, ns := range c.networks {
+			for _, n := range ns {
+				c.byID[n.ID] = n
+			}
+		}
+	}
+	if n := c.byID[target]; n != nil {
+		return n
+	}
+	if ns := c.networks[target]; len(ns) > 0 {
+		return ns[0]
+	}
+	return nil
 }
 
 func ps2policies[T any](xs []T, f func(T) *state.Policy) map[string]*state.Policy {
@@ -614,7 +650,7 @@ func (c *compiler) policyGroups(gateway []bool) error {
 			if i := slices.IndexFunc(ns, func(n *state.Network) bool {
 				// An internal network serves where an open one could:
 				// keep it rather than roll its members.
-				return Trusted(n) && n.Labels[v1.LabelPurpose] == v1.PurposePolicy && n.Labels[v1.LabelOwner] == cand.owner && (n.Internal || !internal)
+				return Trusted(n) && n.Labels[v1.LabelPurpose] == v1.PurposePolicy && n.Labels[v1.LabelOwner] == cand.owner && (n.Internal || !internal) && c.usable(n, g.members)
 			}); i >= 0 {
 				pick, internal = cand, ns[i].Internal
 				break
@@ -685,7 +721,7 @@ func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
 		for _, p := range s.Ports {
 			has[PortKey(p.PublishedPort, string(p.Protocol))] = true
 		}
-		if original, _, _ := c.records.Of(s); original != nil {
+		if original, _, _ := c.records.Of(s, c.resolve); original != nil {
 			for _, p := range original.Ports {
 				has[PortKey(p.PublishedPort, string(p.Protocol))] = true
 			}

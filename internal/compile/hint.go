@@ -70,7 +70,7 @@ func (c *compiler) keepNetworks(gateway []bool) {
 		ms = slices.DeleteFunc(slices.Clone(ms), func(a int) bool {
 			return !slices.ContainsFunc(ms, func(b int) bool { return a != b && c.edge(a, b) })
 		})
-		if len(ms) < 2 || !c.clique(ms) {
+		if len(ms) < 2 || !c.clique(ms) || !c.usable(n, ms) {
 			continue
 		}
 		if !n.Internal && slices.ContainsFunc(ms, func(i int) bool { return c.mustBeInternal(i, gateway) }) {
@@ -148,7 +148,7 @@ func (c *compiler) coverPartly(p *state.Policy, missing [][2]int, gateway []bool
 func (c *compiler) join(policy string, x, y int, gateway []bool) bool {
 	var pick *hint
 	for _, h := range c.hints {
-		if !slices.Contains(h.members, y) || (h.kept && !h.internal && c.mustBeInternal(x, gateway)) {
+		if !slices.Contains(h.members, y) || (h.kept && !h.internal && c.mustBeInternal(x, gateway)) || !c.usableName(h.name, []int{x}) {
 			continue
 		}
 		if !slices.ContainsFunc(h.members, func(m int) bool { return !c.allowed(x, m) }) {

@@ -66,6 +66,10 @@ const (
 	ReasonRecordInvalid = "RecordInvalid"
 	// ReasonRecordMismatch: the service's label does not name its record.
 	ReasonRecordMismatch = "RecordMismatch"
+	// ReasonRecordUntrusted: the label holds a record in the form an
+	// earlier swarmsec wrote, on a service swarmsec cannot have isolated.
+	// The plan treats the service as having none and only notes it.
+	ReasonRecordUntrusted = "RecordUntrusted"
 )
 
 // Problem is something wrong with a service's record.
@@ -113,14 +117,31 @@ func (rs Records) ID(s *state.Service) string {
 // Records.Of).
 func OriginalOf(tx state.ReadTx, s *state.Service) (o *Original, from string, problem *Problem) {
 	rs, _ := LoadRecords(tx)
-	return rs.Of(s)
+	return rs.Of(s, Resolver(tx))
+}
+
+// Resolver finds the network an attachment target names in the store: an
+// ID, or a name in specs written by hand through the API.
+func Resolver(tx state.ReadTx) func(target string) *state.Network {
+	return func(target string) *state.Network {
+		if n := state.GetNetwork(tx, target); n != nil {
+			return n
+		}
+		if ns, _ := state.FindNetworks(tx, state.ByName(target)); len(ns) > 0 {
+			return ns[0]
+		}
+		return nil
+	}
 }
 
 // Of finds what to restore for a service: its record config, or a record
 // an earlier swarmsec kept in its label. The record is validated: it must
 // name this service and parse. from says where it came from ("" when there
-// is none); problem what is wrong, if anything.
-func (rs Records) Of(s *state.Service) (o *Original, from string, problem *Problem) {
+// is none); problem what is wrong, if anything. resolve finds the network
+// an attachment names: a record in the label is honoured only on a
+// service on swarmsec's networks alone, as an earlier swarmsec left what it
+// isolated, since anyone who can update a service can write its labels.
+func (rs Records) Of(s *state.Service, resolve func(target string) *state.Network) (o *Original, from string, problem *Problem) {
 	label, labelled := s.Labels[v1.LabelOriginal]
 	for _, rec := range rs.of(s.ID) {
 		if rec.Labels[v1.LabelManaged] != "true" || rec.Labels[v1.LabelPurpose] != v1.PurposeOriginal {
@@ -141,6 +162,11 @@ func (rs Records) Of(s *state.Service) (o *Original, from string, problem *Probl
 		return nil, "", nil
 	}
 	if strings.HasPrefix(label, "{") {
+		if !onManagedOnly(s, resolve) {
+			return nil, "", &Problem{Service: s.Name, Reason: ReasonRecordUntrusted, Message: fmt.Sprintf(
+				"service %s carries a %s label in the form an earlier swarmsec kept its record in, but it is on networks swarmsec never leaves an isolated service on: swarmsec cannot tell it wrote the label and ignores it; remove the label",
+				s.Name, v1.LabelOriginal)}
+		}
 		var got Original
 		if err := json.Unmarshal([]byte(label), &got); err == nil {
 			got.Service = s.ID
@@ -150,4 +176,18 @@ func (rs Records) Of(s *state.Service) (o *Original, from string, problem *Probl
 	return nil, "", &Problem{Service: s.Name, Reason: ReasonRecordMissing, Message: fmt.Sprintf(
 		"service %s carries %s but its record %s is missing or unreadable: swarmsec cannot tell what to restore, so it keeps the service's networks as they are when isolation ends; re-deploy the service to give it its networks back",
 		s.Name, v1.LabelOriginal, RecordName(s.ID))}
+}
+
+// onManagedOnly reports whether a service is on swarmsec's networks and no
+// other, the one state swarmsec leaves an isolated service in.
+func onManagedOnly(s *state.Service, resolve func(target string) *state.Network) bool {
+	if resolve == nil || len(s.Networks) == 0 {
+		return false
+	}
+	for _, a := range s.Networks {
+		if !Trusted(resolve(a.Target)) {
+			return false
+		}
+	}
+	return true
 }

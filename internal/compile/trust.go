@@ -3,6 +3,7 @@ package compile
 import (
 	"slices"
 	"strconv"
+	"strings"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/state"
@@ -42,9 +43,11 @@ func fits(n *state.Network, dn *DesiredNetwork) bool {
 // the first, and says so. The names stay deterministic: the next compile
 // picks the same one.
 func (c *compiler) avoidForeignNames() error {
+	// A network others stay on is taken too when the members may not
+	// share it with them.
 	taken := func(name string, dn *DesiredNetwork) (*state.Network, error) {
 		for _, n := range c.networks[name] {
-			if !fits(n, dn) {
+			if !fits(n, dn) || (c.stay[n.ID] != nil && !c.usable(n, c.positions(dn.Members))) {
 				return n, nil
 			}
 		}
@@ -78,7 +81,11 @@ func (c *compiler) avoidForeignNames() error {
 				break
 			}
 		}
-		c.out.Notes = append(c.out.Notes, "network "+name+" ("+squatter.ID+") exists but swarmsec did not create it as it needs it: it neither uses nor changes it, and uses "+alt+" instead; rename or remove "+name)
+		if who := c.out.Stay[squatter.ID]; fits(squatter, dn) && len(who) > 0 {
+			c.out.Notes = append(c.out.Notes, "network "+name+" holds "+strings.Join(who, ", ")+", which stays there: swarmsec uses "+alt+" instead")
+		} else {
+			c.out.Notes = append(c.out.Notes, "network "+name+" ("+squatter.ID+") exists but swarmsec did not create it as it needs it: it neither uses nor changes it, and uses "+alt+" instead; rename or remove "+name)
+		}
 		delete(c.out.Networks, name)
 		dn.Name = alt
 		c.out.Networks[alt] = dn

@@ -484,6 +484,12 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 				n.Name, n.ID, v1.LabelManaged))
 			continue
 		}
+		if who := desired.Stay[n.ID]; len(who) > 0 {
+			// Its removal would fail "in use" on every pass: said once
+			// here instead, and planned when they have left.
+			plan.Notes = append(plan.Notes, compile.StayNote(n.Name, who))
+			continue
+		}
 		plan.Actions = append(plan.Actions, Action{
 			Kind: ActionRemoveNetwork, Name: n.Name, ID: n.ID, Policies: ownerList(n.Owner()),
 			Reasons: []string{"no policy needs it any more"},
@@ -528,7 +534,15 @@ type recordChange struct {
 // began) and join the managed networks that connect them to isolated peers.
 func target(records compile.Records, s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, recordChange, []string) {
 	var notes []string
-	orig, from, problem := records.Of(s)
+	orig, from, problem := records.Of(s, nets.Resolve)
+	isolated := ds != nil && ds.Isolated
+	untrusted := problem != nil && problem.Reason == compile.ReasonRecordUntrusted
+	if untrusted {
+		// A label swarmsec did not write is no record: the service is
+		// planned as if it had none. Isolation records what it has and
+		// the label comes to name that record; otherwise the label stays.
+		notes, problem = append(notes, problem.Message), nil
+	}
 	rec := recordChange{problem: problem}
 	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
 	var own []Attachment                                  // current attachments to networks swarmsec does not manage
@@ -546,7 +560,6 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 		own = append(own, Attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 	}
 
-	isolated := ds != nil && ds.Isolated
 	stale := ""
 	if _, labelled := s.Labels[v1.LabelOriginal]; !isolated && from == compile.FromRecord && !labelled && len(own) > 0 {
 		// Re-deployed (a stack deploy rewrites the labels and networks)
@@ -565,13 +578,28 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 			}
 		}
 	}
-	aliases := unionAliases(base)
+	// The aliases on managed networks follow from what the service
+	// answers to on its own networks, never from what an attachment
+	// carries now: one dropped while it named two services comes back once
+	// it names one (dropSharedAliases), and one added by hand goes.
+	aliases := ownAliases(orig, own)
+	if orig == nil && problem != nil && len(own) == 0 {
+		// Its record is gone: what it answers to now is all there is.
+		for _, a := range s.Networks {
+			aliases = append(aliases, a.Aliases...)
+		}
+		slices.Sort(aliases)
+		aliases = slices.Compact(aliases)
+	}
 
-	keepAsIs := !isolated && orig == nil && problem != nil
+	keepAsIs := compile.KeptAsIs(isolated, orig, problem)
 	switch {
 	case keepAsIs:
 		// Isolation ended but nothing says what to restore: leave the
-		// service where it is rather than guess.
+		// service where it is rather than guess. It still joins the
+		// managed networks that connect it to isolated peers, as any
+		// service no policy selects does, or the compile would wait for it
+		// there on every pass.
 		for _, a := range s.Networks {
 			name := a.Target
 			if n := nets.Resolve(a.Target); n != nil {
@@ -582,13 +610,12 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 	case !isolated:
 		t.Networks = base
 	}
-	if ds != nil && !keepAsIs {
+	if ds != nil {
 		for _, name := range ds.Networks {
-			if a, ok := current[name]; ok {
-				t.Networks = append(t.Networks, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
-				continue
+			if keepAsIs && current[name].Target != "" {
+				continue // kept above
 			}
-			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: aliases})
+			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: aliases, DriverOpts: current[name].DriverOpts})
 		}
 	}
 
@@ -620,6 +647,9 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 	default:
 		t.Ports = s.Ports
 		rec.remove = stale
+		if untrusted {
+			t.Original = s.Labels[v1.LabelOriginal]
+		}
 	}
 	return t, rec, notes
 }
@@ -705,6 +735,21 @@ func dropSharedAliases(services []*state.Service, targets []Target, desired *com
 		}
 	}
 	return notes
+}
+
+// ownAliases are the aliases a service answers to on its own networks:
+// those of its record, every recorded network counted (one being replaced
+// by an encryption migration is missing for a while), else those it has.
+func ownAliases(orig *compile.Original, own []Attachment) []string {
+	if orig == nil {
+		return unionAliases(own)
+	}
+	var out []string
+	for _, oa := range orig.Networks {
+		out = append(out, oa.Aliases...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // unionAliases gathers the aliases a service has on its own networks, so it

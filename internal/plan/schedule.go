@@ -293,6 +293,11 @@ func (s *schedule) leaveFirst(a Action, pending []Action) (Action, bool) {
 			ch.Detach = append(ch.Detach, n)
 		}
 	}
+	if ch.RemoveRecord != "" {
+		// A restore only half done: the record, and the label that marks
+		// the service as swarmsec's, stay until the rest of it is written.
+		ch.RemoveRecord, ch.Target.Original = "", a.Service.Owned.Original
+	}
 	slices.Sort(ch.Attach)
 	slices.Sort(ch.Detach)
 	// The copy's Detach is not what its why fields were packed for.

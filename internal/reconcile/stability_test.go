@@ -57,6 +57,73 @@ func needs(d *compile.Desired, id string) string {
 	return b.String()
 }
 
+// sharedAliases says, for each managed network of a service, which
+// other members there answer to its alias too: the alias is left off that
+// network (a name must resolve to one service), so a change that makes
+// it ambiguous there, or no longer, may roll the service that carries it.
+func sharedAliases(d *compile.Desired, id string, alias map[string]string) string {
+	ds := d.Services[id]
+	if ds == nil || alias[ds.Name] == "" {
+		return ""
+	}
+	var out []string
+	for _, n := range ds.Networks {
+		var with []string
+		for _, m := range d.Networks[n].Members {
+			if m != ds.Name && alias[m] == alias[ds.Name] {
+				with = append(with, m)
+			}
+		}
+		if len(with) > 0 {
+			out = append(out, strings.Join(with, "+"))
+		}
+	}
+	slices.Sort(out)
+	return fmt.Sprintf(" alias %s shared with %v", alias[ds.Name], out)
+}
+
+// checkAliases checks that on every managed network a service answers to
+// its alias exactly when no other member does, whatever came before.
+func checkAliases(t tb, f *fake.Swarm, alias map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	nets, err := f.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := f.ServiceList(ctx, swarm.ServiceListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		if n.Labels[v1.LabelManaged] != "true" {
+			continue
+		}
+		holders := map[string]int{}
+		for _, s := range svcs {
+			for _, a := range s.Spec.TaskTemplate.Networks {
+				if a.Target == n.ID && alias[s.Spec.Name] != "" {
+					holders[alias[s.Spec.Name]]++
+				}
+			}
+		}
+		for _, s := range svcs {
+			for _, a := range s.Spec.TaskTemplate.Networks {
+				if a.Target != n.ID {
+					continue
+				}
+				var want []string
+				if al := alias[s.Spec.Name]; al != "" && holders[al] == 1 {
+					want = []string{al}
+				}
+				if !slices.Equal(a.Aliases, want) {
+					t.Fatalf("%s on %s answers to %v, want %v", s.Spec.Name, n.Name, a.Aliases, want)
+				}
+			}
+		}
+	}
+}
+
 // inexactMembers are the services on a managed network that the new
 // policies no longer allow: a pair of its members may not talk, or it is
 // open while a member may not reach outside. A change may roll them.
@@ -107,7 +174,10 @@ func inexactMembers(t tb, f *fake.Swarm, d *compile.Desired) map[string]bool {
 // ports did not change and that were on no network the change made
 // inexact: there must be none. Network shapes chosen from the global
 // allowed relation used to rename other policies' networks and roll their
-// members.
+// members. Services share aliases at random (as two stacks' api do): a
+// change that makes an alias ambiguous on a network, or no longer, rolls
+// the members that carry it, which is the one other roll allowed, and
+// every member answers to its alias there exactly when no other does.
 func TestChangesRollOnlyWhatTheyConcern(t *testing.T) {
 	apps := []string{"a", "b", "c", "d", "e", "f"}
 	rapid.Check(t, func(rt *rapid.T) {
@@ -130,6 +200,21 @@ func TestChangesRollOnlyWhatTheyConcern(t *testing.T) {
 			current[name] = policy(name, name)
 		}
 		f := appServices(rt, nets)
+		alias := map[string]string{}
+		for _, a := range apps {
+			if len(nets[a]) == 0 {
+				continue // no network of its own: no alias to carry
+			}
+			if alias[a] = rapid.SampledFrom([]string{a, "x"}).Draw(rt, a+" alias"); alias[a] != a {
+				if err := f.UpdateService(a, func(spec *swarm.ServiceSpec) {
+					for i := range spec.TaskTemplate.Networks {
+						spec.TaskTemplate.Networks[i].Aliases = []string{alias[a]}
+					}
+				}); err != nil {
+					rt.Fatal(err)
+				}
+			}
+		}
 		list := func() []*state.Policy { return slices.Collect(maps.Values(current)) }
 		r := migReconciler(rt, f, list()...)
 		r.Limits.Force = true
@@ -137,6 +222,7 @@ func TestChangesRollOnlyWhatTheyConcern(t *testing.T) {
 		if _, _, err := r.Converge(ctx, nil); err != nil {
 			rt.Fatalf("first converge: %v", err)
 		}
+		checkAliases(rt, f, alias)
 		svcs, _ := f.ServiceList(ctx, swarm.ServiceListOptions{})
 		ids, names := []string{}, map[string]string{}
 		for _, s := range svcs {
@@ -174,13 +260,15 @@ func TestChangesRollOnlyWhatTheyConcern(t *testing.T) {
 			}
 			var needless []string
 			for _, id := range slices.Sorted(maps.Keys(counter.updated)) {
-				if needs(before.Desired, id) == needs(after.Desired, id) && !exempt[id] {
-					needless = append(needless, fmt.Sprintf("%s (%d updates; needs %s)", names[id], counter.updated[id], needs(after.Desired, id)))
+				was, is := needs(before.Desired, id)+sharedAliases(before.Desired, id, alias), needs(after.Desired, id)+sharedAliases(after.Desired, id, alias)
+				if was == is && !exempt[id] {
+					needless = append(needless, fmt.Sprintf("%s (%d updates; needs %s)", names[id], counter.updated[id], is))
 				}
 			}
 			if len(needless) > 0 {
 				rt.Fatalf("%s rolled services it does not concern: %s", label, strings.Join(needless, ", "))
 			}
+			checkAliases(rt, f, alias)
 			before = after
 		}
 	})
