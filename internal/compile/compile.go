@@ -200,7 +200,10 @@ type compiler struct {
 	covered map[uint64]struct{}
 	// stay are who stays on each managed network, by ID (see stay.go).
 	stay map[string]*stayers
-	out  *Desired
+	// target, when set, stands for today's members of the managed
+	// networks (see Hint).
+	target Hint
+	out    *Desired
 }
 
 // group is one set of services that may all talk to each other and that
@@ -229,6 +232,12 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 // isolates no other. Holding a policy must not undo it: new services that
 // match a policy in force would otherwise restore its old ones.
 func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*Desired, error) {
+	return CompileHinted(tx, include, held, nil)
+}
+
+// CompileHinted is CompileHolding with target, when not nil, read as the
+// managed networks' members in place of today's (see Hint).
+func CompileHinted(tx state.ReadTx, include, held func(*state.Policy) bool, target Hint) (*Desired, error) {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
 	if err != nil {
 		return nil, err
@@ -241,6 +250,7 @@ func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*D
 		tx:       tx,
 		index:    make(map[string]int, len(all)),
 		services: make([]*state.Service, 0, len(all)),
+		target:   target,
 		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}, Stay: map[string][]string{}},
 	}
 	var ignored []*state.Service

@@ -19,6 +19,31 @@ import (
 // can take it (only the joiner rolls) or else a network for the pair. Only
 // a policy none of whose edges is realised yet is shaped from scratch.
 
+// Hint is a pass's target: its policy networks by name, with the IDs of
+// the services it puts on each. While some of a pass's updates wait (the
+// safety limits cap a pass; Schedule splits an update in two), today's
+// networks are half left and half joined, and read as the hint they can
+// lead the next pass to other shapes that move back what the last one
+// moved: capped passes never converged (issue #24). Read in their place,
+// a target compiles to itself: each of its networks that exists is exact
+// and realises an edge, so it is kept, and together they realise every
+// edge, so nothing is added. It is only a hint: what is exact is judged
+// by the policies and services as they are.
+type Hint map[string][]string
+
+// Hint returns the policy networks of d with their members.
+func (d *Desired) Hint() Hint {
+	out := Hint{}
+	for _, ds := range d.Services {
+		for _, name := range ds.Networks {
+			if dn := d.Networks[name]; dn != nil && dn.Purpose == v1.PurposePolicy {
+				out[name] = append(out[name], ds.ID)
+			}
+		}
+	}
+	return out
+}
+
 // hint is a kept network, or one added to cover a policy in part.
 type hint struct {
 	name, owner string
@@ -42,16 +67,29 @@ func (c *compiler) keepNetworks(gateway []bool) {
 		return
 	}
 	members := map[string][]int{}
-	for i, s := range c.services {
-		for _, a := range s.Networks {
-			n := byID[a.Target]
-			if n == nil {
-				if ns := c.networks[a.Target]; len(ns) == 1 {
-					n = byID[ns[0].ID]
+	if c.target != nil {
+		// The last pass's target: each service once per network.
+		for name, ids := range c.target {
+			if ns := c.networks[name]; len(ns) == 1 && byID[ns[0].ID] != nil {
+				for _, id := range ids {
+					if i, ok := c.index[id]; ok {
+						members[ns[0].ID] = append(members[ns[0].ID], i)
+					}
 				}
 			}
-			if n != nil && !slices.Contains(members[n.ID], i) {
-				members[n.ID] = append(members[n.ID], i)
+		}
+	} else {
+		for i, s := range c.services {
+			for _, a := range s.Networks {
+				n := byID[a.Target]
+				if n == nil {
+					if ns := c.networks[a.Target]; len(ns) == 1 {
+						n = byID[ns[0].ID]
+					}
+				}
+				if n != nil && !slices.Contains(members[n.ID], i) {
+					members[n.ID] = append(members[n.ID], i)
+				}
 			}
 		}
 	}

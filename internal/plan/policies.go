@@ -18,8 +18,15 @@ func Enforced(p *state.Policy) bool { return p.Enforcement() == v1.EnforcementEn
 // marked Audit, what audit-mode policies would add; a policy the limits
 // hold (see BroadPolicies) is left out and listed in Held.
 func Policies(tx state.ReadTx, audit bool, limits Limits) (*Plan, error) {
+	return PoliciesToward(tx, audit, limits, nil)
+}
+
+// PoliciesToward is Policies with the target of a pass whose updates are
+// still pending as the compile's hint (see compile.Hint): what that pass
+// began, this one goes on with.
+func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.Hint) (*Plan, error) {
 	if audit {
-		p, err := forPolicies(tx, nil)
+		p, err := forPolicies(tx, nil, target)
 		if err != nil {
 			return nil, err
 		}
@@ -28,7 +35,7 @@ func Policies(tx state.ReadTx, audit bool, limits Limits) (*Plan, error) {
 		}
 		return p, nil
 	}
-	desired, err := compile.Compile(tx, Enforced)
+	desired, err := compile.CompileHinted(tx, Enforced, nil, target)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +48,7 @@ func Policies(tx state.ReadTx, audit bool, limits Limits) (*Plan, error) {
 	}
 	if len(held) > 0 {
 		// In force where it already was, isolating nothing new.
-		if desired, err = compile.CompileHolding(tx, Enforced, func(p *state.Policy) bool { return !notHeld(p) }); err != nil {
+		if desired, err = compile.CompileHinted(tx, Enforced, func(p *state.Policy) bool { return !notHeld(p) }, target); err != nil {
 			return nil, err
 		}
 	}
@@ -50,11 +57,11 @@ func Policies(tx state.ReadTx, audit bool, limits Limits) (*Plan, error) {
 		return nil, err
 	}
 	p.Held = held
-	return p, addAuditActions(tx, p, notHeld)
+	return p, addAuditActions(tx, p, notHeld, target)
 }
 
-func forPolicies(tx state.ReadTx, include func(*state.Policy) bool) (*Plan, error) {
-	desired, err := compile.Compile(tx, include)
+func forPolicies(tx state.ReadTx, include func(*state.Policy) bool, target compile.Hint) (*Plan, error) {
+	desired, err := compile.CompileHinted(tx, include, nil, target)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +70,7 @@ func forPolicies(tx state.ReadTx, include func(*state.Policy) bool) (*Plan, erro
 
 // addAuditActions adds, marked Audit, the actions that audit-mode policies
 // would add to plan. Without such policies it costs nothing.
-func addAuditActions(tx state.ReadTx, plan *Plan, include func(*state.Policy) bool) error {
+func addAuditActions(tx state.ReadTx, plan *Plan, include func(*state.Policy) bool, target compile.Hint) error {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
 	if err != nil {
 		return err
@@ -71,7 +78,7 @@ func addAuditActions(tx state.ReadTx, plan *Plan, include func(*state.Policy) bo
 	if !slices.ContainsFunc(policies, func(p *state.Policy) bool { return !Enforced(p) }) {
 		return nil
 	}
-	full, err := forPolicies(tx, include)
+	full, err := forPolicies(tx, include, target)
 	if err != nil {
 		return err
 	}

@@ -261,8 +261,10 @@ func (s *schedule) pick(pending []Action) (int, bool) {
 
 // leaveFirst is the first half of an update split in two: the service
 // leaves every network it must leave, joins those it may join now, and
-// keeps its published ports; its record of what to restore is written
-// with it. false when that changes nothing.
+// takes its target's published ports; its record of what to restore is
+// written with it. A restore's record and the label naming it stay until
+// the half that restores the service: removed now, the next pass would
+// find nothing to restore. false when that changes nothing.
 func (s *schedule) leaveFirst(a Action, pending []Action) (Action, bool) {
 	var t Target
 	for _, att := range a.Service.Target.Networks {

@@ -14,10 +14,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/apply"
+	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/migrate"
 	"github.com/swarmsec/swarmsec/internal/observe"
@@ -106,6 +108,11 @@ type Reconciler struct {
 	Nodes func(ctx context.Context) (map[string]plan.NodeEncryption, error)
 
 	nodes map[string]plan.NodeEncryption // read by the pass under way
+
+	mu sync.Mutex
+	// target is the last pass's target while some of its writes wait:
+	// the next pass's hint (see keepTarget).
+	target compile.Hint
 }
 
 // SetPolicies replaces the desired policies.
@@ -134,8 +141,11 @@ func (r *Reconciler) PlanObserved() (*plan.Plan, migrate.Report, error) {
 		rep migrate.Report
 		err error
 	)
+	r.mu.Lock()
+	target := r.target
+	r.mu.Unlock()
 	r.Store.View(func(tx state.ReadTx) {
-		if p, err = plan.Policies(tx, r.Mode == ModeAudit, r.Limits); err != nil {
+		if p, err = plan.PoliciesToward(tx, r.Mode == ModeAudit, r.Limits, target); err != nil {
 			return
 		}
 		if rep, err = migrate.Plan(tx, p, r.Mode == ModeAudit, r.Limits.MaxServiceUpdates); err != nil {
@@ -169,11 +179,14 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		}
 	}
 	if r.Mode == ModeAudit {
+		r.keepTarget(nil)
 		return p, res, nil
 	}
 	if r.Leader != nil {
 		lctx, leading := r.Leader.Leading()
 		if !leading {
+			// The leader's writes follow its own target.
+			r.keepTarget(nil)
 			res.Follower = true
 			return p, res, nil
 		}
@@ -213,6 +226,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	}
 	w := &apply.Writer{Docker: r.Docker, Store: r.Store}
 	res.Result = *w.Apply(ctx, append(writes, now...), later)
+	if res.Pending() || res.Err() != nil {
+		r.keepTarget(p.Desired.Hint())
+	} else {
+		r.keepTarget(nil)
+	}
 	progress := false
 	for i := range res.Results {
 		ar := &res.Results[i]
@@ -247,6 +265,22 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		res.RequeueAfter = r.pendingDelay()
 	}
 	return p, res, r.passError(res)
+}
+
+// keepTarget sets the next pass's hint: a pass that leaves writes pending
+// keeps its target, so the passes after it go on toward the same target
+// (compile.Hint) until the policies or services change. That bounds a
+// change: every pass writes at least one service update (a member that
+// blocks another's move has a change of its own and leaves first; one
+// that opts out waits for the operator, reported), and no service is
+// written more than twice (that first half, then the rest), so with n
+// services the passes reach one with nothing to do within 2n+1 under any
+// cap, and within 3 uncapped. A new process (or leader) starts from
+// today's networks: one more target per restart.
+func (r *Reconciler) keepTarget(t compile.Hint) {
+	r.mu.Lock()
+	r.target = t
+	r.mu.Unlock()
 }
 
 // readNodes takes what the node checks say for this pass. A failed read
