@@ -242,18 +242,50 @@ func CompileHinted(tx state.ReadTx, include, held func(*state.Policy) bool, targ
 	if err != nil {
 		return nil, err
 	}
+	policies = slices.DeleteFunc(policies, func(p *state.Policy) bool {
+		return p.Network == nil || (include != nil && !include(p))
+	})
 	all, err := state.FindServices(tx, state.All())
 	if err != nil {
 		return nil, err
 	}
-	c := &compiler{
+	c, ignored := newCompiler(tx, all, target)
+	c.indexLabels(policies)
+	ps := c.matchPolicies(policies, held)
+	if err := c.loadNetworks(); err != nil {
+		return nil, err
+	}
+	c.findStayers(ignored)
+	included := ps2policies(ps, func(x matched) *state.Policy { return x.p })
+	if len(ignored) > 0 {
+		c.noteOptOuts(slices.Collect(maps.Values(included)), ignored)
+	}
+	gateway := c.isolatedServices(included)
+	c.keepNetworks(gateway)
+	for _, mp := range ps {
+		c.policyNetworks(mp.p, mp.selected, mp.peers, gateway)
+	}
+	c.hintGroups()
+	c.policyGroups(gateway)
+	c.serviceNetworks(gateway)
+	c.explainDirections()
+	c.avoidForeignNames()
+	c.out.index, c.out.isolated, c.out.edges = c.index, c.isolated, c.edges
+	slices.Sort(c.out.Notes)
+	c.out.Notes = slices.Compact(c.out.Notes)
+	return c.out, nil
+}
+
+// newCompiler numbers the services the policies may apply to and returns
+// apart those that opt out (ignored).
+func newCompiler(tx state.ReadTx, all []*state.Service, target Hint) (c *compiler, ignored []*state.Service) {
+	c = &compiler{
 		tx:       tx,
 		index:    make(map[string]int, len(all)),
 		services: make([]*state.Service, 0, len(all)),
 		target:   target,
 		out:      &Desired{Networks: map[string]*DesiredNetwork{}, Services: map[string]*DesiredService{}, Stay: map[string][]string{}},
 	}
-	var ignored []*state.Service
 	for _, s := range all {
 		if s.Ignored() {
 			ignored = append(ignored, s)
@@ -266,15 +298,20 @@ func CompileHinted(tx state.ReadTx, include, held func(*state.Policy) bool, targ
 	for i := range c.services {
 		c.all[i] = i
 	}
+	c.isolated = make([]bool, len(c.services))
+	c.selectedBy = make([][]string, len(c.services))
+	return c, ignored
+}
+
+// indexLabels builds the postings match narrows its candidates with.
+func (c *compiler) indexLabels(policies []*state.Policy) {
 	// Index only the label pairs some selector names: a service's own
 	// name label alone would make one posting per service.
 	c.postings = make(map[[2]string][]int, len(policies))
 	for _, p := range policies {
-		if p.Network != nil && (include == nil || include(p)) {
-			for _, sel := range selectorsOf(&p.Network.Spec) {
-				for k, v := range sel.MatchLabels {
-					c.postings[[2]string{k, v}] = nil
-				}
+		for _, sel := range selectorsOf(&p.Network.Spec) {
+			for k, v := range sel.MatchLabels {
+				c.postings[[2]string{k, v}] = nil
 			}
 		}
 	}
@@ -285,23 +322,24 @@ func CompileHinted(tx state.ReadTx, include, held func(*state.Policy) bool, targ
 			}
 		}
 	}
-	c.isolated = make([]bool, len(c.services))
-	c.selectedBy = make([][]string, len(c.services))
+}
 
-	type compiled struct {
-		p        *state.Policy
-		selected []int
-		peers    []int
-	}
-	ps := make([]compiled, 0, len(policies))
+// matched is one policy with the services it isolates and its peers, by
+// position, sorted.
+type matched struct {
+	p        *state.Policy
+	selected []int
+	peers    []int
+}
+
+// matchPolicies matches every policy's selectors, marks the services they
+// isolate and builds the pairs the rules let talk.
+func (c *compiler) matchPolicies(policies []*state.Policy, held func(*state.Policy) bool) []matched {
+	ps := make([]matched, 0, len(policies))
 	// The pairs are built once every policy is matched (see pairs).
 	var decls []declaration
 	for _, p := range policies {
-		if p.Network == nil || (include != nil && !include(p)) {
-			continue
-		}
-		spec := &p.Network.Spec
-		sel := c.match(&spec.ServiceSelector)
+		sel := c.match(&p.Network.Spec.ServiceSelector)
 		if held != nil && held(p) {
 			sel = slices.DeleteFunc(sel, func(i int) bool {
 				_, isolated := c.services[i].Labels[v1.LabelOriginal]
@@ -309,70 +347,60 @@ func CompileHinted(tx state.ReadTx, include, held func(*state.Policy) bool, targ
 			})
 		}
 		var peers []int
-		for _, r := range spec.Ingress {
-			for _, peer := range r.From {
-				if peer.ServiceSelector != nil {
-					m := c.match(peer.ServiceSelector)
-					decls = append(decls, declaration{sel, m, dirIngress})
-					peers = append(peers, m...)
-				}
-			}
-		}
-		for _, r := range spec.Egress {
-			for _, peer := range r.To {
-				if peer.ServiceSelector != nil {
-					m := c.match(peer.ServiceSelector)
-					decls = append(decls, declaration{sel, m, dirEgress})
-					peers = append(peers, m...)
-				}
-			}
-		}
-		slices.Sort(peers)
-		peers = slices.Compact(peers)
+		decls, peers = c.matchPeers(&p.Network.Spec, sel, decls)
 		for _, i := range sel {
 			c.isolated[i] = true
 			c.selectedBy[i] = append(c.selectedBy[i], p.Name)
 		}
-		ps = append(ps, compiled{p, sel, peers})
+		ps = append(ps, matched{p, sel, peers})
 	}
 	c.edges = newPairs(len(c.services), decls)
+	return ps
+}
 
-	c.groups = map[string]*group{}
-	if c.records, err = LoadRecords(tx); err != nil {
-		return nil, err
+// matchPeers matches the peer selectors of a policy's rules, adding a
+// declaration per rule peer to decls, and returns the peers, sorted.
+func (c *compiler) matchPeers(spec *v1.NetworkPolicySpec, sel []int, decls []declaration) ([]declaration, []int) {
+	var peers []int
+	for _, r := range spec.Ingress {
+		for _, peer := range r.From {
+			if peer.ServiceSelector != nil {
+				m := c.match(peer.ServiceSelector)
+				decls = append(decls, declaration{sel, m, dirIngress})
+				peers = append(peers, m...)
+			}
+		}
 	}
-	nets, err := state.FindNetworks(tx, state.All())
+	for _, r := range spec.Egress {
+		for _, peer := range r.To {
+			if peer.ServiceSelector != nil {
+				m := c.match(peer.ServiceSelector)
+				decls = append(decls, declaration{sel, m, dirEgress})
+				peers = append(peers, m...)
+			}
+		}
+	}
+	slices.Sort(peers)
+	return decls, slices.Compact(peers)
+}
+
+// loadNetworks reads the record configs and the observed networks.
+func (c *compiler) loadNetworks() error {
+	c.groups = map[string]*group{}
+	var err error
+	if c.records, err = LoadRecords(c.tx); err != nil {
+		return err
+	}
+	nets, err := state.FindNetworks(c.tx, state.All())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.networks = make(map[string][]*state.Network, len(nets))
 	for _, n := range nets {
 		c.networks[n.Name] = append(c.networks[n.Name], n)
 	}
 	c.out.Records = c.records
-	c.findStayers(ignored)
-	included := ps2policies(ps, func(x compiled) *state.Policy { return x.p })
-	if len(ignored) > 0 {
-		c.noteOptOuts(slices.Collect(maps.Values(included)), ignored)
-	}
-	gateway := c.isolatedServices(included)
-	c.keepNetworks(gateway)
-	for _, cp := range ps {
-		c.policyNetworks(cp.p, cp.selected, cp.peers, gateway)
-	}
-	c.hintGroups()
-	if err := c.policyGroups(gateway); err != nil {
-		return nil, err
-	}
-	c.serviceNetworks(gateway)
-	c.explainDirections()
-	if err := c.avoidForeignNames(); err != nil {
-		return nil, err
-	}
-	c.out.index, c.out.isolated, c.out.edges = c.index, c.isolated, c.edges
-	slices.Sort(c.out.Notes)
-	c.out.Notes = slices.Compact(c.out.Notes)
-	return c.out, nil
+	return nil
 }
 
 // resolve finds the network an attachment target names: an ID, or a name
@@ -635,7 +663,7 @@ func groupKey(members []int) string { return fmt.Sprint(members) }
 // The network is internal when a member may not reach outside; otherwise
 // it is the gateway of its members too, and they need no network of their
 // own for that.
-func (c *compiler) policyGroups(gateway []bool) error {
+func (c *compiler) policyGroups(gateway []bool) {
 	keys := slices.Sorted(maps.Keys(c.groups))
 	// Kept networks first: their names are taken.
 	slices.SortStableFunc(keys, func(a, b string) int {
@@ -677,7 +705,6 @@ func (c *compiler) policyGroups(gateway []bool) error {
 		}
 		c.addNetwork(pick.owner, v1.PurposePolicy, pick.name, internal, g.members)
 	}
-	return nil
 }
 
 func boolRank(b bool) int {

@@ -42,16 +42,16 @@ func fits(n *state.Network, dn *DesiredNetwork) bool {
 // or a look-alike carrying swarmsec's labels) another name, derived from
 // the first, and says so. The names stay deterministic: the next compile
 // picks the same one.
-func (c *compiler) avoidForeignNames() error {
+func (c *compiler) avoidForeignNames() {
 	// A network others stay on is taken too when the members may not
 	// share it with them.
-	taken := func(name string, dn *DesiredNetwork) (*state.Network, error) {
+	taken := func(name string, dn *DesiredNetwork) *state.Network {
 		for _, n := range c.networks[name] {
 			if !fits(n, dn) || (c.stay[n.ID] != nil && !c.usable(n, c.positions(dn.Members))) {
-				return n, nil
+				return n
 			}
 		}
-		return nil, nil
+		return nil
 	}
 	names := make([]string, 0, len(c.out.Networks))
 	for name := range c.out.Networks {
@@ -60,10 +60,7 @@ func (c *compiler) avoidForeignNames() error {
 	slices.Sort(names)
 	for _, name := range names {
 		dn := c.out.Networks[name]
-		squatter, err := taken(name, dn)
-		if err != nil {
-			return err
-		}
+		squatter := taken(name, dn)
 		if squatter == nil {
 			continue
 		}
@@ -73,11 +70,7 @@ func (c *compiler) avoidForeignNames() error {
 			if _, used := c.out.Networks[alt]; used {
 				continue
 			}
-			other, err := taken(alt, dn)
-			if err != nil {
-				return err
-			}
-			if other == nil {
+			if taken(alt, dn) == nil {
 				break
 			}
 		}
@@ -96,5 +89,4 @@ func (c *compiler) avoidForeignNames() error {
 			}
 		}
 	}
-	return nil
 }
