@@ -224,18 +224,18 @@ type candidate struct{ name, owner string }
 // tx. Only policies for which include returns true count (enforced ones when
 // applying, all when auditing).
 func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error) {
-	return CompileHolding(tx, include, nil)
+	return Holding(tx, include, nil)
 }
 
-// CompileHolding is Compile with some policies held (held returns true):
+// Holding is Compile with some policies held (held returns true):
 // a held policy stays in force on the services it already isolates and
 // isolates no other. Holding a policy must not undo it: new services that
 // match a policy in force would otherwise restore its old ones.
-func CompileHolding(tx state.ReadTx, include, held func(*state.Policy) bool) (*Desired, error) {
+func Holding(tx state.ReadTx, include, held func(*state.Policy) bool) (*Desired, error) {
 	return CompileHinted(tx, include, held, nil)
 }
 
-// CompileHinted is CompileHolding with target, when not nil, read as the
+// CompileHinted is Holding with target, when not nil, read as the
 // managed networks' members in place of today's (see Hint).
 func CompileHinted(tx state.ReadTx, include, held func(*state.Policy) bool, target Hint) (*Desired, error) {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
