@@ -21,7 +21,7 @@ var (
 	netpol       = policytest.NetPol
 )
 
-func compileWith(t testing.TB, services []*state.Service, policies []*state.Policy) (*state.Store, *Desired) {
+func compileWith(t testing.TB, services []*state.Service, policies []*state.Policy) *Desired {
 	t.Helper()
 	st := state.New()
 	if err := st.Update(func(tx state.Tx) error {
@@ -38,7 +38,7 @@ func compileWith(t testing.TB, services []*state.Service, policies []*state.Poli
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, d
+	return d
 }
 
 func members(d *Desired) map[string][]string {
@@ -110,7 +110,7 @@ func TestCompileShapes(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, d := compileWith(t, shop, tc.policies)
+			d := compileWith(t, shop, tc.policies)
 			got := members(d)
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("networks:\n got  %v\n want %v", got, tc.want)
@@ -128,7 +128,7 @@ func TestCompileShapes(t *testing.T) {
 }
 
 func TestCompileExplainsDirections(t *testing.T) {
-	_, d := compileWith(t, []*state.Service{stackService("shop", "api"), stackService("shop", "db")},
+	d := compileWith(t, []*state.Service{stackService("shop", "api"), stackService("shop", "db")},
 		[]*state.Policy{netpol("db", v1.NetworkPolicySpec{
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
@@ -140,7 +140,7 @@ func TestCompileExplainsDirections(t *testing.T) {
 }
 
 func TestCompileIgnoresOptedOutServices(t *testing.T) {
-	_, d := compileWith(t, []*state.Service{stackService("shop", "db", v1.LabelIgnore, "true")},
+	d := compileWith(t, []*state.Service{stackService("shop", "db", v1.LabelIgnore, "true")},
 		[]*state.Policy{netpol("db", v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")})})
 	if len(d.Services) != 0 || len(d.Networks) != 0 {
 		t.Errorf("an ignored service was compiled: %v", members(d))
@@ -198,7 +198,7 @@ func TestCompileInvariants(t *testing.T) {
 			}
 			policies = append(policies, netpol(fmt.Sprintf("p%d", i), spec))
 		}
-		_, d := compileWith(t, services, policies)
+		d := compileWith(t, services, policies)
 
 		// The truth, computed from the semantics directly.
 		isolated := map[string]bool{}
@@ -291,7 +291,7 @@ func TestEmptyEgressFollowsKubernetes(t *testing.T) {
 		{"policyTypes Egress", []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, d := compileWith(t, svc, []*state.Policy{netpol("db", v1.NetworkPolicySpec{
+			d := compileWith(t, svc, []*state.Policy{netpol("db", v1.NetworkPolicySpec{
 				ServiceSelector: sel("app", "db"), PolicyTypes: tc.types, Egress: []v1.EgressRule{},
 			})})
 			if got := d.Services["id-s_db"].Outside; got != tc.outside {
@@ -307,7 +307,7 @@ func TestOwnServicesSelectedOnlyByName(t *testing.T) {
 	self := stackService("swarmsec", "controller", v1.LabelSelf, "true")
 	other := stackService("shop", "web")
 	everything := netpol("all", v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{}})
-	_, d := compileWith(t, []*state.Service{self, other}, []*state.Policy{everything})
+	d := compileWith(t, []*state.Service{self, other}, []*state.Policy{everything})
 	if ds := d.Services[self.ID]; ds != nil && ds.Isolated {
 		t.Error("a broad selector isolated swarmsec's own controller")
 	}
@@ -315,7 +315,7 @@ func TestOwnServicesSelectedOnlyByName(t *testing.T) {
 		t.Error("the broad selector did not isolate the other service")
 	}
 	named := netpol("ctl", v1.NetworkPolicySpec{ServiceSelector: sel(v1.LabelService, self.Name)})
-	if _, d := compileWith(t, []*state.Service{self, other}, []*state.Policy{named}); d.Services[self.ID] == nil || !d.Services[self.ID].Isolated {
+	if d := compileWith(t, []*state.Service{self, other}, []*state.Policy{named}); d.Services[self.ID] == nil || !d.Services[self.ID].Isolated {
 		t.Error("a policy naming the controller did not select it")
 	}
 }
@@ -339,7 +339,7 @@ func TestAdmissionIsTheUnionOfSources(t *testing.T) {
 	}})
 	open := netpol("open", v1.NetworkPolicySpec{ServiceSelector: sel("app", "web"), Publish: []v1.PublishedPort{{Port: 443}}})
 
-	_, d := compileWith(t, svc, []*state.Policy{office, vpn})
+	d := compileWith(t, svc, []*state.Policy{office, vpn})
 	a := d.Services["id-s_web"].Admit
 	if len(a) != 1 || a["443/tcp"] == nil {
 		t.Fatalf("admissions %v, want 443/tcp only", a)
@@ -348,11 +348,11 @@ func TestAdmissionIsTheUnionOfSources(t *testing.T) {
 		t.Errorf("443/tcp admits %q logging %s, want %q logging blocked", got, a["443/tcp"].Log, want)
 	}
 
-	_, d = compileWith(t, svc, []*state.Policy{office, open})
+	d = compileWith(t, svc, []*state.Policy{office, open})
 	if a := d.Services["id-s_web"].Admit["443/tcp"]; a == nil || !a.Any || a.Log != v1.PortLogBlocked {
 		t.Errorf("a policy without from admits any source (still logging blocked): got %+v", a)
 	}
-	_, d = compileWith(t, svc, []*state.Policy{open})
+	d = compileWith(t, svc, []*state.Policy{open})
 	if a := d.Services["id-s_web"].Admit; len(a) != 0 {
 		t.Errorf("unrestricted ports need no rule: got %v", a)
 	}
