@@ -102,8 +102,9 @@ var ErrBlocked = errors.New("migration blocked")
 // stack-wide default-deny policy explains it and is not held). What the
 // plan gives back counts as much as what it takes: ending isolation puts
 // services back on their recorded networks, and is never held by it. It
-// fails closed: a store it cannot read holds the plan.
-func Holds(tx state.ReadTx, plan *Plan, limits Limits) []string {
+// fails closed: a store it cannot read holds the plan. It lists them even
+// under Force, so plan still shows them; the apply paths skip them then.
+func Holds(tx state.ReadTx, plan *Plan) []string {
 	var out []string
 	services, err := state.FindServices(tx, state.All())
 	if err != nil {

@@ -154,7 +154,7 @@ func (r *Reconciler) PlanObserved() (*plan.Plan, migrate.Report, error) {
 		if err = plan.HoldUnencryptable(tx, p, r.nodes); err != nil {
 			return
 		}
-		p.Holds = plan.Holds(tx, p, r.Limits)
+		p.Holds = plan.Holds(tx, p)
 	})
 	return p, rep, err
 }
