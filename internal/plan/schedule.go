@@ -54,7 +54,7 @@ func Schedule(tx state.ReadTx, desired *compile.Desired, updates []Action) (now,
 		a := pending[i]
 		pending = slices.Delete(pending, i, i+1)
 		if !whole {
-			part, ok := s.leaveFirst(a, pending)
+			part, ok := s.leaveFirst(a)
 			if !ok {
 				later = append(later, a)
 				continue
@@ -265,7 +265,7 @@ func (s *schedule) pick(pending []Action) (int, bool) {
 // written with it. A restore's record and the label naming it stay until
 // the half that restores the service: removed now, the next pass would
 // find nothing to restore. false when that changes nothing.
-func (s *schedule) leaveFirst(a Action, pending []Action) (Action, bool) {
+func (s *schedule) leaveFirst(a Action) (Action, bool) {
 	var t Target
 	for _, att := range a.Service.Target.Networks {
 		name := att.Network
