@@ -533,66 +533,74 @@ type recordChange struct {
 // their own networks (or get back the ones recorded when their isolation
 // began) and join the managed networks that connect them to isolated peers.
 func target(records compile.Records, s *state.Service, ds *compile.DesiredService, nets *Networks) (Target, recordChange, []string) {
-	var notes []string
-	orig, from, problem := records.Of(s, nets.Resolve)
-	isolated := ds != nil && ds.Isolated
-	untrusted := problem != nil && problem.Reason == compile.ReasonRecordUntrusted
-	if untrusted {
+	tg := newTargeting(records, s, ds, nets)
+	keepAsIs := compile.KeptAsIs(tg.isolated, tg.orig, tg.problem)
+	t := Target{Networks: tg.networks(keepAsIs)}
+	tg.portsAndRecord(&t, keepAsIs)
+	return t, tg.rec, tg.notes
+}
+
+// targeting is what target learns about one service on its way.
+type targeting struct {
+	records compile.Records
+	s       *state.Service
+	ds      *compile.DesiredService
+	nets    *Networks
+
+	// orig is the service's record of what to restore, from where it was
+	// read; problem what is wrong with it.
+	orig      *compile.Original
+	from      string
+	problem   *compile.Problem
+	isolated  bool
+	untrusted bool
+	// current are the service's attachments by network name; own those to
+	// networks swarmsec does not manage.
+	current map[string]swarm.NetworkAttachmentConfig
+	own     []Attachment
+	// stale is the ID of a record a re-deploy made stale.
+	stale string
+
+	rec   recordChange
+	notes []string
+}
+
+func newTargeting(records compile.Records, s *state.Service, ds *compile.DesiredService, nets *Networks) *targeting {
+	tg := &targeting{records: records, s: s, ds: ds, nets: nets, isolated: ds != nil && ds.Isolated}
+	tg.orig, tg.from, tg.problem = records.Of(s, nets.Resolve)
+	tg.untrusted = tg.problem != nil && tg.problem.Reason == compile.ReasonRecordUntrusted
+	if tg.untrusted {
 		// A label swarmsec did not write is no record: the service is
 		// planned as if it had none. Isolation records what it has and
 		// the label comes to name that record; otherwise the label stays.
-		notes, problem = append(notes, problem.Message), nil
+		tg.notes, tg.problem = append(tg.notes, tg.problem.Message), nil
 	}
-	rec := recordChange{problem: problem}
-	current := map[string]swarm.NetworkAttachmentConfig{} // by network name
-	var own []Attachment                                  // current attachments to networks swarmsec does not manage
+	tg.rec = recordChange{problem: tg.problem}
+	tg.current = map[string]swarm.NetworkAttachmentConfig{}
 	for _, a := range s.Networks {
 		n := nets.Resolve(a.Target)
 		if compile.Trusted(n) {
-			current[n.Name] = a
+			tg.current[n.Name] = a
 			continue
 		}
 		name, id := a.Target, a.Target
 		if n != nil {
 			name, id = n.Name, n.ID
 		}
-		current[name] = a
-		own = append(own, Attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+		tg.current[name] = a
+		tg.own = append(tg.own, Attachment{Network: name, ID: id, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 	}
-
-	stale := ""
-	if _, labelled := s.Labels[v1.LabelOriginal]; !isolated && from == compile.FromRecord && !labelled && len(own) > 0 {
+	if _, labelled := s.Labels[v1.LabelOriginal]; !tg.isolated && tg.from == compile.FromRecord && !labelled && len(tg.own) > 0 {
 		// Re-deployed (a stack deploy rewrites the labels and networks)
 		// since its isolation ended: what it has now is its own.
-		stale, orig = records.ID(s), nil
+		tg.stale, tg.orig = records.ID(s), nil
 	}
+	return tg
+}
 
-	var t Target
-	base := own
-	if orig != nil {
-		var skipped []string
-		base, skipped = restorable(orig, nets)
-		for _, why := range skipped {
-			if ds == nil || !ds.Isolated {
-				notes = append(notes, fmt.Sprintf("service %s: %s; it is not restored", s.Name, why))
-			}
-		}
-	}
-	// The aliases on managed networks follow from what the service
-	// answers to on its own networks, never from what an attachment
-	// carries now: one dropped while it named two services comes back once
-	// it names one (dropSharedAliases), and one added by hand goes.
-	aliases := ownAliases(orig, own)
-	if orig == nil && problem != nil && len(own) == 0 {
-		// Its record is gone: what it answers to now is all there is.
-		for _, a := range s.Networks {
-			aliases = append(aliases, a.Aliases...)
-		}
-		slices.Sort(aliases)
-		aliases = slices.Compact(aliases)
-	}
-
-	keepAsIs := compile.KeptAsIs(isolated, orig, problem)
+// networks are the attachments the service must have.
+func (tg *targeting) networks(keepAsIs bool) []Attachment {
+	var out []Attachment
 	switch {
 	case keepAsIs:
 		// Isolation ended but nothing says what to restore: leave the
@@ -600,58 +608,103 @@ func target(records compile.Records, s *state.Service, ds *compile.DesiredServic
 		// managed networks that connect it to isolated peers, as any
 		// service no policy selects does, or the compile would wait for it
 		// there on every pass.
-		for _, a := range s.Networks {
+		for _, a := range tg.s.Networks {
 			name := a.Target
-			if n := nets.Resolve(a.Target); n != nil {
+			if n := tg.nets.Resolve(a.Target); n != nil {
 				name = n.Name
 			}
-			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+			out = append(out, Attachment{Network: name, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
 		}
-	case !isolated:
-		t.Networks = base
+	case !tg.isolated:
+		out = tg.base()
 	}
-	if ds != nil {
-		for _, name := range ds.Networks {
-			if keepAsIs && current[name].Target != "" {
-				continue // kept above
-			}
-			t.Networks = append(t.Networks, Attachment{Network: name, Aliases: aliases, DriverOpts: current[name].DriverOpts})
+	if tg.ds == nil {
+		return out
+	}
+	aliases := tg.aliases()
+	for _, name := range tg.ds.Networks {
+		if keepAsIs && tg.current[name].Target != "" {
+			continue // kept above
 		}
+		out = append(out, Attachment{Network: name, Aliases: aliases, DriverOpts: tg.current[name].DriverOpts})
 	}
+	return out
+}
 
-	switch {
-	case isolated:
-		t.Ports = allowedPorts(s.Ports, orig, ds.Publish)
-		t.Original = compile.RecordName(s.ID)
-		switch {
-		case from == compile.FromLabel:
-			rec.create = orig.Encode() // adopt an earlier swarmsec's record
-		case orig == nil && problem != nil && len(own) == 0:
-			// A record was kept once and is gone: what the service is on
-			// now is swarmsec's, not what to restore. Record nothing.
-			t.Original = s.Labels[v1.LabelOriginal]
-		case orig == nil:
-			o := &compile.Original{Service: s.ID, Ports: s.Ports}
-			for _, a := range own {
-				o.Networks = append(o.Networks, compile.OriginalAttachment{Name: a.Network, ID: a.ID, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
-			}
-			rec.create = o.Encode()
+// base are the service's own networks: those it has, or those its record
+// restores.
+func (tg *targeting) base() []Attachment {
+	if tg.orig == nil {
+		return tg.own
+	}
+	base, skipped := restorable(tg.orig, tg.nets)
+	for _, why := range skipped {
+		tg.notes = append(tg.notes, fmt.Sprintf("service %s: %s; it is not restored", tg.s.Name, why))
+	}
+	return base
+}
+
+// aliases are those the service answers to on its managed networks.
+func (tg *targeting) aliases() []string {
+	// They follow from what the service answers to on its own networks,
+	// never from what an attachment carries now: one dropped while it
+	// named two services comes back once it names one
+	// (dropSharedAliases), and one added by hand goes.
+	aliases := ownAliases(tg.orig, tg.own)
+	if tg.orig == nil && tg.problem != nil && len(tg.own) == 0 {
+		// Its record is gone: what it answers to now is all there is.
+		for _, a := range tg.s.Networks {
+			aliases = append(aliases, a.Aliases...)
 		}
+		slices.Sort(aliases)
+		aliases = slices.Compact(aliases)
+	}
+	return aliases
+}
+
+// portsAndRecord sets the target's ports and record label, and what
+// becomes of the record.
+func (tg *targeting) portsAndRecord(t *Target, keepAsIs bool) {
+	s := tg.s
+	switch {
+	case tg.isolated:
+		t.Ports = allowedPorts(s.Ports, tg.orig, tg.ds.Publish)
+		t.Original = tg.isolationRecord()
 	case keepAsIs:
 		t.Ports, t.Original = s.Ports, s.Labels[v1.LabelOriginal]
-	case orig != nil:
-		t.Ports = orig.Ports
-		if from == compile.FromRecord {
-			rec.remove = records.ID(s)
+	case tg.orig != nil:
+		t.Ports = tg.orig.Ports
+		if tg.from == compile.FromRecord {
+			tg.rec.remove = tg.records.ID(s)
 		}
 	default:
 		t.Ports = s.Ports
-		rec.remove = stale
-		if untrusted {
+		tg.rec.remove = tg.stale
+		if tg.untrusted {
 			t.Original = s.Labels[v1.LabelOriginal]
 		}
 	}
-	return t, rec, notes
+}
+
+// isolationRecord returns the record label of an isolated service and
+// settles which record to write first, if any.
+func (tg *targeting) isolationRecord() string {
+	s := tg.s
+	switch {
+	case tg.from == compile.FromLabel:
+		tg.rec.create = tg.orig.Encode() // adopt an earlier swarmsec's record
+	case tg.orig == nil && tg.problem != nil && len(tg.own) == 0:
+		// A record was kept once and is gone: what the service is on
+		// now is swarmsec's, not what to restore. Record nothing.
+		return s.Labels[v1.LabelOriginal]
+	case tg.orig == nil:
+		o := &compile.Original{Service: s.ID, Ports: s.Ports}
+		for _, a := range tg.own {
+			o.Networks = append(o.Networks, compile.OriginalAttachment{Name: a.Network, ID: a.ID, Aliases: a.Aliases, DriverOpts: a.DriverOpts})
+		}
+		tg.rec.create = o.Encode()
+	}
+	return compile.RecordName(s.ID)
 }
 
 // restorable are the recorded networks a service may go back to: ones that
