@@ -2,14 +2,14 @@ package plan
 
 import (
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/compile"
-	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"testing"
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/compile"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"github.com/swarmsec/swarmsec/state"
 )
 

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/migrate"
-	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"log/slog"
 	"slices"
 	"strings"
@@ -22,6 +19,9 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
+	"github.com/swarmsec/swarmsec/internal/migrate"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -434,11 +434,10 @@ func TestMigrateNeverTouchesIngress(t *testing.T) {
 	ingressID := networkID(t, f, "ingress")
 	// An empty selector selects every network.
 	r := migReconciler(t, f, encpol("everything", v1.LabelSelector{}, ""))
-	pl, _, err := converge(t, r)
-	if err != nil {
+	if _, _, err := converge(t, r); err != nil {
 		t.Fatal(err)
 	}
-	pl, err = r.Plan(context.Background())
+	pl, err := r.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"log/slog"
 	"maps"
 	"slices"
@@ -17,6 +15,8 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
+	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
 	"github.com/swarmsec/swarmsec/state"
 )
 
