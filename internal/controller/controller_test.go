@@ -34,9 +34,9 @@ func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*state.Policy) *r
 	return r
 }
 
-// runController starts a controller on the fake and returns a function that
-// stops it and fails the test unless it stops quickly.
-func runController(t *testing.T, r *reconcile.Reconciler) (*Controller, *passLog) {
+// runController runs a controller on the fake until the test ends, failing
+// it unless the controller then stops quickly, and returns its passes.
+func runController(t *testing.T, r *reconcile.Reconciler) *passLog {
 	t.Helper()
 	passes := &passLog{}
 	ctrl := &Controller{Reconciler: r, Resync: time.Hour, Retry: 50 * time.Millisecond, Log: r.Log, OnPass: passes.add}
@@ -54,7 +54,7 @@ func runController(t *testing.T, r *reconcile.Reconciler) (*Controller, *passLog
 			t.Error("the controller did not stop within 5s")
 		}
 	})
-	return ctrl, passes
+	return passes
 }
 
 type passLog struct {
@@ -98,7 +98,7 @@ func TestControllerConvergesRevertsDriftAndSurvivesFailures(t *testing.T) {
 	r.Limits.Force = true
 	// The engine is down at first: the pass fails and is retried.
 	f.FailNext("ServiceList", errors.New("Cannot connect to the Docker daemon"))
-	_, passes := runController(t, r)
+	passes := runController(t, r)
 
 	dbIsolated := func() bool {
 		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
