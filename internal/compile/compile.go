@@ -232,12 +232,12 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 // isolates no other. Holding a policy must not undo it: new services that
 // match a policy in force would otherwise restore its old ones.
 func Holding(tx state.ReadTx, include, held func(*state.Policy) bool) (*Desired, error) {
-	return CompileHinted(tx, include, held, nil)
+	return Hinted(tx, include, held, nil)
 }
 
-// CompileHinted is Holding with target, when not nil, read as the
+// Hinted is Holding with target, when not nil, read as the
 // managed networks' members in place of today's (see Hint).
-func CompileHinted(tx state.ReadTx, include, held func(*state.Policy) bool, target Hint) (*Desired, error) {
+func Hinted(tx state.ReadTx, include, held func(*state.Policy) bool, target Hint) (*Desired, error) {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
 	if err != nil {
 		return nil, err

@@ -83,7 +83,7 @@ func (c *cluster) compile(t interface {
 	}
 	var d *Desired
 	var err error
-	st.View(func(tx state.ReadTx) { d, err = CompileHinted(tx, nil, nil, target) })
+	st.View(func(tx state.ReadTx) { d, err = Hinted(tx, nil, nil, target) })
 	if err != nil {
 		t.Fatal(err)
 	}

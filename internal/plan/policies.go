@@ -35,7 +35,7 @@ func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.H
 		}
 		return p, nil
 	}
-	desired, err := compile.CompileHinted(tx, Enforced, nil, target)
+	desired, err := compile.Hinted(tx, Enforced, nil, target)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.H
 	}
 	if len(held) > 0 {
 		// In force where it already was, isolating nothing new.
-		if desired, err = compile.CompileHinted(tx, Enforced, func(p *state.Policy) bool { return !notHeld(p) }, target); err != nil {
+		if desired, err = compile.Hinted(tx, Enforced, func(p *state.Policy) bool { return !notHeld(p) }, target); err != nil {
 			return nil, err
 		}
 	}
@@ -61,7 +61,7 @@ func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.H
 }
 
 func forPolicies(tx state.ReadTx, include func(*state.Policy) bool, target compile.Hint) (*Plan, error) {
-	desired, err := compile.CompileHinted(tx, include, nil, target)
+	desired, err := compile.Hinted(tx, include, nil, target)
 	if err != nil {
 		return nil, err
 	}
