@@ -33,12 +33,17 @@ type tb interface {
 type afterEachUpdate struct {
 	dockerapi.API
 	check func()
+	// mu serialises the checks: the writer updates a wave's services
+	// from several goroutines.
+	mu sync.Mutex
 }
 
 func (a *afterEachUpdate) ServiceUpdate(ctx context.Context, id string, v swarm.Version, spec swarm.ServiceSpec, o swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error) {
 	resp, err := a.API.ServiceUpdate(ctx, id, v, spec, o)
 	if err == nil {
+		a.mu.Lock()
 		a.check()
+		a.mu.Unlock()
 	}
 	return resp, err
 }
