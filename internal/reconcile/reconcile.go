@@ -226,6 +226,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	}
 	w := &apply.Writer{Docker: r.Docker, Store: r.Store}
 	res.Result = *w.Apply(ctx, append(writes, now...), later)
+	// A pass that wrote toward a kept target and finished it hands over
+	// to today's networks as the hint: look again at once, because they
+	// may shape the topology otherwise (a service that stays where it is
+	// holds a network the target reused).
+	reached := r.hasTarget() && !res.Pending() && res.Err() == nil && res.Writes() > 0
 	if res.Pending() || res.Err() != nil {
 		r.keepTarget(p.Desired.Hint())
 	} else {
@@ -259,7 +264,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		return p, res, terminalError{fmt.Errorf("%w: %s", plan.ErrEncryptionUnavailable, strings.Join(held, "; "))}
 	}
 	switch {
-	case progress:
+	case progress, reached:
 		res.RequeueAfter = r.progressDelay()
 	case res.Pending() || agentErr:
 		res.RequeueAfter = r.pendingDelay()
@@ -277,6 +282,12 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 // services the passes reach one with nothing to do within 2n+1 under any
 // cap, and within 3 uncapped. A new process (or leader) starts from
 // today's networks: one more target per restart.
+func (r *Reconciler) hasTarget() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.target != nil
+}
+
 func (r *Reconciler) keepTarget(t compile.Hint) {
 	r.mu.Lock()
 	r.target = t
