@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/swarmsec
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: all build image test test-unit test-integration test-e2e bench bench-scale fuzz demo demo-down docker vet fmt-check lint clean
+.PHONY: all build image image-locked test test-unit test-integration test-e2e bench bench-scale fuzz demo demo-down docker vet fmt-check lint clean
 
 all: build
 
@@ -18,7 +18,12 @@ build:
 
 # The image: the static binary on scratch, tagged with the version and
 # latest. deploy/swarmsec.yml deploys it as a stack.
-image: build
+# Under a lock: the integration and e2e tests build it at the same time.
+image:
+	@mkdir -p bin
+	@flock bin/.image.lock $(MAKE) --no-print-directory image-locked
+
+image-locked: build
 	cp /etc/ssl/certs/ca-certificates.crt deploy/ca-certificates.crt 2>/dev/null || : > deploy/ca-certificates.crt
 	docker build --build-arg VERSION=$(VERSION) -t swarmsec/swarmsec:$(VERSION) -t swarmsec/swarmsec:latest .
 
@@ -48,7 +53,13 @@ $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION):
 
 # Unit, integration (the machine's engine as a one-node Swarm) and e2e
 # (a three-node docker-in-docker Swarm) tests.
-test: test-unit test-integration test-e2e
+# The unit tests first (they use both cores); then the integration tests
+# (the machine's engine as a one-node Swarm) and the e2e tests (their own
+# docker-in-docker Swarm) side by side: both mostly wait for Swarm, and
+# they share nothing but the machine's engine, on which their objects are
+# apart (names and labels of their own run).
+test: test-unit
+	@$(MAKE) --no-print-directory -j2 test-integration test-e2e
 
 # The race detector on every unit test; goleak guards the controller,
 # watcher and server tests; the transition property test runs here too.
@@ -59,8 +70,10 @@ test-unit:
 docker:
 	@scripts/ensure-docker.sh
 
+# Only the packages with integration tests: the others ran in test-unit.
+INTEGRATION_PKGS := $(shell grep -rl --include='*_test.go' '^//go:build.*integration' . | xargs -r -n1 dirname | sort -u)
 test-integration: docker
-	$(GO) test -count=1 -tags integration -timeout 25m ./...
+	$(GO) test -count=1 -tags integration -timeout 25m $(INTEGRATION_PKGS)
 
 test-e2e: docker
 	$(GO) test -count=1 -p 1 -tags e2e -timeout 45m -v ./e2e/... 2>&1 | tee .e2e.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
