@@ -30,10 +30,25 @@ die() {
   exit 1
 }
 
-# cdocker and cswarmsec talk to the cluster's manager; plain docker and the
-# demo helper to this machine's engine.
-cdocker() { DOCKER_HOST=unix://$MANAGER_SOCKET docker "$@"; }
-cswarmsec() { DOCKER_HOST=unix://$MANAGER_SOCKET "$BIN/swarmsec" "$@"; }
+# The machine's engine is the one DOCKER_HOST names, or the default one.
+# A DOCKER_HOST that names a demo cluster's node (the end of `make demo`
+# suggests exporting it) is never the machine's: the demo builds its cluster
+# on the engine under it.
+machine_engine() {
+  if [[ ${DOCKER_HOST:-} == unix://"${TMPDIR:-/tmp}"/swarmsec-e2e-* ]]; then
+    say "demo: ignoring DOCKER_HOST=$DOCKER_HOST (a demo cluster's node): the demo uses this machine's engine"
+    unset DOCKER_HOST
+  fi
+}
+
+# CLUSTER (set once the cluster is up) runs a command against the cluster's
+# manager: DOCKER_HOST names it and no other DOCKER_ variable of the
+# caller's shell can aim the command elsewhere. cdocker and cswarmsec use
+# it; plain docker and the demo helper talk to the machine's engine (the
+# helper reaches the nodes through cluster.json).
+CLUSTER=()
+cdocker() { "${CLUSTER[@]}" docker "$@"; }
+cswarmsec() { "${CLUSTER[@]}" "$BIN/swarmsec" "$@"; }
 
 alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 pid_of() { [[ -f "$WORK/$1.pid" ]] && cat "$WORK/$1.pid" || true; }
@@ -50,6 +65,8 @@ wait_exit() {
 up() {
   local start=$SECONDS
   command -v go >/dev/null || die "the demo builds swarmsec and its helpers with Go; install Go first"
+  machine_engine
+  scripts/ensure-docker.sh
   if alive "$(pid_of cluster)" || alive "$(pid_of controller)"; then
     heading "0. An earlier demo is still up: removing it first"
     (down) | sed 's/^/  | /'
@@ -72,11 +89,16 @@ up() {
   setsid nohup "$BIN/demo" cluster --state "$WORK" >"$WORK/cluster.log" 2>&1 </dev/null &
   local cpid=$!
   echo "$cpid" >"$WORK/cluster.pid"
-  local shown=0 lines
+  # The cluster process gives up after 10 minutes itself; this bound is
+  # for a process stuck where it cannot notice.
+  local shown=0 lines deadline=$((SECONDS + 720))
   while [[ ! -f $WORK/cluster.env ]]; do
     if ! alive "$cpid"; then
       sed -n "$((shown + 1)),\$p" "$WORK/cluster.log"
       die "bringing the cluster up failed (log: $WORK/cluster.log)"
+    fi
+    if ((SECONDS > deadline)); then
+      die "the cluster was not up after 12 minutes (process $cpid, log: $WORK/cluster.log); make demo-down removes it"
     fi
     lines=$(wc -l <"$WORK/cluster.log")
     if ((lines > shown)); then
@@ -88,6 +110,8 @@ up() {
   sed -n "$((shown + 1)),\$p" "$WORK/cluster.log" | sed 's/^/  /'
   # shellcheck source=/dev/null
   source "$WORK/cluster.env"
+  CLUSTER=(env -u DOCKER_CONTEXT -u DOCKER_TLS_VERIFY -u DOCKER_CERT_PATH -u DOCKER_API_VERSION
+    DOCKER_HOST="unix://$MANAGER_SOCKET")
   say ""
   cdocker node ls --format 'table {{.Hostname}}\t{{.Status}}\t{{.ManagerStatus}}\t{{.EngineVersion}}' | sed 's/^/  /'
 
@@ -144,7 +168,7 @@ up() {
   fi
   say "DOCKER_HOST=unix://$MANAGER_SOCKET \\"
   say "  swarmsec run --manifests $WORK/manifests --listen 127.0.0.1:$port > $WORK/controller.log 2>&1 &"
-  DOCKER_HOST=unix://$MANAGER_SOCKET setsid nohup "$BIN/swarmsec" run --manifests "$WORK/manifests" --listen "127.0.0.1:$port" --log-format text \
+  "${CLUSTER[@]}" setsid nohup "$BIN/swarmsec" run --manifests "$WORK/manifests" --listen "127.0.0.1:$port" --log-format text \
     >"$WORK/controller.log" 2>&1 </dev/null &
   ctl=$!
   echo "$ctl" >"$WORK/controller.pid"
@@ -290,6 +314,7 @@ free_port() {
 
 down() {
   local start=$SECONDS run_id=""
+  machine_engine
   if [[ -f $WORK/cluster.env ]]; then
     # shellcheck source=/dev/null
     run_id=$(source "$WORK/cluster.env" && echo "$RUN_ID")

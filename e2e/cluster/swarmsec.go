@@ -29,12 +29,7 @@ func (c *Cluster) Swarmsec(ctx context.Context, args ...string) (SwarmsecResult,
 		return SwarmsecResult{}, c.swarmsecErr
 	}
 	cmd := exec.CommandContext(ctx, c.swarmsecBin, args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DOCKER_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "DOCKER_HOST=unix://"+c.Manager().Socket)
+	cmd.Env = EngineEnv(c.Manager().Socket)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -45,6 +40,21 @@ func (c *Cluster) Swarmsec(ctx context.Context, args ...string) (SwarmsecResult,
 		return res, nil
 	}
 	return res, err
+}
+
+// EngineEnv is this process's environment for a command that must talk to
+// the engine listening on socket: DOCKER_HOST names it and no other DOCKER_
+// variable is kept, since a DOCKER_CONTEXT, DOCKER_TLS_VERIFY or
+// DOCKER_CERT_PATH from the caller's shell would aim the command elsewhere
+// or break the unix socket.
+func EngineEnv(socket string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DOCKER_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "DOCKER_HOST=unix://"+socket)
 }
 
 // buildSwarmsec builds ./cmd/swarmsec into the cluster's folder, as make

@@ -11,7 +11,8 @@
 //	                                of the stack's services
 //	demo wait-controller --state DIR --url URL --swarmsec BIN --manifests DIR STACK
 //	                                wait until swarmsec run is ready and has
-//	                                converged (plan exits 0, rolling updates done)
+//	                                converged (plan, run against the cluster's
+//	                                manager, exits 0; rolling updates done)
 //	demo load-image --state DIR IMAGE
 //	                                copy an image of this machine into every node
 //	demo reach --state DIR [--wait] SERVICE PORT
@@ -120,6 +121,7 @@ type NodeState struct {
 func runCluster(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ExitOnError)
 	dir := fs.String("state", "e2e/.work", "state directory")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long bringing the cluster up may take")
 	_ = fs.Parse(args)
 	logf := func(format string, args ...any) {
 		fmt.Printf("%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
@@ -137,8 +139,12 @@ func runCluster(ctx context.Context, args []string) error {
 		logf("cluster %s removed", c.RunID)
 	}()
 	start := time.Now()
-	if err := c.Start(ctx); err != nil {
-		return fmt.Errorf("bring-up failed after %s: %w", time.Since(start).Round(time.Second), err)
+	// Bounded, so make demo reports a stuck bring-up instead of waiting on
+	// it; the cluster itself is held on ctx alone.
+	upCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := c.Start(upCtx); err != nil {
+		return fmt.Errorf("bring-up failed after %s (at most %s): %w", time.Since(start).Round(time.Second), *timeout, err)
 	}
 	logf("e2e: cluster up in %s", time.Since(start).Round(time.Second))
 	st := State{
@@ -149,13 +155,13 @@ func runCluster(ctx context.Context, args []string) error {
 		st.Nodes = append(st.Nodes, NodeState{n.Hostname, n.ID, n.IP, n.Socket, n.Manager})
 	}
 	var err error
-	if st.Office, err = c.StartOutside(ctx, "office"); err != nil {
+	if st.Office, err = c.StartOutside(upCtx, "office"); err != nil {
 		return err
 	}
-	if st.Elsewhere, err = c.StartOutside(ctx, "elsewhere"); err != nil {
+	if st.Elsewhere, err = c.StartOutside(upCtx, "elsewhere"); err != nil {
 		return err
 	}
-	img, err := c.Host.ImageInspect(ctx, c.AppImage)
+	img, err := c.Host.ImageInspect(upCtx, c.AppImage)
 	if err != nil {
 		return err
 	}
@@ -191,6 +197,9 @@ func writeState(dir string, st State) error {
 			workers = append(workers, n.Hostname)
 		}
 	}
+	if m.Socket == "" || len(workers) == 0 {
+		return fmt.Errorf("the cluster needs a manager and a worker, has %d nodes", len(st.Nodes))
+	}
 	// The node the stack's services run on when encrypted overlay traffic
 	// cannot cross nodes (see cluster.ProbedNode).
 	probed := workers[0]
@@ -208,10 +217,11 @@ func writeFile(path string, b []byte) error {
 
 // env is a running cluster as the other commands see it.
 type env struct {
-	st      State
-	manager *client.Client
-	host    *client.Client
-	engines map[string]*client.Client // by Swarm node ID
+	st            State
+	manager       *client.Client
+	managerSocket string
+	host          *client.Client
+	engines       map[string]*client.Client // by Swarm node ID
 }
 
 func load(dir string) (*env, error) {
@@ -230,7 +240,7 @@ func load(dir string) (*env, error) {
 		}
 		e.engines[n.ID] = cli
 		if n.Manager {
-			e.manager = cli
+			e.manager, e.managerSocket = cli, n.Socket
 		}
 	}
 	if e.manager == nil {
@@ -585,7 +595,9 @@ func yesNo(b bool, yes, no string) string {
 
 // runWaitController waits until swarmsec run answers /readyz, then until
 // `swarmsec plan` finds nothing to do and the stack's services have
-// finished their rolling updates, printing progress.
+// finished their rolling updates, printing progress. plan runs against the
+// cluster's manager, never the engine DOCKER_HOST names here (the
+// machine's own). The whole wait is bounded by --timeout.
 func runWaitController(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("wait-controller", flag.ExitOnError)
 	dir := fs.String("state", "e2e/.work", "state directory")
@@ -594,7 +606,7 @@ func runWaitController(ctx context.Context, args []string) error {
 	manifests := fs.String("manifests", "manifests", "manifest directory")
 	pid := fs.Int("pid", 0, "the controller's process ID, to notice it exiting")
 	logPath := fs.String("log", "", "the controller's log (text format), to show its progress")
-	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait in all")
 	_ = fs.Parse(args)
 	if fs.NArg() != 1 {
 		return errors.New("usage: demo wait-controller [flags] STACK")
@@ -603,6 +615,13 @@ func runWaitController(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	deadline := start.Add(*timeout)
+	// Every call below, the plan runs included, ends at the deadline; the
+	// polls get the time left, so they say they gave up rather than that
+	// they were stopped.
+	callCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	alive := func() error {
 		if *pid > 0 && syscall.Kill(*pid, 0) != nil {
 			return fmt.Errorf("the controller (pid %d) exited", *pid)
@@ -610,61 +629,83 @@ func runWaitController(ctx context.Context, args []string) error {
 		return nil
 	}
 	follow := &logFollower{path: *logPath}
-	start := time.Now()
 	// Ready means the first pass is done: with an encryption migration in
 	// it, that is several rolling updates of every service.
-	err = swarmtest.PollE(ctx, *timeout, func() (bool, string) {
+	err = swarmtest.PollE(ctx, time.Until(deadline).Round(time.Second), func() (bool, string) {
 		follow.show(start)
 		if err := alive(); err != nil {
 			return true, ""
 		}
-		code, err := httpStatus(ctx, *url+"/readyz")
+		code, err := httpStatus(callCtx, *url+"/readyz")
 		if err != nil {
-			return false, err.Error()
+			return false, "last try: " + err.Error()
 		}
-		return code == http.StatusOK, fmt.Sprintf("/readyz: %d", code)
+		return code == http.StatusOK, fmt.Sprintf("last answer: %d", code)
 	})
 	if err == nil {
 		err = alive()
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("waiting for %s/readyz to answer 200: %w", *url, err)
 	}
 	fmt.Printf("  ready (first pass done) after %s\n", time.Since(start).Round(time.Second))
 
-	err = swarmtest.PollE(ctx, *timeout, func() (bool, string) {
+	host := "unix://" + e.managerSocket
+	err = swarmtest.PollE(ctx, time.Until(deadline).Round(time.Second), func() (bool, string) {
 		follow.show(start)
 		if err := alive(); err != nil {
 			return true, ""
 		}
-		cmd := exec.CommandContext(ctx, *bin, "plan", "--manifests", *manifests)
-		out, err := cmd.CombinedOutput()
-		var exitErr *exec.ExitError
-		code := 0
-		if errors.As(err, &exitErr) {
-			code = exitErr.ExitCode()
-		} else if err != nil {
-			return false, err.Error()
+		code, out, err := planOnce(callCtx, *bin, *manifests, e.managerSocket)
+		if err != nil {
+			return false, "last run: " + err.Error()
 		}
-		return code == 0, fmt.Sprintf("swarmsec plan: exit %d:\n%s", code, out)
+		return code == 0, fmt.Sprintf("last run: exit %d:\n%s", code, lastLines(out, 30))
 	})
 	if err == nil {
 		err = alive()
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("waiting for `swarmsec plan --manifests %s` (DOCKER_HOST=%s) to exit 0: %w", *manifests, host, err)
 	}
-	svcs, err := e.stackServices(ctx, fs.Arg(0))
+	svcs, err := e.stackServices(callCtx, fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	for _, s := range svcs {
-		if err := swarmtest.WaitServiceConvergedE(ctx, e.manager, s.ID); err != nil {
-			return fmt.Errorf("service %s: %w", s.Spec.Name, err)
+		if err := swarmtest.WaitServiceConvergedE(callCtx, e.manager, s.ID); err != nil {
+			return fmt.Errorf("waiting for service %s to finish its rolling update: %w", s.Spec.Name, err)
 		}
 	}
 	fmt.Printf("  converged after %s: swarmsec plan finds nothing left to do\n", time.Since(start).Round(time.Second))
 	return nil
+}
+
+// planOnce runs `swarmsec plan` against the engine on socket, with this
+// process's DOCKER_HOST and other DOCKER_ variables left out: they name
+// the machine's engine, whose Swarm (if any) is not the demo's. A non-zero
+// exit is not an error: it is the code.
+func planOnce(ctx context.Context, bin, manifests, socket string) (int, string, error) {
+	cmd := exec.CommandContext(ctx, bin, "plan", "--manifests", manifests)
+	cmd.Env = cluster.EngineEnv(socket)
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr) && exitErr.ExitCode() >= 0:
+		return exitErr.ExitCode(), string(out), nil
+	case err != nil:
+		return 0, string(out), fmt.Errorf("%s plan: %w", bin, err)
+	}
+	return 0, string(out), nil
+}
+
+// lastLines is the last n lines of s, saying how many it left out.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return strings.Join(lines, "\n")
+	}
+	return fmt.Sprintf("(%d lines before)\n%s", len(lines)-n, strings.Join(lines[len(lines)-n:], "\n"))
 }
 
 // logFollower prints the lines a text-format slog log gained since the
