@@ -20,8 +20,8 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/e2e/cluster"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
 )
@@ -178,8 +178,8 @@ services:
 	// The node checks reach the leader, and the global service's move onto
 	// an encrypted network is held where its nodes cannot encrypt.
 	var st struct {
-		Nodes    []nodecheck.Report `json:"nodes"`
-		Policies []v1.PolicyStatus  `json:"policies"`
+		Nodes    []agentv1.Report  `json:"nodes"`
+		Policies []v1.PolicyStatus `json:"policies"`
 	}
 	swarmtest.Poll(ctx, t, 2*time.Minute, func() (bool, string) {
 		rs, why := replicas(ctx, managers)
@@ -193,12 +193,12 @@ services:
 		}
 		return len(st.Nodes) == len(testCluster.Nodes), fmt.Sprintf("%d node reports", len(st.Nodes))
 	})
-	wantESP := nodecheck.Failed
+	wantESP := agentv1.Failed
 	if testCluster.EncryptedCrossNode {
-		wantESP = nodecheck.OK
+		wantESP = agentv1.OK
 	}
 	for _, r := range st.Nodes {
-		esp, _ := r.Get(nodecheck.CheckESP)
+		esp, _ := r.Get(agentv1.CheckESP)
 		t.Logf("node %s: esp %s: %s", r.Node, esp.Result, esp.Message)
 		if esp.Result != wantESP {
 			t.Errorf("node %s: esp check %s, want %s (%s)", r.Node, esp.Result, wantESP, testCluster.EncryptionReport)

@@ -14,10 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/agent"
-	"github.com/swarmsec/swarmsec/internal/agentrules"
+	"github.com/swarmsec/swarmsec/internal/agent/nodeprobe"
 	"github.com/swarmsec/swarmsec/internal/firewall"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/server"
 )
 
@@ -39,7 +39,7 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 		Short: "Run the node agent: keep the delivered published-port rules in this node's iptables",
 		Long: `agent runs on every node (the stack file's global "agent" service, in the
 host's network namespace with NET_ADMIN). It reads the rules the leader
-delivers as a Swarm config (` + agentrules.Path + `) and keeps them in chains of
+delivers as a Swarm config (` + agentv1.RulesPath + `) and keeps them in chains of
 its own (` + firewall.Chain + `-A/-B) jumped from the top of DOCKER-USER, in the
 iptables backend Docker uses (nf_tables or legacy), IPv4 and IPv6. It resyncs
 every --interval, so rules Docker or a firewall reload removed come back. When
@@ -99,7 +99,7 @@ it stops the rules stay: the last delivered state stays enforced.`,
 				}
 			}
 			node, _ := os.Hostname() // the node's: the agent shares its namespaces
-			prober := &nodecheck.Prober{Hostname: node, ProcNet: "/proc/net",
+			prober := &nodeprobe.Prober{Hostname: node, ProcNet: "/proc/net",
 				Exec: func(ctx context.Context, name string, args ...string) ([]byte, error) {
 					return exec.CommandContext(ctx, name, args...).CombinedOutput()
 				},
@@ -134,7 +134,7 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&rules, "rules", agentrules.Path, "the delivered rules file")
+	cmd.Flags().StringVar(&rules, "rules", agentv1.RulesPath, "the delivered rules file")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
 	cmd.Flags().DurationVar(&window, "events-window", time.Minute, "how long connection attempts are counted before each count is logged as an event")
 	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")

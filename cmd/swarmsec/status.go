@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/server"
 	"github.com/swarmsec/swarmsec/internal/status"
 )
@@ -169,7 +169,7 @@ func printNodes(w io.Writer, r *status.Report) error {
 	for _, n := range r.Nodes {
 		ok := 0
 		for _, c := range n.Checks {
-			if c.Result == nodecheck.OK {
+			if c.Result == agentv1.OK {
 				ok++
 				continue
 			}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/manifest"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/status"
 )
@@ -29,9 +29,9 @@ func TestStatusTable(t *testing.T) {
 		}},
 		ManifestErrors: []manifest.Error{{File: "db.yaml", Line: 3, Message: "unknown field"}},
 		Agent:          &plan.AgentDelivery{Agent: true, Config: "swarmsec-agent-rules-abc"},
-		Nodes: []nodecheck.Report{{Node: "w1", Checks: []nodecheck.Check{
-			{ID: nodecheck.CheckESP, Result: nodecheck.Failed, Message: "no ESP", Fix: "modprobe esp4"},
-			{ID: nodecheck.CheckU32, Result: nodecheck.OK},
+		Nodes: []agentv1.Report{{Node: "w1", Checks: []agentv1.Check{
+			{ID: agentv1.CheckESP, Result: agentv1.Failed, Message: "no ESP", Fix: "modprobe esp4"},
+			{ID: agentv1.CheckU32, Result: agentv1.OK},
 		}}},
 		Encryption: []plan.EncryptionHold{{Held: true, Message: "web would join encrypted network x"}},
 	}

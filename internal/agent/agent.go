@@ -1,5 +1,5 @@
 // Package agent is the node agent: one task per node keeps the rules the
-// leader delivers (a mounted file, see agentrules) in the node's iptables
+// leader delivers (a mounted file, api/v1/agent.Rules) in the node's iptables
 // and ip6tables, in chains of its own jumped from DOCKER-USER, and counts
 // what they admit and block.
 //
@@ -8,6 +8,11 @@
 // resync. It fails closed: a missing or broken file changes nothing, and
 // stopping leaves the rules in place (the last desired state stays
 // enforced); only a delivered file with no ports removes them.
+//
+// It is the agent's side of the system: it imports the wire formats
+// (api/v1/agent), the rendering (internal/firewall) and its node checks
+// (internal/agent/nodeprobe), never the controller's core (the store, the
+// compiler, the planner); TestAgentImportsNoControllerCore keeps it so.
 package agent
 
 import (
@@ -25,9 +30,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/swarmsec/swarmsec/internal/agentrules"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/firewall"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
 )
 
 // NFLOGGroup is the netlink group the agent's log rules send to.
@@ -42,7 +46,7 @@ type Table interface {
 
 // Agent keeps one node's rules.
 type Agent struct {
-	// RulesFile is the delivered rules (agentrules.Path).
+	// RulesFile is the delivered rules (agentv1.RulesPath).
 	RulesFile string
 	// Tables are the node's families; a family without DOCKER-USER is
 	// left alone, and said so.
@@ -60,12 +64,12 @@ type Agent struct {
 
 	// Checks runs the node checks (RunChecks); nil skips them.
 	Checks interface {
-		Report(ctx context.Context) nodecheck.Report
+		Report(ctx context.Context) agentv1.Report
 	}
 
 	mu       sync.Mutex
 	detected map[firewall.Family]time.Time // last Detect, a minute apart
-	report   *nodecheck.Report
+	report   *agentv1.Report
 	last     map[string]uint64 // counter by chain fingerprint and rule
 	status   Status
 }
@@ -78,7 +82,7 @@ type Status struct {
 	Error   string    `json:"error,omitempty"`
 	Skipped []string  `json:"skipped,omitempty"`
 	// Node is the last node checks report.
-	Node *nodecheck.Report `json:"node,omitempty"`
+	Node *agentv1.Report `json:"node,omitempty"`
 }
 
 // NewPackets makes the agent's counter.
@@ -120,8 +124,8 @@ func (a *Agent) Status() Status {
 }
 
 // RunChecks runs the node checks every period until ctx ends and logs the
-// report (nodecheck.Message) when it changes, and every
-// nodecheck.Interval anyway, for the controller to read.
+// report (agentv1.ReportMessage) when it changes, and every
+// agentv1.ReportInterval anyway, for the leader to read.
 func (a *Agent) RunChecks(ctx context.Context, period time.Duration) {
 	if a.Checks == nil {
 		return
@@ -135,8 +139,8 @@ func (a *Agent) RunChecks(ctx context.Context, period time.Duration) {
 		changed := a.report == nil || !a.report.Equal(&r)
 		a.report = &r
 		a.mu.Unlock()
-		if changed || time.Since(logged) >= nodecheck.Interval {
-			a.Log.Info(nodecheck.Message, nodecheck.Key, r)
+		if changed || time.Since(logged) >= agentv1.ReportInterval {
+			a.Log.Info(agentv1.ReportMessage, agentv1.ReportKey, r)
 			logged = time.Now()
 		}
 		select {
@@ -180,12 +184,12 @@ func (a *Agent) Sync(ctx context.Context) error {
 		st.Error = err.Error()
 		return fmt.Errorf("rules %s: %w", a.RulesFile, err)
 	}
-	doc, err := agentrules.Decode(data)
+	doc, err := DecodeRules(data)
 	if err != nil {
 		st.Error = err.Error()
 		return fmt.Errorf("rules %s: %w", a.RulesFile, err)
 	}
-	st.Rules, st.Ports = agentrules.ConfigName(data), len(doc.Ports)
+	st.Rules, st.Ports = agentv1.ConfigName(data), len(doc.Ports)
 	var errs []error
 	for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 		t := a.Table(f)
@@ -223,7 +227,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 
 // count adds what each rule matched since the last read to Packets. A
 // chain replaced by a change starts from zero.
-func (a *Agent) count(f firewall.Family, t Table, rules [][]string, ports []firewall.Port) {
+func (a *Agent) count(f firewall.Family, t Table, rules [][]string, ports []agentv1.Port) {
 	if a.Packets == nil {
 		return
 	}

@@ -4,13 +4,15 @@
 // points the agent service at it; Swarm delivers the file to every agent
 // task, on every node, and rolls them onto it. An agent that stops keeps
 // its rules in the kernel, so the roll opens nothing.
+//
+// It is the leader's half: it builds the rules (api/v1/agent) from a plan.
+// The agent reads them without it (internal/agent), so the agent's binary
+// path carries nothing of the planner.
 package agentrules
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,16 +25,12 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/internal/firewall"
 	"github.com/swarmsec/swarmsec/internal/plan"
 )
 
 const (
-	// Kind names the document, so an agent refuses any other file.
-	Kind = "AgentRules"
-	// Path is where the agent service mounts the rules.
-	Path = "/etc/swarmsec/agent-rules.json"
 	// PurposeAgentRules labels the rules configs.
 	PurposeAgentRules = "agent-rules"
 	// LabelAgent marks the agent service (the stack file sets it); the
@@ -45,61 +43,30 @@ const (
 	Timeout = 20 * time.Second
 )
 
-// Document is the file the agent reads.
-type Document struct {
-	APIVersion string          `json:"apiVersion"`
-	Kind       string          `json:"kind"`
-	Ports      []firewall.Port `json:"ports"`
-}
-
 // FromPlan renders the plan's restricted ports, sorted (the same policies
 // give the same bytes, so the same config).
-func FromPlan(p *plan.Plan) (*Document, error) {
-	doc := &Document{APIVersion: v1.APIVersion, Kind: Kind, Ports: []firewall.Port{}}
+func FromPlan(p *plan.Plan) (*agentv1.Rules, error) {
+	doc := &agentv1.Rules{APIVersion: agentv1.APIVersion, Kind: agentv1.KindRules, Ports: []agentv1.Port{}}
 	for _, r := range p.Ports {
 		num, proto, ok := strings.Cut(r.Port, "/")
 		n, err := strconv.ParseUint(num, 10, 16)
 		if !ok || err != nil {
 			return nil, fmt.Errorf("service %s: port %q: not port/protocol", r.Service, r.Port)
 		}
-		doc.Ports = append(doc.Ports, firewall.Port{
+		doc.Ports = append(doc.Ports, agentv1.Port{
 			Service: r.Service, Port: uint16(n), Protocol: v1.Protocol(proto),
 			Any: r.Any, From: slices.Clone(r.From), Log: r.Log,
 		})
 	}
-	slices.SortFunc(doc.Ports, func(a, b firewall.Port) int { return strings.Compare(a.Key(), b.Key()) })
+	slices.SortFunc(doc.Ports, func(a, b agentv1.Port) int { return strings.Compare(a.Key(), b.Key()) })
 	return doc, nil
 }
 
-// Encode is the config's data.
-func (d *Document) Encode() []byte {
-	b, _ := json.MarshalIndent(d, "", "  ") // plain data: cannot fail
+// Encode is the config's data. Its bytes name the config, so they are the
+// same for the same rules in every version (TestEncodeKeepsTheBytes).
+func Encode(doc *agentv1.Rules) []byte {
+	b, _ := json.MarshalIndent(doc, "", "  ") // plain data: cannot fail
 	return append(b, '\n')
-}
-
-// Decode reads a rules file, refusing anything else.
-func Decode(data []byte) (*Document, error) {
-	var d Document
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		return nil, err
-	}
-	if d.APIVersion != v1.APIVersion || d.Kind != Kind {
-		return nil, fmt.Errorf("not swarmsec agent rules (apiVersion %q, kind %q)", d.APIVersion, d.Kind)
-	}
-	for _, p := range d.Ports {
-		if p.Port == 0 || (p.Protocol != v1.ProtocolTCP && p.Protocol != v1.ProtocolUDP && p.Protocol != v1.ProtocolSCTP) {
-			return nil, fmt.Errorf("port %s of %s: not a published port", p.Key(), p.Service)
-		}
-	}
-	return &d, nil
-}
-
-// ConfigName names a rules config after its content.
-func ConfigName(data []byte) string {
-	sum := sha256.Sum256(data)
-	return "swarmsec-agent-rules-" + hex.EncodeToString(sum[:])[:12]
 }
 
 func labels() map[string]string {
@@ -118,21 +85,21 @@ type Outcome = plan.AgentDelivery
 
 // Deliver makes the agent service mount doc. It writes nothing when it
 // already does, and removes the rules configs nothing mounts any longer.
-func (d *Delivery) Deliver(ctx context.Context, doc *Document) (Outcome, error) {
+func (d *Delivery) Deliver(ctx context.Context, doc *agentv1.Rules) (Outcome, error) {
 	var out Outcome
 	svc, err := d.agentService(ctx)
 	if err != nil || svc == nil {
 		return out, err
 	}
 	out.Agent = true
-	data := doc.Encode()
+	data := Encode(doc)
 	cfgs, err := d.configs(ctx)
 	if err != nil {
 		return out, err
 	}
 	// The name is the content's; a config of that name with other data or
 	// without swarmsec's labels is not swarmsec's: never deliver it.
-	name, id := ConfigName(data), ""
+	name, id := agentv1.ConfigName(data), ""
 	for k := 1; ; k++ {
 		c, taken := cfgs[name]
 		if !taken {
@@ -142,7 +109,7 @@ func (d *Delivery) Deliver(ctx context.Context, doc *Document) (Outcome, error) 
 			id = c.ID
 			break
 		}
-		name = ConfigName(append(data, []byte(strconv.Itoa(k))...))
+		name = agentv1.ConfigName(append(data, []byte(strconv.Itoa(k))...))
 	}
 	out.Config = name
 	ref := mounted(svc)
@@ -167,9 +134,9 @@ func (d *Delivery) Deliver(ctx context.Context, doc *Document) (Outcome, error) 
 	}
 	spec := svc.Spec
 	cs := *spec.TaskTemplate.ContainerSpec
-	cs.Configs = slices.DeleteFunc(slices.Clone(cs.Configs), func(r *swarm.ConfigReference) bool { return r.File != nil && r.File.Name == Path })
+	cs.Configs = slices.DeleteFunc(slices.Clone(cs.Configs), func(r *swarm.ConfigReference) bool { return r.File != nil && r.File.Name == agentv1.RulesPath })
 	cs.Configs = append(cs.Configs, &swarm.ConfigReference{
-		File:     &swarm.ConfigReferenceFileTarget{Name: Path, UID: "0", GID: "0", Mode: 0o444},
+		File:     &swarm.ConfigReferenceFileTarget{Name: agentv1.RulesPath, UID: "0", GID: "0", Mode: 0o444},
 		ConfigID: id, ConfigName: name,
 	})
 	spec.TaskTemplate.ContainerSpec = &cs
@@ -207,7 +174,7 @@ func (d *Delivery) agentService(ctx context.Context) (*swarm.Service, error) {
 func (d *Delivery) configs(ctx context.Context) (map[string]swarm.Config, error) {
 	cctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	list, err := d.Docker.ConfigList(cctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("name", "swarmsec-agent-rules-"))})
+	list, err := d.Docker.ConfigList(cctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("name", agentv1.RulesConfigPrefix))})
 	if err != nil {
 		return nil, fmt.Errorf("agent rules configs: %w", err)
 	}
@@ -238,7 +205,7 @@ func (d *Delivery) collect(ctx context.Context, cfgs map[string]swarm.Config, ke
 
 func mounted(s *swarm.Service) *swarm.ConfigReference {
 	for _, r := range s.Spec.TaskTemplate.ContainerSpec.Configs {
-		if r.File != nil && r.File.Name == Path {
+		if r.File != nil && r.File.Name == agentv1.RulesPath {
 			return r
 		}
 	}

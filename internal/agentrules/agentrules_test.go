@@ -9,8 +9,9 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/agent"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
-	"github.com/swarmsec/swarmsec/internal/firewall"
 )
 
 func agentSpec(name string, label bool) swarm.ServiceSpec {
@@ -25,8 +26,8 @@ func agentSpec(name string, label bool) swarm.ServiceSpec {
 	return spec
 }
 
-func doc(cidr string) *Document {
-	return &Document{APIVersion: v1.APIVersion, Kind: Kind, Ports: []firewall.Port{{
+func doc(cidr string) *agentv1.Rules {
+	return &agentv1.Rules{APIVersion: agentv1.APIVersion, Kind: agentv1.KindRules, Ports: []agentv1.Port{{
 		Service: "web", Port: 8080, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: cidr}}, Log: v1.PortLogBlocked,
 	}}}
 }
@@ -106,18 +107,20 @@ func TestDeliverTrustsNothingItDidNotWrite(t *testing.T) {
 	f2 := fake.New()
 	f2.AddService(agentSpec(DefaultService, true))
 	want := doc("192.0.2.0/24")
-	if _, err := f2.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: ConfigName(want.Encode()), Labels: labels()}, Data: doc("0.0.0.0/0").Encode()}); err != nil {
+	if _, err := f2.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: agentv1.ConfigName(Encode(want)), Labels: labels()}, Data: Encode(doc("0.0.0.0/0"))}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := (&Delivery{Docker: f2}).Deliver(ctx, want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Config == ConfigName(want.Encode()) || mountedName(t, f2, DefaultService) != out.Config {
+	if out.Config == agentv1.ConfigName(Encode(want)) || mountedName(t, f2, DefaultService) != out.Config {
 		t.Fatalf("mounted the squatted config: %+v", out)
 	}
 }
 
+// The agent reads what the leader writes, and nothing else (the decoder is
+// the agent's; this side makes the files it must accept).
 func TestDecodeRefusesOtherFiles(t *testing.T) {
 	for _, data := range []string{
 		`{"apiVersion":"v1","kind":"ConfigMap","ports":[]}`,
@@ -125,12 +128,42 @@ func TestDecodeRefusesOtherFiles(t *testing.T) {
 		`{"apiVersion":"swarmsec.io/v1","kind":"AgentRules","ports":[],"extra":1}`,
 		`not json`,
 	} {
-		if _, err := Decode([]byte(data)); err == nil {
+		if _, err := agent.DecodeRules([]byte(data)); err == nil {
 			t.Errorf("Decode(%s) accepted it", data)
 		}
 	}
-	d, err := Decode(doc("192.0.2.0/24").Encode())
+	d, err := agent.DecodeRules(Encode(doc("192.0.2.0/24")))
 	if err != nil || len(d.Ports) != 1 {
 		t.Fatalf("round trip: %+v, %v", d, err)
+	}
+}
+
+// A leader of this version writes the bytes one of the version before
+// wrote for the same rules (so the same config name): agents and leaders
+// of both run side by side while the stack rolls.
+func TestEncodeKeepsTheBytes(t *testing.T) {
+	const old = `{
+  "apiVersion": "swarmsec.io/v1",
+  "kind": "AgentRules",
+  "ports": [
+    {
+      "service": "web",
+      "port": 8080,
+      "protocol": "tcp",
+      "from": [
+        {
+          "cidr": "192.0.2.0/24"
+        }
+      ],
+      "log": "blocked"
+    }
+  ]
+}
+`
+	if got := string(Encode(doc("192.0.2.0/24"))); got != old {
+		t.Errorf("encoded\n%s\nwant\n%s", got, old)
+	}
+	if got := agentv1.ConfigName([]byte(old)); got != "swarmsec-agent-rules-78659f7326c1" {
+		t.Errorf("config name %s", got)
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -189,12 +189,12 @@ func TestChecksListIsStable(t *testing.T) {
 
 func TestNodeFindingsFromTheAgentsReports(t *testing.T) {
 	r := &Report{}
-	r.AddNodes(map[string]nodecheck.Report{
-		"id1": {Node: "w1", Checks: []nodecheck.Check{
-			{ID: nodecheck.CheckESP, Result: nodecheck.Failed, Message: "no ESP", Fix: "modprobe esp4"},
-			{ID: nodecheck.CheckICC, Result: nodecheck.Warning, Message: "icc on", Fix: "icc false"},
-			{ID: nodecheck.CheckU32, Result: nodecheck.OK},
-			{ID: nodecheck.CheckUserlandProxy, Result: nodecheck.Unknown},
+	r.AddNodes(map[string]agentv1.Report{
+		"id1": {Node: "w1", Checks: []agentv1.Check{
+			{ID: agentv1.CheckESP, Result: agentv1.Failed, Message: "no ESP", Fix: "modprobe esp4"},
+			{ID: agentv1.CheckICC, Result: agentv1.Warning, Message: "icc on", Fix: "icc false"},
+			{ID: agentv1.CheckU32, Result: agentv1.OK},
+			{ID: agentv1.CheckUserlandProxy, Result: agentv1.Unknown},
 		}},
 	})
 	if r.Nodes != 1 || len(r.Findings) != 2 {

@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
 // netnsTable is go-iptables for one family inside a network namespace of
@@ -71,7 +72,7 @@ func TestSyncOnRealIptables(t *testing.T) {
 		t.Run(f.String(), func(t *testing.T) {
 			ipt := netnsTable(t, f)
 			before, _ := ipt.List(filter, DockerUser)
-			ports := []Port{{
+			ports := []agentv1.Port{{
 				Service: "shop_web", Port: 443, Protocol: v1.ProtocolTCP, Log: v1.PortLogAll,
 				From: []v1.SourceBlock{{CIDR: "203.0.113.0/24", Except: []string{"203.0.113.9/32"}}, {CIDR: "2001:db8::/32", Except: []string{"2001:db8::/48"}}},
 			}, {Service: "dns", Port: 53, Protocol: v1.ProtocolUDP, Log: v1.PortLogBlocked}}

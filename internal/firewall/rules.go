@@ -20,6 +20,7 @@ import (
 	"go4.org/netipx"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
 // Chain is the agent's own chain in the filter table; DOCKER-USER jumps to
@@ -37,27 +38,11 @@ const (
 
 func (f Family) String() string { return "IPv" + strconv.Itoa(int(f)) }
 
-// Port is one restricted published port, as the compile admits it.
-type Port struct {
-	Service  string      `json:"service"`
-	Port     uint16      `json:"port"`
-	Protocol v1.Protocol `json:"protocol"`
-	// Any admits every source (the port is here only to be logged).
-	Any bool `json:"any,omitempty"`
-	// From are the admitted blocks: the union of each block less its
-	// exceptions.
-	From []v1.SourceBlock `json:"from,omitempty"`
-	Log  v1.PortLog       `json:"log,omitempty"`
-}
-
-// Key is "port/protocol".
-func (p Port) Key() string { return fmt.Sprintf("%d/%s", p.Port, p.Protocol) }
-
-// Admitted is the set of source addresses of one family the port admits,
+// admitted is the set of source addresses of one family the port admits,
 // or nil when it admits any. Blocks are validated before they get here; a
 // block that does not parse admits nothing and an exception that does not
 // parse is an error, so both fail closed.
-func (p Port) Admitted(f Family) (*netipx.IPSet, error) {
+func admitted(p agentv1.Port, f Family) (*netipx.IPSet, error) {
 	if p.Any {
 		return nil, nil
 	}
@@ -104,9 +89,9 @@ func familyOf(p netip.Prefix) Family {
 // cannot be told apart by the original port: the port admits only the
 // sources all of them admit, and logs the most any asks for. Failing
 // closed can refuse a source one of them admits; never the other way.
-func Rules(f Family, ports []Port, nflogGroup uint16) ([][]string, error) {
+func Rules(f Family, ports []agentv1.Port, nflogGroup uint16) ([][]string, error) {
 	ports = slices.Clone(ports)
-	slices.SortFunc(ports, func(a, b Port) int {
+	slices.SortFunc(ports, func(a, b agentv1.Port) int {
 		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Service, b.Service))
 	})
 	var out [][]string
@@ -158,12 +143,12 @@ func Rules(f Family, ports []Port, nflogGroup uint16) ([][]string, error) {
 
 // merge is what the ports of one key admit together: the intersection of
 // their sets (nil: any), the most logging, their services' names.
-func merge(f Family, same []Port) (Port, *netipx.IPSet, error) {
+func merge(f Family, same []agentv1.Port) (agentv1.Port, *netipx.IPSet, error) {
 	p := same[0]
 	var set *netipx.IPSet
 	names := make([]string, 0, len(same))
 	for i, q := range same {
-		s, err := q.Admitted(f)
+		s, err := admitted(q, f)
 		if err != nil {
 			return p, nil, err
 		}

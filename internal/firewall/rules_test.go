@@ -10,6 +10,7 @@ import (
 	"pgregory.net/rapid"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
 // packet is what the chain sees of a packet towards a published port.
@@ -93,7 +94,7 @@ func evalChains(t *testing.T, rules [][]string, p packet, chain func(string) ([]
 
 // admits is the policy's meaning, read from the spec itself: a source is
 // admitted when a block holds it and none of that block's exceptions does.
-func admits(p Port, src netip.Addr) bool {
+func admits(p agentv1.Port, src netip.Addr) bool {
 	if p.Any {
 		return true
 	}
@@ -130,8 +131,8 @@ func inside(t *rapid.T, pfx netip.Prefix, label string) netip.Addr {
 	return out
 }
 
-func genPort(t *rapid.T, n int) Port {
-	p := Port{
+func genPort(t *rapid.T, n int) agentv1.Port {
+	p := agentv1.Port{
 		Service:  "svc" + strconv.Itoa(n),
 		Port:     uint16(rapid.IntRange(1, 4).Draw(t, "port")),
 		Protocol: rapid.SampledFrom([]v1.Protocol{v1.ProtocolTCP, v1.ProtocolUDP}).Draw(t, "protocol"),
@@ -164,10 +165,10 @@ func genPort(t *rapid.T, n int) Port {
 // every connection that was not DNATed to a published port alone.
 func TestRulesAdmitExactlyThePolicies(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		var ports []Port
+		var ports []agentv1.Port
 		for i := range rapid.IntRange(1, 3).Draw(rt, "ports") {
 			p := genPort(rt, i)
-			if !slices.ContainsFunc(ports, func(q Port) bool { return q.Key() == p.Key() }) {
+			if !slices.ContainsFunc(ports, func(q agentv1.Port) bool { return q.Key() == p.Key() }) {
 				ports = append(ports, p)
 			}
 		}
@@ -221,10 +222,10 @@ func TestRulesAdmitExactlyThePolicies(t *testing.T) {
 // The rules are the same whatever order the ports come in, so the agent
 // can compare before it writes.
 func TestRulesAreStable(t *testing.T) {
-	a := Port{Service: "web", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "203.0.113.0/24", Except: []string{"203.0.113.9/32"}}}, Log: v1.PortLogBlocked}
-	b := Port{Service: "dns", Port: 53, Protocol: v1.ProtocolUDP, From: []v1.SourceBlock{{CIDR: "2001:db8::/32"}}}
-	x, _ := Rules(IPv4, []Port{a, b}, 1)
-	y, _ := Rules(IPv4, []Port{b, a}, 1)
+	a := agentv1.Port{Service: "web", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "203.0.113.0/24", Except: []string{"203.0.113.9/32"}}}, Log: v1.PortLogBlocked}
+	b := agentv1.Port{Service: "dns", Port: 53, Protocol: v1.ProtocolUDP, From: []v1.SourceBlock{{CIDR: "2001:db8::/32"}}}
+	x, _ := Rules(IPv4, []agentv1.Port{a, b}, 1)
+	y, _ := Rules(IPv4, []agentv1.Port{b, a}, 1)
 	if !slices.EqualFunc(x, y, slices.Equal) {
 		t.Errorf("order changes the rules:\n%v\n%v", x, y)
 	}
@@ -255,16 +256,16 @@ func TestRulesAreStable(t *testing.T) {
 // be told apart: the port admits only what both admit, never what one
 // admits to the other's connections.
 func TestSamePortAdmitsWhatAllAdmit(t *testing.T) {
-	a := Port{Service: "edge-a", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "203.0.113.0/24"}}}
-	b := Port{Service: "edge-b", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "198.51.100.0/24"}, {CIDR: "203.0.113.0/25"}}, Log: v1.PortLogBlocked}
-	open := Port{Service: "edge-c", Port: 443, Protocol: v1.ProtocolTCP, Any: true}
+	a := agentv1.Port{Service: "edge-a", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "203.0.113.0/24"}}}
+	b := agentv1.Port{Service: "edge-b", Port: 443, Protocol: v1.ProtocolTCP, From: []v1.SourceBlock{{CIDR: "198.51.100.0/24"}, {CIDR: "203.0.113.0/25"}}, Log: v1.PortLogBlocked}
+	open := agentv1.Port{Service: "edge-c", Port: 443, Protocol: v1.ProtocolTCP, Any: true}
 	for _, tc := range []struct {
-		ports    []Port
+		ports    []agentv1.Port
 		admitted []string
 		refused  []string
 	}{
-		{[]Port{a, b}, []string{"203.0.113.1"}, []string{"203.0.113.200", "198.51.100.1", "192.0.2.1"}},
-		{[]Port{b, a, open}, []string{"203.0.113.1"}, []string{"203.0.113.200", "198.51.100.1"}},
+		{[]agentv1.Port{a, b}, []string{"203.0.113.1"}, []string{"203.0.113.200", "198.51.100.1", "192.0.2.1"}},
+		{[]agentv1.Port{b, a, open}, []string{"203.0.113.1"}, []string{"203.0.113.200", "198.51.100.1"}},
 	} {
 		rules, err := Rules(IPv4, tc.ports, 7)
 		if err != nil {

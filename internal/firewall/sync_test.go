@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"pgregory.net/rapid"
+
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
 // fakeTable is the filter table of one family in memory, strict where
@@ -115,16 +117,16 @@ func (f *fakeTable) verdict(t *testing.T, p packet) string {
 func TestSyncNeverOpensAWindow(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		f := newFakeTable()
-		var before []Port
+		var before []agentv1.Port
 		for step := range rapid.IntRange(1, 4).Draw(rt, "steps") {
-			var after []Port
+			var after []agentv1.Port
 			if step == 0 || rapid.Bool().Draw(rt, "nonEmpty") {
 				p := genPort(rt, 0)
 				p.Port, p.Protocol = 443, "tcp" // one port, so old and new are comparable
-				after = []Port{p}
+				after = []agentv1.Port{p}
 			}
 			var probes []packet
-			for _, ps := range [][]Port{before, after} {
+			for _, ps := range [][]agentv1.Port{before, after} {
 				for _, p := range ps {
 					for _, b := range p.From {
 						pfx := netip.MustParsePrefix(b.CIDR)
@@ -136,7 +138,7 @@ func TestSyncNeverOpensAWindow(t *testing.T) {
 				}
 			}
 			probes = append(probes, packet{src: genAddr(rt, false, "probe"), protocol: "tcp", origPort: 443, dnat: true})
-			admitted := func(ps []Port, p packet) bool { return len(ps) == 0 || admits(ps[0], p.src) }
+			admitted := func(ps []agentv1.Port, p packet) bool { return len(ps) == 0 || admits(ps[0], p.src) }
 			check := func() {
 				for _, p := range probes {
 					if p.src.Is6() {
@@ -182,7 +184,7 @@ func TestSyncNeverOpensAWindow(t *testing.T) {
 // its jump back on the next sync.
 func TestSyncRestoresTheJump(t *testing.T) {
 	f := newFakeTable()
-	rules, _ := Rules(IPv4, []Port{{Service: "web", Port: 443, Protocol: "tcp", From: nil}}, 1)
+	rules, _ := Rules(IPv4, []agentv1.Port{{Service: "web", Port: 443, Protocol: "tcp", From: nil}}, 1)
 	if wrote, err := Sync(f, rules); err != nil || !wrote {
 		t.Fatalf("first sync: %v %v", wrote, err)
 	}
@@ -203,7 +205,7 @@ func TestSyncRestoresTheJump(t *testing.T) {
 // jump back on top, keeping that rule.
 func TestSyncPutsTheJumpBackOnTop(t *testing.T) {
 	f := newFakeTable()
-	rules, _ := Rules(IPv4, []Port{{Service: "web", Port: 443, Protocol: "tcp"}}, 1)
+	rules, _ := Rules(IPv4, []agentv1.Port{{Service: "web", Port: 443, Protocol: "tcp"}}, 1)
 	if _, err := Sync(f, rules); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
 )
 
@@ -195,14 +195,14 @@ services:
 		}
 		out, err := exec.CommandContext(ctx, "docker", "exec", cs[0].ID, "/swarmsec", "status", "-o", "json").Output()
 		var st struct {
-			Nodes []nodecheck.Report `json:"nodes"`
+			Nodes []agentv1.Report `json:"nodes"`
 		}
 		if err != nil || json.Unmarshal(out, &st) != nil || len(st.Nodes) != 1 {
 			return false, fmt.Sprintf("status nodes (%v): %s", err, out)
 		}
-		esp, ok := st.Nodes[0].Get(nodecheck.CheckESP)
+		esp, ok := st.Nodes[0].Get(agentv1.CheckESP)
 		t.Logf("node %s: esp %s: %s", st.Nodes[0].Node, esp.Result, esp.Message)
-		return ok && esp.Result != nodecheck.Unknown, "esp check " + esp.Result
+		return ok && esp.Result != agentv1.Unknown, "esp check " + esp.Result
 	})
 
 	// Killing the agent opens nothing: the rules stay in the kernel while

@@ -1,13 +1,13 @@
-// Package nodecheck is what a node can and cannot do for swarmsec, checked
-// by the node agent on its own node (a manager sees nothing of a worker's
-// kernel or firewall) and read back by the controller: whether the node
-// can carry encrypted overlay traffic, and what on it lets traffic around
-// the policies.
+// Package nodecheck is the leader's reading of the node checks the agents
+// run on their own nodes (internal/agent/nodeprobe; a manager sees nothing
+// of a worker's kernel or firewall): whether each node can carry encrypted
+// overlay traffic, for the planner's holds, and what on it lets traffic
+// around the policies, for status and audit.
 //
-// The agent logs its report as one line (Message, with the report under
-// Key) at start, on every change and every Interval; the controller reads
-// the latest report of each node from the agent service's logs through a
-// manager, the one channel from a worker to a manager Swarm gives.
+// An agent logs its report (api/v1/agent.Report) as one line at start, on
+// every change and every ReportInterval; the leader reads the latest
+// report of each node from the agent service's logs through a manager, the
+// one channel from a worker to a manager Swarm gives.
 package nodecheck
 
 import (
@@ -16,102 +16,12 @@ import (
 	"errors"
 	"io"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/plan"
 )
-
-// Check IDs.
-const (
-	// CheckESP: the kernel has IPsec ESP with AES-GCM, which encrypted
-	// overlay networks use between nodes.
-	CheckESP = "esp"
-	// CheckU32: the kernel has the u32 match Docker uses (since its 2023
-	// fixes) to drop unencrypted VXLAN on encrypted networks.
-	CheckU32 = "xt_u32"
-	// CheckDataPath: the firewall does not drop the data path (VXLAN on
-	// the data-path port, ESP as IP protocol 50).
-	CheckDataPath = "data-path"
-	// CheckICC: containers on the default bridge cannot talk to each other.
-	CheckICC = "icc"
-	// CheckPublishAll: no container outside Swarm publishes on every
-	// address.
-	CheckPublishAll = "published-all-addresses"
-	// CheckUserlandProxy: no userland proxy holds a published port (its
-	// traffic takes the INPUT path, past DOCKER-USER).
-	CheckUserlandProxy = "userland-proxy"
-	// CheckIPTables: Docker manages iptables here (DOCKER-USER exists), so
-	// the agent can filter published ports.
-	CheckIPTables = "iptables"
-)
-
-// Results of a check.
-const (
-	OK      = "ok"
-	Warning = "warning"
-	Failed  = "failed"
-	Unknown = "unknown"
-)
-
-// Check is one finding.
-type Check struct {
-	ID      string `json:"id"`
-	Result  string `json:"result"`
-	Message string `json:"message"`
-	// Fix says what to do when the result is not ok.
-	Fix string `json:"fix,omitempty"`
-}
-
-// Report is one node's checks.
-type Report struct {
-	Node   string    `json:"node"`
-	NodeID string    `json:"nodeID,omitempty"`
-	Time   time.Time `json:"time"`
-	Checks []Check   `json:"checks"`
-}
-
-// Log line of a report.
-const (
-	Message = "node checks"
-	Key     = "report"
-	// Interval is how often an agent logs its report even when nothing
-	// changed; a reader looks back MaxAge for the latest one.
-	Interval = 5 * time.Minute
-	MaxAge   = 3 * Interval
-)
-
-// Get returns the check of that ID, if the report has it.
-func (r *Report) Get(id string) (Check, bool) {
-	i := slices.IndexFunc(r.Checks, func(c Check) bool { return c.ID == id })
-	if i < 0 {
-		return Check{}, false
-	}
-	return r.Checks[i], true
-}
-
-// CanEncrypt tells whether the node can carry encrypted overlay traffic,
-// and whether that is known at all.
-func (r *Report) CanEncrypt() (ok, known bool) {
-	for _, id := range []string{CheckESP, CheckU32, CheckDataPath} {
-		c, found := r.Get(id)
-		switch {
-		case !found || c.Result == Unknown:
-			if id == CheckESP {
-				return false, false
-			}
-		case c.Result == Failed:
-			return false, true
-		}
-	}
-	return true, true
-}
-
-// Equal reports whether two reports say the same, whenever made.
-func (r *Report) Equal(o *Report) bool {
-	return r.Node == o.Node && r.NodeID == o.NodeID && slices.Equal(r.Checks, o.Checks)
-}
 
 // Latest reads agent log lines, as a manager's service logs give them
 // with timestamps and details, and returns the latest report of each node,
@@ -119,14 +29,14 @@ func (r *Report) Equal(o *Report) bool {
 // the time Swarm logged it (the com.docker.swarm.node.id detail and the
 // timestamp: swarmkit takes a node's logs only for its own tasks), so an
 // agent on one node cannot speak for another, nor date its word ahead.
-func Latest(r io.Reader) (map[string]Report, error) {
-	out := map[string]Report{}
+func Latest(r io.Reader) (map[string]agentv1.Report, error) {
+	out := map[string]agentv1.Report{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	now := time.Now()
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.Contains(line, Message) {
+		if !strings.Contains(line, agentv1.ReportMessage) {
 			continue
 		}
 		at, nodeID, rest := prefixes(line)
@@ -135,10 +45,10 @@ func Latest(r io.Reader) (map[string]Report, error) {
 			continue
 		}
 		var l struct {
-			Msg    string  `json:"msg"`
-			Report *Report `json:"report"`
+			Msg    string          `json:"msg"`
+			Report *agentv1.Report `json:"report"` // agentv1.ReportKey
 		}
-		if json.Unmarshal([]byte(rest[i:]), &l) != nil || l.Msg != Message || l.Report == nil || l.Report.Node == "" {
+		if json.Unmarshal([]byte(rest[i:]), &l) != nil || l.Msg != agentv1.ReportMessage || l.Report == nil || l.Report.Node == "" {
 			continue
 		}
 		l.Report.NodeID, l.Report.Time = nodeID, at
@@ -176,7 +86,7 @@ func prefixes(line string) (at time.Time, nodeID, rest string) {
 // ID, for plan.HoldUnencryptable; nodes whose report does not know are
 // left out. While agents run (reports is not nil, if empty), a node
 // without a report counts as one that cannot: its agent has not said.
-func Encryption(reports map[string]Report) map[string]plan.NodeEncryption {
+func Encryption(reports map[string]agentv1.Report) map[string]plan.NodeEncryption {
 	if reports == nil {
 		return nil
 	}
@@ -190,8 +100,8 @@ func Encryption(reports map[string]Report) map[string]plan.NodeEncryption {
 			continue
 		}
 		ne := plan.NodeEncryption{Hostname: r.Node, OK: ok}
-		for _, id := range []string{CheckESP, CheckU32, CheckDataPath} {
-			if c, found := r.Get(id); found && c.Result == Failed {
+		for _, id := range []string{agentv1.CheckESP, agentv1.CheckU32, agentv1.CheckDataPath} {
+			if c, found := r.Get(id); found && c.Result == agentv1.Failed {
 				ne.Why, ne.Fix = c.Message, c.Fix
 				break
 			}

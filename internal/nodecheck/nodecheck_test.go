@@ -3,158 +3,18 @@ package nodecheck
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/api/types/system"
 
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
 )
 
-// node is a node's engine as the checks see it.
-type node struct {
-	icc        string
-	containers []container.Summary
-}
-
-func (n *node) Info(context.Context) (system.Info, error) {
-	i := system.Info{}
-	i.Swarm.NodeID = "n1"
-	return i, nil
-}
-
-func (n *node) NetworkInspect(_ context.Context, id string, _ network.InspectOptions) (network.Inspect, error) {
-	if id != "bridge" {
-		return network.Inspect{}, errors.New("no such network")
-	}
-	return network.Inspect{Options: map[string]string{"com.docker.network.bridge.enable_icc": n.icc}}, nil
-}
-
-func (n *node) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
-	return n.containers, nil
-}
-
-// table is the filter table with chains of rules; noU32 refuses u32.
-type table struct {
-	chains map[string][]string
-	noU32  bool
-}
-
-func (t *table) ChainExists(_, c string) (bool, error) { _, ok := t.chains[c]; return ok, nil }
-func (t *table) ClearChain(_, c string) error          { t.chains[c] = nil; return nil }
-func (t *table) ClearAndDeleteChain(_, c string) error { delete(t.chains, c); return nil }
-func (t *table) List(_, c string) ([]string, error)    { return t.chains[c], nil }
-func (t *table) Append(_, c string, r ...string) error {
-	if t.noU32 && slices.Contains(r, "u32") {
-		return errors.New("iptables: No chain/target/match by that name.") //nolint:revive // iptables' own words, as the kernel's refusal reads
-	}
-	t.chains[c] = append(t.chains[c], strings.Join(r, " "))
-	return nil
-}
-func (t *table) Insert(string, string, int, ...string) error    { return nil }
-func (t *table) Exists(string, string, ...string) (bool, error) { return false, nil }
-func (t *table) DeleteIfExists(string, string, ...string) error { return nil }
-
-func results(r Report) map[string]string {
-	out := map[string]string{}
-	for _, c := range r.Checks {
-		out[c.ID] = c.Result
-	}
-	return out
-}
-
-func TestProberOnAGoodAndABadNode(t *testing.T) {
-	proc := t.TempDir()
-	// Something listens on 8080 (a userland proxy for a published port).
-	tcp := "  sl  local_address rem_address   st\n   0: 00000000:1F90 00000000:0000 0A\n"
-	if err := os.WriteFile(filepath.Join(proc, "tcp"), []byte(tcp), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var xfrm [][]string
-	good := &Prober{Hostname: "good", ProcNet: t.TempDir(),
-		Docker:   &node{icc: "false"},
-		IPTables: &table{chains: map[string][]string{"INPUT": {"-P INPUT ACCEPT"}}},
-		Exec: func(_ context.Context, _ string, args ...string) ([]byte, error) {
-			xfrm = append(xfrm, args)
-			return nil, nil
-		}}
-	r := good.Report(context.Background())
-	if r.NodeID != "n1" {
-		t.Errorf("node ID %q", r.NodeID)
-	}
-	for id, res := range results(r) {
-		if res != OK && id != CheckUserlandProxy {
-			t.Errorf("good node: %s is %s", id, res)
-		}
-	}
-	if ok, known := r.CanEncrypt(); !ok || !known {
-		t.Errorf("good node cannot encrypt: %v %v", ok, known)
-	}
-	// The ESP probe removes what it added, and the u32 probe its chain.
-	if len(xfrm) != 2 || xfrm[0][2] != "add" || xfrm[1][2] != "del" || !slices.Contains(xfrm[0], "rfc4106(gcm(aes))") {
-		t.Errorf("ESP probe: %v", xfrm)
-	}
-	if _, left := good.IPTables.(*table).chains[probeChain]; left {
-		t.Error("the u32 probe chain was left behind")
-	}
-
-	bad := &Prober{Hostname: "bad", ProcNet: proc,
-		Docker: &node{icc: "true", containers: []container.Summary{
-			{Names: []string{"/db"}, Ports: []container.Port{{IP: "0.0.0.0", PublicPort: 8080, PrivatePort: 80}}},
-			{Names: []string{"/task"}, Labels: map[string]string{"com.docker.swarm.task.id": "x"}, Ports: []container.Port{{IP: "0.0.0.0", PublicPort: 9000}}},
-		}},
-		IPTables: &table{noU32: true, chains: map[string][]string{"INPUT": {"-P INPUT DROP", "-A INPUT -p tcp --dport 22 -j ACCEPT"}}},
-		Exec: func(context.Context, string, ...string) ([]byte, error) {
-			return []byte("Error: Requested AEAD algorithm not found.\n"), errors.New("exit status 2")
-		}}
-	r = bad.Report(context.Background())
-	want := map[string]string{CheckESP: Failed, CheckU32: Failed, CheckDataPath: Warning, CheckIPTables: OK,
-		CheckICC: Warning, CheckPublishAll: Warning, CheckUserlandProxy: Warning}
-	if got := results(r); !equalMaps(got, want) {
-		t.Errorf("bad node: %v, want %v", got, want)
-	}
-	if c, _ := r.Get(CheckPublishAll); !strings.Contains(c.Message, "db (0.0.0.0:8080)") || strings.Contains(c.Message, "task") {
-		t.Errorf("publish check names the wrong containers: %s", c.Message)
-	}
-	if c, _ := r.Get(CheckESP); !strings.Contains(c.Message, "Requested AEAD algorithm not found") || c.Fix == "" {
-		t.Errorf("ESP check: %+v", c)
-	}
-	if ok, known := r.CanEncrypt(); ok || !known {
-		t.Errorf("bad node can encrypt: %v %v", ok, known)
-	}
-
-	none := (&Prober{Hostname: "bare"}).Report(context.Background())
-	if ok, known := none.CanEncrypt(); known {
-		t.Errorf("a node with nothing to ask knows: %v", ok)
-	}
-	if got := results(none)[CheckIPTables]; got != Failed {
-		t.Errorf("no DOCKER-USER: iptables check %s", got)
-	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func logLine(t *testing.T, r Report) string {
+func logLine(t *testing.T, r agentv1.Report) string {
 	t.Helper()
-	b, err := json.Marshal(map[string]any{"time": r.Time, "level": "INFO", "msg": Message, Key: r})
+	b, err := json.Marshal(map[string]any{"time": r.Time, "level": "INFO", "msg": agentv1.ReportMessage, agentv1.ReportKey: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,22 +28,22 @@ func TestReaderTakesEachNodesLatestReport(t *testing.T) {
 	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "swarmsec"}
 	f.AddService(spec)
 	now := time.Now().UTC()
-	esp := func(node, result string) Report {
-		return Report{Node: node, Time: now, Checks: []Check{{ID: CheckESP, Result: result, Message: "esp " + result, Fix: "modprobe esp4"}}}
+	esp := func(node, result string) agentv1.Report {
+		return agentv1.Report{Node: node, Time: now, Checks: []agentv1.Check{{ID: agentv1.CheckESP, Result: result, Message: "esp " + result, Fix: "modprobe esp4"}}}
 	}
-	add := func(nodeID string, at time.Time, r Report) {
+	add := func(nodeID string, at time.Time, r agentv1.Report) {
 		f.AddServiceLogFrom("swarmsec_agent", nodeID, at, logLine(t, r))
 	}
-	add("id1", now.Add(-time.Minute), esp("w1", OK))
-	add("id1", now, esp("w1", Failed))
-	add("id2", now, esp("w2", OK))
-	add("id3", now.Add(-2*MaxAge), esp("gone", Failed))
+	add("id1", now.Add(-time.Minute), esp("w1", agentv1.OK))
+	add("id1", now, esp("w1", agentv1.Failed))
+	add("id2", now, esp("w2", agentv1.OK))
+	add("id3", now.Add(-2*agentv1.ReportMaxAge), esp("gone", agentv1.Failed))
 	// A line from w2's task claiming to be w1's, dated ahead, speaks for
 	// w2 and at the time Swarm logged it.
-	forged := esp("w1", OK)
+	forged := esp("w1", agentv1.OK)
 	forged.NodeID, forged.Time = "id1", now.Add(time.Hour)
 	add("id2", now.Add(-30*time.Second), forged)
-	f.AddServiceLogFrom("swarmsec_agent", "id2", now, "not json "+Message)
+	f.AddServiceLogFrom("swarmsec_agent", "id2", now, "not json "+agentv1.ReportMessage)
 	f.AddServiceLogFrom("swarmsec_agent", "id2", now, `{"msg":"connection attempts"}`)
 
 	r := &Reader{Docker: f, Service: "swarmsec_agent"}
@@ -191,7 +51,7 @@ func TestReaderTakesEachNodesLatestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reports) != 2 || reports["id1"].Checks[0].Result != Failed || reports["id2"].Node != "w2" || reports["id2"].Checks[0].Result != OK {
+	if len(reports) != 2 || reports["id1"].Checks[0].Result != agentv1.Failed || reports["id2"].Node != "w2" || reports["id2"].Checks[0].Result != agentv1.OK {
 		t.Fatalf("reports %+v", reports)
 	}
 	enc := Encryption(reports)

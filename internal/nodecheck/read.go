@@ -10,6 +10,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
 // Logs is what reading the reports needs of a manager.
@@ -28,14 +30,14 @@ type Reader struct {
 
 	mu      sync.Mutex
 	read    time.Time
-	reports map[string]Report
+	reports map[string]agentv1.Report
 	err     error
 }
 
 // Reports returns the latest report of each node, by node ID, and the
 // error of the last read (the reports of the read before it stay). A
 // missing agent service gives no reports and no error.
-func (r *Reader) Reports(ctx context.Context) (map[string]Report, error) {
+func (r *Reader) Reports(ctx context.Context) (map[string]agentv1.Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	every := r.Every
@@ -59,7 +61,7 @@ func (r *Reader) Reports(ctx context.Context) (map[string]Report, error) {
 	default:
 		// The last reports stay while they are fresh enough.
 		for k, rep := range r.reports {
-			if time.Since(rep.Time) > MaxAge {
+			if time.Since(rep.Time) > agentv1.ReportMaxAge {
 				delete(r.reports, k)
 			}
 		}
@@ -69,13 +71,13 @@ func (r *Reader) Reports(ctx context.Context) (map[string]Report, error) {
 }
 
 // Cached returns what the last read found, without reading.
-func (r *Reader) Cached() (map[string]Report, error) {
+func (r *Reader) Cached() (map[string]agentv1.Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.reports, r.err
 }
 
-func (r *Reader) readLocked(ctx context.Context) (map[string]Report, error) {
+func (r *Reader) readLocked(ctx context.Context) (map[string]agentv1.Report, error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = 20 * time.Second
@@ -83,7 +85,7 @@ func (r *Reader) readLocked(ctx context.Context) (map[string]Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rc, err := r.Docker.ServiceLogs(ctx, r.Service, container.LogsOptions{
-		ShowStdout: true, ShowStderr: true, Since: time.Now().Add(-MaxAge).UTC().Format(time.RFC3339),
+		ShowStdout: true, ShowStderr: true, Since: time.Now().Add(-agentv1.ReportMaxAge).UTC().Format(time.RFC3339),
 		Timestamps: true, Details: true,
 	})
 	if err != nil {
@@ -94,10 +96,10 @@ func (r *Reader) readLocked(ctx context.Context) (map[string]Report, error) {
 	go func() { _, err := stdcopy.StdCopy(pw, pw, rc); pw.CloseWithError(err) }()
 	defer pr.Close()
 	out, err := Latest(pr)
-	// Reports older than MaxAge are of agents gone (the engine may not
+	// Reports older than ReportMaxAge are of agents gone (the engine may not
 	// honour Since for every log driver).
 	for k, rep := range out {
-		if time.Since(rep.Time) > MaxAge {
+		if time.Since(rep.Time) > agentv1.ReportMaxAge {
 			delete(out, k)
 		}
 	}

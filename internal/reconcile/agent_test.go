@@ -9,6 +9,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/agent"
 	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/state"
@@ -35,7 +36,7 @@ func deliveredPorts(t *testing.T, r *Reconciler) []string {
 			if i < 0 {
 				t.Fatalf("the agent mounts config %s, which does not exist", ref.ConfigName)
 			}
-			doc, err := agentrules.Decode(cfgs[i].Spec.Data)
+			doc, err := agent.DecodeRules(cfgs[i].Spec.Data) // as the agents read it
 			if err != nil {
 				t.Fatal(err)
 			}

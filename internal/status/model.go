@@ -10,8 +10,8 @@ import (
 	"time"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/manifest"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/plan"
 )
 
@@ -47,8 +47,8 @@ type Report struct {
 	StaleFiles []string `json:"staleFiles"`
 	// Nodes are the node agents' checks, by node; NodesError says why they
 	// could not be read.
-	Nodes      []nodecheck.Report `json:"nodes,omitempty"`
-	NodesError string             `json:"nodesError,omitempty"`
+	Nodes      []agentv1.Report `json:"nodes,omitempty"`
+	NodesError string           `json:"nodesError,omitempty"`
 	// Agent is what the leader last found of the node agents.
 	Agent *plan.AgentDelivery `json:"agent,omitempty"`
 	// Encryption lists the changes held, and the networks as they are,

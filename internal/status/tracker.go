@@ -11,9 +11,9 @@ import (
 	"time"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/compile"
 	"github.com/swarmsec/swarmsec/internal/manifest"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/watch"
 	"github.com/swarmsec/swarmsec/state"
@@ -29,7 +29,7 @@ type Tracker struct {
 
 	mu       sync.Mutex
 	agent    *plan.AgentDelivery // the last delivery to the node agents
-	nodes    func() (map[string]nodecheck.Report, error)
+	nodes    func() (map[string]agentv1.Report, error)
 	loaded   bool
 	held     string
 	errs     []manifest.Error
@@ -605,7 +605,7 @@ func (t *Tracker) readyLocked() (bool, []Check) {
 
 // SetNodes makes Report show the node agents' checks, as nodes has them
 // (it must not block: the cached reports).
-func (t *Tracker) SetNodes(nodes func() (map[string]nodecheck.Report, error)) {
+func (t *Tracker) SetNodes(nodes func() (map[string]agentv1.Report, error)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.nodes = nodes
@@ -656,7 +656,7 @@ func (t *Tracker) Report() *Report {
 		for _, k := range slices.Sorted(maps.Keys(reports)) {
 			r.Nodes = append(r.Nodes, reports[k])
 		}
-		slices.SortFunc(r.Nodes, func(a, b nodecheck.Report) int { return cmp.Compare(a.Node, b.Node) })
+		slices.SortFunc(r.Nodes, func(a, b agentv1.Report) int { return cmp.Compare(a.Node, b.Node) })
 		if err != nil {
 			r.NodesError = err.Error()
 		}
