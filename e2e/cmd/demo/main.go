@@ -59,6 +59,15 @@ func main() {
 	if len(os.Args) < 2 {
 		usage()
 	}
+	if err := dispatch(); err != nil {
+		fmt.Fprintf(os.Stderr, "demo %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+// dispatch runs the command os.Args names, until it ends or a signal
+// comes.
+func dispatch() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
@@ -80,10 +89,7 @@ func main() {
 	default:
 		usage()
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "demo %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	return err
 }
 
 func usage() {
