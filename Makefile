@@ -16,16 +16,18 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 build:
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/swarmsec
 
-# The image: the static binary on scratch, tagged with the version and
-# latest. deploy/swarmsec.yml deploys it as a stack.
-# Under a lock: the integration and e2e tests build it at the same time.
+# The image: the static binary on scratch, tagged swarmsec/swarmsec with
+# each of IMAGE_TAGS (the version and latest). deploy/swarmsec.yml deploys
+# it as a stack. Under a lock: the integration and e2e tests build it at
+# the same time.
+IMAGE_TAGS ?= $(VERSION) latest
 image:
 	@mkdir -p bin
 	@flock bin/.image.lock $(MAKE) --no-print-directory image-locked
 
 image-locked: build
 	cp /etc/ssl/certs/ca-certificates.crt deploy/ca-certificates.crt 2>/dev/null || : > deploy/ca-certificates.crt
-	docker build --build-arg VERSION=$(VERSION) -t swarmsec/swarmsec:$(VERSION) -t swarmsec/swarmsec:latest .
+	docker build --build-arg VERSION=$(VERSION) $(foreach t,$(IMAGE_TAGS),-t swarmsec/swarmsec:$(t)) .
 
 vet:
 	$(GO) vet ./...

@@ -199,8 +199,13 @@ up() {
   say "swarmsec agent (one task per node: the stack's agent service), enforces who may."
   say "Its image is the same static binary; the demo runs only the agent from the stack,"
   say "its controller stays the one above."
-  make --no-print-directory image >"$WORK/image.log" 2>&1 || die "make image failed (log: $WORK/image.log)"
-  "$BIN/demo" load-image --state "$WORK" swarmsec/swarmsec:latest
+  # A tag of the demo's own: the machine's swarmsec/swarmsec:latest stays
+  # whatever it was, and the image leaves the machine's engine once the
+  # nodes have it.
+  local tag=demo-$RUN_ID
+  make --no-print-directory image IMAGE_TAGS="$tag" >"$WORK/image.log" 2>&1 || die "make image failed (log: $WORK/image.log)"
+  "$BIN/demo" load-image --state "$WORK" "swarmsec/swarmsec:$tag"
+  docker image rm "swarmsec/swarmsec:$tag" >/dev/null
   cat >"$WORK/agent-only.yml" <<'YML'
 version: "3.8"
 services:
@@ -210,8 +215,9 @@ services:
     command: ["agent", "--log-format", "json", "--events-window", "5s"]
 YML
   say ""
-  say "SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock docker stack deploy -c deploy/swarmsec.yml -c agent-only.yml swarmsec"
-  SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock cdocker stack deploy --detach=true --resolve-image never \
+  say "SWARMSEC_VERSION=$tag SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock \\"
+  say "  docker stack deploy -c deploy/swarmsec.yml -c agent-only.yml swarmsec"
+  SWARMSEC_VERSION=$tag SWARMSEC_DOCKER_SOCKET=/var/run/dind/docker.sock cdocker stack deploy --detach=true --resolve-image never \
     -c deploy/swarmsec.yml -c "$WORK/agent-only.yml" swarmsec 2>&1 | sed 's/^/  /'
   say ""
   say "and web.yaml admits the office only, logging what it blocks:"
@@ -357,11 +363,14 @@ down() {
   fi
 
   if [[ -n $run_id ]]; then
+    # The demo's image, if up stopped before it removed it.
+    docker image rm "swarmsec/swarmsec:demo-$run_id" >/dev/null 2>&1 || true
     local left
     left=$(
       docker ps -aq --filter "label=swarmsec.test.run=$run_id"
       docker volume ls -q --filter "label=swarmsec.test.run=$run_id"
       docker network ls -q --filter "label=swarmsec.test.run=$run_id"
+      docker image ls -q "swarmsec/swarmsec:demo-$run_id"
       ls -d /sys/fs/cgroup/swarmsec-e2e-"$run_id" /sys/fs/cgroup/*/swarmsec-e2e-"$run_id" 2>/dev/null || true
     )
     if [[ -n $left ]]; then
@@ -369,7 +378,7 @@ down() {
       say "$left"
       exit 1
     fi
-    say "nothing of cluster $run_id is left (containers, volumes, networks, cgroups)"
+    say "nothing of cluster $run_id is left (containers, volumes, networks, images, cgroups)"
   fi
   rm -rf "$WORK"
   say "removed $WORK; make demo-down took $((SECONDS - start)) s"
