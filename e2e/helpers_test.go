@@ -17,8 +17,12 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/e2e/cluster"
 	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
 )
@@ -133,6 +137,23 @@ func removeSwarmsec(ctx context.Context, t *testing.T) {
 	}); err != nil {
 		t.Errorf("stack rm: %v", err)
 	}
+	// stack rm returns before the tasks stop, and a controller still
+	// running leads (it takes the lease again once removed): it would revert
+	// the restore below as drift (apply refuses while one leads).
+	removed := time.Now()
+	if err := swarmtest.PollE(ctx, time.Minute, func() (bool, string) {
+		for _, n := range testCluster.Nodes {
+			cs, err := n.Client.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.stack.namespace=swarmsec"))})
+			if err == nil && len(cs) > 0 {
+				return false, fmt.Sprintf("%s still runs %s", n.Hostname, cs[0].Names)
+			}
+			// An engine that does not answer runs nothing.
+		}
+		return true, ""
+	}); err != nil {
+		t.Errorf("the stack's tasks did not stop: %v", err)
+	}
+	t.Logf("the stack's tasks stopped %s after stack rm", time.Since(removed).Round(100*time.Millisecond))
 	// The lease goes with the stack: a later controller need not wait for
 	// a dead holder's lease to expire. The rules configs stay in use until
 	// the agents' tasks are gone.
@@ -152,5 +173,36 @@ func removeSwarmsec(ctx context.Context, t *testing.T) {
 	// Give the services their networks back.
 	if _, stderr, code := RunSwarmsec(ctx, t, "apply", "--manifests", t.TempDir(), "--allow-empty"); code != 0 {
 		t.Errorf("restore: %s", stderr)
+	}
+	checkRestored(ctx, t)
+}
+
+// checkRestored fails the test for every service an empty apply left
+// isolated: on a network swarmsec manages, or labelled with a record.
+func checkRestored(ctx context.Context, t *testing.T) {
+	t.Helper()
+	nets, err := manager().NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", v1.LabelManaged+"=true"))})
+	if err != nil {
+		t.Errorf("after the restore: %v", err)
+		return
+	}
+	managed := map[string]string{}
+	for _, n := range nets {
+		managed[n.ID] = n.Name
+	}
+	svcs, err := manager().ServiceList(ctx, swarm.ServiceListOptions{})
+	if err != nil {
+		t.Errorf("after the restore: %v", err)
+		return
+	}
+	for _, s := range svcs {
+		for _, a := range s.Spec.TaskTemplate.Networks {
+			if name, ok := managed[a.Target]; ok {
+				t.Errorf("after the restore, %s is still on %s", s.Spec.Name, name)
+			}
+		}
+		if rec, ok := s.Spec.Labels[v1.LabelOriginal]; ok {
+			t.Errorf("after the restore, %s still names its record %s", s.Spec.Name, rec)
+		}
 	}
 }

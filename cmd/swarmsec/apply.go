@@ -54,6 +54,9 @@ what remains. With --wait it also waits for the last rolling updates.`,
 			defer done()
 			ctx, cancel := context.WithTimeout(cmd.Context(), waitTimeout)
 			defer cancel()
+			if err := refuseLeader(ctx, cmd.ErrOrStderr(), r.Docker); err != nil {
+				return err
+			}
 			if err := refuseHeld(ctx, cmd.ErrOrStderr(), r); err != nil {
 				return err
 			}
