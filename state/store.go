@@ -149,15 +149,15 @@ func (tx ReadTx) get(table, index, key string) any {
 	return obj
 }
 
-// replace makes a table hold exactly objs: it inserts new and changed
-// objects and deletes those no longer present.
+// replace makes a table hold exactly objs: it deletes the objects no
+// longer present, then inserts new and changed ones. Deletes go first: an
+// object removed and created again under its name has a new ID, and
+// deleting the old one after inserting the new would drop the name's entry
+// from a unique index.
 func (tx Tx) replace(table string, objs []any, id func(any) string) error {
 	keep := make(map[string]bool, len(objs))
 	for _, o := range objs {
 		keep[id(o)] = true
-		if err := tx.txn.Insert(table, o); err != nil {
-			return fmt.Errorf("state: insert into %s %q: %w", table, id(o), err)
-		}
 	}
 	it, err := tx.txn.Get(table, indexID)
 	if err != nil {
@@ -172,6 +172,11 @@ func (tx Tx) replace(table string, objs []any, id func(any) string) error {
 	for _, o := range stale {
 		if err := tx.txn.Delete(table, o); err != nil {
 			return fmt.Errorf("state: delete from %s %q: %w", table, id(o), err)
+		}
+	}
+	for _, o := range objs {
+		if err := tx.txn.Insert(table, o); err != nil {
+			return fmt.Errorf("state: insert into %s %q: %w", table, id(o), err)
 		}
 	}
 	return nil

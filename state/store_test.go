@@ -130,3 +130,34 @@ var errTest = errorString("test")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// A service removed and created again under its name between two
+// observations: the name finds the new one.
+func TestReplaceKeepsNamesOfRecreatedObjects(t *testing.T) {
+	st := New()
+	for _, id := range []string{"b-old", "a-new"} {
+		if err := st.Update(func(tx Tx) error { return ReplaceServices(tx, []*Service{svc(id, "shop_web", nil)}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.View(func(tx ReadTx) {
+		if s := GetServiceByName(tx, "shop_web"); s == nil || s.ID != "a-new" {
+			t.Errorf("by name: %+v, want a-new", s)
+		}
+		if all, _ := FindServices(tx, All()); len(all) != 1 {
+			t.Errorf("%d services, want 1", len(all))
+		}
+	})
+	// And once more, re-read alone (an event named the new one).
+	if err := st.Update(func(tx Tx) error { return UpsertService(tx, svc("c-newer", "shop_web", nil)) }); err != nil {
+		t.Fatal(err)
+	}
+	st.View(func(tx ReadTx) {
+		if s := GetServiceByName(tx, "shop_web"); s == nil || s.ID != "c-newer" {
+			t.Errorf("by name after upsert: %+v, want c-newer", s)
+		}
+		if all, _ := FindServices(tx, All()); len(all) != 1 {
+			t.Errorf("%d services after upsert, want 1", len(all))
+		}
+	})
+}

@@ -1,5 +1,7 @@
 package state
 
+import "fmt"
+
 // Typed access to each table. Find results come in index order: by name for
 // policies, by ID for the observed tables unless the index says otherwise.
 
@@ -46,8 +48,27 @@ func ReplaceServices(tx Tx, ss []*Service) error {
 }
 
 // UpsertService stores one observed service, e.g. after re-reading it.
+// A stored service of the same name and another ID is gone from Swarm,
+// where names are unique: it is dropped first, so the name finds this one.
 func UpsertService(tx Tx, s *Service) error {
-	return tx.txn.Insert(tableServices, s)
+	if old := GetServiceByName(tx.ReadTx, s.Name); old != nil && old.ID != s.ID {
+		if err := tx.txn.Delete(tableServices, old); err != nil {
+			return fmt.Errorf("state: delete service %q: %w", old.ID, err)
+		}
+	}
+	if err := tx.txn.Insert(tableServices, s); err != nil {
+		return fmt.Errorf("state: insert service %q: %w", s.ID, err)
+	}
+	return nil
+}
+
+// DeleteService forgets a service, e.g. one Swarm no longer has.
+func DeleteService(tx Tx, id string) error {
+	s := GetService(tx.ReadTx, id)
+	if s == nil {
+		return nil
+	}
+	return tx.txn.Delete(tableServices, s)
 }
 
 // GetNetwork returns the network with this ID, or nil.
