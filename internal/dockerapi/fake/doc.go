@@ -37,7 +37,7 @@
 //   - the containers of tasks on this node and containers run outside any
 //     service (AddContainer), as ContainerList and network inspection show
 //     them;
-//   - service and network events, in order, with the engine's filters.
+//   - service, network and config events, in order, with the engine's filters.
 //
 // Everything crosses the fake as JSON does the wire, so callers never share
 // memory with it. Everything happens at once: where the engine allocates,

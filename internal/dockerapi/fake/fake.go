@@ -467,6 +467,7 @@ func (f *Swarm) ConfigCreate(ctx context.Context, spec swarm.ConfigSpec) (swarm.
 		c.Spec.Labels = map[string]string{}
 	}
 	f.configs[c.ID] = c
+	f.publishLocked(events.ConfigEventType, events.ActionCreate, c.ID, "swarm", map[string]string{"name": c.Spec.Name})
 	return swarm.ConfigCreateResponse{ID: c.ID}, nil
 }
 
@@ -483,6 +484,8 @@ func (f *Swarm) ConfigRemove(ctx context.Context, id string) error {
 	for key, c := range f.configs {
 		if c.ID == id || c.Spec.Name == id {
 			delete(f.configs, key)
+			f.index++
+			f.publishLocked(events.ConfigEventType, events.ActionRemove, c.ID, "swarm", map[string]string{"name": c.Spec.Name})
 			return nil
 		}
 	}
@@ -521,6 +524,7 @@ func (f *Swarm) ConfigUpdate(ctx context.Context, id string, version swarm.Versi
 	if c.Spec.Labels == nil {
 		c.Spec.Labels = map[string]string{}
 	}
+	f.publishLocked(events.ConfigEventType, events.ActionUpdate, c.ID, "swarm", map[string]string{"name": c.Spec.Name})
 	return nil
 }
 
@@ -954,7 +958,7 @@ func (f *Swarm) ContainerList(ctx context.Context, options container.ListOptions
 // (no event published after it returns is missed), never closes the
 // message channel, and ends the stream by sending one error, ctx.Err() or
 // the one given to BreakEvents, then closing the error channel. Filters:
-// type, event, scope, service and network (ID or name, prefix). Since and
+// type, event, scope, service, network and config (ID or name, prefix). Since and
 // Until are ignored: there is no history.
 func (f *Swarm) Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error) {
 	msgs := make(chan events.Message)
@@ -2255,7 +2259,8 @@ func (f *Swarm) publishLocked(typ events.Type, action events.Action, id, scope s
 		a := sub.filter
 		if a.ExactMatch("type", string(typ)) && a.ExactMatch("event", string(action)) && a.ExactMatch("scope", scope) &&
 			(a.FuzzyMatch("service", id) || a.FuzzyMatch("service", attrs["name"])) &&
-			(a.FuzzyMatch("network", id) || a.FuzzyMatch("network", attrs["name"])) {
+			(a.FuzzyMatch("network", id) || a.FuzzyMatch("network", attrs["name"])) &&
+			(a.FuzzyMatch("config", id) || a.FuzzyMatch("config", attrs["name"])) {
 			sub.push(clone(m))
 		}
 	}
