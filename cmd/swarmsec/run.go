@@ -224,7 +224,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, cmd *cobra.Comma
 		return err
 	}
 	if elector != nil {
-		elector.OnStartedLeading = func() { ctrl.Trigger("became the leader") }
+		elector.OnStartedLeading = func() { ctrl.Relist("became the leader") }
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
