@@ -161,3 +161,46 @@ func TestReplaceKeepsNamesOfRecreatedObjects(t *testing.T) {
 		}
 	})
 }
+
+// A resync stores again only what changed: a service whose version moved
+// on, a network whose fields differ. What changed is found by its indexes.
+func TestReplaceUpdatesChangedObjects(t *testing.T) {
+	st := New()
+	versioned := func(v uint64, app string) *Service {
+		s := swarm.Service{ID: "1"}
+		s.Version.Index = v
+		s.Spec.Name, s.Spec.Labels = "web", map[string]string{"app": app}
+		return NewService(s)
+	}
+	net := func(label string) *Network {
+		return NewNetwork(network.Summary{ID: "n1", Name: "backend", Labels: map[string]string{"k": label}})
+	}
+	update := func(s *Service, n *Network) {
+		t.Helper()
+		if err := st.Update(func(tx Tx) error {
+			if err := ReplaceServices(tx, []*Service{s}); err != nil {
+				return err
+			}
+			return ReplaceNetworks(tx, []*Network{n})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update(versioned(1, "a"), net("a"))
+	first := versioned(1, "a")
+	update(first, net("a"))
+	st.View(func(tx ReadTx) {
+		if GetService(tx, "1") == first {
+			t.Error("an unchanged service was stored again")
+		}
+	})
+	update(versioned(2, "b"), net("b"))
+	st.View(func(tx ReadTx) {
+		if s, _ := FindServices(tx, ByLabel("app", "b")); len(s) != 1 {
+			t.Errorf("the service of version 2 is not found by its new label: %v", s)
+		}
+		if n, _ := FindNetworks(tx, ByLabel("k", "b")); len(n) != 1 {
+			t.Errorf("the changed network is not found by its new label: %v", n)
+		}
+	})
+}

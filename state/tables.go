@@ -21,7 +21,7 @@ func FindPolicies(tx ReadTx, by By) ([]*Policy, error) {
 
 // ReplacePolicies makes the desired policies exactly ps.
 func ReplacePolicies(tx Tx, ps []*Policy) error {
-	return tx.replace(tablePolicies, toAny(ps), func(o any) string { return o.(*Policy).Name })
+	return tx.replace(tablePolicies, toAny(ps), func(o any) string { return o.(*Policy).Name }, nil)
 }
 
 // GetService returns the service with this ID, or nil.
@@ -44,7 +44,18 @@ func FindServices(tx ReadTx, by By) ([]*Service, error) {
 
 // ReplaceServices makes the observed services exactly ss.
 func ReplaceServices(tx Tx, ss []*Service) error {
-	return tx.replace(tableServices, toAny(ss), func(o any) string { return o.(*Service).ID })
+	return tx.replace(tableServices, toAny(ss), func(o any) string { return o.(*Service).ID }, sameService)
+}
+
+// sameService: Swarm moves a service's version on every write to it, its
+// update status included; the task counts are not part of it. A version
+// of 0 is no Swarm's: compare it all.
+func sameService(stored, fresh any) bool {
+	a, b := stored.(*Service), fresh.(*Service)
+	if a.Version == 0 || b.Version == 0 {
+		return deepSame(a, b)
+	}
+	return a.Version == b.Version && a.StatusKnown == b.StatusKnown && a.DesiredTasks == b.DesiredTasks
 }
 
 // UpsertService stores one observed service, e.g. after re-reading it.
@@ -85,7 +96,7 @@ func FindNetworks(tx ReadTx, by By) ([]*Network, error) {
 
 // ReplaceNetworks makes the observed networks exactly ns.
 func ReplaceNetworks(tx Tx, ns []*Network) error {
-	return tx.replace(tableNetworks, toAny(ns), func(o any) string { return o.(*Network).ID })
+	return tx.replace(tableNetworks, toAny(ns), func(o any) string { return o.(*Network).ID }, deepSame)
 }
 
 // UpsertNetwork stores one observed network, e.g. one just created.
@@ -109,7 +120,7 @@ func FindNodes(tx ReadTx, by By) ([]*Node, error) {
 
 // ReplaceNodes makes the observed nodes exactly ns.
 func ReplaceNodes(tx Tx, ns []*Node) error {
-	return tx.replace(tableNodes, toAny(ns), func(o any) string { return o.(*Node).ID })
+	return tx.replace(tableNodes, toAny(ns), func(o any) string { return o.(*Node).ID }, deepSame)
 }
 
 // FindTasks returns the tasks selected by by (All, ByService).
@@ -119,7 +130,7 @@ func FindTasks(tx ReadTx, by By) ([]*Task, error) {
 
 // ReplaceTasks makes the observed tasks exactly ts.
 func ReplaceTasks(tx Tx, ts []*Task) error {
-	return tx.replace(tableTasks, toAny(ts), func(o any) string { return o.(*Task).ID })
+	return tx.replace(tableTasks, toAny(ts), func(o any) string { return o.(*Task).ID }, deepSame)
 }
 
 // FindRecords returns the records selected by by (All, ByName).
@@ -129,7 +140,7 @@ func FindRecords(tx ReadTx, by By) ([]*Record, error) {
 
 // ReplaceRecords makes the observed records exactly rs.
 func ReplaceRecords(tx Tx, rs []*Record) error {
-	return tx.replace(tableRecords, toAny(rs), func(o any) string { return o.(*Record).ID })
+	return tx.replace(tableRecords, toAny(rs), func(o any) string { return o.(*Record).ID }, deepSame)
 }
 
 func toAny[T any](xs []T) []any {
