@@ -183,7 +183,9 @@ func (d *Delivery) Deliver(ctx context.Context, doc *Document) (Outcome, error) 
 }
 
 // agentService finds the agent service: the name it was told and the
-// label, both, since anyone with the socket can label a service.
+// label, both, since anyone with the socket can label a service. It reads
+// that one service, not a list: a pass that re-reads only what changed
+// must not list on the agent's account.
 func (d *Delivery) agentService(ctx context.Context) (*swarm.Service, error) {
 	name := d.Service
 	if name == "" {
@@ -191,17 +193,18 @@ func (d *Delivery) agentService(ctx context.Context) (*swarm.Service, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	svcs, err := d.Docker.ServiceList(cctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelAgent+"=true"))})
-	if err != nil {
+	s, _, err := d.Docker.ServiceInspectWithRaw(cctx, name, swarm.ServiceInspectOptions{})
+	switch {
+	case dockerapi.IsNotFound(err):
+		return nil, nil
+	case err != nil:
 		return nil, fmt.Errorf("agent service %s: %w", name, err)
 	}
-	for i := range svcs {
-		s := &svcs[i]
-		if s.Spec.Name == name && s.Spec.Labels[LabelAgent] == "true" && s.Spec.TaskTemplate.ContainerSpec != nil {
-			return s, nil
-		}
+	// The engine also takes an ID or an ID's prefix: only the name counts.
+	if s.Spec.Name != name || s.Spec.Labels[LabelAgent] != "true" || s.Spec.TaskTemplate.ContainerSpec == nil {
+		return nil, nil
 	}
-	return nil, nil
+	return &s, nil
 }
 
 func (d *Delivery) configs(ctx context.Context) (map[string]swarm.Config, error) {

@@ -1360,9 +1360,17 @@ func (w *parityWorld) sameNetwork(t *testing.T, ctx context.Context, what, id st
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No labels or options at all read the same to swarmsec as an empty
+	// set: the engine lists ingress with one and inspects it with the other.
+	set := func(m map[string]string) map[string]string {
+		if m == nil {
+			return map[string]string{}
+		}
+		return m
+	}
 	kept := func(n network.Inspect) map[string]any {
-		return map[string]any{"name": n.Name, "id": n.ID, "driver": n.Driver, "scope": n.Scope, "labels": n.Labels,
-			"options": n.Options, "internal": n.Internal, "attachable": n.Attachable, "ingress": n.Ingress,
+		return map[string]any{"name": n.Name, "id": n.ID, "driver": n.Driver, "scope": n.Scope, "labels": set(n.Labels),
+			"options": set(n.Options), "internal": n.Internal, "attachable": n.Attachable, "ingress": n.Ingress,
 			"ipv6": n.EnableIPv6, "ipam": n.IPAM, "configFrom": n.ConfigFrom}
 	}
 	l, a := kept(all[i]), kept(alone)
