@@ -24,9 +24,10 @@
 //     active node for global services, with a history of five per slot;
 //     ServiceList with Status counts them;
 //   - IPAM: explicit subnets and gateways kept, others assigned
-//     (10.0.N.0/24 for Swarm networks, 172.N.0.0/16 for local ones) round
-//     the subnets taken; a local network overlapping another local one, or
-//     a Swarm network in use on this node, is refused; a Swarm network
+//     (/24s of 10.0.0.0/8 for Swarm networks, 10.0.N.0/24 first, and
+//     172.N.0.0/16 for local ones) round the subnets taken; a local
+//     network overlapping another local one, or a Swarm network in use on
+//     this node, is refused; a Swarm network
 //     overlapping one Swarm allocated is created but left unallocated (no
 //     driver, IPAM or options, its services waiting and their tasks "new")
 //     until the overlapping one is removed;

@@ -55,7 +55,7 @@ type Swarm struct {
 	containers  map[string]*fakeContainer
 	configs     map[string]*swarm.Config
 	logs        map[string][]logLine // by service ID (AddServiceLog)
-	nextSubnet  int                  // overlay subnets 10.0.N.0/24
+	nextSubnet  int                  // overlay subnets: the Nth /24 of 10.0.0.0/8
 	nextBridge  int                  // local bridge subnets 172.N.0.0/16
 	nextVXLAN   int
 	nextPort    uint32 // ingress ports assigned when none is published
@@ -1844,12 +1844,18 @@ func (f *Swarm) overlapsLocked(p netip.Prefix, scope string) bool {
 }
 
 // freeSubnetLocked picks the next default subnet that overlaps nothing in
-// the scope's address space: 10.0.N.0/24 for Swarm, 172.N.0.0/16 locally.
+// the scope's address space: a /24 of Swarm's default pool 10.0.0.0/8
+// (10.0.N.0/24, then 10.1.0.0/24 and on), 172.N.0.0/16 locally.
 func (f *Swarm) freeSubnetLocked(scope string) netip.Prefix {
-	for range 256 {
+	candidates := 256
+	if scope == "swarm" {
+		candidates = 1 << 16
+	}
+	for range candidates {
 		var p netip.Prefix
 		if scope == "swarm" {
-			p = netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", f.nextSubnet%256))
+			i := f.nextSubnet % (1 << 16)
+			p = netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))
 			f.nextSubnet++
 		} else {
 			p = netip.MustParsePrefix(fmt.Sprintf("172.%d.0.0/16", f.nextBridge%256))
