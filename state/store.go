@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"reflect"
+	"sync/atomic"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -12,6 +13,8 @@ import (
 // on, and objects read from it are shared: never modify either in place.
 type Store struct {
 	db *memdb.MemDB
+	// gen counts the writes that changed something.
+	gen atomic.Uint64
 }
 
 // New returns an empty store.
@@ -42,13 +45,23 @@ func (s *Store) View(fn func(tx ReadTx)) {
 // discarded otherwise.
 func (s *Store) Update(fn func(tx Tx) error) error {
 	txn := s.db.Txn(true)
+	txn.TrackChanges()
 	defer txn.Abort()
 	if err := fn(Tx{ReadTx{txn}}); err != nil {
 		return err
 	}
+	changed := len(txn.Changes()) > 0
 	txn.Commit()
+	if changed {
+		s.gen.Add(1)
+	}
 	return nil
 }
+
+// Generation changes whenever a committed write changed what the store
+// holds, and only then: what was computed from the store at one generation
+// holds while it stays the same.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
 
 // By selects objects in a Find call. It is sealed: only this package
 // implements it.

@@ -1,7 +1,10 @@
 package state
 
 import (
+	"errors"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
@@ -203,4 +206,90 @@ func TestReplaceUpdatesChangedObjects(t *testing.T) {
 			t.Errorf("the changed network is not found by its new label: %v", n)
 		}
 	})
+}
+
+func TestGenerationMovesOnlyWhenSomethingChanged(t *testing.T) {
+	st := New()
+	services := func(v uint64) []*Service {
+		s := swarm.Service{ID: "1"}
+		s.Version.Index = v
+		s.Spec.Name = "web"
+		return []*Service{NewService(s)}
+	}
+	update := func(ss []*Service) uint64 {
+		t.Helper()
+		if err := st.Update(func(tx Tx) error { return ReplaceServices(tx, ss) }); err != nil {
+			t.Fatal(err)
+		}
+		return st.Generation()
+	}
+	g1 := update(services(1))
+	if g2 := update(services(1)); g2 != g1 {
+		t.Errorf("storing the same service again moved the generation from %d to %d", g1, g2)
+	}
+	if g3 := update(services(2)); g3 == g1 {
+		t.Error("a new version did not move the generation")
+	}
+	g := st.Generation()
+	_ = st.Update(func(tx Tx) error { _ = ReplaceServices(tx, nil); return errors.New("discarded") })
+	if st.Generation() != g {
+		t.Error("a discarded write moved the generation")
+	}
+}
+
+// sameNetwork compares every field of a network and of its IPAM: a field
+// added to either must be compared, or a resync would keep the old value.
+func TestSameNetworkSeesEveryField(t *testing.T) {
+	base := NewNetwork(network.Summary{ID: "n1", Name: "backend", Driver: "overlay", Scope: "swarm",
+		Labels: map[string]string{"k": "v"}, Options: map[string]string{"encrypted": ""},
+		IPAM: network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: "10.0.1.0/24", Gateway: "10.0.1.1"}}}})
+	if !sameNetwork(base, NewNetwork(network.Summary{ID: "n1", Name: "backend", Driver: "overlay", Scope: "swarm",
+		Labels: map[string]string{"k": "v"}, Options: map[string]string{"encrypted": ""},
+		IPAM: network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: "10.0.1.0/24", Gateway: "10.0.1.1"}}}})) {
+		t.Fatal("two reads of the same network differ")
+	}
+	// other returns a value of v's type that differs from v.
+	other := func(t *testing.T, name string, v reflect.Value) reflect.Value {
+		switch x := v.Interface().(type) {
+		case string:
+			return reflect.ValueOf(x + "x")
+		case bool:
+			return reflect.ValueOf(!x)
+		case map[string]string:
+			return reflect.ValueOf(map[string]string{"other": "1"})
+		case time.Time:
+			return reflect.ValueOf(x.Add(time.Second))
+		case []network.IPAMConfig:
+			return reflect.ValueOf([]network.IPAMConfig{{Subnet: "10.9.9.0/24"}})
+		}
+		t.Fatalf("field %s of type %s: compare it in sameNetwork and teach this test to change it", name, v.Type())
+		return reflect.Value{}
+	}
+	nt := reflect.TypeFor[Network]()
+	for i := range nt.NumField() {
+		f := nt.Field(i)
+		if f.Name == "IPAM" {
+			it := reflect.TypeFor[network.IPAM]()
+			for j := range it.NumField() {
+				changed := *base
+				ipam := reflect.ValueOf(&changed.IPAM).Elem()
+				ipam.Field(j).Set(other(t, "IPAM."+it.Field(j).Name, ipam.Field(j)))
+				if sameNetwork(base, &changed) {
+					t.Errorf("a change of IPAM.%s goes unseen", it.Field(j).Name)
+				}
+			}
+			changed := *base
+			changed.IPAM.Config = []network.IPAMConfig{{Subnet: "10.0.1.0/24", Gateway: "10.0.1.1", IPRange: "10.0.1.0/25"}}
+			if sameNetwork(base, &changed) {
+				t.Error("a change of an IPAM config goes unseen")
+			}
+			continue
+		}
+		changed := *base
+		v := reflect.ValueOf(&changed).Elem().Field(i)
+		v.Set(other(t, f.Name, v))
+		if sameNetwork(base, &changed) {
+			t.Errorf("a change of %s goes unseen", f.Name)
+		}
+	}
 }
