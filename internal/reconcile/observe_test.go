@@ -58,3 +58,38 @@ func TestDriftPassReadsNoList(t *testing.T) {
 		t.Errorf("the pass after the revert: planned %+v, read %+v, calls %v", pl.Pending(), res.Observed, f.Calls())
 	}
 }
+
+// A pass whose store, mode, limits and node checks are as when the last
+// plan asked for nothing plans nothing again; any change plans anew.
+func TestIdlePassReusesItsPlan(t *testing.T) {
+	f, ids := shop(t)
+	r := newTestReconciler(t, f, shopPolicies())
+	r.Limits.Force = true
+	reconcile(t, r) // converges
+	reconcile(t, r) // reads the converge back
+	idle, _ := reconcile(t, r)
+	if again, _ := reconcile(t, r); again != idle {
+		t.Error("a pass with nothing changed planned again")
+	}
+	r.Limits.MaxServiceUpdates = 7
+	if again, _ := reconcile(t, r); again == idle {
+		t.Error("new limits reused the last plan")
+	}
+	idle, _ = reconcile(t, r)
+	if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if pl, _ := reconcile(t, r); pl == idle || len(pl.Pending()) != 1 {
+		t.Errorf("a drift reused the last plan: %+v", pl.Pending())
+	}
+	reconcile(t, r) // reads the revert back
+	idle, _ = reconcile(t, r)
+	if err := r.SetPolicies(shopPolicies()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if pl, _ := reconcile(t, r); pl == idle || len(pl.Pending()) == 0 {
+		t.Errorf("new policies reused the last plan: %+v", pl.Pending())
+	}
+}

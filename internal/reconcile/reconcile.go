@@ -112,6 +112,7 @@ type Reconciler struct {
 	Changes *observe.Changes
 
 	nodes map[string]plan.NodeEncryption // read by the pass under way
+	idle  *idlePlan                      // the last plan, when it asked for nothing
 }
 
 // SetPolicies replaces the desired policies.
@@ -164,7 +165,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, mig, err := r.PlanObserved()
+	p, mig, err := r.planIfChanged()
 	if err != nil {
 		return nil, nil, err
 	}
