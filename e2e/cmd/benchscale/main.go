@@ -390,9 +390,10 @@ func (m metrics) minus(before metrics) metrics {
 
 var listOps = []string{"ServiceList", "NetworkList", "NodeList", "ConfigList", "TaskList"}
 
-// calls renders the Docker calls in d by operation.
+// calls renders the Docker calls in d by operation, with those that found
+// nothing (the agent service, when none runs) in brackets.
 func (d metrics) calls() (lists, other float64, text string) {
-	var parts []string
+	byOp, notFound := map[string]float64{}, map[string]float64{}
 	for series, v := range d {
 		name, labels, _ := strings.Cut(series, "{")
 		if name != "swarmsec_docker_requests_total" || v == 0 {
@@ -400,12 +401,23 @@ func (d metrics) calls() (lists, other float64, text string) {
 		}
 		op := labels[strings.Index(labels, `operation="`)+len(`operation="`):]
 		op = op[:strings.IndexByte(op, '"')]
+		byOp[op] += v
+		if strings.Contains(labels, `result="not_found"`) {
+			notFound[op] += v
+		}
 		if slices.Contains(listOps, op) {
 			lists += v
 		} else {
 			other += v
 		}
-		parts = append(parts, fmt.Sprintf("%s %.0f", op, v))
+	}
+	var parts []string
+	for op, v := range byOp {
+		part := fmt.Sprintf("%s %.0f", op, v)
+		if notFound[op] > 0 {
+			part += fmt.Sprintf(" (%.0f not found)", notFound[op])
+		}
+		parts = append(parts, part)
 	}
 	slices.Sort(parts)
 	return lists, other, strings.Join(parts, ", ")
