@@ -2,6 +2,8 @@ package state
 
 import (
 	"fmt"
+	"reflect"
+	"sync/atomic"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -11,6 +13,8 @@ import (
 // on, and objects read from it are shared: never modify either in place.
 type Store struct {
 	db *memdb.MemDB
+	// gen counts the writes that changed something.
+	gen atomic.Uint64
 }
 
 // New returns an empty store.
@@ -41,13 +45,23 @@ func (s *Store) View(fn func(tx ReadTx)) {
 // discarded otherwise.
 func (s *Store) Update(fn func(tx Tx) error) error {
 	txn := s.db.Txn(true)
+	txn.TrackChanges()
 	defer txn.Abort()
 	if err := fn(Tx{ReadTx{txn}}); err != nil {
 		return err
 	}
+	changed := len(txn.Changes()) > 0
 	txn.Commit()
+	if changed {
+		s.gen.Add(1)
+	}
 	return nil
 }
+
+// Generation changes whenever a committed write changed what the store
+// holds, and only then: what was computed from the store at one generation
+// holds while it stays the same.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
 
 // By selects objects in a Find call. It is sealed: only this package
 // implements it.
@@ -149,24 +163,30 @@ func (tx ReadTx) get(table, index, key string) any {
 	return obj
 }
 
-// replace makes a table hold exactly objs: it inserts new and changed
-// objects and deletes those no longer present.
-func (tx Tx) replace(table string, objs []any, id func(any) string) error {
+// replace makes a table hold exactly objs: it deletes the objects no
+// longer present, then inserts new and changed ones. Deletes go first: an
+// object removed and created again under its name has a new ID, and
+// deleting the old one after inserting the new would drop the name's entry
+// from a unique index. same, when set, says a stored object is as good as
+// its replacement, which is then not inserted: at thousands of services,
+// re-indexing what did not change cost more than the list that read it.
+func (tx Tx) replace(table string, objs []any, id func(any) string, same func(stored, fresh any) bool) error {
 	keep := make(map[string]bool, len(objs))
 	for _, o := range objs {
 		keep[id(o)] = true
-		if err := tx.txn.Insert(table, o); err != nil {
-			return fmt.Errorf("state: insert into %s %q: %w", table, id(o), err)
-		}
 	}
 	it, err := tx.txn.Get(table, indexID)
 	if err != nil {
 		return fmt.Errorf("state: list %s: %w", table, err)
 	}
 	var stale []any
+	stored := map[string]any{}
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if !keep[id(obj)] {
+		switch {
+		case !keep[id(obj)]:
 			stale = append(stale, obj)
+		case same != nil:
+			stored[id(obj)] = obj
 		}
 	}
 	for _, o := range stale {
@@ -174,5 +194,17 @@ func (tx Tx) replace(table string, objs []any, id func(any) string) error {
 			return fmt.Errorf("state: delete from %s %q: %w", table, id(o), err)
 		}
 	}
+	for _, o := range objs {
+		if old, ok := stored[id(o)]; ok && same(old, o) {
+			continue
+		}
+		if err := tx.txn.Insert(table, o); err != nil {
+			return fmt.Errorf("state: insert into %s %q: %w", table, id(o), err)
+		}
+	}
 	return nil
 }
+
+// deepSame compares observed objects field by field: fine for those
+// without a version.
+func deepSame(stored, fresh any) bool { return reflect.DeepEqual(stored, fresh) }

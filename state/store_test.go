@@ -1,7 +1,10 @@
 package state
 
 import (
+	"errors"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
@@ -130,3 +133,163 @@ var errTest = errorString("test")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// A service removed and created again under its name between two
+// observations: the name finds the new one.
+func TestReplaceKeepsNamesOfRecreatedObjects(t *testing.T) {
+	st := New()
+	for _, id := range []string{"b-old", "a-new"} {
+		if err := st.Update(func(tx Tx) error { return ReplaceServices(tx, []*Service{svc(id, "shop_web", nil)}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.View(func(tx ReadTx) {
+		if s := GetServiceByName(tx, "shop_web"); s == nil || s.ID != "a-new" {
+			t.Errorf("by name: %+v, want a-new", s)
+		}
+		if all, _ := FindServices(tx, All()); len(all) != 1 {
+			t.Errorf("%d services, want 1", len(all))
+		}
+	})
+	// And once more, re-read alone (an event named the new one).
+	if err := st.Update(func(tx Tx) error { return UpsertService(tx, svc("c-newer", "shop_web", nil)) }); err != nil {
+		t.Fatal(err)
+	}
+	st.View(func(tx ReadTx) {
+		if s := GetServiceByName(tx, "shop_web"); s == nil || s.ID != "c-newer" {
+			t.Errorf("by name after upsert: %+v, want c-newer", s)
+		}
+		if all, _ := FindServices(tx, All()); len(all) != 1 {
+			t.Errorf("%d services after upsert, want 1", len(all))
+		}
+	})
+}
+
+// A resync stores again only what changed: a service whose version moved
+// on, a network whose fields differ. What changed is found by its indexes.
+func TestReplaceUpdatesChangedObjects(t *testing.T) {
+	st := New()
+	versioned := func(v uint64, app string) *Service {
+		s := swarm.Service{ID: "1"}
+		s.Version.Index = v
+		s.Spec.Name, s.Spec.Labels = "web", map[string]string{"app": app}
+		return NewService(s)
+	}
+	net := func(label string) *Network {
+		return NewNetwork(network.Summary{ID: "n1", Name: "backend", Labels: map[string]string{"k": label}})
+	}
+	update := func(s *Service, n *Network) {
+		t.Helper()
+		if err := st.Update(func(tx Tx) error {
+			if err := ReplaceServices(tx, []*Service{s}); err != nil {
+				return err
+			}
+			return ReplaceNetworks(tx, []*Network{n})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update(versioned(1, "a"), net("a"))
+	first := versioned(1, "a")
+	update(first, net("a"))
+	st.View(func(tx ReadTx) {
+		if GetService(tx, "1") == first {
+			t.Error("an unchanged service was stored again")
+		}
+	})
+	update(versioned(2, "b"), net("b"))
+	st.View(func(tx ReadTx) {
+		if s, _ := FindServices(tx, ByLabel("app", "b")); len(s) != 1 {
+			t.Errorf("the service of version 2 is not found by its new label: %v", s)
+		}
+		if n, _ := FindNetworks(tx, ByLabel("k", "b")); len(n) != 1 {
+			t.Errorf("the changed network is not found by its new label: %v", n)
+		}
+	})
+}
+
+func TestGenerationMovesOnlyWhenSomethingChanged(t *testing.T) {
+	st := New()
+	services := func(v uint64) []*Service {
+		s := swarm.Service{ID: "1"}
+		s.Version.Index = v
+		s.Spec.Name = "web"
+		return []*Service{NewService(s)}
+	}
+	update := func(ss []*Service) uint64 {
+		t.Helper()
+		if err := st.Update(func(tx Tx) error { return ReplaceServices(tx, ss) }); err != nil {
+			t.Fatal(err)
+		}
+		return st.Generation()
+	}
+	g1 := update(services(1))
+	if g2 := update(services(1)); g2 != g1 {
+		t.Errorf("storing the same service again moved the generation from %d to %d", g1, g2)
+	}
+	if g3 := update(services(2)); g3 == g1 {
+		t.Error("a new version did not move the generation")
+	}
+	g := st.Generation()
+	_ = st.Update(func(tx Tx) error { _ = ReplaceServices(tx, nil); return errors.New("discarded") })
+	if st.Generation() != g {
+		t.Error("a discarded write moved the generation")
+	}
+}
+
+// sameNetwork compares every field of a network and of its IPAM: a field
+// added to either must be compared, or a resync would keep the old value.
+func TestSameNetworkSeesEveryField(t *testing.T) {
+	base := NewNetwork(network.Summary{ID: "n1", Name: "backend", Driver: "overlay", Scope: "swarm",
+		Labels: map[string]string{"k": "v"}, Options: map[string]string{"encrypted": ""},
+		IPAM: network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: "10.0.1.0/24", Gateway: "10.0.1.1"}}}})
+	if !sameNetwork(base, NewNetwork(network.Summary{ID: "n1", Name: "backend", Driver: "overlay", Scope: "swarm",
+		Labels: map[string]string{"k": "v"}, Options: map[string]string{"encrypted": ""},
+		IPAM: network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: "10.0.1.0/24", Gateway: "10.0.1.1"}}}})) {
+		t.Fatal("two reads of the same network differ")
+	}
+	// other returns a value of v's type that differs from v.
+	other := func(t *testing.T, name string, v reflect.Value) reflect.Value {
+		switch x := v.Interface().(type) {
+		case string:
+			return reflect.ValueOf(x + "x")
+		case bool:
+			return reflect.ValueOf(!x)
+		case map[string]string:
+			return reflect.ValueOf(map[string]string{"other": "1"})
+		case time.Time:
+			return reflect.ValueOf(x.Add(time.Second))
+		case []network.IPAMConfig:
+			return reflect.ValueOf([]network.IPAMConfig{{Subnet: "10.9.9.0/24"}})
+		}
+		t.Fatalf("field %s of type %s: compare it in sameNetwork and teach this test to change it", name, v.Type())
+		return reflect.Value{}
+	}
+	nt := reflect.TypeFor[Network]()
+	for i := range nt.NumField() {
+		f := nt.Field(i)
+		if f.Name == "IPAM" {
+			it := reflect.TypeFor[network.IPAM]()
+			for j := range it.NumField() {
+				changed := *base
+				ipam := reflect.ValueOf(&changed.IPAM).Elem()
+				ipam.Field(j).Set(other(t, "IPAM."+it.Field(j).Name, ipam.Field(j)))
+				if sameNetwork(base, &changed) {
+					t.Errorf("a change of IPAM.%s goes unseen", it.Field(j).Name)
+				}
+			}
+			changed := *base
+			changed.IPAM.Config = []network.IPAMConfig{{Subnet: "10.0.1.0/24", Gateway: "10.0.1.1", IPRange: "10.0.1.0/25"}}
+			if sameNetwork(base, &changed) {
+				t.Error("a change of an IPAM config goes unseen")
+			}
+			continue
+		}
+		changed := *base
+		v := reflect.ValueOf(&changed).Elem().Field(i)
+		v.Set(other(t, f.Name, v))
+		if sameNetwork(base, &changed) {
+			t.Errorf("a change of %s goes unseen", f.Name)
+		}
+	}
+}

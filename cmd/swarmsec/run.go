@@ -51,8 +51,10 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 		Use:   "run",
 		Short: "Run the controller: keep the Swarm matching the manifests",
 		Long: `run is the controller. It converges on start, whenever the manifest directory
-changes, on Docker service and network events (manual drift is reverted within
-seconds) and on a periodic resync. A broken manifest keeps its last good
+changes, on Docker service, network and record events (manual drift is
+reverted within seconds) and on a periodic resync. Between resyncs a pass
+re-reads only the objects events named; a resync, and the pass after a lost
+events stream, lists everything. A broken manifest keeps its last good
 policies in force. SIGTERM or SIGINT stops it cleanly.
 
 It serves, on --listen (loopback by default: the process holds the Docker
@@ -70,7 +72,7 @@ swarmsec_audit_actions, a log line per would-be change) and writes nothing.`,
 	}
 	o.mf.add(cmd)
 	o.lf.add(cmd, false)
-	cmd.Flags().DurationVar(&o.resync, "resync", 30*time.Second, "period of full passes without any trigger")
+	cmd.Flags().DurationVar(&o.resync, "resync", 30*time.Second, "period of passes that list everything in Swarm (between them, a pass re-reads only what events named)")
 	cmd.Flags().BoolVar(&o.allowEmpty, "allow-empty", false, "act on an empty or unreadable manifest directory (removes every policy) instead of keeping the last good set")
 	cmd.Flags().StringVar(&o.mode, "mode", string(reconcile.ModeEnforce), "enforce: write changes; audit: report what would change and write nothing")
 	cmd.Flags().StringVar(&o.listen, "listen", server.DefaultAddr, "address of /healthz, /readyz, /metrics and /status (empty: do not serve)")
@@ -304,7 +306,7 @@ func (c *controllerProcess) elect(ctx context.Context) {
 	if c.elector == nil {
 		return
 	}
-	c.elector.OnStartedLeading = func() { c.ctrl.Trigger("became the leader") }
+	c.elector.OnStartedLeading = func() { c.ctrl.Relist("became the leader") }
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

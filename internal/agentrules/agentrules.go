@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -78,6 +79,13 @@ type Delivery struct {
 	Docker dockerapi.API
 	// Service is the agent service's name (DefaultService when empty).
 	Service string
+
+	mu sync.Mutex
+	// verified is the config, by name and ID, last found mounted with the
+	// rules as delivered: a config's data never changes and one in use
+	// cannot be removed, so while the agent service mounts that ID the
+	// configs need not be listed again.
+	verified swarm.ConfigReference
 }
 
 // Outcome is what a delivery found or did.
@@ -93,6 +101,14 @@ func (d *Delivery) Deliver(ctx context.Context, doc *agentv1.Rules) (Outcome, er
 	}
 	out.Agent = true
 	data := Encode(doc)
+	d.mu.Lock()
+	verified := d.verified
+	d.mu.Unlock()
+	if ref := mounted(svc); ref != nil && verified.ConfigName == agentv1.ConfigName(data) &&
+		ref.ConfigName == verified.ConfigName && ref.ConfigID == verified.ConfigID {
+		out.Config = ref.ConfigName
+		return out, nil
+	}
 	cfgs, err := d.configs(ctx)
 	if err != nil {
 		return out, err
@@ -121,7 +137,18 @@ func (d *Delivery) Deliver(ctx context.Context, doc *agentv1.Rules) (Outcome, er
 				keep = append(keep, r.ConfigName)
 			}
 		}
-		return out, d.collect(ctx, cfgs, keep)
+		left, err := d.collect(ctx, cfgs, keep)
+		if err != nil {
+			return out, err
+		}
+		// Not while an old config waits for its tasks to go, nor under
+		// another name than the rules' own (squatted): later passes list.
+		if !left && name == agentv1.ConfigName(data) {
+			d.mu.Lock()
+			d.verified = swarm.ConfigReference{ConfigName: name, ConfigID: id}
+			d.mu.Unlock()
+		}
+		return out, nil
 	}
 	if id == "" {
 		cctx, cancel := context.WithTimeout(ctx, Timeout)
@@ -150,7 +177,9 @@ func (d *Delivery) Deliver(ctx context.Context, doc *agentv1.Rules) (Outcome, er
 }
 
 // agentService finds the agent service: the name it was told and the
-// label, both, since anyone with the socket can label a service.
+// label, both, since anyone with the socket can label a service. It reads
+// that one service, not a list: a pass that re-reads only what changed
+// must not list on the agent's account.
 func (d *Delivery) agentService(ctx context.Context) (*swarm.Service, error) {
 	name := d.Service
 	if name == "" {
@@ -158,17 +187,18 @@ func (d *Delivery) agentService(ctx context.Context) (*swarm.Service, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	svcs, err := d.Docker.ServiceList(cctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelAgent+"=true"))})
-	if err != nil {
+	s, _, err := d.Docker.ServiceInspectWithRaw(cctx, name, swarm.ServiceInspectOptions{})
+	switch {
+	case dockerapi.IsNotFound(err):
+		return nil, nil
+	case err != nil:
 		return nil, fmt.Errorf("agent service %s: %w", name, err)
 	}
-	for i := range svcs {
-		s := &svcs[i]
-		if s.Spec.Name == name && s.Spec.Labels[LabelAgent] == "true" && s.Spec.TaskTemplate.ContainerSpec != nil {
-			return s, nil
-		}
+	// The engine also takes an ID or an ID's prefix: only the name counts.
+	if s.Spec.Name != name || s.Spec.Labels[LabelAgent] != "true" || s.Spec.TaskTemplate.ContainerSpec == nil {
+		return nil, nil
 	}
-	return nil, nil
+	return &s, nil
 }
 
 func (d *Delivery) configs(ctx context.Context) (map[string]swarm.Config, error) {
@@ -186,21 +216,26 @@ func (d *Delivery) configs(ctx context.Context) (map[string]swarm.Config, error)
 }
 
 // collect removes swarmsec's rules configs other than keep. One still in
-// use by a task that has not gone yet is left for a later pass.
-func (d *Delivery) collect(ctx context.Context, cfgs map[string]swarm.Config, keep []string) error {
+// use by a task that has not gone yet is left for a later pass: left says
+// so.
+func (d *Delivery) collect(ctx context.Context, cfgs map[string]swarm.Config, keep []string) (left bool, err error) {
 	var errs []error
 	for name, c := range cfgs {
 		if slices.Contains(keep, name) || c.Spec.Labels[v1.LabelManaged] != "true" || c.Spec.Labels[v1.LabelPurpose] != PurposeAgentRules {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, Timeout)
-		err := d.Docker.ConfigRemove(cctx, c.ID)
+		rerr := d.Docker.ConfigRemove(cctx, c.ID)
 		cancel()
-		if err != nil && !strings.Contains(err.Error(), "in use") {
-			errs = append(errs, fmt.Errorf("config %s: %w", name, err))
+		switch {
+		case rerr == nil:
+		case strings.Contains(rerr.Error(), "in use"):
+			left = true
+		default:
+			errs = append(errs, fmt.Errorf("config %s: %w", name, rerr))
 		}
 	}
-	return errors.Join(errs...)
+	return left, errors.Join(errs...)
 }
 
 func mounted(s *swarm.Service) *swarm.ConfigReference {

@@ -48,6 +48,15 @@ func mountedName(t *testing.T, f *fake.Swarm, name string) string {
 	return ""
 }
 
+func mustService(t *testing.T, f *fake.Swarm, name string) swarm.Service {
+	t.Helper()
+	s, _, err := f.ServiceInspectWithRaw(context.Background(), name, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestDeliverMountsTheRulesOnceAndCollectsOldOnes(t *testing.T) {
 	ctx := context.Background()
 	f := fake.New()
@@ -65,6 +74,24 @@ func TestDeliverMountsTheRulesOnceAndCollectsOldOnes(t *testing.T) {
 	again, err := d.Deliver(ctx, doc("192.0.2.0/24"))
 	if err != nil || again.Wrote || again.Config != out.Config {
 		t.Fatalf("second delivery wrote: %+v, %v", again, err)
+	}
+	// Verified once, the mount costs a read of the agent service, no list.
+	f.ResetCalls()
+	if again, err := d.Deliver(ctx, doc("192.0.2.0/24")); err != nil || again.Wrote || again.Config != out.Config {
+		t.Fatalf("third delivery: %+v, %v", again, err)
+	}
+	if calls := f.Calls(); !maps.Equal(calls, map[string]int{"ServiceInspectWithRaw": 1}) {
+		t.Errorf("a delivery with nothing changed made %v", calls)
+	}
+	// Someone mounts another config: the delivery looks again and puts
+	// the rules back.
+	svc := mustService(t, f, DefaultService)
+	svc.Spec.TaskTemplate.ContainerSpec.Configs = nil
+	if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := d.Deliver(ctx, doc("192.0.2.0/24")); err != nil || !back.Wrote || mountedName(t, f, DefaultService) != out.Config {
+		t.Fatalf("after an unmount: %+v, %v", back, err)
 	}
 	changed, err := d.Deliver(ctx, doc("198.51.100.0/24"))
 	if err != nil || !changed.Wrote || changed.Config == out.Config {

@@ -1,8 +1,10 @@
 // Package controller is the loop that drives reconcile passes: on start,
-// when the policies change, on Docker service and network events, after
-// the delay a pass asks for, and on a periodic resync. Events only say
-// "look again"; every pass reads the whole state. It is the one place that
-// decides retries and logs a pass's failure.
+// when the policies change, on Docker service, network and record events,
+// after the delay a pass asks for, and on a periodic resync. Events only
+// say "look again", and at what: a pass re-reads the objects they named,
+// and lists everything on start, on each resync and after the events
+// stream was lost (list, then watch). It is the one place that decides
+// retries and logs a pass's failure.
 package controller
 
 import (
@@ -15,11 +17,11 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/swarmsec/swarmsec/internal/observe"
 	"github.com/swarmsec/swarmsec/internal/plan"
 	"github.com/swarmsec/swarmsec/internal/reconcile"
 	"github.com/swarmsec/swarmsec/state"
@@ -33,11 +35,14 @@ const clusterKey = "cluster"
 type Pass = plan.Pass
 
 // Controller converges continuously: on start, when policies change, when
-// Docker reports a service or network event, and on a periodic resync.
-// Events only say "look again"; every pass reads the whole state.
+// Docker reports a service, network or record event, and on a periodic
+// resync. Events only say "look again" at an object; the pass reads it.
 type Controller struct {
+	// Reconciler runs the passes. The controller gives it Changes, fed
+	// by the events, unless it has them already.
 	Reconciler *reconcile.Reconciler
-	// Resync is the period of full passes without any trigger.
+	// Resync is the period of passes that list everything, without any
+	// other trigger.
 	Resync time.Duration
 	// Retry, when set, caps the delay before the next pass when a pass
 	// left work pending (tests use it to go faster).
@@ -71,6 +76,9 @@ func (c *Controller) init() {
 		if c.StartWait <= 0 {
 			c.StartWait = 10 * time.Second
 		}
+		if c.Reconciler.Changes == nil {
+			c.Reconciler.Changes = observe.NewChanges()
+		}
 	})
 }
 
@@ -92,6 +100,14 @@ func (c *Controller) setTrigger(why string) {
 	c.mu.Lock()
 	c.trigger = why
 	c.mu.Unlock()
+}
+
+// Relist asks for a pass that lists everything in Swarm, not only what
+// events named: the periodic safety net for a lost event, or a new leader.
+func (c *Controller) Relist(why string) {
+	c.init()
+	c.Reconciler.Changes.Resync(why)
+	c.Trigger(why)
 }
 
 // eventsReplay is how far back a new events stream starts (see watchEvents).
@@ -142,7 +158,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				c.Trigger("resync")
+				c.Relist("resync")
 			}
 		}
 	}()
@@ -174,6 +190,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	pass := Pass{Start: start, Duration: time.Since(start), Plan: p, Err: err, Trigger: why}
 	if res != nil {
 		pass.Result, pass.Follower, pass.Requeue, pass.Agent = &res.Result, res.Follower, res.RequeueAfter > 0, res.Agent
+		pass.Observed = res.Observed
 	}
 	if c.OnPass != nil {
 		c.OnPass(pass)
@@ -213,14 +230,17 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	return true
 }
 
-// watchEvents turns Docker's service and network events into triggers. When
-// the stream breaks (an engine restart), it reconnects with backoff and asks
-// for a pass, since events may have been missed meanwhile.
+// watchEvents turns Docker's service, network and record events into
+// triggers, noting which object each names for the next pass to re-read.
+// When the stream breaks (an engine restart), passes list everything until
+// it is back; it reconnects with backoff and asks for a pass that lists,
+// since events may have been missed meanwhile.
 func (c *Controller) watchEvents(ctx context.Context, subscribed chan<- struct{}) {
 	backoff := reconnectBackoff()
 	why := "start"
+	changes := c.Reconciler.Changes
 	for ctx.Err() == nil {
-		f := filters.NewArgs(filters.Arg("type", string(events.ServiceEventType)), filters.Arg("type", string(events.NetworkEventType)))
+		f := observe.EventFilters()
 		streamCtx, cancel := context.WithCancel(ctx)
 		// Events returns once the engine answered (or failed), and the
 		// engine answers just before it subscribes: asking for the last
@@ -230,6 +250,7 @@ func (c *Controller) watchEvents(ctx context.Context, subscribed chan<- struct{}
 		since := strconv.FormatInt(time.Now().Add(-eventsReplay).Unix(), 10)
 		msgs, errs := c.Reconciler.Docker.Events(streamCtx, events.ListOptions{Filters: f, Since: since})
 		connected := time.Now()
+		changes.Watch(why)
 		c.Trigger(why)
 		if why == "start" {
 			close(subscribed)
@@ -242,6 +263,9 @@ func (c *Controller) watchEvents(ctx context.Context, subscribed chan<- struct{}
 				cancel()
 				return
 			case m := <-msgs:
+				if !changes.Event(m) {
+					continue // a config that is no record: the lease, the agents' rules
+				}
 				// A rolling update emits a burst of events: let them settle.
 				c.triggerAfter(string(m.Type)+" "+string(m.Action)+" "+m.Actor.Attributes["name"], eventSettle)
 			case err := <-errs:
@@ -249,6 +273,7 @@ func (c *Controller) watchEvents(ctx context.Context, subscribed chan<- struct{}
 					cancel()
 					return
 				}
+				changes.Unwatch()
 				c.logger().Warn("docker events stream lost; reconnecting", "error", err)
 				break stream
 			}

@@ -288,11 +288,12 @@ func TestRunAuditModeWritesNothing(t *testing.T) {
 	if len(pol.PendingActions) == 0 {
 		t.Error("no would-be changes listed")
 	}
-	// A few passes, including resyncs.
+	// A few passes, including resyncs, which list.
 	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
 		_, text := proc.get(t, "/metrics")
 		v, _ := statusMetric(text, "swarmsec_reconcile_passes_total", map[string]string{"result": "success"})
-		return v >= 3, fmt.Sprintf("%v passes", v)
+		l, _ := statusMetric(text, "swarmsec_observations_total", map[string]string{"mode": "list"})
+		return v >= 3 && l >= 3, fmt.Sprintf("%v passes, %v of them listed", v, l)
 	})
 	_, text := proc.get(t, "/metrics")
 	for _, op := range []string{"ServiceUpdate", "NetworkCreate", "NetworkRemove"} {

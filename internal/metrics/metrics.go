@@ -35,6 +35,12 @@ const (
 	ResultCanceled = "canceled"
 )
 
+// Values of the mode label of observations.
+const (
+	ObserveList   = "list"
+	ObserveEvents = "events"
+)
+
 // Metrics is the set of swarmsec metrics. Its methods are safe for
 // concurrent use.
 type Metrics struct {
@@ -42,6 +48,7 @@ type Metrics struct {
 
 	passes         *prometheus.CounterVec
 	passDuration   prometheus.Histogram
+	observations   *prometheus.CounterVec
 	lastSuccess    prometheus.Gauge
 	actions        *prometheus.CounterVec
 	actionDuration *prometheus.HistogramVec
@@ -72,6 +79,10 @@ func New() *Metrics {
 			// networks held by tasks being replaced.
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}),
+		observations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "observations_total",
+			Help: "How passes read Swarm: list (everything: start, resync, a lost events stream) or events (only the objects events named).",
+		}, []string{"mode"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_successful_reconcile_timestamp_seconds",
 			Help: "Unix time the last reconcile pass without error ended.",
@@ -127,13 +138,16 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.passes, m.passDuration, m.lastSuccess, m.actions, m.actionDuration, m.auditActions, m.drift,
+		m.passes, m.passDuration, m.observations, m.lastSuccess, m.actions, m.actionDuration, m.auditActions, m.drift,
 		m.docker, m.dockerDuration, m.manifestErrors, m.staleFiles, m.held, m.leader, m.policies, m.policyReady,
 	)
 	// Series that exist from the start, so rate() and alerts see zeros
 	// rather than absent series.
 	for _, r := range []string{ResultSuccess, ResultError, ResultHeld} {
 		m.passes.WithLabelValues(r)
+	}
+	for _, mode := range []string{ObserveList, ObserveEvents} {
+		m.observations.WithLabelValues(mode)
 	}
 	for _, s := range []v1.ConditionStatus{v1.ConditionTrue, v1.ConditionFalse, v1.ConditionUnknown} {
 		m.policies.WithLabelValues(string(s))
@@ -195,6 +209,13 @@ func (m *Metrics) ObservePass(p plan.Pass, drift []plan.ActionResult) {
 	}
 	m.passes.WithLabelValues(result).Inc()
 	m.passDuration.Observe(p.Duration.Seconds())
+	if p.Observed != nil {
+		mode := ObserveEvents
+		if p.Observed.Full {
+			mode = ObserveList
+		}
+		m.observations.WithLabelValues(mode).Inc()
+	}
 	if p.Err == nil && p.Plan != nil {
 		m.lastSuccess.Set(float64(p.Start.Add(p.Duration).UnixNano()) / 1e9)
 	}

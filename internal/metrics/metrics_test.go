@@ -53,10 +53,10 @@ func TestFamiliesAndValues(t *testing.T) {
 	audit.Audit = true
 	end := time.Unix(1_700_000_000, 0)
 	m.ObservePass(plan.Pass{Start: end.Add(-2 * time.Second), Duration: 2 * time.Second,
-		Plan: &plan.Plan{Actions: []plan.Action{create, audit}}, Result: &plan.Result{}},
+		Plan: &plan.Plan{Actions: []plan.Action{create, audit}}, Result: &plan.Result{}, Observed: &plan.Observation{Services: 1}},
 		[]plan.ActionResult{{Action: update, Outcome: plan.OutcomeConfigured}})
 	m.ObservePass(plan.Pass{Duration: time.Second, Err: errors.New("list services: refused")}, nil)
-	m.ObservePass(plan.Pass{Duration: time.Second, Plan: &plan.Plan{}, Err: plan.ErrHeld}, nil)
+	m.ObservePass(plan.Pass{Duration: time.Second, Plan: &plan.Plan{}, Err: plan.ErrHeld, Observed: &plan.Observation{Full: true}}, nil)
 
 	m.ObserveSnapshot(watch.Snapshot{Errors: []manifest.Error{{File: "a.yaml", Message: "x"}, {File: "b.yaml", Message: "y"}}, Stale: []string{"a.yaml"}})
 	m.ObserveStatus(&status.Report{Policies: []v1.PolicyStatus{
@@ -77,6 +77,8 @@ func TestFamiliesAndValues(t *testing.T) {
 		{"passes success", testutil.ToFloat64(m.passes.WithLabelValues(ResultSuccess)), 1},
 		{"passes error", testutil.ToFloat64(m.passes.WithLabelValues(ResultError)), 1},
 		{"passes held", testutil.ToFloat64(m.passes.WithLabelValues(ResultHeld)), 1},
+		{"observations list", testutil.ToFloat64(m.observations.WithLabelValues(ObserveList)), 1},
+		{"observations events", testutil.ToFloat64(m.observations.WithLabelValues(ObserveEvents)), 1},
 		{"last success", testutil.ToFloat64(m.lastSuccess), float64(end.Unix())},
 		{"drift update-service", testutil.ToFloat64(m.drift.WithLabelValues("update-service")), 1},
 		{"audit update-service", testutil.ToFloat64(m.auditActions.WithLabelValues("update-service")), 0},
@@ -98,7 +100,7 @@ func TestFamiliesAndValues(t *testing.T) {
 	text := scrape(t, m)
 	for _, family := range []string{
 		"go_goroutines", "process_cpu_seconds_total",
-		"swarmsec_reconcile_passes_total", "swarmsec_reconcile_duration_seconds_bucket",
+		"swarmsec_reconcile_passes_total", "swarmsec_reconcile_duration_seconds_bucket", "swarmsec_observations_total",
 		"swarmsec_actions_total", "swarmsec_docker_requests_total", "swarmsec_drift_corrections_total",
 		"swarmsec_manifest_errors", "swarmsec_policies", "swarmsec_last_successful_reconcile_timestamp_seconds",
 		"swarmsec_audit_actions", `swarmsec_policy_ready{kind="NetworkPolicy",policy="web",reason="Converged",status="True"} 1`,

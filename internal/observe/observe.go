@@ -74,9 +74,7 @@ func Observe(ctx context.Context, api dockerapi.API, st *state.Store, withTasks 
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
-	records, err := call(ctx, func(ctx context.Context) ([]swarm.Config, error) {
-		return api.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", v1.LabelPurpose+"="+v1.PurposeOriginal))})
-	})
+	records, err := call(ctx, func(ctx context.Context) ([]swarm.Config, error) { return listRecords(ctx, api) })
 	if err != nil {
 		return fmt.Errorf("list configs: %w", err)
 	}
@@ -104,6 +102,11 @@ func Observe(ctx context.Context, api dockerapi.API, st *state.Store, withTasks 
 		}
 		return state.ReplaceNodes(tx, mapAll(nodes, state.NewNode))
 	})
+}
+
+// listRecords lists the configs that may be records of what to restore.
+func listRecords(ctx context.Context, api dockerapi.API) ([]swarm.Config, error) {
+	return api.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", v1.LabelPurpose+"="+v1.PurposeOriginal))})
 }
 
 // migrating reports whether a temporary migration network exists.

@@ -96,6 +96,23 @@ type Pass struct {
 	// Agent is what delivering the node agent's rules found (nil when
 	// the pass did not deliver).
 	Agent *AgentDelivery
+	// Observed is how the pass brought its view of Swarm up to date (nil
+	// when it did not get that far).
+	Observed *Observation
+}
+
+// Observation is how a pass brought the store up to date: by listing
+// everything, or by re-reading only the objects Docker's events named
+// since the pass before (package observe).
+type Observation struct {
+	// Full is set when the pass listed everything; Why says why.
+	Full bool   `json:"full"`
+	Why  string `json:"why,omitempty"`
+	// Services and Networks count the objects re-read one by one;
+	// Records is set when the records were listed again.
+	Services int  `json:"services,omitempty"`
+	Networks int  `json:"networks,omitempty"`
+	Records  bool `json:"records,omitempty"`
 }
 
 // AgentDelivery is what the leader found of the node agents.

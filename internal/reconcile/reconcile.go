@@ -61,6 +61,8 @@ type Result struct {
 	// Agent is what the delivery of the node agent's rules found (nil
 	// when the pass did not deliver).
 	Agent *agentrules.Outcome
+	// Observed is how the pass brought the store up to date.
+	Observed *plan.Observation
 }
 
 // terminalError marks a failure that retrying cannot fix: held by the
@@ -106,8 +108,13 @@ type Reconciler struct {
 	// traffic (the agents' node checks): changes that would cut tasks off
 	// are held (plan.HoldUnencryptable).
 	Nodes func(ctx context.Context) (map[string]plan.NodeEncryption, error)
+	// Changes, when set, is what Docker's events named since the last
+	// pass: a pass re-reads just that, and lists everything only when it
+	// must (see observe.Changes). Unset, every pass lists everything.
+	Changes *observe.Changes
 
 	nodes map[string]plan.NodeEncryption // read by the pass under way
+	idle  *idlePlan                      // the last plan, when it asked for nothing
 
 	mu sync.Mutex
 	// target is the last pass's target while some of its writes wait:
@@ -164,14 +171,15 @@ func (r *Reconciler) PlanObserved() (*plan.Plan, migrate.Report, error) {
 // transient (retry with backoff) unless IsTerminal.
 func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error) {
 	r.readNodes(ctx)
-	if err := observe.Observe(ctx, r.Docker, r.Store, r.needTasks()); err != nil {
-		return nil, nil, err
-	}
-	p, mig, err := r.PlanObserved()
+	observed, err := r.observeSwarm(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	res := &Result{}
+	p, mig, err := r.planIfChanged()
+	if err != nil {
+		return nil, nil, err
+	}
+	res := &Result{Observed: observed}
 	for _, a := range p.Actions {
 		if a.Audit {
 			r.logger().Info("audit: would change", "action", a.Kind, "object", a.Name,
@@ -224,7 +232,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 			now = now[:left]
 		}
 	}
-	w := &apply.Writer{Docker: r.Docker, Store: r.Store}
+	w := &apply.Writer{Docker: r.writer(), Store: r.Store}
 	res.Result = *w.Apply(ctx, append(writes, now...), later)
 	// A pass that wrote toward a kept target and finished it hands over
 	// to today's networks as the hint: look again at once, because they

@@ -9,11 +9,14 @@
 // with policies under which db and cache accept only api; it runs `swarmsec
 // apply`, then issues the same number of network creates, record creates
 // and service updates with a plain client, 8 at a time (the floor); then a
-// no-op apply; then 50 manual `--network-add` drifts on isolated services
-// while `swarmsec run` runs, timing each revert; then the same segmentation
-// declared by hand in stack files (one network per allowed pair), deployed
-// with `docker stack deploy`. Everything it creates is labelled and removed
-// at the end.
+// no-op apply; then the no-op passes of `swarmsec run` (resyncs that list
+// everything and find nothing to do) against the four list calls they make,
+// issued by a plain client; then 50 manual `--network-add` drifts on
+// isolated services while `swarmsec run` runs, timing each revert and
+// counting the Docker calls of the passes they cause (from /metrics); then
+// the same segmentation declared by hand in stack files (one network per
+// allowed pair), deployed with `docker stack deploy`. Everything it creates
+// is labelled and removed at the end.
 package main
 
 import (
@@ -21,12 +24,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,8 +48,9 @@ func main() {
 	n := flag.Int("services", 1000, "services to create (in stacks of five)")
 	bin := flag.String("swarmsec", "bin/swarmsec", "the swarmsec binary")
 	drifts := flag.Int("drifts", 50, "manual drifts to time while swarmsec run runs")
+	byHand := flag.Bool("by-hand", true, "also deploy the same segmentation by hand with docker stack deploy")
 	flag.Parse()
-	if err := run(context.Background(), *n/5, *bin, *drifts); err != nil {
+	if err := run(context.Background(), *n/5, *bin, *drifts, *byHand); err != nil {
 		fmt.Fprintln(os.Stderr, "benchscale:", err)
 		os.Exit(1)
 	}
@@ -57,7 +63,7 @@ type bench struct {
 	dir    string
 }
 
-func run(ctx context.Context, stacks int, bin string, drifts int) error {
+func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool) error {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return err
@@ -118,19 +124,23 @@ func run(ctx context.Context, stacks int, bin string, drifts int) error {
 	}
 	fmt.Printf("no-op apply: %s, 0 writes\n", time.Since(start).Round(time.Millisecond))
 
-	p50, p99, err := b.drift(ctx, drifts)
-	if err != nil {
+	if err := b.noopPasses(ctx, 5); err != nil {
 		return err
 	}
-	fmt.Printf("drift: %d manual --network-add on isolated services while run runs: revert p50 %s, p99 %s (goal p99 < 2s)\n",
-		drifts, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
 
-	byHand, err := b.stackDeploy(ctx)
+	if err := b.drift(ctx, drifts); err != nil {
+		return err
+	}
+
+	if !byHand {
+		return nil
+	}
+	took, err := b.stackDeploy(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("by hand: docker stack deploy of the same segmentation (a network per allowed pair): %s; apply/by hand = %.2fx\n",
-		byHand.Round(time.Millisecond), applied.Seconds()/byHand.Seconds())
+		took.Round(time.Millisecond), applied.Seconds()/took.Seconds())
 	return nil
 }
 
@@ -289,34 +299,218 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int) (time.
 	return time.Since(start), nil
 }
 
-// drift starts `swarmsec run`, attaches isolated services to their stack
-// network by hand one after the other, and times each revert.
-func (b *bench) drift(ctx context.Context, n int) (p50, p99 time.Duration, err error) {
+// startRun starts `swarmsec run` with extra flags and waits until it is
+// ready. It returns its /metrics address and a function that stops it.
+func (b *bench) startRun(ctx context.Context, extra ...string) (string, func(), error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, 0, err
+		return "", nil, err
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.CommandContext(ctx, b.bin, "run", "--manifests", b.dir, "--listen", addr, "--log-level", "warn")
+	args := append([]string{"run", "--manifests", b.dir, "--listen", addr, "--log-level", "warn"}, extra...)
+	cmd := exec.CommandContext(ctx, b.bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return "", nil, err
 	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return addr, stop, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("swarmsec run not ready after 2m")
+			stop()
+			return "", nil, fmt.Errorf("swarmsec run not ready after 2m")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// metrics is one scrape of /metrics: each series ("name{labels}") and its
+// value.
+type metrics map[string]float64
+
+func scrape(addr string) (metrics, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	if _, err := io.Copy(&sb, resp.Body); err != nil {
+		return nil, err
+	}
+	m := metrics{}
+	for _, line := range strings.Split(sb.String(), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, nil
+}
+
+// sum adds the series of a family whose labels contain every one of match
+// (each `key="value"`).
+func (m metrics) sum(family string, match ...string) float64 {
+	total := 0.0
+	for series, v := range m {
+		name, labels, _ := strings.Cut(series, "{")
+		if name != family {
+			continue
+		}
+		ok := true
+		for _, l := range match {
+			ok = ok && strings.Contains(labels, l)
+		}
+		if ok {
+			total += v
+		}
+	}
+	return total
+}
+
+// minus is the change from before to m.
+func (m metrics) minus(before metrics) metrics {
+	out := metrics{}
+	for k, v := range m {
+		out[k] = v - before[k]
+	}
+	return out
+}
+
+var listOps = []string{"ServiceList", "NetworkList", "NodeList", "ConfigList", "TaskList"}
+
+// calls renders the Docker calls in d by operation, with those that found
+// nothing (the agent service, when none runs) in brackets.
+func (d metrics) calls() (lists, other float64, text string) {
+	byOp, notFound := map[string]float64{}, map[string]float64{}
+	for series, v := range d {
+		name, labels, _ := strings.Cut(series, "{")
+		if name != "swarmsec_docker_requests_total" || v == 0 {
+			continue
+		}
+		op := labels[strings.Index(labels, `operation="`)+len(`operation="`):]
+		op = op[:strings.IndexByte(op, '"')]
+		byOp[op] += v
+		if strings.Contains(labels, `result="not_found"`) {
+			notFound[op] += v
+		}
+		if slices.Contains(listOps, op) {
+			lists += v
+		} else {
+			other += v
+		}
+	}
+	var parts []string
+	for op, v := range byOp {
+		part := fmt.Sprintf("%s %.0f", op, v)
+		if notFound[op] > 0 {
+			part += fmt.Sprintf(" (%.0f not found)", notFound[op])
+		}
+		parts = append(parts, part)
+	}
+	slices.Sort(parts)
+	return lists, other, strings.Join(parts, ", ")
+}
+
+// listCalls times the four list calls a pass that lists makes, with the
+// same options, issued one after the other by a plain client.
+func (b *bench) listCalls(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	if _, err := b.cli.NetworkList(ctx, network.ListOptions{}); err != nil {
+		return 0, err
+	}
+	if _, err := b.cli.ServiceList(ctx, swarm.ServiceListOptions{Status: true}); err != nil {
+		return 0, err
+	}
+	if _, err := b.cli.NodeList(ctx, swarm.NodeListOptions{}); err != nil {
+		return 0, err
+	}
+	if _, err := b.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", "swarmsec.io/purpose=original"))}); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// noopPasses runs `swarmsec run` with a short resync on the converged
+// Swarm and holds the mean duration of n resync passes (they list
+// everything and write nothing) against the four list calls alone, timed
+// n times before and n times after.
+func (b *bench) noopPasses(ctx context.Context, n int) error {
+	var lists time.Duration
+	for range n {
+		d, err := b.listCalls(ctx)
+		if err != nil {
+			return err
+		}
+		lists += d
+	}
+	addr, stop, err := b.startRun(ctx, "--resync", "2s")
+	if err != nil {
+		return err
+	}
+	before, err := scrape(addr)
+	if err != nil {
+		stop()
+		return err
+	}
+	var d metrics
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		now, err := scrape(addr)
+		if err != nil {
+			stop()
+			return err
+		}
+		d = now.minus(before)
+		if d.sum("swarmsec_observations_total", `mode="list"`) >= float64(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return fmt.Errorf("no %d resyncs in 5m", n)
+		}
+	}
+	stop()
+	for range n {
+		d, err := b.listCalls(ctx)
+		if err != nil {
+			return err
+		}
+		lists += d
+	}
+	passes := d.sum("swarmsec_reconcile_duration_seconds_count")
+	pass := time.Duration(d.sum("swarmsec_reconcile_duration_seconds_sum") / passes * float64(time.Second))
+	listed := lists / time.Duration(2*n)
+	nl, other, text := d.calls()
+	fmt.Printf("no-op pass under run (a resync that lists): %s per pass over %.0f passes; the four list calls alone: %s; pass/lists = %.2fx (goal 1.2x); calls per pass: %.1f lists, %.1f other (%s)\n",
+		pass.Round(time.Millisecond), passes, listed.Round(time.Millisecond), pass.Seconds()/listed.Seconds(), nl/passes, other/passes, text)
+	return nil
+}
+
+// drift starts `swarmsec run`, attaches isolated services to their stack
+// network by hand one after the other, times each revert and counts the
+// Docker calls of the passes the drifts caused.
+func (b *bench) drift(ctx context.Context, n int) error {
+	addr, stop, err := b.startRun(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	// The first pass's own reads and any pass it left are done.
+	time.Sleep(time.Second)
+	before, err := scrape(addr)
+	if err != nil {
+		return err
 	}
 	var took []time.Duration
 	for i := range n {
@@ -324,35 +518,50 @@ func (b *bench) drift(ctx context.Context, n int) (p50, p99 time.Duration, err e
 		name := st + "_db"
 		svc, _, err := b.cli.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
 		stackNet, err := b.cli.NetworkInspect(ctx, st+"_default", network.InspectOptions{})
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
 		spec := svc.Spec
 		spec.TaskTemplate.Networks = append(slices.Clone(spec.TaskTemplate.Networks), swarm.NetworkAttachmentConfig{Target: stackNet.ID})
 		if _, err := b.cli.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
-			return 0, 0, err
+			return err
 		}
 		start := time.Now()
 		for {
 			cur, _, err := b.cli.ServiceInspectWithRaw(ctx, svc.ID, swarm.ServiceInspectOptions{})
 			if err != nil {
-				return 0, 0, err
+				return err
 			}
 			if !slices.ContainsFunc(cur.Spec.TaskTemplate.Networks, func(a swarm.NetworkAttachmentConfig) bool { return a.Target == stackNet.ID }) {
 				break
 			}
 			if time.Since(start) > time.Minute {
-				return 0, 0, fmt.Errorf("drift on %s not reverted after 1m", name)
+				return fmt.Errorf("drift on %s not reverted after 1m", name)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		took = append(took, time.Since(start))
 	}
+	// The passes that read back the last revert.
+	time.Sleep(time.Second)
+	after, err := scrape(addr)
+	if err != nil {
+		return err
+	}
+	d := after.minus(before)
 	slices.Sort(took)
-	return took[len(took)/2], took[min(len(took)-1, len(took)*99/100)], nil
+	fmt.Printf("drift: %d manual --network-add on isolated services while run runs: revert p50 %s, p99 %s (goal p99 < 1s)\n",
+		n, took[len(took)/2].Round(time.Millisecond), took[min(len(took)-1, len(took)*99/100)].Round(time.Millisecond))
+	passes := d.sum("swarmsec_reconcile_duration_seconds_count")
+	listed := d.sum("swarmsec_observations_total", `mode="list"`)
+	lists, other, text := d.calls()
+	fmt.Printf("drift passes: %.0f passes for %d drifts, %.0f of them listed (resyncs), %.0f by events; Docker calls: %.0f lists (4 per resync), %.0f other (%s); per pass by events: %.2f calls; mean pass %.0f ms\n",
+		passes, n, listed, passes-listed, lists, other, text, other/(passes-listed),
+		(d.sum("swarmsec_reconcile_duration_seconds_sum"))/passes*1000)
+	return nil
 }
 
 // stackDeploy deploys, as new stacks, the same services with the

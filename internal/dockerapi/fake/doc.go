@@ -24,9 +24,10 @@
 //     active node for global services, with a history of five per slot;
 //     ServiceList with Status counts them;
 //   - IPAM: explicit subnets and gateways kept, others assigned
-//     (10.0.N.0/24 for Swarm networks, 172.N.0.0/16 for local ones) round
-//     the subnets taken; a local network overlapping another local one, or
-//     a Swarm network in use on this node, is refused; a Swarm network
+//     (/24s of 10.0.0.0/8 for Swarm networks, 10.0.N.0/24 first, and
+//     172.N.0.0/16 for local ones) round the subnets taken; a local
+//     network overlapping another local one, or a Swarm network in use on
+//     this node, is refused; a Swarm network
 //     overlapping one Swarm allocated is created but left unallocated (no
 //     driver, IPAM or options, its services waiting and their tasks "new")
 //     until the overlapping one is removed;
@@ -37,7 +38,7 @@
 //   - the containers of tasks on this node and containers run outside any
 //     service (AddContainer), as ContainerList and network inspection show
 //     them;
-//   - service and network events, in order, with the engine's filters.
+//   - service, network and config events, in order, with the engine's filters.
 //
 // Everything crosses the fake as JSON does the wire, so callers never share
 // memory with it. Everything happens at once: where the engine allocates,

@@ -56,7 +56,7 @@ type Swarm struct {
 	containers  map[string]*fakeContainer
 	configs     map[string]*swarm.Config
 	logs        map[string][]logLine // by service ID (AddServiceLog)
-	nextSubnet  int                  // overlay subnets 10.0.N.0/24
+	nextSubnet  int                  // overlay subnets: the Nth /24 of 10.0.0.0/8
 	nextBridge  int                  // local bridge subnets 172.N.0.0/16
 	nextVXLAN   int
 	nextPort    uint32 // ingress ports assigned when none is published
@@ -468,6 +468,7 @@ func (f *Swarm) ConfigCreate(ctx context.Context, spec swarm.ConfigSpec) (swarm.
 		c.Spec.Labels = map[string]string{}
 	}
 	f.configs[c.ID] = c
+	f.publishLocked(events.ConfigEventType, events.ActionCreate, c.ID, "swarm", map[string]string{"name": c.Spec.Name})
 	return swarm.ConfigCreateResponse{ID: c.ID}, nil
 }
 
@@ -484,6 +485,8 @@ func (f *Swarm) ConfigRemove(ctx context.Context, id string) error {
 	for key, c := range f.configs {
 		if c.ID == id || c.Spec.Name == id {
 			delete(f.configs, key)
+			f.index++
+			f.publishLocked(events.ConfigEventType, events.ActionRemove, c.ID, "swarm", map[string]string{"name": c.Spec.Name})
 			return nil
 		}
 	}
@@ -522,6 +525,7 @@ func (f *Swarm) ConfigUpdate(ctx context.Context, id string, version swarm.Versi
 	if c.Spec.Labels == nil {
 		c.Spec.Labels = map[string]string{}
 	}
+	f.publishLocked(events.ConfigEventType, events.ActionUpdate, c.ID, "swarm", map[string]string{"name": c.Spec.Name})
 	return nil
 }
 
@@ -955,7 +959,7 @@ func (f *Swarm) ContainerList(ctx context.Context, options container.ListOptions
 // (no event published after it returns is missed), never closes the
 // message channel, and ends the stream by sending one error, ctx.Err() or
 // the one given to BreakEvents, then closing the error channel. Filters:
-// type, event, scope, service and network (ID or name, prefix). Since and
+// type, event, scope, service, network and config (ID or name, prefix). Since and
 // Until are ignored: there is no history.
 func (f *Swarm) Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error) {
 	msgs := make(chan events.Message)
@@ -1843,12 +1847,18 @@ func (f *Swarm) overlapsLocked(p netip.Prefix, scope string) bool {
 }
 
 // freeSubnetLocked picks the next default subnet that overlaps nothing in
-// the scope's address space: 10.0.N.0/24 for Swarm, 172.N.0.0/16 locally.
+// the scope's address space: a /24 of Swarm's default pool 10.0.0.0/8
+// (10.0.N.0/24, then 10.1.0.0/24 and on), 172.N.0.0/16 locally.
 func (f *Swarm) freeSubnetLocked(scope string) netip.Prefix {
-	for range 256 {
+	candidates := 256
+	if scope == "swarm" {
+		candidates = 1 << 16
+	}
+	for range candidates {
 		var p netip.Prefix
 		if scope == "swarm" {
-			p = netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", f.nextSubnet%256))
+			i := f.nextSubnet % (1 << 16)
+			p = netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))
 			f.nextSubnet++
 		} else {
 			p = netip.MustParsePrefix(fmt.Sprintf("172.%d.0.0/16", f.nextBridge%256))
@@ -2258,7 +2268,8 @@ func (f *Swarm) publishLocked(typ events.Type, action events.Action, id, scope s
 		a := sub.filter
 		if a.ExactMatch("type", string(typ)) && a.ExactMatch("event", string(action)) && a.ExactMatch("scope", scope) &&
 			(a.FuzzyMatch("service", id) || a.FuzzyMatch("service", attrs["name"])) &&
-			(a.FuzzyMatch("network", id) || a.FuzzyMatch("network", attrs["name"])) {
+			(a.FuzzyMatch("network", id) || a.FuzzyMatch("network", attrs["name"])) &&
+			(a.FuzzyMatch("config", id) || a.FuzzyMatch("config", attrs["name"])) {
 			sub.push(clone(m))
 		}
 	}

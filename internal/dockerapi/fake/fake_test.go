@@ -1348,6 +1348,48 @@ func (w *parityWorld) runningTask(t *testing.T, ctx context.Context, short strin
 	return tasks[0]
 }
 
+// sameNetwork compares what swarmsec keeps of a network as listed and as
+// inspected alone.
+func (w *parityWorld) sameNetwork(t *testing.T, ctx context.Context, what, id string) string {
+	t.Helper()
+	all, err := w.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(all, func(n network.Summary) bool { return n.ID == id })
+	if i < 0 {
+		return "network " + what + ": not listed"
+	}
+	alone, err := w.NetworkInspect(ctx, id, network.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No labels or options at all read the same to swarmsec as an empty
+	// set: the engine lists ingress with one and inspects it with the other.
+	set := func(m map[string]string) map[string]string {
+		if m == nil {
+			return map[string]string{}
+		}
+		return m
+	}
+	kept := func(n network.Inspect) map[string]any {
+		return map[string]any{"name": n.Name, "id": n.ID, "driver": n.Driver, "scope": n.Scope, "labels": set(n.Labels),
+			"options": set(n.Options), "internal": n.Internal, "attachable": n.Attachable, "ingress": n.Ingress,
+			"ipv6": n.EnableIPv6, "ipam": n.IPAM, "configFrom": n.ConfigFrom}
+	}
+	l, a := kept(all[i]), kept(alone)
+	var diff []string
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		if !jsonEqual(l[k], a[k]) {
+			diff = append(diff, w.redact(fmt.Sprintf("%s listed %v, inspected %v", k, l[k], a[k])))
+		}
+	}
+	if len(diff) > 0 {
+		return "network " + what + ": " + strings.Join(diff, "; ")
+	}
+	return "network " + what + ": same"
+}
+
 // statusLines lists the services named prefix()-<short>... with their
 // task counts, as `docker service ls` shows them.
 func (w *parityWorld) statusLines(t *testing.T, ctx context.Context, short string) []string {
@@ -1690,6 +1732,102 @@ var parityScenarios = []parityScenario{{
 		"service create <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
 		"service update <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
 		"service remove <svc:evsvc> map[name:<p>-evsvc] scope=swarm",
+	},
+}, {
+	// Records of what to restore are configs: a pass re-reads them when
+	// one of swarmsec's changes. A filter on another type's name leaves
+	// them out.
+	name: "config events",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		msgs, errs := w.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("type", "config"), filters.Arg("config", w.name("evcfg")))})
+		svcFilter, svcErrs := w.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("type", "config"), filters.Arg("service", w.name("evsvc-other")))})
+		resp, err := w.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: w.name("evcfg"), Labels: w.labels()}, Data: []byte("{}")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.redactions = append([]string{resp.ID, "<cfg:evcfg>"}, w.redactions...)
+		w.redactions = append(w.redactions, w.prefix(), "<p>")
+		cfgs, err := w.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("id", resp.ID))})
+		if err != nil || len(cfgs) != 1 {
+			t.Fatalf("config list: %v, %d configs", err, len(cfgs))
+		}
+		labels := w.labels()
+		labels["touched"] = "1"
+		if err := w.ConfigUpdate(ctx, resp.ID, cfgs[0].Version, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: w.name("evcfg"), Labels: labels}, Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.ConfigRemove(ctx, resp.ID); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		timeout := time.After(30 * time.Second)
+		for done := false; !done; {
+			select {
+			case m := <-msgs:
+				seen = append(seen, w.redact(fmt.Sprintf("%s %s %s %v scope=%s", m.Type, m.Action, m.Actor.ID, m.Actor.Attributes, m.Scope)))
+				done = m.Action == events.ActionRemove
+			case err := <-errs:
+				t.Fatal(err)
+			case <-timeout:
+				t.Fatalf("timed out after %v", seen)
+			}
+		}
+		select {
+		case m := <-svcFilter:
+			seen = append(seen, w.redact(fmt.Sprintf("with a service filter: %s %s", m.Type, m.Action)))
+		case err := <-svcErrs:
+			t.Fatal(err)
+		case <-time.After(500 * time.Millisecond):
+			seen = append(seen, "with a service filter: none")
+		}
+		return seen
+	},
+	want: []string{
+		"config create <cfg:evcfg> map[name:<p>-evcfg] scope=swarm",
+		"config update <cfg:evcfg> map[name:<p>-evcfg] scope=swarm",
+		"config remove <cfg:evcfg> map[name:<p>-evcfg] scope=swarm",
+		"with a service filter: none",
+	},
+}, {
+	// Between full lists, a pass re-reads alone the objects an event
+	// named: what it keeps must be what the list shows, for a network
+	// idle or instantiated on this node by a task, for ingress, and for a
+	// service.
+	name: "objects inspected alone are as listed",
+	run: func(t *testing.T, ctx context.Context, w *parityWorld) []string {
+		id := w.network(t, ctx, "asl")
+		enc, err := w.tryNetwork(t, ctx, "asl-enc", network.CreateOptions{Driver: "overlay", Internal: true, Options: map[string]string{"encrypted": "true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := []string{w.sameNetwork(t, ctx, "idle", id), w.sameNetwork(t, ctx, "encrypted", enc)}
+		svc := w.service(t, ctx, w.spec("asl", w.name("asl")))
+		w.runningTask(t, ctx, "asl")
+		lines = append(lines, w.sameNetwork(t, ctx, "a task here", id))
+		ingress, err := w.NetworkInspect(ctx, "ingress", network.InspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, w.sameNetwork(t, ctx, "ingress", ingress.ID))
+		list, err := w.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("id", svc))})
+		if err != nil || len(list) != 1 {
+			t.Fatalf("service list: %v, %d services", err, len(list))
+		}
+		alone := mustInspect(t, w, svc)
+		lines = append(lines, fmt.Sprintf("service: same spec %v, version %v, update status %v", jsonEqual(list[0].Spec, alone.Spec),
+			list[0].Version == alone.Version, jsonEqual(list[0].UpdateStatus, alone.UpdateStatus)))
+		return lines
+	},
+	want: []string{
+		"network idle: same",
+		"network encrypted: same",
+		"network a task here: same",
+		"network ingress: same",
+		"service: same spec true, version true, update status true",
 	},
 }, {
 	// What a migration reads while it moves services to new networks.
