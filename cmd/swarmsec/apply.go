@@ -44,7 +44,7 @@ action) or a cluster still not in sync after --wait-timeout exits non-zero with
 what remains. With --wait it also waits for the last rolling updates.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := refuseEmpty(cmd, mf.dir, allowEmpty); err != nil {
+			if err := refuseEmpty(mf.dir, allowEmpty); err != nil {
 				return err
 			}
 			r, done, err := setup(cmd, g, mf, lf)
@@ -75,7 +75,7 @@ what remains. With --wait it also waits for the last rolling updates.`,
 // refuseEmpty stops an apply of a directory with no policies, which would
 // end every isolation at once: an unmounted volume or a half-done sync
 // looks just like that. Run says the same and keeps the last good set.
-func refuseEmpty(cmd *cobra.Command, dir string, allow bool) error {
+func refuseEmpty(dir string, allow bool) error {
 	if allow {
 		return nil
 	}

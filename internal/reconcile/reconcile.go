@@ -234,17 +234,42 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	}
 	w := &apply.Writer{Docker: r.writer(), Store: r.Store}
 	res.Result = *w.Apply(ctx, append(writes, now...), later)
-	// A pass that wrote toward a kept target and finished it hands over
-	// to today's networks as the hint: look again at once, because they
-	// may shape the topology otherwise (a service that stays where it is
-	// holds a network the target reused).
-	reached := r.hasTarget() && !res.Pending() && res.Err() == nil && res.Writes() > 0
+	reached := r.handOver(p, res)
+	progress := r.judgeMigrations(res, mig)
+	agentErr := r.deliver(ctx, p, res)
+	if held := p.EncryptionHeld(); len(held) > 0 && res.Writes() == 0 && !progress && res.Pending() {
+		// What is left waits for what is held: looking again soon
+		// changes nothing until a node or a task moves (a resync will).
+		return p, res, terminalError{fmt.Errorf("%w: %s", plan.ErrEncryptionUnavailable, strings.Join(held, "; "))}
+	}
+	switch {
+	case progress, reached:
+		res.RequeueAfter = r.progressDelay()
+	case res.Pending() || agentErr:
+		res.RequeueAfter = r.pendingDelay()
+	}
+	return p, res, r.passError(res)
+}
+
+// handOver keeps the pass's target for the next pass while writes wait,
+// and drops it once they are done. A pass that wrote toward a kept target
+// and finished it reports so: the next pass should look at once, from
+// today's networks, because they may shape the topology otherwise (a
+// service that stays where it is holds a network the target reused).
+func (r *Reconciler) handOver(p *plan.Plan, res *Result) (reached bool) {
+	reached = r.hasTarget() && !res.Pending() && res.Err() == nil && res.Writes() > 0
 	if res.Pending() || res.Err() != nil {
 		r.keepTarget(p.Desired.Hint())
 	} else {
 		r.keepTarget(nil)
 	}
-	progress := false
+	return reached
+}
+
+// judgeMigrations gives each migration's result what its step machine
+// said (blocked, waiting), records every result, and reports whether a
+// migration goes on (look again soon).
+func (r *Reconciler) judgeMigrations(res *Result, mig migrate.Report) (progress bool) {
 	for i := range res.Results {
 		ar := &res.Results[i]
 		if ar.Action.Kind == plan.ActionMigrateNetwork {
@@ -265,19 +290,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		}
 		r.record(*ar)
 	}
-	agentErr := r.deliver(ctx, p, res)
-	if held := p.EncryptionHeld(); len(held) > 0 && res.Writes() == 0 && !progress && res.Pending() {
-		// What is left waits for what is held: looking again soon
-		// changes nothing until a node or a task moves (a resync will).
-		return p, res, terminalError{fmt.Errorf("%w: %s", plan.ErrEncryptionUnavailable, strings.Join(held, "; "))}
-	}
-	switch {
-	case progress, reached:
-		res.RequeueAfter = r.progressDelay()
-	case res.Pending() || agentErr:
-		res.RequeueAfter = r.pendingDelay()
-	}
-	return p, res, r.passError(res)
+	return progress
 }
 
 // keepTarget sets the next pass's hint: a pass that leaves writes pending

@@ -120,7 +120,7 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool) e
 	start = time.Now()
 	out, err = b.swarmsec(ctx, "apply", "--manifests", b.dir)
 	if err != nil || !strings.Contains(out, "Applied 0 changes") {
-		return fmt.Errorf("no-op apply: %v\n%s", err, out)
+		return fmt.Errorf("no-op apply: %w\n%s", err, out)
 	}
 	fmt.Printf("no-op apply: %s, 0 writes\n", time.Since(start).Round(time.Millisecond))
 
@@ -390,11 +390,11 @@ func (m metrics) minus(before metrics) metrics {
 
 var listOps = []string{"ServiceList", "NetworkList", "NodeList", "ConfigList", "TaskList"}
 
-// calls renders the Docker calls in d by operation, with those that found
+// calls renders the Docker calls in m by operation, with those that found
 // nothing (the agent service, when none runs) in brackets.
-func (d metrics) calls() (lists, other float64, text string) {
+func (m metrics) calls() (lists, other float64, text string) {
 	byOp, notFound := map[string]float64{}, map[string]float64{}
-	for series, v := range d {
+	for series, v := range m {
 		name, labels, _ := strings.Cut(series, "{")
 		if name != "swarmsec_docker_requests_total" || v == 0 {
 			continue
