@@ -228,7 +228,9 @@ func refresh(ctx context.Context, api dockerapi.API, st *state.Store, p pending)
 	}
 	for i, id := range p.networks {
 		reads = append(reads, func(ctx context.Context) error {
-			n, err := api.NetworkInspect(ctx, id, network.InspectOptions{})
+			n, err := awaitAllocation(ctx, func(ctx context.Context) (network.Inspect, error) {
+				return api.NetworkInspect(ctx, id, network.InspectOptions{})
+			}, func(n network.Inspect) []network.Summary { return []network.Summary{n} })
 			switch {
 			case dockerapi.IsNotFound(err):
 				return nil

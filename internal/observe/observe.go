@@ -56,9 +56,11 @@ func CheckManager(ctx context.Context, api dockerapi.API) error {
 // cannot carry encrypted traffic, so where tasks run matters), it also
 // lists the tasks Swarm wants running.
 func Observe(ctx context.Context, api dockerapi.API, st *state.Store, withTasks ...bool) error {
-	nets, err := call(ctx, func(ctx context.Context) ([]network.Summary, error) {
-		return api.NetworkList(ctx, network.ListOptions{})
-	})
+	nets, err := awaitAllocation(ctx, func(ctx context.Context) ([]network.Summary, error) {
+		return call(ctx, func(ctx context.Context) ([]network.Summary, error) {
+			return api.NetworkList(ctx, network.ListOptions{})
+		})
+	}, func(ns []network.Summary) []network.Summary { return ns })
 	if err != nil {
 		return fmt.Errorf("list networks: %w", err)
 	}
