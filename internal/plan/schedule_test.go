@@ -44,28 +44,7 @@ func TestLeaveFirstKeepsTheRecord(t *testing.T) {
 			if err := st.Update(func(tx state.Tx) error { return state.ReplaceRecords(tx, []*state.Record{rec}) }); err != nil {
 				t.Fatal(err)
 			}
-			var now []Action
-			var err error
-			st.View(func(tx state.ReadTx) {
-				var d *compile.Desired
-				var pl *Plan
-				if d, err = compile.Compile(tx, nil); err != nil {
-					return
-				}
-				if pl, err = Diff(tx, d); err != nil {
-					return
-				}
-				var updates []Action
-				for _, a := range pl.Actions {
-					if a.Kind == ActionUpdateService {
-						updates = append(updates, a)
-					}
-				}
-				now, _, err = Schedule(tx, d, updates)
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			now := scheduledNow(t, st)
 			i := slices.IndexFunc(now, func(x Action) bool { return x.ID == aID })
 			if i < 0 {
 				if aID < bID {
@@ -104,4 +83,33 @@ func appService(id, name string, labels map[string]string, networks ...string) *
 		s.Spec.TaskTemplate.Networks = append(s.Spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: n, Aliases: []string{name}})
 	}
 	return state.NewService(s)
+}
+
+// scheduledNow compiles the store's policies, diffs and returns the
+// service updates Schedule lets go first.
+func scheduledNow(t *testing.T, st *state.Store) []Action {
+	t.Helper()
+	var now []Action
+	var err error
+	st.View(func(tx state.ReadTx) {
+		var d *compile.Desired
+		var p *Plan
+		if d, err = compile.Compile(tx, nil); err != nil {
+			return
+		}
+		if p, err = Diff(tx, d); err != nil {
+			return
+		}
+		var updates []Action
+		for _, a := range p.Actions {
+			if a.Kind == ActionUpdateService {
+				updates = append(updates, a)
+			}
+		}
+		now, _, err = Schedule(tx, d, updates)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now
 }

@@ -243,28 +243,7 @@ func TestSplitRestoreKeepsItsRecord(t *testing.T) {
 	if err := st.Update(func(tx state.Tx) error { return state.ReplaceRecords(tx, recs) }); err != nil {
 		t.Fatal(err)
 	}
-	var now []Action
-	var err error
-	st.View(func(tx state.ReadTx) {
-		var d *compile.Desired
-		var p *Plan
-		if d, err = compile.Compile(tx, nil); err != nil {
-			return
-		}
-		if p, err = Diff(tx, d); err != nil {
-			return
-		}
-		var updates []Action
-		for _, a := range p.Actions {
-			if a.Kind == ActionUpdateService {
-				updates = append(updates, a)
-			}
-		}
-		now, _, err = Schedule(tx, d, updates)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	now := scheduledNow(t, st)
 	for _, a := range now {
 		if a.Name != "b" {
 			continue
