@@ -82,18 +82,18 @@ test-e2e: docker
 
 # Benchmarks: compile+diff at 100, 1,000 and 10,000 services, and the loader.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/plan/... ./internal/manifest/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./reconciler/plan/... ./reconciler/manifest/...
 
 # Scale on this machine's engine, held against the engine's own floor in the
 # same run (not part of make test): SERVICES=5000 make bench-scale.
 SERVICES ?= 1000
 bench-scale: docker build
-	$(GO) run ./e2e/cmd/benchscale -services $(SERVICES) -swarmsec $(BIN)
+	$(GO) run ./dev/benchscale -services $(SERVICES) -swarmsec $(BIN)
 
 # Fuzz the manifest decoder (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/manifest/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./reconciler/manifest/
 
 # demo.sh runs scripts/ensure-docker.sh itself, once it has set aside a
 # DOCKER_HOST that names an earlier demo's cluster.

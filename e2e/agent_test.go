@@ -22,8 +22,8 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/e2e/cluster"
-	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 const (

@@ -76,7 +76,7 @@ up() {
 
   heading "1. Build swarmsec and the demo helper"
   CGO_ENABLED=0 go build -o "$BIN/swarmsec" ./cmd/swarmsec
-  CGO_ENABLED=0 go build -o "$BIN/demo" ./e2e/cmd/demo
+  CGO_ENABLED=0 go build -o "$BIN/demo" ./dev/demo
   say "built $BIN/swarmsec and $BIN/demo"
 
   heading "2. A three-node Swarm (docker-in-docker on this machine's engine)"
@@ -359,7 +359,7 @@ down() {
   if [[ -x $BIN/demo ]]; then
     "$BIN/demo" sweep
   else
-    go run ./e2e/cmd/demo sweep
+    go run ./dev/demo sweep
   fi
 
   if [[ -n $run_id ]]; then

@@ -17,7 +17,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmsec/swarmsec/e2e/cluster"
-	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 // replica is one task of the stack-deployed controller, as it reports

@@ -25,7 +25,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 // The truth table, in the manner of the Kubernetes network policy

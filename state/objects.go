@@ -10,7 +10,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/manifest"
+	"github.com/swarmsec/swarmsec/reconciler/manifest"
 )
 
 // Policy is a desired object: one manifest document that loaded and

@@ -1,9 +1,9 @@
 // Package v1 holds the swarmsec.io/v1 API: the kinds users write in manifests
 // and the status swarmsec reports about them. It is data only: no I/O, no
-// Docker or memdb imports. Decoding and validation live in internal/manifest.
+// Docker or memdb imports. Decoding and validation live in reconciler/manifest.
 package v1
 
-//go:generate go run ../../internal/schema/gen ../..
+//go:generate go run ../../dev/schemagen ../..
 
 // Group and version of every kind in this package.
 const (

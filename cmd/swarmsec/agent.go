@@ -14,10 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/swarmsec/swarmsec/agent"
+	"github.com/swarmsec/swarmsec/agent/firewall"
+	"github.com/swarmsec/swarmsec/agent/nodeprobe"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
-	"github.com/swarmsec/swarmsec/internal/agent"
-	"github.com/swarmsec/swarmsec/internal/agent/nodeprobe"
-	"github.com/swarmsec/swarmsec/internal/firewall"
 	"github.com/swarmsec/swarmsec/internal/server"
 )
 

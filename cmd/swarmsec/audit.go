@@ -9,10 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/internal/agentrules"
-	"github.com/swarmsec/swarmsec/internal/audit"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
+	"github.com/swarmsec/swarmsec/reconciler/agentrules"
+	"github.com/swarmsec/swarmsec/reconciler/nodecheck"
 	"github.com/swarmsec/swarmsec/state"
+	"github.com/swarmsec/swarmsec/tools/audit"
 )
 
 func init() { register(newAuditCmd) }

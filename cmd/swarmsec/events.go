@@ -15,8 +15,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/internal/agent"
-	"github.com/swarmsec/swarmsec/internal/agentrules"
+	"github.com/swarmsec/swarmsec/agent"
+	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 )
 
 func init() { register(newEventsCmd) }

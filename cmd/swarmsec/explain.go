@@ -10,10 +10,10 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/graph"
-	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/internal/reconcile"
+	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/state"
+	"github.com/swarmsec/swarmsec/tools/graph"
 )
 
 func init() {

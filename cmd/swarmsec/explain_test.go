@@ -9,9 +9,9 @@ import (
 
 	"github.com/docker/docker/api/types/swarm"
 
-	"github.com/swarmsec/swarmsec/internal/reconcile"
-	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
+	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/state"
+	"github.com/swarmsec/swarmsec/testing/policytest"
 )
 
 func TestExplain(t *testing.T) {

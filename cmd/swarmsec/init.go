@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/internal/adopt"
-	"github.com/swarmsec/swarmsec/internal/observe"
+	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/state"
+	"github.com/swarmsec/swarmsec/tools/adopt"
 )
 
 func init() { register(newInitCmd) }

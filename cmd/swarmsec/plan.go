@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/internal/plan"
+	"github.com/swarmsec/swarmsec/reconciler/plan"
 )
 
 func init() { register(newPlanCmd) }

@@ -8,10 +8,10 @@ import (
 	"testing"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/internal/reconcile"
-	"github.com/swarmsec/swarmsec/internal/testutil/policytest"
+	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/state"
+	"github.com/swarmsec/swarmsec/testing/policytest"
 )
 
 // plan and explain show the sources a published port admits, and say that

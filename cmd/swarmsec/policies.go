@@ -9,13 +9,13 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/agentrules"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/internal/manifest"
-	"github.com/swarmsec/swarmsec/internal/nodecheck"
-	"github.com/swarmsec/swarmsec/internal/observe"
-	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/internal/reconcile"
+	"github.com/swarmsec/swarmsec/reconciler/agentrules"
+	"github.com/swarmsec/swarmsec/reconciler/manifest"
+	"github.com/swarmsec/swarmsec/reconciler/nodecheck"
+	"github.com/swarmsec/swarmsec/reconciler/observe"
+	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/state"
 )
 

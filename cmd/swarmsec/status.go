@@ -14,7 +14,7 @@ import (
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/server"
-	"github.com/swarmsec/swarmsec/internal/status"
+	"github.com/swarmsec/swarmsec/reconciler/status"
 )
 
 func init() { register(newStatusCmd) }

@@ -12,9 +12,9 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
-	"github.com/swarmsec/swarmsec/internal/manifest"
-	"github.com/swarmsec/swarmsec/internal/plan"
-	"github.com/swarmsec/swarmsec/internal/status"
+	"github.com/swarmsec/swarmsec/reconciler/manifest"
+	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/status"
 )
 
 func TestStatusTable(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/internal/lease"
+	"github.com/swarmsec/swarmsec/reconciler/lease"
 )
 
 // refuseLeader stops an apply while a `swarmsec run` replica leads: the two

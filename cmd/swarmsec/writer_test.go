@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
-	"github.com/swarmsec/swarmsec/internal/lease"
+	"github.com/swarmsec/swarmsec/reconciler/lease"
+	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
 // apply writes nothing while a `swarmsec run` replica leads, and goes

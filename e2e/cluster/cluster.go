@@ -24,7 +24,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
-	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 // Labels on the machine's engine, besides swarmtest's.

@@ -13,7 +13,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
-	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 // checkEncryption finds out whether tasks on two different nodes talk over

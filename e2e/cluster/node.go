@@ -24,7 +24,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
-	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 // NodeImageRepo names the node image; the tag is a hash of its content.

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/swarmsec/swarmsec/internal/testutil/swarmtest"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 // SwarmsecResult is what one run of the swarmsec binary gave.

@@ -13,7 +13,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/internal/dockerapi/fake"
+	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
 // callRecorder counts calls by operation and result, as a metrics dockerapi.Observer

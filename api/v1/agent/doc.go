@@ -6,8 +6,8 @@
 //
 // It is data only, like api/v1: types, constants and getters, no I/O, no
 // Docker or memdb imports. Both sides import it and neither imports the
-// other: the agent (internal/agent) reads the rules and writes the
-// reports; the leader (internal/agentrules, internal/nodecheck) builds the
+// other: the agent (agent) reads the rules and writes the
+// reports; the leader (reconciler/agentrules, reconciler/nodecheck) builds the
 // rules from a plan and reads the reports into status.
 //
 // The JSON is a contract between binaries of different versions (a leader
