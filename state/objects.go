@@ -10,18 +10,13 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/reconciler/manifest"
 )
 
-// Policy is a desired object: one manifest document that loaded and
-// validated, as the manifest package decoded it. Treat it as immutable
-// once stored.
-type Policy = manifest.Object
-
 // Policies are the desired policies of a loaded manifest set, in its
-// order: the one place where decoded objects become stored ones.
-func Policies(objs []manifest.Object) []*Policy {
-	out := make([]*Policy, len(objs))
+// order: the one place where decoded policies become stored ones. The
+// store keeps v1.Policy as it is: desired state is the API's own type.
+func Policies(objs []v1.Policy) []*v1.Policy {
+	out := make([]*v1.Policy, len(objs))
 	for i := range objs {
 		out[i] = &objs[i]
 	}

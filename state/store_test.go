@@ -118,7 +118,7 @@ func TestNetworksManagedAndOwner(t *testing.T) {
 func TestFailedUpdateIsDiscarded(t *testing.T) {
 	st := New()
 	_ = st.Update(func(tx Tx) error {
-		_ = ReplacePolicies(tx, []*Policy{{Name: "p", Kind: v1.KindNetworkPolicy}})
+		_ = ReplacePolicies(tx, []*v1.Policy{{Name: "p", Kind: v1.KindNetworkPolicy}})
 		return errTest
 	})
 	st.View(func(tx ReadTx) {

@@ -6,28 +6,30 @@ import (
 	"slices"
 
 	"github.com/docker/docker/api/types/network"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
 
 // Typed access to each table. Find results come in index order: by name for
 // policies, by ID for the observed tables unless the index says otherwise.
 
 // GetPolicy returns the policy with this name, or nil.
-func GetPolicy(tx ReadTx, name string) *Policy {
-	p, _ := tx.get(tablePolicies, indexID, name).(*Policy)
+func GetPolicy(tx ReadTx, name string) *v1.Policy {
+	p, _ := tx.get(tablePolicies, indexID, name).(*v1.Policy)
 	return p
 }
 
 // FindPolicies returns the policies selected by by (All, ByKind, ByFile).
-func FindPolicies(tx ReadTx, by By) ([]*Policy, error) {
+func FindPolicies(tx ReadTx, by By) ([]*v1.Policy, error) {
 	if n, ok := by.(byName); ok {
 		return single(GetPolicy(tx, string(n))), nil
 	}
-	return find[*Policy](tx, tablePolicies, by)
+	return find[*v1.Policy](tx, tablePolicies, by)
 }
 
 // ReplacePolicies makes the desired policies exactly ps.
-func ReplacePolicies(tx Tx, ps []*Policy) error {
-	return tx.replace(tablePolicies, toAny(ps), func(o any) string { return o.(*Policy).Name }, nil)
+func ReplacePolicies(tx Tx, ps []*v1.Policy) error {
+	return tx.replace(tablePolicies, toAny(ps), func(o any) string { return o.(*v1.Policy).Name }, nil)
 }
 
 // GetService returns the service with this ID, or nil.

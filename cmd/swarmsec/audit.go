@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/nodecheck"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/tools/audit"
 )
 
@@ -50,7 +50,7 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 			if list {
 				return printChecks(cmd.OutOrStdout(), output)
 			}
-			var policies []*state.Policy
+			var policies []*v1.Policy
 			if manifests != "" {
 				var err error
 				if policies, err = loadManifests(cmd.ErrOrStderr(), manifests); err != nil {

@@ -21,7 +21,7 @@ import (
 
 // loadManifests reads the manifest directory for a one-shot command: any
 // error fails it, since acting on part of a directory would undo the rest.
-func loadManifests(w io.Writer, dir string) ([]*state.Policy, error) {
+func loadManifests(w io.Writer, dir string) ([]*v1.Policy, error) {
 	set, err := manifest.Load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("manifests %s: %w", dir, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/internal/server"
 	"github.com/swarmsec/swarmsec/reconciler/controller"
@@ -270,7 +271,7 @@ func (c *controllerProcess) observePass(p plan.Pass) {
 // tracker and the metrics. Policies reach the store before the tracker
 // hears of them, so no pass is taken to have seen a generation it did not
 // plan from.
-func (c *controllerProcess) observe(snap watch.Snapshot, set func([]*state.Policy) error) error {
+func (c *controllerProcess) observe(snap watch.Snapshot, set func([]*v1.Policy) error) error {
 	err := set(state.Policies(snap.Objects))
 	c.tracker.ObserveSnapshot(snap)
 	c.metrics.ObserveSnapshot(snap)

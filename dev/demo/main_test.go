@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/state"
@@ -62,7 +63,7 @@ func TestMain(m *testing.M) {
 
 // converge runs the reconciler on f until nothing is left to do, as the
 // demo's controller does on the cluster.
-func converge(t *testing.T, f *fake.Swarm, policies []*state.Policy) {
+func converge(t *testing.T, f *fake.Swarm, policies []*v1.Policy) {
 	t.Helper()
 	r := &reconcile.Reconciler{Docker: f, Store: state.New(), Log: slog.New(slog.DiscardHandler), Mode: reconcile.ModeEnforce,
 		PendingDelay: time.Millisecond, ProgressDelay: time.Millisecond}
@@ -76,7 +77,7 @@ func converge(t *testing.T, f *fake.Swarm, policies []*state.Policy) {
 	}
 }
 
-func shopPolicies(t *testing.T) []*state.Policy {
+func shopPolicies(t *testing.T) []*v1.Policy {
 	t.Helper()
 	set, err := manifest.Load(shopManifests)
 	if err != nil {

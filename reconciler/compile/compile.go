@@ -223,7 +223,7 @@ type candidate struct{ name, owner string }
 // Compile computes the desired topology from the policies and services in
 // tx. Only policies for which include returns true count (enforced ones when
 // applying, all when auditing).
-func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error) {
+func Compile(tx state.ReadTx, include func(*v1.Policy) bool) (*Desired, error) {
 	return Holding(tx, include, nil)
 }
 
@@ -231,18 +231,18 @@ func Compile(tx state.ReadTx, include func(*state.Policy) bool) (*Desired, error
 // a held policy stays in force on the services it already isolates and
 // isolates no other. Holding a policy must not undo it: new services that
 // match a policy in force would otherwise restore its old ones.
-func Holding(tx state.ReadTx, include, held func(*state.Policy) bool) (*Desired, error) {
+func Holding(tx state.ReadTx, include, held func(*v1.Policy) bool) (*Desired, error) {
 	return Hinted(tx, include, held, nil)
 }
 
 // Hinted is Holding with target, when not nil, read as the
 // managed networks' members in place of today's (see Hint).
-func Hinted(tx state.ReadTx, include, held func(*state.Policy) bool, target Hint) (*Desired, error) {
+func Hinted(tx state.ReadTx, include, held func(*v1.Policy) bool, target Hint) (*Desired, error) {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
 	if err != nil {
 		return nil, err
 	}
-	policies = slices.DeleteFunc(policies, func(p *state.Policy) bool {
+	policies = slices.DeleteFunc(policies, func(p *v1.Policy) bool {
 		return p.Network == nil || (include != nil && !include(p))
 	})
 	all, err := state.FindServices(tx, state.All())
@@ -256,7 +256,7 @@ func Hinted(tx state.ReadTx, include, held func(*state.Policy) bool, target Hint
 		return nil, err
 	}
 	c.findStayers(ignored)
-	included := ps2policies(ps, func(x matched) *state.Policy { return x.p })
+	included := ps2policies(ps, func(x matched) *v1.Policy { return x.p })
 	if len(ignored) > 0 {
 		c.noteOptOuts(slices.Collect(maps.Values(included)), ignored)
 	}
@@ -304,7 +304,7 @@ func newCompiler(tx state.ReadTx, all []*state.Service, target Hint) (c *compile
 }
 
 // indexLabels builds the postings match narrows its candidates with.
-func (c *compiler) indexLabels(policies []*state.Policy) {
+func (c *compiler) indexLabels(policies []*v1.Policy) {
 	// Index only the label pairs some selector names: a service's own
 	// name label alone would make one posting per service.
 	c.postings = make(map[[2]string][]int, len(policies))
@@ -327,14 +327,14 @@ func (c *compiler) indexLabels(policies []*state.Policy) {
 // matched is one policy with the services it isolates and its peers, by
 // position, sorted.
 type matched struct {
-	p        *state.Policy
+	p        *v1.Policy
 	selected []int
 	peers    []int
 }
 
 // matchPolicies matches every policy's selectors, marks the services they
 // isolate and builds the pairs the rules let talk.
-func (c *compiler) matchPolicies(policies []*state.Policy, held func(*state.Policy) bool) []matched {
+func (c *compiler) matchPolicies(policies []*v1.Policy, held func(*v1.Policy) bool) []matched {
 	ps := make([]matched, 0, len(policies))
 	// The pairs are built once every policy is matched (see pairs).
 	var decls []declaration
@@ -424,8 +424,8 @@ func (c *compiler) resolve(target string) *state.Network {
 	return nil
 }
 
-func ps2policies[T any](xs []T, f func(T) *state.Policy) map[string]*state.Policy {
-	out := make(map[string]*state.Policy, len(xs))
+func ps2policies[T any](xs []T, f func(T) *v1.Policy) map[string]*v1.Policy {
+	out := make(map[string]*v1.Policy, len(xs))
 	for _, x := range xs {
 		p := f(x)
 		out[p.Name] = p
@@ -552,7 +552,7 @@ func (c *compiler) clique(members []int) bool {
 // one network for the policy when it can, else one per service on the
 // smaller side (a star), else one per pair. Networks belong to the policy,
 // so a change to one policy touches only its own networks.
-func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int, gateway []bool) {
+func (c *compiler) policyNetworks(p *v1.Policy, selected, peers []int, gateway []bool) {
 	// A policy that isolates nothing changes nothing, whatever peers it
 	// names.
 	if len(selected) == 0 || len(peers) == 0 || (len(selected) == 1 && len(peers) == 1 && selected[0] == peers[0]) {
@@ -598,7 +598,7 @@ func (c *compiler) policyNetworks(p *state.Policy, selected, peers []int, gatewa
 	}
 }
 
-func (c *compiler) stars(p *state.Policy, centres, others []int) {
+func (c *compiler) stars(p *v1.Policy, centres, others []int) {
 	for _, x := range centres {
 		members := []int{x}
 		for _, o := range others {
@@ -718,7 +718,7 @@ func boolRank(b bool) int {
 // published ports and outside access. It returns, by position, which need a
 // gateway: those that keep outside access or publish a port (a task on
 // internal networks only has neither).
-func (c *compiler) isolatedServices(policies map[string]*state.Policy) []bool {
+func (c *compiler) isolatedServices(policies map[string]*v1.Policy) []bool {
 	gateway := make([]bool, len(c.services))
 	for i, s := range c.services {
 		if !c.isolated[i] {

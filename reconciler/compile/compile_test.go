@@ -21,7 +21,7 @@ var (
 	netpol       = policytest.NetPol
 )
 
-func compileWith(t testing.TB, services []*state.Service, policies []*state.Policy) *Desired {
+func compileWith(t testing.TB, services []*state.Service, policies []*v1.Policy) *Desired {
 	t.Helper()
 	st := state.New()
 	if err := st.Update(func(tx state.Tx) error {
@@ -60,35 +60,35 @@ func TestCompileShapes(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		policies []*state.Policy
+		policies []*v1.Policy
 		want     map[string][]string
 	}{{
 		name: "one peer: one network for the policy, gateways for isolated services that keep egress",
-		policies: []*state.Policy{netpol("db-from-api", egressDeny(v1.NetworkPolicySpec{
+		policies: []*v1.Policy{netpol("db-from-api", egressDeny(v1.NetworkPolicySpec{
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
 		}))},
 		want: map[string][]string{"swarmsec-db-from-api": {"shop_api", "shop_db"}},
 	}, {
 		name: "default deny without egress rules keeps outside access through a gateway network",
-		policies: []*state.Policy{netpol("deny", v1.NetworkPolicySpec{
+		policies: []*v1.Policy{netpol("deny", v1.NetworkPolicySpec{
 			ServiceSelector: sel("app", "db"), Ingress: []v1.IngressRule{},
 		})},
 		want: map[string][]string{"swarmsec_shop_db_egress": {"shop_db"}},
 	}, {
 		name:     "default deny with egress denied gets an internal network of its own",
-		policies: []*state.Policy{netpol("deny", egressDeny(v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")}))},
+		policies: []*v1.Policy{netpol("deny", egressDeny(v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")}))},
 		want:     map[string][]string{"swarmsec_shop_db_isolated": {"shop_db"}},
 	}, {
 		name: "a whole stack talking among itself shares one network",
-		policies: []*state.Policy{netpol("shop-internal", egressDeny(v1.NetworkPolicySpec{
+		policies: []*v1.Policy{netpol("shop-internal", egressDeny(v1.NetworkPolicySpec{
 			ServiceSelector: sel(v1.LabelStackNamespace, "shop"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer(v1.LabelStackNamespace, "shop")}}},
 		}))},
 		want: map[string][]string{"swarmsec-shop-internal": {"shop_api", "shop_cache", "shop_db", "shop_web", "shop_worker"}},
 	}, {
 		name: "two isolated peers that may not talk to each other get a star each",
-		policies: []*state.Policy{
+		policies: []*v1.Policy{
 			netpol("db", egressDeny(v1.NetworkPolicySpec{
 				ServiceSelector: sel("app", "db"),
 				Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api"), peer("app", "worker")}}},
@@ -102,7 +102,7 @@ func TestCompileShapes(t *testing.T) {
 		},
 	}, {
 		name: "a non-isolated peer group shares one network with the isolated service",
-		policies: []*state.Policy{netpol("db", egressDeny(v1.NetworkPolicySpec{
+		policies: []*v1.Policy{netpol("db", egressDeny(v1.NetworkPolicySpec{
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api"), peer("app", "worker")}}},
 		}))},
@@ -129,7 +129,7 @@ func TestCompileShapes(t *testing.T) {
 
 func TestCompileExplainsDirections(t *testing.T) {
 	d := compileWith(t, []*state.Service{stackService("shop", "api"), stackService("shop", "db")},
-		[]*state.Policy{netpol("db", v1.NetworkPolicySpec{
+		[]*v1.Policy{netpol("db", v1.NetworkPolicySpec{
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
 		})})
@@ -141,7 +141,7 @@ func TestCompileExplainsDirections(t *testing.T) {
 
 func TestCompileIgnoresOptedOutServices(t *testing.T) {
 	d := compileWith(t, []*state.Service{stackService("shop", "db", v1.LabelIgnore, "true")},
-		[]*state.Policy{netpol("db", v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")})})
+		[]*v1.Policy{netpol("db", v1.NetworkPolicySpec{ServiceSelector: sel("app", "db")})})
 	if len(d.Services) != 0 || len(d.Networks) != 0 {
 		t.Errorf("an ignored service was compiled: %v", members(d))
 	}
@@ -187,7 +187,7 @@ func TestCompileInvariants(t *testing.T) {
 		for i := range 8 {
 			services = append(services, stackService(fmt.Sprintf("s%d", i%3), fmt.Sprintf("x%d", i), "tier", fmt.Sprint(i%4)))
 		}
-		var policies []*state.Policy
+		var policies []*v1.Policy
 		for i := range 1 + rng.IntN(4) {
 			spec := v1.NetworkPolicySpec{ServiceSelector: sel("tier", fmt.Sprint(rng.IntN(4)))}
 			for range rng.IntN(3) {
@@ -291,7 +291,7 @@ func TestEmptyEgressFollowsKubernetes(t *testing.T) {
 		{"policyTypes Egress", []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := compileWith(t, svc, []*state.Policy{netpol("db", v1.NetworkPolicySpec{
+			d := compileWith(t, svc, []*v1.Policy{netpol("db", v1.NetworkPolicySpec{
 				ServiceSelector: sel("app", "db"), PolicyTypes: tc.types, Egress: []v1.EgressRule{},
 			})})
 			if got := d.Services["id-s_db"].Outside; got != tc.outside {
@@ -307,7 +307,7 @@ func TestOwnServicesSelectedOnlyByName(t *testing.T) {
 	self := stackService("swarmsec", "controller", v1.LabelSelf, "true")
 	other := stackService("shop", "web")
 	everything := netpol("all", v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{}})
-	d := compileWith(t, []*state.Service{self, other}, []*state.Policy{everything})
+	d := compileWith(t, []*state.Service{self, other}, []*v1.Policy{everything})
 	if ds := d.Services[self.ID]; ds != nil && ds.Isolated {
 		t.Error("a broad selector isolated swarmsec's own controller")
 	}
@@ -315,7 +315,7 @@ func TestOwnServicesSelectedOnlyByName(t *testing.T) {
 		t.Error("the broad selector did not isolate the other service")
 	}
 	named := netpol("ctl", v1.NetworkPolicySpec{ServiceSelector: sel(v1.LabelService, self.Name)})
-	if d := compileWith(t, []*state.Service{self, other}, []*state.Policy{named}); d.Services[self.ID] == nil || !d.Services[self.ID].Isolated {
+	if d := compileWith(t, []*state.Service{self, other}, []*v1.Policy{named}); d.Services[self.ID] == nil || !d.Services[self.ID].Isolated {
 		t.Error("a policy naming the controller did not select it")
 	}
 }
@@ -339,7 +339,7 @@ func TestAdmissionIsTheUnionOfSources(t *testing.T) {
 	}})
 	open := netpol("open", v1.NetworkPolicySpec{ServiceSelector: sel("app", "web"), Publish: []v1.PublishedPort{{Port: 443}}})
 
-	d := compileWith(t, svc, []*state.Policy{office, vpn})
+	d := compileWith(t, svc, []*v1.Policy{office, vpn})
 	a := d.Services["id-s_web"].Admit
 	if len(a) != 1 || a["443/tcp"] == nil {
 		t.Fatalf("admissions %v, want 443/tcp only", a)
@@ -348,11 +348,11 @@ func TestAdmissionIsTheUnionOfSources(t *testing.T) {
 		t.Errorf("443/tcp admits %q logging %s, want %q logging blocked", got, a["443/tcp"].Log, want)
 	}
 
-	d = compileWith(t, svc, []*state.Policy{office, open})
+	d = compileWith(t, svc, []*v1.Policy{office, open})
 	if a := d.Services["id-s_web"].Admit["443/tcp"]; a == nil || !a.Any || a.Log != v1.PortLogBlocked {
 		t.Errorf("a policy without from admits any source (still logging blocked): got %+v", a)
 	}
-	d = compileWith(t, svc, []*state.Policy{open})
+	d = compileWith(t, svc, []*v1.Policy{open})
 	if a := d.Services["id-s_web"].Admit; len(a) != 0 {
 		t.Errorf("unrestricted ports need no rule: got %v", a)
 	}

@@ -162,7 +162,7 @@ func (c *compiler) uncovered(selected, peers []int) (missing [][2]int, total int
 // coverPartly realises the edges of a policy that today's networks do not:
 // each by adding one end to a network of the other end that can take it,
 // or else by a network for the pair, which later edges may join too.
-func (c *compiler) coverPartly(p *state.Policy, missing [][2]int, gateway []bool) {
+func (c *compiler) coverPartly(p *v1.Policy, missing [][2]int, gateway []bool) {
 	for _, e := range missing {
 		a, b := e[0], e[1]
 		if _, ok := c.covered[pairKey(a, b)]; ok {

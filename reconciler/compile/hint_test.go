@@ -48,7 +48,7 @@ func (c *cluster) move(d *Desired, name string) {
 func (c *cluster) compile(t interface {
 	Helper()
 	Fatal(...any)
-}, policies []*state.Policy, target Hint) *Desired {
+}, policies []*v1.Policy, target Hint) *Desired {
 	t.Helper()
 	var svcs []*state.Service
 	for _, name := range slices.Sorted(maps.Keys(c.ids)) {
@@ -99,7 +99,7 @@ func shape(d *Desired) string {
 	return strings.Join(lines, "\n")
 }
 
-func appPolicy(name string, selected []string, peers ...string) *state.Policy {
+func appPolicy(name string, selected []string, peers ...string) *v1.Policy {
 	spec := v1.NetworkPolicySpec{
 		ServiceSelector: v1.LabelSelector{MatchExpressions: []v1.LabelSelectorRequirement{{Key: "app", Operator: v1.OpIn, Values: selected}}},
 		Ingress:         []v1.IngressRule{},
@@ -121,7 +121,7 @@ func appPolicy(name string, selected []string, peers ...string) *state.Policy {
 // in every ID order tried.
 func TestTargetHintSurvivesAPartialPass(t *testing.T) {
 	names := []string{"a", "b", "c", "d", "e"}
-	before := []*state.Policy{appPolicy("p0", []string{"a"}, "b", "c", "d", "e")}
+	before := []*v1.Policy{appPolicy("p0", []string{"a"}, "b", "c", "d", "e")}
 	after := append(slices.Clone(before), appPolicy("p1", []string{"e"}, "b"))
 	for _, order := range orders(names) {
 		ids := map[string]string{}
@@ -172,8 +172,8 @@ func orders(xs []string) [][]string {
 // the pass after the last one finds nothing to do.
 func TestTargetIsAFixedPoint(t *testing.T) {
 	names := []string{"a", "b", "c", "d", "e", "f"}
-	policies := func(rt *rapid.T, label string) []*state.Policy {
-		var ps []*state.Policy
+	policies := func(rt *rapid.T, label string) []*v1.Policy {
+		var ps []*v1.Policy
 		for i := range rapid.IntRange(0, 3).Draw(rt, label+" policies") {
 			sel := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 1, 3, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d selects", label, i))
 			peers := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 0, 4, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d peers", label, i))

@@ -121,7 +121,7 @@ func (c *compiler) positions(names []string) []int {
 
 // noteOptOuts says which policies select or name services that opt out:
 // swarmsec neither isolates those nor connects them to anything.
-func (c *compiler) noteOptOuts(policies []*state.Policy, ignored []*state.Service) {
+func (c *compiler) noteOptOuts(policies []*v1.Policy, ignored []*state.Service) {
 	for _, p := range policies {
 		spec := &p.Network.Spec
 		for _, s := range ignored {

@@ -9,7 +9,7 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-func compileState(t *testing.T, svcs []*state.Service, recs []*state.Record, policies ...*state.Policy) *Desired {
+func compileState(t *testing.T, svcs []*state.Service, recs []*state.Record, policies ...*v1.Policy) *Desired {
 	t.Helper()
 	st := state.New()
 	if err := st.Update(func(tx state.Tx) error {
@@ -36,7 +36,7 @@ func compileState(t *testing.T, svcs []*state.Service, recs []*state.Record, pol
 }
 
 // dbAdmits isolates db (internal), reachable from the apps given.
-func dbAdmits(apps ...string) *state.Policy {
+func dbAdmits(apps ...string) *v1.Policy {
 	var from []v1.Peer
 	for _, a := range apps {
 		from = append(from, peer("app", a))

@@ -21,10 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
-	"github.com/swarmsec/swarmsec/state"
 )
 
 // clusterKey is the only work item: a pass compiles the whole cluster, so
@@ -123,7 +123,7 @@ func (c *Controller) triggerAfter(why string, d time.Duration) {
 }
 
 // SetPolicies replaces the desired policies and asks for a pass.
-func (c *Controller) SetPolicies(ps []*state.Policy) error {
+func (c *Controller) SetPolicies(ps []*v1.Policy) error {
 	if err := c.Reconciler.SetPolicies(ps); err != nil {
 		return err
 	}

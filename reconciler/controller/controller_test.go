@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/swarm"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
@@ -25,7 +26,7 @@ var (
 	networkNames = policytest.NetworkNames
 )
 
-func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*state.Policy) *reconcile.Reconciler {
+func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*v1.Policy) *reconcile.Reconciler {
 	t.Helper()
 	r := &reconcile.Reconciler{Docker: f, Store: state.New(), Mode: reconcile.ModeEnforce, Log: slog.New(slog.DiscardHandler)}
 	if err := r.SetPolicies(policies); err != nil {

@@ -65,7 +65,7 @@ func TestFollowerMakesNoWrite(t *testing.T) {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); wg.Wait() }()
-	newReplica := func(id string, policies []*state.Policy) *replica {
+	newReplica := func(id string, policies []*v1.Policy) *replica {
 		w := &writes{API: f}
 		e := &lease.Elector{Docker: f, Identity: id, LeaseDuration: 600 * time.Millisecond, RenewDeadline: 400 * time.Millisecond,
 			RetryPeriod: 100 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}

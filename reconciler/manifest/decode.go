@@ -18,10 +18,10 @@ import (
 )
 
 // DecodeFile decodes and validates the documents of one file. name is used
-// in errors and in Object.File. It returns the valid objects, in document
+// in errors and in Policy.File. It returns the valid objects, in document
 // order, and every error found, ordered by position; a document with an
 // error yields no object. JSON is YAML, so .json files decode the same way.
-func DecodeFile(name string, data []byte) ([]Object, []Error) {
+func DecodeFile(name string, data []byte) ([]v1.Policy, []Error) {
 	f := &fileDecoder{name: name}
 	if len(data) > MaxFileSize {
 		f.add(Error{Message: errTooLarge.Error()})
@@ -106,7 +106,7 @@ type fileDecoder struct {
 	name         string
 	aliased      int // values decoded through aliases so far
 	aliasedBytes int // bytes of text decoded through aliases so far
-	objects      []Object
+	objects      []v1.Policy
 	errs         []Error
 	truncated    bool // an error past MaxErrors was dropped
 }
@@ -123,7 +123,7 @@ func (f *fileDecoder) add(e Error) {
 // full reports whether no more errors can be reported, so decoding can stop.
 func (f *fileDecoder) full() bool { return len(f.errs) >= MaxErrors }
 
-func (f *fileDecoder) result() ([]Object, []Error) {
+func (f *fileDecoder) result() ([]v1.Policy, []Error) {
 	slices.SortStableFunc(f.errs, func(a, b Error) int {
 		if a.Line != b.Line {
 			return a.Line - b.Line
@@ -186,7 +186,7 @@ func (f *fileDecoder) document(doc *yaml.Node, offset int) {
 	o.Line = offset + root.Line
 	o.Generation = generation(p.canonicalSpec())
 	np, _ := d.at("metadata.name")
-	o.nameLine, o.nameColumn = np.line, np.column
+	o.NameLine, o.NameColumn = np.line, np.column
 	f.objects = append(f.objects, o)
 }
 

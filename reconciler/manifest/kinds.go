@@ -20,9 +20,9 @@ type policy interface {
 	// validate reports what the decoder cannot see: rules across fields.
 	validate(c *checker)
 	// object wraps the decoded policy; the decoder fills in the rest.
-	object() Object
+	object() v1.Policy
 	// canonicalSpec is the spec with defaults filled in, hashed into
-	// Object.Generation.
+	// Policy.Generation.
 	canonicalSpec() any
 }
 
@@ -66,8 +66,8 @@ type networkPolicy struct{ p v1.NetworkPolicy }
 
 func (n *networkPolicy) target() any { return &n.p }
 
-func (n *networkPolicy) object() Object {
-	return Object{Kind: v1.KindNetworkPolicy, Name: n.p.Metadata.Name, Network: &n.p}
+func (n *networkPolicy) object() v1.Policy {
+	return v1.Policy{Kind: v1.KindNetworkPolicy, Name: n.p.Metadata.Name, Network: &n.p}
 }
 
 func (n *networkPolicy) canonicalSpec() any {
@@ -87,8 +87,8 @@ type encryptionPolicy struct{ p v1.EncryptionPolicy }
 
 func (e *encryptionPolicy) target() any { return &e.p }
 
-func (e *encryptionPolicy) object() Object {
-	return Object{Kind: v1.KindEncryptionPolicy, Name: e.p.Metadata.Name, Encryption: &e.p}
+func (e *encryptionPolicy) object() v1.Policy {
+	return v1.Policy{Kind: v1.KindEncryptionPolicy, Name: e.p.Metadata.Name, Encryption: &e.p}
 }
 
 func (e *encryptionPolicy) canonicalSpec() any {

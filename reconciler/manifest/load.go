@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
 
 // Set is what a load of manifest files and directories found.
 type Set struct {
 	// Objects are the valid objects, sorted by kind then name. Of several
 	// with the same kind and name only the first, by file and line, is here.
-	Objects []Object
+	Objects []v1.Policy
 	// Errors are the errors of all files, by file and position, including
 	// duplicate names across files.
 	Errors []Error
@@ -77,7 +79,7 @@ func Load(paths ...string) (*Set, error) {
 		s.Errors = append(s.Errors, errs...)
 	}
 	s.Objects, s.Errors = dedupe(s.Objects, s.Errors)
-	slices.SortStableFunc(s.Objects, func(a, b Object) int {
+	slices.SortStableFunc(s.Objects, func(a, b v1.Policy) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
 	})
 	SortErrors(s.Errors)
@@ -94,8 +96,8 @@ func SortErrors(errs []Error) {
 
 // dedupe keeps the first object of each kind and name, in file order, and
 // reports every duplicate in both files, so each file shows the conflict.
-func dedupe(objs []Object, errs []Error) ([]Object, []Error) {
-	first := map[string]Object{}
+func dedupe(objs []v1.Policy, errs []Error) ([]v1.Policy, []Error) {
+	first := map[string]v1.Policy{}
 	kept := objs[:0:0]
 	for _, o := range objs {
 		key := o.Kind + "/" + o.Name
@@ -110,10 +112,10 @@ func dedupe(objs []Object, errs []Error) ([]Object, []Error) {
 	return kept, errs
 }
 
-func duplicateError(at, other Object, word string) Error {
+func duplicateError(at, other v1.Policy, word string) Error {
 	return Error{
-		File: at.File, Line: at.nameLine, Column: at.nameColumn, Field: "metadata.name",
-		Message: fmt.Sprintf("duplicate %s %q: %s defined at %s:%d", at.Kind, at.Name, word, other.File, other.nameLine),
+		File: at.File, Line: at.NameLine, Column: at.NameColumn, Field: "metadata.name",
+		Message: fmt.Sprintf("duplicate %s %q: %s defined at %s:%d", at.Kind, at.Name, word, other.File, other.NameLine),
 	}
 }
 

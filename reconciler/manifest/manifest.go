@@ -39,42 +39,6 @@ const (
 	MaxErrors = 100
 )
 
-// Object is one valid policy read from a manifest: the one policy type from
-// decoding to the store (state.Policy is this type). It is shared between
-// snapshots and the store: treat it as read-only.
-type Object struct {
-	// Kind is v1.KindNetworkPolicy or v1.KindEncryptionPolicy.
-	Kind string
-	// Name is metadata.name.
-	Name string
-	// File is the path of the file, as found.
-	File string
-	// Line is where the document starts, 1-based.
-	Line int
-	// Generation is a hash (16 hex digits) of the spec with defaults filled
-	// in: it changes exactly when the spec's meaning changes, not when
-	// comments, key order or explicitly written defaults do.
-	Generation string
-	// Network is set when Kind is NetworkPolicy.
-	Network *v1.NetworkPolicy
-	// Encryption is set when Kind is EncryptionPolicy.
-	Encryption *v1.EncryptionPolicy
-
-	// Where metadata.name is written, so duplicate names can be pointed at.
-	nameLine, nameColumn int
-}
-
-// Enforcement is the policy's enforcement mode with its default applied.
-func (o *Object) Enforcement() v1.Enforcement {
-	switch {
-	case o.Network != nil:
-		return o.Network.Spec.EffectiveEnforcement()
-	case o.Encryption != nil:
-		return o.Encryption.Spec.EffectiveEnforcement()
-	}
-	return v1.EnforcementEnforce
-}
-
 // Error is one problem in a manifest. Unknown parts are zero.
 type Error struct {
 	File    string `json:"file,omitempty"`
@@ -107,7 +71,7 @@ func (e Error) Error() string {
 
 // LoadFile reads and decodes one manifest file. Read errors are returned as
 // an Error about the file.
-func LoadFile(path string) ([]Object, []Error) {
+func LoadFile(path string) ([]v1.Policy, []Error) {
 	data, err := readFile(path)
 	if err != nil {
 		return nil, []Error{{File: path, Message: err.Error()}}

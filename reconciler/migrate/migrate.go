@@ -347,7 +347,7 @@ func find(tx state.ReadTx) (ms []*migration, ingress *migration, notes []string,
 
 // finder is find's reading of the store and what it found so far.
 type finder struct {
-	policies []*state.Policy
+	policies []*v1.Policy
 	nets     *plan.Networks
 	users    map[string][]*state.Service // by network ID, by name
 	tasks    map[string][]*state.Task    // by service ID

@@ -20,7 +20,7 @@ import (
 func benchCluster(b *testing.B, services int) *state.Store {
 	var svcs []*state.Service
 	var nets []*state.Network
-	var policies []*state.Policy
+	var policies []*v1.Policy
 	apps := []string{"web", "api", "db", "cache", "worker"}
 	for k := 0; k*5 < services; k++ {
 		stack := fmt.Sprintf("s%05d", k)

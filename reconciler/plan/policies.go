@@ -10,7 +10,7 @@ import (
 )
 
 // Enforced counts a policy by its own enforcement.
-func Enforced(p *state.Policy) bool { return p.Enforcement() == v1.EnforcementEnforce }
+func Enforced(p *v1.Policy) bool { return p.Enforcement() == v1.EnforcementEnforce }
 
 // Policies plans the NetworkPolicy part of a pass. With audit set nothing
 // is enforced: every action is what all policies would change, marked
@@ -43,12 +43,12 @@ func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.H
 	if err != nil {
 		return nil, err
 	}
-	notHeld := func(p *state.Policy) bool {
+	notHeld := func(p *v1.Policy) bool {
 		return !slices.ContainsFunc(held, func(h HeldPolicy) bool { return h.Name == p.Name })
 	}
 	if len(held) > 0 {
 		// In force where it already was, isolating nothing new.
-		if desired, err = compile.Hinted(tx, Enforced, func(p *state.Policy) bool { return !notHeld(p) }, target); err != nil {
+		if desired, err = compile.Hinted(tx, Enforced, func(p *v1.Policy) bool { return !notHeld(p) }, target); err != nil {
 			return nil, err
 		}
 	}
@@ -60,7 +60,7 @@ func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.H
 	return p, addAuditActions(tx, p, notHeld, target)
 }
 
-func forPolicies(tx state.ReadTx, include func(*state.Policy) bool, target compile.Hint) (*Plan, error) {
+func forPolicies(tx state.ReadTx, include func(*v1.Policy) bool, target compile.Hint) (*Plan, error) {
 	desired, err := compile.Hinted(tx, include, nil, target)
 	if err != nil {
 		return nil, err
@@ -70,12 +70,12 @@ func forPolicies(tx state.ReadTx, include func(*state.Policy) bool, target compi
 
 // addAuditActions adds, marked Audit, the actions that audit-mode policies
 // would add to plan. Without such policies it costs nothing.
-func addAuditActions(tx state.ReadTx, plan *Plan, include func(*state.Policy) bool, target compile.Hint) error {
+func addAuditActions(tx state.ReadTx, plan *Plan, include func(*v1.Policy) bool, target compile.Hint) error {
 	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(policies, func(p *state.Policy) bool { return !Enforced(p) }) {
+	if !slices.ContainsFunc(policies, func(p *v1.Policy) bool { return !Enforced(p) }) {
 		return nil
 	}
 	full, err := forPolicies(tx, include, target)

@@ -40,7 +40,7 @@ func TestLeaveFirstKeepsTheRecord(t *testing.T) {
 				ServiceSelector: policytest.Sel("app", "b"),
 				Ingress:         []v1.IngressRule{{From: []v1.Peer{policytest.Peer("app", "c")}}},
 			})
-			st := storeWith(t, svcs, nets, []*state.Policy{p})
+			st := storeWith(t, svcs, nets, []*v1.Policy{p})
 			if err := st.Update(func(tx state.Tx) error { return state.ReplaceRecords(tx, []*state.Record{rec}) }); err != nil {
 				t.Fatal(err)
 			}

@@ -52,7 +52,7 @@ func record(s *state.Service, o compile.Original) *state.Record {
 
 // planWith compiles and diffs policies against services, networks and
 // records.
-func planWith(t *testing.T, svcs []*state.Service, nets []*state.Network, recs []*state.Record, policies ...*state.Policy) *Plan {
+func planWith(t *testing.T, svcs []*state.Service, nets []*state.Network, recs []*state.Record, policies ...*v1.Policy) *Plan {
 	t.Helper()
 	st := storeWith(t, svcs, nets, policies)
 	if err := st.Update(func(tx state.Tx) error { return state.ReplaceRecords(tx, recs) }); err != nil {
@@ -239,7 +239,7 @@ func TestSplitRestoreKeepsItsRecord(t *testing.T) {
 		ServiceSelector: policytest.Sel("app", "f"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{policytest.Peer("app", "a")}}},
 	})
-	st := storeWith(t, svcs, nets, []*state.Policy{policy})
+	st := storeWith(t, svcs, nets, []*v1.Policy{policy})
 	if err := st.Update(func(tx state.Tx) error { return state.ReplaceRecords(tx, recs) }); err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func shopService(app string, networks ...string) *state.Service {
 }
 
 // dbPolicy isolates db, reachable from api.
-func dbPolicy() *state.Policy {
+func dbPolicy() *v1.Policy {
 	return policytest.NetPol("db", v1.NetworkPolicySpec{
 		ServiceSelector: policytest.Sel("app", "db"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{policytest.Peer("app", "api")}}},
@@ -110,7 +110,7 @@ func dbPolicy() *state.Policy {
 }
 
 // storeWith is a store observing svcs and nets, with policies desired.
-func storeWith(tb testing.TB, svcs []*state.Service, nets []*state.Network, policies []*state.Policy) *state.Store {
+func storeWith(tb testing.TB, svcs []*state.Service, nets []*state.Network, policies []*v1.Policy) *state.Store {
 	tb.Helper()
 	st := state.New()
 	if err := st.Update(func(tx state.Tx) error {
@@ -128,7 +128,7 @@ func storeWith(tb testing.TB, svcs []*state.Service, nets []*state.Network, poli
 }
 
 // planFor compiles and diffs policies against services and networks.
-func planFor(t *testing.T, svcs []*state.Service, nets []*state.Network, policies ...*state.Policy) *Plan {
+func planFor(t *testing.T, svcs []*state.Service, nets []*state.Network, policies ...*v1.Policy) *Plan {
 	t.Helper()
 	st := storeWith(t, svcs, nets, policies)
 	var p *Plan

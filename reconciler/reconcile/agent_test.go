@@ -12,7 +12,6 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
-	"github.com/swarmsec/swarmsec/state"
 )
 
 // deliveredPorts returns the ports the agent service's mounted rules hold.
@@ -67,7 +66,7 @@ func TestHeldPolicyKeepsWhatItEnforced(t *testing.T) {
 		Egress:          []v1.EgressRule{{To: []v1.Peer{peer("app", "api"), {IPBlock: &v1.IPBlock{CIDR: v1.AnyIPv4}}}}},
 		Publish:         []v1.PublishedPort{{Port: 8080, From: []v1.PortSource{{IPBlock: &v1.SourceBlock{CIDR: "203.0.113.0/24"}}}}},
 	})
-	r := newTestReconciler(t, f, []*state.Policy{web})
+	r := newTestReconciler(t, f, []*v1.Policy{web})
 	r.Limits = plan.DefaultLimits
 	r.Agent = &agentrules.Delivery{Docker: f}
 	if _, _, err := converge(t, r); err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
@@ -61,7 +60,7 @@ func broadStack(t *testing.T, n int, aliased bool) (*fake.Swarm, []string) {
 
 // broadAll is the e2e test's policy: every service of stack broad, no
 // peer, approved.
-func broadAll() *state.Policy {
+func broadAll() *v1.Policy {
 	p := netpol("broad-all", v1.NetworkPolicySpec{ServiceSelector: sel(v1.LabelStackNamespace, "broad"), Ingress: []v1.IngressRule{}})
 	p.Network.Metadata.Annotations = map[string]string{v1.AnnotationApproveBroadSelector: "true"}
 	return p

@@ -10,7 +10,6 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
@@ -124,7 +123,7 @@ func TestSharedShortAliasesAreDropped(t *testing.T) {
 			f.AddService(spec)
 		}
 	}
-	r := newTestReconciler(t, f, []*state.Policy{netpol("api", v1.NetworkPolicySpec{
+	r := newTestReconciler(t, f, []*v1.Policy{netpol("api", v1.NetworkPolicySpec{
 		ServiceSelector: sel("app", "api"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "web")}}},
 	})})

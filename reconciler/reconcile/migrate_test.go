@@ -58,13 +58,13 @@ func migStack(t *testing.T, n int) (*fake.Swarm, []string) {
 
 var encpol = policytest.EncPol
 
-func shopEncryption() *state.Policy {
+func shopEncryption() *v1.Policy {
 	return encpol("encrypt-shop", v1.LabelSelector{MatchLabels: map[string]string{v1.LabelStackNamespace: "shop"}}, "")
 }
 
 // migReconciler is a fresh process's reconciler (an empty store) whose
 // passes follow each other fast.
-func migReconciler(t tb, api dockerapi.API, policies ...*state.Policy) *Reconciler {
+func migReconciler(t tb, api dockerapi.API, policies ...*v1.Policy) *Reconciler {
 	t.Helper()
 	r := &Reconciler{Docker: api, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler),
 		PendingDelay: 5 * time.Millisecond, ProgressDelay: time.Millisecond}
@@ -597,7 +597,7 @@ func TestMigrateBlastRadius(t *testing.T) {
 func TestMigrateThenRestoreIsolated(t *testing.T) {
 	f, names := migStack(t, 3)
 	oldID := networkID(t, f, migNet)
-	isolate := &state.Policy{Name: "lock-s0", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
+	isolate := &v1.Policy{Name: "lock-s0", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
 		Metadata: v1.ObjectMeta{Name: "lock-s0"},
 		Spec: v1.NetworkPolicySpec{
 			ServiceSelector: v1.LabelSelector{MatchLabels: map[string]string{"app": "s0"}},
@@ -609,7 +609,7 @@ func TestMigrateThenRestoreIsolated(t *testing.T) {
 	if _, _, err := r.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SetPolicies([]*state.Policy{isolate, shopEncryption()}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{isolate, shopEncryption()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := converge(t, r); err != nil {
@@ -619,7 +619,7 @@ func TestMigrateThenRestoreIsolated(t *testing.T) {
 	if slices.ContainsFunc(s0.Spec.TaskTemplate.Networks, func(a swarm.NetworkAttachmentConfig) bool { return a.Target == networkID(t, f, migNet) }) {
 		t.Fatal("the isolated service was put on the migrated network")
 	}
-	if err := r.SetPolicies([]*state.Policy{shopEncryption()}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{shopEncryption()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := converge(t, r); err != nil {
@@ -670,7 +670,7 @@ func TestMigrateRollsBackWhenPolicyGoes(t *testing.T) {
 func TestPolicyPassLeavesMigrationAlone(t *testing.T) {
 	f, _ := migStack(t, 3)
 	killAt(t, f, 1+3+3) // everyone on temp only
-	isolate := &state.Policy{Name: "lock-s0", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
+	isolate := &v1.Policy{Name: "lock-s0", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
 		Metadata: v1.ObjectMeta{Name: "lock-s0"},
 		Spec:     v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{MatchLabels: map[string]string{"app": "s0"}}},
 	}}

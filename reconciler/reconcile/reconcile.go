@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/apply"
@@ -123,7 +124,7 @@ type Reconciler struct {
 }
 
 // SetPolicies replaces the desired policies.
-func (r *Reconciler) SetPolicies(ps []*state.Policy) error {
+func (r *Reconciler) SetPolicies(ps []*v1.Policy) error {
 	return r.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, ps) })
 }
 

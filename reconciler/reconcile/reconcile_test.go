@@ -30,7 +30,7 @@ var (
 	netpol       = policytest.NetPol
 )
 
-func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*state.Policy) *Reconciler {
+func newTestReconciler(t *testing.T, f *fake.Swarm, policies []*v1.Policy) *Reconciler {
 	t.Helper()
 	r := &Reconciler{Docker: f, Store: state.New(), Mode: ModeEnforce, Log: slog.New(slog.DiscardHandler)}
 	if err := r.SetPolicies(policies); err != nil {
@@ -274,7 +274,7 @@ func TestDeprecatedSpecNetworks(t *testing.T) {
 	spec.Networks = []swarm.NetworkAttachmentConfig{{Target: stackNet}} //nolint:staticcheck // what old clients sent
 	old := f.AddService(spec)
 
-	r := newTestReconciler(t, f, []*state.Policy{netpol("old", v1.NetworkPolicySpec{
+	r := newTestReconciler(t, f, []*v1.Policy{netpol("old", v1.NetworkPolicySpec{
 		ServiceSelector: sel("app", "old"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
 	})})
@@ -383,7 +383,7 @@ func jsonOf(t *testing.T, v any) string {
 // nothing, whatever peers it names.
 func TestPolicySelectingNothingChangesNothing(t *testing.T) {
 	f, _ := shop(t)
-	r := newTestReconciler(t, f, []*state.Policy{netpol("nobody", v1.NetworkPolicySpec{
+	r := newTestReconciler(t, f, []*v1.Policy{netpol("nobody", v1.NetworkPolicySpec{
 		ServiceSelector: sel("app", "nosuch"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "web"), peer("app", "api")}}},
 	})})
@@ -430,7 +430,7 @@ func TestBroadSelectorHeldUntilApproved(t *testing.T) {
 	}
 	everything := netpol("everything", v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{}})
 	precise := netpol("s00", v1.NetworkPolicySpec{ServiceSelector: sel("app", "s00")})
-	r := newTestReconciler(t, f, []*state.Policy{everything, precise})
+	r := newTestReconciler(t, f, []*v1.Policy{everything, precise})
 	r.Limits = plan.DefaultLimits
 	f.ResetCalls()
 	pl, _, err := r.Reconcile(context.Background())
@@ -448,7 +448,7 @@ func TestBroadSelectorHeldUntilApproved(t *testing.T) {
 
 	approved := netpol("everything", v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{}})
 	approved.Network.Metadata.Annotations = map[string]string{v1.AnnotationApproveBroadSelector: "true"}
-	if err := r.SetPolicies([]*state.Policy{approved, precise}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{approved, precise}); err != nil {
 		t.Fatal(err)
 	}
 	r.Limits.MaxServiceUpdates = 0

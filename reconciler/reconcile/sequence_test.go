@@ -15,7 +15,6 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
@@ -30,7 +29,7 @@ type drawnPolicy struct {
 	audit       bool
 }
 
-func (d drawnPolicy) build(name string) *state.Policy {
+func (d drawnPolicy) build(name string) *v1.Policy {
 	sel := in(d.selects...)
 	if d.byTier {
 		sel = v1.LabelSelector{MatchExpressions: []v1.LabelSelectorRequirement{{Key: "tier", Operator: v1.OpIn, Values: d.selects}}}
@@ -105,8 +104,8 @@ func TestChangeSequencesConverge(t *testing.T) {
 			return d
 		}
 		policies := map[string]drawnPolicy{}
-		list := func() []*state.Policy {
-			var out []*state.Policy
+		list := func() []*v1.Policy {
+			var out []*v1.Policy
 			for _, name := range slices.Sorted(maps.Keys(policies)) {
 				out = append(out, policies[name].build(name))
 			}

@@ -13,7 +13,6 @@ import (
 	"pgregory.net/rapid"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
@@ -82,7 +81,7 @@ func TestNarrowedPolicyGivesTheAliasBack(t *testing.T) {
 	})
 
 	f, ids := twoStacks(t)
-	r := newTestReconciler(t, f, []*state.Policy{wide})
+	r := newTestReconciler(t, f, []*v1.Policy{wide})
 	r.Limits.Force = true
 	if _, _, err := converge(t, r); err != nil {
 		t.Fatal(err)
@@ -90,7 +89,7 @@ func TestNarrowedPolicyGivesTheAliasBack(t *testing.T) {
 	if got, _ := aliasesOn(t, f, ids["s1_api"], "swarmsec-web"); slices.Contains(got, "api") {
 		t.Fatalf("s1_api keeps the ambiguous alias api on swarmsec-web: %v", got)
 	}
-	if err := r.SetPolicies([]*state.Policy{narrow}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{narrow}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := converge(t, r); err != nil {
@@ -103,7 +102,7 @@ func TestNarrowedPolicyGivesTheAliasBack(t *testing.T) {
 	settled(t, f, r)
 
 	fresh, freshIDs := twoStacks(t)
-	r2 := newTestReconciler(t, fresh, []*state.Policy{narrow})
+	r2 := newTestReconciler(t, fresh, []*v1.Policy{narrow})
 	r2.Limits.Force = true
 	if _, _, err := converge(t, r2); err != nil {
 		t.Fatal(err)
@@ -119,7 +118,7 @@ func TestNarrowedPolicyGivesTheAliasBack(t *testing.T) {
 // would send s1_web to the other stack).
 func TestJoinerMakingAnAliasAmbiguousRollsItsHolder(t *testing.T) {
 	f, ids := twoStacks(t)
-	r := newTestReconciler(t, f, []*state.Policy{netpol("web", v1.NetworkPolicySpec{
+	r := newTestReconciler(t, f, []*v1.Policy{netpol("web", v1.NetworkPolicySpec{
 		ServiceSelector: sel(v1.LabelStackNamespace, "s1", "app", "web"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer(v1.LabelStackNamespace, "s1", "app", "api")}}},
 	})})
@@ -130,7 +129,7 @@ func TestJoinerMakingAnAliasAmbiguousRollsItsHolder(t *testing.T) {
 	if got, _ := aliasesOn(t, f, ids["s1_api"], "swarmsec-web"); !slices.Equal(got, []string{"api"}) {
 		t.Fatalf("s1_api aliases on swarmsec-web %v, want [api]", got)
 	}
-	if err := r.SetPolicies([]*state.Policy{netpol("web", v1.NetworkPolicySpec{
+	if err := r.SetPolicies([]*v1.Policy{netpol("web", v1.NetworkPolicySpec{
 		ServiceSelector: sel(v1.LabelStackNamespace, "s1", "app", "web"),
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
 	})}); err != nil {
@@ -315,7 +314,7 @@ func TestSplitRestoreKeepsTheRecord(t *testing.T) {
 	}
 	// p0's network now joins f, still on v, and b's restore onto v waits
 	// for f to leave it while f's move onto swarmsec-p0 waits for b.
-	if err := r.SetPolicies([]*state.Policy{ingressFrom("p0", in("f"), "a")}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{ingressFrom("p0", in("f"), "a")}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := converge(t, r); err != nil {
@@ -346,8 +345,8 @@ func TestStayersConverge(t *testing.T) {
 		for _, a := range apps {
 			nets[a] = rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"u", "v"}), 0, 1, rapid.ID[string]).Draw(rt, a+" networks")
 		}
-		policies := func(label string) []*state.Policy {
-			var out []*state.Policy
+		policies := func(label string) []*v1.Policy {
+			var out []*v1.Policy
 			for i := range rapid.IntRange(0, 3).Draw(rt, label+" policies") {
 				name := fmt.Sprintf("p%d", i)
 				sel := rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 1, 2, rapid.ID[string]).Draw(rt, label+" "+name+" selects")

@@ -16,7 +16,6 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
@@ -185,7 +184,7 @@ func TestChangesRollOnlyWhatTheyConcern(t *testing.T) {
 		for _, a := range apps {
 			nets[a] = rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"u", "v"}), 0, 1, rapid.ID[string]).Draw(rt, a+" networks")
 		}
-		policy := func(name, label string) *state.Policy {
+		policy := func(name, label string) *v1.Policy {
 			sel := rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 1, 3, rapid.ID[string]).Draw(rt, label+" selects")
 			peers := rapid.SliceOfNDistinct(rapid.SampledFrom(apps), 1, 4, rapid.ID[string]).Draw(rt, label+" peers")
 			p := ingressFrom(name, in(sel...), peers...)
@@ -194,7 +193,7 @@ func TestChangesRollOnlyWhatTheyConcern(t *testing.T) {
 			}
 			return p
 		}
-		current := map[string]*state.Policy{}
+		current := map[string]*v1.Policy{}
 		for i := range rapid.IntRange(1, 3).Draw(rt, "policies") {
 			name := fmt.Sprintf("p%d", i)
 			current[name] = policy(name, name)
@@ -215,7 +214,7 @@ func TestChangesRollOnlyWhatTheyConcern(t *testing.T) {
 				}
 			}
 		}
-		list := func() []*state.Policy { return slices.Collect(maps.Values(current)) }
+		list := func() []*v1.Policy { return slices.Collect(maps.Values(current)) }
 		r := migReconciler(rt, f, list()...)
 		r.Limits.Force = true
 		ctx := context.Background()

@@ -17,7 +17,6 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
@@ -115,14 +114,14 @@ func common(x, y map[string]bool) []string {
 // The passes must reach a plan with nothing to do within passBound, and
 // every service the new policies do not isolate must be back on its own
 // networks.
-func transition(t tb, f *fake.Swarm, before, after []*state.Policy, limit int) []string {
+func transition(t tb, f *fake.Swarm, before, after []*v1.Policy, limit int) []string {
 	t.Helper()
 	return transitionWith(t, f, before, after, limit, nil)
 }
 
 // transitionWith is transition with the second reconciler set up by
 // setup (nil: as the first).
-func transitionWith(t tb, f *fake.Swarm, before, after []*state.Policy, limit int, setup func(*Reconciler)) []string {
+func transitionWith(t tb, f *fake.Swarm, before, after []*v1.Policy, limit int, setup func(*Reconciler)) []string {
 	t.Helper()
 	own := userNetworks(t, f)
 	r := migReconciler(t, f, before...)
@@ -333,7 +332,7 @@ func in(values ...string) v1.LabelSelector {
 	return v1.LabelSelector{MatchExpressions: []v1.LabelSelectorRequirement{{Key: "app", Operator: v1.OpIn, Values: values}}}
 }
 
-func ingressFrom(name string, selected v1.LabelSelector, peers ...string) *state.Policy {
+func ingressFrom(name string, selected v1.LabelSelector, peers ...string) *v1.Policy {
 	spec := v1.NetworkPolicySpec{ServiceSelector: selected, Ingress: []v1.IngressRule{}}
 	if len(peers) > 0 {
 		s := in(peers...)
@@ -350,8 +349,8 @@ func TestTransitionPeersChange(t *testing.T) {
 		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
 			f := appServices(t, map[string][]string{"t": {"u"}, "a": {"u"}, "c": {"u"}, "d": {"u"}})
 			p := ingressFrom("p", in("a"), "c")
-			before := []*state.Policy{ingressFrom("q", in("t"), "a", "c"), p}
-			after := []*state.Policy{ingressFrom("q", in("t"), "c", "d"), p}
+			before := []*v1.Policy{ingressFrom("q", in("t"), "a", "c"), p}
+			after := []*v1.Policy{ingressFrom("q", in("t"), "c", "d"), p}
 			if v := transition(t, f, before, after, limit); len(v) > 0 {
 				t.Errorf("looser than the policies after a write: %v", v)
 			}
@@ -365,8 +364,8 @@ func TestTransitionIsolationMoves(t *testing.T) {
 	for _, limit := range []int{0, 1} {
 		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
 			f := appServices(t, map[string][]string{"r": {"u"}, "x": {"u"}})
-			before := []*state.Policy{ingressFrom("lock", in("r"))}
-			after := []*state.Policy{ingressFrom("lock", in("x"))}
+			before := []*v1.Policy{ingressFrom("lock", in("r"))}
+			after := []*v1.Policy{ingressFrom("lock", in("x"))}
 			if v := transition(t, f, before, after, limit); len(v) > 0 {
 				t.Errorf("looser than the policies after a write: %v", v)
 			}
@@ -400,8 +399,8 @@ func TestTransitionsNeverLooser(t *testing.T) {
 
 // randomPolicies draws up to three ingress policies over the services
 // named, each selecting one or two and naming up to three peers.
-func randomPolicies(rt *rapid.T, names []string, label string) []*state.Policy {
-	var ps []*state.Policy
+func randomPolicies(rt *rapid.T, names []string, label string) []*v1.Policy {
+	var ps []*v1.Policy
 	for i := range rapid.IntRange(0, 3).Draw(rt, label+" policies") {
 		sel := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 1, 2, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d selects", label, i))
 		peers := rapid.SliceOfNDistinct(rapid.SampledFrom(names), 0, 3, rapid.ID[string]).Draw(rt, fmt.Sprintf("%s %d peers", label, i))
@@ -436,8 +435,8 @@ func TestTransitionRestoreAfterLeavingFirst(t *testing.T) {
 		}
 		r := run{aFirst: ids["a"] < ids["b"], limit: try % 2}
 		ran[r] = true
-		before := []*state.Policy{ingressFrom("p", in("a"), "c")}
-		after := []*state.Policy{ingressFrom("p", in("b"), "c")}
+		before := []*v1.Policy{ingressFrom("p", in("a"), "c")}
+		after := []*v1.Policy{ingressFrom("p", in("b"), "c")}
 		if v := transition(t, f, before, after, r.limit); len(v) > 0 {
 			t.Errorf("%+v: looser than the policies after a write: %v", r, v)
 		}
@@ -452,8 +451,8 @@ func TestTransitionRestoreAfterLeavingFirst(t *testing.T) {
 // one's target, within passBound (transition checks it). The shapes
 // depend on the service IDs: fresh swarms for each cap.
 func TestCappedPassesConverge(t *testing.T) {
-	before := []*state.Policy{ingressFrom("p0", in("a"), "b", "c", "d", "e")}
-	after := []*state.Policy{before[0], ingressFrom("p1", in("e"), "b")}
+	before := []*v1.Policy{ingressFrom("p0", in("a"), "b", "c", "d", "e")}
+	after := []*v1.Policy{before[0], ingressFrom("p1", in("e"), "b")}
 	for _, limit := range []int{1, 2, 3} {
 		for range 4 {
 			f := appServices(t, map[string][]string{"a": nil, "b": nil, "c": nil, "d": nil, "e": nil})

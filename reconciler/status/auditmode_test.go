@@ -11,7 +11,6 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/controller"
-	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
@@ -46,10 +45,10 @@ func TestAuditModeWritesNothing(t *testing.T) {
 			tr := NewTracker(tc.mode, store)
 			rec := &reconcile.Reconciler{Docker: f, Store: store, Mode: tc.mode, Log: slog.New(slog.DiscardHandler)}
 			obj := netPolicy("web", "web", "g1", tc.enforcement)
-			if err := rec.SetPolicies([]*state.Policy{{Name: obj.Name, Kind: obj.Kind, Generation: obj.Generation, Network: obj.Network}}); err != nil {
+			if err := rec.SetPolicies([]*v1.Policy{{Name: obj.Name, Kind: obj.Kind, Generation: obj.Generation, Network: obj.Network}}); err != nil {
 				t.Fatal(err)
 			}
-			tr.ObserveSnapshot(watch.Snapshot{Objects: []manifest.Object{obj}})
+			tr.ObserveSnapshot(watch.Snapshot{Objects: []v1.Policy{obj}})
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -530,7 +530,7 @@ func (t *Tracker) selections(compiled *compile.Desired) map[string]selection {
 }
 
 // portRules lists the published ports a NetworkPolicy restricts.
-func portRules(p *state.Policy) []v1.PortRule {
+func portRules(p *v1.Policy) []v1.PortRule {
 	if p.Network == nil {
 		return nil
 	}

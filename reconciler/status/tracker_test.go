@@ -58,7 +58,7 @@ func service(id, name string, labels map[string]string) *state.Service {
 	return state.NewService(s)
 }
 
-func netPolicy(name, app, gen string, enforcement v1.Enforcement) manifest.Object {
+func netPolicy(name, app, gen string, enforcement v1.Enforcement) v1.Policy {
 	np := &v1.NetworkPolicy{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindNetworkPolicy},
 		Metadata: v1.ObjectMeta{Name: name},
@@ -67,7 +67,7 @@ func netPolicy(name, app, gen string, enforcement v1.Enforcement) manifest.Objec
 			Enforcement:     enforcement,
 		},
 	}
-	return manifest.Object{Kind: v1.KindNetworkPolicy, Name: name, File: name + ".yaml", Line: 1, Generation: gen, Network: np}
+	return v1.Policy{Kind: v1.KindNetworkPolicy, Name: name, File: name + ".yaml", Line: 1, Generation: gen, Network: np}
 }
 
 // load stores the snapshot's policies, then tells the tracker, as run does.
@@ -124,7 +124,7 @@ func applied(a plan.Action, o plan.Outcome, err error) plan.ActionResult {
 
 func TestConditionTransitions(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
-	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 
 	c0 := f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
 	if ok, _ := f.tr.Ready(); ok {
@@ -166,7 +166,7 @@ func TestConditionTransitions(t *testing.T) {
 
 	// A new generation: Progressing until a pass that saw it ends.
 	f.clock.step(time.Second)
-	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g2", "")}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g2", "")}})
 	c2 := f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
 	if c2.ObservedGeneration != "g2" || !c2.LastTransitionTime.After(c1.LastTransitionTime) {
 		t.Fatalf("after a spec change: %+v", c2)
@@ -213,7 +213,7 @@ func TestConditionTransitions(t *testing.T) {
 
 func TestPendingHeldAndNoSelection(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
-	f.load(watch.Snapshot{Objects: []manifest.Object{
+	f.load(watch.Snapshot{Objects: []v1.Policy{
 		netPolicy("api", "api", "a1", ""),
 		netPolicy("ghost", "nothing-has-this", "g1", ""),
 	}})
@@ -235,14 +235,14 @@ func TestPendingHeldAndNoSelection(t *testing.T) {
 func TestManifestErrorsAndHeld(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
 	web := netPolicy("web", "web", "g1", "")
-	f.load(watch.Snapshot{Objects: []manifest.Object{web}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{web}})
 	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	f.expect("web", v1.ConditionTrue, v1.ReasonConverged)
 
 	// web.yaml breaks: its last good policy stays in force, but the spec
 	// the operator wrote is invalid.
 	bad := manifest.Error{File: "web.yaml", Line: 7, Column: 3, Field: "spec.ingress", Message: "unknown field"}
-	f.load(watch.Snapshot{Objects: []manifest.Object{web}, Errors: []manifest.Error{bad}, Stale: []string{"web.yaml"}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{web}, Errors: []manifest.Error{bad}, Stale: []string{"web.yaml"}})
 	c := f.expect("web", v1.ConditionFalse, v1.ReasonInvalidSpec)
 	if !strings.Contains(c.Message, "web.yaml:7:3") || c.ObservedGeneration != "g1" {
 		t.Fatalf("invalid spec condition: %+v", c)
@@ -253,11 +253,11 @@ func TestManifestErrorsAndHeld(t *testing.T) {
 	}
 
 	// The directory empties: the watcher holds the last good set.
-	f.load(watch.Snapshot{Objects: []manifest.Object{web}, Held: "manifests holds no policies: keeping the 1 policies last loaded"})
+	f.load(watch.Snapshot{Objects: []v1.Policy{web}, Held: "manifests holds no policies: keeping the 1 policies last loaded"})
 	f.expect("web", v1.ConditionUnknown, v1.ReasonHeld)
 
 	// Fixed again.
-	f.load(watch.Snapshot{Objects: []manifest.Object{web}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{web}})
 	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	f.expect("web", v1.ConditionTrue, v1.ReasonConverged)
 	if r := f.tr.Report(); len(r.ManifestErrors) != 0 || r.Held != "" {
@@ -276,7 +276,7 @@ func TestAuditOnly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.mode)
-			f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", tc.enforcement)}})
+			f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", tc.enforcement)}})
 			would := update("web", "web", "isolate: selected by web")
 			would.Audit = true
 			f.pass(&plan.Plan{Actions: []plan.Action{would}}, &plan.Result{}, nil)
@@ -296,7 +296,7 @@ func TestAuditOnly(t *testing.T) {
 
 func TestReportJSONShape(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
-	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	b, err := json.Marshal(f.tr.Report())
 	if err != nil {
@@ -325,7 +325,7 @@ func TestReportJSONShape(t *testing.T) {
 // An enforce-mode pass's own topology tells what policies select.
 func TestSelectionFromThePlan(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
-	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	rec := &reconcile.Reconciler{Store: f.store, Mode: plan.ModeEnforce}
 	pl, _, err := rec.PlanObserved()
 	if err != nil {
@@ -346,7 +346,7 @@ func TestSelectionFromThePlan(t *testing.T) {
 func TestUnreadyWhenPassesStopSucceeding(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
 	f.tr.SetStaleAfter(90 * time.Second)
-	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	f.pass(&plan.Plan{}, &plan.Result{}, nil)
 	if ok, checks := f.tr.Ready(); !ok {
 		t.Fatalf("not ready after a good pass: %+v", checks)
@@ -364,7 +364,7 @@ func TestUnreadyWhenPassesStopSucceeding(t *testing.T) {
 // True again.
 func TestRestorableCondition(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
-	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	missing := compile.Problem{Service: "web", Reason: compile.ReasonRecordMissing, Message: "service web carries swarmsec.io/original but its record is missing"}
 	f.pass(&plan.Plan{Problems: []compile.Problem{missing}}, &plan.Result{}, nil)
 	c := f.tr.Report().Policies[0].Conditions
@@ -380,7 +380,7 @@ func TestRestorableCondition(t *testing.T) {
 // The controller says how many service updates its cap left for later.
 func TestRemainingUpdates(t *testing.T) {
 	f := newFixture(t, plan.ModeEnforce)
-	f.load(watch.Snapshot{Objects: []manifest.Object{netPolicy("web", "web", "g1", "")}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	capped := update("web", "web", "attach swarmsec-web")
 	f.pass(&plan.Plan{Actions: []plan.Action{capped}}, &plan.Result{Results: []plan.ActionResult{applied(capped, plan.OutcomePending, nil)}}, nil)
 	if got := f.tr.Report().LastPass.RemainingUpdates; got != 1 {
@@ -397,7 +397,7 @@ func TestStatusShowsPortRules(t *testing.T) {
 		{Port: 443, From: []v1.PortSource{{IPBlock: &v1.SourceBlock{CIDR: "203.0.113.0/24", Except: []string{"203.0.113.9/32"}}}}},
 		{Port: 80},
 	}
-	f.load(watch.Snapshot{Objects: []manifest.Object{np}})
+	f.load(watch.Snapshot{Objects: []v1.Policy{np}})
 	rec := &reconcile.Reconciler{Store: f.store, Mode: plan.ModeEnforce}
 	pl, _, err := rec.PlanObserved()
 	if err != nil {

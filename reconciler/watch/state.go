@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 )
 
@@ -14,7 +15,7 @@ import (
 type Snapshot struct {
 	// Objects are the policies in force, sorted by kind then name. They
 	// include the last good objects of files that are now broken.
-	Objects []manifest.Object
+	Objects []v1.Policy
 	// Errors are the errors of the last read, of every file.
 	Errors []manifest.Error
 	// Stale lists the files whose last good objects are kept in force
@@ -28,7 +29,7 @@ type Snapshot struct {
 
 // good is what a file last held when it read without errors.
 type good struct {
-	objects []manifest.Object
+	objects []v1.Policy
 	seq     uint64 // the read that confirmed it; newer wins a name clash
 }
 
@@ -56,7 +57,7 @@ func (s *state) update(set *manifest.Set, err error) Snapshot {
 		return s.hold(fmt.Sprintf("cannot read the manifests: %v", err), []manifest.Error{{Message: err.Error()}})
 	}
 	s.seq++
-	fresh := map[string][]manifest.Object{}
+	fresh := map[string][]v1.Policy{}
 	for _, o := range set.Objects {
 		fresh[o.File] = append(fresh[o.File], o)
 	}
@@ -116,9 +117,9 @@ func (s *state) hold(why string, errs []manifest.Error) Snapshot {
 // merge collects the objects of all files. Two files can hold the same name
 // only when one of them is kept from the past: the newer read wins, and the
 // older file is told.
-func merge(files map[string]good, errs []manifest.Error) ([]manifest.Object, []manifest.Error) {
+func merge(files map[string]good, errs []manifest.Error) ([]v1.Policy, []manifest.Error) {
 	type entry struct {
-		o   manifest.Object
+		o   v1.Policy
 		seq uint64
 	}
 	byName := map[string]entry{}
@@ -142,11 +143,11 @@ func merge(files map[string]good, errs []manifest.Error) ([]manifest.Object, []m
 			})
 		}
 	}
-	objs := make([]manifest.Object, 0, len(byName))
+	objs := make([]v1.Policy, 0, len(byName))
 	for _, e := range byName {
 		objs = append(objs, e.o)
 	}
-	slices.SortFunc(objs, func(a, b manifest.Object) int {
+	slices.SortFunc(objs, func(a, b v1.Policy) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
 	})
 	return objs, errs

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmsec/swarmsec/reconciler/manifest"
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 )
 
 // These tests run the real watcher on real directories. They never sleep:
@@ -210,13 +210,13 @@ func TestWatcherConfigMap(t *testing.T) {
 // and a slow reader gets the latest set, not a backlog.
 func TestPublish(t *testing.T) {
 	w := New(t.TempDir(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	one := Snapshot{Objects: []manifest.Object{{Kind: "NetworkPolicy", Name: "a", Generation: "1"}}}
-	two := Snapshot{Objects: []manifest.Object{{Kind: "NetworkPolicy", Name: "a", Generation: "2"}}}
+	one := Snapshot{Objects: []v1.Policy{{Kind: "NetworkPolicy", Name: "a", Generation: "1"}}}
+	two := Snapshot{Objects: []v1.Policy{{Kind: "NetworkPolicy", Name: "a", Generation: "2"}}}
 	w.publish(one)
 	if got := <-w.Updates(); !slices.Equal(inForceGen(got), []string{"a@1"}) {
 		t.Fatalf("first %v", got)
 	}
-	w.publish(Snapshot{Objects: []manifest.Object{{Kind: "NetworkPolicy", Name: "a", Generation: "1"}}})
+	w.publish(Snapshot{Objects: []v1.Policy{{Kind: "NetworkPolicy", Name: "a", Generation: "1"}}})
 	if n := len(w.updates); n != 0 {
 		t.Fatalf("an equal snapshot was sent")
 	}

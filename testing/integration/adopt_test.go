@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
@@ -71,7 +72,7 @@ func TestInitFromClusterKeepsReachability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs []manifest.Object
+	var objs []v1.Policy
 	for name, body := range files {
 		o, errs := manifest.DecodeFile(name, body)
 		if len(errs) > 0 {

@@ -13,7 +13,6 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/swarmtest"
 	"github.com/swarmsec/swarmsec/tools/audit"
 )
@@ -38,7 +37,7 @@ func (c *auditCalls) writes() int {
 
 // auditRun audits the machine's Swarm and returns the findings about the
 // objects named, by check; it fails the test if the audit wrote anything.
-func auditRun(ctx context.Context, t *testing.T, cli *client.Client, policies []*state.Policy, names ...string) map[string]map[string]audit.Finding {
+func auditRun(ctx context.Context, t *testing.T, cli *client.Client, policies []*v1.Policy, names ...string) map[string]map[string]audit.Finding {
 	t.Helper()
 	calls := &auditCalls{n: map[string]int{}}
 	r, err := audit.Run(ctx, dockerapi.NewInstrumented(cli, calls), policies)
@@ -156,11 +155,11 @@ func TestAuditChecksOnRealSwarm(t *testing.T) {
 
 	// With a policy isolating a (no ingress), a and b share peers although
 	// nothing allows it.
-	deny := &state.Policy{Name: p + "-a", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
+	deny := &v1.Policy{Name: p + "-a", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
 		Metadata: v1.ObjectMeta{Name: p + "-a"},
 		Spec:     v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{MatchLabels: map[string]string{"app": p + "-a"}}},
 	}}
-	got = auditRun(ctx, t, cli, []*state.Policy{deny}, names...)
+	got = auditRun(ctx, t, cli, []*v1.Policy{deny}, names...)
 	auditHas(t, got, audit.CheckUnallowedPeers, peers, audit.SeverityHigh)
 
 	// The fixes.
@@ -181,7 +180,7 @@ func TestAuditChecksOnRealSwarm(t *testing.T) {
 		Ingress:         []v1.IngressRule{{From: []v1.Peer{{ServiceSelector: &v1.LabelSelector{MatchLabels: map[string]string{"app": p + "-b"}}}}}},
 	}}
 
-	got = auditRun(ctx, t, cli, []*state.Policy{&allow}, names...)
+	got = auditRun(ctx, t, cli, []*v1.Policy{&allow}, names...)
 	auditLacks(t, got, audit.CheckOverlayUnencrypted, plain)
 	auditLacks(t, got, audit.CheckOverlayAttachable, attach)
 	auditLacks(t, got, audit.CheckIngressPublishedPort, pub)

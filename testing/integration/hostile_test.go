@@ -16,11 +16,9 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
-	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/status"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
-	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
@@ -41,7 +39,7 @@ func TestHostileStateOnRealSwarm(t *testing.T) {
 		swarmtest.WithNetworkLabels(map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: v1.PurposePolicy, v1.LabelOwner: a.stack + "-web"}))
 	removeRecords(ctx, t, cli, a)
 
-	policies := []*state.Policy{
+	policies := []*v1.Policy{
 		policy(a.stack+"-db", v1.NetworkPolicySpec{
 			ServiceSelector: *labels(v1.LabelService, db),
 			PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},
@@ -170,7 +168,7 @@ func TestBroadSelectorHeldOnRealSwarm(t *testing.T) {
 	precise := policy(a.stack+"-one", v1.NetworkPolicySpec{ServiceSelector: *labels(v1.LabelService, a.svc("s00"))})
 	r := newReconciler(cli, t, a, everything, precise)
 	tracker := status.NewTracker(r.Mode, r.Store)
-	tracker.ObserveSnapshot(watch.Snapshot{Objects: []manifest.Object{*everything, *precise}})
+	tracker.ObserveSnapshot(watch.Snapshot{Objects: []v1.Policy{*everything, *precise}})
 	p, res, err := r.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +194,7 @@ func TestBroadSelectorHeldOnRealSwarm(t *testing.T) {
 	np := *approved.Network
 	np.Metadata.Annotations = map[string]string{v1.AnnotationApproveBroadSelector: "true"}
 	approved.Network = &np
-	if err := r.SetPolicies([]*state.Policy{&approved, precise}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{&approved, precise}); err != nil {
 		t.Fatal(err)
 	}
 	r.Limits.MaxServiceUpdates = 0

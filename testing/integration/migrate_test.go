@@ -102,9 +102,9 @@ func removeNetworksNamed(ctx context.Context, t *testing.T, cli *client.Client, 
 	}
 }
 
-func encryptStack(stack string) *state.Policy {
+func encryptStack(stack string) *v1.Policy {
 	name := stack + "-enc"
-	return &state.Policy{Name: name, Kind: v1.KindEncryptionPolicy, Generation: name, Encryption: &v1.EncryptionPolicy{
+	return &v1.Policy{Name: name, Kind: v1.KindEncryptionPolicy, Generation: name, Encryption: &v1.EncryptionPolicy{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindEncryptionPolicy},
 		Metadata: v1.ObjectMeta{Name: name},
 		Spec:     v1.EncryptionPolicySpec{NetworkSelector: v1.LabelSelector{MatchLabels: map[string]string{v1.LabelStackNamespace: stack}}},
@@ -130,7 +130,7 @@ func (c *writeCounter) reset() { c.writes.Store(0); c.serviceUpdates.Store(0) }
 
 // migReconciler is a fresh swarmsec process (an empty store) that sees only
 // the given stacks and counts its calls.
-func migReconciler(t *testing.T, cli *client.Client, limits plan.Limits, stacks []*migStack, policies ...*state.Policy) (*reconcile.Reconciler, *writeCounter) {
+func migReconciler(t *testing.T, cli *client.Client, limits plan.Limits, stacks []*migStack, policies ...*v1.Policy) (*reconcile.Reconciler, *writeCounter) {
 	t.Helper()
 	c := &writeCounter{}
 	scope := scopedAPI{API: cli}
@@ -420,7 +420,7 @@ func TestMigrateThenRestoreOnRealSwarm(t *testing.T) {
 	if _, _, err := r.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.SetPolicies([]*state.Policy{isolate, encryptStack(s.name)}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{isolate, encryptStack(s.name)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := convergeMig(ctx, t, r); err != nil {
@@ -591,7 +591,7 @@ func TestDriftRevertedWhileMigratingOnRealSwarm(t *testing.T) {
 		Docker: dockerapi.NewInstrumented(scopedAPI{API: cli, stacks: []string{s.name, a.stack}}, c), Store: state.New(),
 		Mode: reconcile.ModeEnforce, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
-	if err := r.SetPolicies([]*state.Policy{isolate}); err != nil {
+	if err := r.SetPolicies([]*v1.Policy{isolate}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := convergeMig(ctx, t, r); err != nil {
@@ -608,7 +608,7 @@ func TestDriftRevertedWhileMigratingOnRealSwarm(t *testing.T) {
 	ctrl := &controller.Controller{Reconciler: r, Resync: time.Hour, Log: r.Log}
 	done := make(chan error, 1)
 	go func() { done <- ctrl.Run(ctx) }()
-	if err := ctrl.SetPolicies([]*state.Policy{isolate, encryptStack(s.name)}); err != nil {
+	if err := ctrl.SetPolicies([]*v1.Policy{isolate, encryptStack(s.name)}); err != nil {
 		t.Fatal(err)
 	}
 	// Once the services are on their way onto the temporary network.

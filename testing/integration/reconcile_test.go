@@ -110,8 +110,8 @@ func removeManagedNetworks(ctx context.Context, t *testing.T, cli *client.Client
 	})
 }
 
-func policy(name string, spec v1.NetworkPolicySpec) *state.Policy {
-	return &state.Policy{Name: name, Kind: v1.KindNetworkPolicy, Generation: name, Network: &v1.NetworkPolicy{
+func policy(name string, spec v1.NetworkPolicySpec) *v1.Policy {
+	return &v1.Policy{Name: name, Kind: v1.KindNetworkPolicy, Generation: name, Network: &v1.NetworkPolicy{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindNetworkPolicy},
 		Metadata: v1.ObjectMeta{Name: name},
 		Spec:     spec,
@@ -128,7 +128,7 @@ func labels(kv ...string) *v1.LabelSelector {
 
 // newReconciler is a swarmsec that sees only the app's stack: other tests
 // may run on the same engine.
-func newReconciler(cli *client.Client, t *testing.T, a *app, policies ...*state.Policy) *reconcile.Reconciler {
+func newReconciler(cli *client.Client, t *testing.T, a *app, policies ...*v1.Policy) *reconcile.Reconciler {
 	r := &reconcile.Reconciler{
 		Docker: scopedAPI{API: cli, stacks: []string{a.stack}}, Store: state.New(), Mode: reconcile.ModeEnforce,
 		Log:          slog.New(slog.NewTextHandler(testWriter{t}, nil)),

@@ -31,8 +31,8 @@ func Peer(kv ...string) v1.Peer {
 }
 
 // NetPol is a stored NetworkPolicy.
-func NetPol(name string, spec v1.NetworkPolicySpec) *state.Policy {
-	return &state.Policy{Name: name, Kind: v1.KindNetworkPolicy, Generation: "g", Network: &v1.NetworkPolicy{
+func NetPol(name string, spec v1.NetworkPolicySpec) *v1.Policy {
+	return &v1.Policy{Name: name, Kind: v1.KindNetworkPolicy, Generation: "g", Network: &v1.NetworkPolicy{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindNetworkPolicy},
 		Metadata: v1.ObjectMeta{Name: name},
 		Spec:     spec,
@@ -40,8 +40,8 @@ func NetPol(name string, spec v1.NetworkPolicySpec) *state.Policy {
 }
 
 // EncPol is a stored EncryptionPolicy.
-func EncPol(name string, sel v1.LabelSelector, enforcement v1.Enforcement) *state.Policy {
-	return &state.Policy{Name: name, Kind: v1.KindEncryptionPolicy, Generation: name, Encryption: &v1.EncryptionPolicy{
+func EncPol(name string, sel v1.LabelSelector, enforcement v1.Enforcement) *v1.Policy {
+	return &v1.Policy{Name: name, Kind: v1.KindEncryptionPolicy, Generation: name, Encryption: &v1.EncryptionPolicy{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindEncryptionPolicy},
 		Metadata: v1.ObjectMeta{Name: name},
 		Spec:     v1.EncryptionPolicySpec{NetworkSelector: sel, Enforcement: enforcement},
@@ -93,8 +93,8 @@ func Shop(t testing.TB) (*fake.Swarm, map[string]string) {
 
 // ShopPolicies isolate db (reachable from api only, no egress) and web
 // (publishing 8080 in host mode, reaching api).
-func ShopPolicies() []*state.Policy {
-	return []*state.Policy{
+func ShopPolicies() []*v1.Policy {
+	return []*v1.Policy{
 		NetPol("db", v1.NetworkPolicySpec{
 			ServiceSelector: Sel("app", "db"),
 			PolicyTypes:     []v1.PolicyType{v1.PolicyTypeIngress, v1.PolicyTypeEgress},

@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
@@ -66,7 +67,7 @@ func TestFromClusterKeepsConnectivity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs []manifest.Object
+	var objs []v1.Policy
 	for name, b := range files {
 		o, errs := manifest.DecodeFile(name, b)
 		if len(errs) > 0 {

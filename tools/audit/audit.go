@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/network"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/state"
@@ -78,7 +79,7 @@ type Report struct {
 // Run reads services, networks and nodes from Docker into a fresh store
 // and audits them. It only lists: it never writes to Docker. policies, when
 // not nil, enable the checks against manifests.
-func Run(ctx context.Context, api dockerapi.API, policies []*state.Policy) (*Report, error) {
+func Run(ctx context.Context, api dockerapi.API, policies []*v1.Policy) (*Report, error) {
 	st := state.New()
 	if err := observe.Observe(ctx, api, st); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)

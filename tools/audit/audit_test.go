@@ -102,7 +102,7 @@ func TestPolicyChecks(t *testing.T) {
 	f.AddService(spec("db", map[string]string{"app": "db"}, []string{"shop"}))
 	f.AddService(spec("cache", map[string]string{"app": "cache"}, []string{"shop"}))
 
-	db := &state.Policy{Name: "db", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
+	db := &v1.Policy{Name: "db", Kind: v1.KindNetworkPolicy, Generation: "1", Network: &v1.NetworkPolicy{
 		Metadata: v1.ObjectMeta{Name: "db"},
 		Spec: v1.NetworkPolicySpec{
 			ServiceSelector: v1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
@@ -119,7 +119,7 @@ func TestPolicyChecks(t *testing.T) {
 		t.Fatal("unallowed-peers without policies")
 	}
 
-	r, err = Run(ctx, f, []*state.Policy{db})
+	r, err = Run(ctx, f, []*v1.Policy{db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestPolicyChecks(t *testing.T) {
 	// A service swarmsec isolated but that no policy selects any more is
 	// being restored: no drift.
 	f.AddService(spec("old", map[string]string{v1.LabelOriginal: `{"networks":[]}`}, []string{"shop"}))
-	r, err = Run(ctx, f, []*state.Policy{db})
+	r, err = Run(ctx, f, []*v1.Policy{db})
 	if err != nil {
 		t.Fatal(err)
 	}
