@@ -96,6 +96,13 @@ func GetNetwork(tx ReadTx, id string) *Network {
 	return n
 }
 
+// GetNetworkByName returns the first network with this name, by ID, or
+// nil: Docker allows several networks of one name.
+func GetNetworkByName(tx ReadTx, name string) *Network {
+	n, _ := tx.get(tableNetworks, indexName, name).(*Network)
+	return n
+}
+
 // FindNetworks returns the networks selected by by (All, ByName, ByLabel,
 // ByManaged, ByOwner).
 func FindNetworks(tx ReadTx, by By) ([]*Network, error) {

@@ -175,7 +175,7 @@ func (d *Desired) Allowed(a, b string) bool {
 
 // compiler holds the working set of one compile.
 type compiler struct {
-	tx       state.ReadTx
+	tx       State
 	services []*state.Service
 	index    map[string]int // service ID -> position
 	all      []int
@@ -223,7 +223,7 @@ type candidate struct{ name, owner string }
 // Compile computes the desired topology from the policies and services in
 // tx. Only policies for which include returns true count (enforced ones when
 // applying, all when auditing).
-func Compile(tx state.ReadTx, include func(*v1.Policy) bool) (*Desired, error) {
+func Compile(tx State, include func(*v1.Policy) bool) (*Desired, error) {
 	return Holding(tx, include, nil)
 }
 
@@ -231,21 +231,21 @@ func Compile(tx state.ReadTx, include func(*v1.Policy) bool) (*Desired, error) {
 // a held policy stays in force on the services it already isolates and
 // isolates no other. Holding a policy must not undo it: new services that
 // match a policy in force would otherwise restore its old ones.
-func Holding(tx state.ReadTx, include, held func(*v1.Policy) bool) (*Desired, error) {
+func Holding(tx State, include, held func(*v1.Policy) bool) (*Desired, error) {
 	return Hinted(tx, include, held, nil)
 }
 
 // Hinted is Holding with target, when not nil, read as the
 // managed networks' members in place of today's (see Hint).
-func Hinted(tx state.ReadTx, include, held func(*v1.Policy) bool, target Hint) (*Desired, error) {
-	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+func Hinted(tx State, include, held func(*v1.Policy) bool, target Hint) (*Desired, error) {
+	policies, err := tx.PoliciesOf(v1.KindNetworkPolicy)
 	if err != nil {
 		return nil, err
 	}
 	policies = slices.DeleteFunc(policies, func(p *v1.Policy) bool {
 		return p.Network == nil || (include != nil && !include(p))
 	})
-	all, err := state.FindServices(tx, state.All())
+	all, err := tx.Services()
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +278,7 @@ func Hinted(tx state.ReadTx, include, held func(*v1.Policy) bool, target Hint) (
 
 // newCompiler numbers the services the policies may apply to and returns
 // apart those that opt out (ignored).
-func newCompiler(tx state.ReadTx, all []*state.Service, target Hint) (c *compiler, ignored []*state.Service) {
+func newCompiler(tx State, all []*state.Service, target Hint) (c *compiler, ignored []*state.Service) {
 	c = &compiler{
 		tx:       tx,
 		index:    make(map[string]int, len(all)),
@@ -391,7 +391,7 @@ func (c *compiler) loadNetworks() error {
 	if c.records, err = LoadRecords(c.tx); err != nil {
 		return err
 	}
-	nets, err := state.FindNetworks(c.tx, state.All())
+	nets, err := c.tx.Networks()
 	if err != nil {
 		return err
 	}

@@ -83,8 +83,8 @@ type Problem struct {
 type Records map[string][]*state.Record
 
 // LoadRecords indexes the records in the store.
-func LoadRecords(tx state.ReadTx) (Records, error) {
-	all, err := state.FindRecords(tx, state.All())
+func LoadRecords(tx State) (Records, error) {
+	all, err := tx.Records()
 	if err != nil {
 		return nil, err
 	}
@@ -115,22 +115,19 @@ func (rs Records) ID(s *state.Service) string {
 
 // OriginalOf finds what to restore for a service in the store (see
 // Records.Of).
-func OriginalOf(tx state.ReadTx, s *state.Service) (o *Original, from string, problem *Problem) {
+func OriginalOf(tx State, s *state.Service) (o *Original, from string, problem *Problem) {
 	rs, _ := LoadRecords(tx)
 	return rs.Of(s, Resolver(tx))
 }
 
 // Resolver finds the network an attachment target names in the store: an
 // ID, or a name in specs written by hand through the API.
-func Resolver(tx state.ReadTx) func(target string) *state.Network {
+func Resolver(tx State) func(target string) *state.Network {
 	return func(target string) *state.Network {
-		if n := state.GetNetwork(tx, target); n != nil {
+		if n := tx.Network(target); n != nil {
 			return n
 		}
-		if ns, _ := state.FindNetworks(tx, state.ByName(target)); len(ns) > 0 {
-			return ns[0]
-		}
-		return nil
+		return tx.NetworkNamed(target)
 	}
 }
 

@@ -331,7 +331,7 @@ func (st step) prefix() string {
 // network exists), whatever the policies say now, and those the encryption
 // policies ask for. Networks a policy selects that cannot be migrated are
 // explained in notes; the ingress network is returned apart.
-func find(tx state.ReadTx) (ms []*migration, ingress *migration, notes []string, err error) {
+func find(tx State) (ms []*migration, ingress *migration, notes []string, err error) {
 	f, err := newFinder(tx)
 	if err != nil {
 		return nil, nil, nil, err
@@ -357,8 +357,8 @@ type finder struct {
 	notes   []string
 }
 
-func newFinder(tx state.ReadTx) (*finder, error) {
-	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindEncryptionPolicy))
+func newFinder(tx State) (*finder, error) {
+	policies, err := tx.PoliciesOf(v1.KindEncryptionPolicy)
 	if err != nil {
 		return nil, err
 	}
@@ -366,11 +366,11 @@ func newFinder(tx state.ReadTx) (*finder, error) {
 	if err != nil {
 		return nil, err
 	}
-	services, err := state.FindServices(tx, state.All())
+	services, err := tx.Services()
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := state.FindTasks(tx, state.All())
+	tasks, err := tx.Tasks()
 	if err != nil {
 		return nil, err
 	}

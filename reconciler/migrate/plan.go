@@ -34,7 +34,7 @@ type Report struct {
 // changes go first, and a network they empty is then replaced without a
 // single rolling update. With audit set, or for networks only audit-mode
 // policies select, it plans nothing to write.
-func Plan(tx state.ReadTx, p *plan.Plan, audit bool, budget int) (Report, error) {
+func Plan(tx State, p *plan.Plan, audit bool, budget int) (Report, error) {
 	rep := Report{Waiting: map[string]string{}, Blocked: map[string]error{}}
 	ms, ingress, notes, err := find(tx)
 	if err != nil {
@@ -195,7 +195,7 @@ func ingressAction(m *migration) plan.Action {
 // and networks of a migration in progress: the temporary network is
 // managed, so the policy diff would detach and remove it, and a service
 // restored meanwhile could miss a network that is briefly gone.
-func keepPolicyOffMigrations(tx state.ReadTx, p *plan.Plan, ms []*migration, notes *[]string) {
+func keepPolicyOffMigrations(tx State, p *plan.Plan, ms []*migration, notes *[]string) {
 	// Temporary networks by ID and name, and the networks being migrated,
 	// each to the name of the network being migrated.
 	temps, names := map[string]string{}, map[string]string{}
@@ -227,8 +227,8 @@ func keepPolicyOffMigrations(tx state.ReadTx, p *plan.Plan, ms []*migration, not
 // migrating names the migration a service takes part in: it is on a
 // temporary network, or its recorded original networks name one being
 // migrated.
-func migrating(tx state.ReadTx, id string, temps, names map[string]string) string {
-	s := state.GetService(tx, id)
+func migrating(tx State, id string, temps, names map[string]string) string {
+	s := tx.Service(id)
 	if s == nil {
 		return ""
 	}

@@ -72,7 +72,7 @@ type EncryptionHold struct {
 // managed networks already in such a state, in EncryptionHolds. Leaving an
 // update out never loosens a pass: the schedule orders only the updates
 // that remain, each safe against the state as observed.
-func HoldUnencryptable(tx state.ReadTx, p *Plan, nodes map[string]NodeEncryption) error {
+func HoldUnencryptable(tx State, p *Plan, nodes map[string]NodeEncryption) error {
 	if !slices.ContainsFunc(slices.Collect(maps.Values(nodes)), func(n NodeEncryption) bool { return !n.OK }) {
 		return nil
 	}
@@ -88,7 +88,7 @@ func HoldUnencryptable(tx state.ReadTx, p *Plan, nodes map[string]NodeEncryption
 // encryptionJudge decides, against the state as observed, which spans of
 // tasks cross a node that cannot encrypt.
 type encryptionJudge struct {
-	tx        state.ReadTx
+	tx        State
 	nodes     map[string]NodeEncryption
 	services  []*state.Service
 	byName    map[string]*state.Service
@@ -96,8 +96,8 @@ type encryptionJudge struct {
 	hostnames map[string]string // node ID -> hostname
 }
 
-func newEncryptionJudge(tx state.ReadTx, nodes map[string]NodeEncryption) (*encryptionJudge, error) {
-	services, err := state.FindServices(tx, state.All())
+func newEncryptionJudge(tx State, nodes map[string]NodeEncryption) (*encryptionJudge, error) {
+	services, err := tx.Services()
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func newEncryptionJudge(tx state.ReadTx, nodes map[string]NodeEncryption) (*encr
 		j.byName[s.Name] = s
 	}
 	// Hostnames only name nodes in messages: without them, IDs do.
-	if all, err := state.FindNodes(tx, state.All()); err == nil {
+	if all, err := tx.Nodes(); err == nil {
 		for _, n := range all {
 			j.hostnames[n.ID] = n.Hostname
 		}
@@ -123,7 +123,7 @@ func newEncryptionJudge(tx state.ReadTx, nodes map[string]NodeEncryption) (*encr
 func (j *encryptionJudge) nodesOf(svcs ...*state.Service) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range svcs {
-		tasks, _ := state.FindTasks(j.tx, state.ByService(s.ID))
+		tasks, _ := j.tx.TasksOf(s.ID)
 		for _, t := range tasks {
 			if t.NodeID != "" {
 				out[t.NodeID] = true

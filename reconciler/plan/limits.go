@@ -49,11 +49,11 @@ type HeldPolicy struct {
 // BroadMin, and carries no approval annotation. desired is the topology
 // compiled with every enforced policy; a service is newly isolated when it
 // is isolated there and not by swarmsec yet.
-func BroadPolicies(tx state.ReadTx, desired *compile.Desired, limits Limits) ([]HeldPolicy, error) {
+func BroadPolicies(tx State, desired *compile.Desired, limits Limits) ([]HeldPolicy, error) {
 	if limits.Force || limits.MaxIsolateShare <= 0 {
 		return nil, nil
 	}
-	services, err := state.FindServices(tx, state.All())
+	services, err := tx.Services()
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func BroadPolicies(tx state.ReadTx, desired *compile.Desired, limits Limits) ([]
 		if n <= limits.BroadMin || float64(n) <= limits.MaxIsolateShare*float64(len(services)) {
 			continue
 		}
-		p := state.GetPolicy(tx, name)
+		p := tx.Policy(name)
 		if p == nil || p.Network == nil || p.Network.Metadata.Annotations[v1.AnnotationApproveBroadSelector] == "true" {
 			continue
 		}
@@ -104,9 +104,9 @@ var ErrBlocked = errors.New("migration blocked")
 // services back on their recorded networks, and is never held by it. It
 // fails closed: a store it cannot read holds the plan. It lists them even
 // under Force, so plan still shows them; the apply paths skip them then.
-func Holds(tx state.ReadTx, plan *Plan) []string {
+func Holds(tx State, plan *Plan) []string {
 	var out []string
-	services, err := state.FindServices(tx, state.All())
+	services, err := tx.Services()
 	if err != nil {
 		return []string{fmt.Sprintf("the safety limits cannot be checked: %v", err)}
 	}

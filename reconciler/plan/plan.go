@@ -373,8 +373,8 @@ type Networks struct {
 }
 
 // LoadNetworks indexes the networks in the store.
-func LoadNetworks(tx state.ReadTx) (*Networks, error) {
-	all, err := state.FindNetworks(tx, state.All())
+func LoadNetworks(tx State) (*Networks, error) {
+	all, err := tx.Networks()
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +399,7 @@ func (o *Networks) Resolve(target string) *state.Network {
 }
 
 // Diff plans the actions that take the observed state in tx to desired.
-func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
+func Diff(tx State, desired *compile.Desired) (*Plan, error) {
 	nets, err := LoadNetworks(tx)
 	if err != nil {
 		return nil, err
@@ -417,7 +417,7 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 		}
 	}
 
-	services, err := state.FindServices(tx, state.All())
+	services, err := tx.Services()
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +469,7 @@ func Diff(tx state.ReadTx, desired *compile.Desired) (*Plan, error) {
 		plan.Notes = append(plan.Notes, AgentNote)
 	}
 
-	managed, err := state.FindNetworks(tx, state.ByManaged())
+	managed, err := tx.ManagedNetworks()
 	if err != nil {
 		return nil, err
 	}

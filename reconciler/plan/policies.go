@@ -6,7 +6,6 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
-	"github.com/swarmsec/swarmsec/state"
 )
 
 // Enforced counts a policy by its own enforcement.
@@ -17,14 +16,14 @@ func Enforced(p *v1.Policy) bool { return p.Enforcement() == v1.EnforcementEnfor
 // Audit. Otherwise the plan holds what enforce-mode policies ask for, plus,
 // marked Audit, what audit-mode policies would add; a policy the limits
 // hold (see BroadPolicies) is left out and listed in Held.
-func Policies(tx state.ReadTx, audit bool, limits Limits) (*Plan, error) {
+func Policies(tx State, audit bool, limits Limits) (*Plan, error) {
 	return PoliciesToward(tx, audit, limits, nil)
 }
 
 // PoliciesToward is Policies with the target of a pass whose updates are
 // still pending as the compile's hint (see compile.Hint): what that pass
 // began, this one goes on with.
-func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.Hint) (*Plan, error) {
+func PoliciesToward(tx State, audit bool, limits Limits, target compile.Hint) (*Plan, error) {
 	if audit {
 		p, err := forPolicies(tx, nil, target)
 		if err != nil {
@@ -60,7 +59,7 @@ func PoliciesToward(tx state.ReadTx, audit bool, limits Limits, target compile.H
 	return p, addAuditActions(tx, p, notHeld, target)
 }
 
-func forPolicies(tx state.ReadTx, include func(*v1.Policy) bool, target compile.Hint) (*Plan, error) {
+func forPolicies(tx State, include func(*v1.Policy) bool, target compile.Hint) (*Plan, error) {
 	desired, err := compile.Hinted(tx, include, nil, target)
 	if err != nil {
 		return nil, err
@@ -70,8 +69,8 @@ func forPolicies(tx state.ReadTx, include func(*v1.Policy) bool, target compile.
 
 // addAuditActions adds, marked Audit, the actions that audit-mode policies
 // would add to plan. Without such policies it costs nothing.
-func addAuditActions(tx state.ReadTx, plan *Plan, include func(*v1.Policy) bool, target compile.Hint) error {
-	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+func addAuditActions(tx State, plan *Plan, include func(*v1.Policy) bool, target compile.Hint) error {
+	policies, err := tx.PoliciesOf(v1.KindNetworkPolicy)
 	if err != nil {
 		return err
 	}

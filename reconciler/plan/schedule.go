@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/swarmsec/swarmsec/reconciler/compile"
-	"github.com/swarmsec/swarmsec/state"
 )
 
 // Schedule orders the service updates of a pass so that the cluster is
@@ -27,7 +26,7 @@ import (
 // the updates that can go, those that keep every pair both the old and the
 // new policies allow sharing a network go first, attach-only ones before
 // them.
-func Schedule(tx state.ReadTx, desired *compile.Desired, updates []Action) (now, later []Action, err error) {
+func Schedule(tx State, desired *compile.Desired, updates []Action) (now, later []Action, err error) {
 	if len(updates) == 0 {
 		return nil, nil, nil
 	}
@@ -114,12 +113,12 @@ func (s *schedule) join(id string, nets map[string]bool) {
 	}
 }
 
-func newSchedule(tx state.ReadTx, desired *compile.Desired) (*schedule, error) {
+func newSchedule(tx State, desired *compile.Desired) (*schedule, error) {
 	nets, err := LoadNetworks(tx)
 	if err != nil {
 		return nil, err
 	}
-	services, err := state.FindServices(tx, state.All())
+	services, err := tx.Services()
 	if err != nil {
 		return nil, err
 	}
