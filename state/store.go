@@ -155,10 +155,15 @@ func find[T any](tx ReadTx, table string, by By) ([]T, error) {
 	return out, nil
 }
 
+// get returns the first object of table whose index has key, or nil. It
+// cannot fail on data: table and index are this package's constants, each
+// Get helper names a pair the schema holds (TestGetters reads through every
+// one) and the key is a string, which every index here takes. An error is
+// then a programming error, and it panics rather than read as "absent".
 func (tx ReadTx) get(table, index, key string) any {
 	obj, err := tx.txn.First(table, index, key)
 	if err != nil {
-		return nil
+		panic(fmt.Sprintf("state: get from %s by %s: %v", table, index, err))
 	}
 	return obj
 }

@@ -117,10 +117,15 @@ func TestNetworksManagedAndOwner(t *testing.T) {
 
 func TestFailedUpdateIsDiscarded(t *testing.T) {
 	st := New()
-	_ = st.Update(func(tx Tx) error {
-		_ = ReplacePolicies(tx, []*v1.Policy{{Name: "p", Kind: v1.KindNetworkPolicy}})
+	err := st.Update(func(tx Tx) error {
+		if err := ReplacePolicies(tx, []*v1.Policy{{Name: "p", Kind: v1.KindNetworkPolicy}}); err != nil {
+			t.Fatal(err)
+		}
 		return errTest
 	})
+	if !errors.Is(err, errTest) {
+		t.Fatalf("Update returned %v, want the function's error", err)
+	}
 	st.View(func(tx ReadTx) {
 		if GetPolicy(tx, "p") != nil {
 			t.Error("a failed update was committed")
@@ -231,7 +236,15 @@ func TestGenerationMovesOnlyWhenSomethingChanged(t *testing.T) {
 		t.Error("a new version did not move the generation")
 	}
 	g := st.Generation()
-	_ = st.Update(func(tx Tx) error { _ = ReplaceServices(tx, nil); return errors.New("discarded") })
+	discarded := errors.New("discarded")
+	if err := st.Update(func(tx Tx) error {
+		if err := ReplaceServices(tx, nil); err != nil {
+			t.Fatal(err)
+		}
+		return discarded
+	}); !errors.Is(err, discarded) {
+		t.Fatalf("Update returned %v, want the function's error", err)
+	}
 	if st.Generation() != g {
 		t.Error("a discarded write moved the generation")
 	}

@@ -42,10 +42,5 @@ func (tx ReadTx) Nodes() ([]*Node, error) { return FindNodes(tx, All()) }
 // migration needs them).
 func (tx ReadTx) Tasks() ([]*Task, error) { return FindTasks(tx, All()) }
 
-// TasksOf returns the observed tasks of a service.
-func (tx ReadTx) TasksOf(serviceID string) ([]*Task, error) {
-	return FindTasks(tx, ByService(serviceID))
-}
-
 // Records returns every observed record.
 func (tx ReadTx) Records() ([]*Record, error) { return FindRecords(tx, All()) }

@@ -105,8 +105,12 @@ func explain(w io.Writer, tx state.ReadTx, p *plan.Plan, from, to string) error 
 	case len(pa) == 0 && len(pb) == 0:
 		fmt.Fprintf(w, "%s may reach %s: neither is isolated by any policy, so they talk wherever they share a network\n", from, to)
 	case allowed:
+		whys, err := reasons(tx, a, b)
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(w, "%s may reach %s (and back: overlay networks carry both ways):\n", from, to)
-		for _, why := range reasons(tx, a, b) {
+		for _, why := range whys {
 			fmt.Fprintln(w, "  - "+why)
 		}
 	default:
@@ -139,8 +143,11 @@ func explain(w io.Writer, tx state.ReadTx, p *plan.Plan, from, to string) error 
 }
 
 // reasons lists the policy rules that let a and b talk.
-func reasons(tx state.ReadTx, a, b *state.Service) []string {
-	policies, _ := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+func reasons(tx state.ReadTx, a, b *state.Service) ([]string, error) {
+	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
 	var out []string
 	for _, p := range policies {
 		spec := &p.Network.Spec
@@ -165,18 +172,27 @@ func reasons(tx state.ReadTx, a, b *state.Service) []string {
 			}
 		}
 	}
-	return slices.Compact(out)
+	return slices.Compact(out), nil
 }
 
 // printPlanGraph draws the plan: the allowed connectivity, with the pairs
 // it connects green and those it separates red.
 func printPlanGraph(w io.Writer, r *reconcile.Reconciler, p *plan.Plan, svg bool) error {
-	var gr *graph.Graph
+	var (
+		gr  *graph.Graph
+		err error
+	)
 	r.Store.View(func(tx state.ReadTx) {
-		services, _ := state.FindServices(tx, state.All())
+		var services []*state.Service
+		if services, err = state.FindServices(tx, state.All()); err != nil {
+			return
+		}
 		gr = graph.Build(p.Desired, services)
 		gr.Diff(p.Desired, services, func(a, b *state.Service) bool { return len(sharedNetworks(tx, a, b)) > 0 })
 	})
+	if err != nil {
+		return fmt.Errorf("services: %w", err)
+	}
 	if svg {
 		return gr.SVG(w)
 	}
@@ -248,11 +264,12 @@ one column per stack (swarmsec graph -o svg > policies.svg).`,
 				return err
 			}
 			defer done()
-			var gr *graph.Graph
-			r.Store.View(func(tx state.ReadTx) {
-				services, _ := state.FindServices(tx, state.All())
-				gr = graph.Build(p.Desired, services)
-			})
+			var services []*state.Service
+			r.Store.View(func(tx state.ReadTx) { services, err = state.FindServices(tx, state.All()) })
+			if err != nil {
+				return fmt.Errorf("services: %w", err)
+			}
+			gr := graph.Build(p.Desired, services)
 			switch output {
 			case "mermaid":
 				return gr.Mermaid(cmd.OutOrStdout())

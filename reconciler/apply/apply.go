@@ -337,8 +337,8 @@ func (p *pass) networkID(name string) string {
 		return id
 	}
 	p.w.Store.View(func(tx state.ReadTx) {
-		if ns, _ := state.FindNetworks(tx, state.ByName(name)); len(ns) > 0 {
-			id = ns[0].ID
+		if n := state.GetNetworkByName(tx, name); n != nil {
+			id = n.ID
 		}
 	})
 	return id
@@ -403,7 +403,11 @@ func (p *pass) networkName(id string) string {
 // network stays.
 func (p *pass) removeNetwork(ctx context.Context, a plan.Action, st plan.Step) stepResult {
 	if a.Kind == plan.ActionRemoveNetwork {
-		if users := p.stillUsedBy(st.ID); len(users) > 0 {
+		users, err := p.stillUsedBy(st.ID)
+		if err != nil {
+			return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
+		}
+		if len(users) > 0 {
 			// A service not updated in this pass still uses it.
 			return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("still used by %s", strings.Join(users, ", "))}
 		}
@@ -447,17 +451,20 @@ func (p *pass) isUpdated(id string) bool {
 
 // stillUsedBy names the services attached to a network that were not
 // updated in this pass.
-func (p *pass) stillUsedBy(networkID string) []string {
-	var out []string
+func (p *pass) stillUsedBy(networkID string) (out []string, err error) {
 	p.w.Store.View(func(tx state.ReadTx) {
-		users, _ := state.FindServices(tx, state.ByNetwork(networkID))
+		var users []*state.Service
+		if users, err = state.FindServices(tx, state.ByNetwork(networkID)); err != nil {
+			err = fmt.Errorf("services on network %s: %w", networkID, err)
+			return
+		}
 		for _, s := range users {
 			if !p.isUpdated(s.ID) {
 				out = append(out, s.Name)
 			}
 		}
 	})
-	return out
+	return out, err
 }
 
 // strangers names the containers on this node attached to a network

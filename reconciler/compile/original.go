@@ -113,13 +113,6 @@ func (rs Records) ID(s *state.Service) string {
 	return ""
 }
 
-// OriginalOf finds what to restore for a service in the store (see
-// Records.Of).
-func OriginalOf(tx State, s *state.Service) (o *Original, from string, problem *Problem) {
-	rs, _ := LoadRecords(tx)
-	return rs.Of(s, Resolver(tx))
-}
-
 // Resolver finds the network an attachment target names in the store: an
 // ID, or a name in specs written by hand through the API.
 func Resolver(tx State) func(target string) *state.Network {

@@ -46,7 +46,9 @@ func Plan(tx State, p *plan.Plan, audit bool, budget int) (Report, error) {
 			changing[a.ID] = true
 		}
 	}
-	keepPolicyOffMigrations(tx, p, ms, &notes)
+	if err := keepPolicyOffMigrations(tx, p, ms, &notes); err != nil {
+		return rep, err
+	}
 
 	for _, m := range ms {
 		a := plan.Action{Kind: plan.ActionMigrateNetwork, Name: m.name, Policies: m.policies, Audit: audit}
@@ -195,7 +197,7 @@ func ingressAction(m *migration) plan.Action {
 // and networks of a migration in progress: the temporary network is
 // managed, so the policy diff would detach and remove it, and a service
 // restored meanwhile could miss a network that is briefly gone.
-func keepPolicyOffMigrations(tx State, p *plan.Plan, ms []*migration, notes *[]string) {
+func keepPolicyOffMigrations(tx State, p *plan.Plan, ms []*migration, notes *[]string) error {
 	// Temporary networks by ID and name, and the networks being migrated,
 	// each to the name of the network being migrated.
 	temps, names := map[string]string{}, map[string]string{}
@@ -206,7 +208,16 @@ func keepPolicyOffMigrations(tx State, p *plan.Plan, ms []*migration, notes *[]s
 		}
 	}
 	if len(temps) == 0 {
-		return
+		return nil
+	}
+	records, err := compile.LoadRecords(tx)
+	if err != nil {
+		return fmt.Errorf("records: %w", err)
+	}
+	resolve := compile.Resolver(tx)
+	original := func(s *state.Service) *compile.Original {
+		o, _, _ := records.Of(s, resolve) // a record that does not parse names no network
+		return o
 	}
 	kept := p.Actions[:0]
 	for _, a := range p.Actions {
@@ -214,7 +225,7 @@ func keepPolicyOffMigrations(tx State, p *plan.Plan, ms []*migration, notes *[]s
 		case a.Kind == plan.ActionRemoveNetwork && temps[a.ID] != "":
 			continue
 		case a.Kind == plan.ActionUpdateService:
-			if n := migrating(tx, a.ID, temps, names); n != "" {
+			if n := migrating(tx.Service(a.ID), original, temps, names); n != "" {
 				*notes = append(*notes, fmt.Sprintf("service %s: its policy changes wait for the migration of network %s to finish", a.Name, n))
 				continue
 			}
@@ -222,13 +233,13 @@ func keepPolicyOffMigrations(tx State, p *plan.Plan, ms []*migration, notes *[]s
 		kept = append(kept, a)
 	}
 	p.Actions = kept
+	return nil
 }
 
 // migrating names the migration a service takes part in: it is on a
 // temporary network, or its recorded original networks name one being
 // migrated.
-func migrating(tx State, id string, temps, names map[string]string) string {
-	s := tx.Service(id)
+func migrating(s *state.Service, original func(*state.Service) *compile.Original, temps, names map[string]string) string {
 	if s == nil {
 		return ""
 	}
@@ -237,7 +248,7 @@ func migrating(tx State, id string, temps, names map[string]string) string {
 			return n
 		}
 	}
-	if o, _, _ := compile.OriginalOf(tx, s); o != nil {
+	if o := original(s); o != nil {
 		for _, a := range o.Networks {
 			if n, ok := names[a.Name]; ok {
 				return n

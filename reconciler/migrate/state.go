@@ -6,14 +6,11 @@ import (
 )
 
 // State is the immutable view of the store the migration planner reads:
-// a plan's reads and the tasks of every service. state.ReadTx implements
-// it.
+// a plan's reads and one service by ID. state.ReadTx implements it.
 type State interface {
 	plan.State
 	// Service returns the observed service with this ID, or nil.
 	Service(id string) *state.Service
-	// Tasks returns every observed task.
-	Tasks() ([]*state.Task, error)
 }
 
 var _ State = state.ReadTx{}

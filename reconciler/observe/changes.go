@@ -3,6 +3,7 @@ package observe
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -171,11 +172,18 @@ func (c *Changes) Observe(ctx context.Context, api dockerapi.API, st *state.Stor
 	case why != "":
 	case withTasks:
 		why = "where tasks run matters"
-	case migrationUnderWay(st):
-		// Tasks have no events: a migration reads them on every pass.
-		why = "a migration is under way"
-	case len(p.services)+len(p.networks) > MaxReads:
-		why = fmt.Sprintf("%d objects changed", len(p.services)+len(p.networks))
+	default:
+		migrating, err := migrationUnderWay(st)
+		switch {
+		case err != nil:
+			c.Resync("the last pass could not read the store")
+			return nil, err
+		case migrating:
+			// Tasks have no events: a migration reads them on every pass.
+			why = "a migration is under way"
+		case len(p.services)+len(p.networks) > MaxReads:
+			why = fmt.Sprintf("%d objects changed", len(p.services)+len(p.networks))
+		}
 	}
 	if why != "" {
 		if err := Observe(ctx, api, st, withTasks); err != nil {
@@ -193,17 +201,16 @@ func (c *Changes) Observe(ctx context.Context, api dockerapi.API, st *state.Stor
 
 // migrationUnderWay reports whether the store holds a temporary migration
 // network.
-func migrationUnderWay(st *state.Store) bool {
-	found := false
+func migrationUnderWay(st *state.Store) (found bool, err error) {
 	st.View(func(tx state.ReadTx) {
-		ns, _ := state.FindNetworks(tx, state.ByManaged())
-		for _, n := range ns {
-			if n.Labels[v1.LabelPurpose] == v1.PurposeMigration {
-				found = true
-			}
+		var ns []*state.Network
+		if ns, err = state.FindNetworks(tx, state.ByManaged()); err != nil {
+			err = fmt.Errorf("managed networks: %w", err)
+			return
 		}
+		found = slices.ContainsFunc(ns, func(n *state.Network) bool { return n.Labels[v1.LabelPurpose] == v1.PurposeMigration })
 	})
-	return found
+	return found, err
 }
 
 // refresh re-reads the objects p names, a few at a time, and stores what

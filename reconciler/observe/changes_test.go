@@ -130,8 +130,8 @@ func TestChangesRecordsAreListedAgain(t *testing.T) {
 		t.Errorf("a record's pass: %+v, calls %v", o, calls)
 	}
 	st.View(func(tx state.ReadTx) {
-		if rs, _ := state.FindRecords(tx, state.All()); len(rs) != 1 || rs[0].ID != resp.ID {
-			t.Errorf("records %+v", rs)
+		if rs, err := state.FindRecords(tx, state.All()); err != nil || len(rs) != 1 || rs[0].ID != resp.ID {
+			t.Errorf("records %+v (%v)", rs, err)
 		}
 	})
 }

@@ -88,12 +88,13 @@ func HoldUnencryptable(tx State, p *Plan, nodes map[string]NodeEncryption) error
 // encryptionJudge decides, against the state as observed, which spans of
 // tasks cross a node that cannot encrypt.
 type encryptionJudge struct {
-	tx        State
 	nodes     map[string]NodeEncryption
 	services  []*state.Service
 	byName    map[string]*state.Service
 	nets      *Networks
 	hostnames map[string]string // node ID -> hostname
+	// tasks are the observed tasks by service ID.
+	tasks map[string][]*state.Task
 }
 
 func newEncryptionJudge(tx State, nodes map[string]NodeEncryption) (*encryptionJudge, error) {
@@ -105,16 +106,27 @@ func newEncryptionJudge(tx State, nodes map[string]NodeEncryption) (*encryptionJ
 	if err != nil {
 		return nil, err
 	}
-	j := &encryptionJudge{tx: tx, nodes: nodes, services: services, nets: nets,
-		byName: make(map[string]*state.Service, len(services)), hostnames: map[string]string{}}
+	all, err := tx.Nodes()
+	if err != nil {
+		return nil, err
+	}
+	tasks, err := tx.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	j := &encryptionJudge{nodes: nodes, services: services, nets: nets,
+		byName:    make(map[string]*state.Service, len(services)),
+		hostnames: make(map[string]string, len(all)), tasks: map[string][]*state.Task{}}
 	for _, s := range services {
 		j.byName[s.Name] = s
 	}
-	// Hostnames only name nodes in messages: without them, IDs do.
-	if all, err := tx.Nodes(); err == nil {
-		for _, n := range all {
-			j.hostnames[n.ID] = n.Hostname
-		}
+	// Hostnames only name nodes in messages (a node the store does not
+	// hold is named by its ID).
+	for _, n := range all {
+		j.hostnames[n.ID] = n.Hostname
+	}
+	for _, t := range tasks {
+		j.tasks[t.ServiceID] = append(j.tasks[t.ServiceID], t)
 	}
 	return j, nil
 }
@@ -123,8 +135,7 @@ func newEncryptionJudge(tx State, nodes map[string]NodeEncryption) (*encryptionJ
 func (j *encryptionJudge) nodesOf(svcs ...*state.Service) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range svcs {
-		tasks, _ := j.tx.TasksOf(s.ID)
-		for _, t := range tasks {
+		for _, t := range j.tasks[s.ID] {
 			if t.NodeID != "" {
 				out[t.NodeID] = true
 			}

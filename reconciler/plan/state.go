@@ -19,9 +19,9 @@ type State interface {
 	ManagedNetworks() ([]*state.Network, error)
 	// Nodes returns every observed node.
 	Nodes() ([]*state.Node, error)
-	// TasksOf returns the observed tasks of a service (the store holds
-	// tasks only while a migration needs them).
-	TasksOf(serviceID string) ([]*state.Task, error)
+	// Tasks returns every observed task (the store holds tasks only
+	// while a migration needs them).
+	Tasks() ([]*state.Task, error)
 }
 
 var _ State = state.ReadTx{}

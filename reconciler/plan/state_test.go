@@ -77,9 +77,7 @@ func (m *memState) Records() ([]*state.Record, error) { return slices.Clone(m.re
 
 func (m *memState) Nodes() ([]*state.Node, error) { return slices.Clone(m.nodes), nil }
 
-func (m *memState) TasksOf(serviceID string) ([]*state.Task, error) {
-	return slices.DeleteFunc(slices.Clone(m.tasks), func(t *state.Task) bool { return t.ServiceID != serviceID }), nil
-}
+func (m *memState) Tasks() ([]*state.Task, error) { return slices.Clone(m.tasks), nil }
 
 // TestPlanReadsThroughState feeds compile and plan a State without memdb:
 // the plan isolates db as it does from the store, action for action.

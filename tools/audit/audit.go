@@ -104,19 +104,26 @@ func Run(ctx context.Context, api dockerapi.API, policies []*v1.Policy) (*Report
 // but that NetworkList leaves out: Swarm's own "host" network, which a
 // service created with --network host names by an ID no list shows.
 func resolveTargets(ctx context.Context, api dockerapi.API, st *state.Store) error {
-	var missing []string
+	var (
+		missing []string
+		err     error
+	)
 	st.View(func(tx state.ReadTx) {
-		svcs, _ := state.FindServices(tx, state.All())
+		var svcs []*state.Service
+		if svcs, err = state.FindServices(tx, state.All()); err != nil {
+			return
+		}
 		for _, s := range svcs {
 			for _, a := range s.Networks {
-				if state.GetNetwork(tx, a.Target) == nil && !slices.Contains(missing, a.Target) {
-					if ns, _ := state.FindNetworks(tx, state.ByName(a.Target)); len(ns) == 0 {
-						missing = append(missing, a.Target)
-					}
+				if state.GetNetwork(tx, a.Target) == nil && state.GetNetworkByName(tx, a.Target) == nil && !slices.Contains(missing, a.Target) {
+					missing = append(missing, a.Target)
 				}
 			}
 		}
 	})
+	if err != nil {
+		return fmt.Errorf("services: %w", err)
+	}
 	var found []*state.Network
 	for _, id := range missing {
 		n, err := api.NetworkInspect(ctx, id, network.InspectOptions{})
