@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
@@ -130,14 +131,14 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		}
 		updated = updated[:0]
 		for _, ar := range res.Results {
-			if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome == plan.OutcomeConfigured {
+			if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome == apply.OutcomeConfigured {
 				for _, st := range ar.Action.Steps {
 					if st.Kind == plan.ActionUpdateService {
 						updated = append(updated, st.ID)
 					}
 				}
 			}
-			if ar.Action.Kind == plan.ActionUpdateService && ar.Outcome == plan.OutcomeConfigured {
+			if ar.Action.Kind == plan.ActionUpdateService && ar.Outcome == apply.OutcomeConfigured {
 				updated = append(updated, ar.Action.ID)
 			}
 		}
@@ -179,7 +180,7 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 func pending(res *reconcile.Result) []string {
 	var out []string
 	for _, ar := range res.Results {
-		if ar.Outcome == plan.OutcomePending {
+		if ar.Outcome == apply.OutcomePending {
 			out = append(out, fmt.Sprintf("%s %s", ar.Action.Kind, ar.Action.Name))
 		}
 	}

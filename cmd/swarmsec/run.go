@@ -24,7 +24,6 @@ import (
 	"github.com/swarmsec/swarmsec/reconciler/lease"
 	"github.com/swarmsec/swarmsec/reconciler/metrics"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
-	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/reconciler/status"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
@@ -257,7 +256,7 @@ func (c *controllerProcess) wire() {
 
 // observePass records a pass in the status and metrics, and logs the drift
 // it corrected.
-func (c *controllerProcess) observePass(p plan.Pass) {
+func (c *controllerProcess) observePass(p controller.Pass) {
 	drift := c.tracker.ObservePass(p)
 	c.metrics.ObservePass(p, drift)
 	c.metrics.ObserveStatus(c.tracker.Report())

@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/status"
@@ -28,7 +29,7 @@ func TestStatusTable(t *testing.T) {
 				Message: "in force on 1 service", LastTransitionTime: now.Add(-3 * time.Minute)}},
 		}},
 		ManifestErrors: []manifest.Error{{File: "db.yaml", Line: 3, Message: "unknown field"}},
-		Agent:          &plan.AgentDelivery{Agent: true, Config: "swarmsec-agent-rules-abc"},
+		Agent:          &agentrules.Outcome{Agent: true, Config: "swarmsec-agent-rules-abc"},
 		Nodes: []agentv1.Report{{Node: "w1", Checks: []agentv1.Check{
 			{ID: agentv1.CheckESP, Result: agentv1.Failed, Message: "no ESP", Fix: "modprobe esp4"},
 			{ID: agentv1.CheckU32, Result: agentv1.OK},

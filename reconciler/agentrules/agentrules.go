@@ -88,8 +88,17 @@ type Delivery struct {
 	verified swarm.ConfigReference
 }
 
-// Outcome is what a delivery found or did.
-type Outcome = plan.AgentDelivery
+// Outcome is what a delivery of the node agent's rules found or did.
+type Outcome struct {
+	// Agent is false when no agent service runs: nothing enforces the
+	// published-port rules.
+	Agent bool `json:"agent"`
+	// Config is the rules config the agent service mounts now.
+	Config string `json:"config,omitempty"`
+	// Wrote is set when the delivery created a config or updated the
+	// agent service.
+	Wrote bool `json:"wrote,omitempty"`
+}
 
 // Deliver makes the agent service mount doc. It writes nothing when it
 // already does, and removes the rules configs nothing mounts any longer.

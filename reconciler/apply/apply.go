@@ -47,8 +47,8 @@ type Writer struct {
 // services updated next (one update each, carrying the version read), and
 // networks no longer needed removed last. deferred actions are reported
 // pending. Audit actions are never written.
-func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *plan.Result {
-	res := &plan.Result{}
+func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *Result {
+	res := &Result{}
 	run := &pass{w: w, created: map[string]string{}, updated: map[string]bool{}, outcomes: make([]stepOutcome, len(actions))}
 	for phase := range 3 {
 		for _, group := range run.groups(actions, phase) {
@@ -62,7 +62,7 @@ func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *pl
 		res.Results = append(res.Results, run.outcomes[i].result(a))
 	}
 	for _, a := range deferred {
-		res.Results = append(res.Results, plan.ActionResult{Action: a, Outcome: plan.OutcomePending, Detail: "--max-service-updates reached; the next pass goes on"})
+		res.Results = append(res.Results, ActionResult{Action: a, Outcome: OutcomePending, Detail: "--max-service-updates reached; the next pass goes on"})
 	}
 	return res
 }
@@ -153,7 +153,7 @@ type pass struct {
 
 // stepOutcome folds the steps of one action into its result.
 type stepOutcome struct {
-	outcomes []plan.Outcome
+	outcomes []Outcome
 	errs     []error
 	details  []string
 	warnings []string
@@ -161,7 +161,7 @@ type stepOutcome struct {
 }
 
 type stepResult struct {
-	outcome  plan.Outcome
+	outcome  Outcome
 	err      error
 	detail   string
 	warnings []string
@@ -182,23 +182,23 @@ func (o *stepOutcome) add(r stepResult) {
 
 func (o *stepOutcome) failed() bool { return len(o.errs) > 0 }
 
-func (o *stepOutcome) result(a plan.Action) plan.ActionResult {
-	ar := plan.ActionResult{Action: a, Err: errors.Join(o.errs...), Duration: o.took, Detail: strings.Join(o.details, "; "), Warnings: o.warnings}
+func (o *stepOutcome) result(a plan.Action) ActionResult {
+	ar := ActionResult{Action: a, Err: errors.Join(o.errs...), Duration: o.took, Detail: strings.Join(o.details, "; "), Warnings: o.warnings}
 	switch {
 	case len(o.outcomes) == 0:
-		ar.Outcome = plan.OutcomeUnchanged
+		ar.Outcome = OutcomeUnchanged
 	case len(o.errs) > 0:
-		ar.Outcome = plan.OutcomeFailed
-	case slices.Contains(o.outcomes, plan.OutcomePending):
-		ar.Outcome = plan.OutcomePending
+		ar.Outcome = OutcomeFailed
+	case slices.Contains(o.outcomes, OutcomePending):
+		ar.Outcome = OutcomePending
 	case len(o.outcomes) == 1:
 		ar.Outcome = o.outcomes[0]
-	case slices.ContainsFunc(o.outcomes, func(x plan.Outcome) bool {
-		return x == plan.OutcomeCreated || x == plan.OutcomeConfigured || x == plan.OutcomeDeleted
+	case slices.ContainsFunc(o.outcomes, func(x Outcome) bool {
+		return x == OutcomeCreated || x == OutcomeConfigured || x == OutcomeDeleted
 	}):
-		ar.Outcome = plan.OutcomeConfigured
+		ar.Outcome = OutcomeConfigured
 	default:
-		ar.Outcome = plan.OutcomeUnchanged
+		ar.Outcome = OutcomeUnchanged
 	}
 	return ar
 }
@@ -218,7 +218,7 @@ func (p *pass) step(ctx context.Context, a plan.Action, st plan.Step) stepResult
 	case plan.ActionRemoveRecord:
 		r = p.removeRecord(ctx, a, st)
 	default:
-		r = stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("%s: step kind %q cannot be written", st.Name, st.Kind)}
+		r = stepResult{outcome: OutcomeFailed, err: fmt.Errorf("%s: step kind %q cannot be written", st.Name, st.Kind)}
 	}
 	r.took = time.Since(start)
 	return r
@@ -235,9 +235,9 @@ func (p *pass) timeout(ctx context.Context) (context.Context, context.CancelFunc
 func (p *pass) createNetwork(ctx context.Context, st plan.Step) stepResult {
 	if st.Guard != "" {
 		if names, err := p.strangers(ctx, st.Guard); err != nil {
-			return stepResult{outcome: plan.OutcomeFailed, err: err}
+			return stepResult{outcome: OutcomeFailed, err: err}
 		} else if len(names) > 0 {
-			return stepResult{outcome: plan.OutcomeFailed, err: strangersError(p.networkName(st.Guard), names)}
+			return stepResult{outcome: OutcomeFailed, err: strangersError(p.networkName(st.Guard), names)}
 		}
 	}
 	cctx, cancel := p.timeout(ctx)
@@ -248,9 +248,9 @@ func (p *pass) createNetwork(ctx context.Context, st plan.Step) stepResult {
 	case dockerapi.IsConflict(err):
 		// Created by a pass that died before it saw the answer, or by
 		// someone else: the next observation tells which.
-		return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("network %s exists already; the next pass looks again", st.Name)}
+		return stepResult{outcome: OutcomePending, detail: fmt.Sprintf("network %s exists already; the next pass looks again", st.Name)}
 	case err != nil:
-		return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("create network %s: %w", st.Name, err)}
+		return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("create network %s: %w", st.Name, err)}
 	}
 	p.mu.Lock()
 	p.created[st.Name] = resp.ID
@@ -261,9 +261,9 @@ func (p *pass) createNetwork(ctx context.Context, st plan.Step) stepResult {
 		Created: time.Now(),
 	}
 	if err := p.w.Store.Update(func(tx state.Tx) error { return state.UpsertNetwork(tx, n) }); err != nil {
-		return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("create network %s: %w", st.Name, err)}
+		return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("create network %s: %w", st.Name, err)}
 	}
-	return stepResult{outcome: plan.OutcomeCreated}
+	return stepResult{outcome: OutcomeCreated}
 }
 
 // errChanged stops the retry of an update whose service changed meanwhile
@@ -280,7 +280,7 @@ func (p *pass) updateService(ctx context.Context, st plan.Step) stepResult {
 	var svc *state.Service
 	p.w.Store.View(func(tx state.ReadTx) { svc = state.GetService(tx, st.ID) })
 	if svc == nil {
-		return stepResult{outcome: plan.OutcomeSkipped, detail: "the service is gone"}
+		return stepResult{outcome: OutcomeSkipped, detail: "the service is gone"}
 	}
 	spec, version := svc.CloneSpec(), ch.Version
 	var warnings []string
@@ -314,17 +314,17 @@ func (p *pass) updateService(ctx context.Context, st plan.Step) stepResult {
 		p.mu.Lock()
 		p.updated[st.ID] = true
 		p.mu.Unlock()
-		return stepResult{outcome: plan.OutcomeConfigured, warnings: warnings}
+		return stepResult{outcome: OutcomeConfigured, warnings: warnings}
 	case errors.Is(err, errChanged):
-		return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("service %s changed meanwhile; the next pass plans again", st.Name)}
+		return stepResult{outcome: OutcomePending, detail: fmt.Sprintf("service %s changed meanwhile; the next pass plans again", st.Name)}
 	case dockerapi.IsOutOfSequence(err):
 		// Swarm kept moving the version on (a rolling update's states):
 		// not a failure, the next pass goes on.
-		return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("service %s kept changing version; the next pass goes on", st.Name)}
+		return stepResult{outcome: OutcomePending, detail: fmt.Sprintf("service %s kept changing version; the next pass goes on", st.Name)}
 	case dockerapi.IsNotFound(err):
-		return stepResult{outcome: plan.OutcomeSkipped, detail: "the service is gone"}
+		return stepResult{outcome: OutcomeSkipped, detail: "the service is gone"}
 	}
-	return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("update service %s: %w", st.Name, err)}
+	return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("update service %s: %w", st.Name, err)}
 }
 
 // networkID resolves a network name to its ID: one this pass created, or
@@ -356,13 +356,13 @@ func (p *pass) createRecord(ctx context.Context, st plan.Step) stepResult {
 	})
 	switch {
 	case err == nil:
-		return stepResult{outcome: plan.OutcomeCreated}
+		return stepResult{outcome: OutcomeCreated}
 	case dockerapi.IsConflict(err):
 		// Written by a pass that died before it saw the answer: the next
 		// observation validates it.
-		return stepResult{outcome: plan.OutcomeUnchanged}
+		return stepResult{outcome: OutcomeUnchanged}
 	}
-	return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("create record %s: %w", st.Name, err)}
+	return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("create record %s: %w", st.Name, err)}
 }
 
 // removeRecord removes a record once the service it belongs to is
@@ -372,18 +372,18 @@ func (p *pass) removeRecord(ctx context.Context, a plan.Action, st plan.Step) st
 	restored := p.updated[a.ID]
 	p.mu.Unlock()
 	if a.Kind == plan.ActionUpdateService && !restored {
-		return stepResult{outcome: plan.OutcomePending, detail: "the record stays until the service is restored"}
+		return stepResult{outcome: OutcomePending, detail: "the record stays until the service is restored"}
 	}
 	cctx, cancel := p.timeout(ctx)
 	defer cancel()
 	err := p.w.Docker.ConfigRemove(cctx, st.ID)
 	switch {
 	case err == nil:
-		return stepResult{outcome: plan.OutcomeDeleted}
+		return stepResult{outcome: OutcomeDeleted}
 	case dockerapi.IsNotFound(err):
-		return stepResult{outcome: plan.OutcomeUnchanged}
+		return stepResult{outcome: OutcomeUnchanged}
 	}
-	return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("remove record %s: %w", st.Name, err)}
+	return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("remove record %s: %w", st.Name, err)}
 }
 
 // networkName names a network by ID, for errors.
@@ -405,11 +405,11 @@ func (p *pass) removeNetwork(ctx context.Context, a plan.Action, st plan.Step) s
 	if a.Kind == plan.ActionRemoveNetwork {
 		users, err := p.stillUsedBy(st.ID)
 		if err != nil {
-			return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
+			return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
 		}
 		if len(users) > 0 {
 			// A service not updated in this pass still uses it.
-			return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("still used by %s", strings.Join(users, ", "))}
+			return stepResult{outcome: OutcomePending, detail: fmt.Sprintf("still used by %s", strings.Join(users, ", "))}
 		}
 	}
 	cctx, cancel := p.timeout(ctx)
@@ -418,29 +418,29 @@ func (p *pass) removeNetwork(ctx context.Context, a plan.Action, st plan.Step) s
 	switch {
 	case err == nil || dockerapi.IsNetworkGone(err):
 		if err := p.w.Store.Update(func(tx state.Tx) error { return state.DeleteNetwork(tx, st.ID) }); err != nil {
-			return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
+			return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
 		}
 		if err != nil {
-			return stepResult{outcome: plan.OutcomeUnchanged}
+			return stepResult{outcome: OutcomeUnchanged}
 		}
-		return stepResult{outcome: plan.OutcomeDeleted}
+		return stepResult{outcome: OutcomeDeleted}
 	case !dockerapi.IsInUse(err):
-		return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
+		return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("remove network %s: %w", st.Name, err)}
 	}
 	if a.Kind == plan.ActionMigrateNetwork {
 		names, lerr := p.strangers(ctx, st.ID)
 		switch {
 		case lerr != nil:
-			return stepResult{outcome: plan.OutcomeFailed, err: lerr}
+			return stepResult{outcome: OutcomeFailed, err: lerr}
 		case len(names) > 0:
-			return stepResult{outcome: plan.OutcomeFailed, err: strangersError(st.Name, names)}
+			return stepResult{outcome: OutcomeFailed, err: strangersError(st.Name, names)}
 		}
 		if task := p.strangerTask(ctx, err); task != "" {
-			return stepResult{outcome: plan.OutcomeFailed, err: fmt.Errorf("%w: network %s is held by task %s, which belongs to no service: a container attached outside any service (docker run --network) on another node; disconnect it (docker network disconnect) and swarmsec goes on",
+			return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("%w: network %s is held by task %s, which belongs to no service: a container attached outside any service (docker run --network) on another node; disconnect it (docker network disconnect) and swarmsec goes on",
 				plan.ErrBlocked, st.Name, task)}
 		}
 	}
-	return stepResult{outcome: plan.OutcomePending, detail: fmt.Sprintf("network %s is still in use (%v); a later pass removes it", st.Name, err)}
+	return stepResult{outcome: OutcomePending, detail: fmt.Sprintf("network %s is still in use (%v); a later pass removes it", st.Name, err)}
 }
 
 func (p *pass) isUpdated(id string) bool {

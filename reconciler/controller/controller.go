@@ -23,16 +23,12 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
-	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 )
 
 // clusterKey is the only work item: a pass compiles the whole cluster, so
 // every trigger asks for the same thing and bursts coalesce in the queue.
 const clusterKey = "cluster"
-
-// Pass is the report of one reconcile pass.
-type Pass = plan.Pass
 
 // Controller converges continuously: on start, when policies change, when
 // Docker reports a service, network or record event, and on a periodic

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/reconciler/apply"
+	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/status"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
@@ -191,7 +193,7 @@ func dockerResult(err error) string {
 }
 
 // ObserveResult counts one action result (Reconciler.OnResult).
-func (m *Metrics) ObserveResult(ar plan.ActionResult) {
+func (m *Metrics) ObserveResult(ar apply.ActionResult) {
 	kind := string(ar.Action.Kind)
 	m.actions.WithLabelValues(kind, string(ar.Outcome)).Inc()
 	m.actionDuration.WithLabelValues(kind).Observe(ar.Duration.Seconds())
@@ -199,7 +201,7 @@ func (m *Metrics) ObserveResult(ar plan.ActionResult) {
 
 // ObservePass records a finished pass and the drift corrections it made
 // (see status.Tracker.ObservePass).
-func (m *Metrics) ObservePass(p plan.Pass, drift []plan.ActionResult) {
+func (m *Metrics) ObservePass(p controller.Pass, drift []apply.ActionResult) {
 	result := ResultSuccess
 	switch {
 	case errors.Is(p.Err, plan.ErrHeld):

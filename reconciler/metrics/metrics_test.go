@@ -13,7 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/reconciler/apply"
+	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
+	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/status"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
@@ -46,17 +49,17 @@ func TestFamiliesAndValues(t *testing.T) {
 
 	create := plan.Action{Kind: plan.ActionCreateNetwork, Name: "swarmsec.web"}
 	update := plan.Action{Kind: plan.ActionUpdateService, Name: "web"}
-	m.ObserveResult(plan.ActionResult{Action: create, Outcome: plan.OutcomeCreated, Duration: 20 * time.Millisecond})
-	m.ObserveResult(plan.ActionResult{Action: update, Outcome: plan.OutcomeConfigured, Duration: 30 * time.Millisecond})
+	m.ObserveResult(apply.ActionResult{Action: create, Outcome: apply.OutcomeCreated, Duration: 20 * time.Millisecond})
+	m.ObserveResult(apply.ActionResult{Action: update, Outcome: apply.OutcomeConfigured, Duration: 30 * time.Millisecond})
 
 	audit := update
 	audit.Audit = true
 	end := time.Unix(1_700_000_000, 0)
-	m.ObservePass(plan.Pass{Start: end.Add(-2 * time.Second), Duration: 2 * time.Second,
-		Plan: &plan.Plan{Actions: []plan.Action{create, audit}}, Result: &plan.Result{}, Observed: &plan.Observation{Services: 1}},
-		[]plan.ActionResult{{Action: update, Outcome: plan.OutcomeConfigured}})
-	m.ObservePass(plan.Pass{Duration: time.Second, Err: errors.New("list services: refused")}, nil)
-	m.ObservePass(plan.Pass{Duration: time.Second, Plan: &plan.Plan{}, Err: plan.ErrHeld, Observed: &plan.Observation{Full: true}}, nil)
+	m.ObservePass(controller.Pass{Start: end.Add(-2 * time.Second), Duration: 2 * time.Second,
+		Plan: &plan.Plan{Actions: []plan.Action{create, audit}}, Result: &apply.Result{}, Observed: &observe.Observation{Services: 1}},
+		[]apply.ActionResult{{Action: update, Outcome: apply.OutcomeConfigured}})
+	m.ObservePass(controller.Pass{Duration: time.Second, Err: errors.New("list services: refused")}, nil)
+	m.ObservePass(controller.Pass{Duration: time.Second, Plan: &plan.Plan{}, Err: plan.ErrHeld, Observed: &observe.Observation{Full: true}}, nil)
 
 	m.ObserveSnapshot(watch.Snapshot{Errors: []manifest.Error{{File: "a.yaml", Message: "x"}, {File: "b.yaml", Message: "y"}}, Stale: []string{"a.yaml"}})
 	m.ObserveStatus(&status.Report{Policies: []v1.PolicyStatus{
@@ -121,11 +124,11 @@ func TestAuditActionsGauge(t *testing.T) {
 	m := New()
 	a := plan.Action{Kind: plan.ActionUpdateService, Name: "web", Audit: true}
 	b := plan.Action{Kind: plan.ActionCreateNetwork, Name: "swarmsec.web", Audit: true}
-	m.ObservePass(plan.Pass{Plan: &plan.Plan{Actions: []plan.Action{a, b}}}, nil)
+	m.ObservePass(controller.Pass{Plan: &plan.Plan{Actions: []plan.Action{a, b}}}, nil)
 	if got := testutil.ToFloat64(m.auditActions.WithLabelValues("update-service")); got != 1 {
 		t.Fatalf("audit update-service = %v", got)
 	}
-	m.ObservePass(plan.Pass{Plan: &plan.Plan{}}, nil)
+	m.ObservePass(controller.Pass{Plan: &plan.Plan{}}, nil)
 	if got := testutil.ToFloat64(m.auditActions.WithLabelValues("create-network")); got != 0 {
 		t.Fatalf("audit create-network after a quiet pass = %v", got)
 	}

@@ -15,7 +15,6 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
-	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/state"
 )
 
@@ -165,7 +164,7 @@ func (c *Changes) take() pending {
 // Observe brings the store up to date for a pass: it lists everything
 // (see Observe) when it must, and otherwise re-reads only the objects
 // noted since the last pass. A failed read makes the next pass list.
-func (c *Changes) Observe(ctx context.Context, api dockerapi.API, st *state.Store, withTasks bool) (*plan.Observation, error) {
+func (c *Changes) Observe(ctx context.Context, api dockerapi.API, st *state.Store, withTasks bool) (*Observation, error) {
 	p := c.take()
 	why := p.list
 	switch {
@@ -190,13 +189,13 @@ func (c *Changes) Observe(ctx context.Context, api dockerapi.API, st *state.Stor
 			c.Resync("the last list failed")
 			return nil, err
 		}
-		return &plan.Observation{Full: true, Why: why}, nil
+		return &Observation{Full: true, Why: why}, nil
 	}
 	if err := refresh(ctx, api, st, p); err != nil {
 		c.Resync("the last read failed")
 		return nil, err
 	}
-	return &plan.Observation{Services: len(p.services), Networks: len(p.networks), Records: p.records}, nil
+	return &Observation{Services: len(p.services), Networks: len(p.networks), Records: p.records}, nil
 }
 
 // migrationUnderWay reports whether the store holds a temporary migration

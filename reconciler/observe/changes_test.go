@@ -13,7 +13,6 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
-	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/state"
 	"github.com/swarmsec/swarmsec/testing/fake"
 	"github.com/swarmsec/swarmsec/testing/policytest"
@@ -22,7 +21,7 @@ import (
 var lists = map[string]int{"ServiceList": 1, "NetworkList": 1, "NodeList": 1, "ConfigList": 1}
 
 // observed runs one observation and returns it with the calls it made.
-func observed(t *testing.T, c *observe.Changes, f *fake.Swarm, st *state.Store) (*plan.Observation, map[string]int) {
+func observed(t *testing.T, c *observe.Changes, f *fake.Swarm, st *state.Store) (*observe.Observation, map[string]int) {
 	t.Helper()
 	f.ResetCalls()
 	o, err := c.Observe(context.Background(), f, st, false)

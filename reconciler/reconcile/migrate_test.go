@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/migrate"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/state"
@@ -319,8 +320,8 @@ func TestMigrateReportsProgress(t *testing.T) {
 	f, _ := migStack(t, 2)
 	r := migReconciler(t, f, shopEncryption())
 	var seen []string
-	r.OnResult = func(ar plan.ActionResult) {
-		if ar.Outcome == plan.OutcomeUnchanged {
+	r.OnResult = func(ar apply.ActionResult) {
+		if ar.Outcome == apply.OutcomeUnchanged {
 			return
 		}
 		for _, st := range ar.Action.Steps {

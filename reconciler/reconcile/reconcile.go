@@ -28,13 +28,14 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// Mode says whether the reconciler writes (see plan.Mode).
-type Mode = plan.Mode
+// Mode says whether a reconciler writes.
+type Mode string
 
-// The modes.
 const (
-	ModeEnforce = plan.ModeEnforce
-	ModeAudit   = plan.ModeAudit
+	// ModeEnforce writes the changes enforce-mode policies ask for.
+	ModeEnforce Mode = "enforce"
+	// ModeAudit computes and reports everything and writes nothing.
+	ModeAudit Mode = "audit"
 )
 
 // Delays before the next pass, when a pass left work that Swarm must make
@@ -50,7 +51,7 @@ const (
 
 // Result is what one pass did.
 type Result struct {
-	plan.Result
+	apply.Result
 	// RequeueAfter, when positive, is when the next pass should look
 	// again: the pass left work that can only be done later.
 	RequeueAfter time.Duration
@@ -63,7 +64,7 @@ type Result struct {
 	// when the pass did not deliver).
 	Agent *agentrules.Outcome
 	// Observed is how the pass brought the store up to date.
-	Observed *plan.Observation
+	Observed *observe.Observation
 }
 
 // terminalError marks a failure that retrying cannot fix: held by the
@@ -95,7 +96,7 @@ type Reconciler struct {
 	// (DefaultProgressDelay when 0).
 	ProgressDelay time.Duration
 	// OnResult sees every action result (metrics, status).
-	OnResult func(plan.ActionResult)
+	OnResult func(apply.ActionResult)
 	// Leader, when set, says whether this replica may write: a follower
 	// observes and plans (its store stays warm, its status true) and
 	// writes nothing. Writes stop when leadership goes.
@@ -277,12 +278,12 @@ func (r *Reconciler) judgeMigrations(res *Result, mig migrate.Report) (progress 
 			name := ar.Action.Name
 			switch {
 			case mig.Blocked[name] != nil:
-				ar.Outcome, ar.Err = plan.OutcomeFailed, mig.Blocked[name]
+				ar.Outcome, ar.Err = apply.OutcomeFailed, mig.Blocked[name]
 			case mig.Waiting[name] != "":
-				ar.Outcome, ar.Detail = plan.OutcomePending, mig.Waiting[name]
+				ar.Outcome, ar.Detail = apply.OutcomePending, mig.Waiting[name]
 				res.Waiting = append(res.Waiting, fmt.Sprintf("network %s: %s", name, ar.Detail))
 				progress = true
-			case ar.Outcome != plan.OutcomeFailed:
+			case ar.Outcome != apply.OutcomeFailed:
 				// A planned migration is not finished, even when its
 				// write found the work done (a removed network Swarm
 				// still listed): look again soon.
@@ -394,7 +395,7 @@ func (r *Reconciler) Converge(ctx context.Context, each func(*plan.Plan, *Result
 func pendingOf(res *Result) []string {
 	var out []string
 	for _, ar := range res.Results {
-		if ar.Outcome == plan.OutcomePending {
+		if ar.Outcome == apply.OutcomePending {
 			out = append(out, fmt.Sprintf("%s %s: %s", ar.Action.Kind, ar.Action.Name, ar.Detail))
 		}
 	}
@@ -436,7 +437,7 @@ func (e *WriteError) Error() string { return e.Err.Error() }
 func (e *WriteError) Unwrap() error { return e.Err }
 
 // record reports one action's outcome: once, here, with its object.
-func (r *Reconciler) record(ar plan.ActionResult) {
+func (r *Reconciler) record(ar apply.ActionResult) {
 	if r.OnResult != nil {
 		r.OnResult(ar)
 	}
@@ -453,14 +454,14 @@ func (r *Reconciler) record(ar plan.ActionResult) {
 	switch {
 	case ar.Err != nil:
 		r.logger().Error("change failed", append(attrs, "error", ar.Err)...)
-	case ar.Outcome == plan.OutcomePending:
+	case ar.Outcome == apply.OutcomePending:
 		r.logger().Info("change pending", attrs...)
-	case ar.Outcome == plan.OutcomeUnchanged:
+	case ar.Outcome == apply.OutcomeUnchanged:
 		r.logger().Debug("change unchanged", attrs...)
 	default:
 		r.logger().Info("change applied", attrs...)
 	}
-	if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome != plan.OutcomeUnchanged {
+	if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome != apply.OutcomeUnchanged {
 		for _, st := range ar.Action.Steps {
 			r.logger().Info(fmt.Sprintf("migrate network %s: %s", ar.Action.Name, st.What))
 		}

@@ -11,7 +11,6 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/controller"
-	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
 	"github.com/swarmsec/swarmsec/state"
@@ -24,11 +23,11 @@ import (
 func TestAuditModeWritesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		mode        plan.Mode
+		mode        reconcile.Mode
 		enforcement v1.Enforcement
 	}{
-		{"run --mode audit", plan.ModeAudit, ""},
-		{"enforcement: audit", plan.ModeEnforce, v1.EnforcementAudit},
+		{"run --mode audit", reconcile.ModeAudit, ""},
+		{"enforcement: audit", reconcile.ModeEnforce, v1.EnforcementAudit},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := fake.New()
@@ -52,14 +51,14 @@ func TestAuditModeWritesNothing(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			passes := make(chan plan.Pass, 8)
-			ctrl := &controller.Controller{Reconciler: rec, Log: slog.New(slog.DiscardHandler), OnPass: func(p plan.Pass) {
+			passes := make(chan controller.Pass, 8)
+			ctrl := &controller.Controller{Reconciler: rec, Log: slog.New(slog.DiscardHandler), OnPass: func(p controller.Pass) {
 				tr.ObservePass(p)
 				passes <- p
 			}}
 			done := make(chan error, 1)
 			go func() { done <- ctrl.Run(ctx) }()
-			var p plan.Pass
+			var p controller.Pass
 			select {
 			case p = <-passes:
 			case <-ctx.Done():

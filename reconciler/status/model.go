@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 )
@@ -50,7 +51,7 @@ type Report struct {
 	Nodes      []agentv1.Report `json:"nodes,omitempty"`
 	NodesError string           `json:"nodesError,omitempty"`
 	// Agent is what the leader last found of the node agents.
-	Agent *plan.AgentDelivery `json:"agent,omitempty"`
+	Agent *agentrules.Outcome `json:"agent,omitempty"`
 	// Encryption lists the changes held, and the networks as they are,
 	// where tasks span a node that cannot carry encrypted traffic.
 	Encryption []plan.EncryptionHold `json:"encryption,omitempty"`

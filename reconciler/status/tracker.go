@@ -12,9 +12,13 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/reconciler/agentrules"
+	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
+	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
 	"github.com/swarmsec/swarmsec/state"
 )
@@ -23,12 +27,12 @@ import (
 // It is safe for concurrent use: the watcher, the controller and HTTP
 // handlers call it from their own goroutines.
 type Tracker struct {
-	mode  plan.Mode
+	mode  reconcile.Mode
 	store *state.Store
 	now   func() time.Time
 
 	mu       sync.Mutex
-	agent    *plan.AgentDelivery // the last delivery to the node agents
+	agent    *agentrules.Outcome // the last delivery to the node agents
 	nodes    func() (map[string]agentv1.Report, error)
 	loaded   bool
 	held     string
@@ -38,7 +42,7 @@ type Tracker struct {
 	// desiredChanged is when the set of policies or a generation last
 	// changed, recorded after the store held the change.
 	desiredChanged time.Time
-	lastPass       *plan.Pass
+	lastPass       *controller.Pass
 	planned        bool // some pass read Swarm and planned
 	lastSuccess    time.Time
 	followerWrites func() int64
@@ -83,7 +87,7 @@ type verdict struct {
 
 // NewTracker returns a tracker for a controller in mode. The store, when
 // not nil, is the reconciler's: it tells which services each policy selects.
-func NewTracker(mode plan.Mode, store *state.Store) *Tracker {
+func NewTracker(mode reconcile.Mode, store *state.Store) *Tracker {
 	return &Tracker{mode: mode, store: store, now: time.Now, policies: map[string]*entry{}, stale: map[string]bool{}}
 }
 
@@ -159,12 +163,12 @@ func (t *Tracker) ObserveSnapshot(snap watch.Snapshot) {
 // ObservePass takes a finished reconcile pass. It returns the drift
 // corrections the pass made: the writes of a pass whose desired state had
 // not changed since the last pass that left the cluster converged.
-func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
+func (t *Tracker) ObservePass(p controller.Pass) []apply.ActionResult {
 	t.mu.Lock()
 	// The pass compiled enforced policies only: when that is all of them,
 	// its topology says what each selects, and compiling again is waste.
 	var compiled *compile.Desired
-	if p.Plan != nil && t.mode != plan.ModeAudit && !t.anyAuditLocked() {
+	if p.Plan != nil && t.mode != reconcile.ModeAudit && !t.anyAuditLocked() {
 		compiled = p.Plan.Desired
 	}
 	t.mu.Unlock()
@@ -173,11 +177,11 @@ func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	var drift []plan.ActionResult
+	var drift []apply.ActionResult
 	if !t.lastConverged.IsZero() && t.desiredChanged.Before(t.lastConverged) && p.Result != nil {
 		for _, ar := range p.Result.Results {
 			switch ar.Outcome {
-			case plan.OutcomeCreated, plan.OutcomeConfigured, plan.OutcomeDeleted:
+			case apply.OutcomeCreated, apply.OutcomeConfigured, apply.OutcomeDeleted:
 				drift = append(drift, ar)
 			}
 		}
@@ -186,7 +190,7 @@ func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 	t.planned = t.planned || p.Plan != nil
 	if p.Err == nil && p.Plan != nil {
 		t.lastSuccess = p.Start.Add(p.Duration)
-		if t.mode != plan.ModeAudit && !p.Requeue && (p.Result == nil || !p.Result.Pending()) {
+		if t.mode != reconcile.ModeAudit && !p.Requeue && (p.Result == nil || !p.Result.Pending()) {
 			t.lastConverged = p.Start
 		}
 	}
@@ -217,7 +221,7 @@ func (t *Tracker) ObservePass(p plan.Pass) []plan.ActionResult {
 }
 
 // judge concludes what a pass that saw the policy's generation says of it.
-func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
+func (t *Tracker) judge(e *entry, p controller.Pass) *verdict {
 	j := &judgement{mode: t.mode, storeKnown: t.store != nil, e: e, p: p}
 	j.tally()
 	v := &verdict{pending: slices.Concat(j.failed, j.pending, j.would)}
@@ -232,12 +236,12 @@ func (t *Tracker) judge(e *entry, p plan.Pass) *verdict {
 // judgement is one pass judged for one policy: its actions sorted by what
 // became of them, then the verdict they lead to.
 type judgement struct {
-	mode plan.Mode
+	mode reconcile.Mode
 	// storeKnown: the tracker reads a store, so an empty selection is
 	// known to be empty.
 	storeKnown bool
 	e          *entry
-	p          plan.Pass
+	p          controller.Pass
 
 	pending, failed, would []v1.PendingAction
 	applied                int
@@ -246,7 +250,7 @@ type judgement struct {
 
 // tally sorts the policy's actions in the plan by their results.
 func (j *judgement) tally() {
-	results := map[string]plan.ActionResult{}
+	results := map[string]apply.ActionResult{}
 	if j.p.Result != nil {
 		for _, ar := range j.p.Result.Results {
 			results[actionKey(ar.Action)] = ar
@@ -262,7 +266,7 @@ func (j *judgement) tally() {
 			j.would = append(j.would, pa)
 			continue
 		}
-		if j.mode == plan.ModeAudit {
+		if j.mode == reconcile.ModeAudit {
 			// Audit mode plans against no enforced policy too; only the
 			// actions marked Audit say what enforcing would change.
 			continue
@@ -271,11 +275,11 @@ func (j *judgement) tally() {
 		// A migration in a pass that asks for another is not done yet.
 		continues := a.Kind == plan.ActionMigrateNetwork && j.p.Requeue
 		switch {
-		case ok && ar.Outcome == plan.OutcomeFailed:
+		case ok && ar.Outcome == apply.OutcomeFailed:
 			pa.State, pa.Error = v1.PendingFailed, errString(ar.Err)
 			j.failed = append(j.failed, pa)
 			j.errs = append(j.errs, errString(ar.Err))
-		case ok && ar.Outcome != plan.OutcomePending && !continues:
+		case ok && ar.Outcome != apply.OutcomePending && !continues:
 			j.applied++
 		default:
 			pa.State = v1.PendingWaiting
@@ -339,7 +343,7 @@ func (j *judgement) selectsNothing() bool {
 func (j *judgement) conclude(v *verdict) {
 	nothing := j.selectsNothing()
 	switch {
-	case j.mode == plan.ModeAudit || j.e.audit:
+	case j.mode == reconcile.ModeAudit || j.e.audit:
 		j.concludeAudit(v, nothing)
 	case len(j.failed) > 0:
 		v.status, v.reason = v1.ConditionFalse, v1.ReasonApplyFailed
@@ -624,7 +628,7 @@ func (t *Tracker) Report() *Report {
 		StaleFiles:     []string{},
 	}
 	if r.Mode == "" {
-		r.Mode = string(plan.ModeEnforce)
+		r.Mode = string(reconcile.ModeEnforce)
 	}
 	if t.role != nil {
 		r.Leader, r.Identity, r.LeaderIdentity = t.role()
@@ -679,7 +683,7 @@ func (t *Tracker) Report() *Report {
 	return r
 }
 
-func summarizePass(p *plan.Pass) *PassSummary {
+func summarizePass(p *controller.Pass) *PassSummary {
 	s := &PassSummary{Start: p.Start.UTC(), DurationSeconds: p.Duration.Seconds(), Trigger: p.Trigger, Error: errString(p.Err)}
 	if p.Plan != nil {
 		s.Holds, s.Notes = p.Plan.Holds, p.Plan.Notes
@@ -694,9 +698,9 @@ func summarizePass(p *plan.Pass) *PassSummary {
 	if p.Result != nil {
 		for _, ar := range p.Result.Results {
 			switch ar.Outcome {
-			case plan.OutcomeCreated, plan.OutcomeConfigured, plan.OutcomeDeleted:
+			case apply.OutcomeCreated, apply.OutcomeConfigured, apply.OutcomeDeleted:
 				s.Applied++
-			case plan.OutcomePending:
+			case apply.OutcomePending:
 				if ar.Action.Kind == plan.ActionUpdateService {
 					s.RemainingUpdates++
 				}

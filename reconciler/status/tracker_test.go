@@ -12,7 +12,9 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
+	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
@@ -34,7 +36,7 @@ type fixture struct {
 	tr    *Tracker
 }
 
-func newFixture(t *testing.T, mode plan.Mode) *fixture {
+func newFixture(t *testing.T, mode reconcile.Mode) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, store: state.New()}
 	f.tr = NewTracker(mode, f.store)
@@ -81,10 +83,10 @@ func (f *fixture) load(snap watch.Snapshot) {
 }
 
 // pass reports a pass that starts now and lasts a second.
-func (f *fixture) pass(pl *plan.Plan, res *plan.Result, err error) []plan.ActionResult {
+func (f *fixture) pass(pl *plan.Plan, res *apply.Result, err error) []apply.ActionResult {
 	start := f.clock.step(time.Second)
 	f.clock.step(time.Second)
-	return f.tr.ObservePass(plan.Pass{Start: start, Duration: time.Second, Plan: pl, Result: res, Err: err, Trigger: "test"})
+	return f.tr.ObservePass(controller.Pass{Start: start, Duration: time.Second, Plan: pl, Result: res, Err: err, Trigger: "test"})
 }
 
 func (f *fixture) ready(name string) v1.Condition {
@@ -118,12 +120,12 @@ func update(policy, svc string, reasons ...string) plan.Action {
 	return plan.Action{Kind: plan.ActionUpdateService, Name: svc, ID: svc, Policies: []string{policy}, Reasons: reasons}
 }
 
-func applied(a plan.Action, o plan.Outcome, err error) plan.ActionResult {
-	return plan.ActionResult{Action: a, Outcome: o, Err: err}
+func applied(a plan.Action, o apply.Outcome, err error) apply.ActionResult {
+	return apply.ActionResult{Action: a, Outcome: o, Err: err}
 }
 
 func TestConditionTransitions(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 
 	c0 := f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
@@ -134,7 +136,7 @@ func TestConditionTransitions(t *testing.T) {
 	// The first pass isolates web.
 	isolate := update("web", "web", "isolate: selected by web")
 	drift := f.pass(&plan.Plan{Actions: []plan.Action{isolate}},
-		&plan.Result{Results: []plan.ActionResult{applied(isolate, plan.OutcomeConfigured, nil)}}, nil)
+		&apply.Result{Results: []apply.ActionResult{applied(isolate, apply.OutcomeConfigured, nil)}}, nil)
 	if len(drift) != 0 {
 		t.Fatalf("first pass counted as drift: %v", drift)
 	}
@@ -150,7 +152,7 @@ func TestConditionTransitions(t *testing.T) {
 	}
 
 	// A quiet pass: same status, same transition time.
-	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	f.pass(&plan.Plan{}, &apply.Result{}, nil)
 	if c := f.expect("web", v1.ConditionTrue, v1.ReasonConverged); !c.LastTransitionTime.Equal(c1.LastTransitionTime) {
 		t.Fatalf("lastTransitionTime moved without a status change: %v -> %v", c1.LastTransitionTime, c.LastTransitionTime)
 	}
@@ -158,7 +160,7 @@ func TestConditionTransitions(t *testing.T) {
 	// Someone reattached web by hand; the next pass reverts it: drift.
 	revert := update("web", "web", "detach shop_default: isolated services use managed networks only")
 	drift = f.pass(&plan.Plan{Actions: []plan.Action{revert}},
-		&plan.Result{Results: []plan.ActionResult{applied(revert, plan.OutcomeConfigured, nil)}}, nil)
+		&apply.Result{Results: []apply.ActionResult{applied(revert, apply.OutcomeConfigured, nil)}}, nil)
 	if len(drift) != 1 || drift[0].Action.Name != "web" {
 		t.Fatalf("drift corrections = %v, want the update of web", drift)
 	}
@@ -172,14 +174,14 @@ func TestConditionTransitions(t *testing.T) {
 		t.Fatalf("after a spec change: %+v", c2)
 	}
 	// A pass that started before the change does not count.
-	stale := plan.Pass{Start: f.clock.t.Add(-10 * time.Second), Duration: time.Second, Plan: &plan.Plan{}, Result: &plan.Result{}}
+	stale := controller.Pass{Start: f.clock.t.Add(-10 * time.Second), Duration: time.Second, Plan: &plan.Plan{}, Result: &apply.Result{}}
 	f.tr.ObservePass(stale)
 	f.expect("web", v1.ConditionUnknown, v1.ReasonProgressing)
 
 	// The change's pass fails to write: ApplyFailed, and it is no drift.
 	move := update("web", "web", "attach swarmsec.web")
 	drift = f.pass(&plan.Plan{Actions: []plan.Action{move}},
-		&plan.Result{Results: []plan.ActionResult{applied(move, plan.OutcomeFailed, errors.New("update service web: boom"))}},
+		&apply.Result{Results: []apply.ActionResult{applied(move, apply.OutcomeFailed, errors.New("update service web: boom"))}},
 		errors.New("update service web: boom"))
 	if len(drift) != 0 {
 		t.Fatalf("a failed write counted as drift: %v", drift)
@@ -194,7 +196,7 @@ func TestConditionTransitions(t *testing.T) {
 
 	// The retry works.
 	drift = f.pass(&plan.Plan{Actions: []plan.Action{move}},
-		&plan.Result{Results: []plan.ActionResult{applied(move, plan.OutcomeConfigured, nil)}}, nil)
+		&apply.Result{Results: []apply.ActionResult{applied(move, apply.OutcomeConfigured, nil)}}, nil)
 	if len(drift) != 0 {
 		t.Fatalf("the change's own pass counted as drift: %v", drift)
 	}
@@ -212,19 +214,19 @@ func TestConditionTransitions(t *testing.T) {
 }
 
 func TestPendingHeldAndNoSelection(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []v1.Policy{
 		netPolicy("api", "api", "a1", ""),
 		netPolicy("ghost", "nothing-has-this", "g1", ""),
 	}})
 	capped := update("api", "api", "isolate: selected by api")
 	f.pass(&plan.Plan{Actions: []plan.Action{capped}},
-		&plan.Result{Results: []plan.ActionResult{applied(capped, plan.OutcomePending, nil)}}, nil)
+		&apply.Result{Results: []apply.ActionResult{applied(capped, apply.OutcomePending, nil)}}, nil)
 	f.expect("api", v1.ConditionUnknown, v1.ReasonProgressing)
 	f.expect("ghost", v1.ConditionTrue, v1.ReasonNoServicesSelected)
 
 	f.pass(&plan.Plan{Actions: []plan.Action{capped}, Holds: []string{"the pass isolates 1 of 2 services at once"}},
-		&plan.Result{}, fmt.Errorf("%w: too many", plan.ErrHeld))
+		&apply.Result{}, fmt.Errorf("%w: too many", plan.ErrHeld))
 	c := f.expect("api", v1.ConditionUnknown, v1.ReasonHeld)
 	if !strings.Contains(c.Message, "isolates 1 of 2") {
 		t.Fatalf("held message: %q", c.Message)
@@ -233,10 +235,10 @@ func TestPendingHeldAndNoSelection(t *testing.T) {
 }
 
 func TestManifestErrorsAndHeld(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	web := netPolicy("web", "web", "g1", "")
 	f.load(watch.Snapshot{Objects: []v1.Policy{web}})
-	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	f.pass(&plan.Plan{}, &apply.Result{}, nil)
 	f.expect("web", v1.ConditionTrue, v1.ReasonConverged)
 
 	// web.yaml breaks: its last good policy stays in force, but the spec
@@ -258,7 +260,7 @@ func TestManifestErrorsAndHeld(t *testing.T) {
 
 	// Fixed again.
 	f.load(watch.Snapshot{Objects: []v1.Policy{web}})
-	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	f.pass(&plan.Plan{}, &apply.Result{}, nil)
 	f.expect("web", v1.ConditionTrue, v1.ReasonConverged)
 	if r := f.tr.Report(); len(r.ManifestErrors) != 0 || r.Held != "" {
 		t.Fatalf("errors left after a fix: %+v", r)
@@ -268,18 +270,18 @@ func TestManifestErrorsAndHeld(t *testing.T) {
 func TestAuditOnly(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		mode        plan.Mode
+		mode        reconcile.Mode
 		enforcement v1.Enforcement
 	}{
-		{"policy enforcement audit", plan.ModeEnforce, v1.EnforcementAudit},
-		{"controller audit mode", plan.ModeAudit, ""},
+		{"policy enforcement audit", reconcile.ModeEnforce, v1.EnforcementAudit},
+		{"controller audit mode", reconcile.ModeAudit, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.mode)
 			f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", tc.enforcement)}})
 			would := update("web", "web", "isolate: selected by web")
 			would.Audit = true
-			f.pass(&plan.Plan{Actions: []plan.Action{would}}, &plan.Result{}, nil)
+			f.pass(&plan.Plan{Actions: []plan.Action{would}}, &apply.Result{}, nil)
 			c := f.expect("web", v1.ConditionFalse, v1.ReasonAuditOnly)
 			if !strings.Contains(c.Message, "1 change") {
 				t.Fatalf("message: %q", c.Message)
@@ -288,16 +290,16 @@ func TestAuditOnly(t *testing.T) {
 			if len(pa) != 1 || pa[0].State != v1.PendingAudit {
 				t.Fatalf("pending: %+v", pa)
 			}
-			f.pass(&plan.Plan{}, &plan.Result{}, nil)
+			f.pass(&plan.Plan{}, &apply.Result{}, nil)
 			f.expect("web", v1.ConditionTrue, v1.ReasonAuditOnly)
 		})
 	}
 }
 
 func TestReportJSONShape(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
-	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	f.pass(&plan.Plan{}, &apply.Result{}, nil)
 	b, err := json.Marshal(f.tr.Report())
 	if err != nil {
 		t.Fatal(err)
@@ -324,9 +326,9 @@ func TestReportJSONShape(t *testing.T) {
 
 // An enforce-mode pass's own topology tells what policies select.
 func TestSelectionFromThePlan(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
-	rec := &reconcile.Reconciler{Store: f.store, Mode: plan.ModeEnforce}
+	rec := &reconcile.Reconciler{Store: f.store, Mode: reconcile.ModeEnforce}
 	pl, _, err := rec.PlanObserved()
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +336,7 @@ func TestSelectionFromThePlan(t *testing.T) {
 	if pl.Desired == nil {
 		t.Fatal("plan without its topology")
 	}
-	f.pass(pl, &plan.Result{}, nil)
+	f.pass(pl, &apply.Result{}, nil)
 	if got := f.tr.Report().Policies[0].Services; len(got) != 1 || got[0] != "web" {
 		t.Fatalf("services: %v", got)
 	}
@@ -344,10 +346,10 @@ func TestSelectionFromThePlan(t *testing.T) {
 // A controller whose passes stopped succeeding (an engine that no longer
 // answers) goes unready after a few resync periods.
 func TestUnreadyWhenPassesStopSucceeding(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	f.tr.SetStaleAfter(90 * time.Second)
 	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
-	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	f.pass(&plan.Plan{}, &apply.Result{}, nil)
 	if ok, checks := f.tr.Ready(); !ok {
 		t.Fatalf("not ready after a good pass: %+v", checks)
 	}
@@ -363,15 +365,15 @@ func TestUnreadyWhenPassesStopSucceeding(t *testing.T) {
 // selecting it Restorable=False with the reason; once the record is back,
 // True again.
 func TestRestorableCondition(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	missing := compile.Problem{Service: "web", Reason: compile.ReasonRecordMissing, Message: "service web carries swarmsec.io/original but its record is missing"}
-	f.pass(&plan.Plan{Problems: []compile.Problem{missing}}, &plan.Result{}, nil)
+	f.pass(&plan.Plan{Problems: []compile.Problem{missing}}, &apply.Result{}, nil)
 	c := f.tr.Report().Policies[0].Conditions
 	if len(c) != 2 || c[1].Type != v1.ConditionRestorable || c[1].Status != v1.ConditionFalse || c[1].Reason != compile.ReasonRecordMissing {
 		t.Fatalf("conditions %+v", c)
 	}
-	f.pass(&plan.Plan{}, &plan.Result{}, nil)
+	f.pass(&plan.Plan{}, &apply.Result{}, nil)
 	if c := f.tr.Report().Policies[0].Conditions; len(c) != 2 || c[1].Status != v1.ConditionTrue {
 		t.Fatalf("conditions after the record is back %+v", c)
 	}
@@ -379,10 +381,10 @@ func TestRestorableCondition(t *testing.T) {
 
 // The controller says how many service updates its cap left for later.
 func TestRemainingUpdates(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	capped := update("web", "web", "attach swarmsec-web")
-	f.pass(&plan.Plan{Actions: []plan.Action{capped}}, &plan.Result{Results: []plan.ActionResult{applied(capped, plan.OutcomePending, nil)}}, nil)
+	f.pass(&plan.Plan{Actions: []plan.Action{capped}}, &apply.Result{Results: []apply.ActionResult{applied(capped, apply.OutcomePending, nil)}}, nil)
 	if got := f.tr.Report().LastPass.RemainingUpdates; got != 1 {
 		t.Errorf("remaining updates %d, want 1", got)
 	}
@@ -391,19 +393,19 @@ func TestRemainingUpdates(t *testing.T) {
 // status shows the published ports a policy restricts, and that no agent
 // enforces them yet.
 func TestStatusShowsPortRules(t *testing.T) {
-	f := newFixture(t, plan.ModeEnforce)
+	f := newFixture(t, reconcile.ModeEnforce)
 	np := netPolicy("web", "web", "g1", "")
 	np.Network.Spec.Publish = []v1.PublishedPort{
 		{Port: 443, From: []v1.PortSource{{IPBlock: &v1.SourceBlock{CIDR: "203.0.113.0/24", Except: []string{"203.0.113.9/32"}}}}},
 		{Port: 80},
 	}
 	f.load(watch.Snapshot{Objects: []v1.Policy{np}})
-	rec := &reconcile.Reconciler{Store: f.store, Mode: plan.ModeEnforce}
+	rec := &reconcile.Reconciler{Store: f.store, Mode: reconcile.ModeEnforce}
 	pl, _, err := rec.PlanObserved()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.pass(pl, &plan.Result{}, nil)
+	f.pass(pl, &apply.Result{}, nil)
 	got := f.tr.Report().Policies[0].PublishedPorts
 	want := []v1.PortRule{{Port: "443/tcp", Mode: v1.PublishModeHost, From: []string{"203.0.113.0/24 except 203.0.113.9/32"}, Log: v1.PortLogNone}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -16,7 +16,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
-	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/status"
 	"github.com/swarmsec/swarmsec/reconciler/watch"
 	"github.com/swarmsec/swarmsec/testing/swarmtest"
@@ -173,7 +173,7 @@ func TestBroadSelectorHeldOnRealSwarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracker.ObservePass(plan.Pass{Start: time.Now(), Plan: p, Result: &res.Result})
+	tracker.ObservePass(controller.Pass{Start: time.Now(), Plan: p, Result: &res.Result})
 	if len(p.Held) != 1 || p.Held[0].Name != everything.Name || p.Held[0].Isolates != 30 {
 		t.Fatalf("held %+v", p.Held)
 	}

@@ -25,6 +25,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/migrate"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
@@ -370,7 +371,7 @@ func TestMigrateKilledAtEachStepOnRealSwarm(t *testing.T) {
 		r, _ := migReconciler(t, cli, plan.Limits{}, []*migStack{s}, encryptStack(s.name))
 		runCtx, kill := context.WithCancel(ctx)
 		var killedAt string
-		r.OnResult = func(ar plan.ActionResult) {
+		r.OnResult = func(ar apply.ActionResult) {
 			if ar.Action.Kind != plan.ActionMigrateNetwork || len(ar.Action.Steps) == 0 || killedAt != "" {
 				return
 			}
