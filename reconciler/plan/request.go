@@ -6,10 +6,57 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/reconciler/compile"
 )
+
+// What a step sends to Docker: the options of a network to create, the
+// steps of an action, and the owned fields of a service spec.
+
+// StepList returns the writes of an action.
+func (a *Action) StepList() []Step {
+	switch a.Kind {
+	case ActionMigrateNetwork:
+		return a.Steps
+	case ActionCreateNetwork:
+		opts := CreateOptions(a.Network)
+		return []Step{{Kind: a.Kind, Name: a.Name, What: "create network " + a.Name, Create: &opts}}
+	case ActionUpdateService:
+		steps := []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "update service " + a.Name, Service: a.Service}}
+		if a.Service.CreateRecord != nil {
+			steps = append([]Step{{Kind: ActionCreateRecord, Name: compile.RecordName(a.ID), ID: a.ID, What: "record " + a.Name, Service: a.Service}}, steps...)
+		}
+		if a.Service.RemoveRecord != "" {
+			steps = append(steps, Step{Kind: ActionRemoveRecord, Name: compile.RecordName(a.ID), ID: a.Service.RemoveRecord, What: "remove the record of " + a.Name})
+		}
+		return steps
+	case ActionCreateRecord:
+		return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "record " + a.Name, Service: a.Service}}
+	}
+	return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "remove network " + a.Name}}
+}
+
+// ManagedNetworkLabels are the labels every network swarmsec creates for a
+// policy carries.
+func ManagedNetworkLabels(dn *compile.DesiredNetwork) map[string]string {
+	labels := map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: dn.Purpose}
+	if dn.Owner != "" {
+		labels[v1.LabelOwner] = dn.Owner
+	}
+	return labels
+}
+
+// CreateOptions are the options of a managed network: always an encrypted
+// overlay, never attachable, so no container outside a service may join.
+func CreateOptions(dn *compile.DesiredNetwork) network.CreateOptions {
+	return network.CreateOptions{
+		Driver: "overlay", Scope: "swarm", Internal: dn.Internal, Attachable: false,
+		Options: map[string]string{"encrypted": "true"}, Labels: ManagedNetworkLabels(dn),
+	}
+}
 
 // Owned is the part of a service spec that swarmsec writes: networks,
 // published ports and the label naming its record. It shares the spec's
