@@ -1,6 +1,8 @@
 // Package state keeps swarmsec's desired state (the policies loaded from
 // manifests) and observed state (what Swarm reported) in go-memdb. Only this
-// package touches memdb: callers use the typed helpers and By lookups.
+// package touches memdb: callers use the typed helpers and By lookups, or
+// the read view (view.go: ReadTx's methods), which the core declares as the
+// interfaces it reads through (compile.State, plan.State, migrate.State).
 package state
 
 import (
