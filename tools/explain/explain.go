@@ -29,7 +29,7 @@ type Answer struct {
 	// Reasons are the rules that let the two talk.
 	Reasons []Reason `json:"reasons,omitempty"`
 	// Shared are the networks both are on now, sorted.
-	Shared []string `json:"sharedNetworks"`
+	Shared []string `json:"sharedNetworks,omitempty"`
 	// Managed are the managed networks the policies put both on, sorted.
 	Managed []string `json:"managedNetworks,omitempty"`
 	// Ports are, for Outside, the ports To keeps published, sorted.
