@@ -1,22 +1,16 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
+	"net/http"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/swarmsec/swarmsec/agent"
 	"github.com/swarmsec/swarmsec/agent/firewall"
-	"github.com/swarmsec/swarmsec/agent/nodeprobe"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/server"
 )
@@ -55,83 +49,21 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			tables := map[firewall.Family]agent.Table{}
-			var v4err error
-			for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
-				t, path, err := agent.Detect(f)
-				if err != nil {
-					// The node checks say so; the agent stays up to say
-					// it, and to enforce once Docker's chains appear.
-					log.Warn("published ports are not filtered", "family", f.String(), "reason", err)
-					if f == firewall.IPv4 {
-						v4err = err
-					}
-					continue
-				}
-				log.Info("iptables backend", "family", f.String(), "command", path)
-				tables[f] = t
-			}
-			reg := prometheus.NewRegistry()
-			packets := agent.NewPackets()
-			reg.MustRegister(packets)
-			a := &agent.Agent{RulesFile: rules, Tables: tables, Interval: interval, Log: log, Packets: packets, Detect: agent.Detect}
-			var wg sync.WaitGroup
-			defer wg.Wait()
-			ctx, cancel := context.WithCancel(ctx)
-			defer cancel()
+			cfg := agent.Config{RulesFile: rules, Interval: interval, EventsWindow: window, Log: log}
 			if listen != "" {
-				// The endpoints are for people; the rules must not wait
-				// for them (a local process holding the port).
-				if srv, err := server.Listen(server.Config{
-					Addr: listen, Log: log,
-					Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-					Status:  func() any { return a.Status() },
-				}); err != nil {
-					log.Error("agent endpoints not served; enforcing all the same", "err", err)
-				} else {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						if err := srv.Serve(ctx); err != nil {
-							log.Error("agent server stopped", "error", err)
-						}
-					}()
+				cfg.Listen = func(metrics http.Handler, status func() any) (agent.Server, error) {
+					srv, err := server.Listen(server.Config{Addr: listen, Log: log, Metrics: metrics, Status: status})
+					if err != nil {
+						return nil, err
+					}
+					return srv, nil
 				}
 			}
-			node, _ := os.Hostname() // the node's: the agent shares its namespaces
-			prober := &nodeprobe.Prober{Hostname: node, ProcNet: "/proc/net",
-				Exec: func(ctx context.Context, name string, args ...string) ([]byte, error) {
-					return exec.CommandContext(ctx, name, args...).CombinedOutput()
-				},
-				Tables: func() (firewall.Table, error) {
-					if t := a.Table(firewall.IPv4); t != nil {
-						return t, nil
-					}
-					return nil, v4err
-				}}
 			if cli, err := newClient(); err == nil {
 				defer cli.Close()
-				prober.Docker = cli
+				cfg.Docker = cli
 			}
-			a.Checks = prober
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a.RunChecks(ctx, time.Minute)
-			}()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// Without NFLOG the rules and counters still work; only
-				// the per-source events are missing.
-				if err := agent.ListenEvents(ctx, log, node, window, 0); err != nil {
-					log.Warn("connection attempts are counted but not reported per source", "reason", err)
-				}
-			}()
-			log.Info("agent started", "rules", rules, "interval", interval.String(), "node", node)
-			err = a.Run(ctx)
-			log.Info("agent stopped; its rules stay in place")
-			return err
+			return agent.Run(ctx, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&rules, "rules", agentv1.RulesPath, "the delivered rules file")

@@ -85,7 +85,7 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 				return err
 			}
 			if len(r.Findings) > 0 {
-				return exitError{exitCodeFindings}
+				return exitError{code: exitCodeFindings}
 			}
 			return nil
 		},

@@ -1,18 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/spf13/cobra"
 
-	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/state"
+	"github.com/swarmsec/swarmsec/tools/explain"
 	"github.com/swarmsec/swarmsec/tools/graph"
 )
 
@@ -21,158 +20,86 @@ func init() {
 	register(newGraphCmd)
 }
 
+// Exit codes of explain, as kubectl auth can-i: a script asks with it.
+const (
+	exitCodeMayReach    = 0
+	exitCodeMayNotReach = 1
+	exitCodeExplainErr  = 2
+)
+
 func newExplainCmd(g *globalOptions) *cobra.Command {
 	var (
-		mf manifestFlags
-		lf limitFlags
+		mf     manifestFlags
+		lf     limitFlags
+		output string
 	)
 	cmd := &cobra.Command{
 		Use:   "explain FROM TO",
-		Short: "Say whether service FROM may reach service TO under the manifests, why, and what carries it now",
+		Short: "Say whether service FROM may reach service TO under the manifests, why, and what carries it now (exit 0 may, 1 may not, 2 error)",
 		Long: `explain answers for two services (by name): may they talk, which policies and
 rules allow it (or that neither is isolated), which network carries it now, and
 what the cluster still lacks. "explain outside SERVICE" says which ports of the
-service are published, in which mode, and by which policies.`,
-		Args:              cobra.ExactArgs(2),
+service are published, in which mode, and by which policies.
+
+The answer is the controller's own: explain asks the compile of the manifests
+(enforced policies, held ones only where they already isolate), never matching
+selectors itself.
+
+Exit status, like kubectl auth can-i: 0 may reach (outside: the service keeps a
+published port), 1 may not, 2 error.`,
+		Args:              explainArgs,
 		ValidArgsFunction: serviceNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return exitError{code: exitCodeExplainErr, err: fmt.Errorf("-o %q: must be text or json", output)}
+			}
 			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
-				return err
+				return exitError{code: exitCodeExplainErr, err: err}
 			}
 			defer done()
-			var out error
-			r.Store.View(func(tx state.ReadTx) { out = explain(cmd.OutOrStdout(), tx, p, args[0], args[1]) })
-			return out
+			return explainPair(cmd.OutOrStdout(), r, p, args[0], args[1], output)
 		},
 	}
+	// A usage error is an error too, not a "may not".
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitError{code: exitCodeExplainErr, err: err} })
 	mf.add(cmd)
 	lf.add(cmd, false)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
-func explain(w io.Writer, tx state.ReadTx, p *plan.Plan, from, to string) error {
-	d := p.Desired
-	if from == "outside" {
-		s := state.GetServiceByName(tx, to)
-		if s == nil {
-			return fmt.Errorf("no service %s", to)
-		}
-		ds := d.Services[s.ID]
-		if ds == nil || !ds.Isolated {
-			fmt.Fprintf(w, "%s is not isolated: it keeps the ports it publishes:", to)
-			for _, port := range s.Ports {
-				fmt.Fprintf(w, " %d/%s (%s)", port.PublishedPort, port.Protocol, port.PublishMode)
-			}
-			fmt.Fprintln(w)
-			return nil
-		}
-		if len(ds.Publish) == 0 {
-			fmt.Fprintf(w, "%s publishes no port: no policy selecting it (%s) lists one in publish\n", to, strings.Join(ds.Policies, ", "))
-			return nil
-		}
-		for _, key := range slices.Sorted(func(yield func(string) bool) {
-			for k := range ds.Publish {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
-			who := "any source may connect"
-			if a := ds.Admit[key]; a != nil {
-				who = fmt.Sprintf("the policies admit %s, logging %s, but until a node agent enforces it any source still connects", a.Sources(), a.Log)
-			}
-			fmt.Fprintf(w, "%s publishes %s in %s mode (policies %s); %s\n", to, key, ds.Publish[key], strings.Join(ds.Policies, ", "), who)
-		}
-		return nil
-	}
-	a, b := state.GetServiceByName(tx, from), state.GetServiceByName(tx, to)
-	switch {
-	case a == nil:
-		return fmt.Errorf("no service %s", from)
-	case b == nil:
-		return fmt.Errorf("no service %s", to)
-	}
-	allowed := d.Allowed(a.ID, b.ID)
-	isolated := func(s *state.Service) []string {
-		if ds := d.Services[s.ID]; ds != nil && ds.Isolated {
-			return ds.Policies
-		}
-		return nil
-	}
-	pa, pb := isolated(a), isolated(b)
-	switch {
-	case len(pa) == 0 && len(pb) == 0:
-		fmt.Fprintf(w, "%s may reach %s: neither is isolated by any policy, so they talk wherever they share a network\n", from, to)
-	case allowed:
-		whys, err := reasons(tx, a, b)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "%s may reach %s (and back: overlay networks carry both ways):\n", from, to)
-		for _, why := range whys {
-			fmt.Fprintln(w, "  - "+why)
-		}
-	default:
-		fmt.Fprintf(w, "%s may not reach %s:", from, to)
-		if len(pa) > 0 {
-			fmt.Fprintf(w, " %s is isolated by %s", from, strings.Join(pa, ", "))
-		}
-		if len(pb) > 0 {
-			if len(pa) > 0 {
-				fmt.Fprint(w, ";")
-			}
-			fmt.Fprintf(w, " %s is isolated by %s", to, strings.Join(pb, ", "))
-		}
-		fmt.Fprintln(w, ", and no rule of theirs names the other")
-	}
-	shared := sharedNetworks(tx, a, b)
-	switch {
-	case len(shared) > 0 && allowed:
-		fmt.Fprintf(w, "Now: they share %s.\n", strings.Join(shared, ", "))
-	case len(shared) > 0:
-		fmt.Fprintf(w, "Now: they still share %s; `swarmsec apply` (or a running controller) takes them apart.\n", strings.Join(shared, ", "))
-	case allowed && (len(pa) > 0 || len(pb) > 0):
-		fmt.Fprintln(w, "Now: they share no network yet; `swarmsec apply` (or a running controller) connects them.")
-	case allowed:
-		fmt.Fprintln(w, "Now: they share no network, so they cannot talk.")
-	default:
-		fmt.Fprintln(w, "Now: they share no network.")
+func explainArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.ExactArgs(2)(cmd, args); err != nil {
+		return exitError{code: exitCodeExplainErr, err: err}
 	}
 	return nil
 }
 
-// reasons lists the policy rules that let a and b talk.
-func reasons(tx state.ReadTx, a, b *state.Service) ([]string, error) {
-	policies, err := state.FindPolicies(tx, state.ByKind(v1.KindNetworkPolicy))
+// explainPair prints the answer for from and to under the plan's compile
+// and returns explain's exit status: nil when from may reach to.
+func explainPair(w io.Writer, r *reconcile.Reconciler, p *plan.Plan, from, to, output string) error {
+	var (
+		ans *explain.Answer
+		err error
+	)
+	r.Store.View(func(tx state.ReadTx) { ans, err = explain.Services(tx, p.Desired, from, to) })
 	if err != nil {
-		return nil, fmt.Errorf("policies: %w", err)
+		return exitError{code: exitCodeExplainErr, err: err}
 	}
-	var out []string
-	for _, p := range policies {
-		spec := &p.Network.Spec
-		for _, pair := range [][2]*state.Service{{a, b}, {b, a}} {
-			sel, peer := pair[0], pair[1]
-			if !spec.ServiceSelector.Matches(sel.SelectorLabels) {
-				continue
-			}
-			for i, r := range spec.Ingress {
-				for _, pr := range r.From {
-					if pr.ServiceSelector != nil && pr.ServiceSelector.Matches(peer.SelectorLabels) {
-						out = append(out, fmt.Sprintf("policy %s (%s:%d) selects %s; ingress[%d] admits %s", p.Name, p.File, p.Line, sel.Name, i, peer.Name))
-					}
-				}
-			}
-			for i, r := range spec.Egress {
-				for _, pr := range r.To {
-					if pr.ServiceSelector != nil && pr.ServiceSelector.Matches(peer.SelectorLabels) {
-						out = append(out, fmt.Sprintf("policy %s (%s:%d) selects %s; egress[%d] lets it reach %s", p.Name, p.File, p.Line, sel.Name, i, peer.Name))
-					}
-				}
-			}
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(ans); err != nil {
+			return exitError{code: exitCodeExplainErr, err: err}
 		}
+	} else {
+		ans.WriteText(w)
 	}
-	return slices.Compact(out), nil
+	if !ans.Allowed {
+		return exitError{code: exitCodeMayNotReach}
+	}
+	return nil
 }
 
 // printPlanGraph draws the plan: the allowed connectivity, with the pairs
@@ -183,15 +110,21 @@ func printPlanGraph(w io.Writer, r *reconcile.Reconciler, p *plan.Plan, svg bool
 		err error
 	)
 	r.Store.View(func(tx state.ReadTx) {
-		var services []*state.Service
+		var (
+			services []*state.Service
+			nets     *plan.Networks
+		)
 		if services, err = state.FindServices(tx, state.All()); err != nil {
 			return
 		}
+		if nets, err = plan.LoadNetworks(tx); err != nil {
+			return
+		}
 		gr = graph.Build(p.Desired, services)
-		gr.Diff(p.Desired, services, func(a, b *state.Service) bool { return len(sharedNetworks(tx, a, b)) > 0 })
+		gr.Diff(p.Desired, services, func(a, b *state.Service) bool { return len(explain.Shared(nets, a, b)) > 0 })
 	})
 	if err != nil {
-		return fmt.Errorf("services: %w", err)
+		return fmt.Errorf("graph: %w", err)
 	}
 	if svg {
 		return gr.SVG(w)
@@ -213,30 +146,11 @@ func serviceNames(cmd *cobra.Command, args []string, _ string) ([]string, cobra.
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	names := []string{"outside"}
+	names := []string{explain.Outside}
 	for _, s := range svcs {
 		names = append(names, s.Spec.Name)
 	}
 	return names, cobra.ShellCompDirectiveNoFileComp
-}
-
-// sharedNetworks names the networks both services are on now.
-func sharedNetworks(tx state.ReadTx, a, b *state.Service) []string {
-	nets, _ := plan.LoadNetworks(tx)
-	on := map[string]bool{}
-	for _, at := range a.Networks {
-		if n := nets.Resolve(at.Target); n != nil {
-			on[n.Name] = true
-		}
-	}
-	var out []string
-	for _, at := range b.Networks {
-		if n := nets.Resolve(at.Target); n != nil && on[n.Name] {
-			out = append(out, n.Name)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 func newGraphCmd(g *globalOptions) *cobra.Command {

@@ -10,11 +10,22 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// exitError carries a process exit code out of a command without printing
-// anything more: the command already said what it had to say.
-type exitError struct{ code int }
+// exitError carries a process exit code out of a command. Without err the
+// command already said what it had to say; with it, main prints err, as it
+// does any other error (which exits 1).
+type exitError struct {
+	code int
+	err  error
+}
 
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e exitError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+func (e exitError) Unwrap() error { return e.err }
 
 // commands are registered by the files of this package from init, so each
 // command lives in its own file.
@@ -44,6 +55,9 @@ func main() {
 	}
 	var ee exitError
 	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(os.Stderr, "swarmsec:", ee.err)
+		}
 		os.Exit(ee.code)
 	}
 	fmt.Fprintln(os.Stderr, "swarmsec:", err)

@@ -60,7 +60,7 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 				return err
 			}
 			if len(p.Pending()) > 0 || len(p.Held) > 0 {
-				return exitError{exitCodeChanges}
+				return exitError{code: exitCodeChanges}
 			}
 			return nil
 		},

@@ -49,7 +49,7 @@ func TestPlanShowsPortRules(t *testing.T) {
 		}
 	}
 	out.Reset()
-	r.Store.View(func(tx state.ReadTx) { err = explain(&out, tx, p, "outside", "shop_web") })
+	err = explainPair(&out, r, p, "outside", "shop_web", "text")
 	if err != nil || !strings.Contains(out.String(), "admit 203.0.113.0/24, logging blocked, but until a node agent enforces it") {
 		t.Errorf("explain outside shop_web: %v\n%s", err, out.String())
 	}

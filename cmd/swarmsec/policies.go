@@ -103,18 +103,6 @@ func (l *limitFlags) nodeChecks(api dockerapi.API) *nodecheck.Reader {
 	return &nodecheck.Reader{Docker: api, Service: l.agentService}
 }
 
-// encryptionOf is what the node checks say of each node's encryption, for
-// the reconciler's holds.
-func encryptionOf(r *nodecheck.Reader) func(context.Context) (map[string]plan.NodeEncryption, error) {
-	if r == nil {
-		return nil
-	}
-	return func(ctx context.Context) (map[string]plan.NodeEncryption, error) {
-		reports, err := r.Reports(ctx)
-		return nodecheck.Encryption(reports), err
-	}
-}
-
 // connect opens the Docker API named by DOCKER_HOST and checks it is a
 // Swarm manager.
 func connect(ctx context.Context) (dockerapi.API, func(), error) {
@@ -145,8 +133,10 @@ func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags
 	if err != nil {
 		return nil, nil, err
 	}
-	r = &reconcile.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconcile.ModeEnforce, Limits: lf.limits, Agent: lf.delivery(api),
-		Nodes: encryptionOf(lf.nodeChecks(api))}
+	r = &reconcile.Reconciler{Docker: api, Store: state.New(), Log: log, Mode: reconcile.ModeEnforce, Limits: lf.limits, Agent: lf.delivery(api)}
+	if checks := lf.nodeChecks(api); checks != nil {
+		r.Nodes = checks.NodeEncryption
+	}
 	if err := r.SetPolicies(policies); err != nil {
 		done()
 		return nil, nil, err

@@ -129,10 +129,12 @@ type Desired struct {
 	// network is not removed while they are on it.
 	Stay map[string][]string
 
-	// The allowed relation, by service ID (see Allowed).
+	// The allowed relation, by service ID (see Allowed), and the rules it
+	// was built from (see Rules).
 	index    map[string]int
 	isolated []bool
 	edges    pairs
+	decls    []declaration
 }
 
 // Edges are the pairs of services a policy lets talk, by service ID, each
@@ -171,6 +173,51 @@ func (d *Desired) Allowed(a, b string) bool {
 		return false
 	}
 	return d.edges.has(i, j)
+}
+
+// Rule is one policy rule that lets two services talk.
+type Rule struct {
+	// Policy is the policy's name.
+	Policy string `json:"policy"`
+	// Egress is set for a rule of the policy's egress list (the selected
+	// service reaches the peer), unset for one of its ingress list.
+	Egress bool `json:"egress"`
+	// Index is the rule's place in that list.
+	Index int `json:"index"`
+	// Selected is the service the policy selects, Peer the one the rule
+	// names, by ID.
+	Selected string `json:"selected"`
+	Peer     string `json:"peer"`
+}
+
+// Rules lists the policy rules that let services a and b (by ID) talk, in
+// the order the compile read them, each once: the reasons behind Allowed,
+// from the same matching (a held policy counts only on what it still
+// isolates, a policy the compile left out not at all).
+func (d *Desired) Rules(a, b string) []Rule {
+	i, iok := d.index[a]
+	j, jok := d.index[b]
+	if !iok || !jok || i == j {
+		return nil
+	}
+	var out []Rule
+	for _, decl := range d.decls {
+		for _, pair := range [][2]int{{i, j}, {j, i}} {
+			_, sel := slices.BinarySearch(decl.selected, pair[0])
+			_, peer := slices.BinarySearch(decl.peers, pair[1])
+			if !sel || !peer {
+				continue
+			}
+			r := Rule{Policy: decl.policy, Egress: decl.dir == dirEgress, Index: decl.rule, Selected: a, Peer: b}
+			if pair[0] == j {
+				r.Selected, r.Peer = b, a
+			}
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
 }
 
 // compiler holds the working set of one compile.
@@ -347,7 +394,7 @@ func (c *compiler) matchPolicies(policies []*v1.Policy, held func(*v1.Policy) bo
 			})
 		}
 		var peers []int
-		decls, peers = c.matchPeers(&p.Network.Spec, sel, decls)
+		decls, peers = c.matchPeers(p, sel, decls)
 		for _, i := range sel {
 			c.isolated[i] = true
 			c.selectedBy[i] = append(c.selectedBy[i], p.Name)
@@ -355,27 +402,29 @@ func (c *compiler) matchPolicies(policies []*v1.Policy, held func(*v1.Policy) bo
 		ps = append(ps, matched{p, sel, peers})
 	}
 	c.edges = newPairs(len(c.services), decls)
+	c.out.decls = decls
 	return ps
 }
 
 // matchPeers matches the peer selectors of a policy's rules, adding a
 // declaration per rule peer to decls, and returns the peers, sorted.
-func (c *compiler) matchPeers(spec *v1.NetworkPolicySpec, sel []int, decls []declaration) ([]declaration, []int) {
+func (c *compiler) matchPeers(p *v1.Policy, sel []int, decls []declaration) ([]declaration, []int) {
+	spec := &p.Network.Spec
 	var peers []int
-	for _, r := range spec.Ingress {
+	for i, r := range spec.Ingress {
 		for _, peer := range r.From {
 			if peer.ServiceSelector != nil {
 				m := c.match(peer.ServiceSelector)
-				decls = append(decls, declaration{sel, m, dirIngress})
+				decls = append(decls, declaration{selected: sel, peers: m, dir: dirIngress, policy: p.Name, rule: i})
 				peers = append(peers, m...)
 			}
 		}
 	}
-	for _, r := range spec.Egress {
+	for i, r := range spec.Egress {
 		for _, peer := range r.To {
 			if peer.ServiceSelector != nil {
 				m := c.match(peer.ServiceSelector)
-				decls = append(decls, declaration{sel, m, dirEgress})
+				decls = append(decls, declaration{selected: sel, peers: m, dir: dirEgress, policy: p.Name, rule: i})
 				peers = append(peers, m...)
 			}
 		}

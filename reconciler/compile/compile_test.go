@@ -357,3 +357,42 @@ func TestAdmissionIsTheUnionOfSources(t *testing.T) {
 		t.Errorf("unrestricted ports need no rule: got %v", a)
 	}
 }
+
+// Rules are the reasons behind the allowed relation: every rule that lets
+// a pair talk, each once, and none for a pair no rule joins.
+func TestRules(t *testing.T) {
+	self := stackService("swarmsec", "controller", v1.LabelSelf, "true")
+	services := []*state.Service{stackService("shop", "web"), stackService("shop", "api"), stackService("shop", "db"), self}
+	d := compileWith(t, services, []*v1.Policy{
+		netpol("db", v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "db"),
+			// Two peers of one rule naming api: one reason.
+			Ingress: []v1.IngressRule{{}, {From: []v1.Peer{peer("app", "api"), peer(v1.LabelStackNamespace, "shop")}}},
+		}),
+		netpol("web", v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "web"),
+			Egress:          []v1.EgressRule{{To: []v1.Peer{peer("app", "api")}}},
+		}),
+		// Selects everything but swarmsec's own service, which only a
+		// selector naming it picks.
+		netpol("all", v1.NetworkPolicySpec{ServiceSelector: v1.LabelSelector{}, Ingress: []v1.IngressRule{{From: []v1.Peer{peer("app", "controller")}}}}),
+	})
+	id := func(s *state.Service) string { return s.ID }
+	web, api, db := id(services[0]), id(services[1]), id(services[2])
+	if got, want := d.Rules(api, db), []Rule{{Policy: "db", Index: 1, Selected: db, Peer: api}}; !slices.Equal(got, want) {
+		t.Errorf("Rules(api, db) = %+v, want %+v", got, want)
+	}
+	if got, want := d.Rules(api, web), []Rule{{Policy: "web", Egress: true, Selected: web, Peer: api}}; !slices.Equal(got, want) {
+		t.Errorf("Rules(api, web) = %+v, want %+v", got, want)
+	}
+	if got := d.Rules(web, self.ID); len(got) != 0 {
+		t.Errorf("Rules(web, swarmsec) = %+v, want none: the broad selector does not pick swarmsec's own service", got)
+	}
+	for _, a := range services {
+		for _, b := range services {
+			if a != b && (len(d.Rules(a.ID, b.ID)) > 0) != d.edges.has(d.index[a.ID], d.index[b.ID]) {
+				t.Errorf("%s, %s: rules %+v, edge %v", a.Name, b.Name, d.Rules(a.ID, b.ID), d.edges.has(d.index[a.ID], d.index[b.ID]))
+			}
+		}
+	}
+}

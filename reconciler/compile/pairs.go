@@ -23,9 +23,12 @@ const (
 )
 
 // declaration is one rule's peer: selected and peers may talk, in dir.
+// policy and rule say where it was declared (see Desired.Rules).
 type declaration struct {
 	selected, peers []int
 	dir             uint8
+	policy          string
+	rule            int // in the policy's ingress or egress list, as dir says
 }
 
 // newPairs builds the relation over n services from the rules'

@@ -4,7 +4,8 @@
 // say "look again", and at what: a pass re-reads the objects they named,
 // and lists everything on start, on each resync and after the events
 // stream was lost (list, then watch). It is the one place that decides
-// retries and logs a pass's failure.
+// retries and logs a pass's failure. Each pass gets a logger naming it
+// (pass=<id>, see logctx) in its ctx: every line the pass logs carries it.
 package controller
 
 import (
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/internal/logctx"
 	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 )
@@ -78,11 +80,16 @@ func (c *Controller) init() {
 	})
 }
 
+// logger is Log, else the reconciler's: a pass logs through the one the
+// loop gives it.
 func (c *Controller) logger() *slog.Logger {
-	if c.Log == nil {
-		return slog.Default()
+	switch {
+	case c.Log != nil:
+		return c.Log
+	case c.Reconciler.Log != nil:
+		return c.Reconciler.Log
 	}
-	return c.Log
+	return slog.Default()
 }
 
 // Trigger asks for a pass soon; triggers before it runs coalesce.
@@ -181,6 +188,8 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	why := c.trigger
 	c.mu.Unlock()
 
+	// Every line the pass logs, here and in what it calls, names it.
+	ctx, log := logctx.ForPass(ctx, c.logger())
 	start := time.Now()
 	p, res, err := c.Reconciler.Reconcile(ctx)
 	pass := Pass{Start: start, Duration: time.Since(start), Plan: p, Err: err, Trigger: why}
@@ -199,15 +208,15 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		// Not a failure to retry: it stands until the manifests or Swarm
 		// change, and every trigger re-evaluates it.
 		c.queue.Forget(key)
-		c.logger().Warn("pass stopped until something changes", "trigger", why, "error", err)
+		log.Warn("pass stopped until something changes", "trigger", why, "error", err)
 	case errors.As(err, &werr):
 		// Each failed write was logged with its object already.
-		c.logger().Warn("some changes failed; retrying with backoff", "trigger", why, "failed", werr.Failed,
+		log.Warn("some changes failed; retrying with backoff", "trigger", why, "failed", werr.Failed,
 			"of", werr.Total, "retries", c.queue.NumRequeues(key))
 		c.queue.AddRateLimited(key)
 	case err != nil:
 		// Logged once, here, where the loop handles it.
-		c.logger().Error("reconcile failed; retrying with backoff", "trigger", why, "error", err,
+		log.Error("reconcile failed; retrying with backoff", "trigger", why, "error", err,
 			"retries", c.queue.NumRequeues(key))
 		c.queue.AddRateLimited(key)
 	case res != nil && res.RequeueAfter > 0:
@@ -220,7 +229,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.queue.AddAfter(key, after)
 	default:
 		c.queue.Forget(key)
-		c.logger().Debug("reconciled", "trigger", why, "duration", pass.Duration.Round(time.Millisecond),
+		log.Debug("reconciled", "trigger", why, "duration", pass.Duration.Round(time.Millisecond),
 			"actions", len(p.Pending()))
 	}
 	return true

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/reconciler/plan"
 )
 
 // Logs is what reading the reports needs of a manager.
@@ -104,4 +105,11 @@ func (r *Reader) readLocked(ctx context.Context) (map[string]agentv1.Report, err
 		}
 	}
 	return out, err
+}
+
+// NodeEncryption reads the reports (see Reports) and says what they say of
+// each node's encryption (see Encryption): the reconciler's Nodes.
+func (r *Reader) NodeEncryption(ctx context.Context) (map[string]plan.NodeEncryption, error) {
+	reports, err := r.Reports(ctx)
+	return Encryption(reports), err
 }

@@ -19,6 +19,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/internal/logctx"
 	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
@@ -184,7 +185,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	res := &Result{Observed: observed}
 	for _, a := range p.Actions {
 		if a.Audit {
-			r.logger().Info("audit: would change", "action", a.Kind, "object", a.Name,
+			r.logger(ctx).Info("audit: would change", "action", a.Kind, "object", a.Name,
 				"policy", strings.Join(a.Policies, ","), "reason", strings.Join(a.Why(), "; "))
 		}
 	}
@@ -237,7 +238,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	w := &apply.Writer{Docker: r.writer(), Store: r.Store}
 	res.Result = *w.Apply(ctx, append(writes, now...), later)
 	reached := r.handOver(p, res)
-	progress := r.judgeMigrations(res, mig)
+	progress := r.judgeMigrations(ctx, res, mig)
 	agentErr := r.deliver(ctx, p, res)
 	if held := p.EncryptionHeld(); len(held) > 0 && res.Writes() == 0 && !progress && res.Pending() {
 		// What is left waits for what is held: looking again soon
@@ -271,7 +272,7 @@ func (r *Reconciler) handOver(p *plan.Plan, res *Result) (reached bool) {
 // judgeMigrations gives each migration's result what its step machine
 // said (blocked, waiting), records every result, and reports whether a
 // migration goes on (look again soon).
-func (r *Reconciler) judgeMigrations(res *Result, mig migrate.Report) (progress bool) {
+func (r *Reconciler) judgeMigrations(ctx context.Context, res *Result, mig migrate.Report) (progress bool) {
 	for i := range res.Results {
 		ar := &res.Results[i]
 		if ar.Action.Kind == plan.ActionMigrateNetwork {
@@ -290,7 +291,7 @@ func (r *Reconciler) judgeMigrations(res *Result, mig migrate.Report) (progress 
 				progress = true
 			}
 		}
-		r.record(*ar)
+		r.record(ctx, *ar)
 	}
 	return progress
 }
@@ -325,7 +326,7 @@ func (r *Reconciler) readNodes(ctx context.Context) {
 	}
 	nodes, err := r.Nodes(ctx)
 	if err != nil {
-		r.logger().Warn("node checks not read; encryption holds use the last ones", "err", err)
+		r.logger(ctx).Warn("node checks not read; encryption holds use the last ones", "err", err)
 	}
 	if nodes != nil || err == nil {
 		r.nodes = nodes
@@ -354,11 +355,11 @@ func (r *Reconciler) deliver(ctx context.Context, p *plan.Plan, res *Result) (fa
 		out, err = r.Agent.Deliver(ctx, doc)
 		res.Agent = &out
 		if out.Wrote {
-			r.logger().Info("node agent rules delivered", "config", out.Config, "ports", len(doc.Ports))
+			r.logger(ctx).Info("node agent rules delivered", "config", out.Config, "ports", len(doc.Ports))
 		}
 	}
 	if err != nil {
-		r.logger().Error("node agent rules not delivered; the agents keep the rules they have", "err", err)
+		r.logger(ctx).Error("node agent rules not delivered; the agents keep the rules they have", "err", err)
 		res.Waiting = append(res.Waiting, "node agent rules: "+err.Error())
 		return true
 	}
@@ -366,13 +367,16 @@ func (r *Reconciler) deliver(ctx context.Context, p *plan.Plan, res *Result) (fa
 }
 
 // Converge runs passes until one leaves nothing to wait for, one fails, or
-// ctx ends, waiting RequeueAfter between them. It returns the last plan,
+// ctx ends, waiting RequeueAfter between them, each pass's lines naming it
+// (see logctx). It returns the last plan,
 // the results of every pass in order, and the error that stopped it. each,
 // when set, sees every pass.
 func (r *Reconciler) Converge(ctx context.Context, each func(*plan.Plan, *Result)) (*plan.Plan, *Result, error) {
 	all := &Result{}
 	for {
-		p, res, err := r.Reconcile(ctx)
+		// Each pass names itself in the lines it logs, as under the loop.
+		pctx, _ := logctx.ForPass(ctx, r.logger(ctx))
+		p, res, err := r.Reconcile(pctx)
 		if res != nil {
 			all.Results = append(all.Results, res.Results...)
 			all.RequeueAfter, all.Waiting = res.RequeueAfter, res.Waiting
@@ -437,7 +441,8 @@ func (e *WriteError) Error() string { return e.Err.Error() }
 func (e *WriteError) Unwrap() error { return e.Err }
 
 // record reports one action's outcome: once, here, with its object.
-func (r *Reconciler) record(ar apply.ActionResult) {
+func (r *Reconciler) record(ctx context.Context, ar apply.ActionResult) {
+	log := r.logger(ctx)
 	if r.OnResult != nil {
 		r.OnResult(ar)
 	}
@@ -449,21 +454,21 @@ func (r *Reconciler) record(ar apply.ActionResult) {
 		attrs = append(attrs, "detail", ar.Detail)
 	}
 	for _, w := range ar.Warnings {
-		r.logger().Warn("docker warning", "object", ar.Action.Name, "warning", w)
+		log.Warn("docker warning", "object", ar.Action.Name, "warning", w)
 	}
 	switch {
 	case ar.Err != nil:
-		r.logger().Error("change failed", append(attrs, "error", ar.Err)...)
+		log.Error("change failed", append(attrs, "error", ar.Err)...)
 	case ar.Outcome == apply.OutcomePending:
-		r.logger().Info("change pending", attrs...)
+		log.Info("change pending", attrs...)
 	case ar.Outcome == apply.OutcomeUnchanged:
-		r.logger().Debug("change unchanged", attrs...)
+		log.Debug("change unchanged", attrs...)
 	default:
-		r.logger().Info("change applied", attrs...)
+		log.Info("change applied", attrs...)
 	}
 	if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome != apply.OutcomeUnchanged {
 		for _, st := range ar.Action.Steps {
-			r.logger().Info(fmt.Sprintf("migrate network %s: %s", ar.Action.Name, st.What))
+			log.Info(fmt.Sprintf("migrate network %s: %s", ar.Action.Name, st.What))
 		}
 	}
 }
@@ -482,9 +487,8 @@ func (r *Reconciler) progressDelay() time.Duration {
 	return DefaultProgressDelay
 }
 
-func (r *Reconciler) logger() *slog.Logger {
-	if r.Log == nil {
-		return slog.Default()
-	}
-	return r.Log
+// logger is the pass's logger, the one its ctx carries (naming the pass,
+// see logctx), else Log.
+func (r *Reconciler) logger(ctx context.Context) *slog.Logger {
+	return logctx.From(ctx, r.Log)
 }

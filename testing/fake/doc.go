@@ -81,4 +81,10 @@
 //     never reused, and no allocation fails other than by overlap;
 //   - event history (Since and Until are ignored) and events other than
 //     services' and networks' (no container, task or node events).
+//
+// One file per kind of object (services.go, tasks.go, networks.go,
+// containers.go, configs.go, nodes.go, events.go, logs.go), each with its
+// seeding helpers, its API calls and what Swarm does with it; fake.go
+// holds the engine, the test controls and the one opening every API call
+// shares (swarmCall, localCall: count, injected error, ctx, lock, manager).
 package fake

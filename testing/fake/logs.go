@@ -54,14 +54,11 @@ func (f *Swarm) AddServiceLogFrom(service, nodeID string, at time.Time, line str
 // and details ("com.docker.swarm.node.id=…,com.docker.swarm.service.id=… ")
 // prefixes when asked.
 func (f *Swarm) ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error) {
-	if err := f.begin(ctx, dockerapi.OpServiceLogs); err != nil {
+	unlock, err := f.swarmCall(ctx, dockerapi.OpServiceLogs)
+	if err != nil {
 		return nil, err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.requireManagerLocked(); err != nil {
-		return nil, err
-	}
+	defer unlock()
 	svc, err := f.findServiceLocked(serviceID)
 	if err != nil {
 		return nil, err
