@@ -25,35 +25,14 @@ import (
 	"github.com/swarmsec/swarmsec/testing/policytest"
 )
 
-const migNet = "shop_default"
+const migNet = policytest.StackNetwork
 
 // migStack deploys n services of stack shop on one unencrypted, attachable
 // overlay network with labels and a driver option, each with its short
 // name as alias.
 func migStack(t *testing.T, n int) (*fake.Swarm, []string) {
 	t.Helper()
-	f := fake.New()
-	resp, err := f.NetworkCreate(context.Background(), migNet, network.CreateOptions{
-		Driver: "overlay", Scope: "swarm", Attachable: true,
-		Labels:  map[string]string{v1.LabelStackNamespace: "shop", "team": "payments"},
-		Options: map[string]string{"com.docker.network.driver.mtu": "1400"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for i := range n {
-		short := fmt.Sprintf("s%d", i)
-		spec := swarm.ServiceSpec{}
-		spec.Name = "shop_" + short
-		spec.Labels = map[string]string{v1.LabelStackNamespace: "shop", "app": short}
-		spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/" + short}
-		spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: resp.ID, Aliases: []string{short}}}
-		f.AddService(spec)
-		names = append(names, spec.Name)
-	}
-	f.ResetCalls()
-	return f, names
+	return policytest.UnencryptedStack(t, n)
 }
 
 var encpol = policytest.EncPol
