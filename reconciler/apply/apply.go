@@ -131,6 +131,9 @@ func (p *pass) parallel(ctx context.Context, jobs []job) {
 			r := p.step(ctx, j.a, j.step)
 			p.mu.Lock()
 			p.outcomes[j.i].add(r)
+			if r.wrote() {
+				p.outcomes[j.i].written = append(p.outcomes[j.i].written, j.step.Name)
+			}
 			p.mu.Unlock()
 		})
 	}
@@ -191,6 +194,9 @@ type stepOutcome struct {
 	details  []string
 	warnings []string
 	took     time.Duration
+	// written names the steps that wrote: a result that failed or waits
+	// says which of its steps are done.
+	written []string
 }
 
 type stepResult struct {
@@ -215,8 +221,17 @@ func (o *stepOutcome) add(r stepResult) {
 
 func (o *stepOutcome) failed() bool { return len(o.errs) > 0 }
 
+func (r stepResult) wrote() bool {
+	return r.outcome == plan.OutcomeCreated || r.outcome == plan.OutcomeConfigured || r.outcome == plan.OutcomeDeleted
+}
+
 func (o *stepOutcome) result(a plan.Action) plan.ActionResult {
-	ar := plan.ActionResult{Action: a, Err: errors.Join(o.errs...), Duration: o.took, Detail: strings.Join(o.details, "; "), Warnings: o.warnings}
+	details := o.details
+	if steps := len(a.StepList()); steps > 1 && len(o.written) > 0 && len(o.written) < steps {
+		written := slices.Sorted(slices.Values(o.written))
+		details = append([]string{fmt.Sprintf("%d of %d steps written (%s)", len(written), steps, strings.Join(written, ", "))}, details...)
+	}
+	ar := plan.ActionResult{Action: a, Err: errors.Join(o.errs...), Duration: o.took, Detail: strings.Join(details, "; "), Warnings: o.warnings}
 	switch {
 	case len(o.outcomes) == 0:
 		ar.Outcome = plan.OutcomeUnchanged

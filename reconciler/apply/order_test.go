@@ -183,6 +183,8 @@ func TestPartialFailures(t *testing.T) {
 		want    map[string]plan.Outcome
 		// nets are where services end.
 		nets map[string]string
+		// detail is what a result says besides its outcome.
+		detail map[string]string
 	}{
 		{
 			name: "a record that cannot be written stops its update",
@@ -211,9 +213,10 @@ func TestPartialFailures(t *testing.T) {
 				// c may join front only once a left it.
 				return []plan.Action{r.update("a", 0, "back"), r.update("c", 1, "back", "front")}
 			},
-			fail: func(f *fake.Swarm) { f.FailNext(dockerapi.OpServiceUpdate, boom) },
-			want: map[string]plan.Outcome{"a": plan.OutcomeFailed, "c": plan.OutcomePending},
-			nets: map[string]string{"a": "front", "c": "back"},
+			fail:   func(f *fake.Swarm) { f.FailNext(dockerapi.OpServiceUpdate, boom) },
+			want:   map[string]plan.Outcome{"a": plan.OutcomeFailed, "c": plan.OutcomePending},
+			nets:   map[string]string{"a": "front", "c": "back"},
+			detail: map[string]string{"c": "waits for the update of service a, which goes before it and was not written; the next pass plans again"},
 		},
 		{
 			name: "a record not written holds the waves after its update",
@@ -253,8 +256,9 @@ func TestPartialFailures(t *testing.T) {
 				}
 				return []plan.Action{{Kind: plan.ActionMigrateNetwork, Name: "m", Steps: steps}}
 			},
-			fail: func(f *fake.Swarm) { f.FailNext(dockerapi.OpServiceUpdate, boom) },
-			want: map[string]plan.Outcome{"m": plan.OutcomeFailed},
+			fail:   func(f *fake.Swarm) { f.FailNext(dockerapi.OpServiceUpdate, boom) },
+			want:   map[string]plan.Outcome{"m": plan.OutcomeFailed},
+			detail: map[string]string{"m": "2 of 3 steps written (b, c)"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -272,6 +276,11 @@ func TestPartialFailures(t *testing.T) {
 				}
 				if want == plan.OutcomeFailed && (ar.Err == nil || !strings.Contains(ar.Err.Error(), name) && ar.Action.Kind != plan.ActionMigrateNetwork) {
 					t.Errorf("%s: error %v does not name it", name, ar.Err)
+				}
+			}
+			for name, want := range tc.detail {
+				if got := got[name].Detail; got != want {
+					t.Errorf("%s: detail %q, want %q", name, got, want)
 				}
 			}
 			for name, want := range tc.nets {
