@@ -53,7 +53,7 @@ func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *pl
 	run := &pass{w: w, created: map[string]string{}, updated: map[string]bool{}, outcomes: make([]stepOutcome, len(actions))}
 	for phase := range 3 {
 		for _, group := range run.groups(actions, phase) {
-			if first := group[0].a; first.Kind == plan.ActionUpdateService {
+			if first := group[0].a; phase == 1 && first.Kind == plan.ActionUpdateService {
 				if name := run.unwritten(actions, first.Wave); name != "" {
 					run.hold(group, name)
 					continue

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,6 +80,7 @@ func TestWriteOrder(t *testing.T) {
 		b := r.update("b", 0, "back", "front", "p")
 		b.Service.CreateRecord = []byte(`{}`)
 		c := r.update("c", 1, "back", "front")
+		c.Service.CreateRecord = []byte(`{}`) // a later wave's record goes with the first writes
 		actions := []plan.Action{createNetwork("p"), a, b, c}
 		r.eng.delay = map[string]time.Duration{
 			dockerapi.OpNetworkCreate: time.Second, dockerapi.OpConfigCreate: time.Second,
@@ -92,8 +94,13 @@ func TestWriteOrder(t *testing.T) {
 		}
 		log := r.eng.writes()
 		checkOrder(t, log, map[string]int{"a": 0, "b": 0, "c": 1})
-		if n := len(log); n != 2*6 {
-			t.Errorf("%d events, want 12 (6 writes):\n%s", n, lines(log))
+		if n := len(log); n != 2*7 {
+			t.Errorf("%d events, want 14 (7 writes):\n%s", n, lines(log))
+		}
+		for _, ar := range res.Results {
+			if want := map[string]plan.Outcome{"p": plan.OutcomeCreated}[ar.Action.Name]; ar.Outcome != cmp.Or(want, plan.OutcomeConfigured) {
+				t.Errorf("%s: %s (%s)", ar.Action.Name, ar.Outcome, ar.Detail)
+			}
 		}
 		// One second for the creates, three for wave 0, one for wave 1,
 		// one for the record's removal: nothing went one after the other

@@ -132,6 +132,18 @@ func TestOutcomes(t *testing.T) {
 			want: map[string]want{"a": {outcome: plan.OutcomeConfigured}}, writes: 2,
 		},
 		{
+			name: "record of a later wave's update",
+			setup: func(r *rig) ([]plan.Action, []plan.Action) {
+				// Records are written first, whatever wave their update
+				// goes in: c's waits for nothing.
+				c := record(r, "c")
+				c.Wave = 1
+				return []plan.Action{r.update("a", 0, "back"), c}, nil
+			},
+			want:   map[string]want{"a": {outcome: plan.OutcomeConfigured}, "c": {outcome: plan.OutcomeConfigured}},
+			writes: 3,
+		},
+		{
 			name: "record there already",
 			setup: func(r *rig) ([]plan.Action, []plan.Action) {
 				a := record(r, "a")
