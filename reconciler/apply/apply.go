@@ -46,12 +46,19 @@ type Writer struct {
 // Apply writes actions in a safe order: networks are created first,
 // services updated next (one update each, carrying the version read), and
 // networks no longer needed removed last. deferred actions are reported
-// pending. Audit actions are never written.
+// pending, and so are the updates of a wave that comes after an update not
+// written (see unwritten). Audit actions are never written.
 func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *Result {
 	res := &Result{}
 	run := &pass{w: w, created: map[string]string{}, updated: map[string]bool{}, outcomes: make([]stepOutcome, len(actions))}
 	for phase := range 3 {
 		for _, group := range run.groups(actions, phase) {
+			if first := group[0].a; phase == 1 && first.Kind == plan.ActionUpdateService {
+				if name := run.unwritten(actions, first.Wave); name != "" {
+					run.hold(group, name)
+					continue
+				}
+			}
 			run.parallel(ctx, group)
 		}
 	}
@@ -124,10 +131,39 @@ func (p *pass) parallel(ctx context.Context, jobs []job) {
 			r := p.step(ctx, j.a, j.step)
 			p.mu.Lock()
 			p.outcomes[j.i].add(r)
+			if r.wrote() {
+				p.outcomes[j.i].written = append(p.outcomes[j.i].written, j.step.Name)
+			}
 			p.mu.Unlock()
 		})
 	}
 	wg.Wait()
+}
+
+// unwritten names an update of a wave before wave that was not written
+// (failed, changed meanwhile, its record not written). The waves after it
+// were scheduled as if it had been: a service joins a network only once
+// those it may not meet there have left (plan.Schedule). A service that is
+// gone left every network.
+func (p *pass) unwritten(actions []plan.Action, wave int) string {
+	for i, a := range actions {
+		if a.Kind != plan.ActionUpdateService || a.Audit || a.Wave >= wave {
+			continue
+		}
+		if !p.isUpdated(a.ID) && !slices.Contains(p.outcomes[i].outcomes, OutcomeSkipped) {
+			return a.Name
+		}
+	}
+	return ""
+}
+
+// hold reports a group's updates pending, unwritten: the next pass plans
+// them again from what is there.
+func (p *pass) hold(group []job, after string) {
+	for _, j := range group {
+		p.outcomes[j.i].add(stepResult{outcome: OutcomePending,
+			detail: fmt.Sprintf("waits for the update of service %s, which goes before it and was not written; the next pass plans again", after)})
+	}
 }
 
 // phaseOf orders the writes of a pass: what services move onto is created
@@ -158,6 +194,9 @@ type stepOutcome struct {
 	details  []string
 	warnings []string
 	took     time.Duration
+	// written names the steps that wrote: a result that failed or waits
+	// says which of its steps are done.
+	written []string
 }
 
 type stepResult struct {
@@ -182,8 +221,17 @@ func (o *stepOutcome) add(r stepResult) {
 
 func (o *stepOutcome) failed() bool { return len(o.errs) > 0 }
 
+func (r stepResult) wrote() bool {
+	return r.outcome == OutcomeCreated || r.outcome == OutcomeConfigured || r.outcome == OutcomeDeleted
+}
+
 func (o *stepOutcome) result(a plan.Action) ActionResult {
-	ar := ActionResult{Action: a, Err: errors.Join(o.errs...), Duration: o.took, Detail: strings.Join(o.details, "; "), Warnings: o.warnings}
+	details := o.details
+	if steps := len(a.StepList()); steps > 1 && len(o.written) > 0 && len(o.written) < steps {
+		written := slices.Sorted(slices.Values(o.written))
+		details = append([]string{fmt.Sprintf("%d of %d steps written (%s)", len(written), steps, strings.Join(written, ", "))}, details...)
+	}
+	ar := ActionResult{Action: a, Err: errors.Join(o.errs...), Duration: o.took, Detail: strings.Join(details, "; "), Warnings: o.warnings}
 	switch {
 	case len(o.outcomes) == 0:
 		ar.Outcome = OutcomeUnchanged

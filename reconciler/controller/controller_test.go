@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
@@ -94,59 +95,63 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestControllerConvergesRevertsDriftAndSurvivesFailures(t *testing.T) {
-	f, ids := shop(t)
-	r := newTestReconciler(t, f, shopPolicies())
-	r.Limits.Force = true
-	// The engine is down at first: the pass fails and is retried.
-	f.FailNext("ServiceList", errors.New("Cannot connect to the Docker daemon"))
-	passes := runController(t, r)
+	synctest.Test(t, func(t *testing.T) {
+		f, ids := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		// The engine is down at first: the pass fails and is retried.
+		f.FailNext("ServiceList", errors.New("Cannot connect to the Docker daemon"))
+		passes := runController(t, r)
 
-	dbIsolated := func() bool {
-		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
-	}
-	eventually(t, "db is isolated", dbIsolated)
-	if passes.failed() == 0 {
-		t.Error("the injected failure did not fail a pass")
-	}
+		dbIsolated := func() bool {
+			return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
+		}
+		eventually(t, "db is isolated", dbIsolated)
+		if passes.failed() == 0 {
+			t.Error("the injected failure did not fail a pass")
+		}
 
-	// The events stream breaks (an engine restart); drift made meanwhile
-	// is still found once the controller reconnects.
-	f.BreakEvents(nil)
-	if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
-		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the drift is reverted after the stream came back", dbIsolated)
+		// The events stream breaks (an engine restart); drift made meanwhile
+		// is still found once the controller reconnects.
+		f.BreakEvents(nil)
+		if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
+			spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the drift is reverted after the stream came back", dbIsolated)
 
-	// And through the events of a healthy stream.
-	if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
-		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the drift is reverted", dbIsolated)
+		// And through the events of a healthy stream.
+		if err := f.UpdateService(ids["shop_db"], func(spec *swarm.ServiceSpec) {
+			spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: ids["shop_default"]})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the drift is reverted", dbIsolated)
+	})
 }
 
 func TestControllerIsolatesNewServices(t *testing.T) {
-	f, ids := shop(t)
-	r := newTestReconciler(t, f, shopPolicies())
-	r.Limits.Force = true
-	runController(t, r)
+	synctest.Test(t, func(t *testing.T) {
+		f, ids := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		runController(t, r)
 
-	spec := swarm.ServiceSpec{}
-	spec.Name = "shop_db2"
-	spec.Labels = map[string]string{"app": "db"}
-	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/db"}
-	late := f.AddService(spec)
-	ids[late.Spec.Name] = late.ID
-	// db and db2 may not talk to each other, so db2 gets a network of its
-	// own with api. Its name depends on whether the first pass saw db2
-	// (shaped from scratch) or not (db's network kept, a pair added), so
-	// the test looks at who is on it.
-	eventually(t, "a service created after the policies is isolated", func() bool {
-		nets := networkNames(t, f, inspect(t, f, late.ID))
-		return len(nets) == 1 && slices.Equal(attached(t, f, ids, nets[0]), []string{"shop_api", "shop_db2"})
+		spec := swarm.ServiceSpec{}
+		spec.Name = "shop_db2"
+		spec.Labels = map[string]string{"app": "db"}
+		spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/db"}
+		late := f.AddService(spec)
+		ids[late.Spec.Name] = late.ID
+		// db and db2 may not talk to each other, so db2 gets a network of its
+		// own with api. Its name depends on whether the first pass saw db2
+		// (shaped from scratch) or not (db's network kept, a pair added), so
+		// the test looks at who is on it.
+		eventually(t, "a service created after the policies is isolated", func() bool {
+			nets := networkNames(t, f, inspect(t, f, late.ID))
+			return len(nets) == 1 && slices.Equal(attached(t, f, ids, nets[0]), []string{"shop_api", "shop_db2"})
+		})
 	})
 }
 
@@ -174,21 +179,23 @@ func (h hungEvents) Events(ctx context.Context, _ events.ListOptions) (<-chan ev
 }
 
 func TestControllerStartsWhenTheEventsStreamHangs(t *testing.T) {
-	f, ids := shop(t)
-	r := newTestReconciler(t, f, shopPolicies())
-	r.Limits.Force = true
-	r.Docker = hungEvents{f}
-	ctrl := &Controller{Reconciler: r, Resync: time.Hour, StartWait: 100 * time.Millisecond, Log: r.Log}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ctrl.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	}()
-	eventually(t, "db is isolated without an events stream", func() bool {
-		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
+	synctest.Test(t, func(t *testing.T) {
+		f, ids := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		r.Docker = hungEvents{f}
+		ctrl := &Controller{Reconciler: r, Resync: time.Hour, StartWait: 100 * time.Millisecond, Log: r.Log}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ctrl.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("controller: %v", err)
+			}
+		}()
+		eventually(t, "db is isolated without an events stream", func() bool {
+			return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
+		})
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -63,85 +64,91 @@ func driftDB(t *testing.T, f *fake.Swarm, ids map[string]string) {
 }
 
 func TestControllerDriftPassReadsNoList(t *testing.T) {
-	f, ids := shop(t)
-	r := newTestReconciler(t, f, shopPolicies())
-	r.Limits.Force = true
-	passes := runController(t, r)
-	dbIsolated := func() bool {
-		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
-	}
-	eventually(t, "db is isolated", dbIsolated)
-	n := quiet(t, passes)
-
-	f.ResetCalls()
-	driftDB(t, f, ids)
-	eventually(t, "the drift is reverted", dbIsolated)
-	quiet(t, passes)
-	calls := f.Calls()
-	if lists := listCalls(f); lists != 0 || calls["ServiceUpdate"] != 1 {
-		t.Errorf("reverting a drift made %v", calls)
-	}
-	after := passes.since(n)
-	if len(after) == 0 {
-		t.Fatal("no pass after the drift")
-	}
-	for _, p := range after {
-		if p.Observed == nil || p.Observed.Full || p.Observed.Networks != 0 || p.Observed.Services != 1 {
-			t.Errorf("pass after the drift (%s) read %+v", p.Trigger, p.Observed)
+	synctest.Test(t, func(t *testing.T) {
+		f, ids := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		passes := runController(t, r)
+		dbIsolated := func() bool {
+			return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
 		}
-	}
+		eventually(t, "db is isolated", dbIsolated)
+		n := quiet(t, passes)
+
+		f.ResetCalls()
+		driftDB(t, f, ids)
+		eventually(t, "the drift is reverted", dbIsolated)
+		quiet(t, passes)
+		calls := f.Calls()
+		if lists := listCalls(f); lists != 0 || calls["ServiceUpdate"] != 1 {
+			t.Errorf("reverting a drift made %v", calls)
+		}
+		after := passes.since(n)
+		if len(after) == 0 {
+			t.Fatal("no pass after the drift")
+		}
+		for _, p := range after {
+			if p.Observed == nil || p.Observed.Full || p.Observed.Networks != 0 || p.Observed.Services != 1 {
+				t.Errorf("pass after the drift (%s) read %+v", p.Trigger, p.Observed)
+			}
+		}
+	})
 }
 
 func TestControllerListsAfterLostEventsStream(t *testing.T) {
-	f, ids := shop(t)
-	r := newTestReconciler(t, f, shopPolicies())
-	r.Limits.Force = true
-	passes := runController(t, r)
-	dbIsolated := func() bool {
-		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
-	}
-	eventually(t, "db is isolated", dbIsolated)
-	n := quiet(t, passes)
+	synctest.Test(t, func(t *testing.T) {
+		f, ids := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		passes := runController(t, r)
+		dbIsolated := func() bool {
+			return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
+		}
+		eventually(t, "db is isolated", dbIsolated)
+		n := quiet(t, passes)
 
-	// The stream breaks and a drift happens meanwhile: no event names it,
-	// the list after reconnecting finds it.
-	f.BreakEvents(nil)
-	driftDB(t, f, ids)
-	eventually(t, "the drift is reverted after the stream came back", dbIsolated)
-	var listed bool
-	for _, p := range passes.since(n) {
-		listed = listed || p.Observed != nil && p.Observed.Full && p.Observed.Why == "events stream reconnected"
-	}
-	if !listed {
-		t.Errorf("no pass listed after the stream came back: %+v", passes.since(n))
-	}
+		// The stream breaks and a drift happens meanwhile: no event names it,
+		// the list after reconnecting finds it.
+		f.BreakEvents(nil)
+		driftDB(t, f, ids)
+		eventually(t, "the drift is reverted after the stream came back", dbIsolated)
+		var listed bool
+		for _, p := range passes.since(n) {
+			listed = listed || p.Observed != nil && p.Observed.Full && p.Observed.Why == "events stream reconnected"
+		}
+		if !listed {
+			t.Errorf("no pass listed after the stream came back: %+v", passes.since(n))
+		}
+	})
 }
 
 func TestControllerResyncLists(t *testing.T) {
-	f, ids := shop(t)
-	r := newTestReconciler(t, f, shopPolicies())
-	r.Limits.Force = true
-	passes := &passLog{}
-	ctrl := &Controller{Reconciler: r, Resync: 300 * time.Millisecond, Log: r.Log, OnPass: passes.add}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ctrl.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	}()
-	eventually(t, "db is isolated", func() bool {
-		return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
-	})
-	n := passes.count()
-	eventually(t, "a resync that lists", func() bool {
-		for _, p := range passes.since(n) {
-			if p.Trigger == "resync" && p.Observed != nil && p.Observed.Full && p.Observed.Why == "resync" {
-				return true
+	synctest.Test(t, func(t *testing.T) {
+		f, ids := shop(t)
+		r := newTestReconciler(t, f, shopPolicies())
+		r.Limits.Force = true
+		passes := &passLog{}
+		ctrl := &Controller{Reconciler: r, Resync: 300 * time.Millisecond, Log: r.Log, OnPass: passes.add}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ctrl.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("controller: %v", err)
 			}
-		}
-		return false
+		}()
+		eventually(t, "db is isolated", func() bool {
+			return slices.Equal(networkNames(t, f, inspect(t, f, ids["shop_db"])), []string{"swarmsec-db"})
+		})
+		n := passes.count()
+		eventually(t, "a resync that lists", func() bool {
+			for _, p := range passes.since(n) {
+				if p.Trigger == "resync" && p.Observed != nil && p.Observed.Full && p.Observed.Why == "resync" {
+					return true
+				}
+			}
+			return false
+		})
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -45,50 +46,54 @@ func leads(e *Elector) bool { _, ok := e.Leading(); return ok }
 // One replica leads; the other follows and takes over at once when the
 // leader stops cleanly.
 func TestOneLeaderAndCleanHandOver(t *testing.T) {
-	f := fake.New()
-	a, b := elector(f, "a"), elector(f, "b")
-	stopA := start(t, a)
-	eventually(t, "a leads", time.Second, func() bool { return leads(a) })
-	stopB := start(t, b)
-	defer stopB()
-	time.Sleep(600 * time.Millisecond) // longer than the lease
-	if leads(b) || !leads(a) {
-		t.Fatalf("a leads %v, b leads %v: want a only, renewing", leads(a), leads(b))
-	}
-	ctx, _ := a.Leading()
-	stopA()
-	if ctx.Err() == nil {
-		t.Error("a's leader context survived its stop")
-	}
-	took := eventually(t, "b takes over", time.Second, func() bool { return leads(b) })
-	if took > 300*time.Millisecond {
-		t.Errorf("hand-over took %s, want well under the lease duration after a clean stop", took)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := fake.New()
+		a, b := elector(f, "a"), elector(f, "b")
+		stopA := start(t, a)
+		eventually(t, "a leads", time.Second, func() bool { return leads(a) })
+		stopB := start(t, b)
+		defer stopB()
+		time.Sleep(600 * time.Millisecond) // longer than the lease
+		if leads(b) || !leads(a) {
+			t.Fatalf("a leads %v, b leads %v: want a only, renewing", leads(a), leads(b))
+		}
+		ctx, _ := a.Leading()
+		stopA()
+		if ctx.Err() == nil {
+			t.Error("a's leader context survived its stop")
+		}
+		took := eventually(t, "b takes over", time.Second, func() bool { return leads(b) })
+		if took > 300*time.Millisecond {
+			t.Errorf("hand-over took %s, want well under the lease duration after a clean stop", took)
+		}
+	})
 }
 
 // A leader that cannot renew stops writing before its lease can expire
 // elsewhere; the other takes over only after the lease expired by its own
 // clock.
 func TestLeaderThatCannotRenewStops(t *testing.T) {
-	f := fake.New()
-	a, b := elector(f, "a"), elector(f, "b")
-	stopA := start(t, a)
-	defer stopA()
-	eventually(t, "a leads", time.Second, func() bool { return leads(a) })
-	ctx, _ := a.Leading()
-	stopB := start(t, b)
-	defer stopB()
-	// a's engine stops answering its lease writes.
-	for range 100 {
-		f.FailNext(dockerapi.OpConfigList, errors.New("Cannot connect to the Docker daemon"))
-	}
-	lost := time.Now()
-	eventually(t, "a stops leading", time.Second, func() bool { return !leads(a) })
-	if ctx.Err() == nil {
-		t.Error("a's leader context was not cancelled")
-	}
-	if leads(b) && time.Since(lost) < a.RenewDeadline {
-		t.Error("b led while a still could")
-	}
-	eventually(t, "someone leads again", 3*time.Second, func() bool { return leads(a) || leads(b) })
+	synctest.Test(t, func(t *testing.T) {
+		f := fake.New()
+		a, b := elector(f, "a"), elector(f, "b")
+		stopA := start(t, a)
+		defer stopA()
+		eventually(t, "a leads", time.Second, func() bool { return leads(a) })
+		ctx, _ := a.Leading()
+		stopB := start(t, b)
+		defer stopB()
+		// a's engine stops answering its lease writes.
+		for range 100 {
+			f.FailNext(dockerapi.OpConfigList, errors.New("Cannot connect to the Docker daemon"))
+		}
+		lost := time.Now()
+		eventually(t, "a stops leading", time.Second, func() bool { return !leads(a) })
+		if ctx.Err() == nil {
+			t.Error("a's leader context was not cancelled")
+		}
+		if leads(b) && time.Since(lost) < a.RenewDeadline {
+			t.Error("b led while a still could")
+		}
+		eventually(t, "someone leads again", 3*time.Second, func() bool { return leads(a) || leads(b) })
+	})
 }

@@ -3,6 +3,7 @@ package observe_test
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/network"
@@ -35,38 +36,42 @@ func lateNetwork(t *testing.T, f *fake.Swarm) string {
 // A pass that reads a network swarmsec just created waits for Swarm to
 // allocate it, and so sees it encrypted, not as a look-alike.
 func TestObserveWaitsForAllocation(t *testing.T) {
-	f := fake.New()
-	id := lateNetwork(t, f)
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		_ = f.NetworkRemove(context.Background(), "first") // the allocator retries the late one
-	}()
-	st := state.New()
-	if err := observe.Observe(context.Background(), f, st); err != nil {
-		t.Fatal(err)
-	}
-	var n *state.Network
-	st.View(func(tx state.ReadTx) { n = state.GetNetwork(tx, id) })
-	if n == nil || n.Driver != "overlay" || !n.Encrypted() {
-		t.Fatalf("observed %+v, want the allocated, encrypted network", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := fake.New()
+		id := lateNetwork(t, f)
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			_ = f.NetworkRemove(context.Background(), "first") // the allocator retries the late one
+		}()
+		st := state.New()
+		if err := observe.Observe(context.Background(), f, st); err != nil {
+			t.Fatal(err)
+		}
+		var n *state.Network
+		st.View(func(tx state.ReadTx) { n = state.GetNetwork(tx, id) })
+		if n == nil || n.Driver != "overlay" || !n.Encrypted() {
+			t.Fatalf("observed %+v, want the allocated, encrypted network", n)
+		}
+	})
 }
 
 // One Swarm never allocates delays a read by AllocationWait at most.
 func TestObserveWaitForAllocationIsBounded(t *testing.T) {
-	f := fake.New()
-	id := lateNetwork(t, f)
-	st := state.New()
-	start := time.Now()
-	if err := observe.Observe(context.Background(), f, st); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took > observe.AllocationWait+time.Second {
-		t.Errorf("the read took %s", took)
-	}
-	var n *state.Network
-	st.View(func(tx state.ReadTx) { n = state.GetNetwork(tx, id) })
-	if n == nil || n.Driver != "" {
-		t.Fatalf("observed %+v, want it as Swarm lists it", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := fake.New()
+		id := lateNetwork(t, f)
+		st := state.New()
+		start := time.Now()
+		if err := observe.Observe(context.Background(), f, st); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > observe.AllocationWait+time.Second {
+			t.Errorf("the read took %s", took)
+		}
+		var n *state.Network
+		st.View(func(tx state.ReadTx) { n = state.GetNetwork(tx, id) })
+		if n == nil || n.Driver != "" {
+			t.Fatalf("observed %+v, want it as Swarm lists it", n)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -26,35 +27,14 @@ import (
 	"github.com/swarmsec/swarmsec/testing/policytest"
 )
 
-const migNet = "shop_default"
+const migNet = policytest.StackNetwork
 
 // migStack deploys n services of stack shop on one unencrypted, attachable
 // overlay network with labels and a driver option, each with its short
 // name as alias.
 func migStack(t *testing.T, n int) (*fake.Swarm, []string) {
 	t.Helper()
-	f := fake.New()
-	resp, err := f.NetworkCreate(context.Background(), migNet, network.CreateOptions{
-		Driver: "overlay", Scope: "swarm", Attachable: true,
-		Labels:  map[string]string{v1.LabelStackNamespace: "shop", "team": "payments"},
-		Options: map[string]string{"com.docker.network.driver.mtu": "1400"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for i := range n {
-		short := fmt.Sprintf("s%d", i)
-		spec := swarm.ServiceSpec{}
-		spec.Name = "shop_" + short
-		spec.Labels = map[string]string{v1.LabelStackNamespace: "shop", "app": short}
-		spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "shop/" + short}
-		spec.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: resp.ID, Aliases: []string{short}}}
-		f.AddService(spec)
-		names = append(names, spec.Name)
-	}
-	f.ResetCalls()
-	return f, names
+	return policytest.UnencryptedStack(t, n)
 }
 
 var encpol = policytest.EncPol
@@ -710,58 +690,62 @@ func TestMigrateBlockedByForeignRecreation(t *testing.T) {
 // service update of a wave is written while one of the wave before still
 // rolls, and a pass that waits writes nothing.
 func TestMigrateWaitsForEachRollingUpdate(t *testing.T) {
-	f, _ := migStack(t, 2)
-	f.HoldUpdates(true)
-	// Count the updates that went through: Swarm moves versions on during
-	// rolling updates, and an update retried after "out of sequence" is
-	// one write.
-	var wrote atomic.Int64
-	r := migReconciler(t, &afterEachUpdate{API: f, check: func() { wrote.Add(1) }}, shopEncryption())
-	done := make(chan error, 1)
-	go func() { _, _, err := converge(t, r); done <- err }()
-	for wave := 1; wave <= migrate.UpdatesPerService; wave++ {
-		deadline := time.Now().Add(5 * time.Second)
-		for wrote.Load() < int64(2*wave) && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		f, _ := migStack(t, 2)
+		f.HoldUpdates(true)
+		// Count the updates that went through: Swarm moves versions on during
+		// rolling updates, and an update retried after "out of sequence" is
+		// one write.
+		var wrote atomic.Int64
+		r := migReconciler(t, &afterEachUpdate{API: f, check: func() { wrote.Add(1) }}, shopEncryption())
+		done := make(chan error, 1)
+		go func() { _, _, err := converge(t, r); done <- err }()
+		for wave := 1; wave <= migrate.UpdatesPerService; wave++ {
+			deadline := time.Now().Add(5 * time.Second)
+			for wrote.Load() < int64(2*wave) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if n := wrote.Load(); n != int64(2*wave) {
+				t.Fatalf("update %d written while wave %d was still rolling", n, wave)
+			}
+			f.CompleteUpdates()
 		}
-		time.Sleep(20 * time.Millisecond)
-		if n := wrote.Load(); n != int64(2*wave) {
-			t.Fatalf("update %d written while wave %d was still rolling", n, wave)
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
-		f.CompleteUpdates()
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 // TestMigrateResumeWaitsForRollingUpdate kills a migration while its
 // attach wave still rolls: the next process must not detach anything
 // before the tasks are on the temporary network.
 func TestMigrateResumeWaitsForRollingUpdate(t *testing.T) {
-	f, names := migStack(t, 2)
-	ctx, kill := context.WithCancel(context.Background())
-	f.HoldUpdates(true) // the attaches keep rolling
-	killed := migReconciler(t, &killer{API: f, k: 3, kill: kill}, shopEncryption())
-	if _, _, err := killed.Converge(ctx, nil); !errors.Is(err, context.Canceled) {
-		t.Fatalf("killed run: %v", err)
-	}
-	f.ResetCalls()
-	r := migReconciler(t, f, shopEncryption())
-	done := make(chan error, 1)
-	go func() { _, _, err := converge(t, r); done <- err }()
-	time.Sleep(50 * time.Millisecond)
-	if n := f.Calls()[dockerapi.OpServiceUpdate]; n != 0 {
-		t.Fatalf("%d service updates while the services still rolled onto the temporary network", n)
-	}
-	if err := sharing(f, names); err != nil {
-		t.Fatal(err)
-	}
-	f.HoldUpdates(false)
-	f.CompleteUpdates()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f, names := migStack(t, 2)
+		ctx, kill := context.WithCancel(context.Background())
+		f.HoldUpdates(true) // the attaches keep rolling
+		killed := migReconciler(t, &killer{API: f, k: 3, kill: kill}, shopEncryption())
+		if _, _, err := killed.Converge(ctx, nil); !errors.Is(err, context.Canceled) {
+			t.Fatalf("killed run: %v", err)
+		}
+		f.ResetCalls()
+		r := migReconciler(t, f, shopEncryption())
+		done := make(chan error, 1)
+		go func() { _, _, err := converge(t, r); done <- err }()
+		time.Sleep(50 * time.Millisecond)
+		if n := f.Calls()[dockerapi.OpServiceUpdate]; n != 0 {
+			t.Fatalf("%d service updates while the services still rolled onto the temporary network", n)
+		}
+		if err := sharing(f, names); err != nil {
+			t.Fatal(err)
+		}
+		f.HoldUpdates(false)
+		f.CompleteUpdates()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestMigrateTempNameTaken(t *testing.T) {
