@@ -39,10 +39,13 @@ func TestOutcomes(t *testing.T) {
 			after: func(r *rig) {
 				// The store knows it at once: a later step of the pass
 				// resolves it by name.
-				var n []*state.Network
-				r.st.View(func(tx state.ReadTx) { n, _ = state.FindNetworks(tx, state.ByName("p")) })
-				if len(n) != 1 || n[0].ID != r.networkID("p") {
-					r.t.Errorf("store after create: %+v", n)
+				var (
+					n   []*state.Network
+					err error
+				)
+				r.st.View(func(tx state.ReadTx) { n, err = state.FindNetworks(tx, state.ByName("p")) })
+				if err != nil || len(n) != 1 || n[0].ID != r.networkID("p") {
+					r.t.Errorf("store after create: %+v (%v)", n, err)
 				}
 			},
 		},

@@ -68,14 +68,21 @@ func (r *rig) observe() {
 	if err := observe.Observe(context.Background(), r.f, r.st); err != nil {
 		r.t.Fatal(err)
 	}
+	var err error
 	r.st.View(func(tx state.ReadTx) {
-		nets, _ := state.FindNetworks(tx, state.All())
+		var nets []*state.Network
+		if nets, err = state.FindNetworks(tx, state.All()); err != nil {
+			return
+		}
 		r.eng.mu.Lock()
 		defer r.eng.mu.Unlock()
 		for _, n := range nets {
 			r.eng.names[n.ID] = n.Name
 		}
 	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // writer is a writer through the rig's engine.
