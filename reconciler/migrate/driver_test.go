@@ -252,47 +252,8 @@ func (c *cluster) checkView(when, nets string, services map[string]string) {
 }
 
 // sharing checks that every two services share a network, in their specs
-// and in every pair of the tasks Swarm wants running.
-func (c *cluster) sharing() error {
-	ctx := context.Background()
-	tasks, err := c.f.TaskList(ctx, swarm.TaskListOptions{})
-	if err != nil {
-		return err
-	}
-	nets := map[string][][]string{} // by service name: each task's networks, and the spec's
-	for _, name := range c.names {
-		s, _, err := c.f.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
-		if err != nil {
-			return err
-		}
-		var spec []string
-		for _, a := range s.Spec.TaskTemplate.Networks {
-			spec = append(spec, a.Target)
-		}
-		nets[name] = append(nets[name], spec)
-		for _, task := range tasks {
-			if task.ServiceID == s.ID && task.DesiredState == swarm.TaskStateRunning {
-				var on []string
-				for _, a := range task.Spec.Networks {
-					on = append(on, a.Target)
-				}
-				nets[name] = append(nets[name], on)
-			}
-		}
-	}
-	for i, a := range c.names {
-		for _, b := range c.names[i+1:] {
-			for _, x := range nets[a] {
-				for _, y := range nets[b] {
-					if !slices.ContainsFunc(x, func(n string) bool { return slices.Contains(y, n) }) {
-						return fmt.Errorf("%s %v and %s %v share no network", a, x, b, y)
-					}
-				}
-			}
-		}
-	}
-	return nil
-}
+// and in the tasks Swarm wants running.
+func (c *cluster) sharing() error { return policytest.Sharing(c.f, c.names) }
 
 // observeInto reads what Swarm shows into a store, as a pass does.
 func observeInto(c *cluster, st *state.Store) error {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/network"
@@ -167,21 +168,23 @@ func (u unallocated) NetworkList(ctx context.Context, o network.ListOptions) ([]
 // swarmsec's networks only, counted only what the 30th leaves, and held the
 // whole restore; joining broad_default is no loss.
 func TestRestoreOffANetworkNotYetAllocated(t *testing.T) {
-	f, ids := broadStack(t, 30, false)
-	convergeUnheld(t, migReconciler(t, f, broadAll()))
-	last := networkNames(t, f, inspect(t, f, ids[29]))
-	if len(last) != 1 {
-		t.Fatalf("broad_s29 isolated on %v, want one network", last)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f, ids := broadStack(t, 30, false)
+		convergeUnheld(t, migReconciler(t, f, broadAll()))
+		last := networkNames(t, f, inspect(t, f, ids[29]))
+		if len(last) != 1 {
+			t.Fatalf("broad_s29 isolated on %v, want one network", last)
+		}
 
-	r := migReconciler(t, unallocated{API: f, names: last})
-	r.Limits = plan.DefaultLimits
-	p, err := r.Plan(context.Background())
-	if err != nil || len(p.Holds) > 0 {
-		t.Fatalf("the restore's plan: %v, held %q", err, p.Holds)
-	}
-	convergeUnheld(t, r)
-	checkOnBroadDefault(t, f, ids, false)
+		r := migReconciler(t, unallocated{API: f, names: last})
+		r.Limits = plan.DefaultLimits
+		p, err := r.Plan(context.Background())
+		if err != nil || len(p.Holds) > 0 {
+			t.Fatalf("the restore's plan: %v, held %q", err, p.Holds)
+		}
+		convergeUnheld(t, r)
+		checkOnBroadDefault(t, f, ids, false)
+	})
 }
 
 // TestRestoreRejoiningItsNetworkIsNotHeld: isolated services someone put

@@ -3,8 +3,10 @@ package policytest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
@@ -50,4 +52,62 @@ func UnencryptedStack(t testing.TB, n int) (*fake.Swarm, []string) {
 // networks of stack shop.
 func ShopEncryption() *v1.Policy {
 	return EncPol("encrypt-shop", Sel(v1.LabelStackNamespace, "shop"), "")
+}
+
+// Sharing checks that every pair of the named services shares a network,
+// in their specs and in the tasks Swarm wants running. One list call each
+// gives a consistent snapshot.
+func Sharing(f *fake.Swarm, names []string) error {
+	ctx := context.Background()
+	svcs, err := f.ServiceList(ctx, swarm.ServiceListOptions{})
+	if err != nil {
+		return err
+	}
+	tasks, err := f.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
+	if err != nil {
+		return err
+	}
+	specNets, taskNets := map[string][]string{}, map[string][][]string{}
+	byID := map[string]string{}
+	for _, s := range svcs {
+		if slices.Contains(names, s.Spec.Name) {
+			specNets[s.Spec.Name] = targets(s.Spec.TaskTemplate.Networks)
+			byID[s.ID] = s.Spec.Name
+		}
+	}
+	for _, task := range tasks {
+		if name, ok := byID[task.ServiceID]; ok {
+			taskNets[name] = append(taskNets[name], targets(task.Spec.Networks))
+		}
+	}
+	share := func(a, b []string) bool {
+		return slices.ContainsFunc(a, func(x string) bool { return slices.Contains(b, x) })
+	}
+	for i, a := range names {
+		if len(specNets[a]) == 0 {
+			return fmt.Errorf("%s is on no network", a)
+		}
+		for _, b := range names[i+1:] {
+			if !share(specNets[a], specNets[b]) {
+				return fmt.Errorf("specs of %s %v and %s %v share no network", a, specNets[a], b, specNets[b])
+			}
+			for _, ta := range taskNets[a] {
+				for _, tb := range taskNets[b] {
+					if !share(ta, tb) {
+						return fmt.Errorf("tasks of %s %v and %s %v share no network", a, ta, b, tb)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func targets(as []swarm.NetworkAttachmentConfig) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.Target)
+	}
+	slices.Sort(out)
+	return out
 }
