@@ -18,12 +18,57 @@ import (
 // calls go through another client and are not counted.
 var writeOps = []string{"ServiceUpdate", "NetworkCreate", "NetworkRemove", "ConfigCreate", "ConfigRemove"}
 
+// writes counts the write calls that succeeded; failed ones are reported
+// apart (a conflict retried is one call more, not one write more).
 func writes(m metrics) float64 {
 	total := 0.0
 	for _, op := range writeOps {
-		total += m.sum("swarmsec_docker_requests_total", `operation="`+op+`"`)
+		total += m.sum("swarmsec_docker_requests_total", `operation="`+op+`"`, `result="success"`)
 	}
 	return total
+}
+
+// writeText renders the write calls in m by operation and result.
+func writeText(m metrics) string {
+	var parts []string
+	for series, v := range m {
+		name, labels, _ := strings.Cut(series, "{")
+		if name != "swarmsec_docker_requests_total" || v == 0 {
+			continue
+		}
+		for _, op := range writeOps {
+			if strings.Contains(labels, `operation="`+op+`"`) {
+				parts = append(parts, fmt.Sprintf("%s %.0f", strings.TrimSuffix(labels, "}"), v))
+			}
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// settle waits until the controller's writes stay the same for two
+// scrapes a second apart (a pass may clean up after the one that
+// converged: a record no service names, a network left), and returns the
+// last scrape.
+func settle(addr string) (metrics, error) {
+	prev, err := scrape(addr)
+	if err != nil {
+		return nil, err
+	}
+	for stable := 0; stable < 2; {
+		time.Sleep(time.Second)
+		cur, err := scrape(addr)
+		if err != nil {
+			return nil, err
+		}
+		if writes(cur) == writes(prev) {
+			stable++
+		} else {
+			stable = 0
+		}
+		prev = cur
+	}
+	return prev, nil
 }
 
 type sampleRow struct {
@@ -79,8 +124,7 @@ func (b *bench) soak(ctx context.Context, d time.Duration) error {
 		if err := b.waitInSync(ctx, 2*time.Minute); err != nil {
 			return fmt.Errorf("manifest change %d: %w", minute, err)
 		}
-		time.Sleep(time.Second) // the pass that reads back its writes
-		after, err := scrape(addr)
+		after, err := settle(addr)
 		if err != nil {
 			return err
 		}
@@ -109,13 +153,11 @@ func (b *bench) soak(ctx context.Context, d time.Duration) error {
 			}
 			time.Sleep(time.Until(tick.Add(time.Second)))
 		}
-		time.Sleep(time.Second) // the pass that reads back the last revert
-		after, err = scrape(addr)
-		if err != nil {
+		if after, err = settle(addr); err != nil {
 			return err
 		}
 		if w := writes(after) - writes(before); w != float64(n) {
-			fmt.Printf("soak: minute %d: %.0f writes for %d drifts\n", minute, w, n)
+			fmt.Printf("soak: minute %d: %.0f writes for %d drifts: %s\n", minute, w, n, writeText(after.minus(before)))
 			unexplained += w - float64(n)
 		}
 	}
