@@ -72,13 +72,19 @@ type Agent struct {
 	report   *agentv1.Report
 	last     map[string]uint64 // counter by chain fingerprint and rule
 	status   Status
+	good     Status // the last sync of a usable rules file
+	logged   string // the last resync error logged
 }
 
 // Status is what the agent last did, for its health endpoint and logs.
 type Status struct {
-	Rules   string    `json:"rules"`
-	Ports   int       `json:"ports"`
-	Synced  time.Time `json:"synced"`
+	// Rules and Ports are the rules in force: while the delivered file is
+	// missing or unusable, the last good ones, which stay in the kernel.
+	Rules  string    `json:"rules"`
+	Ports  int       `json:"ports"`
+	Synced time.Time `json:"synced"`
+	// Applied is when Rules were last read from a usable file.
+	Applied time.Time `json:"applied,omitzero"`
 	Error   string    `json:"error,omitempty"`
 	Skipped []string  `json:"skipped,omitempty"`
 	// Node is the last node checks report.
@@ -136,6 +142,7 @@ func (a *Agent) RunChecks(ctx context.Context, period time.Duration) {
 	for {
 		r := a.Checks.Report(ctx)
 		a.mu.Lock()
+		r.Checks = append(r.Checks, rulesCheck(a.status))
 		changed := a.report == nil || !a.report.Equal(&r)
 		a.report = &r
 		a.mu.Unlock()
@@ -156,8 +163,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	t := time.NewTicker(a.Interval)
 	defer t.Stop()
 	for {
-		if err := a.Sync(ctx); err != nil {
-			a.Log.Error("resync failed; the rules in place stay", "err", err)
+		err := a.Sync(ctx)
+		// Logged once per problem, not every resync: a broken file stays
+		// broken until the leader delivers another.
+		a.mu.Lock()
+		msg, changed := a.status.Error, a.status.Error != a.logged
+		a.logged = msg
+		a.mu.Unlock()
+		switch {
+		case err != nil && changed:
+			a.Log.Error("resync failed; the rules in place stay", "err", err, "rules", a.Status().Rules)
+		case msg != "" && changed:
+			a.Log.Warn("rules file unusable; the rules in place stay", "reason", msg, "rules", a.Status().Rules)
+		case changed:
+			a.Log.Info("rules file usable again", "rules", a.Status().Rules)
 		}
 		select {
 		case <-ctx.Done():
@@ -167,17 +186,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// Sync applies the delivered rules once and reads the counters.
+// Sync applies the delivered rules once and reads the counters. A missing,
+// unreadable or broken file changes nothing: the last good rules stay in
+// the kernel and in Status, with the error saying why.
 func (a *Agent) Sync(ctx context.Context) error {
 	st := Status{Synced: time.Now()}
 	defer func() {
 		a.mu.Lock()
+		if st.Rules == "" && st.Error != "" {
+			st.Rules, st.Ports, st.Applied = a.good.Rules, a.good.Ports, a.good.Applied
+			if st.Rules != "" {
+				st.Error += "; keeping the last good rules " + st.Rules
+			}
+		}
 		a.status = st
 		a.mu.Unlock()
 	}()
 	data, err := os.ReadFile(a.RulesFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		st.Error = "no rules delivered yet (" + a.RulesFile + " is missing): nothing changed"
+		st.Error = a.RulesFile + " is missing (no rules delivered, or the config was removed): nothing changed"
 		return nil
 	}
 	if err != nil {
@@ -186,10 +213,13 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 	doc, err := DecodeRules(data)
 	if err != nil {
-		st.Error = err.Error()
+		st.Error = fmt.Sprintf("%s: %v: nothing changed", a.RulesFile, err)
 		return fmt.Errorf("rules %s: %w", a.RulesFile, err)
 	}
-	st.Rules, st.Ports = agentv1.ConfigName(data), len(doc.Ports)
+	st.Rules, st.Ports, st.Applied = agentv1.ConfigName(data), len(doc.Ports), st.Synced
+	a.mu.Lock()
+	a.good = st
+	a.mu.Unlock()
 	var errs []error
 	for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 		t := a.Table(f)
@@ -293,4 +323,21 @@ func portOf(r []string) string {
 		return ""
 	}
 	return port + "/" + proto
+}
+
+// rulesCheck reports, in the node checks the leader reads, which rules the
+// agent holds and whether the delivered file was usable. Its message names
+// no time, so an unchanged state logs no new report.
+func rulesCheck(st Status) agentv1.Check {
+	c := agentv1.Check{ID: agentv1.CheckRules, Result: agentv1.OK, Message: fmt.Sprintf("rules %s in force (%d ports)", st.Rules, st.Ports)}
+	switch {
+	case st.Error != "" && st.Rules == "":
+		c.Result, c.Message = agentv1.Unknown, st.Error
+	case st.Error != "":
+		c.Result, c.Message = agentv1.Warning, st.Error
+		c.Fix = "the leader delivers the rules again within a pass; check the agent service's config (docker service inspect swarmsec_agent)"
+	case st.Rules == "":
+		c.Result, c.Message = agentv1.Unknown, "no rules read yet"
+	}
+	return c
 }

@@ -17,6 +17,8 @@
 // the same segmentation declared by hand in stack files (one network per
 // allowed pair), deployed with `docker stack deploy`. Everything it creates
 // is labelled and removed at the end.
+//
+// With -soak DURATION it soaks instead (make soak): see soak.go.
 package main
 
 import (
@@ -49,8 +51,9 @@ func main() {
 	bin := flag.String("swarmsec", "bin/swarmsec", "the swarmsec binary")
 	drifts := flag.Int("drifts", 50, "manual drifts to time while swarmsec run runs")
 	byHand := flag.Bool("by-hand", true, "also deploy the same segmentation by hand with docker stack deploy")
+	soak := flag.Duration("soak", 0, "instead of the measures, soak this long: a drift a second, a manifest change a minute, resyncs every 30s (make soak)")
 	flag.Parse()
-	if err := run(context.Background(), *n/5, *bin, *drifts, *byHand); err != nil {
+	if err := run(context.Background(), *n/5, *bin, *drifts, *byHand, *soak); err != nil {
 		fmt.Fprintln(os.Stderr, "benchscale:", err)
 		os.Exit(1)
 	}
@@ -63,7 +66,7 @@ type bench struct {
 	dir    string
 }
 
-func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool) error {
+func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, soak time.Duration) error {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return err
@@ -96,6 +99,14 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool) e
 	fmt.Printf("created %d services in %d stacks in %s\n", 5*len(b.stacks), len(b.stacks), time.Since(start).Round(time.Millisecond))
 	if err := b.writeManifests(); err != nil {
 		return err
+	}
+
+	if soak > 0 {
+		out, err := b.swarmsec(ctx, "apply", "--manifests", b.dir, "--max-service-updates", "0")
+		if err != nil {
+			return fmt.Errorf("apply: %w\n%s", err, out)
+		}
+		return b.soak(ctx, soak)
 	}
 
 	creates, records, updates, err := b.planned(ctx)

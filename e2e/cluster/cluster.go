@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -355,4 +356,25 @@ func parallel(fns ...func() error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// RestartEngine restarts a node's dockerd by restarting its container, as
+// `systemctl restart docker` would: after stop seconds of SIGTERM, SIGKILL
+// (0: killed at once). It returns once the engine answers and the
+// managers see every node ready again, and says how long that took.
+func (c *Cluster) RestartEngine(ctx context.Context, n *Node, stop int) (time.Duration, error) {
+	start := time.Now()
+	if err := c.Host.ContainerRestart(ctx, n.Container, container.StopOptions{Timeout: &stop}); err != nil {
+		return 0, fmt.Errorf("restart %s: %w", n.Hostname, err)
+	}
+	err := swarmtest.PollE(ctx, 3*time.Minute, func() (bool, string) {
+		if _, err := n.Client.Ping(ctx); err != nil {
+			return false, err.Error()
+		}
+		return c.NodesReady(ctx)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%s after its restart: %w", n.Hostname, err)
+	}
+	return time.Since(start), nil
 }

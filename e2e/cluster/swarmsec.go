@@ -63,3 +63,16 @@ func (c *Cluster) buildSwarmsec() {
 	c.swarmsecBin = filepath.Join(c.dir, "swarmsec")
 	c.swarmsecErr = swarmtest.GoBuild(c.buildCtx, c.swarmsecBin, "./cmd/swarmsec")
 }
+
+// SwarmsecCommand is the swarmsec binary with args, pointed at the engine
+// listening on socket, not started: for a test that runs it in the
+// background (a `run`, or an `apply` it interrupts).
+func (c *Cluster) SwarmsecCommand(ctx context.Context, socket string, args ...string) (*exec.Cmd, error) {
+	c.swarmsecOnce.Do(c.buildSwarmsec)
+	if c.swarmsecErr != nil {
+		return nil, c.swarmsecErr
+	}
+	cmd := exec.CommandContext(ctx, c.swarmsecBin, args...)
+	cmd.Env = EngineEnv(socket)
+	return cmd, nil
+}

@@ -4,8 +4,9 @@
 // version it read, so Swarm's Raft decides every race. The algorithm is
 // client-go's leaderelection: a lease held by another is taken over only
 // once it has not changed for LeaseDuration by this replica's own clock
-// (never by the time written in it); the holder stops leading when it could
-// not renew for RenewDeadline, before the lease can expire anywhere; a
+// (never by the time written in it); the holder stops leading RenewDeadline
+// after it sent its last successful renewal (a timer, not the next retry),
+// before the lease can expire anywhere; a
 // clean stop releases it so another takes over at once.
 package lease
 
@@ -68,7 +69,10 @@ type Elector struct {
 	// this replica's clock.
 	observed   record
 	observedAt time.Time
-	renewed    time.Time
+	// renewed is when the last successful renewal was sent; expiry ends
+	// leadership RenewDeadline after it.
+	renewed time.Time
+	expiry  *time.Timer
 }
 
 // record is what the lease says.
@@ -182,7 +186,16 @@ func (e *Elector) watch(ctx context.Context, changed chan<- struct{}) {
 // tick tries to take or renew the lease, and stops leading when that has
 // failed for RenewDeadline.
 func (e *Elector) tick(ctx context.Context) {
-	cctx, cancel := context.WithTimeout(ctx, e.RetryPeriod)
+	// A renewal counts from when it was sent: the others see it no
+	// earlier. Its call may not outlive the deadline it would extend.
+	sent := e.now()
+	timeout := e.RetryPeriod
+	e.mu.Lock()
+	if e.leading {
+		timeout = min(timeout, e.renewed.Add(e.RenewDeadline).Sub(sent))
+	}
+	e.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, max(timeout, 0))
 	defer cancel()
 	ok, err := e.tryAcquireOrRenew(cctx)
 	now := e.now()
@@ -190,23 +203,50 @@ func (e *Elector) tick(ctx context.Context) {
 	defer e.mu.Unlock()
 	switch {
 	case ok && !e.leading:
-		e.leading, e.renewed = true, now
+		e.leading, e.renewed = true, sent
 		e.leaderCtx, e.stop = context.WithCancel(ctx)
+		e.armLocked()
 		e.Log.Info("leading: this replica writes", "identity", e.Identity, "lease", e.Name)
 		if e.OnStartedLeading != nil {
 			go e.OnStartedLeading()
 		}
-	case ok:
-		e.renewed = now
+	case ok && e.leading:
+		e.renewed = sent
+		e.armLocked()
 	case e.leading && (e.holder != e.Identity || now.Sub(e.renewed) >= e.RenewDeadline):
-		// Stop before the lease can expire elsewhere: a pass in flight is
-		// cancelled with leaderCtx.
-		e.leading = false
-		e.stop()
-		e.Log.Warn("lost the lease: this replica stops writing", "identity", e.Identity, "holder", e.holder, "error", err)
+		e.loseLocked(err)
 	case err != nil && ctx.Err() == nil:
 		e.Log.Debug("lease not taken", "error", err)
 	}
+}
+
+// armLocked stops leadership RenewDeadline after the last renewal was
+// sent, on time, not at the end of the tick that finds it late (a tick's
+// call and the retry period could make that up to two retry periods
+// later, past the lease's expiry elsewhere).
+func (e *Elector) armLocked() {
+	if e.expiry != nil {
+		e.expiry.Stop()
+	}
+	renewed := e.renewed
+	e.expiry = time.AfterFunc(renewed.Add(e.RenewDeadline).Sub(e.now()), func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.leading && e.renewed.Equal(renewed) {
+			e.loseLocked(fmt.Errorf("not renewed within %s", e.RenewDeadline))
+		}
+	})
+}
+
+// loseLocked stops leading before the lease can expire elsewhere: a pass
+// in flight is cancelled with leaderCtx.
+func (e *Elector) loseLocked(err error) {
+	e.leading = false
+	e.stop()
+	if e.expiry != nil {
+		e.expiry.Stop()
+	}
+	e.Log.Warn("lost the lease: this replica stops writing", "identity", e.Identity, "holder", e.holder, "error", err)
 }
 
 // errHeld says another replica holds the lease.
@@ -275,6 +315,9 @@ func (e *Elector) release() {
 	if leading {
 		e.leading = false
 		e.stop()
+	}
+	if e.expiry != nil {
+		e.expiry.Stop()
 	}
 	e.mu.Unlock()
 	if !leading {

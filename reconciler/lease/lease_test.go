@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/docker/docker/api/types/swarm"
 	"go.uber.org/goleak"
 
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
@@ -96,4 +98,77 @@ func TestLeaderThatCannotRenewStops(t *testing.T) {
 		}
 		eventually(t, "someone leads again", 3*time.Second, func() bool { return leads(a) || leads(b) })
 	})
+}
+
+// partitioned is an engine cut off from the other managers: while cut,
+// lease calls hang until their deadline, as they do on a manager without
+// quorum (TestLeaderLossAndPartition). It notes when the last successful
+// renewal was sent.
+type partitioned struct {
+	*fake.Swarm
+	mu      sync.Mutex
+	cut     bool
+	renewed time.Time
+}
+
+func (p *partitioned) isCut() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
+}
+
+func (p *partitioned) ConfigList(ctx context.Context, o swarm.ConfigListOptions) ([]swarm.Config, error) {
+	if p.isCut() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return p.Swarm.ConfigList(ctx, o)
+}
+
+func (p *partitioned) ConfigUpdate(ctx context.Context, id string, v swarm.Version, spec swarm.ConfigSpec) error {
+	sent := time.Now()
+	if p.isCut() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	err := p.Swarm.ConfigUpdate(ctx, id, v, spec)
+	if err == nil {
+		p.mu.Lock()
+		p.renewed = sent
+		p.mu.Unlock()
+	}
+	return err
+}
+
+// A leader cut off stops leading RenewDeadline after it sent its last
+// renewal, whatever its calls' timeouts and its retry period: the other
+// replicas count the lease from when they saw that renewal, which is
+// later. (It stopped only once a tick's call had timed out, up to a retry
+// period and a call's timeout late: 16 s after the cut where the lease is
+// 15 s.)
+func TestPartitionedLeaderStopsWithinTheRenewDeadline(t *testing.T) {
+	f := fake.New()
+	p := &partitioned{Swarm: f}
+	a := &Elector{Docker: p, Identity: "a", LeaseDuration: 300 * time.Millisecond, RenewDeadline: 200 * time.Millisecond,
+		RetryPeriod: 90 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}
+	stopA := start(t, a)
+	defer stopA()
+	eventually(t, "a leads", time.Second, func() bool { return leads(a) })
+	// Cut right after a renewal, so the next calls hang to their timeout.
+	eventually(t, "a renews", time.Second, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.renewed.IsZero() && time.Since(p.renewed) < 10*time.Millisecond {
+			p.cut = true
+			return true
+		}
+		return false
+	})
+	eventually(t, "a stops leading", time.Second, func() bool { return !leads(a) })
+	p.mu.Lock()
+	late := time.Since(p.renewed) - a.RenewDeadline
+	p.mu.Unlock()
+	if late > 30*time.Millisecond {
+		t.Errorf("a led %s past the renew deadline after its last renewal was sent (lease %s, renew deadline %s)", late, a.LeaseDuration, a.RenewDeadline)
+	}
 }

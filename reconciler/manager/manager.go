@@ -96,10 +96,12 @@ func newProcess(cfg Config) *process {
 }
 
 // observeCall records a Docker call in the metrics, and counts a write made
-// while following.
+// while following. A write cancelled is not one: losing the lease cancels
+// the pass's writes, the one in flight (begun while leading) and those not
+// sent yet (TestLeaderLossAndPartition saw both counted).
 func (c *process) observeCall(op string, d time.Duration, err error) {
 	c.metrics.ObserveDockerCall(op, d, err)
-	if c.elector != nil && slices.Contains(dockerapi.Writes, op) {
+	if c.elector != nil && slices.Contains(dockerapi.Writes, op) && !errors.Is(err, context.Canceled) {
 		if _, leading := c.elector.Leading(); !leading {
 			c.followerWrites.Add(1)
 		}

@@ -27,6 +27,9 @@ const (
 	// CheckIPTables: Docker manages iptables here (DOCKER-USER exists), so
 	// the agent can filter published ports.
 	CheckIPTables = "iptables"
+	// CheckRules: the delivered rules file was usable; when it is missing
+	// or broken, the agent keeps the last good rules and says so here.
+	CheckRules = "rules"
 )
 
 // Results of a check.
