@@ -33,6 +33,7 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 		interval time.Duration
 		listen   string
 		window   time.Duration
+		fl       flowFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -52,6 +53,9 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			}
 			if interval < time.Second || window < time.Second {
 				return fmt.Errorf("--interval %s, --events-window %s: each must be at least 1s", interval, window)
+			}
+			if err := fl.check(); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -112,6 +116,14 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			if cli, err := newClient(); err == nil {
 				defer cli.Close()
 				prober.Docker = cli
+				if fl.enabled {
+					w := fl.watcher(cli, node, log)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_ = w.Run(ctx)
+					}()
+				}
 			}
 			a.Checks = prober
 			wg.Add(1)
@@ -137,6 +149,7 @@ it stops the rules stay: the last delivered state stays enforced.`,
 	cmd.Flags().StringVar(&rules, "rules", agentv1.RulesPath, "the delivered rules file")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
 	cmd.Flags().DurationVar(&window, "events-window", time.Minute, "how long connection attempts are counted before each count is logged as an event")
+	fl.add(cmd)
 	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")
 	return cmd
 }
