@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/spf13/cobra"
@@ -225,9 +226,11 @@ func sharedNetworks(tx state.ReadTx, a, b *state.Service) []string {
 
 func newGraphCmd(g *globalOptions) *cobra.Command {
 	var (
-		mf     manifestFlags
-		lf     limitFlags
-		output string
+		mf       manifestFlags
+		lf       limitFlags
+		output   string
+		observed bool
+		since    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "graph",
@@ -237,7 +240,12 @@ services grouped by stack, an edge for every pair a policy lets talk, published
 ports and outside access marked, services no policy isolates dashed.
 -o dot is Graphviz (swarmsec graph | dot -Tsvg for its layout); -o mermaid
 renders on GitHub and most wikis; -o svg is a picture drawn by swarmsec itself,
-one column per stack (swarmsec graph -o svg > policies.svg).`,
+one column per stack (swarmsec graph -o svg > policies.svg).
+
+--observed draws the flows the node agents saw in the last --since over it
+(see swarmsec flows): each allowed edge used (blue, with its ports and
+connections) or never used (grey, dashed), and what the policies block or
+would block attempted (red).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "dot" && output != "mermaid" && output != "svg" {
@@ -253,6 +261,13 @@ one column per stack (swarmsec graph -o svg > policies.svg).`,
 				services, _ := state.FindServices(tx, state.All())
 				gr = graph.Build(p.Desired, services)
 			})
+			if observed {
+				obs, err := observedFlows(cmd, r, p, lf.agentService, since)
+				if err != nil {
+					return err
+				}
+				gr.Observe(obs.Flows)
+			}
 			switch output {
 			case "mermaid":
 				return gr.Mermaid(cmd.OutOrStdout())
@@ -265,5 +280,7 @@ one column per stack (swarmsec graph -o svg > policies.svg).`,
 	mf.add(cmd)
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "dot", "dot, mermaid or svg")
+	cmd.Flags().BoolVar(&observed, "observed", false, "draw the flows the node agents observed: used, allowed and never used, attempted and blocked")
+	cmd.Flags().DurationVar(&since, "since", time.Hour, "with --observed: the window of flows")
 	return cmd
 }

@@ -221,7 +221,9 @@ func publishedFromTraffic(s *state.Service, in []traffic.Flow, notes *strings.Bu
 		}
 		if p.PublishMode == swarm.PortConfigPublishModeHost {
 			pp.Mode = v1.PublishModeHost
-			slices.SortFunc(blocks, func(a, b netip.Prefix) int { return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits())) })
+			slices.SortFunc(blocks, func(a, b netip.Prefix) int {
+				return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+			})
 			for _, b := range slices.Compact(blocks) {
 				pp.From = append(pp.From, v1.PortSource{IPBlock: &v1.SourceBlock{CIDR: b.String()}})
 			}
