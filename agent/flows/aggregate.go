@@ -148,7 +148,11 @@ func (a *Aggregator) Flush(now time.Time) (flows []agentv1.Flow, dropped uint64,
 		e.conns, e.bytes, e.touched = 0, 0, false
 	}
 	a.expireLocked(now, window)
-	slices.SortFunc(flows, func(x, y agentv1.Flow) int { return cmp.Compare(x.Key(), y.Key()) })
+	slices.SortFunc(flows, func(x, y agentv1.Flow) int {
+		return cmp.Or(cmp.Compare(x.Kind, y.Kind), cmp.Compare(x.Source, y.Source), cmp.Compare(x.SourceBlock, y.SourceBlock),
+			cmp.Compare(x.Destination, y.Destination), cmp.Compare(x.DestinationBlock, y.DestinationBlock),
+			cmp.Compare(x.Port, y.Port), cmp.Compare(x.Protocol, y.Protocol))
+	})
 	dropped, since = a.dropped, a.since
 	a.dropped, a.since = 0, now
 	return flows, dropped, since

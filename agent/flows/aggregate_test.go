@@ -122,13 +122,18 @@ func TestLinesSplitReports(t *testing.T) {
 func BenchmarkAggregatorDistinctFlows(b *testing.B) {
 	a := &Aggregator{MaxKeys: DefaultMaxKeys, Window: time.Hour}
 	now := time.Now()
+	keys := make([]Key, 10*DefaultMaxKeys)
+	for i := range keys {
+		keys[i] = key(i)
+	}
 	var ms runtime.MemStats
+	b.ResetTimer()
 	b.ReportAllocs()
 	for i := range b.N {
 		if i%1000 == 0 {
 			a.BeginRead()
 		}
-		a.Add(key(i%(10*DefaultMaxKeys)), now, Sighting{New: 1})
+		a.Add(keys[i%len(keys)], now, Sighting{New: 1})
 		if i%60000 == 0 {
 			a.Flush(now)
 		}
