@@ -27,9 +27,10 @@ func TestFromTrafficKeepsEveryFlowSeen(t *testing.T) {
 	now := time.Now().UTC()
 	fl := func(kind, src, dst, block string, port uint16) traffic.Flow {
 		x := traffic.Flow{Flow: agentv1.Flow{Kind: kind, Source: src, Destination: dst, Port: port, Protocol: "tcp", Connections: 12, FirstSeen: now, LastSeen: now}}
-		if kind == agentv1.FlowExternal {
+		switch kind {
+		case agentv1.FlowExternal:
 			x.DestinationBlock = block
-		} else if kind == agentv1.FlowPublished {
+		case agentv1.FlowPublished:
 			x.SourceBlock = block
 		}
 		return x
