@@ -43,10 +43,17 @@ type Watcher struct {
 	// Addrs gives a namespace's own addresses (read inside it when nil).
 	Addrs func(ns *netns.Namespace) (map[netip.Addr]bool, error)
 
+	// warned is when a failed read was last logged: a node without the
+	// capability fails every poll, and says so every warnEvery.
+	warned time.Time
+
 	// seen holds, per container, the connections of its last read and
 	// their bytes: a connection is new once, and bytes count as deltas.
 	seen map[string]map[uint32]uint64
 }
+
+// warnEvery spaces the warnings of reads that keep failing.
+const warnEvery = 10 * time.Minute
 
 // Run reads and reports until ctx ends; it reports once more on its way
 // out.
@@ -63,8 +70,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer rt.Stop()
 	w.Agg.Flush(time.Now()) // starts the first interval
 	for {
-		if err := w.Read(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			w.Log.Warn("flows not read", "err", err)
+		if err := w.Read(ctx, time.Now()); err != nil && ctx.Err() == nil && time.Since(w.warned) >= warnEvery {
+			w.warned = time.Now()
+			w.Log.Warn("flows not read (said again in "+warnEvery.String()+" if it goes on)", "err", err)
 		}
 		select {
 		case <-ctx.Done():
