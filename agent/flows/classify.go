@@ -10,6 +10,31 @@ import (
 // address and service VIP of the networks its tasks are on.
 type Book struct {
 	byAddr map[netip.Addr]string
+	// subnets of the overlay networks (ingress aside): an address there
+	// that no entry names is a task all the same (one the inspect did not
+	// list yet), never a client from outside.
+	subnets []netip.Prefix
+}
+
+// AddSubnet records an overlay network's subnet.
+func (b *Book) AddSubnet(p netip.Prefix) {
+	if p.IsValid() {
+		b.subnets = append(b.subnets, p.Masked())
+	}
+}
+
+// InSwarm reports whether an address is a task's or a VIP, named or not.
+func (b *Book) InSwarm(a netip.Addr) bool {
+	if _, ok := b.Service(a); ok {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range b.subnets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Add names an address; an address two services claim (a network
@@ -69,7 +94,7 @@ func classify(service string, own map[netip.Addr]bool, b *Book, c Conn) (Key, bo
 			k.Kind, k.Destination, k.DestinationBlock = agentv1.FlowExternal, agentv1.Outside, Block(c.Dst)
 		}
 	case own[c.Dst]:
-		if _, ok := b.Service(c.Src); ok {
+		if b.InSwarm(c.Src) {
 			return Key{}, false // the client's agent counts it
 		}
 		k.Kind, k.Source, k.SourceBlock, k.Destination = agentv1.FlowPublished, agentv1.Outside, Block(c.Src), service

@@ -189,6 +189,13 @@ func (w *Watcher) book(ctx context.Context, tasks []netns.Task) *Book {
 			if err != nil {
 				continue // gone meanwhile; its tasks' own addresses still name them
 			}
+			if !n.Ingress && n.Driver == "overlay" {
+				for _, c := range n.IPAM.Config {
+					if p, err := netip.ParsePrefix(c.Subnet); err == nil {
+						b.AddSubnet(p)
+					}
+				}
+			}
 			for name, si := range n.Services {
 				b.Add(parseAddr(si.VIP), name)
 				for _, task := range si.Tasks {

@@ -57,7 +57,7 @@ func task(id, service, addr string) container.InspectResponse {
 func TestWatcherCountsEachConnectionOnceAtItsClient(t *testing.T) {
 	e := &engine{
 		containers: []container.InspectResponse{task("c1", "shop_web", "10.0.1.3"), task("c2", "shop_api", "10.0.1.5")},
-		networks: map[string]network.Inspect{"n1": {Services: map[string]network.ServiceInfo{
+		networks: map[string]network.Inspect{"n1": {Driver: "overlay", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.0.1.0/24"}}}, Services: map[string]network.ServiceInfo{
 			"shop_db":  {VIP: "10.0.1.9/24", Tasks: []network.Task{{EndpointIP: "10.0.1.10"}}}, // on another node
 			"shop_api": {Tasks: []network.Task{{EndpointIP: "10.0.1.5"}}},
 		}}},
@@ -86,6 +86,7 @@ func TestWatcherCountsEachConnectionOnceAtItsClient(t *testing.T) {
 		c(11, "10.0.1.3", "10.0.1.5", 8080, 0),  // web's connections, server side: not counted here
 		c(12, "10.0.1.5", "10.0.1.9", 5432, 0),  // api -> db's VIP
 		c(13, "10.0.1.5", "10.0.1.10", 5432, 0), // api -> db's task on another node
+		c(14, "10.0.1.77", "10.0.1.5", 8080, 0), // a task the inspect did not list yet: its own agent counts it
 	}
 	t0 := time.Now()
 	if err := w.Read(context.Background(), t0); err != nil {
