@@ -25,6 +25,10 @@ type Docker interface {
 // aggregates every Report.
 type Watcher struct {
 	Docker Docker
+	// ProcRoot is where the agent sees the node's /proc: a task's
+	// namespace is opened as ProcRoot/PID/ns/net. Empty: through its
+	// sandbox key, under Root.
+	ProcRoot string
 	// Root is where the agent sees the engine's /var/run/docker/netns
 	// (empty: there).
 	Root string
@@ -98,7 +102,7 @@ func (w *Watcher) Read(ctx context.Context, now time.Time) error {
 	var errs []string
 	for _, t := range tasks {
 		if t.SandboxKey == "" {
-			continue
+			continue // the host's network: no namespace of its own
 		}
 		ids, err := w.readTask(t, book, now)
 		if err != nil {
@@ -116,7 +120,7 @@ func (w *Watcher) Read(ctx context.Context, now time.Time) error {
 }
 
 func (w *Watcher) readTask(t netns.Task, book *Book, now time.Time) (map[uint32]uint64, error) {
-	path, err := netns.Rebase(t.SandboxKey, w.Root)
+	path, err := t.NetNSPath(w.ProcRoot, w.Root)
 	if err != nil {
 		return nil, err
 	}

@@ -96,3 +96,19 @@ func TestLocalTasks(t *testing.T) {
 		t.Errorf("api's addresses %v (a bad one skipped)", got)
 	}
 }
+
+func TestNetNSPath(t *testing.T) {
+	task := Task{TaskID: "t1", SandboxKey: "/var/run/docker/netns/abc", Pid: 4242}
+	for _, c := range []struct{ proc, root, want string }{
+		{"/host/proc", "", "/host/proc/4242/ns/net"},
+		{"", "/host/netns", "/host/netns/abc"},
+		{"", "", "/var/run/docker/netns/abc"},
+	} {
+		if got, err := task.NetNSPath(c.proc, c.root); err != nil || got != c.want {
+			t.Errorf("NetNSPath(%q, %q) = %s, %v; want %s", c.proc, c.root, got, err, c.want)
+		}
+	}
+	if _, err := (&Task{TaskID: "host"}).NetNSPath("", ""); err == nil {
+		t.Error("a task on the host's network has a namespace path")
+	}
+}

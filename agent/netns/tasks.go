@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -33,6 +35,9 @@ type Task struct {
 	// SandboxKey is the task's network namespace file, as the engine
 	// names it (Rebase maps it to where the agent sees it).
 	SandboxKey string
+	// Pid is the task's main process, in the node's PID namespace: its
+	// /proc/PID/ns/net is the same namespace.
+	Pid int
 	// Networks are its attachments, by network name.
 	Networks []Attachment
 }
@@ -51,6 +56,22 @@ func (t *Task) Addrs() []netip.Addr {
 		out = append(out, a.Addrs...)
 	}
 	return out
+}
+
+// NetNSPath is where the agent opens the task's namespace: through its
+// process under procRoot (the node's /proc, mounted where the agent sees
+// it) when set, else its sandbox key rebased under netnsRoot. A bind mount
+// of the node's /proc shows every process to come; one of the sandbox
+// folder shows only the namespaces mounted before it, unless the node's
+// mounts propagate (a shared /run), which they do not everywhere.
+func (t *Task) NetNSPath(procRoot, netnsRoot string) (string, error) {
+	if procRoot != "" && t.Pid > 0 {
+		return filepath.Join(procRoot, strconv.Itoa(t.Pid), "ns", "net"), nil
+	}
+	if t.SandboxKey == "" {
+		return "", fmt.Errorf("task %s has no network namespace of its own", t.TaskID)
+	}
+	return Rebase(t.SandboxKey, netnsRoot)
 }
 
 // LocalTasks lists the running Swarm tasks of this node's engine, sorted
@@ -86,8 +107,11 @@ func LocalTasks(ctx context.Context, d Docker) ([]Task, error) {
 			}
 			slices.SortFunc(t.Networks, func(x, y Attachment) int { return cmp.Compare(x.Network, y.Network) })
 		}
+		if in.State != nil {
+			t.Pid = in.State.Pid
+		}
 		if in.HostConfig != nil && in.HostConfig.NetworkMode.IsHost() {
-			t.SandboxKey = ""
+			t.SandboxKey, t.Pid = "", 0
 		}
 		out = append(out, t)
 	}

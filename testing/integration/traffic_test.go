@@ -61,7 +61,7 @@ func TestPoliciesFromTrafficKeepEveryFlowSeen(t *testing.T) {
 	// The agent's watcher, as `swarmsec agent` runs it, logging JSON.
 	var logs bytes.Buffer
 	host, _ := os.Hostname()
-	w := &flows.Watcher{Docker: cli, Agg: &flows.Aggregator{}, Node: host, Log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	w := &flows.Watcher{Docker: cli, ProcRoot: "/proc", Agg: &flows.Aggregator{}, Node: host, Log: slog.New(slog.NewJSONHandler(&logs, nil))}
 	if err := w.Read(ctx, time.Now()); err != nil {
 		t.Logf("some tasks not read: %v", err) // other tests' tasks may come and go
 	}
