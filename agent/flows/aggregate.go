@@ -122,6 +122,13 @@ func (a *Aggregator) expireLocked(now time.Time, window time.Duration) {
 	}
 }
 
+// Drop counts connections seen and not aggregated.
+func (a *Aggregator) Drop(n uint64) {
+	a.mu.Lock()
+	a.dropped += n
+	a.mu.Unlock()
+}
+
 // Len is the number of aggregates kept.
 func (a *Aggregator) Len() int {
 	a.mu.Lock()

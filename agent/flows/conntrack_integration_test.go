@@ -117,6 +117,9 @@ func TestDumpReadsANamespacesConnections(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if n, err := ConnCount(ns); err != nil || n < 3 {
+		t.Errorf("the namespace counts %d connections (%v), want at least 3", n, err)
+	}
 	// Classified in the namespace's task: a client from outside on its port.
 	b := &Book{}
 	k, ok := classify("svc", own, b, conns[0])

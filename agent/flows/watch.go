@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +44,14 @@ type Watcher struct {
 	Node   string
 	Log    *slog.Logger
 
+	// MaxConns bounds the connections read from one task
+	// (DefaultMaxConns when 0): a dump is held in memory whole, and the
+	// agent shares its node's memory with what it enforces. A task
+	// holding more is skipped, and its connections counted as dropped.
+	MaxConns int
+	// Count gives a namespace's number of connections (ConnCount when
+	// nil).
+	Count func(ns *netns.Namespace) (int, error)
 	// Dump reads a namespace's connections (Dump when nil).
 	Dump func(fd int) ([]Conn, error)
 	// Addrs gives a namespace's own addresses (read inside it when nil).
@@ -140,6 +150,17 @@ func (w *Watcher) readTask(t netns.Task, book *Book, now time.Time) (map[uint32]
 	for _, a := range t.Addrs() {
 		own[a] = true
 	}
+	count, limit := w.Count, w.MaxConns
+	if count == nil {
+		count = ConnCount
+	}
+	if limit <= 0 {
+		limit = DefaultMaxConns
+	}
+	if n, err := count(ns); err == nil && n > limit {
+		w.Agg.Drop(uint64(n))
+		return w.seen[t.ContainerID], fmt.Errorf("%d connections, more than the %d read from one task: counted as dropped", n, limit)
+	}
 	dump := w.Dump
 	if dump == nil {
 		dump = Dump
@@ -218,6 +239,25 @@ func parseAddr(s string) netip.Addr {
 	}
 	a, _ := netip.ParseAddr(s)
 	return a
+}
+
+// DefaultMaxConns is the default bound on the connections read from one
+// task (a dump of that many takes about 10 MB while it is read).
+const DefaultMaxConns = 20000
+
+// ConnCount reads how many connections a namespace's conntrack holds,
+// from inside (its nf_conntrack_count).
+func ConnCount(ns *netns.Namespace) (int, error) {
+	var n int
+	err := ns.Do(func() error {
+		b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count")
+		if err != nil {
+			return err
+		}
+		n, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err
+	})
+	return n, err
 }
 
 // OwnAddrs reads the addresses of a namespace's interfaces, from inside.

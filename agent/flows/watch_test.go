@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +131,30 @@ func TestWatcherCountsEachConnectionOnceAtItsClient(t *testing.T) {
 	}
 	if _, ok := w.seen["c1"]; ok || len(w.seen) != 1 {
 		t.Errorf("seen %v", w.seen)
+	}
+}
+
+// A task holding more connections than the bound is not dumped: its
+// connections are counted as dropped, the other tasks are read.
+func TestWatcherSkipsATaskOverTheBound(t *testing.T) {
+	e := &engine{containers: []container.InspectResponse{task("c1", "shop_web", "10.0.1.3"), task("c2", "shop_api", "10.0.1.5")},
+		networks: map[string]network.Inspect{}}
+	counts := []int{50000, 3} // api first
+	i, dumps := 0, 0
+	w := &Watcher{Docker: e, Agg: &Aggregator{}, Node: "n1", MaxConns: 1000,
+		Addrs: func(*netns.Namespace) (map[netip.Addr]bool, error) { return map[netip.Addr]bool{}, nil },
+		Count: func(*netns.Namespace) (int, error) { n := counts[i%2]; i++; return n, nil },
+		Dump: func(int) ([]Conn, error) {
+			dumps++
+			return []Conn{{ID: 1, Protocol: "tcp", Src: netip.MustParseAddr("10.0.1.3"), Dst: netip.MustParseAddr("10.0.1.5"), DstPort: 80}}, nil
+		}}
+	err := w.Read(context.Background(), time.Now())
+	if err == nil || !strings.Contains(err.Error(), "50000 connections") {
+		t.Errorf("error %v", err)
+	}
+	lines := w.Flush(time.Now())
+	if dumps != 1 || len(lines) != 1 || lines[0].Dropped != 50000 || len(lines[0].Flows) != 1 {
+		t.Errorf("%d dumps, lines %+v", dumps, lines)
 	}
 }
 
