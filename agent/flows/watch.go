@@ -242,7 +242,7 @@ func parseAddr(s string) netip.Addr {
 }
 
 // DefaultMaxConns is the default bound on the connections read from one
-// task (a dump of that many takes about 10 MB while it is read).
+// task: a dump is held whole while it is read.
 const DefaultMaxConns = 20000
 
 // ConnCount reads how many connections a namespace's conntrack holds,
