@@ -35,6 +35,10 @@ type Config struct {
 	// status. The rules never wait for them: a failure is logged and the
 	// agent enforces all the same.
 	Listen func(metrics http.Handler, status func() any) (Server, error)
+	// Beside are loops of the agent's that need more of the node's engine
+	// than the checks (the flow watcher): each runs until ctx ends, and the
+	// agent waits for them before it returns.
+	Beside []func(ctx context.Context)
 }
 
 // Server serves the agent's endpoints until ctx ends.
@@ -115,6 +119,9 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("connection attempts are counted but not reported per source", "reason", err)
 		}
 	}()
+	for _, run := range cfg.Beside {
+		wg.Go(func() { run(ctx) })
+	}
 	log.Info("agent started", "rules", cfg.RulesFile, "interval", cfg.Interval.String(), "node", node)
 	err := a.Run(ctx)
 	log.Info("agent stopped; its rules stay in place")

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -27,6 +29,7 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 		interval time.Duration
 		listen   string
 		window   time.Duration
+		fl       flowFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -47,6 +50,9 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			if interval < time.Second || window < time.Second {
 				return fmt.Errorf("--interval %s, --events-window %s: each must be at least 1s", interval, window)
 			}
+			if err := fl.check(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			cfg := agent.Config{RulesFile: rules, Interval: interval, EventsWindow: window, Log: log}
@@ -62,6 +68,11 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			if cli, err := newClient(); err == nil {
 				defer cli.Close()
 				cfg.Docker = cli
+				if fl.enabled {
+					node, _ := os.Hostname() // the node's: the agent shares its namespaces
+					w := fl.watcher(cli, node, log)
+					cfg.Beside = append(cfg.Beside, func(ctx context.Context) { _ = w.Run(ctx) })
+				}
 			}
 			return agent.Run(ctx, cfg)
 		},
@@ -69,6 +80,7 @@ it stops the rules stay: the last delivered state stays enforced.`,
 	cmd.Flags().StringVar(&rules, "rules", agentv1.RulesPath, "the delivered rules file")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
 	cmd.Flags().DurationVar(&window, "events-window", time.Minute, "how long connection attempts are counted before each count is logged as an event")
+	fl.add(cmd)
 	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")
 	return cmd
 }

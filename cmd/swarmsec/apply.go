@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
@@ -30,6 +31,7 @@ func newApplyCmd(g *globalOptions) *cobra.Command {
 		waitTimeout time.Duration
 		allowEmpty  bool
 		maxWaves    int
+		trafficWin  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "apply",
@@ -61,6 +63,9 @@ what remains. With --wait it also waits for the last rolling updates.`,
 			if err := refuseHeld(ctx, cmd.ErrOrStderr(), r); err != nil {
 				return err
 			}
+			if err := refuseTrafficCuts(ctx, cmd.ErrOrStderr(), r, lf.agentService, trafficWin); err != nil {
+				return err
+			}
 			return runApply(ctx, cmd.OutOrStdout(), r, wait, maxWaves)
 		},
 	}
@@ -68,6 +73,7 @@ what remains. With --wait it also waits for the last rolling updates.`,
 	lf.add(cmd, true)
 	cmd.Flags().IntVar(&maxWaves, "max-waves", 0, "stop after this many passes that write (0: until the cluster matches)")
 	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "apply an empty manifest directory: end every isolation swarmsec made")
+	cmd.Flags().DurationVar(&trafficWin, "traffic-window", 0, "hold a change that blocks flows the node agents observed in this window, unless a policy cutting each is annotated "+v1.AnnotationApproveTrafficCut+`: "true" (0: do not check)`)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the services' rolling updates to finish")
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 10*time.Minute, "how long apply may take to converge (and --wait to wait)")
 	return cmd

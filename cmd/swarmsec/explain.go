@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/spf13/cobra"
@@ -155,9 +156,11 @@ func serviceNames(cmd *cobra.Command, args []string, _ string) ([]string, cobra.
 
 func newGraphCmd(g *globalOptions) *cobra.Command {
 	var (
-		mf     manifestFlags
-		lf     limitFlags
-		output string
+		mf       manifestFlags
+		lf       limitFlags
+		output   string
+		observed bool
+		since    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "graph",
@@ -167,7 +170,12 @@ services grouped by stack, an edge for every pair a policy lets talk, published
 ports and outside access marked, services no policy isolates dashed.
 -o dot is Graphviz (swarmsec graph | dot -Tsvg for its layout); -o mermaid
 renders on GitHub and most wikis; -o svg is a picture drawn by swarmsec itself,
-one column per stack (swarmsec graph -o svg > policies.svg).`,
+one column per stack (swarmsec graph -o svg > policies.svg).
+
+--observed draws the flows the node agents saw in the last --since over it
+(see swarmsec flows): each allowed edge used (blue, with its ports and
+connections) or never used (grey, dashed), and what the policies block or
+would block attempted (red).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "dot" && output != "mermaid" && output != "svg" {
@@ -184,6 +192,13 @@ one column per stack (swarmsec graph -o svg > policies.svg).`,
 				return fmt.Errorf("services: %w", err)
 			}
 			gr := graph.Build(p.Desired, services)
+			if observed {
+				obs, err := observedFlows(cmd, r, p, lf.agentService, since)
+				if err != nil {
+					return err
+				}
+				gr.Observe(obs.Flows)
+			}
 			switch output {
 			case "mermaid":
 				return gr.Mermaid(cmd.OutOrStdout())
@@ -196,5 +211,7 @@ one column per stack (swarmsec graph -o svg > policies.svg).`,
 	mf.add(cmd)
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "dot", "dot, mermaid or svg")
+	cmd.Flags().BoolVar(&observed, "observed", false, "draw the flows the node agents observed: used, allowed and never used, attempted and blocked")
+	cmd.Flags().DurationVar(&since, "since", time.Hour, "with --observed: the window of flows")
 	return cmd
 }

@@ -6,10 +6,12 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/traffic"
 )
 
 func init() { register(newPlanCmd) }
@@ -23,10 +25,11 @@ const (
 
 func newPlanCmd(g *globalOptions) *cobra.Command {
 	var (
-		mf      manifestFlags
-		lf      limitFlags
-		output  string
-		asGraph bool
+		mf         manifestFlags
+		lf         limitFlags
+		output     string
+		asGraph    bool
+		trafficWin time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "plan",
@@ -48,13 +51,18 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 				return err
 			}
 			defer done()
+			var cuts []traffic.Cut
+			if !asGraph {
+				cuts = planCuts(cmd.Context(), cmd.ErrOrStderr(), r, p, lf.agentService, trafficWin)
+			}
 			switch {
 			case asGraph:
 				err = printPlanGraph(cmd.OutOrStdout(), r, p, output == "svg")
 			case output == "json":
-				err = printPlanJSON(cmd.OutOrStdout(), p)
+				err = printPlanJSON(cmd.OutOrStdout(), p, cuts)
 			default:
 				printPlanTable(cmd.OutOrStdout(), p)
+				printCuts(cmd.OutOrStdout(), cuts, trafficWin, time.Now())
 			}
 			if err != nil {
 				return err
@@ -68,11 +76,12 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 	mf.add(cmd)
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json; with --graph, dot or svg")
+	cmd.Flags().DurationVar(&trafficWin, "traffic-window", time.Hour, "list the flows the node agents observed in this window that the change would block (0: do not read them)")
 	cmd.Flags().BoolVar(&asGraph, "graph", false, "draw the allowed connectivity, what the plan adds green and what it takes away red (DOT, or SVG with -o svg)")
 	return cmd
 }
 
-func printPlanJSON(w io.Writer, p *plan.Plan) error {
+func printPlanJSON(w io.Writer, p *plan.Plan, cuts []traffic.Cut) error {
 	out := struct {
 		InSync  bool          `json:"inSync"`
 		Actions []plan.Action `json:"actions"`
@@ -82,7 +91,9 @@ func printPlanJSON(w io.Writer, p *plan.Plan) error {
 		// traffic, and networks already so.
 		Encryption []plan.EncryptionHold `json:"encryptionHolds,omitempty"`
 		Ports      []plan.PortRule       `json:"ports,omitempty"`
-	}{InSync: len(p.Pending()) == 0, Actions: p.Actions, Notes: p.Notes, Holds: p.Holds, Encryption: p.EncryptionHolds, Ports: p.Ports}
+		// TrafficCuts are the observed flows the change would block.
+		TrafficCuts []traffic.Cut `json:"trafficCuts,omitempty"`
+	}{InSync: len(p.Pending()) == 0, Actions: p.Actions, Notes: p.Notes, Holds: p.Holds, Encryption: p.EncryptionHolds, Ports: p.Ports, TrafficCuts: cuts}
 	if out.Actions == nil {
 		out.Actions = []plan.Action{}
 	}

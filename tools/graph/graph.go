@@ -37,6 +37,9 @@ type Graph struct {
 	// that will share a network and do not now, and pairs that do now and
 	// will not. DOT draws them green and red.
 	Added, Removed [][2]string
+	// Observed, when set by Observe, is what the node agents saw: the
+	// edges are drawn as used, never used or attempted instead.
+	Observed *Observation
 }
 
 // Diff marks what applying the policies changes: the pairs that share a
@@ -159,6 +162,14 @@ func (g *Graph) DOT(w io.Writer) error {
 			b.WriteString("  }\n")
 		}
 	}
+	if g.Observed != nil {
+		for _, e := range g.observedEdges() {
+			fmt.Fprintf(&b, "  %q -- %q [%s, label=%q];\n", e.a, e.b, dotObserved[e.kind], e.label)
+		}
+		b.WriteString("}\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	for _, e := range g.Edges {
 		if slices.Contains(g.Added, e) {
 			fmt.Fprintf(&b, "  %q -- %q [color=green, penwidth=2];\n", e[0], e[1])
@@ -199,6 +210,24 @@ func (g *Graph) Mermaid(w io.Writer) error {
 			b.WriteString("  end\n")
 		}
 	}
+	id["outside"] = "outside"
+	if g.Observed != nil {
+		for _, e := range g.observedEdges() {
+			if id[e.a] == "" || id[e.b] == "" {
+				continue
+			}
+			switch e.kind {
+			case edgeUsed:
+				fmt.Fprintf(&b, "  %s ==\"%s\"=== %s\n", id[e.a], mermaidText(e.label), id[e.b])
+			case edgeUnused:
+				fmt.Fprintf(&b, "  %s -.\"%s\".- %s\n", id[e.a], mermaidText(e.label), id[e.b])
+			default:
+				fmt.Fprintf(&b, "  %s --\"%s\"--x %s\n", id[e.a], mermaidText(e.label), id[e.b])
+			}
+		}
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	for _, e := range g.Edges {
 		fmt.Fprintf(&b, "  %s --- %s\n", id[e[0]], id[e[1]])
 	}
@@ -210,6 +239,9 @@ func (g *Graph) Mermaid(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// mermaidText keeps a label inside its quotes.
+func mermaidText(s string) string { return strings.ReplaceAll(s, `"`, "'") }
 
 func sanitize(s string) string {
 	return strings.Map(func(r rune) rune {

@@ -76,7 +76,25 @@ func (g *Graph) SVG(w io.Writer) error {
 		}
 		fmt.Fprintf(&body, `<path class="%s" data-from="%s" data-to="%s" d="%s" fill="none" %s/>`+"\n", class, esc(from), esc(to), d, style)
 	}
+	if g.Observed != nil {
+		for _, e := range g.observedEdges() {
+			if _, ok := boxes[e.a]; !ok && e.a != "outside" {
+				continue
+			}
+			if _, ok := boxes[e.b]; !ok && e.b != "outside" {
+				continue
+			}
+			a, c := e.a, e.b
+			if a == "outside" {
+				a, c = c, a
+			}
+			edge(a, c, "edge "+e.kind, svgObserved[e.kind]+` data-label="`+esc(e.label)+`"`)
+		}
+	}
 	for _, e := range g.Edges {
+		if g.Observed != nil {
+			break
+		}
 		if slices.Contains(g.Added, e) {
 			edge(e[0], e[1], "edge added", `stroke="#2e7d32" stroke-width="3"`)
 			continue
@@ -84,10 +102,13 @@ func (g *Graph) SVG(w io.Writer) error {
 		edge(e[0], e[1], "edge", `stroke="#37474f" stroke-width="1.5"`)
 	}
 	for _, e := range g.Removed {
+		if g.Observed != nil {
+			break
+		}
 		edge(e[0], e[1], "edge removed", `stroke="#c62828" stroke-width="2" stroke-dasharray="6 4"`)
 	}
 	for _, n := range g.Nodes {
-		if n.Isolated && n.Outside {
+		if n.Isolated && n.Outside && g.Observed == nil {
 			edge(n.Name, "outside", "outside", `stroke="#78909c" stroke-dasharray="2 4"`)
 		}
 	}

@@ -88,3 +88,32 @@ func TestReportKeepsItsBytes(t *testing.T) {
 		t.Errorf("a node without ESP: can encrypt %v, known %v", ok, known)
 	}
 }
+
+// A flows line as the first agents that logged them wrote it: a leader
+// reads it back whatever version wrote it.
+const oldFlows = `{"node":"w1","time":"2026-12-06T12:01:00Z","interval":"1m0s","part":1,"parts":1,"dropped":2,"flows":[{"kind":"service","source":"shop_api","destination":"shop_db","port":5432,"protocol":"tcp","connections":12,"open":1,"firstSeen":"2026-12-06T11:00:00Z","lastSeen":"2026-12-06T12:00:50Z"},{"kind":"external","source":"shop_web","destination":"outside","destinationBlock":"203.0.113.0/24","port":443,"protocol":"tcp","connections":1,"bytes":900,"firstSeen":"2026-12-06T12:00:10Z","lastSeen":"2026-12-06T12:00:10Z"}]}`
+
+func TestFlowsKeepTheirBytes(t *testing.T) {
+	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
+	want := Flows{Node: "w1", Time: at("2026-12-06T12:01:00Z"), Interval: Duration(time.Minute), Part: 1, Parts: 1, Dropped: 2, Flows: []Flow{
+		{Kind: FlowService, Source: "shop_api", Destination: "shop_db", Port: 5432, Protocol: "tcp", Connections: 12, Open: 1, FirstSeen: at("2026-12-06T11:00:00Z"), LastSeen: at("2026-12-06T12:00:50Z")},
+		{Kind: FlowExternal, Source: "shop_web", Destination: Outside, DestinationBlock: "203.0.113.0/24", Port: 443, Protocol: "tcp", Connections: 1, Bytes: 900, FirstSeen: at("2026-12-06T12:00:10Z"), LastSeen: at("2026-12-06T12:00:10Z")},
+	}}
+	b, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != oldFlows {
+		t.Errorf("flows encode as\n%s\nwant\n%s", b, oldFlows)
+	}
+	var back Flows
+	if err := json.Unmarshal([]byte(oldFlows), &back); err != nil || !reflect.DeepEqual(back, want) {
+		t.Errorf("old flows read as %+v, %v", back, err)
+	}
+	if got := want.Flows[0].Target(); got != "shop_db:5432/tcp" {
+		t.Errorf("target %s", got)
+	}
+	if got := want.Flows[1].Target(); got != "203.0.113.0/24:443/tcp" {
+		t.Errorf("target %s", got)
+	}
+}

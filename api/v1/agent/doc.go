@@ -2,7 +2,8 @@
 // agents, versioned with the swarmsec.io/v1 manifests: the rules document
 // the leader writes into a Swarm config and every agent reads (Rules), and
 // the node checks report an agent logs and the leader reads back from the
-// agent service's logs (Report).
+// agent service's logs (Report), and the observed flows an agent logs the
+// same way (Flows).
 //
 // It is data only, like api/v1: types, constants and getters, no I/O, no
 // Docker or memdb imports. Both sides import it and neither imports the

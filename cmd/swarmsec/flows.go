@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmsec/swarmsec/reconciler/plan"
+	"github.com/swarmsec/swarmsec/reconciler/reconcile"
+	"github.com/swarmsec/swarmsec/reconciler/traffic"
+	"github.com/swarmsec/swarmsec/state"
+)
+
+func init() { register(newFlowsCmd) }
+
+func newFlowsCmd(g *globalOptions) *cobra.Command {
+	var (
+		mf      manifestFlags
+		lf      limitFlags
+		output  string
+		since   time.Duration
+		verdict string
+	)
+	cmd := &cobra.Command{
+		Use:   "flows",
+		Short: "Show the connections the node agents observed, each with its verdict under the manifests",
+		Long: `flows reads the flows the node agents observed (conntrack in every task's network
+namespace, aggregated on each node and logged each minute; the agent service's
+logs, through the manager) for the last --since, sums them over nodes, and
+judges each against the manifests: allowed, or would-block (the policies let
+the two services share no network, publish no such port, or cut the way
+outside). A flow is counted once: at its client when the client is a task, at
+its server when the client is outside.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: must be table or json", output)
+			}
+			r, p, done, err := setupPlan(cmd, g, mf, lf)
+			if err != nil {
+				return err
+			}
+			defer done()
+			obs, err := observedFlows(cmd, r, p, lf.agentService, since)
+			if err != nil {
+				return err
+			}
+			if verdict != "" {
+				kept := obs.Flows[:0]
+				for _, f := range obs.Flows {
+					if f.Verdict == verdict {
+						kept = append(kept, f)
+					}
+				}
+				obs.Flows = kept
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(obs)
+			}
+			printFlows(cmd.OutOrStdout(), obs, time.Now())
+			return nil
+		},
+	}
+	mf.add(cmd)
+	lf.add(cmd, false)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	cmd.Flags().DurationVar(&since, "since", time.Hour, "the window: flows seen in the last this long")
+	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, blocked, unknown)")
+	return cmd
+}
+
+// observedFlows reads the agents' flows of the window and judges them
+// against the plan's policies.
+func observedFlows(cmd *cobra.Command, r *reconcile.Reconciler, p *plan.Plan, agentService string, since time.Duration) (*traffic.Observed, error) {
+	if agentService == "" {
+		return nil, fmt.Errorf("--agent-service is empty: the flows come from the node agents' logs")
+	}
+	obs, err := traffic.Read(cmd.Context(), r.Docker, agentService, time.Now().Add(-since), 0)
+	if err != nil {
+		return nil, err
+	}
+	r.Store.View(func(tx state.ReadTx) { err = traffic.Judge(tx, p.Desired, obs.Flows) })
+	return obs, err
+}
+
+func printFlows(w io.Writer, obs *traffic.Observed, now time.Time) {
+	if len(obs.Nodes) == 0 {
+		fmt.Fprintf(w, "No node agent reported flows since %s (is the agent service running, with --flows?).\n", obs.Since.UTC().Format(time.RFC3339))
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tCONNECTIONS\tOPEN\tLAST SEEN\tNODES\tVERDICT")
+	for _, f := range obs.Flows {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", printable(f.From()), printable(f.Target()), f.Connections, f.Open,
+			ago(now, f.LastSeen), printable(strings.Join(f.Nodes, ",")), f.Verdict)
+	}
+	tw.Flush()
+	for _, node := range slices.Sorted(maps.Keys(obs.Dropped)) {
+		n := obs.Dropped[node]
+		fmt.Fprintf(w, "%s: %d connections not aggregated (its bound on distinct flows, --flows-max)\n", printable(node), n)
+	}
+	for _, f := range obs.Flows {
+		if f.Verdict == traffic.WouldBlock {
+			fmt.Fprintf(w, "would-block: %s -> %s: %s\n", printable(f.From()), printable(f.Target()), f.Why)
+		}
+	}
+}
+
+// ago writes how long before now t was, as people say it.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
