@@ -133,7 +133,7 @@ func TestCompileExplainsDirections(t *testing.T) {
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
 		})})
-	want := "shop_api may connect to shop_db; overlay networks cannot tell directions, so shop_db can connect to shop_api too"
+	want := "shop_api may connect to shop_db; overlay networks cannot tell directions, so shop_db can connect to shop_api too where no node agent runs"
 	if !slices.Contains(d.Notes, want) {
 		t.Errorf("notes %q lack %q", d.Notes, want)
 	}

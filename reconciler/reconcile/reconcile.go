@@ -352,7 +352,7 @@ func (r *Reconciler) deliver(ctx context.Context, p *plan.Plan, res *Result) (fa
 		out, err = r.Agent.Deliver(ctx, doc)
 		res.Agent = &out
 		if out.Wrote {
-			r.logger().Info("node agent rules delivered", "config", out.Config, "ports", len(doc.Ports))
+			r.logger().Info("node agent rules delivered", "config", out.Config, "ports", len(doc.Ports), "services", len(doc.Services))
 		}
 	}
 	if err != nil {
