@@ -62,6 +62,12 @@ type Agent struct {
 	// rules admitted and blocked (registered by NewPackets).
 	Packets *prometheus.CounterVec
 
+	// Datapath, when set, is given every good rules document: it keeps
+	// the per-task rules (agent/datapath.Enforcer).
+	Datapath interface {
+		SetRules(ctx context.Context, rules *agentv1.Rules) error
+	}
+
 	// Checks runs the node checks (RunChecks); nil skips them.
 	Checks interface {
 		Report(ctx context.Context) agentv1.Report
@@ -76,11 +82,13 @@ type Agent struct {
 
 // Status is what the agent last did, for its health endpoint and logs.
 type Status struct {
-	Rules   string    `json:"rules"`
-	Ports   int       `json:"ports"`
-	Synced  time.Time `json:"synced"`
-	Error   string    `json:"error,omitempty"`
-	Skipped []string  `json:"skipped,omitempty"`
+	Rules string `json:"rules"`
+	Ports int    `json:"ports"`
+	// Services is how many services the per-task rules cover.
+	Services int       `json:"services,omitempty"`
+	Synced   time.Time `json:"synced"`
+	Error    string    `json:"error,omitempty"`
+	Skipped  []string  `json:"skipped,omitempty"`
 	// Node is the last node checks report.
 	Node *agentv1.Report `json:"node,omitempty"`
 }
@@ -189,8 +197,13 @@ func (a *Agent) Sync(ctx context.Context) error {
 		st.Error = err.Error()
 		return fmt.Errorf("rules %s: %w", a.RulesFile, err)
 	}
-	st.Rules, st.Ports = agentv1.ConfigName(data), len(doc.Ports)
+	st.Rules, st.Ports, st.Services = agentv1.ConfigName(data), len(doc.Ports), len(doc.Services)
 	var errs []error
+	if a.Datapath != nil {
+		if err := a.Datapath.SetRules(ctx, doc); err != nil {
+			errs = append(errs, fmt.Errorf("task rules: %w", err))
+		}
+	}
 	for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 		t := a.Table(f)
 		if t == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmsec/swarmsec/agent"
+	"github.com/swarmsec/swarmsec/agent/datapath"
 	"github.com/swarmsec/swarmsec/agent/firewall"
 	"github.com/swarmsec/swarmsec/agent/nodeprobe"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
@@ -22,6 +23,10 @@ import (
 )
 
 func init() { register(newAgentCmd) }
+
+// NFLOGTaskGroup is the NFLOG group of the per-task tables' drops, in each
+// task's namespace (NFLOG groups are per namespace).
+const NFLOGTaskGroup = 7332
 
 // agentAddr is where the agent's endpoints listen: on the node's loopback
 // (the agent runs in the host's network namespace).
@@ -112,6 +117,17 @@ it stops the rules stay: the last delivered state stays enforced.`,
 			if cli, err := newClient(); err == nil {
 				defer cli.Close()
 				prober.Docker = cli
+				flows := datapath.NewFlows()
+				reg.MustRegister(flows)
+				enf := &datapath.Enforcer{Engine: cli, Group: NFLOGTaskGroup, Node: node, Log: log, Flows: flows}
+				a.Datapath = enf
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					enf.Run(ctx)
+				}()
+			} else {
+				log.Warn("no engine: per-task rules are not enforced", "err", err)
 			}
 			a.Checks = prober
 			wg.Add(1)

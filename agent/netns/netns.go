@@ -1,0 +1,84 @@
+// Package netns enters the network namespaces of the node's tasks. It is
+// shared by everything of the agent that acts inside a task (the data path
+// rules, its NFLOG listeners) and is meant for any other feature that does
+// (traffic observation): one place that knows how a namespace is named,
+// opened and entered, and what that costs.
+//
+// Entering a namespace (setns(2) with CLONE_NEWNET) needs CAP_SYS_ADMIN in
+// the agent's user namespace; opening a handle does not. Netlink users
+// (google/nftables, go-nflog) take the handle's descriptor and open their
+// socket inside the namespace themselves, so most callers never call Do.
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handle is an open network namespace. Holding it keeps the namespace
+// alive even once its task is gone; Close it when done.
+type Handle struct {
+	path string
+	f    *os.File
+}
+
+// Open opens the namespace at path: a task's sandbox key
+// (/var/run/docker/netns/<id>), an overlay's namespace, or /proc/<pid>/ns/net.
+func Open(path string) (*Handle, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || (st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC) {
+		f.Close()
+		return nil, fmt.Errorf("network namespace %s: not a namespace file", path)
+	}
+	return &Handle{path: path, f: f}, nil
+}
+
+// Fd is the descriptor netlink sockets are opened in (nftables.WithNetNSFd,
+// nflog.Config.NetNS). It stays valid until Close.
+func (h *Handle) Fd() int { return int(h.f.Fd()) }
+
+// Path is where the namespace was opened.
+func (h *Handle) Path() string { return h.path }
+
+// Close releases the handle.
+func (h *Handle) Close() error { return h.f.Close() }
+
+// Do runs fn on an OS thread switched into the namespace, and switches it
+// back after. If the thread cannot be switched back it is left locked, so
+// the Go runtime retires it rather than run other goroutines in the task's
+// namespace.
+func (h *Handle) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("own network namespace: %w", err)
+			return
+		}
+		defer self.Close()
+		if err := unix.Setns(h.Fd(), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter %s: %w", h.path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			// The thread stays locked and dies with this goroutine.
+			errc <- errors.Join(ferr, fmt.Errorf("leave %s: %w", h.path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
