@@ -27,7 +27,9 @@ const (
 // a flood of blocked attempts costs the node little.
 const LogRate = 10
 
-func table() *nftables.Table { return &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName} }
+func table() *nftables.Table {
+	return &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+}
 
 // Apply installs rs in the namespace of fd as the table "inet swarmsec",
 // replacing the one there in one transaction (the kernel commits a batch

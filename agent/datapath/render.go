@@ -10,9 +10,9 @@ import (
 
 	"go4.org/netipx"
 
+	"github.com/swarmsec/swarmsec/agent/tasks"
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
-	"github.com/swarmsec/swarmsec/agent/tasks"
 )
 
 // Verdict of a rule.
