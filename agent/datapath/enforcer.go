@@ -225,7 +225,7 @@ func (e *Enforcer) listen(ctx context.Context, t *tasks.Task) (context.CancelFun
 			return
 		}
 		defer h.Close()
-		nf, err := nflog.Open(&nflog.Config{Group: e.Group, Copymode: nflog.CopyPacket, Bufsize: 64, NetNS: h.Fd()})
+		nf, err := nflog.Open(&nflog.Config{Group: e.Group, Copymode: nflog.CopyPacket, Bufsize: 128, NetNS: h.Fd()})
 		if err != nil {
 			e.Log.Warn("drops of a task not reported", "task", task.Name, "err", err)
 			return
@@ -278,7 +278,7 @@ func (e *Enforcer) record(t *tasks.Task, prefix string, payload []byte) {
 		}
 		return ep
 	}
-	switch prefix {
+	switch cleanPrefix(prefix) {
 	case PrefixOut:
 		f.Direction = "egress"
 		f.Source, f.Destination = self, owner(k.dst, k.dstPort)

@@ -47,6 +47,9 @@ type Flow struct {
 	Policy string `json:"policy"`
 }
 
+// cleanPrefix is a log prefix without the NUL the kernel may leave.
+func cleanPrefix(p string) string { return strings.TrimRight(p, "\x00") }
+
 // packet is what a logged packet says of its connection.
 type packet struct {
 	src, dst         netip.Addr
