@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -32,6 +33,11 @@ type Enforcer struct {
 	// FlowsPerSecond bounds the flow records logged (the rest are
 	// counted, and summed up in a line): 20 when 0.
 	FlowsPerSecond int
+	// SandboxDir, when set, is where the agent sees the engine's
+	// namespace directory (/var/run/docker/netns on the node; the stack
+	// mounts the node's /run at /host/run): a sandbox key is read there
+	// by its base name.
+	SandboxDir string
 	// OpenNS opens a sandbox (netns.Open when nil): tests give their own.
 	OpenNS func(path string) (*netns.Handle, error)
 
@@ -125,10 +131,7 @@ func (e *Enforcer) Sync(ctx context.Context) error {
 		e.applied = map[string]applied{}
 	}
 	e.mu.Unlock()
-	open := e.OpenNS
-	if open == nil {
-		open = netns.Open
-	}
+	open := e.opener()
 	seen := map[string]bool{}
 	var errs []error
 	for i := range v.Tasks {
@@ -208,6 +211,18 @@ func (e *Enforcer) syncTask(ctx context.Context, rules *agentv1.Rules, v *tasks.
 	return nil
 }
 
+// opener opens a sandbox by its key, where the agent sees it.
+func (e *Enforcer) opener() func(string) (*netns.Handle, error) {
+	open := e.OpenNS
+	if open == nil {
+		open = netns.Open
+	}
+	if e.SandboxDir == "" {
+		return open
+	}
+	return func(key string) (*netns.Handle, error) { return open(filepath.Join(e.SandboxDir, filepath.Base(key))) }
+}
+
 // listen reads the drops logged in t's namespace until cancelled.
 func (e *Enforcer) listen(ctx context.Context, t *tasks.Task) (context.CancelFunc, chan struct{}) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -215,11 +230,7 @@ func (e *Enforcer) listen(ctx context.Context, t *tasks.Task) (context.CancelFun
 	task := *t
 	go func() {
 		defer close(done)
-		open := e.OpenNS
-		if open == nil {
-			open = netns.Open
-		}
-		h, err := open(task.SandboxKey)
+		h, err := e.opener()(task.SandboxKey)
 		if err != nil {
 			e.Log.Warn("drops of a task not reported", "task", task.Name, "err", err)
 			return

@@ -34,21 +34,25 @@ const agentAddr = "127.0.0.1:9478"
 
 func newAgentCmd(g *globalOptions) *cobra.Command {
 	var (
-		rules    string
-		interval time.Duration
-		listen   string
-		window   time.Duration
+		rules     string
+		interval  time.Duration
+		listen    string
+		window    time.Duration
+		sandboxes string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: keep the delivered published-port rules in this node's iptables",
 		Long: `agent runs on every node (the stack file's global "agent" service, in the
-host's network namespace with NET_ADMIN). It reads the rules the leader
-delivers as a Swarm config (` + agentv1.RulesPath + `) and keeps them in chains of
-its own (` + firewall.Chain + `-A/-B) jumped from the top of DOCKER-USER, in the
-iptables backend Docker uses (nf_tables or legacy), IPv4 and IPv6. It resyncs
-every --interval, so rules Docker or a firewall reload removed come back. When
-it stops the rules stay: the last delivered state stays enforced.`,
+host's network namespace with NET_ADMIN and SYS_ADMIN). It reads the rules the
+leader delivers as a Swarm config (` + agentv1.RulesPath + `) and keeps the
+published-port rules in chains of its own (` + firewall.Chain + `-A/-B) jumped
+from the top of DOCKER-USER, in the iptables backend Docker uses (nf_tables or
+legacy), IPv4 and IPv6, and the per-service rules (ports, directions, egress
+blocks) as an nftables table in the network namespace of every local task,
+with addresses from this node's engine. It resyncs every --interval and when
+the engine says a task started, so rules removed come back and new tasks get
+theirs. When it stops the rules stay: the last delivered state stays enforced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(cmd.ErrOrStderr())
@@ -119,7 +123,7 @@ it stops the rules stay: the last delivered state stays enforced.`,
 				prober.Docker = cli
 				flows := datapath.NewFlows()
 				reg.MustRegister(flows)
-				enf := &datapath.Enforcer{Engine: cli, Group: NFLOGTaskGroup, Node: node, Log: log, Flows: flows}
+				enf := &datapath.Enforcer{Engine: cli, Group: NFLOGTaskGroup, Node: node, Log: log, Flows: flows, SandboxDir: sandboxes}
 				a.Datapath = enf
 				wg.Add(1)
 				go func() {
@@ -153,6 +157,7 @@ it stops the rules stay: the last delivered state stays enforced.`,
 	cmd.Flags().StringVar(&rules, "rules", agentv1.RulesPath, "the delivered rules file")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
 	cmd.Flags().DurationVar(&window, "events-window", time.Minute, "how long connection attempts are counted before each count is logged as an event")
+	cmd.Flags().StringVar(&sandboxes, "sandboxes", "", "where the engine's namespace directory (/var/run/docker/netns) is seen, when not there (the stack file: /host/run/docker/netns)")
 	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")
 	return cmd
 }

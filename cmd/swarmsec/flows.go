@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/spf13/cobra"
+
+	"github.com/swarmsec/swarmsec/agent/datapath"
+	"github.com/swarmsec/swarmsec/reconciler/agentrules"
+)
+
+func init() { register(newFlowsCmd) }
+
+// flowLine is one flow record line of an agent's log.
+type flowLine struct {
+	Msg        string        `json:"msg"`
+	Flow       datapath.Flow `json:"flow"`
+	Suppressed int           `json:"suppressed"`
+}
+
+// flowRecord is a flow as flows prints it: the agent's record, with the
+// node Swarm says logged it (an agent speaks only for its own node).
+type flowRecord struct {
+	datapath.Flow
+	NodeID string `json:"nodeID,omitempty"`
+	// Suppressed counts the records the agent's rate limit dropped just
+	// before this one.
+	Suppressed int `json:"suppressed,omitempty"`
+}
+
+func newFlowsCmd(*globalOptions) *cobra.Command {
+	var (
+		agentService, since, output, verdict, service string
+		follow                                       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "flows",
+		Short: "Show the connections the node agents' per-task rules blocked, as flow records",
+		Long: `flows reads the flow records of the node agents through the Swarm manager (the
+agent service's logs, from every node): for every new connection a task's rules
+dropped (rate-limited), its time, node, source and destination (service, task,
+address and port), protocol, verdict, and the policy that decided.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: must be table or json", output)
+			}
+			verdict = strings.ToUpper(verdict)
+			if verdict != "" && verdict != datapath.VerdictDropped {
+				return fmt.Errorf("--verdict %q: the agents report dropped connections only", verdict)
+			}
+			cli, err := newClient()
+			if err != nil {
+				return fmt.Errorf("docker client: %w", err)
+			}
+			defer cli.Close()
+			rc, err := cli.ServiceLogs(cmd.Context(), agentService, container.LogsOptions{ShowStdout: true, ShowStderr: true, Since: since, Follow: follow, Details: true})
+			if err != nil {
+				return fmt.Errorf("agent service %s: %w", agentService, err)
+			}
+			defer rc.Close()
+			pr, pw := io.Pipe()
+			go func() { _, err := stdcopy.StdCopy(pw, pw, rc); pw.CloseWithError(err) }()
+			return printFlows(cmd.OutOrStdout(), pr, output, service, follow)
+		},
+	}
+	cmd.Flags().StringVar(&agentService, "agent-service", agentrules.DefaultService, "the node agent's service")
+	cmd.Flags().StringVar(&since, "since", "1h", "show flows since this time (RFC 3339) or for this long (10m, 1h)")
+	cmd.Flags().StringVar(&verdict, "verdict", "", "only flows of this verdict (dropped)")
+	cmd.Flags().StringVar(&service, "service", "", "only flows from or to this service")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep showing new flows")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	return cmd
+}
+
+func printFlows(w io.Writer, r io.Reader, output, service string, follow bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if output == "table" {
+		fmt.Fprintln(tw, "TIME\tNODE\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tPOLICY")
+	}
+	enc := json.NewEncoder(w)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.IndexByte(line, '{')
+		if i < 0 {
+			continue
+		}
+		var fl flowLine
+		if json.Unmarshal([]byte(line[i:]), &fl) != nil || fl.Msg != datapath.FlowMessage {
+			continue
+		}
+		rec := flowRecord{Flow: fl.Flow, NodeID: detail(line[:i], "com.docker.swarm.node.id"), Suppressed: fl.Suppressed}
+		if service != "" && rec.Source.Service != service && rec.Destination.Service != service {
+			continue
+		}
+		if output == "json" {
+			if err := enc.Encode(rec); err != nil {
+				return err
+			}
+			continue
+		}
+		node := rec.Node
+		if rec.NodeID != "" {
+			node += "(" + rec.NodeID[:min(8, len(rec.NodeID))] + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.Time.UTC().Format(time.RFC3339), printable(node),
+			printable(endpoint(rec.Source)), printable(endpoint(rec.Destination)), printable(rec.Protocol), printable(rec.Verdict), rec.Policy)
+		if follow {
+			tw.Flush()
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return sc.Err()
+}
+
+// endpoint writes service/task ip:port, or ip:port outside the cluster.
+func endpoint(e datapath.Endpoint) string {
+	addr := e.IP
+	if e.Port != 0 {
+		addr = fmt.Sprintf("%s:%d", e.IP, e.Port)
+		if strings.Contains(e.IP, ":") {
+			addr = fmt.Sprintf("[%s]:%d", e.IP, e.Port)
+		}
+	}
+	switch {
+	case e.Task != "":
+		return e.Task + "/" + addr
+	case e.Service != "":
+		return e.Service + "/" + addr
+	}
+	return addr
+}
+
+// detail reads one key of the details Swarm puts before a log line.
+func detail(prefix, key string) string {
+	for _, f := range strings.FieldsFunc(prefix, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
