@@ -248,7 +248,7 @@ func (e *Enforcer) listen(ctx context.Context, t *tasks.Task) (context.CancelFun
 			}
 			return 0
 		}
-		errf := func(err error) int {
+		errf := func(error) int {
 			if ctx.Err() != nil {
 				return 1
 			}

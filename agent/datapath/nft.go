@@ -36,11 +36,11 @@ func table() *nftables.Table {
 // whole or not at all): packets meet the old table or the new, never none
 // and never a mix. Drops are logged to NFLOG group.
 func Apply(fd int, rs *Ruleset, group uint16) error {
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	defer c.CloseLasting()
+	defer func() { _ = c.CloseLasting() }() // a read-only close: nothing to report
 	t := table()
 	c.AddTable(t) // so the delete finds one
 	c.DelTable(t)
@@ -90,11 +90,11 @@ func Apply(fd int, rs *Ruleset, group uint16) error {
 
 // Remove deletes the agent's table from the namespace, if there.
 func Remove(fd int) error {
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	defer c.CloseLasting()
+	defer func() { _ = c.CloseLasting() }() // a read-only close: nothing to report
 	t := table()
 	c.AddTable(t)
 	c.DelTable(t)
@@ -108,11 +108,11 @@ func Remove(fd int) error {
 // table), which a resync compares with what it installed: a table someone
 // flushed or removed is put back.
 func Rules(fd int) (int, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting())
 	if err != nil {
 		return 0, fmt.Errorf("nftables: %w", err)
 	}
-	defer c.CloseLasting()
+	defer func() { _ = c.CloseLasting() }() // a read-only close: nothing to report
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return 0, fmt.Errorf("nftables tables: %w", err)

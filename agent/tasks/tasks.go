@@ -222,7 +222,8 @@ func Watch(ctx context.Context, e Engine, changed func()) {
 				select {
 				case <-ctx.Done():
 					return
-				case <-errs:
+				case err := <-errs:
+					_ = err // the stream ended: open it again; the pass after covers the gap
 					return
 				case m := <-msgs:
 					if m.Type == events.NetworkEventType || m.Actor.Attributes[LabelService] != "" {

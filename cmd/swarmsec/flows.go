@@ -39,7 +39,7 @@ type flowRecord struct {
 func newFlowsCmd(*globalOptions) *cobra.Command {
 	var (
 		agentService, since, output, verdict, service string
-		follow                                       bool
+		follow                                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
