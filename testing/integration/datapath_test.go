@@ -163,6 +163,12 @@ func TestDatapathOnTheSwarm(t *testing.T) {
 		{"egr", apiTasks + ":8080", false},             // egress isolated: no service named
 	})
 
+	// The embedded DNS stays reachable from an egress-isolated task: the
+	// name resolves, the connection is what is refused.
+	if ok, out := swarmtest.Probe(ctx, t, cli, svc("egr"), apiTasks+":8080", swarmtest.WithProbeTimeout(time.Second)); ok || !strings.Contains(out, "fail 10.") {
+		t.Fatalf("egr -> %s: connected %v; want the name resolved and the connection refused:\n%s", apiTasks, ok, out)
+	}
+
 	// Each blocked attempt is a flow record naming the policy.
 	swarmtest.Poll(ctx, t, 10*time.Second, func() (bool, string) {
 		flows := tap.find(func(r map[string]any) bool { return r["msg"] == datapath.FlowMessage })
