@@ -71,7 +71,12 @@ spec:
 	swarmtest.Poll(ctx, t, 4*time.Minute, func() (bool, string) {
 		var wrong []string
 		for _, c := range cells {
-			if got, out := probe(ctx, t, c.from, c.addr, swarmtest.WithProbeTimeout(time.Second)); got != c.want {
+			// A task may be rolling onto its new networks: not yet.
+			got, out, err := swarmtest.ProbeE(ctx, manager(), c.from, c.addr, testCluster.ProbeOpts(swarmtest.WithProbeTimeout(time.Second))...)
+			if err != nil {
+				return false, err.Error()
+			}
+			if got != c.want {
 				wrong = append(wrong, fmt.Sprintf("%s -> %s: connected %v, want %v: %s", c.from, c.addr, got, c.want, strings.TrimSpace(out)))
 			}
 		}
@@ -80,7 +85,7 @@ spec:
 	t.Logf("ports and directions enforced %s after the stack deploy", time.Since(deployed).Round(100*time.Millisecond))
 
 	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
-		probe(ctx, t, "dp_api", "tasks.dp_db:9090", swarmtest.WithProbeTimeout(time.Second))
+		_, _, _ = swarmtest.ProbeE(ctx, manager(), "dp_api", "tasks.dp_db:9090", testCluster.ProbeOpts(swarmtest.WithProbeTimeout(time.Second))...)
 		stdout, stderr, code := RunSwarmsec(ctx, t, "flows", "--since", "10m", "-o", "json", "--verdict", "dropped")
 		if code != 0 {
 			return false, stderr
