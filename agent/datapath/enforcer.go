@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,11 +34,12 @@ type Enforcer struct {
 	// FlowsPerSecond bounds the flow records logged (the rest are
 	// counted, and summed up in a line): 20 when 0.
 	FlowsPerSecond int
-	// SandboxDir, when set, is where the agent sees the engine's
-	// namespace directory (/var/run/docker/netns on the node; the stack
-	// mounts the node's /run at /host/run): a sandbox key is read there
-	// by its base name.
-	SandboxDir string
+	// ProcDir, when set, is where the agent sees the node's /proc (the
+	// stack mounts it at /host/proc): a task's namespace is opened as
+	// <ProcDir>/<pid>/ns/net. Else its sandbox key is opened, which in a
+	// container sees only the namespaces that existed when it started
+	// (their mounts do not propagate where / is a private mount).
+	ProcDir string
 	// OpenNS opens a sandbox (netns.Open when nil): tests give their own.
 	OpenNS func(path string) (*netns.Handle, error)
 
@@ -140,7 +142,7 @@ func (e *Enforcer) Sync(ctx context.Context) error {
 			continue
 		}
 		seen[t.SandboxKey] = true
-		if err := e.syncTask(ctx, rules, v, t, open); err != nil {
+		if err := e.syncTask(ctx, rules, v, t, func(string) (*netns.Handle, error) { return open(t) }); err != nil {
 			errs = append(errs, fmt.Errorf("task %s (%s): %w", t.Name, t.Container[:min(12, len(t.Container))], err))
 		}
 	}
@@ -211,16 +213,18 @@ func (e *Enforcer) syncTask(ctx context.Context, rules *agentv1.Rules, v *tasks.
 	return nil
 }
 
-// opener opens a sandbox by its key, where the agent sees it.
-func (e *Enforcer) opener() func(string) (*netns.Handle, error) {
+// opener opens a task's namespace where the agent sees it.
+func (e *Enforcer) opener() func(*tasks.Task) (*netns.Handle, error) {
 	open := e.OpenNS
 	if open == nil {
 		open = netns.Open
 	}
-	if e.SandboxDir == "" {
-		return open
+	return func(t *tasks.Task) (*netns.Handle, error) {
+		if e.ProcDir != "" && t.Pid > 0 {
+			return open(filepath.Join(e.ProcDir, strconv.Itoa(t.Pid), "ns", "net"))
+		}
+		return open(t.SandboxKey)
 	}
-	return func(key string) (*netns.Handle, error) { return open(filepath.Join(e.SandboxDir, filepath.Base(key))) }
 }
 
 // listen reads the drops logged in t's namespace until cancelled.
@@ -230,7 +234,7 @@ func (e *Enforcer) listen(ctx context.Context, t *tasks.Task) (context.CancelFun
 	task := *t
 	go func() {
 		defer close(done)
-		h, err := e.opener()(task.SandboxKey)
+		h, err := e.opener()(&task)
 		if err != nil {
 			e.Log.Warn("drops of a task not reported", "task", task.Name, "err", err)
 			return

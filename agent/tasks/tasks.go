@@ -39,6 +39,9 @@ type Task struct {
 	Name, Service string
 	// SandboxKey is the path of its network namespace.
 	SandboxKey string
+	// Pid is its main process on the node (in the node's PID namespace):
+	// /proc/<pid>/ns/net is its network namespace too.
+	Pid int
 	// Addrs are its addresses on the overlay networks, by network ID.
 	Addrs map[string]netip.Addr
 }
@@ -85,7 +88,7 @@ func Discover(ctx context.Context, e Engine) (*View, error) {
 			continue
 		}
 		t := Task{Container: ci.ID, Name: ci.Config.Labels[LabelTaskName], Service: ci.Config.Labels[LabelService],
-			SandboxKey: ci.NetworkSettings.SandboxKey, Addrs: map[string]netip.Addr{}}
+			SandboxKey: ci.NetworkSettings.SandboxKey, Pid: ci.State.Pid, Addrs: map[string]netip.Addr{}}
 		for _, ep := range ci.NetworkSettings.Networks {
 			if ep == nil || ep.NetworkID == "" {
 				continue

@@ -34,11 +34,11 @@ const agentAddr = "127.0.0.1:9478"
 
 func newAgentCmd(g *globalOptions) *cobra.Command {
 	var (
-		rules     string
-		interval  time.Duration
-		listen    string
-		window    time.Duration
-		sandboxes string
+		rules    string
+		interval time.Duration
+		listen   string
+		window   time.Duration
+		procDir  string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -123,7 +123,7 @@ theirs. When it stops the rules stay: the last delivered state stays enforced.`,
 				prober.Docker = cli
 				flows := datapath.NewFlows()
 				reg.MustRegister(flows)
-				enf := &datapath.Enforcer{Engine: cli, Group: NFLOGTaskGroup, Node: node, Log: log, Flows: flows, SandboxDir: sandboxes}
+				enf := &datapath.Enforcer{Engine: cli, Group: NFLOGTaskGroup, Node: node, Log: log, Flows: flows, ProcDir: procDir}
 				a.Datapath = enf
 				wg.Add(1)
 				go func() {
@@ -157,7 +157,7 @@ theirs. When it stops the rules stay: the last delivered state stays enforced.`,
 	cmd.Flags().StringVar(&rules, "rules", agentv1.RulesPath, "the delivered rules file")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
 	cmd.Flags().DurationVar(&window, "events-window", time.Minute, "how long connection attempts are counted before each count is logged as an event")
-	cmd.Flags().StringVar(&sandboxes, "sandboxes", "", "where the engine's namespace directory (/var/run/docker/netns) is seen, when not there (the stack file: /host/run/docker/netns)")
+	cmd.Flags().StringVar(&procDir, "proc", "", "where the node's /proc is seen, to open tasks' namespaces as <proc>/<pid>/ns/net (the stack file: /host/proc); empty: by their sandbox keys")
 	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")
 	return cmd
 }
