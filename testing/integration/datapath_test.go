@@ -142,7 +142,8 @@ func TestDatapathOnTheSwarm(t *testing.T) {
 		}}
 	tap := &logTap{t: t}
 	node, _ := os.Hostname()
-	enf := &datapath.Enforcer{Engine: cli, Group: 7332, Node: node, Log: slog.New(slog.NewJSONHandler(tap, nil))}
+	// Through /proc, as the stack opens them.
+	enf := &datapath.Enforcer{Engine: cli, Group: 7332, Node: node, Log: slog.New(slog.NewJSONHandler(tap, nil)), ProcDir: "/proc"}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go enf.Run(runCtx)
