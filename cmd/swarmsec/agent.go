@@ -44,7 +44,8 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 		Use:   "agent",
 		Short: "Run the node agent: keep the delivered published-port rules in this node's iptables",
 		Long: `agent runs on every node (the stack file's global "agent" service, in the
-host's network namespace with NET_ADMIN and SYS_ADMIN). It reads the rules the
+host's network namespace with NET_ADMIN, SYS_ADMIN and SYS_PTRACE, the node's
+/proc at /host/proc). It reads the rules the
 leader delivers as a Swarm config (` + agentv1.RulesPath + `) and keeps the
 published-port rules in chains of its own (` + firewall.Chain + `-A/-B) jumped
 from the top of DOCKER-USER, in the iptables backend Docker uses (nf_tables or
