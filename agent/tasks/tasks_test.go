@@ -29,7 +29,6 @@ func (engine) ContainerInspect(_ context.Context, id string) (container.InspectR
 		ContainerJSONBase: &container.ContainerJSONBase{ID: id, State: &container.State{Running: true}},
 		Config:            &container.Config{Labels: map[string]string{LabelService: svc, LabelTaskName: name}},
 		NetworkSettings: &container.NetworkSettings{
-			NetworkSettingsBase: container.NetworkSettingsBase{SandboxKey: "/var/run/docker/netns/" + id},
 			Networks: map[string]*network.EndpointSettings{
 				"shop_net": {NetworkID: "n1", IPAddress: ip},
 				"ingress":  {NetworkID: "ing", IPAddress: "10.0.0.9"},
@@ -37,6 +36,7 @@ func (engine) ContainerInspect(_ context.Context, id string) (container.InspectR
 			},
 		},
 	}
+	r.NetworkSettings.SandboxKey = "/var/run/docker/netns/" + id
 	return r, nil
 }
 
