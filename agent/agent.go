@@ -62,6 +62,12 @@ type Agent struct {
 	// rules admitted and blocked (registered by NewPackets).
 	Packets *prometheus.CounterVec
 
+	// Datapath, when set, is given every good rules document: it keeps
+	// the per-task rules (agent/datapath.Enforcer).
+	Datapath interface {
+		SetRules(ctx context.Context, rules *agentv1.Rules) error
+	}
+
 	// Checks runs the node checks (RunChecks); nil skips them.
 	Checks interface {
 		Report(ctx context.Context) agentv1.Report
@@ -80,9 +86,11 @@ type Agent struct {
 type Status struct {
 	// Rules and Ports are the rules in force: while the delivered file is
 	// missing or unusable, the last good ones, which stay in the kernel.
-	Rules  string    `json:"rules"`
-	Ports  int       `json:"ports"`
-	Synced time.Time `json:"synced"`
+	Rules string `json:"rules"`
+	Ports int    `json:"ports"`
+	// Services is how many services the per-task rules cover.
+	Services int       `json:"services,omitempty"`
+	Synced   time.Time `json:"synced"`
 	// Applied is when Rules were last read from a usable file.
 	Applied time.Time `json:"applied,omitzero"`
 	Error   string    `json:"error,omitempty"`
@@ -216,11 +224,16 @@ func (a *Agent) Sync(ctx context.Context) error {
 		st.Error = fmt.Sprintf("%s: %v: nothing changed", a.RulesFile, err)
 		return fmt.Errorf("rules %s: %w", a.RulesFile, err)
 	}
-	st.Rules, st.Ports, st.Applied = agentv1.ConfigName(data), len(doc.Ports), st.Synced
+	st.Rules, st.Ports, st.Services, st.Applied = agentv1.ConfigName(data), len(doc.Ports), len(doc.Services), st.Synced
 	a.mu.Lock()
 	a.good = st
 	a.mu.Unlock()
 	var errs []error
+	if a.Datapath != nil {
+		if err := a.Datapath.SetRules(ctx, doc); err != nil {
+			errs = append(errs, fmt.Errorf("task rules: %w", err))
+		}
+	}
 	for _, f := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
 		t := a.Table(f)
 		if t == nil {

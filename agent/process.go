@@ -12,8 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/swarmsec/swarmsec/agent/datapath"
 	"github.com/swarmsec/swarmsec/agent/firewall"
 	"github.com/swarmsec/swarmsec/agent/nodeprobe"
+	"github.com/swarmsec/swarmsec/agent/tasks"
 )
 
 // Config is what the agent process needs: swarmsec agent's flags, a
@@ -35,6 +37,16 @@ type Config struct {
 	// status. The rules never wait for them: a failure is logged and the
 	// agent enforces all the same.
 	Listen func(metrics http.Handler, status func() any) (Server, error)
+	// Tasks is the node's engine for the per-task rules (the local tasks,
+	// their namespaces and their peers' addresses); nil leaves them
+	// unenforced, and says so.
+	Tasks tasks.Engine
+	// ProcDir is where the node's /proc is seen, to open a task's
+	// namespace as <ProcDir>/<pid>/ns/net; empty opens it by its sandbox
+	// key.
+	ProcDir string
+	// NFLOGGroup is the group the per-task tables log their drops to.
+	NFLOGGroup uint16
 	// Beside are loops of the agent's that need more of the node's engine
 	// than the checks (the flow watcher): each runs until ctx ends, and the
 	// agent waits for them before it returns.
@@ -79,6 +91,16 @@ func Run(ctx context.Context, cfg Config) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	node, _ := os.Hostname() // the node's: the agent shares its namespaces
+	if cfg.Tasks != nil {
+		flows := datapath.NewFlows()
+		reg.MustRegister(flows)
+		enf := &datapath.Enforcer{Engine: cfg.Tasks, Group: cfg.NFLOGGroup, Node: node, Log: log, Flows: flows, ProcDir: cfg.ProcDir}
+		a.Datapath = enf
+		wg.Go(func() { enf.Run(ctx) })
+	} else {
+		log.Warn("no engine: per-task rules are not enforced")
+	}
 	if cfg.Listen != nil {
 		// The endpoints are for people; the rules must not wait for them
 		// (a local process holding the port).
@@ -94,7 +116,6 @@ func Run(ctx context.Context, cfg Config) error {
 			}()
 		}
 	}
-	node, _ := os.Hostname() // the node's: the agent shares its namespaces
 	a.Checks = &nodeprobe.Prober{Hostname: node, ProcNet: "/proc/net", Docker: cfg.Docker,
 		Exec: func(ctx context.Context, name string, args ...string) ([]byte, error) {
 			return exec.CommandContext(ctx, name, args...).CombinedOutput()

@@ -127,7 +127,7 @@ func TestAgentAdmitsOnlyListedSources(t *testing.T) {
 	if err := os.WriteFile(override, []byte(`version: "3.8"
 services:
   agent:
-    command: ["agent", "--log-format", "json", "--events-window", "3s"]
+    command: ["agent", "--log-format", "json", "--events-window", "3s", "--proc", "/host/proc"]
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}

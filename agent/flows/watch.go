@@ -51,11 +51,11 @@ type Watcher struct {
 	MaxConns int
 	// Count gives a namespace's number of connections (ConnCount when
 	// nil).
-	Count func(ns *netns.Namespace) (int, error)
+	Count func(ns *netns.Handle) (int, error)
 	// Dump reads a namespace's connections (Dump when nil).
 	Dump func(fd int) ([]Conn, error)
 	// Addrs gives a namespace's own addresses (read inside it when nil).
-	Addrs func(ns *netns.Namespace) (map[netip.Addr]bool, error)
+	Addrs func(ns *netns.Handle) (map[netip.Addr]bool, error)
 
 	// warned is when a failed read was last logged: a node without the
 	// capability fails every poll, and says so every warnEvery.
@@ -247,7 +247,7 @@ const DefaultMaxConns = 20000
 
 // ConnCount reads how many connections a namespace's conntrack holds,
 // from inside (its nf_conntrack_count).
-func ConnCount(ns *netns.Namespace) (int, error) {
+func ConnCount(ns *netns.Handle) (int, error) {
 	var n int
 	err := ns.Do(func() error {
 		b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count")
@@ -261,7 +261,7 @@ func ConnCount(ns *netns.Namespace) (int, error) {
 }
 
 // OwnAddrs reads the addresses of a namespace's interfaces, from inside.
-func OwnAddrs(ns *netns.Namespace) (map[netip.Addr]bool, error) {
+func OwnAddrs(ns *netns.Handle) (map[netip.Addr]bool, error) {
 	own := map[netip.Addr]bool{}
 	err := ns.Do(func() error {
 		addrs, err := net.InterfaceAddrs()

@@ -69,7 +69,7 @@ func TestWatcherCountsEachConnectionOnceAtItsClient(t *testing.T) {
 	i := 0
 	w := &Watcher{Docker: e, Agg: &Aggregator{}, Node: "n1",
 		// Both tasks' gateway address, as their namespaces would say.
-		Addrs: func(*netns.Namespace) (map[netip.Addr]bool, error) {
+		Addrs: func(*netns.Handle) (map[netip.Addr]bool, error) {
 			return map[netip.Addr]bool{netip.MustParseAddr("172.18.0.3"): true}, nil
 		},
 		Dump: func(int) ([]Conn, error) { c := conns[order[i%2]]; i++; return c, nil }}
@@ -142,8 +142,8 @@ func TestWatcherSkipsATaskOverTheBound(t *testing.T) {
 	counts := []int{50000, 3} // api first
 	i, dumps := 0, 0
 	w := &Watcher{Docker: e, Agg: &Aggregator{}, Node: "n1", MaxConns: 1000,
-		Addrs: func(*netns.Namespace) (map[netip.Addr]bool, error) { return map[netip.Addr]bool{}, nil },
-		Count: func(*netns.Namespace) (int, error) { n := counts[i%2]; i++; return n, nil },
+		Addrs: func(*netns.Handle) (map[netip.Addr]bool, error) { return map[netip.Addr]bool{}, nil },
+		Count: func(*netns.Handle) (int, error) { n := counts[i%2]; i++; return n, nil },
 		Dump: func(int) ([]Conn, error) {
 			dumps++
 			return []Conn{{ID: 1, Protocol: "tcp", Src: netip.MustParseAddr("10.0.1.3"), Dst: netip.MustParseAddr("10.0.1.5"), DstPort: 80}}, nil

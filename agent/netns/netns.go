@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,62 +11,68 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Namespace is an open network namespace file; its descriptor keeps the
-// namespace alive while open, even after its task stopped.
-type Namespace struct {
-	f *os.File
+// Handle is an open network namespace. Holding it keeps the namespace
+// alive even once its task is gone; Close it when done.
+type Handle struct {
+	path string
+	f    *os.File
 }
 
-// Open opens the network namespace file at path (a sandbox key, or
-// /proc/PID/ns/net) and checks it is one.
-func Open(path string) (*Namespace, error) {
+// Open opens the namespace at path: a task's sandbox key
+// (/var/run/docker/netns/<id>), an overlay's namespace, or /proc/<pid>/ns/net.
+func Open(path string) (*Handle, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("network namespace %s: %w", path, err)
 	}
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || (st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC) {
 		f.Close()
-		return nil, fmt.Errorf("network namespace %s: %w", path, err)
+		return nil, fmt.Errorf("network namespace %s: not a namespace file", path)
 	}
-	// A sandbox file is an nsfs bind mount; a plain file left behind by a
-	// stopped task (or a proc entry) must not be taken for one.
-	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
-		f.Close()
-		return nil, fmt.Errorf("network namespace %s: not a namespace file (filesystem type %#x)", path, st.Type)
-	}
-	return &Namespace{f: f}, nil
+	return &Handle{path: path, f: f}, nil
 }
 
-// Fd is the namespace's descriptor, valid until Close.
-func (n *Namespace) Fd() int { return int(n.f.Fd()) }
+// Fd is the descriptor netlink sockets are opened in (nftables.WithNetNSFd,
+// nflog.Config.NetNS). It stays valid until Close.
+func (h *Handle) Fd() int { return int(h.f.Fd()) }
 
-// Close releases the namespace.
-func (n *Namespace) Close() error { return n.f.Close() }
+// Path is where the namespace was opened.
+func (h *Handle) Path() string { return h.path }
 
-// Do runs fn in the namespace, on a locked OS thread, and switches the
-// thread back afterwards. Goroutines fn starts run elsewhere: only fn's
-// own thread is inside.
-func (n *Namespace) Do(fn func() error) error {
-	runtime.LockOSThread()
-	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
+// Close releases the handle.
+func (h *Handle) Close() error { return h.f.Close() }
+
+// Do runs fn on an OS thread switched into the namespace, and switches it
+// back after. If the thread cannot be switched back it is left locked, so
+// the Go runtime retires it rather than run other goroutines in the task's
+// namespace.
+func (h *Handle) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("own network namespace: %w", err)
+			return
+		}
+		defer self.Close()
+		if err := unix.Setns(h.Fd(), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter %s: %w", h.path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			// The thread stays locked and dies with this goroutine.
+			errc <- errors.Join(ferr, fmt.Errorf("leave %s: %w", h.path, err))
+			return
+		}
 		runtime.UnlockOSThread()
-		return fmt.Errorf("own network namespace: %w", err)
-	}
-	defer self.Close()
-	if err := unix.Setns(n.Fd(), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace %s: %w", n.f.Name(), err)
-	}
-	ferr := fn()
-	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: the runtime ends it with the goroutine
-		// instead of handing another goroutine a thread in the task.
-		return fmt.Errorf("leave network namespace %s: %w", n.f.Name(), err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
+		errc <- ferr
+	}()
+	return <-errc
 }
 
 // Do runs fn inside the network namespace at path.

@@ -94,3 +94,32 @@ func (b SourceBlock) String() string {
 	}
 	return b.CIDR + " except " + strings.Join(b.Except, ",")
 }
+
+// EffectiveProtocol defaults to TCP.
+func (p NetworkPolicyPort) EffectiveProtocol() RuleProtocol {
+	if p.Protocol == "" {
+		return RuleTCP
+	}
+	return p.Protocol
+}
+
+// Range is the ports the entry allows: 0..0 stands for every port.
+func (p NetworkPolicyPort) Range() (from, to uint16) {
+	if p.Port == nil {
+		return 0, 0
+	}
+	from = uint16(*p.Port) // validated 1..65535
+	to = from
+	if p.EndPort != nil {
+		to = uint16(*p.EndPort) // validated Port..65535
+	}
+	return from, to
+}
+
+// Lower is the protocol as published ports and the agent write it.
+func (p RuleProtocol) Lower() Protocol { return Protocol(strings.ToLower(string(p))) }
+
+// String writes the block as rules show it.
+func (b IPBlock) String() string {
+	return SourceBlock(b).String()
+}

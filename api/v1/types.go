@@ -183,8 +183,9 @@ const (
 	PublishModeIngress PublishMode = "ingress"
 )
 
-// AnyIPv4 and AnyIPv6 are the only CIDRs an ipBlock may hold: Swarm can tell
-// inside the cluster from outside, not one address from another.
+// AnyIPv4 and AnyIPv6 are the blocks that stand for the whole world
+// outside the cluster: the network layer gives a service a gateway for any
+// ipBlock; the node agent narrows it to the blocks.
 const (
 	AnyIPv4 = "0.0.0.0/0"
 	AnyIPv6 = "::/0"
@@ -224,28 +225,65 @@ type NetworkPolicySpec struct {
 type IngressRule struct {
 	// From lists the peers allowed to connect.
 	From []Peer `json:"from,omitempty"`
+	// Ports limits the rule to these destination ports of the selected
+	// services; absent or empty allows every port. The node agent enforces
+	// it: the network layer connects the peers on every port.
+	Ports []NetworkPolicyPort `json:"ports,omitempty"`
 }
 
 // EgressRule allows traffic to its peers.
 type EgressRule struct {
 	// To lists the peers the selected services may connect to.
 	To []Peer `json:"to,omitempty"`
+	// Ports limits the rule to these destination ports of the peers;
+	// absent or empty allows every port. The node agent enforces it.
+	Ports []NetworkPolicyPort `json:"ports,omitempty"`
 }
 
+// NetworkPolicyPort is a destination port, or a range of them, of a rule,
+// as in Kubernetes. Ports are numeric: Swarm has no named container ports.
+type NetworkPolicyPort struct {
+	// Protocol is TCP (default), UDP or SCTP, written as Kubernetes does.
+	Protocol RuleProtocol `json:"protocol,omitempty"`
+	// Port is the destination port, 1..65535; absent means every port of
+	// the protocol.
+	Port *int `json:"port,omitempty"`
+	// EndPort, with Port, makes the range Port..EndPort (inclusive).
+	EndPort *int `json:"endPort,omitempty"`
+}
+
+// RuleProtocol is the protocol of a rule's port, upper case as in
+// Kubernetes' NetworkPolicy.
+type RuleProtocol string
+
+// The protocols a rule's port may name.
+const (
+	RuleTCP  RuleProtocol = "TCP"
+	RuleUDP  RuleProtocol = "UDP"
+	RuleSCTP RuleProtocol = "SCTP"
+)
+
 // Peer is one side of an allowed connection: services chosen by labels, or
-// everything outside the cluster.
+// addresses outside the cluster.
 type Peer struct {
 	// ServiceSelector picks peer services by label.
 	ServiceSelector *LabelSelector `json:"serviceSelector,omitempty"`
-	// IPBlock, in egress rules only, allows the world outside the cluster.
+	// IPBlock, in egress rules only, allows destinations outside the
+	// cluster: the network layer gives the selected services a gateway,
+	// the node agent admits only the block's addresses.
 	IPBlock *IPBlock `json:"ipBlock,omitempty"`
 }
 
-// IPBlock names addresses outside the cluster. Only 0.0.0.0/0 and ::/0 are
-// accepted.
+// IPBlock names destination addresses outside the cluster, IPv4 or IPv6:
+// a CIDR block less its exceptions. Addresses of the cluster's own tasks
+// and services are never matched by a block: services are peers by
+// serviceSelector.
 type IPBlock struct {
-	// CIDR is 0.0.0.0/0 or ::/0.
+	// CIDR is the block, written as its network address (203.0.113.0/24,
+	// not 203.0.113.7/24); 0.0.0.0/0 and ::/0 are the whole world.
 	CIDR string `json:"cidr"`
+	// Except lists blocks inside CIDR that are not allowed.
+	Except []string `json:"except,omitempty"`
 }
 
 // PublishedPort is a published port a selected service may keep.

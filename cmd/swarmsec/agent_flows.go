@@ -13,7 +13,6 @@ import (
 // flowFlags are the agent's flags for observed flows.
 type flowFlags struct {
 	enabled      bool
-	root, proc   string
 	poll, report time.Duration
 	window       time.Duration
 	maxKeys      int
@@ -21,8 +20,6 @@ type flowFlags struct {
 
 func (f *flowFlags) add(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.enabled, "flows", true, "read the local tasks' connections (conntrack in each task's network namespace, needs CAP_SYS_ADMIN) and log them aggregated, for swarmsec flows")
-	cmd.Flags().StringVar(&f.proc, "proc-root", "/proc", "where the node's /proc is mounted: a task's namespace is opened as PROC/PID/ns/net (empty: through its sandbox key under --netns-root)")
-	cmd.Flags().StringVar(&f.root, "netns-root", "", "with --proc-root empty: where the node's /var/run/docker/netns is mounted (empty: there)")
 	cmd.Flags().DurationVar(&f.poll, "flows-poll", 10*time.Second, "how often the tasks' conntrack is read")
 	cmd.Flags().DurationVar(&f.report, "flows-report", time.Minute, "how often the aggregated flows are logged")
 	cmd.Flags().DurationVar(&f.window, "flows-window", flows.DefaultWindow, "an aggregate idle this long is forgotten")
@@ -36,9 +33,11 @@ func (f *flowFlags) check() error {
 	return nil
 }
 
-func (f *flowFlags) watcher(d flows.Docker, node string, log *slog.Logger) *flows.Watcher {
+// watcher reads the tasks' namespaces as the per-task rules do: through
+// proc (the agent's --proc) when set, by their sandbox keys otherwise.
+func (f *flowFlags) watcher(d flows.Docker, node, proc string, log *slog.Logger) *flows.Watcher {
 	return &flows.Watcher{
-		Docker: d, ProcRoot: f.proc, Root: f.root, Node: node, Log: log, Poll: f.poll, Report: f.report,
+		Docker: d, ProcRoot: proc, Node: node, Log: log, Poll: f.poll, Report: f.report,
 		Agg: &flows.Aggregator{MaxKeys: f.maxKeys, Window: f.window},
 	}
 }

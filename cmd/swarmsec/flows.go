@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmsec/swarmsec/agent/datapath"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/reconciler/traffic"
@@ -27,6 +28,8 @@ func newFlowsCmd(g *globalOptions) *cobra.Command {
 		output  string
 		since   time.Duration
 		verdict string
+		service string
+		follow  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
@@ -42,6 +45,14 @@ its server when the client is outside.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: must be table or json", output)
+			}
+			if strings.EqualFold(verdict, datapath.VerdictDropped) || verdict == "blocked" {
+				// What the per-task rules dropped: the agents' flow
+				// records, not the observed aggregates.
+				return runDrops(cmd, lf.agentService, since.String(), output, service, follow)
+			}
+			if follow {
+				return fmt.Errorf("--follow: only with --verdict dropped")
 			}
 			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
@@ -74,7 +85,9 @@ its server when the client is outside.`,
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "the window: flows seen in the last this long")
-	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, blocked, unknown)")
+	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; dropped or blocked: the connections the agents' per-task rules dropped, as flow records)")
+	cmd.Flags().StringVar(&service, "service", "", "with --verdict dropped: only flows from or to this service")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict dropped: keep showing new flow records")
 	return cmd
 }
 

@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", ":8080", "TCP address to serve HTTP on")
+	listen := fs.String("listen", ":8080", "TCP address to serve HTTP on; several, comma-separated, serve on each")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -68,19 +68,26 @@ func serve(args []string, stderr io.Writer) int {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, hostname)
 	})
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	addrs := strings.Split(*listen, ",")
 	// As PID 1 of a container, stop at once on SIGTERM so that removing a
 	// service does not wait for its stop grace period.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
+	errs := make(chan error, len(addrs))
+	for _, addr := range addrs {
+		srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			<-ctx.Done()
+			srv.Close()
+		}()
+		go func() { errs <- srv.ListenAndServe() }()
+	}
 	fmt.Fprintf(stderr, "testapp: %s serving on %s\n", hostname, *listen)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintln(stderr, "testapp:", err)
-		return 1
+	for range addrs {
+		if err := <-errs; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(stderr, "testapp:", err)
+			return 1
+		}
 	}
 	return 0
 }

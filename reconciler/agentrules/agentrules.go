@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/reconciler/compile"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 )
 
@@ -44,8 +46,9 @@ const (
 	Timeout = 20 * time.Second
 )
 
-// FromPlan renders the plan's restricted ports, sorted (the same policies
-// give the same bytes, so the same config).
+// FromPlan renders the plan's restricted ports and the per-service rules
+// of the policies it compiled, sorted (the same policies give the same
+// bytes, so the same config).
 func FromPlan(p *plan.Plan) (*agentv1.Rules, error) {
 	doc := &agentv1.Rules{APIVersion: agentv1.APIVersion, Kind: agentv1.KindRules, Ports: []agentv1.Port{}}
 	for _, r := range p.Ports {
@@ -60,7 +63,65 @@ func FromPlan(p *plan.Plan) (*agentv1.Rules, error) {
 		})
 	}
 	slices.SortFunc(doc.Ports, func(a, b agentv1.Port) int { return strings.Compare(a.Key(), b.Key()) })
+	if p.Desired != nil {
+		doc.Services = Services(p.Desired.Policies)
+	}
+	if len(doc.Services) > 0 {
+		doc.Revision = agentv1.RulesRevision
+	}
 	return doc, nil
+}
+
+// Services turns the policies in force into per-service rules: for each
+// service a policy selects, the directions it is isolated in and, rule by
+// rule, the peers, ports and blocks that admit its connections. Sorted, so
+// the same policies give the same bytes.
+func Services(policies []compile.PolicyRules) []agentv1.ServiceRules {
+	by := map[string]*agentv1.ServiceRules{}
+	for _, p := range policies {
+		for _, name := range p.Selected {
+			sr := by[name]
+			if sr == nil {
+				sr = &agentv1.ServiceRules{Service: name}
+				by[name] = sr
+			}
+			if p.Ingress {
+				sr.IngressIsolated = true
+				for i, r := range p.IngressRules {
+					sr.Ingress = append(sr.Ingress, rule(fmt.Sprintf("%s/ingress[%d]", p.Name, i), r))
+				}
+			}
+			if p.Egress {
+				sr.EgressIsolated = true
+				for i, r := range p.EgressRules {
+					sr.Egress = append(sr.Egress, rule(fmt.Sprintf("%s/egress[%d]", p.Name, i), r))
+				}
+			}
+		}
+	}
+	out := make([]agentv1.ServiceRules, 0, len(by))
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		out = append(out, *by[name])
+	}
+	return out
+}
+
+func rule(name string, r compile.RuleRules) agentv1.Rule {
+	out := agentv1.Rule{Policy: name, Services: slices.Clone(r.Services)}
+	for _, b := range r.Blocks {
+		sb := v1.SourceBlock{CIDR: b.CIDR, Except: slices.Clone(b.Except)}
+		slices.Sort(sb.Except)
+		out.Blocks = append(out.Blocks, sb)
+	}
+	for _, pp := range r.Ports {
+		lo, hi := pp.Range()
+		pr := agentv1.PortRange{Protocol: pp.EffectiveProtocol().Lower(), Port: lo}
+		if hi != lo {
+			pr.EndPort = hi
+		}
+		out.Ports = append(out.Ports, pr)
+	}
+	return out
 }
 
 // Encode is the config's data. Its bytes name the config, so they are the

@@ -128,6 +128,9 @@ type Desired struct {
 	// network whatever the policies ask, each with why (see stay.go): the
 	// network is not removed while they are on it.
 	Stay map[string][]string
+	// Policies are the policies in force as the node agent enforces them
+	// (see datapath.go), in the order compiled.
+	Policies []PolicyRules
 
 	// The allowed relation, by service ID (see Allowed), and the rules it
 	// was built from (see Rules).
@@ -299,6 +302,7 @@ func Hinted(tx State, include, held func(*v1.Policy) bool, target Hint) (*Desire
 	c, ignored := newCompiler(tx, all, target)
 	c.indexLabels(policies)
 	ps := c.matchPolicies(policies, held)
+	c.out.Policies = c.policyRules(ps)
 	if err := c.loadNetworks(); err != nil {
 		return nil, err
 	}
@@ -552,7 +556,7 @@ func (c *compiler) explainDirections() {
 	}
 	if more > 0 {
 		c.out.Notes = append(c.out.Notes, fmt.Sprintf(
-			"%d more pairs may connect one way only by their rules; overlay networks cannot tell directions, so each can connect the other way too", more))
+			"%d more pairs may connect one way only by their rules; overlay networks cannot tell directions, so each can connect the other way too where no node agent runs", more))
 	}
 	for _, k := range shown {
 		lo, hi := k[0], k[1]
@@ -561,7 +565,7 @@ func (c *compiler) explainDirections() {
 			from, to = to, from
 		}
 		c.out.Notes = append(c.out.Notes, fmt.Sprintf(
-			"%s may connect to %s; overlay networks cannot tell directions, so %s can connect to %s too",
+			"%s may connect to %s; overlay networks cannot tell directions, so %s can connect to %s too where no node agent runs",
 			from, to, to, from))
 	}
 }

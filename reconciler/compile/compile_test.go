@@ -133,7 +133,7 @@ func TestCompileExplainsDirections(t *testing.T) {
 			ServiceSelector: sel("app", "db"),
 			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api")}}},
 		})})
-	want := "shop_api may connect to shop_db; overlay networks cannot tell directions, so shop_db can connect to shop_api too"
+	want := "shop_api may connect to shop_db; overlay networks cannot tell directions, so shop_db can connect to shop_api too where no node agent runs"
 	if !slices.Contains(d.Notes, want) {
 		t.Errorf("notes %q lack %q", d.Notes, want)
 	}
@@ -394,5 +394,31 @@ func TestRules(t *testing.T) {
 				t.Errorf("%s, %s: rules %+v, edge %v", a.Name, b.Name, d.Rules(a.ID, b.ID), d.edges.has(d.index[a.ID], d.index[b.ID]))
 			}
 		}
+	}
+}
+
+func TestCompileResolvesRulesForTheAgent(t *testing.T) {
+	port := 8080
+	d := compileWith(t, []*state.Service{stackService("shop", "api"), stackService("shop", "db"), stackService("shop", "web")},
+		[]*v1.Policy{netpol("db", v1.NetworkPolicySpec{
+			ServiceSelector: sel("app", "db"),
+			Ingress:         []v1.IngressRule{{From: []v1.Peer{peer("app", "api"), peer("app", "web")}, Ports: []v1.NetworkPolicyPort{{Port: &port}}}},
+			Egress:          []v1.EgressRule{{To: []v1.Peer{{IPBlock: &v1.IPBlock{CIDR: "203.0.113.0/24", Except: []string{"203.0.113.9/32"}}}}}},
+		})})
+	if len(d.Policies) != 1 {
+		t.Fatalf("policies %+v", d.Policies)
+	}
+	p := d.Policies[0]
+	if p.Name != "db" || !slices.Equal(p.Selected, []string{"shop_db"}) || !p.Ingress || !p.Egress ||
+		!slices.Equal(p.IngressRules[0].Services, []string{"shop_api", "shop_web"}) || len(p.IngressRules[0].Ports) != 1 ||
+		p.EgressRules[0].Blocks[0].CIDR != "203.0.113.0/24" {
+		t.Errorf("compiled %+v", p)
+	}
+	if !slices.Contains(d.Notes, fmt.Sprintf(DatapathNote, "db")) {
+		t.Errorf("notes %q lack the agent's part", d.Notes)
+	}
+	// The network layer does not change with ports: db and api share a network.
+	if !d.Allowed("id-shop_api", "id-shop_db") {
+		t.Errorf("a port-limited rule no longer connects its peers")
 	}
 }

@@ -190,12 +190,30 @@ func TestDecodeRules(t *testing.T) {
 			`8:7: spec.ingress[0].from: required: a rule names its peers (serviceSelector: {} allows every service)`,
 		}},
 		{"egress rule without to", np(sel + "  egress:\n    - to: []\n"), []string{`8:11: spec.egress[0].to: required: a rule names its peers`}},
-		{"ports in ingress", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: 80}]\n"), []string{
-			`9:7: spec.ingress[0].ports: not supported: overlay networks cannot filter by port: a peer that is allowed reaches every port of the selected services (spec.publish governs published ports)`,
+		{"ports in ingress", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: 80}, {port: 8000, endPort: 8100, protocol: UDP}, {protocol: SCTP}]\n"), nil},
+		{"ports only", np(sel + "  ingress:\n    - ports: [{port: 80}]\n"), []string{`8:7: spec.ingress[0].from: required: a rule names its peers (serviceSelector: {} allows every service)`}},
+		{"ports in egress", np(sel + "  egress:\n    - to: [{serviceSelector: {}}]\n      ports: [{port: 53, protocol: UDP}]\n"), nil},
+		{"ports empty", np(sel + "  egress:\n    - to: [{serviceSelector: {}}]\n      ports: []\n"), []string{
+			`9:14: spec.egress[0].ports: empty: omit ports to allow every port, or list the ports to allow`,
 		}},
-		{"ports only", np(sel + "  ingress:\n    - ports: [{port: 80}]\n"), []string{`8:7: spec.ingress[0].ports: not supported: overlay networks cannot filter by port`}},
-		{"ports in egress", np(sel + "  egress:\n    - to: [{serviceSelector: {}}]\n      ports: [{port: 53, protocol: UDP}]\n"), []string{
-			`9:7: spec.egress[0].ports: not supported: overlay networks cannot filter by port`,
+		{"named port", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: http}]\n"), []string{
+			`9:22: spec.ingress[0].ports[0].port: expected an integer, got a string "http"`,
+		}},
+		{"port out of range", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: 0}, {port: 65536}]\n"), []string{
+			`9:22: spec.ingress[0].ports[0].port: out of range 0: must be 1..65535`,
+			`9:33: spec.ingress[0].ports[1].port: out of range 65536: must be 1..65535`,
+		}},
+		{"endPort below port", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: 90, endPort: 80}]\n"), []string{
+			`9:35: spec.ingress[0].ports[0].endPort: out of range 80: must be 90 (port)..65535`,
+		}},
+		{"endPort without port", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{endPort: 80}]\n"), []string{
+			`9:25: spec.ingress[0].ports[0].endPort: needs port: endPort ends a range that port starts`,
+		}},
+		{"protocol lower case", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: 80, protocol: tcp}]\n"), []string{
+			`9:36: spec.ingress[0].ports[0].protocol: unsupported value "tcp": must be one of TCP, UDP, SCTP`,
+		}},
+		{"duplicate port", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: 80}, {port: 80, protocol: TCP}]\n"), []string{
+			`9:27: spec.ingress[0].ports[1]: duplicate port (also spec.ingress[0].ports[0])`,
 		}},
 		{"namespaceSelector", np(sel + "  ingress:\n    - from:\n        - namespaceSelector: {matchLabels: {team: a}}\n"), []string{
 			`9:11: spec.ingress[0].from[0].namespaceSelector: not supported: Swarm has no namespaces: to select a stack, use serviceSelector with the label com.docker.stack.namespace=<stack name>`,
@@ -210,14 +228,16 @@ func TestDecodeRules(t *testing.T) {
 		{"ipBlock in ingress", np(sel + "  ingress:\n    - from:\n        - ipBlock: {cidr: 0.0.0.0/0}\n"), []string{
 			`9:20: spec.ingress[0].from[0].ipBlock: not supported in ingress rules: Swarm cannot tell clients outside the cluster apart; they reach a service only through its published ports, which spec.publish governs`,
 		}},
-		{"ipBlock narrower than everything", np(sel + "  egress:\n    - to:\n        - ipBlock: {cidr: 10.0.0.0/8}\n"), []string{
-			`9:27: spec.egress[0].to[0].ipBlock.cidr: unsupported value "10.0.0.0/8": must be 0.0.0.0/0 or ::/0: Swarm tells the world outside the cluster from inside, not one address from another`,
+		{"ipBlock narrower than everything", np(sel + "  egress:\n    - to:\n        - ipBlock: {cidr: 10.0.0.0/8}\n        - ipBlock: {cidr: \"2001:db8::/32\"}\n"), nil},
+		{"ipBlock except", np(sel + "  egress:\n    - to:\n        - ipBlock: {cidr: 203.0.113.0/24, except: [203.0.113.9/32]}\n"), nil},
+		{"ipBlock host bits", np(sel + "  egress:\n    - to:\n        - ipBlock: {cidr: 10.0.0.1/8}\n"), []string{
+			`9:27: spec.egress[0].to[0].ipBlock.cidr: host address in 10.0.0.1/8: write the block's network address, 10.0.0.0/8 (a single address is /32)`,
 		}},
-		{"ipBlock except", np(sel + "  egress:\n    - to:\n        - ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}\n"), []string{
-			`9:38: spec.egress[0].to[0].ipBlock.except: not supported: Swarm tells the world outside the cluster from inside, not one address from another, so it cannot exclude addresses`,
+		{"ipBlock except outside", np(sel + "  egress:\n    - to:\n        - ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}\n"), []string{
+			`9:48: spec.egress[0].to[0].ipBlock.except[0]: 192.168.0.0/16 is not inside 10.0.0.0/8: an exception must be a smaller block within the cidr`,
 		}},
 		{"ipBlock without cidr", np(sel + "  egress:\n    - to:\n        - ipBlock: {}\n"), []string{
-			`9:11: spec.egress[0].to[0].ipBlock.cidr: required: 0.0.0.0/0 or ::/0`,
+			`9:11: spec.egress[0].to[0].ipBlock.cidr: required: a CIDR block such as 203.0.113.0/24, 2001:db8::/32, or 0.0.0.0/0 and ::/0 for the whole world`,
 		}},
 		{"peer with both", np(sel + "  egress:\n    - to:\n        - {serviceSelector: {}, ipBlock: {cidr: 0.0.0.0/0}}\n"), []string{
 			`9:11: spec.egress[0].to[0]: serviceSelector and ipBlock exclude each other: write them as two peers`,

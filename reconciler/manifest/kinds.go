@@ -45,22 +45,11 @@ var unsupported = map[reflect.Type]map[string]string{
 	reflect.TypeFor[v1.NetworkPolicySpec](): {
 		"podSelector": "Swarm has no pods: use serviceSelector (every service carries the implicit label " + v1.LabelService + "=<service name>)",
 	},
-	reflect.TypeFor[v1.IngressRule](): {
-		"ports": portsReason,
-	},
-	reflect.TypeFor[v1.EgressRule](): {
-		"ports": portsReason,
-	},
 	reflect.TypeFor[v1.Peer](): {
 		"namespaceSelector": "Swarm has no namespaces: to select a stack, use serviceSelector with the label " + v1.LabelStackNamespace + "=<stack name>",
 		"podSelector":       "Swarm has no pods: use serviceSelector (every service carries the implicit label " + v1.LabelService + "=<service name>)",
 	},
-	reflect.TypeFor[v1.IPBlock](): {
-		"except": "Swarm tells the world outside the cluster from inside, not one address from another, so it cannot exclude addresses",
-	},
 }
-
-const portsReason = "overlay networks cannot filter by port: a peer that is allowed reaches every port of the selected services (spec.publish governs published ports)"
 
 type networkPolicy struct{ p v1.NetworkPolicy }
 
@@ -80,7 +69,25 @@ func (n *networkPolicy) canonicalSpec() any {
 		s.Publish[i].Protocol = s.Publish[i].EffectiveProtocol()
 		s.Publish[i].Mode = s.Publish[i].EffectiveMode()
 	}
+	s.Ingress = slices.Clone(s.Ingress)
+	for i := range s.Ingress {
+		s.Ingress[i].Ports = canonicalPorts(s.Ingress[i].Ports)
+	}
+	s.Egress = slices.Clone(s.Egress)
+	for i := range s.Egress {
+		s.Egress[i].Ports = canonicalPorts(s.Egress[i].Ports)
+	}
 	return s
+}
+
+// canonicalPorts fills in the default protocol, so TCP written or implied
+// is the same generation.
+func canonicalPorts(ports []v1.NetworkPolicyPort) []v1.NetworkPolicyPort {
+	out := slices.Clone(ports)
+	for i := range out {
+		out[i].Protocol = out[i].EffectiveProtocol()
+	}
+	return out
 }
 
 type encryptionPolicy struct{ p v1.EncryptionPolicy }

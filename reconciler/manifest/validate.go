@@ -97,9 +97,11 @@ func (n *networkPolicy) validate(c *checker) {
 	}
 	for i, r := range s.Ingress {
 		validatePeers(c, fmt.Sprintf("spec.ingress[%d]", i), "from", r.From, true)
+		validatePorts(c, fmt.Sprintf("spec.ingress[%d].ports", i), r.Ports)
 	}
 	for i, r := range s.Egress {
 		validatePeers(c, fmt.Sprintf("spec.egress[%d]", i), "to", r.To, false)
+		validatePorts(c, fmt.Sprintf("spec.egress[%d].ports", i), r.Ports)
 	}
 	validatePublish(c, s.Publish)
 	oneOf(c, "spec.enforcement", s.Enforcement, v1.EnforcementEnforce, v1.EnforcementAudit)
@@ -222,14 +224,65 @@ func validatePeers(c *checker, rule, field string, peers []v1.Peer, ingress bool
 			c.errorf(b, "not supported in ingress rules: Swarm cannot tell clients outside the cluster apart; they reach a service only through its published ports, which spec.publish governs")
 			continue
 		}
-		switch {
-		case !c.has(b + ".cidr"):
+		if !c.has(b + ".cidr") {
 			if !c.errorsUnder(b) {
-				c.errorf(b+".cidr", "required: %s or %s", v1.AnyIPv4, v1.AnyIPv6)
+				c.errorf(b+".cidr", "required: a CIDR block such as 203.0.113.0/24, 2001:db8::/32, or %s and %s for the whole world", v1.AnyIPv4, v1.AnyIPv6)
 			}
-		case peer.IPBlock.CIDR != v1.AnyIPv4 && peer.IPBlock.CIDR != v1.AnyIPv6:
-			c.errorf(b+".cidr", "unsupported value %s: must be %s or %s: Swarm tells the world outside the cluster from inside, not one address from another",
-				strconv.Quote(truncate(peer.IPBlock.CIDR)), v1.AnyIPv4, v1.AnyIPv6)
+			continue
+		}
+		validateBlock(c, b, peer.IPBlock.CIDR, peer.IPBlock.Except)
+	}
+}
+
+// validatePorts checks a rule's ports as Kubernetes does: a protocol of
+// its own spelling, a numeric port, and an endPort only after a port and
+// not below it.
+func validatePorts(c *checker, path string, ports []v1.NetworkPolicyPort) {
+	if c.has(path) && len(ports) == 0 && !c.errorsUnder(path) {
+		c.errorf(path, "empty: omit ports to allow every port, or list the ports to allow")
+		return
+	}
+	seen := map[string]int{}
+	for i, pp := range ports {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if c.errorsUnder(p) {
+			continue // a named port or a wrong type already said why
+		}
+		oneOf(c, p+".protocol", pp.Protocol, v1.RuleTCP, v1.RuleUDP, v1.RuleSCTP)
+		switch {
+		case pp.Port == nil && pp.EndPort != nil:
+			c.errorf(p+".endPort", "needs port: endPort ends a range that port starts")
+			continue
+		case pp.Port == nil:
+		case *pp.Port < 1 || *pp.Port > 65535:
+			c.errorf(p+".port", "out of range %d: must be 1..65535", *pp.Port)
+			continue
+		case pp.EndPort != nil && (*pp.EndPort < *pp.Port || *pp.EndPort > 65535):
+			c.errorf(p+".endPort", "out of range %d: must be %d (port)..65535", *pp.EndPort, *pp.Port)
+			continue
+		}
+		from, to := pp.Range()
+		key := fmt.Sprintf("%d-%d/%s", from, to, pp.EffectiveProtocol())
+		if first, dup := seen[key]; dup {
+			c.errorf(p, "duplicate port (also %s[%d])", path, first)
+		}
+		seen[key] = i
+	}
+}
+
+// validateBlock checks a CIDR block written as its network address and
+// its exceptions, each a block strictly inside it.
+func validateBlock(c *checker, b, cidr string, except []string) {
+	block, ok := parseBlock(c, b+".cidr", cidr)
+	for j, ex := range except {
+		ep := fmt.Sprintf("%s.except[%d]", b, j)
+		e, eok := parseBlock(c, ep, ex)
+		switch {
+		case !ok || !eok:
+		case e.Addr().Is4() != block.Addr().Is4():
+			c.errorf(ep, "%s is not inside %s: one is IPv4, the other IPv6", e, block)
+		case e.Bits() <= block.Bits() || !block.Contains(e.Addr()):
+			c.errorf(ep, "%s is not inside %s: an exception must be a smaller block within the cidr", e, block)
 		}
 	}
 }
@@ -284,18 +337,7 @@ func validateSources(c *checker, path string, from []v1.PortSource) {
 			}
 			continue
 		}
-		block, ok := parseBlock(c, b+".cidr", src.IPBlock.CIDR)
-		for j, ex := range src.IPBlock.Except {
-			ep := fmt.Sprintf("%s.except[%d]", b, j)
-			e, eok := parseBlock(c, ep, ex)
-			switch {
-			case !ok || !eok:
-			case e.Addr().Is4() != block.Addr().Is4():
-				c.errorf(ep, "%s is not inside %s: one is IPv4, the other IPv6", e, block)
-			case e.Bits() <= block.Bits() || !block.Contains(e.Addr()):
-				c.errorf(ep, "%s is not inside %s: an exception must be a smaller block within the cidr", e, block)
-			}
-		}
+		validateBlock(c, b, src.IPBlock.CIDR, src.IPBlock.Except)
 	}
 }
 
@@ -308,7 +350,7 @@ func parseBlock(c *checker, path, text string) (netip.Prefix, bool) {
 		c.errorf(path, "invalid CIDR %s: must be an address and a prefix length, as 203.0.113.0/24 or 2001:db8::/32", strconv.Quote(truncate(text)))
 		return pfx, false
 	case pfx.Addr().Zone() != "":
-		c.errorf(path, "invalid CIDR %s: a zone has no place in a source block", strconv.Quote(truncate(text)))
+		c.errorf(path, "invalid CIDR %s: a zone has no place in a block", strconv.Quote(truncate(text)))
 		return pfx, false
 	case pfx.Addr().Is4In6():
 		c.errorf(path, "invalid CIDR %s: write an IPv4 block as IPv4, %s", strconv.Quote(truncate(text)), netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0)))

@@ -235,11 +235,15 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 			now = now[:left]
 		}
 	}
+	// The agents' rules go first: the networks a pass joins are then
+	// narrowed to the policies' ports and directions by the time tasks
+	// roll onto them, rather than open on every port until a later
+	// delivery.
+	agentErr := r.deliver(ctx, p, res)
 	w := &apply.Writer{Docker: r.writer(), Store: r.Store}
 	res.Result = *w.Apply(ctx, append(writes, now...), later)
 	reached := r.handOver(p, res)
 	progress := r.judgeMigrations(ctx, res, mig)
-	agentErr := r.deliver(ctx, p, res)
 	if held := p.EncryptionHeld(); len(held) > 0 && res.Writes() == 0 && !progress && res.Pending() {
 		// What is left waits for what is held: looking again soon
 		// changes nothing until a node or a task moves (a resync will).
@@ -355,7 +359,7 @@ func (r *Reconciler) deliver(ctx context.Context, p *plan.Plan, res *Result) (fa
 		out, err = r.Agent.Deliver(ctx, doc)
 		res.Agent = &out
 		if out.Wrote {
-			r.logger(ctx).Info("node agent rules delivered", "config", out.Config, "ports", len(doc.Ports))
+			r.logger(ctx).Info("node agent rules delivered", "config", out.Config, "ports", len(doc.Ports), "services", len(doc.Services))
 		}
 	}
 	if err != nil {

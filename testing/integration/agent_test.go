@@ -154,7 +154,7 @@ services:
   controller:
     command: ["run", "--manifests", "/manifests", "--log-format", "json", "--agent-service", "%s_agent"]
   agent:
-    command: ["agent", "--log-format", "json", "--events-window", "3s"]
+    command: ["agent", "--log-format", "json", "--events-window", "3s", "--proc", "/host/proc"]
 `, stack)), 0o644); err != nil {
 		t.Fatal(err)
 	}

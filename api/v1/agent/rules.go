@@ -29,9 +29,16 @@ type Rules struct {
 	APIVersion string `json:"apiVersion"`
 	// Kind must be KindRules.
 	Kind string `json:"kind"`
+	// Revision is the document's revision (RulesRevision); absent, 1:
+	// published ports only. Set only when Services is not empty, so rules
+	// without them keep the bytes, and so the config, of the version before.
+	Revision int `json:"revision,omitempty"`
 	// Ports are the restricted published ports, sorted by Key; never null
 	// (an empty list tells the agent to remove its rules).
 	Ports []Port `json:"ports"`
+	// Services are the per-task rules of every service a policy selects,
+	// sorted by name; absent, the agent removes its per-task rules.
+	Services []ServiceRules `json:"services,omitempty"`
 }
 
 // Port is one restricted published port of one service, as the compile
