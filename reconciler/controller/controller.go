@@ -184,6 +184,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	c.mu.Lock()
 	why := c.trigger
 	c.mu.Unlock()
+	if !c.waveOver(ctx, key) {
+		return true
+	}
 
 	start := time.Now()
 	p, res, err := c.Reconciler.Reconcile(ctx)
@@ -217,6 +220,10 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	case res != nil && res.RequeueAfter > 0:
 		c.queue.Forget(key)
 		after := res.RequeueAfter
+		if c.Reconciler.WaveInFlight() {
+			// The next pass follows the end of the wave (waveOver).
+			after = 0
+		}
 		if c.Retry > 0 {
 			after = min(after, c.Retry)
 		}
@@ -226,6 +233,48 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.queue.Forget(key)
 		c.logger().Debug("reconciled", "trigger", why, "duration", pass.Duration.Round(time.Millisecond),
 			"actions", len(p.Pending()))
+	}
+	return true
+}
+
+// wavePoll is how often a wave in flight is judged: one service list and
+// one task list for the whole wave.
+const wavePoll = 250 * time.Millisecond
+
+// waveOver reports whether the pass may run: no wave the last pass wrote
+// is still rolling. While one is, the pass waits for it (the blast radius
+// counts a drift's revert too) and looks again in wavePoll. A wave with a
+// failed rolling update ends the growth, and the next pass comes after
+// the pending delay, at the cap.
+func (c *Controller) waveOver(ctx context.Context, key string) bool {
+	r := c.Reconciler
+	if !r.WaveInFlight() {
+		return true
+	}
+	st, err := r.JudgeWave(ctx)
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case errors.Is(err, reconcile.ErrWaveFailed):
+		after := r.PendingDelay
+		if after <= 0 {
+			after = reconcile.DefaultPendingDelay
+		}
+		if c.Retry > 0 {
+			after = min(after, c.Retry)
+		}
+		c.logger().Warn("a rolling update of the last wave failed; the next waves go at the cap", "error", err, "next", after)
+		c.queue.AddAfter(key, after)
+		return false
+	case err != nil:
+		c.logger().Warn("the last wave's rolling updates not read; looking again", "error", err)
+		c.queue.AddAfter(key, wavePoll)
+		return false
+	case !st.Done:
+		c.queue.AddAfter(key, wavePoll)
+		return false
+	case st.Waiting != "":
+		c.logger().Warn("the last wave did not end in time", "waiting", st.Waiting)
 	}
 	return true
 }
