@@ -229,8 +229,11 @@ func followEvents(ctx context.Context, r *reconcile.Reconciler) {
 				return
 			case m := <-msgs:
 				changes.Event(m)
-			case <-errs:
+			case err := <-errs:
 				changes.Unwatch()
+				if ctx.Err() == nil && r.Log != nil {
+					r.Log.Warn("docker events stream lost; every pass lists", "error", err)
+				}
 				return
 			}
 		}
