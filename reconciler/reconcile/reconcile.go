@@ -131,6 +131,8 @@ type Reconciler struct {
 	// the waves of this change that ended healthy (plan.WaveSize).
 	wave    *wave
 	healthy int
+	// holding is set for a pass while a wave rolls (ReconcileDuringWave).
+	holding bool
 }
 
 // SetPolicies replaces the desired policies. A new change starts with a
@@ -243,7 +245,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		return p, res, err
 	}
 	res.WaveSize = r.budget()
-	if budget := res.WaveSize; budget > 0 {
+	if r.holding {
+		// A wave rolls: its end starts the next.
+		later = append(slices.Clone(now), later...)
+		now = nil
+	} else if budget := res.WaveSize; budget > 0 {
 		left := max(budget-mig.Updates, 0)
 		if len(now) > left {
 			later = append(slices.Clone(now[left:]), later...)

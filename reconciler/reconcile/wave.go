@@ -82,6 +82,9 @@ func (r *Reconciler) restartWaves() {
 // that left no update for later ends the change: the next change starts
 // at the cap.
 func (r *Reconciler) closeWave(res *Result, deferred int) {
+	if r.holding {
+		return // the wave in flight stays the one to judge
+	}
 	var ids []string
 	for _, ar := range res.Results {
 		if ar.Action.Kind == plan.ActionUpdateService && ar.Outcome == plan.OutcomeConfigured {
@@ -118,6 +121,17 @@ func hasTasks(m swarm.ServiceMode) bool {
 	default:
 		return false
 	}
+}
+
+// ReconcileDuringWave runs a pass while the last wave still rolls: it
+// observes, plans and writes all but service updates, which wait for the
+// wave's end (reported pending), and the wave in flight stays the one to
+// judge. The controller runs one each resync period during a long wave, so
+// its status and readiness stay current.
+func (r *Reconciler) ReconcileDuringWave(ctx context.Context) (*plan.Plan, *Result, error) {
+	r.holding = true
+	defer func() { r.holding = false }()
+	return r.Reconcile(ctx)
 }
 
 // WaveInFlight reports whether the last pass wrote a wave and asked to

@@ -135,9 +135,19 @@ func TestWaveWaitsForTheRollingUpdates(t *testing.T) {
 	if err != nil || st.Done || !strings.Contains(st.Waiting, "is updating") {
 		t.Fatalf("while tasks roll: %+v, %v", st, err)
 	}
+	// A pass while it rolls (the controller's, once a resync period)
+	// writes no service update and keeps the wave to judge.
+	f.ResetCalls()
+	_, res, err := r.ReconcileDuringWave(context.Background())
+	if err != nil || f.Calls()[dockerapi.OpServiceUpdate] != 0 || !res.Pending() || !r.WaveInFlight() {
+		t.Fatalf("pass during the wave: %v, %d updates, pending %v, wave in flight %v", err, f.Calls()[dockerapi.OpServiceUpdate], res.Pending(), r.WaveInFlight())
+	}
 	f.CompleteUpdates()
 	if st, err = r.JudgeWave(context.Background()); err != nil || !st.Done || st.Next != 4 {
 		t.Fatalf("once they run: %+v, %v", st, err)
+	}
+	if n, _ := updatesOf(t, f, r); n != 4 {
+		t.Errorf("the next wave: %d updates, want 4", n)
 	}
 }
 
