@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -289,22 +288,24 @@ func judgeServices(ctx context.Context, api dockerapi.API, ids []string) (string
 }
 
 // sameNetworks reports whether a task runs at the service's networks: the
-// same targets with the same aliases, in any order. A service whose spec
-// names no task networks (the deprecated Spec.Networks) is not compared.
+// same targets, in any order (Swarm copies a task's spec from the
+// service's; right after an update, before its updater starts, the update
+// status is empty and only the old tasks' networks tell). A service whose
+// spec names no task networks (the deprecated Spec.Networks) is not
+// compared.
 func sameNetworks(task, spec []swarm.NetworkAttachmentConfig) bool {
 	if len(spec) == 0 {
 		return true
 	}
-	key := func(as []swarm.NetworkAttachmentConfig) []string {
+	targets := func(as []swarm.NetworkAttachmentConfig) []string {
 		out := make([]string, 0, len(as))
 		for _, a := range as {
-			aliases := slices.Sorted(slices.Values(a.Aliases))
-			out = append(out, a.Target+"="+strings.Join(aliases, ","))
+			out = append(out, a.Target)
 		}
 		slices.Sort(out)
-		return out
+		return slices.Compact(out)
 	}
-	return slices.Equal(key(task), key(spec))
+	return slices.Equal(targets(task), targets(spec))
 }
 
 // timed runs one read within observe.CallTimeout.
