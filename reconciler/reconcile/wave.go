@@ -69,11 +69,17 @@ func (r *Reconciler) budget() int {
 	return plan.WaveSize(r.Limits.MaxServiceUpdates, r.healthy)
 }
 
-// restartWaves makes the next wave the cap again.
+// restartWaves makes the next wave the cap again, whatever becomes of the
+// one in flight.
 func (r *Reconciler) restartWaves() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.healthy = 0
-	r.mu.Unlock()
+	if r.wave != nil {
+		w := *r.wave
+		w.more = false
+		r.wave = &w
+	}
 }
 
 // closeWave records the wave a pass wrote: the services it updated that

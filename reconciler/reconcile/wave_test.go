@@ -124,7 +124,7 @@ func serviceIDOf(t *testing.T, f *fake.Swarm, service string) string {
 // A wave is over when its rolling updates are: while Swarm rolls the
 // tasks the next pass waits, and it grows once they run the new spec.
 func TestWaveWaitsForTheRollingUpdates(t *testing.T) {
-	f, names := wavesSwarm(t, 6)
+	f, names := wavesSwarm(t, 10)
 	r := migReconciler(t, f, lonely(names...)...)
 	r.Limits = plan.Limits{MaxServiceUpdates: 2, Force: true}
 	f.HoldUpdates(true)
@@ -148,6 +148,14 @@ func TestWaveWaitsForTheRollingUpdates(t *testing.T) {
 	}
 	if n, _ := updatesOf(t, f, r); n != 4 {
 		t.Errorf("the next wave: %d updates, want 4", n)
+	}
+	// New manifests while a wave rolls: the next change starts at the cap.
+	if err := r.SetPolicies(lonely(names[:5]...)); err != nil {
+		t.Fatal(err)
+	}
+	f.CompleteUpdates()
+	if st, err = r.JudgeWave(context.Background()); err != nil || !st.Done || st.Next != 2 {
+		t.Errorf("the wave in flight when the manifests changed: %+v, %v (want the cap next)", st, err)
 	}
 }
 
