@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -122,6 +123,7 @@ type Reconciler struct {
 
 	nodes map[string]plan.NodeEncryption // read by the pass under way
 	idle  *idlePlan                      // the last plan, when it asked for nothing
+	fresh *idlePlan                      // Plan's plan, for the next pass (planIfChanged)
 
 	mu sync.Mutex
 	// target is the last pass's target while some of its writes wait:
@@ -151,7 +153,11 @@ func (r *Reconciler) Plan(ctx context.Context) (*plan.Plan, error) {
 	if _, err := r.observeSwarm(ctx); err != nil {
 		return nil, err
 	}
-	p, _, err := r.PlanObserved()
+	gen := r.Store.Generation()
+	p, rep, err := r.PlanObserved()
+	if err == nil && !r.hasTarget() {
+		r.fresh = &idlePlan{gen: gen, mode: r.Mode, limits: r.Limits, nodes: maps.Clone(r.nodes), plan: p, report: rep}
+	}
 	return p, err
 }
 

@@ -322,3 +322,37 @@ func TestGrowingWavesNeverLooser(t *testing.T) {
 		}
 	})
 }
+
+// apply checks the plan for held policies before its first pass: that
+// pass uses the same plan when nothing it was made from moved, and plans
+// again when Swarm changed meanwhile.
+func TestFirstPassReusesPlansPlan(t *testing.T) {
+	ctx := context.Background()
+	for _, changed := range []bool{false, true} {
+		f, names := wavesSwarm(t, 3)
+		r := migReconciler(t, f, lonely(names...)...)
+		checked, err := r.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if changed {
+			u := networkID(t, f, "u")
+			if err := f.UpdateService(serviceIDOf(t, f, "s00"), func(s *swarm.ServiceSpec) {
+				s.TaskTemplate.Networks = append(s.TaskTemplate.Networks, swarm.NetworkAttachmentConfig{Target: u, Aliases: []string{"x"}})
+				s.Labels["touched"] = "1"
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, _, err := r.Reconcile(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reused := p == checked; reused == changed {
+			t.Errorf("Swarm changed %v: the first pass reused the plan %v", changed, reused)
+		}
+		if p2, _, _ := r.Reconcile(ctx); p2 == checked {
+			t.Error("a second pass reused the plan")
+		}
+	}
+}
