@@ -1,9 +1,17 @@
 package plan
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/network"
 	"pgregory.net/rapid"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/reconciler/compile"
+	"github.com/swarmsec/swarmsec/state"
+	"github.com/swarmsec/swarmsec/testing/policytest"
 )
 
 func TestWaveSizeDoubles(t *testing.T) {
@@ -48,6 +56,69 @@ func TestWavesCoverTheUpdatesWithTheFewestWaves(t *testing.T) {
 		}
 		if written < updates {
 			rt.Fatalf("%d waves write %d of %d updates", waves, written, updates)
+		}
+	})
+}
+
+// A wave is the order's first updates: ScheduleUpTo stops where Schedule's
+// order would be cut, with the same updates in the same order and waves.
+func TestScheduleUpToIsSchedulesPrefix(t *testing.T) {
+	var svcs []*state.Service
+	var nets []*state.Network
+	var policies []*state.Policy
+	for k := range 6 {
+		stack := fmt.Sprintf("s%d", k)
+		nets = append(nets, state.NewNetwork(network.Summary{ID: "net-" + stack, Name: stack + "_default", Driver: "overlay", Scope: "swarm",
+			Labels: map[string]string{v1.LabelStackNamespace: stack}}))
+		for _, app := range []string{"web", "api", "db", "cache", "worker"} {
+			svcs = append(svcs, appService("id-"+stack+app, stack+"_"+app, map[string]string{v1.LabelStackNamespace: stack, "app": app}, "net-"+stack))
+		}
+		policies = append(policies, policytest.NetPol(stack+"-backends", v1.NetworkPolicySpec{
+			ServiceSelector: v1.LabelSelector{
+				MatchLabels:      map[string]string{v1.LabelStackNamespace: stack},
+				MatchExpressions: []v1.LabelSelectorRequirement{{Key: "app", Operator: v1.OpIn, Values: []string{"api", "db", "cache"}}},
+			},
+			Ingress: []v1.IngressRule{{From: []v1.Peer{policytest.Peer("app", "web")}}},
+		}))
+	}
+	st := storeWith(t, svcs, nets, policies)
+	st.View(func(tx state.ReadTx) {
+		d, err := compile.Compile(tx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Diff(tx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var updates []Action
+		for _, a := range p.Actions {
+			if a.Kind == ActionUpdateService {
+				updates = append(updates, a)
+			}
+		}
+		all, _, err := Schedule(tx, d, updates)
+		if err != nil || len(all) < 10 {
+			t.Fatalf("%v, %d updates now", err, len(all))
+		}
+		key := func(as []Action) string {
+			var out []string
+			for _, a := range as {
+				out = append(out, fmt.Sprintf("%s/%d/%v", a.ID, a.Wave, a.Service.Target))
+			}
+			return strings.Join(out, " ")
+		}
+		for limit := 1; limit <= len(all)+1; limit++ {
+			now, later, err := ScheduleUpTo(tx, d, updates, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := all[:min(limit, len(all))]; key(now) != key(want) {
+				t.Fatalf("limit %d: %s, want %s", limit, key(now), key(want))
+			}
+			if len(now)+len(later) < len(updates) {
+				t.Fatalf("limit %d: %d now and %d later of %d updates", limit, len(now), len(later), len(updates))
+			}
 		}
 	})
 }

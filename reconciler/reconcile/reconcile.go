@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -245,21 +244,20 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 			writes = append(writes, a)
 		}
 	}
-	var now, later []plan.Action
-	r.Store.View(func(tx state.ReadTx) { now, later, err = plan.Schedule(tx, p.Desired, updates) })
-	if err != nil {
-		return p, res, err
-	}
+	// The wave is the order's first updates (plan.ScheduleUpTo): the
+	// migrations' updates count against it.
 	res.WaveSize = r.budget()
-	if r.holding {
-		// A wave rolls: its end starts the next.
-		later = append(slices.Clone(now), later...)
-		now = nil
-	} else if budget := res.WaveSize; budget > 0 {
-		left := max(budget-mig.Updates, 0)
-		if len(now) > left {
-			later = append(slices.Clone(now[left:]), later...)
-			now = now[:left]
+	left := max(res.WaveSize-mig.Updates, 0)
+	var now, later []plan.Action
+	switch {
+	case r.holding:
+		later = updates // a wave rolls: its end starts the next
+	case res.WaveSize > 0 && left == 0:
+		later = updates // the migrations took the whole wave
+	default:
+		r.Store.View(func(tx state.ReadTx) { now, later, err = plan.ScheduleUpTo(tx, p.Desired, updates, left) })
+		if err != nil {
+			return p, res, err
 		}
 	}
 	w := &apply.Writer{Docker: r.writer(), Store: r.Store}
