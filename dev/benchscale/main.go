@@ -51,7 +51,11 @@ func main() {
 	bin := flag.String("swarmsec", "bin/swarmsec", "the swarmsec binary")
 	drifts := flag.Int("drifts", 50, "manual drifts to time while swarmsec run runs")
 	byHand := flag.Bool("by-hand", true, "also deploy the same segmentation by hand with docker stack deploy")
+	applyOnly := flag.Bool("apply-only", false, "stop after apply and its floor")
 	flag.Parse()
+	if *applyOnly {
+		*drifts = -1
+	}
 	if err := run(context.Background(), *n/5, *bin, *drifts, *byHand); err != nil {
 		fmt.Fprintln(os.Stderr, "benchscale:", err)
 		os.Exit(1)
@@ -119,6 +123,9 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool) e
 	}
 	fmt.Printf("engine floor (the same writes, 8 at a time, plain client): %s; apply/floor = %.2fx (goal 1.5x)\n",
 		floor.Round(time.Millisecond), applied.Seconds()/floor.Seconds())
+	if drifts < 0 { // -apply-only
+		return nil
+	}
 
 	start = time.Now()
 	out, err = b.swarmsec(ctx, "apply", "--manifests", b.dir)
