@@ -8,15 +8,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/swarm"
+	"strconv"
+
+	"github.com/docker/docker/api/types/events"
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
-	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/manifest"
+	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 )
@@ -41,7 +41,8 @@ the services (one update each, carrying the version it read), moves the services
 of networks an EncryptionPolicy selects onto encrypted ones, and removes managed
 networks nobody needs any more. It works in passes of at most
 --max-service-updates service updates (the blast radius), waits for a pass's
-rolling updates to finish before the next, and exits 0 once the cluster
+rolling updates to finish before the next (the first wave is the cap,
+each that finishes healthy doubles the next), and exits 0 once the cluster
 matches the manifests; a rolling update that pauses (its update_config failure
 action) or a cluster still not in sync after --wait-timeout exits non-zero with
 what remains. With --wait it also waits for the last rolling updates.`,
@@ -60,6 +61,7 @@ what remains. With --wait it also waits for the last rolling updates.`,
 			if err := refuseLeader(ctx, cmd.ErrOrStderr(), r.Docker); err != nil {
 				return err
 			}
+			followEvents(ctx, r)
 			if err := refuseHeld(ctx, cmd.ErrOrStderr(), r); err != nil {
 				return err
 			}
@@ -116,14 +118,22 @@ func refuseHeld(ctx context.Context, w io.Writer, r *reconcile.Reconciler) error
 	return fmt.Errorf("%w: %s; nothing was written (--force goes ahead this once)", plan.ErrHeld, plural(len(p.Held)+len(p.Holds), "hold"))
 }
 
+// wavePoll is how often apply asks whether a wave's rolling updates are
+// done: one service list and one task list for the whole wave.
+const wavePoll = 250 * time.Millisecond
+
 // runApply drives passes until one leaves nothing to do, or maxWaves
-// passes that wrote (0: no bound).
+// passes that wrote (0: no bound). A pass writes one wave; the next starts
+// as soon as the wave's rolling updates are done (at once for services
+// without tasks), and each wave that ends healthy doubles the next
+// (plan.WaveSize). Between passes, the engine's events say what to read
+// again, so a wave costs reads of what changed rather than lists of all.
 func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLast bool, maxWaves int) error {
 	var (
 		writes, waves int
-		updated       []string // services updated by the last pass
+		updated       int // services updated by the last pass that wrote
 	)
-	for pass := 1; ; pass++ {
+	for {
 		_, res, err := r.Reconcile(ctx)
 		var werr *reconcile.WriteError
 		switch {
@@ -135,23 +145,15 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		case err != nil:
 			return err
 		}
-		updated = updated[:0]
-		for _, ar := range res.Results {
-			if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome == apply.OutcomeConfigured {
-				for _, st := range ar.Action.Steps {
-					if st.Kind == plan.ActionUpdateService {
-						updated = append(updated, st.ID)
-					}
-				}
-			}
-			if ar.Action.Kind == plan.ActionUpdateService && ar.Outcome == apply.OutcomeConfigured {
-				updated = append(updated, ar.Action.ID)
-			}
-		}
 		if n := res.Writes(); n > 0 {
+			updated = servicesUpdated(res)
 			writes += n
 			waves++
-			fmt.Fprintf(w, "Pass %d: %d changes written (%d services updated).\n", pass, n, len(updated))
+			size := "no cap"
+			if res.WaveSize > 0 {
+				size = fmt.Sprintf("at most %d", res.WaveSize)
+			}
+			fmt.Fprintf(w, "Wave %d: %d changes written (%d services updated, %s).\n", waves, n, updated, size)
 		}
 		if res.RequeueAfter <= 0 {
 			break
@@ -159,12 +161,14 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		if maxWaves > 0 && waves >= maxWaves {
 			return fmt.Errorf("stopped after %d passes that wrote (--max-waves) with work left: %s", waves, strings.Join(append(res.Waiting, pending(res)...), "; "))
 		}
-		// A wave's rolling updates finish before the next wave starts,
-		// as Swarm's own update_config does between batches of tasks.
-		if len(updated) > 0 {
-			if err := waitConverged(ctx, r.Docker, updated); err != nil {
+		if r.WaveInFlight() {
+			// A wave's rolling updates finish before the next wave starts,
+			// as Swarm's own update_config does between batches of tasks;
+			// the next starts at once.
+			if _, err := r.AwaitWave(ctx, wavePoll); err != nil {
 				return fmt.Errorf("after %d changes: %w", writes, err)
 			}
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -173,13 +177,32 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		}
 	}
 	fmt.Fprintf(w, "Applied %d changes; the cluster matches the manifests.\n", writes)
-	if waitLast && len(updated) > 0 {
-		if err := waitConverged(ctx, r.Docker, updated); err != nil {
+	if waitLast && updated > 0 {
+		if _, err := r.AwaitWave(ctx, wavePoll); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%d services finished their rolling updates.\n", len(updated))
+		fmt.Fprintf(w, "%d services finished their rolling updates.\n", updated)
 	}
 	return nil
+}
+
+// servicesUpdated counts the services a pass updated, its migrations'
+// steps included.
+func servicesUpdated(res *reconcile.Result) int {
+	n := 0
+	for _, ar := range res.Results {
+		if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome == apply.OutcomeConfigured {
+			for _, st := range ar.Action.Steps {
+				if st.Kind == plan.ActionUpdateService {
+					n++
+				}
+			}
+		}
+		if ar.Action.Kind == plan.ActionUpdateService && ar.Outcome == apply.OutcomeConfigured {
+			n++
+		}
+	}
+	return n
 }
 
 // pending describes the actions a pass left for later.
@@ -193,58 +216,33 @@ func pending(res *reconcile.Result) []string {
 	return out
 }
 
-// waitConverged polls until every service's rolling update has finished and
-// its tasks run at the current spec.
-func waitConverged(ctx context.Context, api dockerapi.API, ids []string) error {
-	pending := ""
-	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		for _, id := range ids {
-			ok, why, err := converged(ctx, api, id)
-			if err != nil || !ok {
-				pending = why
-				return false, err
+// followEvents keeps r's store current from the engine's events while
+// apply runs (list, then watch, as the controller): a pass after the first
+// re-reads what the events and its own writes named, and lists everything
+// only when it must (observe.Changes). A lost stream makes every pass
+// list again. It returns once the engine answered the subscription.
+func followEvents(ctx context.Context, r *reconcile.Reconciler) {
+	changes := observe.NewChanges()
+	// The last seconds again: what changed between the engine's answer
+	// and its subscription is seen twice rather than never.
+	since := strconv.FormatInt(time.Now().Add(-5*time.Second).Unix(), 10)
+	msgs, errs := r.Docker.Events(ctx, events.ListOptions{Filters: observe.EventFilters(), Since: since})
+	changes.Watch("apply started")
+	r.Changes = changes
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-msgs:
+				changes.Event(m)
+			case err := <-errs:
+				changes.Unwatch()
+				if ctx.Err() == nil && r.Log != nil {
+					r.Log.Warn("docker events stream lost; every pass lists", "error", err)
+				}
+				return
 			}
 		}
-		return true, nil
-	})
-	if err != nil && wait.Interrupted(err) {
-		return fmt.Errorf("waiting for rolling updates: %s: %w", pending, ctx.Err())
-	}
-	return err
-}
-
-func converged(ctx context.Context, api dockerapi.API, id string) (bool, string, error) {
-	svc, _, err := api.ServiceInspectWithRaw(ctx, id, swarm.ServiceInspectOptions{})
-	if err != nil {
-		return false, "", fmt.Errorf("service %s: %w", id, err)
-	}
-	name := svc.Spec.Name
-	if u := svc.UpdateStatus; u != nil {
-		switch u.State {
-		case swarm.UpdateStateUpdating, swarm.UpdateStateRollbackStarted:
-			return false, fmt.Sprintf("service %s is %s", name, u.State), nil
-		case swarm.UpdateStatePaused, swarm.UpdateStateRollbackPaused:
-			return false, "", fmt.Errorf("service %s: update %s: %s", name, u.State, u.Message)
-		}
-	}
-	tasks, err := api.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
-		filters.Arg("service", id), filters.Arg("desired-state", "running"))})
-	if err != nil {
-		return false, "", fmt.Errorf("service %s: tasks: %w", name, err)
-	}
-	want := -1
-	if svc.Spec.Mode.Replicated != nil && svc.Spec.Mode.Replicated.Replicas != nil {
-		want = int(*svc.Spec.Mode.Replicated.Replicas)
-	}
-	running := 0
-	for _, t := range tasks {
-		if t.Status.State != swarm.TaskStateRunning {
-			return false, fmt.Sprintf("service %s: task %s is %s", name, t.ID, t.Status.State), nil
-		}
-		running++
-	}
-	if want >= 0 && running < want {
-		return false, fmt.Sprintf("service %s: %d of %d tasks running", name, running, want), nil
-	}
-	return true, "", nil
+	}()
 }

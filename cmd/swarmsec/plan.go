@@ -59,9 +59,9 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 			case asGraph:
 				err = printPlanGraph(cmd.OutOrStdout(), r, p, output == "svg")
 			case output == "json":
-				err = printPlanJSON(cmd.OutOrStdout(), p, cuts)
+				err = printPlanJSON(cmd.OutOrStdout(), p, r.Limits.MaxServiceUpdates, cuts)
 			default:
-				printPlanTable(cmd.OutOrStdout(), p)
+				printPlanTableWaves(cmd.OutOrStdout(), p, r.Limits.MaxServiceUpdates)
 				printCuts(cmd.OutOrStdout(), cuts, trafficWin, time.Now())
 			}
 			if err != nil {
@@ -81,19 +81,34 @@ Exit status: 0 in sync, 2 changes pending, 1 error (like terraform plan -detaile
 	return cmd
 }
 
-func printPlanJSON(w io.Writer, p *plan.Plan, cuts []traffic.Cut) error {
+// updatesOf counts the service updates a plan writes (audit-only ones
+// are not written).
+func updatesOf(p *plan.Plan) int {
+	n := 0
+	for _, a := range p.Actions {
+		if a.Kind == plan.ActionUpdateService && !a.Audit {
+			n++
+		}
+	}
+	return n
+}
+
+func printPlanJSON(w io.Writer, p *plan.Plan, limit int, cuts []traffic.Cut) error {
 	out := struct {
 		InSync  bool          `json:"inSync"`
 		Actions []plan.Action `json:"actions"`
-		Notes   []string      `json:"notes"`
-		Holds   []string      `json:"holds,omitempty"`
+		// Waves is how many waves of service updates the change takes
+		// at the fewest (plan.Waves: the cap, then doubling).
+		Waves int      `json:"waves"`
+		Notes []string `json:"notes"`
+		Holds []string `json:"holds,omitempty"`
 		// Encryption: changes held where a node cannot carry encrypted
 		// traffic, and networks already so.
 		Encryption []plan.EncryptionHold `json:"encryptionHolds,omitempty"`
 		Ports      []plan.PortRule       `json:"ports,omitempty"`
 		// TrafficCuts are the observed flows the change would block.
 		TrafficCuts []traffic.Cut `json:"trafficCuts,omitempty"`
-	}{InSync: len(p.Pending()) == 0, Actions: p.Actions, Notes: p.Notes, Holds: p.Holds, Encryption: p.EncryptionHolds, Ports: p.Ports, TrafficCuts: cuts}
+	}{InSync: len(p.Pending()) == 0, Actions: p.Actions, Notes: p.Notes, Holds: p.Holds, Encryption: p.EncryptionHolds, Ports: p.Ports, TrafficCuts: cuts, Waves: plan.Waves(updatesOf(p), limit)}
 	if out.Actions == nil {
 		out.Actions = []plan.Action{}
 	}
@@ -109,7 +124,11 @@ var actionWords = map[plan.ActionKind]string{
 	plan.ActionMigrateNetwork: "* migrate network",
 }
 
-func printPlanTable(w io.Writer, p *plan.Plan) {
+func printPlanTable(w io.Writer, p *plan.Plan) { printPlanTableWaves(w, p, 0) }
+
+// printPlanTableWaves prints the plan and, with a cap (limit > 0), the
+// waves its service updates take.
+func printPlanTableWaves(w io.Writer, p *plan.Plan, limit int) {
 	if len(p.Actions) == 0 {
 		fmt.Fprintln(w, "No changes: the cluster matches the policies.")
 	} else {
@@ -151,8 +170,9 @@ func printPlanTable(w io.Writer, p *plan.Plan) {
 			fmt.Fprintf(w, "; %d more only reported (audit)", audit)
 		}
 		fmt.Fprintln(w, ".")
-		if counts[plan.ActionUpdateService] > 0 {
+		if n := counts[plan.ActionUpdateService]; n > 0 {
 			fmt.Fprintln(w, "Each service update replaces the service's tasks (a rolling update).")
+			printWaves(w, n, limit)
 		}
 	}
 	if len(p.Held) > 0 {
@@ -188,4 +208,26 @@ func printPlanTable(w io.Writer, p *plan.Plan) {
 			fmt.Fprintln(w, "  - "+n)
 		}
 	}
+}
+
+// printWaves says in how many waves apply and run write n service updates
+// under --max-service-updates limit.
+func printWaves(w io.Writer, n, limit int) {
+	waves := plan.Waves(n, limit)
+	switch {
+	case limit <= 0:
+		return
+	case waves == 1:
+		fmt.Fprintf(w, "The updates go in 1 wave (--max-service-updates %d).\n", limit)
+		return
+	}
+	sizes := make([]string, 0, waves)
+	left := n
+	for k := range waves {
+		size := min(plan.WaveSize(limit, k), left)
+		sizes = append(sizes, fmt.Sprint(size))
+		left -= size
+	}
+	fmt.Fprintf(w, "The updates go in %d waves of %s (--max-service-updates %d, doubled after each wave whose rolling updates finish healthy; at least: an update that must wait for another goes a wave later).\n",
+		waves, strings.Join(sizes, ", "), limit)
 }

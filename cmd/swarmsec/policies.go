@@ -58,7 +58,7 @@ type limitFlags struct {
 func (l *limitFlags) add(cmd *cobra.Command, force bool) {
 	l.limits = plan.DefaultLimits
 	cmd.Flags().IntVar(&l.limits.MaxServiceUpdates, "max-service-updates", l.limits.MaxServiceUpdates,
-		"most service updates (each a rolling update) in one pass; the rest wait for the next pass (0: no cap)")
+		"most service updates (each a rolling update) in the first wave of a change; each wave whose rolling updates finish healthy doubles the next, and the rest wait (0: no cap)")
 	cmd.Flags().Float64Var(&l.limits.MaxIsolateShare, "max-isolate-share", l.limits.MaxIsolateShare,
 		"largest share of all services one policy may newly isolate at once before it is held (0: no limit)")
 	cmd.Flags().IntVar(&l.limits.BroadMin, "broad-selector-min", l.limits.BroadMin,

@@ -103,7 +103,7 @@ func printStatusTable(w io.Writer, r *status.Report, now time.Time) error {
 		fmt.Fprintf(w, "Last pass failed: %s\n", p.Error)
 	}
 	if p := r.LastPass; p != nil && p.RemainingUpdates > 0 {
-		fmt.Fprintf(w, "Service updates remaining: %d (the next passes make them, at most --max-service-updates each)\n", p.RemainingUpdates)
+		fmt.Fprintf(w, "Service updates remaining: %d (the next waves make them: --max-service-updates first, doubling after each wave that ends healthy)\n", p.RemainingUpdates)
 	}
 	if r.Held != "" {
 		fmt.Fprintf(w, "Manifests held: %s\n", r.Held)

@@ -7,13 +7,15 @@
 // It creates N services with no replicas (no tasks: every cost is the
 // engine's API and Raft) in stacks of five (web, api, db, cache, worker),
 // with policies under which db and cache accept only api; it runs `swarmsec
-// apply`, then issues the same number of network creates, record creates
+// apply` with its default flags (waves from --max-service-updates 20,
+// doubling), then issues the same number of network creates, record creates
 // and service updates with a plain client, 8 at a time (the floor); then a
 // no-op apply; then the no-op passes of `swarmsec run` (resyncs that list
 // everything and find nothing to do) against the four list calls they make,
 // issued by a plain client; then 50 manual `--network-add` drifts on
 // isolated services while `swarmsec run` runs, timing each revert and
 // counting the Docker calls of the passes they cause (from /metrics); then
+// restores the cluster and times `swarmsec run` converging it again; then
 // the same segmentation declared by hand in stack files (one network per
 // allowed pair), deployed with `docker stack deploy`. Everything it creates
 // is labelled and removed at the end.
@@ -52,7 +54,11 @@ func main() {
 	drifts := flag.Int("drifts", 50, "manual drifts to time while swarmsec run runs")
 	byHand := flag.Bool("by-hand", true, "also deploy the same segmentation by hand with docker stack deploy")
 	soak := flag.Duration("soak", 0, "instead of the measures, soak this long: a drift a second, a manifest change a minute, resyncs every 30s (make soak)")
+	applyOnly := flag.Bool("apply-only", false, "stop after apply and its floor")
 	flag.Parse()
+	if *applyOnly {
+		*drifts = -1
+	}
 	if err := run(context.Background(), *n/5, *bin, *drifts, *byHand, *soak); err != nil {
 		fmt.Fprintln(os.Stderr, "benchscale:", err)
 		os.Exit(1)
@@ -114,12 +120,13 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, s
 		return err
 	}
 	start = time.Now()
-	out, err := b.swarmsec(ctx, "apply", "--manifests", b.dir, "--max-service-updates", "0")
+	out, err := b.swarmsec(ctx, "apply", "--manifests", b.dir)
 	applied := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("apply: %w\n%s", err, out)
 	}
-	fmt.Printf("swarmsec apply: %s for %d network creates, %d record creates, %d service updates\n", applied.Round(time.Millisecond), creates, records, updates)
+	fmt.Printf("swarmsec apply (default flags: --max-service-updates 20, waves doubling): %s for %d network creates, %d record creates, %d service updates in %d waves\n",
+		applied.Round(time.Millisecond), creates, records, updates, strings.Count(out, "Wave "))
 
 	floor, err := b.floor(ctx, creates, records, updates)
 	if err != nil {
@@ -127,6 +134,9 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, s
 	}
 	fmt.Printf("engine floor (the same writes, 8 at a time, plain client): %s; apply/floor = %.2fx (goal 1.5x)\n",
 		floor.Round(time.Millisecond), applied.Seconds()/floor.Seconds())
+	if drifts < 0 { // -apply-only
+		return nil
+	}
 
 	start = time.Now()
 	out, err = b.swarmsec(ctx, "apply", "--manifests", b.dir)
@@ -140,6 +150,10 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, s
 	}
 
 	if err := b.drift(ctx, drifts); err != nil {
+		return err
+	}
+
+	if err := b.runConverge(ctx, applied, floor); err != nil {
 		return err
 	}
 
@@ -572,6 +586,50 @@ func (b *bench) drift(ctx context.Context, n int) error {
 	fmt.Printf("drift passes: %.0f passes for %d drifts, %.0f of them listed (resyncs), %.0f by events; Docker calls: %.0f lists (4 per resync), %.0f other (%s); per pass by events: %.2f calls; mean pass %.0f ms\n",
 		passes, n, listed, passes-listed, lists, other, text, other/(passes-listed),
 		(d.sum("swarmsec_reconcile_duration_seconds_sum"))/passes*1000)
+	return nil
+}
+
+// runConverge restores the cluster (apply of no policies, timed), then
+// times `swarmsec run` converging it again from its start until it has
+// made every write apply made (from /metrics), against apply and the
+// floor.
+func (b *bench) runConverge(ctx context.Context, applied, floor time.Duration) error {
+	empty, err := os.MkdirTemp("", "benchscale-empty")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(empty)
+	start := time.Now()
+	if out, err := b.swarmsec(ctx, "apply", "--manifests", empty, "--allow-empty"); err != nil {
+		return fmt.Errorf("restore: %w\n%s", err, out)
+	}
+	fmt.Printf("restore (apply of no policies, default flags): %s\n", time.Since(start).Round(time.Millisecond))
+	creates, _, updates, err := b.planned(ctx)
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	addr, stop, err := b.startRun(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		m, err := scrape(addr)
+		if err != nil {
+			return err
+		}
+		written := m.sum("swarmsec_actions_total", `result="created"`) + m.sum("swarmsec_actions_total", `result="configured"`)
+		if written >= float64(creates+updates) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("run: %.0f of %d writes after 10m", written, creates+updates)
+		}
+	}
+	took := time.Since(start)
+	fmt.Printf("swarmsec run converging the same cluster from its start: %s for %d network creates and %d service updates; run/apply = %.2fx, run/floor = %.2fx\n",
+		took.Round(time.Millisecond), creates, updates, took.Seconds()/applied.Seconds(), took.Seconds()/floor.Seconds())
 	return nil
 }
 

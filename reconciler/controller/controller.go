@@ -57,6 +57,8 @@ type Controller struct {
 
 	mu      sync.Mutex
 	trigger string
+	// lastPass is when the last pass started (processNext only).
+	lastPass time.Time
 }
 
 func (c *Controller) init() {
@@ -187,11 +189,23 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	c.mu.Lock()
 	why := c.trigger
 	c.mu.Unlock()
+	rolling := false
+	switch c.waveOver(ctx, key) {
+	case waveWait:
+		return true
+	case waveRolling:
+		rolling = true
+	}
 
 	// Every line the pass logs, here and in what it calls, names it.
 	ctx, log := logctx.ForPass(ctx, c.logger())
 	start := time.Now()
-	p, res, err := c.Reconciler.Reconcile(ctx)
+	c.lastPass = start
+	run := c.Reconciler.Reconcile
+	if rolling {
+		run = c.Reconciler.ReconcileDuringWave
+	}
+	p, res, err := run(ctx)
 	pass := Pass{Start: start, Duration: time.Since(start), Plan: p, Err: err, Trigger: why}
 	if res != nil {
 		pass.Result, pass.Follower, pass.Requeue, pass.Agent = &res.Result, res.Follower, res.RequeueAfter > 0, res.Agent
@@ -222,6 +236,10 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	case res != nil && res.RequeueAfter > 0:
 		c.queue.Forget(key)
 		after := res.RequeueAfter
+		if c.Reconciler.WaveInFlight() {
+			// The next pass follows the end of the wave (waveOver).
+			after = 0
+		}
 		if c.Retry > 0 {
 			after = min(after, c.Retry)
 		}
@@ -233,6 +251,63 @@ func (c *Controller) processNext(ctx context.Context) bool {
 			"actions", len(p.Pending()))
 	}
 	return true
+}
+
+// wavePoll is how often a wave in flight is judged: one service list and
+// one task list for the whole wave.
+const wavePoll = 250 * time.Millisecond
+
+// What a pass does about the last wave.
+type waveVerdict int
+
+const (
+	waveOver    waveVerdict = iota // none rolls: the pass runs
+	waveWait                       // the pass waits for the wave (requeued)
+	waveRolling                    // the pass runs, writing no service update
+)
+
+// waveOver says whether the pass may run: no wave the last pass wrote is
+// still rolling. While one is, the pass waits for it (the blast radius
+// counts a drift's revert too) and looks again in wavePoll; once a resync
+// period went by without a pass, one runs that writes no service update,
+// so status and readiness stay current through a long wave. A wave with a
+// failed rolling update ends the growth, and the next pass comes after
+// the pending delay, at the cap.
+func (c *Controller) waveOver(ctx context.Context, key string) waveVerdict {
+	r := c.Reconciler
+	if !r.WaveInFlight() {
+		return waveOver
+	}
+	st, err := r.JudgeWave(ctx)
+	if err == nil && !st.Done && time.Since(c.lastPass) >= c.Resync {
+		c.queue.AddAfter(key, wavePoll)
+		return waveRolling
+	}
+	switch {
+	case ctx.Err() != nil:
+		return waveWait
+	case errors.Is(err, reconcile.ErrWaveFailed):
+		after := r.PendingDelay
+		if after <= 0 {
+			after = reconcile.DefaultPendingDelay
+		}
+		if c.Retry > 0 {
+			after = min(after, c.Retry)
+		}
+		c.logger().Warn("a rolling update of the last wave failed; the next waves go at the cap", "error", err, "next", after)
+		c.queue.AddAfter(key, after)
+		return waveWait
+	case err != nil:
+		c.logger().Warn("the last wave's rolling updates not read; looking again", "error", err)
+		c.queue.AddAfter(key, wavePoll)
+		return waveWait
+	case !st.Done:
+		c.queue.AddAfter(key, wavePoll)
+		return waveWait
+	case st.Waiting != "":
+		c.logger().Warn("the last wave did not end in time", "waiting", st.Waiting)
+	}
+	return waveOver
 }
 
 // watchEvents turns Docker's service, network and record events into

@@ -18,10 +18,25 @@ import (
 	"github.com/swarmsec/swarmsec/state"
 )
 
-// MaxReads is the most objects a pass re-reads one by one: past it, the
-// four list calls cost less (a burst, such as the events of a first
-// converge, names thousands).
+// MaxReads is the most objects a pass re-reads one by one in a small
+// cluster: past it, the four list calls cost less (a burst, such as the
+// events of a first converge, names thousands). A list costs in
+// proportion to the whole cluster and reads to what changed, so in a
+// larger one a pass reads up to a quarter of its services (maxReads): a
+// wave of apply re-reads the services it wrote.
 const MaxReads = 64
+
+// maxReads is the most objects a pass over st re-reads one by one.
+func maxReads(st *state.Store) int {
+	n := 0
+	st.View(func(tx state.ReadTx) {
+		// Unreadable, the bound stays MaxReads: the pass lists.
+		if svcs, err := state.FindServices(tx, state.All()); err == nil {
+			n = len(svcs)
+		}
+	})
+	return max(MaxReads, n/4)
+}
 
 // readers is how many objects are re-read at a time.
 const readers = 8
@@ -180,7 +195,7 @@ func (c *Changes) Observe(ctx context.Context, api dockerapi.API, st *state.Stor
 		case migrating:
 			// Tasks have no events: a migration reads them on every pass.
 			why = "a migration is under way"
-		case len(p.services)+len(p.networks) > MaxReads:
+		case len(p.services)+len(p.networks) > MaxReads && len(p.services)+len(p.networks) > maxReads(st):
 			why = fmt.Sprintf("%d objects changed", len(p.services)+len(p.networks))
 		}
 	}

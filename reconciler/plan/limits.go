@@ -186,3 +186,51 @@ func detaches(a Action) int {
 	}
 	return 0
 }
+
+// Waves grow by slow start (Kubernetes' slowStartBatch in its job and
+// replica-set controllers): the first wave writes at most the cap
+// (MaxServiceUpdates), and each wave whose rolling updates finished
+// healthy lets the next write twice as many. A paused or failed rolling
+// update stops the growth: the next wave is the cap again. So a mistake
+// (a broken image, a network the tasks cannot join) shows within the
+// first cap's worth of services, and a healthy change of n services takes
+// about log2(n/cap) waves instead of n/cap.
+
+// maxWave bounds a wave's size, so the doubling never overflows.
+const maxWave = 1 << 30
+
+// WaveSize is the most service updates wave healthy+1 may write: limit
+// doubled once for each wave before it that finished healthy. 0 (no cap)
+// stays 0.
+func WaveSize(limit, healthy int) int {
+	if limit <= 0 {
+		return 0
+	}
+	size := limit
+	for range healthy {
+		if size >= maxWave/2 {
+			return maxWave
+		}
+		size *= 2
+	}
+	return size
+}
+
+// Waves is how many waves updates service updates take under limit when
+// every wave finishes healthy (0 for none, 1 without a cap): the waves'
+// sizes are limit, 2·limit, 4·limit... A service that must first leave a
+// network where it blocks another is written twice, and the order can
+// hold an update back a wave, so it is the fewest, not a promise.
+func Waves(updates, limit int) int {
+	if updates <= 0 {
+		return 0
+	}
+	if limit <= 0 {
+		return 1
+	}
+	waves := 0
+	for written := 0; written < updates; waves++ {
+		written += WaveSize(limit, waves)
+	}
+	return waves
+}

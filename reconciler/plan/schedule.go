@@ -27,6 +27,14 @@ import (
 // new policies allow sharing a network go first, attach-only ones before
 // them.
 func Schedule(tx State, desired *compile.Desired, updates []Action) (now, later []Action, err error) {
+	return ScheduleUpTo(tx, desired, updates, 0)
+}
+
+// ScheduleUpTo is Schedule stopped once now holds limit updates (0: no
+// limit): the same first limit updates, in the same order, as Schedule's
+// now (each pick depends only on the picks before it), and the rest in
+// later. A wave of 20 among 3,000 updates then costs 20 picks, not 3,000.
+func ScheduleUpTo(tx State, desired *compile.Desired, updates []Action, limit int) (now, later []Action, err error) {
 	if len(updates) == 0 {
 		return nil, nil, nil
 	}
@@ -38,6 +46,10 @@ func Schedule(tx State, desired *compile.Desired, updates []Action) (now, later 
 	slices.SortStableFunc(pending, func(a, b Action) int { return cmp.Compare(detaches(a), detaches(b)) })
 	s.newWave()
 	for len(pending) > 0 {
+		if limit > 0 && len(now) >= limit {
+			later = append(later, pending...)
+			break
+		}
 		i, whole := s.pick(pending)
 		if (i < 0 || !whole) && s.inWave > 0 {
 			// What waits may go once this wave's writes are done.

@@ -43,6 +43,12 @@ type idlePlan struct {
 	report migrate.Report
 }
 
+// from reports whether l was planned from what r would plan from now: the
+// store's generation gen, the mode, the limits and the node checks.
+func (l *idlePlan) from(gen uint64, r *Reconciler) bool {
+	return l != nil && l.gen == gen && l.mode == r.Mode && reflect.DeepEqual(l.limits, r.Limits) && maps.Equal(l.nodes, r.nodes)
+}
+
 // planIfChanged plans from the store, unless nothing a plan depends on
 // changed since the last one and that one asked for nothing: planning is a
 // function of the store, the mode, the limits and the node checks, and at
@@ -50,8 +56,16 @@ type idlePlan struct {
 // nothing to do more than its reads.
 func (r *Reconciler) planIfChanged() (*plan.Plan, migrate.Report, error) {
 	gen := r.Store.Generation()
-	if l := r.idle; l != nil && l.gen == gen && l.mode == r.Mode && reflect.DeepEqual(l.limits, r.Limits) && maps.Equal(l.nodes, r.nodes) {
+	if l := r.idle; l.from(gen, r) {
 		return l.plan, l.report, nil
+	}
+	// The plan Plan just made (apply's check for held policies) serves
+	// the first pass once, if nothing it was made from moved since.
+	if l := r.fresh; l != nil {
+		r.fresh = nil
+		if l.from(gen, r) && !r.hasTarget() {
+			return l.plan, l.report, nil
+		}
 	}
 	r.idle = nil
 	p, rep, err := r.PlanObserved()

@@ -12,7 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +61,10 @@ type Result struct {
 	// Follower is set when the pass wrote nothing because another replica
 	// leads.
 	Follower bool
+	// WaveSize is the most policy service updates the pass could write
+	// (0: no cap): the cap, doubled for each wave of the change that
+	// ended healthy (see JudgeWave).
+	WaveSize int
 	// Agent is what the delivery of the node agent's rules found (nil
 	// when the pass did not deliver).
 	Agent *agentrules.Outcome
@@ -115,30 +119,47 @@ type Reconciler struct {
 	// pass: a pass re-reads just that, and lists everything only when it
 	// must (see observe.Changes). Unset, every pass lists everything.
 	Changes *observe.Changes
+	// WaveTimeout is how long JudgeWave waits for a wave before the
+	// passes go on at the cap (DefaultWaveTimeout when 0).
+	WaveTimeout time.Duration
 
 	nodes map[string]plan.NodeEncryption // read by the pass under way
 	idle  *idlePlan                      // the last plan, when it asked for nothing
+	fresh *idlePlan                      // Plan's plan, for the next pass (planIfChanged)
 
 	mu sync.Mutex
 	// target is the last pass's target while some of its writes wait:
 	// the next pass's hint (see keepTarget).
 	target compile.Hint
+	// wave is what the last pass wrote (see JudgeWave); healthy counts
+	// the waves of this change that ended healthy (plan.WaveSize).
+	wave    *wave
+	healthy int
+	// holding is set for a pass while a wave rolls (ReconcileDuringWave).
+	holding bool
 }
 
-// SetPolicies replaces the desired policies.
+// SetPolicies replaces the desired policies. A new change starts with a
+// wave of the cap.
 func (r *Reconciler) SetPolicies(ps []*v1.Policy) error {
+	r.restartWaves()
 	return r.Store.Update(func(tx state.Tx) error { return state.ReplacePolicies(tx, ps) })
 }
 
-// Plan observes Swarm and computes the actions that make it match the
-// policies. Actions only audit-mode policies (or audit mode) ask for are
-// marked Audit.
+// Plan observes Swarm (through Changes when set, so the next pass reads
+// only what changed since) and computes the actions that make it match
+// the policies. Actions only audit-mode policies (or audit mode) ask for
+// are marked Audit.
 func (r *Reconciler) Plan(ctx context.Context) (*plan.Plan, error) {
 	r.readNodes(ctx)
-	if err := observe.Observe(ctx, r.Docker, r.Store, r.needTasks()); err != nil {
+	if _, err := r.observeSwarm(ctx); err != nil {
 		return nil, err
 	}
-	p, _, err := r.PlanObserved()
+	gen := r.Store.Generation()
+	p, rep, err := r.PlanObserved()
+	if err == nil && !r.hasTarget() {
+		r.fresh = &idlePlan{gen: gen, mode: r.Mode, limits: r.Limits, nodes: maps.Clone(r.nodes), plan: p, report: rep}
+	}
 	return p, err
 }
 
@@ -191,6 +212,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	}
 	if r.Mode == ModeAudit {
 		r.keepTarget(nil)
+		r.closeWave(res, 0)
 		return p, res, nil
 	}
 	if r.Leader != nil {
@@ -198,6 +220,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		if !leading {
 			// The leader's writes follow its own target.
 			r.keepTarget(nil)
+			r.closeWave(res, 0)
 			res.Follower = true
 			return p, res, nil
 		}
@@ -208,6 +231,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 		defer stop()
 	}
 	if len(p.Holds) > 0 && !r.Limits.Force {
+		r.closeWave(res, 0)
 		return p, res, terminalError{fmt.Errorf("%w: %s; nothing was written (use --force to go ahead)", plan.ErrHeld, strings.Join(p.Holds, "; "))}
 	}
 
@@ -223,16 +247,20 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 			writes = append(writes, a)
 		}
 	}
+	// The wave is the order's first updates (plan.ScheduleUpTo): the
+	// migrations' updates count against it.
+	res.WaveSize = r.budget()
+	left := max(res.WaveSize-mig.Updates, 0)
 	var now, later []plan.Action
-	r.Store.View(func(tx state.ReadTx) { now, later, err = plan.Schedule(tx, p.Desired, updates) })
-	if err != nil {
-		return p, res, err
-	}
-	if budget := r.Limits.MaxServiceUpdates; budget > 0 {
-		left := max(budget-mig.Updates, 0)
-		if len(now) > left {
-			later = append(slices.Clone(now[left:]), later...)
-			now = now[:left]
+	switch {
+	case r.holding:
+		later = updates // a wave rolls: its end starts the next
+	case res.WaveSize > 0 && left == 0:
+		later = updates // the migrations took the whole wave
+	default:
+		r.Store.View(func(tx state.ReadTx) { now, later, err = plan.ScheduleUpTo(tx, p.Desired, updates, left) })
+		if err != nil {
+			return p, res, err
 		}
 	}
 	// The agents' rules go first: the networks a pass joins are then
@@ -247,6 +275,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	if held := p.EncryptionHeld(); len(held) > 0 && res.Writes() == 0 && !progress && res.Pending() {
 		// What is left waits for what is held: looking again soon
 		// changes nothing until a node or a task moves (a resync will).
+		r.closeWave(res, len(later))
 		return p, res, terminalError{fmt.Errorf("%w: %s", plan.ErrEncryptionUnavailable, strings.Join(held, "; "))}
 	}
 	switch {
@@ -255,6 +284,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	case res.Pending() || agentErr:
 		res.RequeueAfter = r.pendingDelay()
 	}
+	r.closeWave(res, len(later))
 	return p, res, r.passError(res)
 }
 
