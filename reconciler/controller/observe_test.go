@@ -112,13 +112,16 @@ func TestControllerListsAfterLostEventsStream(t *testing.T) {
 		f.BreakEvents(nil)
 		driftDB(t, f, ids)
 		eventually(t, "the drift is reverted after the stream came back", dbIsolated)
-		var listed bool
-		for _, p := range passes.since(n) {
-			listed = listed || p.Observed != nil && p.Observed.Full && p.Observed.Why == "events stream reconnected"
-		}
-		if !listed {
-			t.Errorf("no pass listed after the stream came back: %+v", passes.since(n))
-		}
+		// The pass that reverted it is recorded once it returns, after
+		// its write: wait for the record, not only the write.
+		eventually(t, "a pass listed after the stream came back", func() bool {
+			for _, p := range passes.since(n) {
+				if p.Observed != nil && p.Observed.Full && p.Observed.Why == "events stream reconnected" {
+					return true
+				}
+			}
+			return false
+		})
 	})
 }
 
