@@ -23,7 +23,7 @@ import (
 // 8080 and 9090 (DNS round robin: no IPVS here). The network layer
 // connects api and db both ways on every port; the agents narrow it: api
 // reaches db on 8080 and not on 9090, db opens nothing to api, and each
-// refused attempt shows in `swarmsec flows` as DROPPED with the policy and
+// refused attempt shows in `swarmsec flows` as blocked with the policy and
 // the node.
 func TestAgentEnforcesPortsAndDirections(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -86,7 +86,7 @@ spec:
 
 	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
 		_, _, _ = swarmtest.ProbeE(ctx, manager(), "dp_api", "tasks.dp_db:9090", testCluster.ProbeOpts(swarmtest.WithProbeTimeout(time.Second))...)
-		stdout, stderr, code := RunSwarmsec(ctx, t, "flows", "--since", "10m", "-o", "json", "--verdict", "dropped")
+		stdout, stderr, code := RunSwarmsec(ctx, t, "flows", "--since", "10m", "-o", "json", "--verdict", "blocked")
 		if code != 0 {
 			return false, stderr
 		}
@@ -106,12 +106,12 @@ spec:
 			if json.Unmarshal(sc.Bytes(), &f) != nil {
 				continue
 			}
-			if f.Verdict == "DROPPED" && f.Source.Service == "dp_api" && f.Destination.Service == "dp_db" && f.Destination.Port == 9090 &&
+			if f.Verdict == "blocked" && f.Source.Service == "dp_api" && f.Destination.Service == "dp_db" && f.Destination.Port == 9090 &&
 				strings.Contains(f.Policy, "db-accepts-api") && f.Node != "" && f.NodeID != "" {
 				t.Logf("flow: %s", sc.Text())
 				return true, ""
 			}
 		}
-		return false, "no DROPPED flow dp_api -> dp_db:9090 naming db-accepts-api:\n" + stdout
+		return false, "no blocked flow dp_api -> dp_db:9090 naming db-accepts-api:\n" + stdout
 	})
 }

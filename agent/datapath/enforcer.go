@@ -281,7 +281,7 @@ func (e *Enforcer) record(t *tasks.Task, prefix string, payload []byte) {
 	}
 	lim := e.limiter
 	e.mu.Unlock()
-	f := Flow{Time: time.Now().UTC(), Node: e.Node, Verdict: VerdictDropped, Protocol: string(k.proto)}
+	f := Flow{Time: time.Now().UTC(), Node: e.Node, Verdict: VerdictBlocked, Protocol: string(k.proto)}
 	if k.other != "" {
 		f.Protocol = k.other
 	}

@@ -16,9 +16,10 @@ import (
 // reads them back from the agent service's logs.
 const FlowMessage = "flow"
 
-// VerdictDropped is the verdict of a blocked connection attempt, as
-// Hubble writes it.
-const VerdictDropped = "DROPPED"
+// VerdictBlocked is the verdict of a connection attempt the rules
+// dropped: the word swarmsec flows uses beside allowed and would-block
+// (Hubble's DROPPED).
+const VerdictBlocked = "blocked"
 
 // Endpoint is one side of a flow.
 type Endpoint struct {

@@ -7,16 +7,16 @@ import (
 )
 
 func TestPrintFlows(t *testing.T) {
-	logs := `com.docker.swarm.node.id=n1abcdefgh,com.docker.swarm.service.id=s,com.docker.swarm.task.id=t {"time":"2026-12-06T23:00:00Z","level":"WARN","msg":"flow","flow":{"time":"2026-12-06T23:00:00Z","node":"w1","source":{"service":"shop_api","task":"shop_api.1.x","ip":"10.0.1.3","port":40000},"destination":{"service":"shop_db","task":"shop_db.1.y","ip":"10.0.1.4","port":9090},"protocol":"tcp","verdict":"DROPPED","direction":"egress","policy":"default deny: ingress of shop_db (policy shop-db)"},"suppressed":0}
+	logs := `com.docker.swarm.node.id=n1abcdefgh,com.docker.swarm.service.id=s,com.docker.swarm.task.id=t {"time":"2026-12-06T23:00:00Z","level":"WARN","msg":"flow","flow":{"time":"2026-12-06T23:00:00Z","node":"w1","source":{"service":"shop_api","task":"shop_api.1.x","ip":"10.0.1.3","port":40000},"destination":{"service":"shop_db","task":"shop_db.1.y","ip":"10.0.1.4","port":9090},"protocol":"tcp","verdict":"blocked","direction":"egress","policy":"default deny: ingress of shop_db (policy shop-db)"},"suppressed":0}
 com.docker.swarm.node.id=n1 {"msg":"connection attempts"}
-com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service":"other","ip":"10.0.2.3"},"destination":{"ip":"203.0.113.1","port":443},"protocol":"tcp","verdict":"DROPPED","policy":"default deny: egress of other (policy o)"}}
+com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service":"other","ip":"10.0.2.3"},"destination":{"ip":"203.0.113.1","port":443},"protocol":"tcp","verdict":"blocked","policy":"default deny: egress of other (policy o)"}}
 `
 	var out bytes.Buffer
 	if err := printDrops(&out, strings.NewReader(logs), "table", "shop_db", false); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
-	for _, want := range []string{"w1(n1abcdef)", "shop_api.1.x/10.0.1.3:40000", "shop_db.1.y/10.0.1.4:9090", "DROPPED", "default deny: ingress of shop_db (policy shop-db)"} {
+	for _, want := range []string{"w1(n1abcdef)", "shop_api.1.x/10.0.1.3:40000", "shop_db.1.y/10.0.1.4:9090", "blocked", "default deny: ingress of shop_db (policy shop-db)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}

@@ -46,13 +46,13 @@ its server when the client is outside.`,
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: must be table or json", output)
 			}
-			if strings.EqualFold(verdict, datapath.VerdictDropped) || verdict == "blocked" {
+			if verdict == datapath.VerdictBlocked || strings.EqualFold(verdict, "dropped") {
 				// What the per-task rules dropped: the agents' flow
 				// records, not the observed aggregates.
 				return runDrops(cmd, lf.agentService, since.String(), output, service, follow)
 			}
 			if follow {
-				return fmt.Errorf("--follow: only with --verdict dropped")
+				return fmt.Errorf("--follow: only with --verdict blocked")
 			}
 			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
@@ -85,9 +85,9 @@ its server when the client is outside.`,
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "the window: flows seen in the last this long")
-	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; dropped or blocked: the connections the agents' per-task rules dropped, as flow records)")
-	cmd.Flags().StringVar(&service, "service", "", "with --verdict dropped: only flows from or to this service")
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict dropped: keep showing new flow records")
+	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; blocked, or Hubble's dropped: the connections the agents' per-task rules dropped, as flow records)")
+	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked: only flows from or to this service")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict blocked: keep showing new flow records")
 	return cmd
 }
 

@@ -178,11 +178,11 @@ func TestDatapathOnTheSwarm(t *testing.T) {
 			src, _ := f["source"].(map[string]any)
 			dst, _ := f["destination"].(map[string]any)
 			if src["service"] == svc("api") && dst["service"] == svc("db") && dst["port"] == float64(9090) &&
-				f["verdict"] == datapath.VerdictDropped && strings.Contains(fmt.Sprint(f["policy"]), "db-accepts-api") {
+				f["verdict"] == datapath.VerdictBlocked && strings.Contains(fmt.Sprint(f["policy"]), "db-accepts-api") {
 				return true, ""
 			}
 		}
-		return false, fmt.Sprintf("no DROPPED flow api -> db:9090 naming db-accepts-api among %d", len(flows))
+		return false, fmt.Sprintf("no blocked flow api -> db:9090 naming db-accepts-api among %d", len(flows))
 	})
 
 	// Task churn: new tasks get their rules from the engine's events, no
