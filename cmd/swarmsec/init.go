@@ -39,8 +39,9 @@ placement. Then tighten them, one change at a time, with swarmsec plan.
 init --from-traffic writes, from the flows the node agents observed in the last
 --since (see swarmsec flows), one commented NetworkPolicy per service that admits
 exactly those flows: ingress from the services seen connecting to it, egress to
-those it connected to, its way outside only if it went there, the published
-ports seen used. Comments give each flow's port, count and last time.`,
+those it connected to, each rule with the ports seen; outside, the /24 (or /64)
+blocks seen with their ports; the published ports seen used. Comments give each
+flow's port, count and last time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if fromCluster == fromTraffic {

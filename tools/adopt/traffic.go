@@ -3,6 +3,7 @@ package adopt
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -22,12 +23,11 @@ import (
 // service, with ingress from the services seen connecting to it, egress
 // to those it was seen connecting to, its way outside only if it was seen
 // going there, and only the published ports seen used (from the blocks
-// seen, for host-mode ports). Comments say what was seen, with counts and
-// the last time.
-//
-// The v1 API takes no ports in rules and no egress block but 0.0.0.0/0
-// and ::/0 (overlay networks filter neither): the ports and outside blocks
-// seen go into comments, to become rules once the API takes them.
+// seen, for host-mode ports). Each peer service gets a rule of its own with
+// the ports seen to it, and outside destinations are the blocks seen (the
+// agent's /24 or /64) grouped by the ports seen to them, so a rule admits
+// no peer and port that were not seen together.
+// Comments say what was seen, with counts and the last time.
 func FromTraffic(tx state.ReadTx, flows []traffic.Flow, stack string, window time.Duration) (map[string][]byte, error) {
 	services, err := state.FindServices(tx, state.All())
 	if err != nil {
@@ -101,8 +101,12 @@ func trafficHeader(file string, window time.Duration, gone []string) string {
 # that saw no traffic in the window is cut off entirely: check it before
 # applying (swarmsec plan lists the observed flows a change would block).
 #
-# Ports are in comments only: swarmsec.io/v1 rules take no ports (overlay
-# networks cannot filter by port), and egress takes no block but 0.0.0.0/0.
+# Each rule names one service and the ports seen to it (a peer seen with
+# icmp, which has no port, keeps every port); outside destinations are the
+# /24 (IPv4) or /64 (IPv6) blocks seen, those seen on the same ports in one
+# rule. Names outside the cluster resolve through the upstream resolver from
+# inside the task: a service whose lookups were not seen needs its
+# resolver's block on port 53 added.
 `, file, window)
 	if len(gone) > 0 {
 		slices.Sort(gone)
@@ -134,36 +138,28 @@ func trafficPolicy(s *state.Service, in, out []traffic.Flow) (string, error) {
 	} else {
 		fmt.Fprintf(&notes, "%d flows in, %d out seen.\n", len(in), len(out))
 	}
-	peers := func(fs []traffic.Flow, name func(traffic.Flow) string) []v1.Peer {
-		var names []string
+	// byPeer groups the service flows by the peer service name gives.
+	byPeer := func(fs []traffic.Flow, name func(traffic.Flow) string) ([]string, map[string][]traffic.Flow) {
+		m := map[string][]traffic.Flow{}
 		for _, f := range fs {
 			if f.Kind == agentv1.FlowService && name(f) != s.Name {
-				names = append(names, name(f))
+				m[name(f)] = append(m[name(f)], f)
 			}
 		}
-		slices.Sort(names)
-		var ps []v1.Peer
-		for _, n := range slices.Compact(names) {
-			ps = append(ps, v1.Peer{ServiceSelector: &v1.LabelSelector{MatchLabels: map[string]string{v1.LabelService: n}}})
-		}
-		return ps
+		return slices.Sorted(maps.Keys(m)), m
 	}
-	if from := peers(in, func(f traffic.Flow) string { return f.Source }); len(from) > 0 {
-		spec.Ingress = []v1.IngressRule{{From: from}}
+	servicePeer := func(n string) v1.Peer {
+		return v1.Peer{ServiceSelector: &v1.LabelSelector{MatchLabels: map[string]string{v1.LabelService: n}}}
 	}
-	to := peers(out, func(f traffic.Flow) string { return f.Destination })
-	outside := false
-	for _, f := range out {
-		if f.Kind == agentv1.FlowExternal {
-			outside = true
-		}
+	names, from := byPeer(in, func(f traffic.Flow) string { return f.Source })
+	for _, n := range names {
+		spec.Ingress = append(spec.Ingress, v1.IngressRule{From: []v1.Peer{servicePeer(n)}, Ports: rulePorts(from[n], "from "+n, &notes)})
 	}
-	if outside {
-		to = append(to, v1.Peer{IPBlock: &v1.IPBlock{CIDR: v1.AnyIPv4}}, v1.Peer{IPBlock: &v1.IPBlock{CIDR: v1.AnyIPv6}})
+	names, to := byPeer(out, func(f traffic.Flow) string { return f.Destination })
+	for _, n := range names {
+		spec.Egress = append(spec.Egress, v1.EgressRule{To: []v1.Peer{servicePeer(n)}, Ports: rulePorts(to[n], "to "+n, &notes)})
 	}
-	if len(to) > 0 {
-		spec.Egress = []v1.EgressRule{{To: to}}
-	}
+	spec.Egress = append(spec.Egress, outsideRules(out, &notes)...)
 	for _, f := range in {
 		if f.Kind == agentv1.FlowService && f.Source != s.Name {
 			notes.WriteString(seen(f, "from "+f.Source))
@@ -188,6 +184,78 @@ func trafficPolicy(s *state.Service, in, out []traffic.Flow) (string, error) {
 		return "", err
 	}
 	return notes.String() + string(b), nil
+}
+
+// rulePorts are the ports of a peer's flows, as a rule's: nil (every port)
+// if one of them has no port a rule can name (icmp), which a comment says.
+func rulePorts(fs []traffic.Flow, peer string, notes *strings.Builder) []v1.NetworkPolicyPort {
+	type key struct {
+		proto v1.RuleProtocol
+		port  int
+	}
+	var keys []key
+	for _, f := range fs {
+		proto := v1.RuleProtocol(strings.ToUpper(f.Protocol))
+		if f.Port == 0 || !slices.Contains([]v1.RuleProtocol{v1.RuleTCP, v1.RuleUDP, v1.RuleSCTP}, proto) {
+			fmt.Fprintf(notes, "#   %s %s seen, which no port names: every port stays admitted\n", peer, cmp.Or(f.Protocol, "a protocol"))
+			return nil
+		}
+		keys = append(keys, key{proto, int(f.Port)})
+	}
+	slices.SortFunc(keys, func(a, b key) int { return cmp.Or(cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port)) })
+	var ports []v1.NetworkPolicyPort
+	for _, k := range slices.Compact(keys) {
+		ports = append(ports, v1.NetworkPolicyPort{Protocol: k.proto, Port: &k.port})
+	}
+	return ports
+}
+
+// outsideRules admit the outside destinations seen: the blocks seen, one
+// rule per set of ports, so a block gets only the ports seen to it.
+func outsideRules(out []traffic.Flow, notes *strings.Builder) []v1.EgressRule {
+	byBlock := map[netip.Prefix][]traffic.Flow{}
+	for _, f := range out {
+		if f.Kind != agentv1.FlowExternal {
+			continue
+		}
+		b, err := netip.ParsePrefix(f.DestinationBlock)
+		if err != nil {
+			fmt.Fprintf(notes, "#   to outside %q %d/%s: not a block, left out\n", f.DestinationBlock, f.Port, f.Protocol)
+			continue
+		}
+		byBlock[b.Masked()] = append(byBlock[b.Masked()], f)
+	}
+	blocks := slices.SortedFunc(maps.Keys(byBlock), comparePrefix)
+	var rules []v1.EgressRule
+	index := map[string]int{} // the rule of a set of ports, by portList
+	for _, b := range blocks {
+		ports := rulePorts(byBlock[b], "to outside "+b.String(), notes)
+		k := portList(ports)
+		peer := v1.Peer{IPBlock: &v1.IPBlock{CIDR: b.String()}}
+		if i, ok := index[k]; ok {
+			rules[i].To = append(rules[i].To, peer)
+			continue
+		}
+		index[k] = len(rules)
+		rules = append(rules, v1.EgressRule{To: []v1.Peer{peer}, Ports: ports})
+	}
+	return rules
+}
+
+// portList writes ports as a key: "all" for every port.
+func portList(ports []v1.NetworkPolicyPort) string {
+	if ports == nil {
+		return "all"
+	}
+	var b strings.Builder
+	for _, p := range ports {
+		fmt.Fprintf(&b, "%d/%s ", *p.Port, p.Protocol)
+	}
+	return b.String()
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 }
 
 // publishedFromTraffic keeps the published ports seen used: from the
@@ -221,9 +289,7 @@ func publishedFromTraffic(s *state.Service, in []traffic.Flow, notes *strings.Bu
 		}
 		if p.PublishMode == swarm.PortConfigPublishModeHost {
 			pp.Mode = v1.PublishModeHost
-			slices.SortFunc(blocks, func(a, b netip.Prefix) int {
-				return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
-			})
+			slices.SortFunc(blocks, comparePrefix)
 			for _, b := range slices.Compact(blocks) {
 				pp.From = append(pp.From, v1.PortSource{IPBlock: &v1.SourceBlock{CIDR: b.String()}})
 			}
