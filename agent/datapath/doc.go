@@ -8,7 +8,8 @@
 // installs it as the nftables table "inet swarmsec" in the task's
 // namespace, replacing the one before in a single netlink transaction, so
 // no packet ever meets a half-built or missing table. Flows reads the drops
-// the tables log (NFLOG, in each namespace) as flow records.
+// the tables log (NFLOG, in each namespace) as flow records
+// (api/v1/agent.FlowRecord, which the leader reads back).
 //
 // Where a connection is judged: the side that opens it judges by the
 // destination's VIP and task addresses (both its own egress and the

@@ -6,47 +6,25 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
-// FlowMessage is the log message of a flow record; `swarmsec flows`
-// reads them back from the agent service's logs.
-const FlowMessage = "flow"
+// The flow records are a wire format the leader reads back (swarmsec
+// flows), so they live in api/v1/agent; these names keep the data path's
+// code short.
+const (
+	FlowMessage    = agentv1.FlowRecordMessage
+	VerdictBlocked = agentv1.VerdictBlocked
+)
 
-// VerdictBlocked is the verdict of a connection attempt the rules
-// dropped: the word swarmsec flows uses beside allowed and would-block
-// (Hubble's DROPPED).
-const VerdictBlocked = "blocked"
-
-// Endpoint is one side of a flow.
-type Endpoint struct {
-	// Service and Task are empty for an address outside the cluster
-	// (Task also for a VIP).
-	Service string `json:"service,omitempty"`
-	Task    string `json:"task,omitempty"`
-	IP      string `json:"ip"`
-	Port    uint16 `json:"port,omitempty"`
-}
-
-// Flow is one judged connection attempt, shaped like Hubble's flow
-// record.
-type Flow struct {
-	Time        time.Time `json:"time"`
-	Node        string    `json:"node"`
-	Source      Endpoint  `json:"source"`
-	Destination Endpoint  `json:"destination"`
-	Protocol    string    `json:"protocol"`
-	Verdict     string    `json:"verdict"`
-	// Direction is egress when the opening side's table judged it,
-	// ingress when the receiving side's did.
-	Direction string `json:"direction"`
-	// Policy says what decided: the policies that isolate the side that
-	// refused, after "default deny".
-	Policy string `json:"policy"`
-}
+type (
+	// Endpoint is one side of a flow.
+	Endpoint = agentv1.FlowEndpoint
+	// Flow is one judged connection attempt.
+	Flow = agentv1.FlowRecord
+)
 
 // cleanPrefix is a log prefix without the NUL the kernel may leave.
 func cleanPrefix(p string) string { return strings.TrimRight(p, "\x00") }

@@ -13,20 +13,20 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/agent/datapath"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
 // flowLine is one flow record line of an agent's log.
 type flowLine struct {
-	Msg        string        `json:"msg"`
-	Flow       datapath.Flow `json:"flow"`
-	Suppressed int           `json:"suppressed"`
+	Msg        string             `json:"msg"`
+	Flow       agentv1.FlowRecord `json:"flow"`
+	Suppressed int                `json:"suppressed"`
 }
 
 // flowRecord is a flow as flows prints it: the agent's record, with the
 // node Swarm says logged it (an agent speaks only for its own node).
 type flowRecord struct {
-	datapath.Flow
+	agentv1.FlowRecord
 	NodeID string `json:"nodeID,omitempty"`
 	// Suppressed counts the records the agent's rate limit dropped just
 	// before this one.
@@ -67,10 +67,10 @@ func printDrops(w io.Writer, r io.Reader, output, service string, follow bool) e
 			continue
 		}
 		var fl flowLine
-		if json.Unmarshal([]byte(line[i:]), &fl) != nil || fl.Msg != datapath.FlowMessage {
+		if json.Unmarshal([]byte(line[i:]), &fl) != nil || fl.Msg != agentv1.FlowRecordMessage {
 			continue
 		}
-		rec := flowRecord{Flow: fl.Flow, NodeID: detail(line[:i], "com.docker.swarm.node.id"), Suppressed: fl.Suppressed}
+		rec := flowRecord{FlowRecord: fl.Flow, NodeID: detail(line[:i], "com.docker.swarm.node.id"), Suppressed: fl.Suppressed}
 		if service != "" && rec.Source.Service != service && rec.Destination.Service != service {
 			continue
 		}
@@ -97,7 +97,7 @@ func printDrops(w io.Writer, r io.Reader, output, service string, follow bool) e
 }
 
 // endpoint writes service/task ip:port, or ip:port outside the cluster.
-func endpoint(e datapath.Endpoint) string {
+func endpoint(e agentv1.FlowEndpoint) string {
 	addr := e.IP
 	if e.Port != 0 {
 		addr = fmt.Sprintf("%s:%d", e.IP, e.Port)

@@ -6,13 +6,14 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmsec/swarmsec/agent/datapath"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/reconciler/traffic"
@@ -40,13 +41,16 @@ logs, through the manager) for the last --since, sums them over nodes, and
 judges each against the manifests: allowed, or would-block (the policies let
 the two services share no network, publish no such port, or cut the way
 outside). A flow is counted once: at its client when the client is a task, at
-its server when the client is outside.`,
+its server when the client is outside. The connection attempts the agents'
+per-task rules dropped in the window (their flow records) are summed the same
+way and shown as blocked, with the policy that decided; --verdict blocked
+lists those records one by one instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: must be table or json", output)
 			}
-			if verdict == datapath.VerdictBlocked || strings.EqualFold(verdict, "dropped") {
+			if verdict == traffic.Blocked || strings.EqualFold(verdict, "dropped") {
 				// What the per-task rules dropped: the agents' flow
 				// records, not the observed aggregates.
 				return runDrops(cmd, lf.agentService, since.String(), output, service, follow)
@@ -92,16 +96,18 @@ its server when the client is outside.`,
 }
 
 // observedFlows reads the agents' flows of the window and judges them
-// against the plan's policies.
+// against the plan's policies, with the drops the agents logged in the
+// window as blocked flows (the policy that decided as their why).
 func observedFlows(cmd *cobra.Command, r *reconcile.Reconciler, p *plan.Plan, agentService string, since time.Duration) (*traffic.Observed, error) {
 	if agentService == "" {
 		return nil, fmt.Errorf("--agent-service is empty: the flows come from the node agents' logs")
 	}
-	obs, err := traffic.Read(cmd.Context(), r.Docker, agentService, time.Now().Add(-since), 0)
+	obs, drops, err := traffic.ReadWithDrops(cmd.Context(), r.Docker, agentService, time.Now().Add(-since), 0)
 	if err != nil {
 		return nil, err
 	}
 	r.Store.View(func(tx state.ReadTx) { err = traffic.Judge(tx, p.Desired, obs.Flows) })
+	traffic.AddDrops(obs, drops)
 	return obs, err
 }
 
@@ -122,10 +128,19 @@ func printFlows(w io.Writer, obs *traffic.Observed, now time.Time) {
 		fmt.Fprintf(w, "%s: %d connections not aggregated (its bound on distinct flows, --flows-max)\n", printable(node), n)
 	}
 	for _, f := range obs.Flows {
-		if f.Verdict == traffic.WouldBlock {
-			fmt.Fprintf(w, "would-block: %s -> %s: %s\n", printable(f.From()), printable(f.Target()), f.Why)
+		if f.Verdict == traffic.WouldBlock || f.Verdict == traffic.Blocked {
+			fmt.Fprintf(w, "%s: %s -> %s: %s\n", f.Verdict, printable(f.From()), printable(f.Target()), printableText(f.Why))
 		}
 	}
+}
+
+// printableText is s, quoted if it holds anything but printable
+// characters and spaces (a blocked flow's why comes from the agents' logs).
+func printableText(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r != ' ' && !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // ago writes how long before now t was, as people say it.

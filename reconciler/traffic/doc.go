@@ -10,6 +10,8 @@
 // writes policies from and what graph --observed draws.
 //
 // Verdict "blocked" (a connection the data path dropped) comes from the
-// drops the agent logs when it enforces inside the tasks' namespaces;
-// Judge takes them through Drops, which nothing fills yet.
+// flow records the agent logs when its per-task rules drop an attempt
+// (api/v1/agent.FlowRecord, in the same logs): ReadWithDrops sums them
+// like the flows, and AddDrops merges them, Blocked, into what was
+// observed.
 package traffic

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,9 +15,8 @@ import (
 )
 
 // Drops gives the flows the data path dropped since then (the agents'
-// drop logs, once the agents enforce inside the tasks' namespaces). Its
-// flows get the verdict Blocked. Nothing provides one yet: without it,
-// Judge tells allowed from would-block only.
+// flow records, summed: ReadWithDrops reads them from the same logs as the
+// observed flows). Its flows get the verdict Blocked, which Judge keeps.
 type Drops func(ctx context.Context, since time.Time) ([]Flow, error)
 
 // Judge sets each flow's verdict under desired, for the services in tx.
@@ -38,7 +38,8 @@ func Judge(tx state.ReadTx, desired *compile.Desired, flows []Flow) error {
 	return nil
 }
 
-// AddDrops merges what the data path dropped into obs, as Blocked flows.
+// AddDrops merges what the data path dropped into obs, as Blocked flows;
+// the nodes that dropped them count as nodes that reported.
 func AddDrops(obs *Observed, drops []Flow) {
 	for _, d := range drops {
 		d.Verdict = Blocked
@@ -46,7 +47,13 @@ func AddDrops(obs *Observed, drops []Flow) {
 			d.Why = "the node agent dropped it"
 		}
 		obs.Flows = append(obs.Flows, d)
+		for _, n := range d.Nodes {
+			if !slices.Contains(obs.Nodes, n) {
+				obs.Nodes = append(obs.Nodes, n)
+			}
+		}
 	}
+	slices.Sort(obs.Nodes)
 	Sort(obs.Flows)
 }
 

@@ -55,6 +55,14 @@ type Observed struct {
 // give them, with timestamps and details) logged at since or later. A line
 // speaks only for the node Swarm says logged it.
 func Parse(r io.Reader, since time.Time) (*Observed, error) {
+	obs, _, err := ParseWithDrops(r, since)
+	return obs, err
+}
+
+// ParseWithDrops is Parse that also sums the flow records of the same logs
+// (the connection attempts the agents' per-task rules dropped) into
+// aggregates, for AddDrops.
+func ParseWithDrops(r io.Reader, since time.Time) (*Observed, []Flow, error) {
 	type perNode struct {
 		open uint64
 		at   time.Time
@@ -64,12 +72,13 @@ func Parse(r io.Reader, since time.Time) (*Observed, error) {
 	open := map[string]map[string]perNode{}
 	obs := &Observed{Since: since, Dropped: map[string]uint64{}}
 	reported := map[string]bool{}
+	drops := dropSums{}
 	now := time.Now()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.Contains(line, `"`+agentv1.FlowsKey+`"`) {
+		if !strings.Contains(line, `"`+agentv1.FlowsKey+`"`) && !strings.Contains(line, `"`+agentv1.FlowRecordKey+`"`) {
 			continue
 		}
 		at, nodeID, rest := nodecheck.SplitLine(line)
@@ -78,10 +87,18 @@ func Parse(r io.Reader, since time.Time) (*Observed, error) {
 			continue
 		}
 		var l struct {
-			Msg   string         `json:"msg"`
-			Flows *agentv1.Flows `json:"flows"` // agentv1.FlowsKey
+			Msg   string              `json:"msg"`
+			Flows *agentv1.Flows      `json:"flows"` // agentv1.FlowsKey
+			Flow  *agentv1.FlowRecord `json:"flow"`  // agentv1.FlowRecordKey
 		}
-		if json.Unmarshal([]byte(rest[i:]), &l) != nil || l.Msg != agentv1.FlowsMessage || l.Flows == nil {
+		if json.Unmarshal([]byte(rest[i:]), &l) != nil {
+			continue
+		}
+		if l.Msg == agentv1.FlowRecordMessage && l.Flow != nil {
+			drops.add(l.Flow, nodeID, at)
+			continue
+		}
+		if l.Msg != agentv1.FlowsMessage || l.Flows == nil {
 			continue
 		}
 		host := l.Flows.Node
@@ -131,16 +148,17 @@ func Parse(r io.Reader, since time.Time) (*Observed, error) {
 		obs.Dropped = nil
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
-		return obs, err
+		return obs, drops.flows(), err
 	}
-	return obs, nil
+	return obs, drops.flows(), nil
 }
 
-// Sort orders flows by source, destination, port and protocol.
+// Sort orders flows by source, destination, port and protocol (then kind
+// and verdict: an observed flow before the drops of the same key).
 func Sort(fs []Flow) {
 	slices.SortFunc(fs, func(a, b Flow) int {
 		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.SourceBlock, b.SourceBlock), cmp.Compare(a.Destination, b.Destination),
-			cmp.Compare(a.DestinationBlock, b.DestinationBlock), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Kind, b.Kind))
+			cmp.Compare(a.DestinationBlock, b.DestinationBlock), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Verdict, b.Verdict))
 	})
 }
 
@@ -162,6 +180,13 @@ type Logs interface {
 // Read reads the flows the agents of service logged since then, through
 // a manager, within timeout (20 s when 0).
 func Read(ctx context.Context, d Logs, service string, since time.Time, timeout time.Duration) (*Observed, error) {
+	obs, _, err := ReadWithDrops(ctx, d, service, since, timeout)
+	return obs, err
+}
+
+// ReadWithDrops is Read that also gives the drops the agents logged in the
+// same window (ParseWithDrops), for AddDrops.
+func ReadWithDrops(ctx context.Context, d Logs, service string, since time.Time, timeout time.Duration) (*Observed, []Flow, error) {
 	if timeout <= 0 {
 		timeout = 20 * time.Second
 	}
@@ -171,15 +196,15 @@ func Read(ctx context.Context, d Logs, service string, since time.Time, timeout 
 		ShowStdout: true, ShowStderr: true, Since: since.UTC().Format(time.RFC3339), Timestamps: true, Details: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("flows from service %s: %w", service, err)
+		return nil, nil, fmt.Errorf("flows from service %s: %w", service, err)
 	}
 	defer rc.Close()
 	pr, pw := io.Pipe()
 	go func() { _, err := stdcopy.StdCopy(pw, pw, rc); pw.CloseWithError(err) }()
 	defer pr.Close()
-	obs, err := Parse(pr, since)
+	obs, drops, err := ParseWithDrops(pr, since)
 	if err != nil {
-		return obs, fmt.Errorf("flows from service %s: %w", service, err)
+		return obs, drops, fmt.Errorf("flows from service %s: %w", service, err)
 	}
-	return obs, nil
+	return obs, drops, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/reconciler/traffic"
@@ -52,5 +53,30 @@ func TestObservedEdges(t *testing.T) {
 		if !strings.Contains(svg.String(), want) {
 			t.Errorf("SVG lacks %s", want)
 		}
+	}
+}
+
+// The agents' drops, summed by traffic, are drawn as attempted and blocked
+// edges (graph --observed).
+func TestObservedDrops(t *testing.T) {
+	services := shopServices(true)
+	g := Build(compileShop(t, services), services)
+	rec := func(at string) string {
+		return at + ` com.docker.swarm.node.id=n1 {"msg":"flow","flow":{"node":"w1","source":{"service":"shop_db","ip":"10.0.1.4","port":40000},"destination":{"ip":"203.0.113.9","port":443},"protocol":"tcp","verdict":"blocked","policy":"default deny: egress of shop_db (policy shop-db)"}}`
+	}
+	now := time.Now().UTC()
+	logs := rec(now.Add(-2*time.Minute).Format(time.RFC3339Nano)) + "\n" + rec(now.Add(-time.Minute).Format(time.RFC3339Nano)) + "\n"
+	obs, drops, err := traffic.ParseWithDrops(strings.NewReader(logs), now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	traffic.AddDrops(obs, drops)
+	g.Observe(obs.Flows)
+	var dot bytes.Buffer
+	if err := g.DOT(&dot); err != nil {
+		t.Fatal(err)
+	}
+	if want := `"outside" -- "shop_db" [color=red, style=bold, label="blocked 443/tcp (2)"];`; !strings.Contains(dot.String(), want) {
+		t.Errorf("DOT lacks %s\n%s", want, dot.String())
 	}
 }

@@ -2,8 +2,9 @@
 // agents, versioned with the swarmsec.io/v1 manifests: the rules document
 // the leader writes into a Swarm config and every agent reads (Rules), and
 // the node checks report an agent logs and the leader reads back from the
-// agent service's logs (Report), and the observed flows an agent logs the
-// same way (Flows).
+// agent service's logs (Report), and the observed flows and the records of
+// the connection attempts its per-task rules dropped, which an agent logs
+// the same way (Flows, FlowRecord).
 //
 // It is data only, like api/v1: types, constants and getters, no I/O, no
 // Docker or memdb imports. Both sides import it and neither imports the
