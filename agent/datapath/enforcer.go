@@ -281,13 +281,13 @@ func (e *Enforcer) record(t *tasks.Task, prefix string, payload []byte) {
 	}
 	lim := e.limiter
 	e.mu.Unlock()
-	f := Flow{Time: time.Now().UTC(), Node: e.Node, Verdict: VerdictBlocked, Protocol: string(k.proto)}
+	f := agentv1.FlowRecord{Time: time.Now().UTC(), Node: e.Node, Verdict: agentv1.VerdictBlocked, Protocol: string(k.proto)}
 	if k.other != "" {
 		f.Protocol = k.other
 	}
-	self := Endpoint{Service: t.Service, Task: t.Name}
-	owner := func(a netip.Addr, port uint16) Endpoint {
-		ep := Endpoint{IP: a.String(), Port: port}
+	self := agentv1.FlowEndpoint{Service: t.Service, Task: t.Name}
+	owner := func(a netip.Addr, port uint16) agentv1.FlowEndpoint {
+		ep := agentv1.FlowEndpoint{IP: a.String(), Port: port}
 		if v != nil {
 			ep.Service, ep.Task, _ = v.Owner(t, a)
 		}
@@ -320,7 +320,7 @@ func (e *Enforcer) record(t *tasks.Task, prefix string, payload []byte) {
 		e.Flows.WithLabelValues(f.Direction, src, dst, f.Verdict).Inc()
 	}
 	if suppressed, ok := lim.allow(); ok {
-		e.Log.Warn(FlowMessage, "flow", f, "suppressed", suppressed)
+		e.Log.Warn(agentv1.FlowRecordMessage, "flow", f, "suppressed", suppressed)
 	}
 }
 

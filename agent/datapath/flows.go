@@ -11,21 +11,6 @@ import (
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 )
 
-// The flow records are a wire format the leader reads back (swarmsec
-// flows), so they live in api/v1/agent; these names keep the data path's
-// code short.
-const (
-	FlowMessage    = agentv1.FlowRecordMessage
-	VerdictBlocked = agentv1.VerdictBlocked
-)
-
-type (
-	// Endpoint is one side of a flow.
-	Endpoint = agentv1.FlowEndpoint
-	// Flow is one judged connection attempt.
-	Flow = agentv1.FlowRecord
-)
-
 // cleanPrefix is a log prefix without the NUL the kernel may leave.
 func cleanPrefix(p string) string { return strings.TrimRight(p, "\x00") }
 

@@ -172,13 +172,13 @@ func TestDatapathOnTheSwarm(t *testing.T) {
 
 	// Each blocked attempt is a flow record naming the policy.
 	swarmtest.Poll(ctx, t, 10*time.Second, func() (bool, string) {
-		flows := tap.find(func(r map[string]any) bool { return r["msg"] == datapath.FlowMessage })
+		flows := tap.find(func(r map[string]any) bool { return r["msg"] == agentv1.FlowRecordMessage })
 		for _, r := range flows {
 			f, _ := r["flow"].(map[string]any)
 			src, _ := f["source"].(map[string]any)
 			dst, _ := f["destination"].(map[string]any)
 			if src["service"] == svc("api") && dst["service"] == svc("db") && dst["port"] == float64(9090) &&
-				f["verdict"] == datapath.VerdictBlocked && strings.Contains(fmt.Sprint(f["policy"]), "db-accepts-api") {
+				f["verdict"] == agentv1.VerdictBlocked && strings.Contains(fmt.Sprint(f["policy"]), "db-accepts-api") {
 				return true, ""
 			}
 		}
