@@ -388,16 +388,7 @@ func TestStayersConverge(t *testing.T) {
 		if err := r.SetPolicies(after); err != nil {
 			rt.Fatal(err)
 		}
-		pl, err := r.Plan(ctx)
-		if err != nil {
-			rt.Fatal(err)
-		}
-		ids := map[string]string{}
-		svcs, _ := f.ServiceList(ctx, swarm.ServiceListOptions{})
-		for _, s := range svcs {
-			ids[s.Spec.Name] = s.ID
-		}
-		allowed := func(a, b string) bool { return pl.Desired.Allowed(ids[a], ids[b]) }
+		allowed := allowedByName(rt, r, f)
 		var violations []string
 		checked := &afterEachUpdate{API: f, check: func() { violations = append(violations, looser(sharingOf(rt, f), start, allowed)...) }}
 		r2 := migReconciler(rt, checked, after...)

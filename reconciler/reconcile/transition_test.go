@@ -47,6 +47,26 @@ func (a *afterEachUpdate) ServiceUpdate(ctx context.Context, id string, v swarm.
 	return resp, err
 }
 
+// allowedByName is the new plan's allowed relation by service name: the
+// oracle's view, which knows services by name, of what r now plans.
+func allowedByName(t tb, r *Reconciler, f *fake.Swarm) func(a, b string) bool {
+	t.Helper()
+	ctx := context.Background()
+	pl, err := r.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := f.ServiceList(ctx, swarm.ServiceListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, s := range svcs {
+		ids[s.Spec.Name] = s.ID
+	}
+	return func(a, b string) bool { return pl.Desired.Allowed(ids[a], ids[b]) }
+}
+
 // sharingOf returns, by service name, the names of the networks each
 // service's spec attaches.
 func sharingOf(t tb, f *fake.Swarm) map[string]map[string]bool {
