@@ -41,7 +41,7 @@ func Dump(fd int) ([]Conn, error) {
 	out := make([]Conn, 0, len(flows))
 	for _, f := range flows {
 		t := f.TupleOrig
-		if !t.IP.SourceAddress.IsValid() {
+		if !t.IP.SourceAddress.IsValid() || !answered(f) {
 			continue
 		}
 		c := Conn{
@@ -55,6 +55,20 @@ func Dump(fd int) ([]Conn, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// answered reports whether a connection took place: for TCP, it completed
+// its handshake (conntrack's ASSURED, kept after it closes); for the
+// others, a reply came back. An attempt nobody answered (a SYN the peer's
+// rules dropped stays SYN_SENT here for two minutes; a UDP packet to a
+// host that is down) is no flow: init --from-traffic would admit it. What
+// the agents' own rules refused is in their drop records; a TCP attempt a
+// closed port refuses leaves conntrack at once.
+func answered(f conntrack.Flow) bool {
+	if f.TupleOrig.Proto.Protocol == 6 {
+		return f.Status.Assured()
+	}
+	return f.Status.SeenReply()
 }
 
 func protocolName(p uint8) string {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,21 @@ func TestDumpReadsANamespacesConnections(t *testing.T) {
 		}
 		c.Close()
 	}
+	// An attempt from inside that nobody answers: the host's replies to
+	// it are dropped in the namespace before conntrack sees them (raw
+	// table), so its entry stays SYN_SENT. No flow.
+	const unanswered = 9
+	run(t, "ip", "netns", "exec", filepath.Base(path), "iptables", "-t", "raw", "-A", "PREROUTING", "-s", host.String(), "-p", "tcp", "--sport", fmt.Sprint(unanswered), "-j", "DROP")
+	if err := ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(host.String(), fmt.Sprint(unanswered)), 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("connected to %s:%d through the drop", host, unanswered)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	var conns []Conn
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -105,6 +121,9 @@ func TestDumpReadsANamespacesConnections(t *testing.T) {
 		}
 		n := 0
 		for _, c := range conns {
+			if c.Dst == host && c.DstPort == unanswered {
+				t.Fatalf("an attempt nobody answered is read as a connection: %+v", c)
+			}
 			if c.Src == host && c.Dst == inside && c.DstPort == port && c.Protocol == "tcp" {
 				n++
 			}
