@@ -44,7 +44,9 @@ outside). A flow is counted once: at its client when the client is a task, at
 its server when the client is outside. The connection attempts the agents'
 per-task rules dropped in the window (their flow records) are summed the same
 way and shown as blocked, with the policy that decided; --verdict blocked
-lists those records one by one instead.`,
+lists those records one by one instead. With no --manifests and no ./manifests
+(before any manifest is written: init --from-traffic comes next), the verdicts
+are against no policies, the Swarm as it is.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
@@ -85,6 +87,7 @@ lists those records one by one instead.`,
 			return nil
 		},
 	}
+	mf.optional = true
 	mf.add(cmd)
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
@@ -43,10 +46,26 @@ func loadManifests(w io.Writer, dir string) ([]*v1.Policy, error) {
 // to Docker.
 type manifestFlags struct {
 	dir string
+	// optional: the command answers without manifests too (flows, the
+	// first step of the traffic loop, before any manifest exists): the
+	// default directory, when absent, is no policies.
+	optional bool
 }
 
 func (m *manifestFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&m.dir, "manifests", "manifests", "directory (or file) of swarmsec.io/v1 manifests")
+}
+
+// load reads the manifests (see loadManifests); for an optional set, the
+// default directory when absent is no policies, which it says on w.
+func (m *manifestFlags) load(cmd *cobra.Command, w io.Writer) ([]*v1.Policy, error) {
+	if m.optional && !cmd.Flags().Changed("manifests") {
+		if _, err := os.Stat(m.dir); errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(w, "no manifests directory %s: judging against no policies (the Swarm as it is); --manifests names yours\n", m.dir)
+			return nil, nil
+		}
+	}
+	return loadManifests(w, m.dir)
 }
 
 // limitFlags bound what one pass may change.
@@ -125,7 +144,7 @@ func setup(cmd *cobra.Command, g *globalOptions, mf manifestFlags, lf limitFlags
 	if err != nil {
 		return nil, nil, err
 	}
-	policies, err := loadManifests(cmd.ErrOrStderr(), mf.dir)
+	policies, err := mf.load(cmd, cmd.ErrOrStderr())
 	if err != nil {
 		return nil, nil, err
 	}
