@@ -218,19 +218,27 @@ func TestLinesSplitReports(t *testing.T) {
 	}
 }
 
-// engine is a node's engine with one task of shop_web on shop_default.
+// engine is a node's engine with one task of shop_web on shop_default,
+// and the agent's on the host network.
 type engine struct {
 	running bool
 }
 
 func (e *engine) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
 	if !e.running {
-		return nil, nil
+		return []container.Summary{{ID: "agent"}}, nil
 	}
-	return []container.Summary{{ID: "c1"}}, nil
+	return []container.Summary{{ID: "agent"}, {ID: "c1"}}, nil
 }
 
-func (e *engine) ContainerInspect(context.Context, string) (container.InspectResponse, error) {
+func (e *engine) ContainerInspect(_ context.Context, id string) (container.InspectResponse, error) {
+	if id == "agent" {
+		c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: id, State: &container.State{Running: true, Pid: 7}},
+			Config: &container.Config{Labels: map[string]string{tasks.LabelService: "swarmsec_agent", tasks.LabelTaskName: "swarmsec_agent.x"}}}
+		c.NetworkSettings = &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"host": {NetworkID: "h"}}}
+		c.NetworkSettings.SandboxKey = "/var/run/docker/netns/default"
+		return c, nil
+	}
 	c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: "c1", State: &container.State{Running: true, Pid: 42}},
 		Config: &container.Config{Labels: map[string]string{tasks.LabelService: "shop_web", tasks.LabelTaskName: "shop_web.1.x"}}}
 	c.NetworkSettings = &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"shop_default": {NetworkID: "n1", IPAddress: "10.0.1.3"}}}
@@ -238,7 +246,10 @@ func (e *engine) ContainerInspect(context.Context, string) (container.InspectRes
 	return c, nil
 }
 
-func (e *engine) NetworkInspect(context.Context, string, network.InspectOptions) (network.Inspect, error) {
+func (e *engine) NetworkInspect(_ context.Context, id string, _ network.InspectOptions) (network.Inspect, error) {
+	if id == "h" {
+		return network.Inspect{ID: "h", Name: "host", Driver: "host", Scope: "local"}, nil
+	}
 	return network.Inspect{ID: "n1", Name: "shop_default", Driver: "overlay", Scope: "swarm", Services: map[string]network.ServiceInfo{
 		"shop_db":  {VIP: "10.0.1.9/24", Tasks: []network.Task{{Name: "shop_db.1.y", EndpointIP: "10.0.1.10"}}},
 		"shop_web": {VIP: "10.0.1.2/24", Tasks: []network.Task{{Name: "shop_web.1.x", EndpointIP: "10.0.1.3"}}},

@@ -106,7 +106,10 @@ func (w *Watcher) Sync(ctx context.Context) error {
 	var errs []error
 	for i := range v.Tasks {
 		t := &v.Tasks[i]
-		if t.SandboxKey == "" || t.Service == "" {
+		if t.SandboxKey == "" || t.Service == "" || len(t.Addrs) == 0 {
+			// No overlay of its own, so no embedded resolver to watch: a
+			// task on the host network (the agent itself: its "namespace"
+			// is the node's) or on the routing mesh only.
 			continue
 		}
 		seen[t.Container] = true
