@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,7 +266,8 @@ func (e *engine) Events(context.Context, events.ListOptions) (<-chan events.Mess
 // when the task goes.
 func TestWatcherKeepsATableAndAListenerPerTask(t *testing.T) {
 	e := &engine{running: true}
-	installs, listens, cancelled := 0, 0, 0
+	installs, listens := 0, 0
+	var cancelled atomic.Int32
 	table := false
 	var fn func([]byte)
 	w := &Watcher{Engine: e, Agg: &Aggregator{}, Node: "n1", ProcDir: "/host/proc",
@@ -280,7 +282,7 @@ func TestWatcherKeepsATableAndAListenerPerTask(t *testing.T) {
 		Listen: func(ctx context.Context, _ int, _ uint16, f func([]byte)) error {
 			listens++
 			fn = f
-			go func() { <-ctx.Done(); cancelled++ }()
+			go func() { <-ctx.Done(); cancelled.Add(1) }()
 			return nil
 		}}
 	ctx := context.Background()
@@ -316,9 +318,15 @@ func TestWatcherKeepsATableAndAListenerPerTask(t *testing.T) {
 	if err := w.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
 	if len(w.listening) != 0 {
 		t.Errorf("still listening for %v", w.listening)
+	}
+	deadline := time.Now().Add(time.Second)
+	for cancelled.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if cancelled.Load() != 1 {
+		t.Error("the gone task's listener was not cancelled")
 	}
 }
 
