@@ -34,6 +34,7 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 		listen   string
 		window   time.Duration
 		fl       flowFlags
+		df       dnsFlags
 		procDir  string
 	)
 	cmd := &cobra.Command{
@@ -49,7 +50,9 @@ legacy), IPv4 and IPv6, and the per-service rules (ports, directions, egress
 blocks) as an nftables table in the network namespace of every local task,
 with addresses from this node's engine. It resyncs every --interval and when
 the engine says a task started, so rules removed come back and new tasks get
-theirs. When it stops the rules stay: the last delivered state stays enforced.`,
+theirs. When it stops the rules stay: the last delivered state stays enforced.
+It also logs, aggregated, the connections its tasks open (--flows) and the
+lookups they make to Swarm's embedded resolver (--dns).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(cmd.ErrOrStderr())
@@ -60,6 +63,9 @@ theirs. When it stops the rules stay: the last delivered state stays enforced.`,
 				return fmt.Errorf("--interval %s, --events-window %s: each must be at least 1s", interval, window)
 			}
 			if err := fl.check(); err != nil {
+				return err
+			}
+			if err := df.check(); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -82,6 +88,11 @@ theirs. When it stops the rules stay: the last delivered state stays enforced.`,
 					w := fl.watcher(cli, node, procDir, log)
 					cfg.Beside = append(cfg.Beside, func(ctx context.Context) { _ = w.Run(ctx) })
 				}
+				if df.enabled {
+					node, _ := os.Hostname()
+					w := df.watcher(cli, node, procDir, log)
+					cfg.Beside = append(cfg.Beside, w.Run)
+				}
 			}
 			return agent.Run(ctx, cfg)
 		},
@@ -90,6 +101,7 @@ theirs. When it stops the rules stay: the last delivered state stays enforced.`,
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to check and repair the rules")
 	cmd.Flags().DurationVar(&window, "events-window", time.Minute, "how long connection attempts are counted before each count is logged as an event")
 	fl.add(cmd)
+	df.add(cmd)
 	cmd.Flags().StringVar(&procDir, "proc", "", "where the node's /proc is seen, to open tasks' namespaces as <proc>/<pid>/ns/net (the stack file: /host/proc); empty: by their sandbox keys")
 	cmd.Flags().StringVar(&listen, "listen", agentAddr, "address of /healthz, /metrics and /status (empty: do not serve)")
 	return cmd

@@ -122,6 +122,20 @@ func refuseHeld(ctx context.Context, w io.Writer, r *reconcile.Reconciler) error
 // done: one service list and one task list for the whole wave.
 const wavePoll = 250 * time.Millisecond
 
+// pendingPoll is the first wait after a pass that left a write waiting on
+// Swarm (a network still held by the tasks that just left it): it doubles
+// each pass that finds the write still waiting, up to the pass's own
+// RequeueAfter, as client-go's exponential backoff does, so a wait Swarm
+// ends in half a second costs about that rather than a fixed 5 s.
+const pendingPoll = 250 * time.Millisecond
+
+// pendingWait is how long apply waits before the next pass after idle
+// passes in a row that wrote nothing (0 after one that wrote), within the
+// pass's own RequeueAfter.
+func pendingWait(requeue time.Duration, idle int) time.Duration {
+	return min(requeue, pendingPoll<<min(idle, 5))
+}
+
 // runApply drives passes until one leaves nothing to do, or maxWaves
 // passes that wrote (0: no bound). A pass writes one wave; the next starts
 // as soon as the wave's rolling updates are done (at once for services
@@ -132,6 +146,7 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 	var (
 		writes, waves int
 		updated       int // services updated by the last pass that wrote
+		idle          int // passes in a row that wrote nothing
 	)
 	for {
 		_, res, err := r.Reconcile(ctx)
@@ -145,7 +160,9 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		case err != nil:
 			return err
 		}
+		idle++
 		if n := res.Writes(); n > 0 {
+			idle = 0
 			updated = servicesUpdated(res)
 			writes += n
 			waves++
@@ -173,7 +190,7 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not converged after %d changes: %s: %w", writes, strings.Join(res.Waiting, "; "), ctx.Err())
-		case <-time.After(res.RequeueAfter):
+		case <-time.After(pendingWait(res.RequeueAfter, idle)):
 		}
 	}
 	fmt.Fprintf(w, "Applied %d changes; the cluster matches the manifests.\n", writes)

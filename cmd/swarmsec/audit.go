@@ -6,12 +6,15 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/nodecheck"
+	"github.com/swarmsec/swarmsec/reconciler/traffic"
 	"github.com/swarmsec/swarmsec/tools/audit"
 )
 
@@ -26,6 +29,7 @@ func newAuditCmd(*globalOptions) *cobra.Command {
 		output       string
 		list         bool
 		agentService string
+		dnsSince     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -36,6 +40,10 @@ overlay networks, an unencrypted ingress network, ports published through the
 routing mesh or below 1024, services on the host network, and services
 swarmsec isolated that are back on shared networks. Given --manifests, it also
 reports services that share a network although no policy lets them talk.
+A name that resolves to more than one service on one network (an alias that
+another service can claim) is reported from Swarm's state; a service that
+keeps resolving names of services it may not reach (reconnaissance), from the
+lookups the node agents saw in the last --dns-since.
 
 It never writes to Docker. Each finding has a stable check id, a severity, the
 object, a message, a fix and, where one exists, the docker-bench-security
@@ -62,7 +70,22 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 				return err
 			}
 			defer done()
-			r, err := audit.Run(cmd.Context(), api, policies)
+			var lookups []agentv1.DNSLookup
+			if agentService != "" && dnsSince > 0 {
+				// The lookups as the agents saw them; none without agents.
+				got, err := traffic.ReadDNS(cmd.Context(), api, agentService, time.Now().Add(-dnsSince), 0)
+				switch {
+				case err != nil && strings.Contains(err.Error(), "not found"):
+					// No agent service: no lookups, as no node checks.
+				case err != nil:
+					fmt.Fprintf(cmd.ErrOrStderr(), "audit: DNS lookups not read: %v\n", err)
+				default:
+					for _, l := range got.Lookups {
+						lookups = append(lookups, l.DNSLookup)
+					}
+				}
+			}
+			r, err := audit.RunWithDNS(cmd.Context(), api, policies, lookups)
 			if err != nil {
 				return err
 			}
@@ -93,7 +116,8 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 	cmd.Flags().StringVar(&manifests, "manifests", "", "directory (or file) of manifests to check drift against (default: none)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().BoolVar(&list, "list-checks", false, "list the checks and exit")
-	cmd.Flags().StringVar(&agentService, "agent-service", agentrules.DefaultService, "the node agent's service, whose node checks the audit reports (empty: none)")
+	cmd.Flags().StringVar(&agentService, "agent-service", agentrules.DefaultService, "the node agent's service, whose node checks and DNS lookups the audit reads (empty: none)")
+	cmd.Flags().DurationVar(&dnsSince, "dns-since", time.Hour, "the window of the agents' DNS lookups checked for reconnaissance (0: none)")
 	return cmd
 }
 

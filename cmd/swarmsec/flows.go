@@ -31,6 +31,7 @@ func newFlowsCmd(g *globalOptions) *cobra.Command {
 		verdict string
 		service string
 		follow  bool
+		dns     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
@@ -46,11 +47,22 @@ per-task rules dropped in the window (their flow records) are summed the same
 way and shown as blocked, with the policy that decided; --verdict blocked
 lists those records one by one instead. With no --manifests and no ./manifests
 (before any manifest is written: init --from-traffic comes next), the verdicts
-are against no policies, the Swarm as it is.`,
+are against no policies, the Swarm as it is.
+
+--dns shows instead the lookups the agents saw the tasks make to Swarm's
+embedded resolver (127.0.0.11), summed per source service, name, question type
+and answer class: vip (a service's virtual IP), tasks (task addresses),
+external (an address outside the Swarm), nxdomain, empty (no address), error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: must be table or json", output)
+			}
+			if dns {
+				if verdict != "" || follow {
+					return fmt.Errorf("--dns: not with --verdict or --follow")
+				}
+				return runDNS(cmd, lf.agentService, since, output, service)
 			}
 			if verdict == traffic.Blocked || strings.EqualFold(verdict, "dropped") {
 				// What the per-task rules dropped: the agents' flow
@@ -93,7 +105,8 @@ are against no policies, the Swarm as it is.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "the window: flows seen in the last this long")
 	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; blocked, or Hubble's dropped: the connections the agents' per-task rules dropped, as flow records)")
-	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked: only flows from or to this service")
+	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked: only flows from or to this service; with --dns: only this service's lookups")
+	cmd.Flags().BoolVar(&dns, "dns", false, "show the lookups to Swarm's embedded resolver instead (name, type, answer class, count per source service)")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict blocked: keep showing new flow records")
 	return cmd
 }
@@ -158,4 +171,61 @@ func ago(now, t time.Time) string {
 		return fmt.Sprintf("%d h ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// runDNS prints the lookups the agents of agentService logged in the
+// window, summed over nodes.
+func runDNS(cmd *cobra.Command, agentService string, since time.Duration, output, service string) error {
+	if agentService == "" {
+		return fmt.Errorf("--agent-service is empty: the lookups come from the node agents' logs")
+	}
+	cli, err := newClient()
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	got, err := traffic.ReadDNS(cmd.Context(), cli, agentService, time.Now().Add(-since), 0)
+	if err != nil {
+		return err
+	}
+	if service != "" {
+		kept := got.Lookups[:0]
+		for _, l := range got.Lookups {
+			if l.Source == service {
+				kept = append(kept, l)
+			}
+		}
+		got.Lookups = kept
+	}
+	if got.Lookups == nil {
+		got.Lookups = []traffic.Lookup{}
+	}
+	if output == "json" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(got)
+	}
+	printDNS(cmd.OutOrStdout(), got, time.Now())
+	return nil
+}
+
+func printDNS(w io.Writer, got *traffic.Lookups, now time.Time) {
+	if len(got.Nodes) == 0 {
+		fmt.Fprintf(w, "No node agent reported DNS lookups since %s (is the agent service running, with --dns?).\n", got.Since.UTC().Format(time.RFC3339))
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tNAME\tTYPE\tCLASS\tANSWER\tCOUNT\tFIRST SEEN\tLAST SEEN\tNODES")
+	for _, l := range got.Lookups {
+		answer := l.Service
+		if answer == "" {
+			answer = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", printable(l.Source), printable(l.Name), printable(l.Type), printable(l.Class),
+			printable(answer), l.Count, ago(now, l.FirstSeen), ago(now, l.LastSeen), printable(strings.Join(l.Nodes, ",")))
+	}
+	tw.Flush()
+	for _, node := range slices.Sorted(maps.Keys(got.Dropped)) {
+		fmt.Fprintf(w, "%s: %d lookups not reported (evicted by newer ones: its bound on distinct lookups, --dns-max)\n", printable(node), got.Dropped[node])
+	}
 }

@@ -8,8 +8,10 @@
 // engine's API and Raft) in stacks of five (web, api, db, cache, worker),
 // with policies under which db and cache accept only api; it runs `swarmsec
 // apply` with its default flags (waves from --max-service-updates 20,
-// doubling), then issues the same number of network creates, record creates
-// and service updates with a plain client, 8 at a time (the floor); then a
+// doubling), then issues the same writes with a plain client, 8 at a time
+// (the floor: as many network and record creates, and an update of each
+// service apply moved that moves it across as many networks again; then,
+// as the rounds before measured it, the same with label-only updates); then a
 // no-op apply; then the no-op passes of `swarmsec run` (resyncs that list
 // everything and find nothing to do) against the four list calls they make,
 // issued by a plain client; then 50 manual `--network-add` drifts on
@@ -19,6 +21,10 @@
 // the same segmentation declared by hand in stack files (one network per
 // allowed pair), deployed with `docker stack deploy`. Everything it creates
 // is labelled and removed at the end.
+//
+// With -replicas N the services run N tasks each of a real image: apply runs
+// with --wait, and the floor issues its updates in apply's waves (20, then
+// doubling), waiting for each as apply does; it stops after that.
 //
 // With -soak DURATION it soaks instead (make soak): see soak.go.
 package main
@@ -44,6 +50,9 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+
+	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/testing/swarmtest"
 )
 
 const label = "swarmsec.bench"
@@ -55,24 +64,30 @@ func main() {
 	byHand := flag.Bool("by-hand", true, "also deploy the same segmentation by hand with docker stack deploy")
 	soak := flag.Duration("soak", 0, "instead of the measures, soak this long: a drift a second, a manifest change a minute, resyncs every 30s (make soak)")
 	applyOnly := flag.Bool("apply-only", false, "stop after apply and its floor")
+	replicas := flag.Int("replicas", 0, "replicas per service (a real image; apply runs with --wait and the floor waits for each wave as apply does); implies -apply-only")
 	flag.Parse()
 	if *applyOnly {
 		*drifts = -1
 	}
-	if err := run(context.Background(), *n/5, *bin, *drifts, *byHand, *soak); err != nil {
+	if *replicas > 0 {
+		*drifts = -1
+	}
+	if err := run(context.Background(), *n/5, *bin, *drifts, *byHand, *soak, *replicas); err != nil {
 		fmt.Fprintln(os.Stderr, "benchscale:", err)
 		os.Exit(1)
 	}
 }
 
 type bench struct {
-	cli    *client.Client
-	bin    string
-	stacks []string
-	dir    string
+	cli      *client.Client
+	bin      string
+	stacks   []string
+	dir      string
+	image    string // the services' image
+	replicas uint64
 }
 
-func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, soak time.Duration) error {
+func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, soak time.Duration, replicas int) error {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return err
@@ -87,7 +102,12 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, s
 			return fmt.Errorf("swarm init: %w", err)
 		}
 	}
-	b := &bench{cli: cli, bin: bin}
+	b := &bench{cli: cli, bin: bin, image: "swarmsec-bench:none", replicas: uint64(replicas)}
+	if replicas > 0 {
+		if b.image, err = swarmtest.BuildAppImageE(ctx, cli); err != nil {
+			return err
+		}
+	}
 	for i := range stacks {
 		b.stacks = append(b.stacks, fmt.Sprintf("bs%04d", i))
 	}
@@ -102,7 +122,17 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, s
 	if err := b.deploy(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("created %d services in %d stacks in %s\n", 5*len(b.stacks), len(b.stacks), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("created %d services (%d replicas each) in %d stacks in %s\n", 5*len(b.stacks), replicas, len(b.stacks), time.Since(start).Round(time.Millisecond))
+	if replicas > 0 {
+		svcs, err := cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
+		if err != nil {
+			return err
+		}
+		if err := b.awaitUpdates(ctx, svcs); err != nil {
+			return fmt.Errorf("tasks of the new services: %w", err)
+		}
+		fmt.Printf("their %d tasks run after %s\n", len(svcs)*replicas, time.Since(start).Round(time.Millisecond))
+	}
 	if err := b.writeManifests(); err != nil {
 		return err
 	}
@@ -115,31 +145,16 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, s
 		return b.soak(ctx, soak)
 	}
 
-	creates, records, updates, err := b.planned(ctx)
+	applied, floor, err := b.applyAndFloor(ctx, replicas)
 	if err != nil {
 		return err
 	}
-	start = time.Now()
-	out, err := b.swarmsec(ctx, "apply", "--manifests", b.dir)
-	applied := time.Since(start)
-	if err != nil {
-		return fmt.Errorf("apply: %w\n%s", err, out)
-	}
-	fmt.Printf("swarmsec apply (default flags: --max-service-updates 20, waves doubling): %s for %d network creates, %d record creates, %d service updates in %d waves\n",
-		applied.Round(time.Millisecond), creates, records, updates, strings.Count(out, "Wave "))
-
-	floor, err := b.floor(ctx, creates, records, updates)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("engine floor (the same writes, 8 at a time, plain client): %s; apply/floor = %.2fx (goal 1.5x)\n",
-		floor.Round(time.Millisecond), applied.Seconds()/floor.Seconds())
 	if drifts < 0 { // -apply-only
 		return nil
 	}
 
 	start = time.Now()
-	out, err = b.swarmsec(ctx, "apply", "--manifests", b.dir)
+	out, err := b.swarmsec(ctx, "apply", "--manifests", b.dir)
 	if err != nil || !strings.Contains(out, "Applied 0 changes") {
 		return fmt.Errorf("no-op apply: %w\n%s", err, out)
 	}
@@ -167,6 +182,47 @@ func run(ctx context.Context, stacks int, bin string, drifts int, byHand bool, s
 	fmt.Printf("by hand: docker stack deploy of the same segmentation (a network per allowed pair): %s; apply/by hand = %.2fx\n",
 		took.Round(time.Millisecond), applied.Seconds()/took.Seconds())
 	return nil
+}
+
+// applyAndFloor times swarmsec apply with its default flags (--wait with
+// replicas) and then the floor (see floor), printing both.
+func (b *bench) applyAndFloor(ctx context.Context, replicas int) (applied, floor time.Duration, err error) {
+	creates, records, updates, err := b.planned(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	args := []string{"apply", "--manifests", b.dir}
+	if replicas > 0 {
+		args = append(args, "--wait")
+	}
+	start := time.Now()
+	out, err := b.swarmsec(ctx, args...)
+	applied = time.Since(start)
+	if err != nil {
+		return 0, 0, fmt.Errorf("apply: %w\n%s", err, out)
+	}
+	fmt.Printf("swarmsec %s (default flags: --max-service-updates 20, waves doubling): %s for %d network creates, %d record creates, %d service updates in %d waves\n",
+		map[bool]string{true: "apply --wait", false: "apply"}[replicas > 0], applied.Round(time.Millisecond), creates, records, updates, strings.Count(out, "Wave "))
+
+	waves := 0
+	if replicas > 0 {
+		waves = 20 // apply's first wave, --max-service-updates
+	}
+	floor, err = b.floor(ctx, creates, records, updates, false, waves)
+	if err != nil {
+		return 0, 0, err
+	}
+	fmt.Printf("engine floor (the same writes with a plain client, 8 at a time: the network and record creates, each update attaching as many networks as apply's%s): %s; apply/floor = %.2fx (goal 1.5x at 1,000, 2x at 5,000)\n",
+		map[bool]string{true: ", in apply's waves, each waited for as apply --wait does", false: ""}[waves > 0], floor.Round(time.Millisecond), applied.Seconds()/floor.Seconds())
+	if replicas == 0 {
+		labels, err := b.floor(ctx, creates, records, updates, true, 0)
+		if err != nil {
+			return 0, 0, err
+		}
+		fmt.Printf("label-only floor (as the rounds before measured: each update changes a label, no network): %s; apply/label-only floor = %.2fx\n",
+			labels.Round(time.Millisecond), applied.Seconds()/labels.Seconds())
+	}
+	return applied, floor, nil
 }
 
 // parallel runs fns 8 at a time and returns the first error.
@@ -206,12 +262,12 @@ func (b *bench) deploy(ctx context.Context) error {
 				return err
 			}
 			for _, app := range apps {
-				zero := uint64(0)
+				replicas := b.replicas
 				spec := swarm.ServiceSpec{
 					Annotations: swarm.Annotations{Name: st + "_" + app, Labels: map[string]string{label: "1", "com.docker.stack.namespace": st, "app": app}},
-					Mode:        swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &zero}},
+					Mode:        swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
 					TaskTemplate: swarm.TaskSpec{
-						ContainerSpec: &swarm.ContainerSpec{Image: "swarmsec-bench:none"},
+						ContainerSpec: &swarm.ContainerSpec{Image: b.image},
 						Networks:      []swarm.NetworkAttachmentConfig{{Target: net.ID, Aliases: []string{app}}},
 					},
 				}
@@ -271,19 +327,35 @@ func (b *bench) planned(ctx context.Context) (creates, records, updates int, err
 	return creates, 2 * len(b.stacks), updates, nil
 }
 
-// floor issues as many network creates, config creates and service updates
-// as swarmsec made, 8 at a time, with a plain client.
-func (b *bench) floor(ctx context.Context, creates, records, updates int) (time.Duration, error) {
+// floor issues the writes apply made with a plain client, 8 at a time: as
+// many network creates (encrypted, internal) and record creates, and an
+// update of every service apply moved that moves it the same way again,
+// off each network apply attached and onto a network of the floor's. A
+// service update that attaches and detaches networks costs the engine more
+// than one that changes a label (each attachment allocates the service a
+// virtual IP), so the floor's updates carry the same attachments; labelOnly
+// measures the floor the rounds before used instead: a label change.
+// waves > 0 issues the updates in apply's waves (the first waves entries,
+// then doubling), each waiting until its rolling updates are done, as apply
+// --wait does.
+func (b *bench) floor(ctx context.Context, creates, records, updates int, labelOnly bool, waves int) (time.Duration, error) {
 	svcs, err := b.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
 	if err != nil {
 		return 0, err
 	}
+	managed, err := b.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", v1.LabelManaged+"=true"))})
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(managed, func(a, c network.Summary) int { return strings.Compare(a.Name, c.Name) })
 	start := time.Now()
 	var fns []func() error
+	floorNets := make([]string, creates)
 	for i := range creates {
 		fns = append(fns, func() error {
-			_, err := b.cli.NetworkCreate(ctx, fmt.Sprintf("bsfloor-%d", i), network.CreateOptions{Driver: "overlay", Scope: "swarm",
+			n, err := b.cli.NetworkCreate(ctx, fmt.Sprintf("bsfloor-%d", i), network.CreateOptions{Driver: "overlay", Scope: "swarm",
 				Labels: map[string]string{label: "1"}, Options: map[string]string{"encrypted": "true"}, Internal: true})
+			floorNets[i] = n.ID
 			return err
 		})
 	}
@@ -300,28 +372,126 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int) (time.
 	if err := parallel(fns); err != nil {
 		return 0, err
 	}
-	fns = nil
-	for i := range min(updates, len(svcs)) {
-		s := svcs[i]
-		fns = append(fns, func() error {
-			// As any client: on "out of sequence", read again and retry.
-			for attempt := 0; ; attempt++ {
-				spec := s.Spec
-				spec.Labels["bsfloor"] = "1"
-				_, err := b.cli.ServiceUpdate(ctx, s.ID, s.Version, spec, swarm.ServiceUpdateOptions{})
-				if err == nil || attempt == 5 || !strings.Contains(err.Error(), "out of sequence") {
-					return err
-				}
-				if s, _, err = b.cli.ServiceInspectWithRaw(ctx, s.ID, swarm.ServiceInspectOptions{}); err != nil {
-					return err
-				}
-			}
-		})
+	// Each managed network of apply's gets one of the floor's.
+	swap := map[string]string{}
+	for i, n := range managed {
+		if creates > 0 {
+			swap[n.ID], swap[n.Name] = floorNets[i%creates], floorNets[i%creates]
+		}
 	}
-	if err := parallel(fns); err != nil {
-		return 0, err
+	var moved []swarm.Service
+	for _, s := range svcs {
+		if labelOnly || slices.ContainsFunc(s.Spec.TaskTemplate.Networks, func(a swarm.NetworkAttachmentConfig) bool { return swap[a.Target] != "" }) {
+			moved = append(moved, s)
+		}
+	}
+	moved = moved[:min(updates, len(moved))]
+	update := func(s swarm.Service) error {
+		// As any client: on "out of sequence", read again and retry.
+		for attempt := 0; ; attempt++ {
+			spec := s.Spec
+			if labelOnly {
+				spec.Labels["bsfloor"] = "1"
+			} else {
+				nets := slices.Clone(spec.TaskTemplate.Networks)
+				for i, a := range nets {
+					if id := swap[a.Target]; id != "" {
+						nets[i].Target = id
+					}
+				}
+				spec.TaskTemplate.Networks = nets
+			}
+			_, err := b.cli.ServiceUpdate(ctx, s.ID, s.Version, spec, swarm.ServiceUpdateOptions{})
+			if err == nil || attempt == 5 || !strings.Contains(err.Error(), "out of sequence") {
+				return err
+			}
+			if s, _, err = b.cli.ServiceInspectWithRaw(ctx, s.ID, swarm.ServiceInspectOptions{}); err != nil {
+				return err
+			}
+		}
+	}
+	for size, rest := waves, moved; len(rest) > 0; size *= 2 {
+		batch := rest
+		if waves > 0 {
+			batch = rest[:min(size, len(rest))]
+		}
+		rest = rest[len(batch):]
+		fns = nil
+		for _, s := range batch {
+			fns = append(fns, func() error { return update(s) })
+		}
+		if err := parallel(fns); err != nil {
+			return 0, err
+		}
+		if waves > 0 {
+			if err := b.awaitUpdates(ctx, batch); err != nil {
+				return 0, err
+			}
+		}
 	}
 	return time.Since(start), nil
+}
+
+// awaitUpdates waits until the services' rolling updates are done, as
+// apply's wave does: per look, one service list and one task list; done
+// when no update is in progress and each service runs its replicas with
+// the networks of its spec.
+func (b *bench) awaitUpdates(ctx context.Context, svcs []swarm.Service) error {
+	ids := map[string]bool{}
+	for _, s := range svcs {
+		ids[s.ID] = true
+	}
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		busy, err := b.updating(ctx, ids)
+		if err != nil || busy == "" {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after 10m: %s", busy)
+		}
+	}
+}
+
+// updating says what the services' rolling updates still wait for ("" when
+// nothing).
+func (b *bench) updating(ctx context.Context, ids map[string]bool) (string, error) {
+	all, err := b.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
+	if err != nil {
+		return "", err
+	}
+	want := map[string]swarm.Service{}
+	running := filters.NewArgs(filters.Arg("desired-state", "running"))
+	for _, s := range all {
+		if !ids[s.ID] {
+			continue
+		}
+		if s.UpdateStatus != nil && s.UpdateStatus.State == swarm.UpdateStateUpdating {
+			return s.Spec.Name + " is updating", nil
+		}
+		want[s.ID] = s
+		running.Add("service", s.ID)
+	}
+	tasks, err := b.cli.TaskList(ctx, swarm.TaskListOptions{Filters: running})
+	if err != nil {
+		return "", err
+	}
+	have := map[string]int{}
+	for _, t := range tasks {
+		s, ok := want[t.ServiceID]
+		if !ok {
+			continue
+		}
+		if t.Status.State != swarm.TaskStateRunning || len(t.Spec.Networks) != len(s.Spec.TaskTemplate.Networks) {
+			return fmt.Sprintf("%s: a task is %s", s.Spec.Name, t.Status.State), nil
+		}
+		have[t.ServiceID]++
+	}
+	for id, s := range want {
+		if r := s.Spec.Mode.Replicated; r != nil && r.Replicas != nil && have[id] < int(*r.Replicas) {
+			return fmt.Sprintf("%s runs %d of %d tasks", s.Spec.Name, have[id], *r.Replicas), nil
+		}
+	}
+	return "", nil
 }
 
 // startRun starts `swarmsec run` with extra flags and waits until it is

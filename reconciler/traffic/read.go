@@ -187,6 +187,23 @@ func Read(ctx context.Context, d Logs, service string, since time.Time, timeout 
 // ReadWithDrops is Read that also gives the drops the agents logged in the
 // same window (ParseWithDrops), for AddDrops.
 func ReadWithDrops(ctx context.Context, d Logs, service string, since time.Time, timeout time.Duration) (*Observed, []Flow, error) {
+	var (
+		obs   *Observed
+		drops []Flow
+	)
+	err := readLogs(ctx, d, service, since, timeout, func(r io.Reader) (err error) {
+		obs, drops, err = ParseWithDrops(r, since)
+		return err
+	})
+	if err != nil {
+		return obs, drops, fmt.Errorf("flows from service %s: %w", service, err)
+	}
+	return obs, drops, nil
+}
+
+// readLogs gives parse the logs of service since then, with timestamps
+// and details, through a manager, within timeout (20 s when 0).
+func readLogs(ctx context.Context, d Logs, service string, since time.Time, timeout time.Duration, parse func(io.Reader) error) error {
 	if timeout <= 0 {
 		timeout = 20 * time.Second
 	}
@@ -196,15 +213,11 @@ func ReadWithDrops(ctx context.Context, d Logs, service string, since time.Time,
 		ShowStdout: true, ShowStderr: true, Since: since.UTC().Format(time.RFC3339), Timestamps: true, Details: true,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("flows from service %s: %w", service, err)
+		return err
 	}
 	defer rc.Close()
 	pr, pw := io.Pipe()
 	go func() { _, err := stdcopy.StdCopy(pw, pw, rc); pw.CloseWithError(err) }()
 	defer pr.Close()
-	obs, drops, err := ParseWithDrops(pr, since)
-	if err != nil {
-		return obs, drops, fmt.Errorf("flows from service %s: %w", service, err)
-	}
-	return obs, drops, nil
+	return parse(pr)
 }

@@ -80,6 +80,18 @@ type Report struct {
 // and audits them. It only lists: it never writes to Docker. policies, when
 // not nil, enable the checks against manifests.
 func Run(ctx context.Context, api dockerapi.API, policies []*v1.Policy) (*Report, error) {
+	st, err := load0(ctx, api, policies)
+	if err != nil {
+		return nil, err
+	}
+	var r *Report
+	st.View(func(tx state.ReadTx) { r, err = Check(tx, policies != nil) })
+	return r, err
+}
+
+// load0 reads services, networks and nodes from Docker into a fresh
+// store, with the policies when not nil.
+func load0(ctx context.Context, api dockerapi.API, policies []*v1.Policy) (*state.Store, error) {
 	st := state.New()
 	if err := observe.Observe(ctx, api, st); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -92,12 +104,7 @@ func Run(ctx context.Context, api dockerapi.API, policies []*v1.Policy) (*Report
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 	}
-	var (
-		r   *Report
-		err error
-	)
-	st.View(func(tx state.ReadTx) { r, err = Check(tx, policies != nil) })
-	return r, err
+	return st, nil
 }
 
 // resolveTargets adds to the store the networks that services attach to

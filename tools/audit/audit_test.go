@@ -182,7 +182,7 @@ func TestChecksListIsStable(t *testing.T) {
 		}
 		seen[c.ID] = true
 	}
-	if len(seen) != 8+len(nodeChecks) {
+	if len(seen) != 10+len(nodeChecks) {
 		t.Errorf("%d checks", len(seen))
 	}
 }

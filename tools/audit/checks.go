@@ -59,6 +59,8 @@ var checks = []check{
 	{Info: Info{ID: CheckIsolatedOnSharedNetwork, Severity: SeverityHigh, Kind: KindService,
 		Title: "service isolated by swarmsec is attached to a network swarmsec does not own (drift)"},
 		narrowedByPolicies: true, run: isolatedOnUnmanaged},
+	{Info: Info{ID: CheckDNSAmbiguousName, Severity: SeverityMedium, Kind: KindNetwork,
+		Title: "a name resolves to more than one service on a network: an alias another service can claim"}, run: ambiguousNames},
 }
 
 // Checks lists every check, those that need policies last.
@@ -69,6 +71,7 @@ func Checks() []Info {
 	}
 	out = append(out, Info{ID: CheckUnallowedPeers, Severity: SeverityHigh, Kind: KindNetwork, NeedsPolicies: true,
 		Title: "services share a network although no policy allows them to talk"})
+	out = append(out, reconInfo)
 	return append(out, nodeChecks...)
 }
 

@@ -117,3 +117,25 @@ func TestFlowsKeepTheirBytes(t *testing.T) {
 		t.Errorf("target %s", got)
 	}
 }
+
+// A DNS line as the first agents that log them write it.
+const firstDNS = `{"node":"w1","time":"2026-12-06T12:01:00Z","interval":"1m0s","part":1,"parts":1,"dropped":3,"lookups":[{"source":"shop_web","name":"shop_db","type":"A","class":"vip","service":"shop_db","count":4,"firstSeen":"2026-12-06T11:00:00Z","lastSeen":"2026-12-06T12:00:50Z"},{"source":"shop_web","name":"payments","type":"A","class":"nxdomain","count":1,"firstSeen":"2026-12-06T12:00:10Z","lastSeen":"2026-12-06T12:00:10Z"}]}`
+
+func TestDNSKeepsItsBytes(t *testing.T) {
+	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
+	want := DNS{Node: "w1", Time: at("2026-12-06T12:01:00Z"), Interval: Duration(time.Minute), Part: 1, Parts: 1, Dropped: 3, Lookups: []DNSLookup{
+		{Source: "shop_web", Name: "shop_db", Type: "A", Class: DNSVIP, Service: "shop_db", Count: 4, FirstSeen: at("2026-12-06T11:00:00Z"), LastSeen: at("2026-12-06T12:00:50Z")},
+		{Source: "shop_web", Name: "payments", Type: "A", Class: DNSNXDomain, Count: 1, FirstSeen: at("2026-12-06T12:00:10Z"), LastSeen: at("2026-12-06T12:00:10Z")},
+	}}
+	b, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != firstDNS {
+		t.Errorf("dns encodes as\n%s\nwant\n%s", b, firstDNS)
+	}
+	var back DNS
+	if err := json.Unmarshal([]byte(firstDNS), &back); err != nil || !reflect.DeepEqual(back, want) {
+		t.Errorf("dns read as %+v, %v", back, err)
+	}
+}

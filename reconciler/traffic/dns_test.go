@@ -1,0 +1,65 @@
+package traffic
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/testing/fake"
+)
+
+func dnsLine(t *testing.T, d agentv1.DNS) string {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"time": d.Time, "level": "INFO", "msg": agentv1.DNSMessage, agentv1.DNSKey: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestReadDNSSumsTheWindowOverNodes(t *testing.T) {
+	f := fake.New()
+	spec := swarm.ServiceSpec{}
+	spec.Name = "swarmsec_agent"
+	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "swarmsec"}
+	f.AddService(spec)
+	now := time.Now().UTC().Truncate(time.Second)
+	t0 := now.Add(-50 * time.Minute)
+	lookup := func(name, class string, n uint64, first, last time.Time) agentv1.DNSLookup {
+		l := agentv1.DNSLookup{Source: "shop_web", Name: name, Type: "A", Class: class, Count: n, FirstSeen: first, LastSeen: last}
+		if class == agentv1.DNSVIP {
+			l.Service = "shop_api"
+		}
+		return l
+	}
+	add := func(nodeID, host string, at time.Time, dropped uint64, l ...agentv1.DNSLookup) {
+		f.AddServiceLogFrom("swarmsec_agent", nodeID, at, dnsLine(t, agentv1.DNS{Node: host, Time: at, Part: 1, Parts: 1, Dropped: dropped, Lookups: l}))
+	}
+	add("id1", "w1", now.Add(-2*time.Hour), 0, lookup("shop_api", agentv1.DNSVIP, 1000, t0, t0)) // before the window
+	add("id1", "w1", now.Add(-40*time.Minute), 3, lookup("shop_api", agentv1.DNSVIP, 10, t0, t0.Add(time.Minute)))
+	add("id2", "w2", now.Add(-5*time.Minute), 0, lookup("shop_api", agentv1.DNSVIP, 2, t0.Add(-time.Hour), now.Add(-6*time.Minute)),
+		lookup("shop_db", agentv1.DNSNXDomain, 4, t0, t0))
+	// Another message, and a lookup without its fields: skipped.
+	f.AddServiceLogFrom("swarmsec_agent", "id2", now, `{"msg":"flows","dns":"x"}`)
+	f.AddServiceLogFrom("swarmsec_agent", "id2", now, `{"msg":"dns","dns":{"node":"w2","lookups":[{"source":"a"}]}}`)
+
+	got, err := ReadDNS(context.Background(), f, "swarmsec_agent", now.Add(-time.Hour), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Lookups) != 2 || len(got.Nodes) != 2 || got.Dropped["w1"] != 3 {
+		t.Fatalf("lookups %+v nodes %v dropped %v", got.Lookups, got.Nodes, got.Dropped)
+	}
+	api, db := got.Lookups[0], got.Lookups[1]
+	if api.Name != "shop_api" || api.Count != 12 || api.Service != "shop_api" || len(api.Nodes) != 2 ||
+		!api.FirstSeen.Equal(t0.Add(-time.Hour)) || !api.LastSeen.Equal(now.Add(-6*time.Minute)) {
+		t.Errorf("shop_api: %+v", api)
+	}
+	if db.Name != "shop_db" || db.Class != agentv1.DNSNXDomain || db.Count != 4 || len(db.Nodes) != 1 || db.Nodes[0] != "w2" {
+		t.Errorf("shop_db: %+v", db)
+	}
+}
