@@ -2,6 +2,7 @@ package dns
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 	"sync"
 	"time"
@@ -145,17 +146,33 @@ func (a *Aggregator) Flush(now time.Time) (lookups []agentv1.DNSLookup, dropped 
 	return lookups, dropped, since
 }
 
+// lineBytes bounds the JSON of one line's lookups: the engine splits a
+// log line over 16 KiB into parts no reader can parse, and a task picks
+// the names it asks (253 bytes of control characters are six bytes each
+// in JSON), so the count of lookups alone does not bound a line.
+const lineBytes = 12 << 10
+
 // Lines splits one interval's report into log lines of at most
-// agentv1.DNSPerLine lookups (none when nothing was seen or dropped).
+// agentv1.DNSPerLine lookups and lineBytes of their JSON (none when
+// nothing was seen or dropped).
 func Lines(node string, now, since time.Time, lookups []agentv1.DNSLookup, dropped uint64) []agentv1.DNS {
 	if len(lookups) == 0 && dropped == 0 {
 		return nil
 	}
-	parts := max(1, (len(lookups)+agentv1.DNSPerLine-1)/agentv1.DNSPerLine)
-	out := make([]agentv1.DNS, 0, parts)
-	for i := range parts {
-		lo, hi := i*agentv1.DNSPerLine, min((i+1)*agentv1.DNSPerLine, len(lookups))
-		d := agentv1.DNS{Node: node, Time: now.UTC(), Part: i + 1, Parts: parts, Lookups: lookups[lo:hi]}
+	var parts [][]agentv1.DNSLookup
+	lo, size := 0, 0
+	for i := range lookups {
+		b, _ := json.Marshal(&lookups[i]) // strings, numbers and times: it cannot fail
+		if i > lo && (i-lo == agentv1.DNSPerLine || size+len(b)+1 > lineBytes) {
+			parts = append(parts, lookups[lo:i])
+			lo, size = i, 0
+		}
+		size += len(b) + 1
+	}
+	parts = append(parts, lookups[lo:])
+	out := make([]agentv1.DNS, 0, len(parts))
+	for i, part := range parts {
+		d := agentv1.DNS{Node: node, Time: now.UTC(), Part: i + 1, Parts: len(parts), Lookups: part}
 		if !since.IsZero() {
 			d.Interval = agentv1.Duration(now.Sub(since).Round(time.Second))
 		}

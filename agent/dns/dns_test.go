@@ -1,12 +1,15 @@
 package dns
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -351,4 +354,34 @@ func BenchmarkAggregatorDistinctNames(b *testing.B) {
 	b.ReportMetric(float64(a.Len()), "keys")
 	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "liveMiB")
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heapMiB")
+}
+
+// TestLinesFitTheEngine: the engine splits a log line over 16 KiB into
+// parts a reader cannot parse, losing every lookup of the line. A task
+// picks its names: 253 bytes of control characters each (six bytes
+// apiece in JSON) must still give whole lines.
+func TestLinesFitTheEngine(t *testing.T) {
+	now := time.Now()
+	var l []agentv1.DNSLookup
+	for i := range 3 * agentv1.DNSPerLine {
+		name := fmt.Sprintf("%03d", i) + strings.Repeat("\x1b", maxName-3)
+		l = append(l, agentv1.DNSLookup{Source: strings.Repeat("s", 63), Name: name, Type: "TYPE65535", Class: agentv1.DNSNXDomain,
+			Service: strings.Repeat("v", 63), Count: 1 << 60, FirstSeen: now, LastSeen: now})
+	}
+	lines := Lines(strings.Repeat("n", 64), now, now.Add(-time.Minute), l, 1<<60)
+	got := 0
+	for _, line := range lines {
+		var buf bytes.Buffer
+		slog.New(slog.NewJSONHandler(&buf, nil)).Info(agentv1.DNSMessage, agentv1.DNSKey, line)
+		if buf.Len() >= 16<<10 {
+			t.Errorf("part %d/%d: %d bytes, %d lookups: the engine splits it", line.Part, line.Parts, buf.Len(), len(line.Lookups))
+		}
+		if line.Parts != len(lines) {
+			t.Errorf("part %d says %d parts of %d", line.Part, line.Parts, len(lines))
+		}
+		got += len(line.Lookups)
+	}
+	if got != len(l) {
+		t.Errorf("%d lookups logged of %d", got, len(l))
+	}
 }

@@ -4,7 +4,9 @@ import "time"
 
 // The DNS report's log line: the agent logs the lookups its tasks made to
 // Swarm's embedded resolver as JSON lines whose message is DNSMessage and
-// whose attribute DNSKey holds a DNS, at most DNSPerLine lookups a line.
+// whose attribute DNSKey holds a DNS, at most DNSPerLine lookups a line
+// and fewer when their names are long (the engine splits log lines over
+// 16 KiB, which no reader can parse).
 // Readers of the version before skip the line (another message).
 const (
 	DNSMessage = "dns"
