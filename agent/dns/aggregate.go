@@ -26,25 +26,34 @@ type entry struct {
 	first, last time.Time
 	// count is of the interval since the last Flush.
 	count uint64
-	// The list of entries by last sighting, most recent first.
+	// The list of its source's entries by last sighting, most recent
+	// first.
 	prev, next *entry
 }
 
+// list is one source's entries, most recently seen first.
+type list struct {
+	head, tail *entry
+	n          int
+}
+
 // Aggregator keeps at most MaxKeys aggregates: a new key at the bound
-// evicts the one seen least recently (its lookups not yet reported are
-// counted as dropped), and Flush forgets those idle for Window. Unlike
-// connections, a flood of new names must not hide the next ones: a
-// service probing names is what the audit looks for. Safe for concurrent
-// use.
+// evicts the least recently seen key of the source that holds the most
+// (its lookups not yet reported are counted as dropped), and Flush
+// forgets those idle for Window. Unlike connections, a flood of new names
+// must not hide the next ones: a service probing names is what the audit
+// looks for. Nor may one service's flood (a task picks its names) evict
+// the others' lookups before they are reported: the service that holds
+// the most pays for a new key. Safe for concurrent use.
 type Aggregator struct {
 	MaxKeys int
 	Window  time.Duration
 
-	mu         sync.Mutex
-	entries    map[Key]*entry
-	head, tail *entry // most and least recently seen
-	dropped    uint64
-	since      time.Time
+	mu      sync.Mutex
+	entries map[Key]*entry
+	sources map[string]*list
+	dropped uint64
+	since   time.Time
 }
 
 func (a *Aggregator) bounds() (int, time.Duration) {
@@ -64,15 +73,18 @@ func (a *Aggregator) Add(k Key, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.entries == nil {
-		a.entries = map[Key]*entry{}
+		a.entries, a.sources = map[Key]*entry{}, map[string]*list{}
 	}
 	e := a.entries[k]
 	if e == nil {
-		for len(a.entries) >= maxKeys && a.tail != nil {
-			old := a.tail
+		for len(a.entries) >= maxKeys {
+			l := a.largest()
+			if l == nil {
+				break
+			}
+			old := l.tail
 			a.dropped += old.count
-			a.unlink(old)
-			delete(a.entries, old.key)
+			a.remove(old)
 		}
 		e = &entry{key: k, first: now}
 		a.entries[k] = e
@@ -84,29 +96,56 @@ func (a *Aggregator) Add(k Key, now time.Time) {
 	e.count++
 }
 
+// largest is the list of the source holding the most keys (of those,
+// the one whose least recently seen is oldest).
+func (a *Aggregator) largest() *list {
+	var best *list
+	for _, l := range a.sources {
+		if best == nil || l.n > best.n || (l.n == best.n && l.tail.last.Before(best.tail.last)) {
+			best = l
+		}
+	}
+	return best
+}
+
+func (a *Aggregator) remove(e *entry) {
+	a.unlink(e)
+	delete(a.entries, e.key)
+}
+
 func (a *Aggregator) unlink(e *entry) {
+	l := a.sources[e.key.Source]
 	if e.prev != nil {
 		e.prev.next = e.next
 	} else {
-		a.head = e.next
+		l.head = e.next
 	}
 	if e.next != nil {
 		e.next.prev = e.prev
 	} else {
-		a.tail = e.prev
+		l.tail = e.prev
 	}
 	e.prev, e.next = nil, nil
+	if l.n--; l.n == 0 {
+		delete(a.sources, e.key.Source)
+	}
 }
 
 func (a *Aggregator) pushFront(e *entry) {
-	e.next = a.head
-	if a.head != nil {
-		a.head.prev = e
+	l := a.sources[e.key.Source]
+	if l == nil {
+		l = &list{}
+		a.sources[e.key.Source] = l
 	}
-	a.head = e
-	if a.tail == nil {
-		a.tail = e
+	e.next = l.head
+	if l.head != nil {
+		l.head.prev = e
 	}
+	l.head = e
+	if l.tail == nil {
+		l.tail = e
+	}
+	l.n++
 }
 
 // Len is the number of aggregates kept.
@@ -123,7 +162,7 @@ func (a *Aggregator) Flush(now time.Time) (lookups []agentv1.DNSLookup, dropped 
 	_, window := a.bounds()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for e := a.head; e != nil; e = e.next {
+	for _, e := range a.entries {
 		if e.count == 0 {
 			continue
 		}
@@ -131,11 +170,11 @@ func (a *Aggregator) Flush(now time.Time) (lookups []agentv1.DNSLookup, dropped 
 			Service: e.key.Service, Count: e.count, FirstSeen: e.first.UTC(), LastSeen: e.last.UTC()})
 		e.count = 0
 	}
-	// The least recently seen are at the tail.
-	for a.tail != nil && now.Sub(a.tail.last) > window {
-		old := a.tail
-		a.unlink(old)
-		delete(a.entries, old.key)
+	// Each source's least recently seen are at its tail.
+	for _, l := range a.sources {
+		for l.n > 0 && now.Sub(l.tail.last) > window {
+			a.remove(l.tail)
+		}
 	}
 	slices.SortFunc(lookups, func(x, y agentv1.DNSLookup) int {
 		return cmp.Or(cmp.Compare(x.Source, y.Source), cmp.Compare(x.Name, y.Name), cmp.Compare(x.Type, y.Type),

@@ -187,6 +187,42 @@ func TestAggregatorEvictsTheLeastRecentlySeen(t *testing.T) {
 	}
 }
 
+// A task flooding new names (100 a second get past the kernel's limit,
+// the bound of 4,096 fills in 41 s) must not evict another service's
+// lookups before the report: the flooding service pays for its own
+// flood, and its newest names stay.
+func TestAggregatorAFloodEvictsTheFloodersOwn(t *testing.T) {
+	a := &Aggregator{MaxKeys: 10, Window: time.Hour}
+	t0 := time.Now()
+	probe := Key{Source: "shop_cache", Name: "tasks.shop_db", Type: "A", Class: agentv1.DNSNXDomain}
+	for i := range 3 {
+		a.Add(probe, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	for i := range 1000 {
+		a.Add(key(i), t0.Add(time.Second+time.Duration(i)*time.Millisecond))
+	}
+	if a.Len() != 10 {
+		t.Fatalf("%d keys, bound 10", a.Len())
+	}
+	l, dropped, _ := a.Flush(t0.Add(time.Minute))
+	var probes uint64
+	for _, x := range l {
+		if x.Source == probe.Source {
+			probes += x.Count
+		}
+	}
+	if probes != 3 || dropped != 991 || l[len(l)-1].Name != "name999.example.org" {
+		t.Errorf("shop_cache's 3 lookups: %d reported, %d dropped, %+v", probes, dropped, l)
+	}
+	// The flooder's next name evicts its own oldest again.
+	a.Add(key(1000), t0.Add(2*time.Minute))
+	a.Add(probe, t0.Add(2*time.Minute))
+	l, dropped, _ = a.Flush(t0.Add(3 * time.Minute))
+	if a.Len() != 10 || len(l) != 2 || !l[0].FirstSeen.Equal(t0.UTC()) || l[0].Count != 1 || dropped != 0 {
+		t.Errorf("%d keys, %+v, dropped %d", a.Len(), l, dropped)
+	}
+}
+
 func TestAggregatorForgetsIdleKeys(t *testing.T) {
 	a := &Aggregator{MaxKeys: 10, Window: 10 * time.Minute}
 	t0 := time.Now()
