@@ -421,3 +421,20 @@ func TestLinesFitTheEngine(t *testing.T) {
 		t.Errorf("%d lookups logged of %d", got, len(l))
 	}
 }
+
+// FuzzParsePacket: a task can put any packet from 127.0.0.11:53 on its
+// own loopback (CAP_NET_RAW is in Docker's default set), and the agent
+// parses what the kernel logs. It must not panic, and a name it keeps is
+// bounded.
+func FuzzParsePacket(f *testing.F) {
+	msg := response(f, "Shop_DB.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, "10.0.1.9", "2001:db8::9")
+	f.Add(ipv4(17, 53, msg))
+	f.Add(ipv4(6, 53, msg))
+	f.Add(ipv4(17, 53, response(f, "x.", dnsmessage.TypeSRV, dnsmessage.RCodeNameError)))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		a, ok := ParsePacket(p)
+		if ok && (a.Name == "" || len(a.Name) > maxName || len(a.Addrs) > len(p)/4) {
+			t.Errorf("%q: %+v", p, a)
+		}
+	})
+}
