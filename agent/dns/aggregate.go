@@ -193,9 +193,9 @@ const lineBytes = 12 << 10
 
 // Lines splits one interval's report into log lines of at most
 // agentv1.DNSPerLine lookups and lineBytes of their JSON (none when
-// nothing was seen or dropped).
-func Lines(node string, now, since time.Time, lookups []agentv1.DNSLookup, dropped uint64) []agentv1.DNS {
-	if len(lookups) == 0 && dropped == 0 {
+// nothing was seen, dropped or unseen).
+func Lines(node string, now, since time.Time, lookups []agentv1.DNSLookup, dropped, unseen uint64) []agentv1.DNS {
+	if len(lookups) == 0 && dropped == 0 && unseen == 0 {
 		return nil
 	}
 	var parts [][]agentv1.DNSLookup
@@ -216,7 +216,7 @@ func Lines(node string, now, since time.Time, lookups []agentv1.DNSLookup, dropp
 			d.Interval = agentv1.Duration(now.Sub(since).Round(time.Second))
 		}
 		if i == 0 {
-			d.Dropped = dropped
+			d.Dropped, d.Unseen = dropped, unseen
 		}
 		if d.Lookups == nil {
 			d.Lookups = []agentv1.DNSLookup{}

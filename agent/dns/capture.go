@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	nflog "github.com/florianl/go-nflog/v2"
 	"github.com/google/nftables"
@@ -28,8 +29,8 @@ const LogRate = 100
 const SnapLen = 4096
 
 // Install puts the DNS table in the namespace of fd, replacing the one
-// there in one transaction: its input chain logs to NFLOG group every
-// packet from the resolver's port 53, UDP or TCP. Docker DNATs the
+// there in one transaction: its input chain counts and logs to NFLOG
+// group every packet from the resolver's port 53, UDP or TCP. Docker DNATs the
 // queries to 127.0.0.11:53 to the port its resolver listens on (nat
 // OUTPUT, priority -100) and puts port 53 back on the answers (nat
 // POSTROUTING): at the input hook an answer comes from 127.0.0.11:53.
@@ -56,6 +57,7 @@ func Install(fd int, group uint16) error {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 53}},
+			&expr.Counter{}, // every answer, before the limit: Counted
 			&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: 2 * LogRate},
 			&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: group, Data: []byte("swarmsec dns")},
 		}})
@@ -67,19 +69,51 @@ func Install(fd int, group uint16) error {
 }
 
 // Installed reports whether the namespace of fd holds the DNS table with
-// its rules (a table someone flushed or removed is put back).
+// its rules (a table someone flushed or removed, or one of an agent
+// before the counters, is put back).
 func Installed(fd int) (bool, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting())
-	if err != nil {
-		return false, fmt.Errorf("nftables: %w", err)
-	}
-	defer func() { _ = c.CloseLasting() }() // a read-only close: nothing to report
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
-	rules, err := c.GetRules(t, &nftables.Chain{Name: "in", Table: t})
+	rules, err := rulesOf(fd)
 	if err != nil {
 		return false, nil //nolint:nilerr // no such table or chain: not installed
 	}
-	return len(rules) == 2, nil
+	if len(rules) != 2 {
+		return false, nil
+	}
+	for _, r := range rules {
+		if !slices.ContainsFunc(r.Exprs, func(e expr.Any) bool { _, ok := e.(*expr.Counter); return ok }) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Counted is how many answers the DNS table of the namespace of fd saw
+// since it was installed, logged or not: the kernel's limit (and a full
+// NFLOG queue) drop the rest without a word.
+func Counted(fd int) (uint64, error) {
+	rules, err := rulesOf(fd)
+	if err != nil {
+		return 0, fmt.Errorf("nftables table %s: %w", TableName, err)
+	}
+	var n uint64
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			if c, ok := e.(*expr.Counter); ok {
+				n += c.Packets
+			}
+		}
+	}
+	return n, nil
+}
+
+func rulesOf(fd int) ([]*nftables.Rule, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	defer func() { _ = c.CloseLasting() }() // a read-only close: nothing to report
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	return c.GetRules(t, &nftables.Chain{Name: "in", Table: t})
 }
 
 // Remove deletes the DNS table from the namespace, if there.

@@ -249,11 +249,11 @@ func TestLinesSplitReports(t *testing.T) {
 		l = append(l, agentv1.DNSLookup{Name: fmt.Sprint(i)})
 	}
 	now := time.Now()
-	lines := Lines("n1", now, now.Add(-time.Minute), l, 7)
+	lines := Lines("n1", now, now.Add(-time.Minute), l, 7, 0)
 	if len(lines) != 3 || lines[0].Dropped != 7 || lines[1].Dropped != 0 || lines[2].Parts != 3 || len(lines[2].Lookups) != 1 || time.Duration(lines[0].Interval) != time.Minute {
 		t.Errorf("lines %+v", lines)
 	}
-	if l := Lines("n1", now, now, nil, 0); l != nil {
+	if l := Lines("n1", now, now, nil, 0, 0); l != nil {
 		t.Errorf("an empty interval logs %+v", l)
 	}
 }
@@ -369,6 +369,61 @@ func TestWatcherKeepsATableAndAListenerPerTask(t *testing.T) {
 	}
 }
 
+// The kernel's limit (and a full NFLOG queue) drop answers without a
+// word: the table counts every answer before the limit, and the report
+// says how many of them never reached the agent.
+func TestWatcherReportsTheAnswersItDidNotSee(t *testing.T) {
+	e := &engine{running: true}
+	var counted atomic.Uint64
+	var fn func([]byte)
+	w := &Watcher{Engine: e, Agg: &Aggregator{}, Node: "n1", ProcDir: "/host/proc",
+		OpenNS:    func(string) (*netns.Handle, error) { return netns.Open("/proc/self/ns/net") },
+		Installed: func(int) (bool, error) { return true, nil },
+		Install:   func(int, uint16) error { return nil },
+		Counted:   func(int) (uint64, error) { return counted.Load(), nil },
+		Listen: func(_ context.Context, _ int, _ uint16, f func([]byte)) error {
+			fn = f
+			return nil
+		}}
+	ctx := context.Background()
+	counted.Store(5) // before the listener: not the agent's to see
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	answer := ipv4(17, 53, response(t, "shop_db.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, "10.0.1.9"))
+	for range 200 {
+		fn(answer)
+	}
+	counted.Add(300) // 300 answers, 200 logged: 100 over the limit
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines := w.Flush(time.Now())
+	if len(lines) != 1 || lines[0].Unseen != 100 || lines[0].Lookups[0].Count != 200 {
+		t.Fatalf("lines %+v", lines)
+	}
+	// Nothing new unseen: nothing reported; a table put back counts from 0.
+	fn(answer)
+	counted.Add(1)
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		fn(answer)
+	}
+	counted.Store(3) // the table put back counted them from 0
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	counted.Add(4)
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lines := w.Flush(time.Now()); len(lines) != 1 || lines[0].Unseen != 4 {
+		t.Errorf("after the table came back: %+v", lines)
+	}
+}
+
 // BenchmarkAggregatorDistinctNames feeds names that never repeat (a
 // service probing names, or a flood of external lookups): the aggregates
 // stay at the bound and the heap flat.
@@ -404,7 +459,7 @@ func TestLinesFitTheEngine(t *testing.T) {
 		l = append(l, agentv1.DNSLookup{Source: strings.Repeat("s", 63), Name: name, Type: "TYPE65535", Class: agentv1.DNSNXDomain,
 			Service: strings.Repeat("v", 63), Count: 1 << 60, FirstSeen: now, LastSeen: now})
 	}
-	lines := Lines(strings.Repeat("n", 64), now, now.Add(-time.Minute), l, 1<<60)
+	lines := Lines(strings.Repeat("n", 64), now, now.Add(-time.Minute), l, 1<<60, 0)
 	got := 0
 	for _, line := range lines {
 		var buf bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,12 +248,49 @@ func TestCapturesTheResolversAnswersBehindDockersNAT(t *testing.T) {
 	}
 	mu.Lock()
 	t.Logf("%d packets logged; lookups %v", packets, got)
+	logged := packets
 	mu.Unlock()
+	// The counter before the limit saw every answer the listener got.
+	if n, err := Counted(h.Fd()); err != nil || n < uint64(logged) || n == 0 {
+		t.Errorf("counted %d answers (%v), %d logged", n, err, logged)
+	}
 	// The table goes, and nothing else of the namespace's with it.
 	if err := Remove(h.Fd()); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := Installed(h.Fd()); ok {
 		t.Error("table still there")
+	}
+}
+
+// A task flooding the resolver: the kernel logs 2×LogRate at once (the
+// burst), then LogRate a second; the table's counter sees them all, and
+// the watcher reports the difference as unseen.
+func TestTheLimitsDropsAreCounted(t *testing.T) {
+	h := resolverNamespace(t)
+	if err := Install(h.Fd(), DefaultGroup); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := Listen(ctx, h.Fd(), DefaultGroup, func([]byte) { got.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	const n = 4 * LogRate
+	for range n {
+		lookup(t, h, "udp", "db")
+	}
+	took := time.Since(start)
+	time.Sleep(500 * time.Millisecond) // the NFLOG queue's timeout
+	counted, err := Counted(h.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := uint64(2*LogRate + LogRate*(took.Seconds()+1))
+	t.Logf("%d lookups in %s: %d counted, %d logged (at most %d)", n, took.Round(time.Millisecond), counted, got.Load(), most)
+	if counted < n || got.Load() > most || got.Load() < 2*LogRate {
+		t.Errorf("%d counted, %d logged of %d lookups in %s", counted, got.Load(), n, took)
 	}
 }

@@ -42,12 +42,45 @@ type Watcher struct {
 	// Install and Listen are the kernel's (tests give their own).
 	Install   func(fd int, group uint16) error
 	Installed func(fd int) (bool, error)
+	Counted   func(fd int) (uint64, error)
 	Listen    func(ctx context.Context, fd int, group uint16, fn func([]byte)) error
 
 	book      atomic.Pointer[Book]
 	mu        sync.Mutex
-	listening map[string]context.CancelFunc // by container
-	warned    time.Time
+	listening map[string]*listener // by container
+	// unseen counts the answers of the interval the tables counted and
+	// the agent did not get (the kernel's limit, a full NFLOG queue).
+	unseen atomic.Uint64
+	warned time.Time
+}
+
+// listener is one task's: what it got, and the table's count it compares
+// that with (from when it began listening or the table was put back).
+type listener struct {
+	cancel   context.CancelFunc
+	received atomic.Uint64
+	// The baseline: the table's count and what was received then, and
+	// the unseen answers already reported since; what was received at
+	// the last look.
+	counted, got, unseen, last uint64
+}
+
+// account compares the table's count with what the listener got since
+// its baseline, and adds the answers not got that are new to the
+// watcher's unseen.
+func (w *Watcher) account(l *listener, counted uint64) {
+	got := l.received.Load()
+	if counted < l.counted {
+		// The table was put back since the last look: its counters
+		// restart, and what came since may be the new table's.
+		l.counted, l.got, l.unseen = 0, l.last, 0
+	}
+	l.last = got
+	c, g := counted-l.counted, got-l.got
+	if c > g && c-g > l.unseen {
+		w.unseen.Add(c - g - l.unseen)
+		l.unseen = c - g
+	}
 }
 
 // Run keeps the tables and listeners until ctx ends, and reports once
@@ -100,7 +133,7 @@ func (w *Watcher) Sync(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.listening == nil {
-		w.listening = map[string]context.CancelFunc{}
+		w.listening = map[string]*listener{}
 	}
 	seen := map[string]bool{}
 	var errs []error
@@ -117,9 +150,9 @@ func (w *Watcher) Sync(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("task %s: %w", t.Name, err))
 		}
 	}
-	for id, cancel := range w.listening {
+	for id, l := range w.listening {
 		if !seen[id] {
-			cancel()
+			l.cancel()
 			delete(w.listening, id)
 		}
 	}
@@ -155,8 +188,18 @@ func (w *Watcher) syncTask(ctx context.Context, t *tasks.Task) error {
 		if err := install(h.Fd(), group); err != nil {
 			return err
 		}
+		if l, ok := w.listening[t.Container]; ok { // its counters start again
+			l.counted, l.got, l.unseen = 0, l.last, 0
+		}
 	}
-	if _, ok := w.listening[t.Container]; ok {
+	counted := w.Counted
+	if counted == nil {
+		counted = Counted
+	}
+	if l, ok := w.listening[t.Container]; ok {
+		if n, err := counted(h.Fd()); err == nil {
+			w.account(l, n)
+		}
 		return nil
 	}
 	listen := w.Listen
@@ -165,11 +208,15 @@ func (w *Watcher) syncTask(ctx context.Context, t *tasks.Task) error {
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	service := t.Service
-	if err := listen(lctx, h.Fd(), group, func(p []byte) { w.Record(service, p, time.Now()) }); err != nil {
+	l := &listener{cancel: cancel}
+	if err := listen(lctx, h.Fd(), group, func(p []byte) { l.received.Add(1); w.Record(service, p, time.Now()) }); err != nil {
 		cancel()
 		return err
 	}
-	w.listening[t.Container] = cancel
+	// The answers counted before it listened were not its to get.
+	l.counted, _ = counted(h.Fd())
+	l.got, l.last = l.received.Load(), l.received.Load()
+	w.listening[t.Container] = l
 	return nil
 }
 
@@ -197,8 +244,8 @@ func (w *Watcher) Record(service string, packet []byte, now time.Time) {
 func (w *Watcher) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, cancel := range w.listening {
-		cancel()
+	for id, l := range w.listening {
+		l.cancel()
 		delete(w.listening, id)
 	}
 }
@@ -206,7 +253,7 @@ func (w *Watcher) stop() {
 // Flush ends the interval: the report of what it saw, in lines.
 func (w *Watcher) Flush(now time.Time) []agentv1.DNS {
 	lookups, dropped, since := w.Agg.Flush(now)
-	return Lines(w.Node, now, since, lookups, dropped)
+	return Lines(w.Node, now, since, lookups, dropped, w.unseen.Swap(0))
 }
 
 func (w *Watcher) log(lines []agentv1.DNS) {

@@ -12,7 +12,7 @@ import (
 
 func TestPrintDNS(t *testing.T) {
 	now := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
-	got := &traffic.Lookups{Nodes: []string{"w1"}, Dropped: map[string]uint64{"w1": 5}, Lookups: []traffic.Lookup{
+	got := &traffic.Lookups{Nodes: []string{"w1"}, Dropped: map[string]uint64{"w1": 5}, Unseen: map[string]uint64{"w1": 199}, Lookups: []traffic.Lookup{
 		{DNSLookup: agentv1.DNSLookup{Source: "shop_web", Name: "shop_api", Type: "A", Class: agentv1.DNSVIP, Service: "shop_api", Count: 12,
 			FirstSeen: now.Add(-30 * time.Minute), LastSeen: now.Add(-10 * time.Second)}, Nodes: []string{"w1"}},
 		{DNSLookup: agentv1.DNSLookup{Source: "shop_web", Name: "evil\x1b[2J", Type: "A", Class: agentv1.DNSNXDomain, Count: 1,
@@ -21,7 +21,7 @@ func TestPrintDNS(t *testing.T) {
 	var b bytes.Buffer
 	printDNS(&b, got, now)
 	out := b.String()
-	for _, want := range []string{"SOURCE", "shop_web  shop_api", "vip", "12", "30 min ago", "just now", `"evil\x1b[2J"`, "nxdomain", "w1: 5 lookups not reported"} {
+	for _, want := range []string{"SOURCE", "shop_web  shop_api", "vip", "12", "30 min ago", "just now", `"evil\x1b[2J"`, "nxdomain", "w1: 5 lookups not reported", "w1: 199 answers not seen"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	agentdns "github.com/swarmsec/swarmsec/agent/dns"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
 	"github.com/swarmsec/swarmsec/reconciler/traffic"
@@ -227,5 +228,9 @@ func printDNS(w io.Writer, got *traffic.Lookups, now time.Time) {
 	tw.Flush()
 	for _, node := range slices.Sorted(maps.Keys(got.Dropped)) {
 		fmt.Fprintf(w, "%s: %d lookups not reported (evicted by newer ones: its bound on distinct lookups, --dns-max)\n", printable(node), got.Dropped[node])
+	}
+	for _, node := range slices.Sorted(maps.Keys(got.Unseen)) {
+		fmt.Fprintf(w, "%s: %d answers not seen (over the kernel's limit of %d a second per task and protocol, or a full NFLOG queue)\n",
+			printable(node), got.Unseen[node], agentdns.LogRate)
 	}
 }

@@ -34,6 +34,10 @@ type Lookups struct {
 	// Dropped are the lookups each node saw and did not report (its bound
 	// on distinct lookups evicted them first), by hostname.
 	Dropped map[string]uint64 `json:"dropped,omitempty"`
+	// Unseen are the answers each node's tables counted and its agent
+	// never got (the kernel's rate limit, a full NFLOG queue), by
+	// hostname: lookups no aggregate holds.
+	Unseen map[string]uint64 `json:"unseen,omitempty"`
 }
 
 // ParseDNS sums the DNS lines of agent logs (as a manager's service logs
@@ -42,7 +46,7 @@ type Lookups struct {
 func ParseDNS(r io.Reader, since time.Time) (*Lookups, error) {
 	sums := map[string]*Lookup{}
 	nodes := map[string]map[string]bool{}
-	out := &Lookups{Since: since, Dropped: map[string]uint64{}}
+	out := &Lookups{Since: since, Dropped: map[string]uint64{}, Unseen: map[string]uint64{}}
 	reported := map[string]bool{}
 	now := time.Now()
 	sc := bufio.NewScanner(r)
@@ -71,6 +75,9 @@ func ParseDNS(r io.Reader, since time.Time) (*Lookups, error) {
 		reported[host] = true
 		if l.DNS.Dropped > 0 {
 			out.Dropped[host] += l.DNS.Dropped
+		}
+		if l.DNS.Unseen > 0 {
+			out.Unseen[host] += l.DNS.Unseen
 		}
 		for _, d := range l.DNS.Lookups {
 			if d.Source == "" || d.Name == "" || d.Class == "" {
@@ -104,6 +111,9 @@ func ParseDNS(r io.Reader, since time.Time) (*Lookups, error) {
 	out.Nodes = slices.Sorted(keys(reported))
 	if len(out.Dropped) == 0 {
 		out.Dropped = nil
+	}
+	if len(out.Unseen) == 0 {
+		out.Unseen = nil
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
 		return out, err

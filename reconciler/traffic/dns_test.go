@@ -3,6 +3,8 @@ package traffic
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +63,24 @@ func TestReadDNSSumsTheWindowOverNodes(t *testing.T) {
 	}
 	if db.Name != "shop_db" || db.Class != agentv1.DNSNXDomain || db.Count != 4 || len(db.Nodes) != 1 || db.Nodes[0] != "w2" {
 		t.Errorf("shop_db: %+v", db)
+	}
+}
+
+// The answers the agents' tables counted and never got (the kernel's
+// limit) are summed per node, apart from the lookups.
+func TestParseDNSSumsTheUnseen(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	var in strings.Builder
+	for i, host := range []string{"w1", "w1", "w2"} {
+		d := agentv1.DNS{Node: host, Time: now, Part: 1, Parts: 1, Unseen: uint64(100 * (i + 1)), Lookups: []agentv1.DNSLookup{}}
+		fmt.Fprintf(&in, "%s com.docker.swarm.node.id=id%d,com.docker.swarm.service.id=s,com.docker.swarm.task.id=t %s\n",
+			now.Format(time.RFC3339Nano), i, dnsLine(t, d))
+	}
+	got, err := ParseDNS(strings.NewReader(in.String()), now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Unseen["w1"] != 300 || got.Unseen["w2"] != 300 || len(got.Nodes) != 2 {
+		t.Errorf("unseen %v, nodes %v", got.Unseen, got.Nodes)
 	}
 }

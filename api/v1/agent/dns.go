@@ -57,6 +57,11 @@ type DNS struct {
 	// report: those of aggregates it evicted (its bound on distinct
 	// lookups keeps the most recent) before the report.
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Unseen counts the answers of the interval the task's table counted
+	// and the agent never got: over the kernel's rate limit (100 a second
+	// per task and protocol), or a full NFLOG queue. Agents before it
+	// leave it out.
+	Unseen uint64 `json:"unseen,omitempty"`
 	// Lookups are the aggregates that saw a lookup in the interval.
 	Lookups []DNSLookup `json:"lookups"`
 }
