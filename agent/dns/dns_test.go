@@ -262,6 +262,8 @@ func TestLinesSplitReports(t *testing.T) {
 // and the agent's on the host network.
 type engine struct {
 	running bool
+	// pid, when set, is the task's pid from then on (0: 42).
+	pid atomic.Int32
 }
 
 func (e *engine) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
@@ -279,7 +281,11 @@ func (e *engine) ContainerInspect(_ context.Context, id string) (container.Inspe
 		c.NetworkSettings.SandboxKey = "/var/run/docker/netns/default"
 		return c, nil
 	}
-	c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: "c1", State: &container.State{Running: true, Pid: 42}},
+	pid := 42
+	if p := e.pid.Load(); p != 0 {
+		pid = int(p)
+	}
+	c := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: "c1", State: &container.State{Running: true, Pid: pid}},
 		Config: &container.Config{Labels: map[string]string{tasks.LabelService: "shop_web", tasks.LabelTaskName: "shop_web.1.x"}}}
 	c.NetworkSettings = &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"shop_default": {NetworkID: "n1", IPAddress: "10.0.1.3"}}}
 	c.NetworkSettings.SandboxKey = "/var/run/docker/netns/abc"
@@ -366,6 +372,32 @@ func TestWatcherKeepsATableAndAListenerPerTask(t *testing.T) {
 	}
 	if cancelled.Load() != 1 {
 		t.Error("the gone task's listener was not cancelled")
+	}
+}
+
+// A task that stops between the discovery and the open leaves its pid
+// to another process (a new task's, the node's own): the watcher must
+// neither install nor listen in that namespace, and does once the task
+// is seen again.
+func TestWatcherLeavesAPidTakenByAnother(t *testing.T) {
+	e := &engine{running: true}
+	installs, listens := 0, 0
+	w := &Watcher{Engine: e, Agg: &Aggregator{}, Node: "n1", ProcDir: "/host/proc",
+		OpenNS: func(string) (*netns.Handle, error) {
+			e.pid.CompareAndSwap(0, 4242) // the task's pid 42 went, and came back as another's
+			return netns.Open("/proc/self/ns/net")
+		},
+		Installed: func(int) (bool, error) { return false, nil },
+		Install:   func(int, uint16) error { installs++; return nil },
+		Counted:   func(int) (uint64, error) { return 0, nil },
+		Listen:    func(context.Context, int, uint16, func([]byte)) error { listens++; return nil },
+	}
+	if err := w.Sync(context.Background()); err == nil || installs != 0 || listens != 0 {
+		t.Fatalf("%d installs, %d listeners in a namespace no longer the task's (%v)", installs, listens, err)
+	}
+	// The next discovery sees pid 4242 (the same task, say): all is done.
+	if err := w.Sync(context.Background()); err != nil || installs != 1 || listens != 1 {
+		t.Fatalf("%d installs, %d listeners, %v", installs, listens, err)
 	}
 }
 

@@ -178,9 +178,29 @@ func (w *Watcher) syncTask(ctx context.Context, t *tasks.Task) error {
 	if installed == nil {
 		installed = Installed
 	}
+	// By its pid the namespace is the task's only while the task runs:
+	// a pid freed and taken again between the discovery and the open is
+	// another's (a new task's, the node's own). Before writing to it or
+	// listening in it, the task must still run with that pid (the open
+	// file holds the namespace it names).
+	checked := false
+	check := func() error {
+		if checked || path == t.SandboxKey {
+			return nil
+		}
+		checked = true
+		ci, err := w.Engine.ContainerInspect(ctx, t.Container)
+		if err != nil || ci.ContainerJSONBase == nil || ci.State == nil || !ci.State.Running || ci.State.Pid != t.Pid {
+			return fmt.Errorf("%s: no longer its namespace (the task stopped)", path)
+		}
+		return nil
+	}
 	if ok, err := installed(h.Fd()); err != nil {
 		return err
 	} else if !ok {
+		if err := check(); err != nil {
+			return err
+		}
 		install := w.Install
 		if install == nil {
 			install = Install
@@ -201,6 +221,9 @@ func (w *Watcher) syncTask(ctx context.Context, t *tasks.Task) error {
 			w.account(l, n)
 		}
 		return nil
+	}
+	if err := check(); err != nil {
+		return err
 	}
 	listen := w.Listen
 	if listen == nil {
