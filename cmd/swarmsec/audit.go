@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -83,6 +85,7 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 					for _, l := range got.Lookups {
 						lookups = append(lookups, l.DNSLookup)
 					}
+					fmt.Fprint(cmd.ErrOrStderr(), dnsGaps(got))
 				}
 			}
 			r, err := audit.RunWithDNS(cmd.Context(), api, policies, lookups)
@@ -168,4 +171,32 @@ func printChecks(w io.Writer, output string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Kind, bench, title)
 	}
 	return tw.Flush()
+}
+
+// dnsGaps says which nodes reported fewer lookups than they saw (their
+// bound's evictions, the kernel's limit): a flood of names there may hide
+// a probe from dns-reconnaissance. Empty when none did.
+func dnsGaps(got *traffic.Lookups) string {
+	var parts []string
+	nodes := maps.Clone(got.Dropped)
+	if nodes == nil {
+		nodes = map[string]uint64{}
+	}
+	maps.Copy(nodes, got.Unseen)
+	for _, node := range slices.Sorted(maps.Keys(nodes)) {
+		var what []string
+		if n := got.Dropped[node]; n > 0 {
+			what = append(what, fmt.Sprintf("%d evicted (--dns-max)", n))
+		}
+		if n := got.Unseen[node]; n > 0 {
+			what = append(what, fmt.Sprintf("%d unseen (the kernel's limit)", n))
+		}
+		if len(what) > 0 {
+			parts = append(parts, printable(node)+" "+strings.Join(what, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "audit: some DNS lookups in the window were not reported, so dns-reconnaissance may miss some: " + strings.Join(parts, "; ") + "\n"
 }

@@ -32,3 +32,17 @@ func TestPrintDNS(t *testing.T) {
 		t.Errorf("no reports: %s", b.String())
 	}
 }
+
+// The audit's reconnaissance check sees only the lookups the agents
+// reported: it says where some were lost (the bound's evictions, the
+// kernel's limit), a sign of a flood that may hide a probe.
+func TestDNSGaps(t *testing.T) {
+	got := dnsGaps(&traffic.Lookups{Dropped: map[string]uint64{"w2": 5}, Unseen: map[string]uint64{"w1": 199, "w2": 1}})
+	want := "audit: some DNS lookups in the window were not reported, so dns-reconnaissance may miss some: w1 199 unseen (the kernel's limit); w2 5 evicted (--dns-max), 1 unseen (the kernel's limit)\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := dnsGaps(&traffic.Lookups{}); got != "" {
+		t.Errorf("no gaps: %q", got)
+	}
+}
