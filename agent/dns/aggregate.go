@@ -185,6 +185,42 @@ func (a *Aggregator) Flush(now time.Time) (lookups []agentv1.DNSLookup, dropped 
 	return lookups, dropped, since
 }
 
+// sourceBytes bounds the JSON of one source's lookups in one report: the
+// agent's logs rotate (the stack keeps 30 MB), and one task asking 4,096
+// new names of 253 bytes a minute would log 7 MB a minute, pushing every
+// node report, flow and drop record of the hour out of them.
+const sourceBytes = 64 << 10
+
+// BoundSources keeps of each source's lookups the most recently seen, up
+// to sourceBytes of their JSON, and says how many lookups the others
+// counted. The kept stay in their order.
+func BoundSources(lookups []agentv1.DNSLookup) (kept []agentv1.DNSLookup, dropped uint64) {
+	size := map[string]int{}
+	byRecency := slices.Clone(lookups)
+	slices.SortStableFunc(byRecency, func(x, y agentv1.DNSLookup) int { return y.LastSeen.Compare(x.LastSeen) })
+	keep := map[string]bool{}
+	for i := range byRecency {
+		l := &byRecency[i]
+		b, _ := json.Marshal(l) // strings, numbers and times: it cannot fail
+		if size[l.Source]+len(b) > sourceBytes {
+			size[l.Source] = sourceBytes // the older ones go too
+			dropped += l.Count
+			continue
+		}
+		size[l.Source] += len(b)
+		keep[l.Key()] = true
+	}
+	if dropped == 0 {
+		return lookups, 0
+	}
+	for _, l := range lookups {
+		if keep[l.Key()] {
+			kept = append(kept, l)
+		}
+	}
+	return kept, dropped
+}
+
 // lineBytes bounds the JSON of one line's lookups: the engine splits a
 // log line over 16 KiB into parts no reader can parse, and a task picks
 // the names it asks (253 bytes of control characters are six bytes each

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -506,6 +507,42 @@ func TestLinesFitTheEngine(t *testing.T) {
 	}
 	if got != len(l) {
 		t.Errorf("%d lookups logged of %d", got, len(l))
+	}
+}
+
+// The agent's logs rotate (the stack: 3 files of 10 MB): one task asking
+// 4,096 new names of 253 bytes a minute would log 7 MB a minute and push
+// every node report, flow and drop record of the hour out of them. A
+// source's lookups are reported up to sourceBytes an interval, the most
+// recently seen first; the rest count as dropped.
+func TestWatcherBoundsEachSourcesReport(t *testing.T) {
+	a := &Aggregator{}
+	w := &Watcher{Agg: a, Node: "n1"}
+	t0 := time.Now()
+	probe := Key{Source: "shop_cache", Name: "tasks.shop_db", Type: "A", Class: agentv1.DNSNXDomain}
+	a.Add(probe, t0)
+	for i := range DefaultMaxKeys - 1 {
+		a.Add(Key{Source: "shop_web", Name: fmt.Sprintf("%04d", i) + strings.Repeat("\x01", maxName-4), Type: "A", Class: agentv1.DNSNXDomain},
+			t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	lines := w.Flush(t0.Add(time.Minute))
+	size, web, cache := 0, 0, 0
+	newest := false
+	for _, l := range lines {
+		b, _ := json.Marshal(l)
+		size += len(b)
+		for _, x := range l.Lookups {
+			switch x.Source {
+			case "shop_web":
+				web++
+				newest = newest || strings.HasPrefix(x.Name, fmt.Sprintf("%04d", DefaultMaxKeys-2))
+			case "shop_cache":
+				cache++
+			}
+		}
+	}
+	if cache != 1 || web == 0 || !newest || size > 2*sourceBytes || uint64(web)+lines[0].Dropped != DefaultMaxKeys-1 {
+		t.Errorf("%d bytes in %d lines: shop_web %d lookups (its newest: %v), shop_cache %d, dropped %d", size, len(lines), web, newest, cache, lines[0].Dropped)
 	}
 }
 

@@ -276,7 +276,8 @@ func (w *Watcher) stop() {
 // Flush ends the interval: the report of what it saw, in lines.
 func (w *Watcher) Flush(now time.Time) []agentv1.DNS {
 	lookups, dropped, since := w.Agg.Flush(now)
-	return Lines(w.Node, now, since, lookups, dropped, w.unseen.Swap(0))
+	lookups, over := BoundSources(lookups)
+	return Lines(w.Node, now, since, lookups, dropped+over, w.unseen.Swap(0))
 }
 
 func (w *Watcher) log(lines []agentv1.DNS) {

@@ -186,7 +186,7 @@ func dnsGaps(got *traffic.Lookups) string {
 	for _, node := range slices.Sorted(maps.Keys(nodes)) {
 		var what []string
 		if n := got.Dropped[node]; n > 0 {
-			what = append(what, fmt.Sprintf("%d evicted (--dns-max)", n))
+			what = append(what, fmt.Sprintf("%d not reported (--dns-max, a service's share)", n))
 		}
 		if n := got.Unseen[node]; n > 0 {
 			what = append(what, fmt.Sprintf("%d unseen (the kernel's limit)", n))

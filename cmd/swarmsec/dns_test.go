@@ -38,7 +38,7 @@ func TestPrintDNS(t *testing.T) {
 // kernel's limit), a sign of a flood that may hide a probe.
 func TestDNSGaps(t *testing.T) {
 	got := dnsGaps(&traffic.Lookups{Dropped: map[string]uint64{"w2": 5}, Unseen: map[string]uint64{"w1": 199, "w2": 1}})
-	want := "audit: some DNS lookups in the window were not reported, so dns-reconnaissance may miss some: w1 199 unseen (the kernel's limit); w2 5 evicted (--dns-max), 1 unseen (the kernel's limit)\n"
+	want := "audit: some DNS lookups in the window were not reported, so dns-reconnaissance may miss some: w1 199 unseen (the kernel's limit); w2 5 not reported (--dns-max, a service's share), 1 unseen (the kernel's limit)\n"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}

@@ -227,7 +227,7 @@ func printDNS(w io.Writer, got *traffic.Lookups, now time.Time) {
 	}
 	tw.Flush()
 	for _, node := range slices.Sorted(maps.Keys(got.Dropped)) {
-		fmt.Fprintf(w, "%s: %d lookups not reported (evicted by newer ones: its bound on distinct lookups, --dns-max)\n", printable(node), got.Dropped[node])
+		fmt.Fprintf(w, "%s: %d lookups not reported (its bound on distinct lookups, --dns-max, or a service's share of a report)\n", printable(node), got.Dropped[node])
 	}
 	for _, node := range slices.Sorted(maps.Keys(got.Unseen)) {
 		fmt.Fprintf(w, "%s: %d answers not seen (over the kernel's limit of %d a second per task and protocol, or a full NFLOG queue)\n",
