@@ -185,16 +185,23 @@ func (a *Aggregator) Flush(now time.Time) (lookups []agentv1.DNSLookup, dropped 
 	return lookups, dropped, since
 }
 
-// sourceBytes bounds the JSON of one source's lookups in one report: the
-// agent's logs rotate (the stack keeps 30 MB), and one task asking 4,096
-// new names of 253 bytes a minute would log 7 MB a minute, pushing every
-// node report, flow and drop record of the hour out of them.
+// sourceBytes bounds the JSON of one source's lookups a minute of
+// reports: the agent's logs rotate (the stack keeps 30 MB), and one task
+// asking 4,096 new names of 253 bytes a minute would log 7 MB a minute,
+// pushing every node report, flow and drop record of the hour out of
+// them.
 const sourceBytes = 64 << 10
 
+// SourceBudget is one source's share of a report covering interval:
+// sourceBytes a minute, and at least 4 KiB.
+func SourceBudget(interval time.Duration) int {
+	return max(4<<10, int(int64(sourceBytes)*int64(interval)/int64(time.Minute)))
+}
+
 // BoundSources keeps of each source's lookups the most recently seen, up
-// to sourceBytes of their JSON, and says how many lookups the others
+// to budget bytes of their JSON, and says how many lookups the others
 // counted. The kept stay in their order.
-func BoundSources(lookups []agentv1.DNSLookup) (kept []agentv1.DNSLookup, dropped uint64) {
+func BoundSources(lookups []agentv1.DNSLookup, budget int) (kept []agentv1.DNSLookup, dropped uint64) {
 	size := map[string]int{}
 	byRecency := slices.Clone(lookups)
 	slices.SortStableFunc(byRecency, func(x, y agentv1.DNSLookup) int { return y.LastSeen.Compare(x.LastSeen) })
@@ -202,8 +209,8 @@ func BoundSources(lookups []agentv1.DNSLookup) (kept []agentv1.DNSLookup, droppe
 	for i := range byRecency {
 		l := &byRecency[i]
 		b, _ := json.Marshal(l) // strings, numbers and times: it cannot fail
-		if size[l.Source]+len(b) > sourceBytes {
-			size[l.Source] = sourceBytes // the older ones go too
+		if size[l.Source]+len(b) > budget {
+			size[l.Source] = budget // the older ones go too
 			dropped += l.Count
 			continue
 		}

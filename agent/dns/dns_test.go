@@ -513,13 +513,14 @@ func TestLinesFitTheEngine(t *testing.T) {
 // The agent's logs rotate (the stack: 3 files of 10 MB): one task asking
 // 4,096 new names of 253 bytes a minute would log 7 MB a minute and push
 // every node report, flow and drop record of the hour out of them. A
-// source's lookups are reported up to sourceBytes an interval, the most
+// source's lookups are reported up to sourceBytes a minute, the most
 // recently seen first; the rest count as dropped.
 func TestWatcherBoundsEachSourcesReport(t *testing.T) {
 	a := &Aggregator{}
 	w := &Watcher{Agg: a, Node: "n1"}
 	t0 := time.Now()
 	probe := Key{Source: "shop_cache", Name: "tasks.shop_db", Type: "A", Class: agentv1.DNSNXDomain}
+	a.Flush(t0) // the interval: a minute
 	a.Add(probe, t0)
 	for i := range DefaultMaxKeys - 1 {
 		a.Add(Key{Source: "shop_web", Name: fmt.Sprintf("%04d", i) + strings.Repeat("\x01", maxName-4), Type: "A", Class: agentv1.DNSNXDomain},
@@ -543,6 +544,14 @@ func TestWatcherBoundsEachSourcesReport(t *testing.T) {
 	}
 	if cache != 1 || web == 0 || !newest || size > 2*sourceBytes || uint64(web)+lines[0].Dropped != DefaultMaxKeys-1 {
 		t.Errorf("%d bytes in %d lines: shop_web %d lookups (its newest: %v), shop_cache %d, dropped %d", size, len(lines), web, newest, cache, lines[0].Dropped)
+	}
+}
+
+func TestSourceBudget(t *testing.T) {
+	for interval, want := range map[time.Duration]int{time.Minute: sourceBytes, 2 * time.Second: 4 << 10, 30 * time.Second: sourceBytes / 2, time.Hour: 60 * sourceBytes} {
+		if got := SourceBudget(interval); got != want {
+			t.Errorf("%s: %d bytes, want %d", interval, got, want)
+		}
 	}
 }
 

@@ -276,7 +276,11 @@ func (w *Watcher) stop() {
 // Flush ends the interval: the report of what it saw, in lines.
 func (w *Watcher) Flush(now time.Time) []agentv1.DNS {
 	lookups, dropped, since := w.Agg.Flush(now)
-	lookups, over := BoundSources(lookups)
+	interval := time.Minute
+	if !since.IsZero() {
+		interval = now.Sub(since)
+	}
+	lookups, over := BoundSources(lookups, SourceBudget(interval))
 	return Lines(w.Node, now, since, lookups, dropped+over, w.unseen.Swap(0))
 }
 

@@ -56,8 +56,8 @@ type DNS struct {
 	// Dropped counts the lookups of the interval the agent saw and does not
 	// report: those of aggregates it evicted (its bound on distinct
 	// lookups keeps the most recent) before the report, and those over a
-	// source service's share of one report (64 KiB of lookups, the most
-	// recently seen kept).
+	// source service's share of one report (64 KiB of lookups a minute,
+	// the most recently seen kept).
 	Dropped uint64 `json:"dropped,omitempty"`
 	// Unseen counts the answers of the interval the task's table counted
 	// and the agent never got: over the kernel's rate limit (100 a second
