@@ -1,11 +1,9 @@
 package traffic
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -49,8 +47,7 @@ func ParseDNS(r io.Reader, since time.Time) (*Lookups, error) {
 	out := &Lookups{Since: since, Dropped: map[string]uint64{}, Unseen: map[string]uint64{}}
 	reported := map[string]bool{}
 	now := time.Now()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc := newLines(r)
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.Contains(line, `"`+agentv1.DNSKey+`"`) {
@@ -115,7 +112,7 @@ func ParseDNS(r io.Reader, since time.Time) (*Lookups, error) {
 	if len(out.Unseen) == 0 {
 		out.Unseen = nil
 	}
-	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
+	if err := sc.Err(); err != nil {
 		return out, err
 	}
 	return out, nil

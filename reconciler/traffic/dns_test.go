@@ -84,3 +84,26 @@ func TestParseDNSSumsTheUnseen(t *testing.T) {
 		t.Errorf("unseen %v, nodes %v", got.Unseen, got.Nodes)
 	}
 }
+
+// A line over the reader's 1 MiB (the engine's parts of one long line of
+// any agent come back joined) is skipped, not the end of the reading:
+// every line after it counted nothing.
+func TestParseSkipsALineTooLong(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	prefix := now.Format(time.RFC3339Nano) + " com.docker.swarm.node.id=id1,com.docker.swarm.service.id=s,com.docker.swarm.task.id=t "
+	d := agentv1.DNS{Node: "w1", Time: now, Part: 1, Parts: 1, Lookups: []agentv1.DNSLookup{
+		{Source: "shop_web", Name: "shop_db", Type: "A", Class: agentv1.DNSNXDomain, Count: 3, FirstSeen: now, LastSeen: now}}}
+	in := prefix + `{"msg":"x","dns":"` + strings.Repeat("x", 2<<20) + "\"}\n" + prefix + dnsLine(t, d) + "\n"
+	got, err := ParseDNS(strings.NewReader(in), now.Add(-time.Hour))
+	if err != nil || len(got.Lookups) != 1 || got.Lookups[0].Count != 3 {
+		t.Errorf("after a long line: %+v, %v", got, err)
+	}
+	f := agentv1.Flows{Node: "w1", Time: now, Part: 1, Parts: 1, Flows: []agentv1.Flow{
+		{Kind: agentv1.FlowService, Source: "shop_web", Destination: "shop_db", Port: 5432, Protocol: "tcp", Connections: 2, FirstSeen: now, LastSeen: now}}}
+	b, _ := json.Marshal(map[string]any{"msg": agentv1.FlowsMessage, agentv1.FlowsKey: f})
+	in = prefix + `{"msg":"x","flows":"` + strings.Repeat("x", 2<<20) + "\"}\n" + prefix + string(b) + "\n"
+	obs, err := Parse(strings.NewReader(in), now.Add(-time.Hour))
+	if err != nil || len(obs.Flows) != 1 || obs.Flows[0].Connections != 2 {
+		t.Errorf("flows after a long line: %+v, %v", obs, err)
+	}
+}

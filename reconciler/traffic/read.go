@@ -1,11 +1,9 @@
 package traffic
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -74,8 +72,7 @@ func ParseWithDrops(r io.Reader, since time.Time) (*Observed, []Flow, error) {
 	reported := map[string]bool{}
 	drops := dropSums{}
 	now := time.Now()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc := newLines(r)
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.Contains(line, `"`+agentv1.FlowsKey+`"`) && !strings.Contains(line, `"`+agentv1.FlowRecordKey+`"`) {
@@ -147,7 +144,7 @@ func ParseWithDrops(r io.Reader, since time.Time) (*Observed, []Flow, error) {
 	if len(obs.Dropped) == 0 {
 		obs.Dropped = nil
 	}
-	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
+	if err := sc.Err(); err != nil {
 		return obs, drops.flows(), err
 	}
 	return obs, drops.flows(), nil
