@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/loglines"
 )
 
 // flowLine is one flow record line of an agent's log.
@@ -58,8 +58,7 @@ func printDrops(w io.Writer, r io.Reader, output, service string, follow bool) e
 		fmt.Fprintln(tw, "TIME\tNODE\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tPOLICY")
 	}
 	enc := json.NewEncoder(w)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc := loglines.New(r)
 	for sc.Scan() {
 		line := sc.Text()
 		i := strings.IndexByte(line, '{')

@@ -75,3 +75,15 @@ func TestFlowsShowTheDropsBlocked(t *testing.T) {
 		t.Errorf("json: %s", b)
 	}
 }
+
+// A line over 1 MiB is skipped, not the end of the reading: every later
+// flow record was left out, with no error.
+func TestPrintDropsSkipsALineTooLong(t *testing.T) {
+	logs := `com.docker.swarm.node.id=n1 {"msg":"flow","x":"` + strings.Repeat("x", 2<<20) + `"}
+com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service":"other","ip":"10.0.2.3"},"destination":{"ip":"203.0.113.1","port":443},"protocol":"tcp","verdict":"blocked","policy":"p"}}
+`
+	var out bytes.Buffer
+	if err := printDrops(&out, strings.NewReader(logs), "json", "", false); err != nil || !strings.Contains(out.String(), "203.0.113.1") {
+		t.Errorf("after a long line: %q, %v", out.String(), err)
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmsec/swarmsec/agent"
+	"github.com/swarmsec/swarmsec/internal/loglines"
 	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 )
 
@@ -62,39 +62,7 @@ how many connection attempts each window (a minute) blocked or admitted.`,
 			defer rc.Close()
 			pr, pw := io.Pipe()
 			go func() { _, err := stdcopy.StdCopy(pw, pw, rc); pw.CloseWithError(err) }()
-			out := cmd.OutOrStdout()
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			if output == "table" {
-				fmt.Fprintln(tw, "TIME\tNODE\tSERVICE\tPORT\tSOURCE\tVERDICT\tATTEMPTS")
-			}
-			enc := json.NewEncoder(out)
-			sc := bufio.NewScanner(pr)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				var e event
-				line := sc.Text()
-				if i := strings.IndexByte(line, '{'); i >= 0 {
-					line = line[i:]
-				}
-				if json.Unmarshal([]byte(line), &e) != nil || e.Msg != agent.EventMessage {
-					continue
-				}
-				if output == "json" {
-					if err := enc.Encode(e); err != nil {
-						return err
-					}
-					continue
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Time.UTC().Format(time.RFC3339),
-					printable(e.Node), printable(e.Service), printable(e.Port), printable(e.Source), printable(e.Verdict), e.Attempts)
-				if follow {
-					tw.Flush()
-				}
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			return sc.Err()
+			return printEvents(cmd.OutOrStdout(), pr, output, follow)
 		},
 	}
 	cmd.Flags().StringVar(&service, "agent-service", agentrules.DefaultService, "the node agent's service")
@@ -102,6 +70,41 @@ how many connection attempts each window (a minute) blocked or admitted.`,
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep showing new events")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	return cmd
+}
+
+// printEvents writes the events of the agents' log lines in r.
+func printEvents(w io.Writer, r io.Reader, output string, follow bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if output == "table" {
+		fmt.Fprintln(tw, "TIME\tNODE\tSERVICE\tPORT\tSOURCE\tVERDICT\tATTEMPTS")
+	}
+	enc := json.NewEncoder(w)
+	sc := loglines.New(r)
+	for sc.Scan() {
+		var e event
+		line := sc.Text()
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			line = line[i:]
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != agent.EventMessage {
+			continue
+		}
+		if output == "json" {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Time.UTC().Format(time.RFC3339),
+			printable(e.Node), printable(e.Service), printable(e.Port), printable(e.Source), printable(e.Verdict), e.Attempts)
+		if follow {
+			tw.Flush()
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return sc.Err()
 }
 
 // printable keeps what logs said from steering the terminal: control

@@ -11,15 +11,14 @@
 package nodecheck
 
 import (
-	"bufio"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/url"
 	"strings"
 	"time"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/loglines"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 )
 
@@ -31,8 +30,7 @@ import (
 // agent on one node cannot speak for another, nor date its word ahead.
 func Latest(r io.Reader) (map[string]agentv1.Report, error) {
 	out := map[string]agentv1.Report{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc := loglines.New(r)
 	now := time.Now()
 	for sc.Scan() {
 		line := sc.Text()
@@ -56,10 +54,7 @@ func Latest(r io.Reader) (map[string]agentv1.Report, error) {
 			out[nodeID] = *l.Report
 		}
 	}
-	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
-		return out, err
-	}
-	return out, nil
+	return out, sc.Err()
 }
 
 // prefixes splits the engine's "TIMESTAMP DETAILS " off a log line.

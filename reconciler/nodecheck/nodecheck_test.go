@@ -3,6 +3,7 @@ package nodecheck
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,20 @@ func TestReaderTakesEachNodesLatestReport(t *testing.T) {
 	missing := &Reader{Docker: f, Service: "no_agent"}
 	if reports, err := missing.Reports(context.Background()); err != nil || len(reports) != 0 {
 		t.Errorf("missing agent service: %v, %v", reports, err)
+	}
+}
+
+// A line over 1 MiB is skipped, not the end of the reading: every later
+// node's report was ignored, with no error.
+func TestLatestSkipsALineTooLong(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	prefix := func(id string) string {
+		return now.Format(time.RFC3339Nano) + " com.docker.swarm.node.id=" + id + ",com.docker.swarm.service.id=s,com.docker.swarm.task.id=t "
+	}
+	r := agentv1.Report{Node: "w2", Time: now, Checks: []agentv1.Check{{ID: agentv1.CheckESP, Result: agentv1.OK}}}
+	in := prefix("id1") + `{"msg":"` + agentv1.ReportMessage + `","x":"` + strings.Repeat("x", 2<<20) + "\"}\n" + prefix("id2") + logLine(t, r) + "\n"
+	got, err := Latest(strings.NewReader(in))
+	if err != nil || len(got) != 1 || got["id2"].Node != "w2" {
+		t.Errorf("after a long line: %+v, %v", got, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/loglines"
 	"github.com/swarmsec/swarmsec/reconciler/nodecheck"
 )
 
@@ -47,7 +48,7 @@ func ParseDNS(r io.Reader, since time.Time) (*Lookups, error) {
 	out := &Lookups{Since: since, Dropped: map[string]uint64{}, Unseen: map[string]uint64{}}
 	reported := map[string]bool{}
 	now := time.Now()
-	sc := newLines(r)
+	sc := loglines.New(r)
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.Contains(line, `"`+agentv1.DNSKey+`"`) {

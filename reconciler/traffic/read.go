@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/loglines"
 	"github.com/swarmsec/swarmsec/reconciler/nodecheck"
 )
 
@@ -72,7 +73,7 @@ func ParseWithDrops(r io.Reader, since time.Time) (*Observed, []Flow, error) {
 	reported := map[string]bool{}
 	drops := dropSums{}
 	now := time.Now()
-	sc := newLines(r)
+	sc := loglines.New(r)
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.Contains(line, `"`+agentv1.FlowsKey+`"`) && !strings.Contains(line, `"`+agentv1.FlowRecordKey+`"`) {
