@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/agentrules"
 	"github.com/swarmsec/swarmsec/reconciler/nodecheck"
 	"github.com/swarmsec/swarmsec/reconciler/traffic"
@@ -74,19 +76,7 @@ Exit status: 0 no findings, 2 findings, 1 error.`,
 			defer done()
 			var lookups []agentv1.DNSLookup
 			if agentService != "" && dnsSince > 0 {
-				// The lookups as the agents saw them; none without agents.
-				got, err := traffic.ReadDNS(cmd.Context(), api, agentService, time.Now().Add(-dnsSince), 0)
-				switch {
-				case err != nil && strings.Contains(err.Error(), "not found"):
-					// No agent service: no lookups, as no node checks.
-				case err != nil:
-					fmt.Fprintf(cmd.ErrOrStderr(), "audit: DNS lookups not read: %v\n", err)
-				default:
-					for _, l := range got.Lookups {
-						lookups = append(lookups, l.DNSLookup)
-					}
-					fmt.Fprint(cmd.ErrOrStderr(), dnsGaps(got))
-				}
+				lookups = auditLookups(cmd.Context(), cmd.ErrOrStderr(), api, agentService, time.Now().Add(-dnsSince))
 			}
 			r, err := audit.RunWithDNS(cmd.Context(), api, policies, lookups)
 			if err != nil {
@@ -175,6 +165,26 @@ func printChecks(w io.Writer, output string) error {
 
 // dnsGaps says which nodes reported fewer lookups than they saw (their
 // bound's evictions, the kernel's limit): a flood of names there may hide
+// auditLookups reads the lookups as the agents of service saw them since
+// then: none without the service (the engine's 404, as no node checks),
+// none and a warning on w on another error.
+func auditLookups(ctx context.Context, w io.Writer, api traffic.Logs, service string, since time.Time) []agentv1.DNSLookup {
+	got, err := traffic.ReadDNS(ctx, api, service, since, 0)
+	switch {
+	case dockerapi.IsNotFound(err):
+		return nil
+	case err != nil:
+		fmt.Fprintf(w, "audit: DNS lookups not read: %v\n", err)
+		return nil
+	}
+	var lookups []agentv1.DNSLookup
+	for _, l := range got.Lookups {
+		lookups = append(lookups, l.DNSLookup)
+	}
+	fmt.Fprint(w, dnsGaps(got))
+	return lookups
+}
+
 // a probe from dns-reconnaissance. Empty when none did.
 func dnsGaps(got *traffic.Lookups) string {
 	var parts []string

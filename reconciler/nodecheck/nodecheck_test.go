@@ -3,6 +3,7 @@ package nodecheck
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
 
@@ -81,5 +83,20 @@ func TestLatestSkipsALineTooLong(t *testing.T) {
 	got, err := Latest(strings.NewReader(in))
 	if err != nil || len(got) != 1 || got["id2"].Node != "w2" {
 		t.Errorf("after a long line: %+v, %v", got, err)
+	}
+}
+
+// Only the engine's 404 for the service means "no agent service": another
+// error whose text says "not found" is an error, not an empty answer.
+func TestReaderTellsNoServiceByItsStatus(t *testing.T) {
+	f := fake.New()
+	spec := swarm.ServiceSpec{}
+	spec.Name = "swarmsec_agent"
+	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "swarmsec"}
+	f.AddService(spec)
+	f.FailNext(dockerapi.OpServiceLogs, dockerapi.NewDaemonError(http.StatusInternalServerError, "node xyz not found in the raft store"))
+	r := &Reader{Docker: f, Service: "swarmsec_agent"}
+	if _, err := r.Reports(context.Background()); err == nil {
+		t.Errorf("a 500 mentioning not found read as no agent service")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 )
 
@@ -57,7 +57,7 @@ func (r *Reader) Reports(ctx context.Context) (map[string]agentv1.Report, error)
 	switch {
 	case err == nil:
 		r.reports, r.err = reports, nil
-	case strings.Contains(err.Error(), "not found"):
+	case dockerapi.IsNotFound(err):
 		r.reports, r.err = nil, nil
 	default:
 		// The last reports stay while they are fresh enough.
