@@ -11,8 +11,11 @@ import (
 
 // owner is who an address of the Swarm belongs to.
 type owner struct {
+	// service is empty when the address is several services' (overlays
+	// whose subnets overlap).
 	service string
-	vip     bool
+	// vip: the address is a VIP on at least one network.
+	vip bool
 }
 
 // Book names the addresses of the node's overlay networks: every
@@ -22,7 +25,10 @@ type Book struct {
 	byAddr map[netip.Addr]owner
 }
 
-// NewBook reads the addresses of a discovery's networks.
+// NewBook reads the addresses of a discovery's networks. An address two
+// networks give to two services (overlays whose subnets overlap) is
+// credited to neither: the answer does not say which network it came
+// from, and the book must not depend on the order it reads them in.
 func NewBook(v *tasks.View) *Book {
 	b := &Book{byAddr: map[netip.Addr]owner{}}
 	if v == nil {
@@ -31,20 +37,36 @@ func NewBook(v *tasks.View) *Book {
 	for _, n := range v.Networks {
 		for name, ep := range n.Services {
 			for _, a := range ep.VIPs {
-				b.byAddr[a.Unmap()] = owner{service: name, vip: true}
+				b.add(a, name, true)
 			}
 			for a := range ep.Tasks {
-				if _, ok := b.byAddr[a.Unmap()]; !ok {
-					b.byAddr[a.Unmap()] = owner{service: name}
-				}
+				b.add(a, name, false)
 			}
 		}
 	}
 	return b
 }
 
+// add records that a is service's (its VIP or a task's), whatever the
+// order of the calls: a VIP on any network stays one, an address of two
+// services is no one's.
+func (b *Book) add(a netip.Addr, service string, vip bool) {
+	a = a.Unmap()
+	o, ok := b.byAddr[a]
+	if !ok {
+		b.byAddr[a] = owner{service: service, vip: vip}
+		return
+	}
+	if o.service != service {
+		o.service = ""
+	}
+	o.vip = o.vip || vip
+	b.byAddr[a] = o
+}
+
 // Classify names an answer's class and, for the Swarm's own addresses,
-// the service they belong to (empty when they are several services').
+// the service they belong to (empty when they are several services', or
+// one of them is several services' on overlapping overlays).
 func (b *Book) Classify(a *Answer) (class, service string) {
 	switch a.RCode {
 	case dnsmessage.RCodeSuccess:

@@ -81,7 +81,8 @@ type DNSLookup struct {
 	// DNSEmpty, DNSError.
 	Class string `json:"class"`
 	// Service is the service the answer's addresses belong to (DNSVIP,
-	// DNSTasks).
+	// DNSTasks); empty when they are several services', or an address is
+	// several services' on overlays whose subnets overlap.
 	Service string `json:"service,omitempty"`
 	// Count is the answers seen in the interval.
 	Count uint64 `json:"count"`
