@@ -30,6 +30,9 @@ type Key struct {
 type Sighting struct {
 	// New connections, never seen before.
 	New uint64
+	// Unanswered of the new ones: UDP no reply came back for when first
+	// seen.
+	Unanswered uint64
 	// Open connections at the read.
 	Open uint64
 	// Bytes both ways since the previous read.
@@ -39,8 +42,8 @@ type Sighting struct {
 type entry struct {
 	first, last time.Time
 	// Of the interval since the last Flush.
-	conns, bytes, open uint64
-	touched            bool
+	conns, bytes, open, unanswered uint64
+	touched                        bool
 	// The read that last set open.
 	read uint64
 }
@@ -108,6 +111,7 @@ func (a *Aggregator) Add(k Key, now time.Time, s Sighting) bool {
 	}
 	e.last = now
 	e.conns += s.New
+	e.unanswered += s.Unanswered
 	e.bytes += s.Bytes
 	e.open += s.Open
 	e.touched = true
@@ -149,10 +153,10 @@ func (a *Aggregator) Flush(now time.Time) (flows []agentv1.Flow, dropped uint64,
 		}
 		flows = append(flows, agentv1.Flow{
 			Kind: k.Kind, Source: k.Source, SourceBlock: k.SourceBlock, Destination: k.Destination, DestinationBlock: k.DestinationBlock,
-			Port: k.Port, Protocol: k.Protocol, Connections: e.conns, Open: e.open, Bytes: e.bytes,
+			Port: k.Port, Protocol: k.Protocol, Connections: e.conns, Unanswered: e.unanswered, Open: e.open, Bytes: e.bytes,
 			FirstSeen: e.first.UTC(), LastSeen: e.last.UTC(),
 		})
-		e.conns, e.bytes, e.touched = 0, 0, false
+		e.conns, e.unanswered, e.bytes, e.touched = 0, 0, 0, false
 	}
 	a.expireLocked(now, window)
 	slices.SortFunc(flows, func(x, y agentv1.Flow) int {

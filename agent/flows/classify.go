@@ -77,7 +77,8 @@ func Block(a netip.Addr) string {
 // classify names a connection seen in the namespace of a task of service,
 // whose own addresses are own. It is counted (ok) only where the cluster
 // counts it once: at the client when the client is this task, at the
-// server when the client is no task of the Swarm.
+// server when the client is no task of the Swarm. An unanswered
+// connection counts only as UDP from this task to a service.
 func classify(service string, own map[netip.Addr]bool, b *Book, c Conn) (Key, bool) {
 	if c.Src.IsLoopback() || c.Dst.IsLoopback() || c.Dst.IsMulticast() || !c.Dst.IsValid() {
 		return Key{}, false // the embedded DNS resolver, the task itself
@@ -100,6 +101,12 @@ func classify(service string, own map[netip.Addr]bool, b *Book, c Conn) (Key, bo
 		k.Kind, k.Source, k.SourceBlock, k.Destination = agentv1.FlowPublished, agentv1.Outside, Block(c.Src), service
 	default:
 		return Key{}, false // routed through, not this task's
+	}
+	if c.Unanswered && (c.Protocol != "udp" || k.Kind != agentv1.FlowService) {
+		// Only one-way UDP to a task or VIP the Swarm names is taken
+		// for a flow without a reply: elsewhere nothing tells it from a
+		// packet dropped on the way.
+		return Key{}, false
 	}
 	return k, true
 }

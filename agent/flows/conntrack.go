@@ -20,6 +20,9 @@ type Conn struct {
 	// Open is false for a TCP connection already closing or closed (it
 	// stays in the table for a while after).
 	Open bool
+	// Unanswered: a UDP flow no reply came back for (yet). Dump keeps no
+	// other unanswered connection.
+	Unanswered bool
 }
 
 // TCP states of conntrack after the connection is established.
@@ -40,21 +43,33 @@ func Dump(fd int) ([]Conn, error) {
 	}
 	out := make([]Conn, 0, len(flows))
 	for _, f := range flows {
-		t := f.TupleOrig
-		if !t.IP.SourceAddress.IsValid() || !answered(f) {
-			continue
+		if c, ok := toConn(f); ok {
+			out = append(out, c)
 		}
-		c := Conn{
-			ID: f.ID, Protocol: protocolName(t.Proto.Protocol),
-			Src: t.IP.SourceAddress.Unmap(), Dst: t.IP.DestinationAddress.Unmap(), DstPort: t.Proto.DestinationPort,
-			Bytes: f.CountersOrig.Bytes + f.CountersReply.Bytes, Open: true,
-		}
-		if t.Proto.Protocol == 6 && f.ProtoInfo.TCP != nil {
-			c.Open = f.ProtoInfo.TCP.State == tcpEstablished
-		}
-		out = append(out, c)
 	}
 	return out, nil
+}
+
+// toConn reads one entry: an answered connection, or a UDP flow not
+// answered (one-way UDP: statsd, syslog, GELF; classify keeps it only to a
+// service of the Swarm).
+func toConn(f conntrack.Flow) (Conn, bool) {
+	t := f.TupleOrig
+	if !t.IP.SourceAddress.IsValid() {
+		return Conn{}, false
+	}
+	c := Conn{
+		ID: f.ID, Protocol: protocolName(t.Proto.Protocol),
+		Src: t.IP.SourceAddress.Unmap(), Dst: t.IP.DestinationAddress.Unmap(), DstPort: t.Proto.DestinationPort,
+		Bytes: f.CountersOrig.Bytes + f.CountersReply.Bytes, Open: true, Unanswered: !answered(f),
+	}
+	if c.Unanswered && t.Proto.Protocol != 17 {
+		return Conn{}, false
+	}
+	if t.Proto.Protocol == 6 && f.ProtoInfo.TCP != nil {
+		c.Open = f.ProtoInfo.TCP.State == tcpEstablished
+	}
+	return c, true
 }
 
 // answered reports whether a connection took place: for TCP, it completed
@@ -63,7 +78,8 @@ func Dump(fd int) ([]Conn, error) {
 // rules dropped stays SYN_SENT here for two minutes; a UDP packet to a
 // host that is down) is no flow: init --from-traffic would admit it. What
 // the agents' own rules refused is in their drop records; a TCP attempt a
-// closed port refuses leaves conntrack at once.
+// closed port refuses leaves conntrack at once. UDP is the exception
+// classify makes: one-way UDP to a service never gets a reply.
 func answered(f conntrack.Flow) bool {
 	if f.TupleOrig.Proto.Protocol == 6 {
 		return f.Status.Assured()

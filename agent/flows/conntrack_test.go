@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/ti-mo/conntrack"
@@ -31,6 +32,34 @@ func TestAnsweredOnly(t *testing.T) {
 	} {
 		if got := answered(c.f); got != c.want {
 			t.Errorf("%s: answered %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Dump keeps an unanswered UDP flow, marked, for classify to judge; no
+// other unanswered entry.
+func TestToConnKeepsUnansweredUDPOnly(t *testing.T) {
+	flow := func(proto uint8, st conntrack.Status) conntrack.Flow {
+		var f conntrack.Flow
+		f.TupleOrig.Proto.Protocol = proto
+		f.TupleOrig.IP.SourceAddress = netip.MustParseAddr("10.0.1.3")
+		f.TupleOrig.IP.DestinationAddress = netip.MustParseAddr("10.0.1.9")
+		f.Status = st
+		return f
+	}
+	for _, c := range []struct {
+		name             string
+		f                conntrack.Flow
+		keep, unanswered bool
+	}{
+		{"udp answered", flow(17, conntrack.StatusConfirmed|conntrack.StatusSeenReply), true, false},
+		{"udp unanswered", flow(17, conntrack.StatusConfirmed), true, true},
+		{"tcp SYN unanswered", flow(6, conntrack.StatusConfirmed), false, false},
+		{"icmp unanswered", flow(1, conntrack.StatusConfirmed), false, false},
+	} {
+		got, ok := toConn(c.f)
+		if ok != c.keep || got.Unanswered != c.unanswered {
+			t.Errorf("%s: kept %v unanswered %v, want %v %v", c.name, ok, got.Unanswered, c.keep, c.unanswered)
 		}
 	}
 }

@@ -182,6 +182,9 @@ func (w *Watcher) readTask(t netns.Task, book *Book, now time.Time) (map[uint32]
 		if !known {
 			s.New++
 			s.Bytes += c.Bytes
+			if c.Unanswered {
+				s.Unanswered++
+			}
 		} else if c.Bytes >= before {
 			s.Bytes += c.Bytes - before
 		}

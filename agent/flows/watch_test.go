@@ -167,3 +167,57 @@ func TestBlock(t *testing.T) {
 		}
 	}
 }
+
+// One-way UDP (statsd, syslog, GELF) never gets a reply: to a service
+// of the Swarm it is kept, marked unanswered, so init --from-traffic does
+// not cut it; unanswered UDP outside the Swarm and an unanswered TCP
+// attempt (the destination's rules may have dropped it) count nothing.
+func TestWatcherKeepsOneWayUDPToAServiceMarked(t *testing.T) {
+	e := &engine{
+		containers: []container.InspectResponse{task("c1", "shop_web", "10.0.1.3")},
+		networks: map[string]network.Inspect{"n1": {Driver: "overlay", IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.0.1.0/24"}}}, Services: map[string]network.ServiceInfo{
+			"shop_stats": {VIP: "10.0.1.9/24", Tasks: []network.Task{{EndpointIP: "10.0.1.10"}}},
+			"shop_api":   {Tasks: []network.Task{{EndpointIP: "10.0.1.5"}}},
+		}}},
+	}
+	c := func(id uint32, proto, dst string, port uint16, unanswered bool) Conn {
+		return Conn{ID: id, Protocol: proto, Src: netip.MustParseAddr("10.0.1.3"), Dst: netip.MustParseAddr(dst), DstPort: port, Open: true, Unanswered: unanswered}
+	}
+	conns := []Conn{
+		c(1, "udp", "10.0.1.9", 8125, true),   // statsd to the VIP
+		c(2, "udp", "10.0.1.10", 8125, true),  // and to its task
+		c(3, "udp", "10.0.1.5", 53, false),    // answered
+		c(4, "udp", "10.0.1.5", 53, true),     // one more, not yet answered
+		c(5, "udp", "203.0.113.7", 514, true), // outside: nothing tells a drop
+		c(6, "tcp", "10.0.1.5", 8080, true),   // a SYN nobody answered
+		c(7, "udp", "10.0.1.77", 8125, true),  // an address no service has
+		c(8, "icmp", "10.0.1.5", 0, true),     // an echo unanswered
+	}
+	w := &Watcher{Docker: e, Agg: &Aggregator{}, Node: "n1",
+		Addrs: func(*netns.Handle) (map[netip.Addr]bool, error) { return map[netip.Addr]bool{}, nil },
+		Dump:  func(int) ([]Conn, error) { return conns, nil }}
+	t0 := time.Now()
+	if err := w.Read(context.Background(), t0); err != nil {
+		t.Fatal(err)
+	}
+	lines := w.Flush(t0.Add(time.Minute))
+	if len(lines) != 1 {
+		t.Fatalf("lines %+v", lines)
+	}
+	got := map[string][2]uint64{}
+	for _, f := range lines[0].Flows {
+		got[f.From()+" -> "+f.Target()] = [2]uint64{f.Connections, f.Unanswered}
+	}
+	want := map[string][2]uint64{
+		"shop_web -> shop_stats:8125/udp": {2, 2},
+		"shop_web -> shop_api:53/udp":     {2, 1},
+	}
+	if len(got) != len(want) {
+		t.Errorf("flows %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s: connections, unanswered %v, want %v", k, got[k], n)
+		}
+	}
+}

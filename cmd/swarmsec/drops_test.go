@@ -44,7 +44,7 @@ func TestFlowsShowTheDropsBlocked(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	at := now.Add(-5 * time.Minute).Format(time.RFC3339Nano)
 	drop := at + ` com.docker.swarm.node.id=n1abcdefgh,com.docker.swarm.service.id=s {"time":"` + at + `","level":"WARN","msg":"flow","flow":{"time":"` + at + `","node":"w1","source":{"service":"shop_web","task":"shop_web.1.x","ip":"10.0.1.3","port":40000},"destination":{"service":"shop_db","task":"shop_db.1.y","ip":"10.0.1.4","port":5432},"protocol":"tcp","verdict":"blocked","direction":"egress","policy":"default deny: ingress of shop_db (policy shop-db)"},"suppressed":0}`
-	flows := at + ` com.docker.swarm.node.id=n2 {"msg":"flows","flows":{"node":"w2","flows":[{"kind":"service","source":"shop_web","destination":"shop_api","port":80,"protocol":"tcp","connections":4,"firstSeen":"` + at + `","lastSeen":"` + at + `"}]}}`
+	flows := at + ` com.docker.swarm.node.id=n2 {"msg":"flows","flows":{"node":"w2","flows":[{"kind":"service","source":"shop_web","destination":"shop_api","port":80,"protocol":"tcp","connections":4,"unanswered":1,"firstSeen":"` + at + `","lastSeen":"` + at + `"}]}}`
 	logs := strings.Join([]string{drop, drop, flows, drop}, "\n") + "\n"
 	obs, drops, err := traffic.ParseWithDrops(strings.NewReader(logs), now.Add(-time.Hour))
 	if err != nil {
@@ -59,7 +59,7 @@ func TestFlowsShowTheDropsBlocked(t *testing.T) {
 	for _, want := range []string{
 		"shop_web  shop_db:5432/tcp  3 ", "w1 ", "blocked\n",
 		"blocked: shop_web -> shop_db:5432/tcp: default deny: ingress of shop_db (policy shop-db)\n",
-		"shop_web  shop_api:80/tcp   4 ",
+		"shop_web  shop_api:80/tcp   4 (1 unanswered) ",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

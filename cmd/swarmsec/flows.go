@@ -136,7 +136,11 @@ func printFlows(w io.Writer, obs *traffic.Observed, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tCONNECTIONS\tOPEN\tLAST SEEN\tNODES\tVERDICT")
 	for _, f := range obs.Flows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", printable(f.From()), printable(f.Target()), f.Connections, f.Open,
+		conns := strconv.FormatUint(f.Connections, 10)
+		if f.Unanswered > 0 {
+			conns += fmt.Sprintf(" (%d unanswered)", f.Unanswered)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", printable(f.From()), printable(f.Target()), conns, f.Open,
 			ago(now, f.LastSeen), printable(strings.Join(f.Nodes, ",")), f.Verdict)
 	}
 	tw.Flush()

@@ -115,10 +115,11 @@ func ParseWithDrops(r io.Reader, since time.Time) (*Observed, []Flow, error) {
 			agg := flows[k]
 			if agg == nil {
 				agg = &Flow{Flow: f}
-				agg.Connections, agg.Bytes, agg.Open = 0, 0, 0
+				agg.Connections, agg.Unanswered, agg.Bytes, agg.Open = 0, 0, 0, 0
 				flows[k], nodes[k], open[k] = agg, map[string]bool{}, map[string]perNode{}
 			}
 			agg.Connections += f.Connections
+			agg.Unanswered += f.Unanswered
 			agg.Bytes += f.Bytes
 			if f.FirstSeen.Before(agg.FirstSeen) {
 				agg.FirstSeen = f.FirstSeen

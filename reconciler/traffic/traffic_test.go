@@ -73,6 +73,30 @@ func TestReadSumsTheWindowOverNodes(t *testing.T) {
 	}
 }
 
+// The unanswered (one-way UDP to a service) sum over the window and nodes
+// with the connections they are part of.
+func TestReadSumsTheUnanswered(t *testing.T) {
+	f := fake.New()
+	spec := swarm.ServiceSpec{}
+	spec.Name = "swarmsec_agent"
+	spec.TaskTemplate.ContainerSpec = &swarm.ContainerSpec{Image: "swarmsec"}
+	f.AddService(spec)
+	now := time.Now().UTC().Truncate(time.Second)
+	statsd := func(conns, unanswered uint64) agentv1.Flow {
+		fl := flow(agentv1.FlowService, "shop_api", "shop_stats", 8125, conns, now.Add(-time.Minute), now)
+		fl.Protocol, fl.Unanswered = "udp", unanswered
+		return fl
+	}
+	for i, fl := range []agentv1.Flow{statsd(4, 4), statsd(3, 2)} {
+		at := now.Add(-time.Duration(i+1) * time.Minute)
+		f.AddServiceLogFrom("swarmsec_agent", "id1", at, flowsLine(t, agentv1.Flows{Node: "w1", Time: at, Part: 1, Parts: 1, Flows: []agentv1.Flow{fl}}))
+	}
+	obs, err := Read(context.Background(), f, "swarmsec_agent", now.Add(-time.Hour), 0)
+	if err != nil || len(obs.Flows) != 1 || obs.Flows[0].Connections != 7 || obs.Flows[0].Unanswered != 6 {
+		t.Errorf("observed %+v, %v", obs, err)
+	}
+}
+
 func shop(t *testing.T) (*state.Store, *compile.Desired) {
 	t.Helper()
 	var services []*state.Service

@@ -121,7 +121,11 @@ func trafficHeader(file string, window time.Duration, gone []string) string {
 // seen writes one flow as a comment line.
 func seen(f traffic.Flow, peer string) string {
 	port := fmt.Sprintf("%d/%s", f.Port, f.Protocol)
-	return fmt.Sprintf("#   %s %s: %d connections, last seen %s\n", peer, port, f.Connections, f.LastSeen.UTC().Format(time.RFC3339))
+	conns := fmt.Sprintf("%d connections", f.Connections)
+	if f.Unanswered > 0 {
+		conns += fmt.Sprintf(" (%d unanswered: one-way UDP, or dropped on the way)", f.Unanswered)
+	}
+	return fmt.Sprintf("#   %s %s: %s, last seen %s\n", peer, port, conns, f.LastSeen.UTC().Format(time.RFC3339))
 }
 
 // trafficPolicy is the policy that admits a service's observed flows.

@@ -44,6 +44,7 @@ func TestFromTrafficKeepsEveryFlowSeen(t *testing.T) {
 		fl(agentv1.FlowPublished, agentv1.Outside, "shop_web", "198.51.100.0/24", 8080),
 		fl(agentv1.FlowService, "shop_api", "shop_gone", "", 80),
 	}
+	flows[1].Unanswered = 5 // the comment says so
 	st := state.New()
 	if err := observe.Observe(context.Background(), f, st); err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestFromTrafficKeepsEveryFlowSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	shop := string(files["shop.yaml"])
-	for _, want := range []string{"to shop_db 5432/tcp: 12 connections", "shop_api -> shop_gone:80/tcp", "published port 9090/tcp: no connection seen", "to outside 203.0.113.0/24 443/tcp: 12 connections"} {
+	for _, want := range []string{"to shop_db 5432/tcp: 12 connections (5 unanswered", "shop_api -> shop_gone:80/tcp", "published port 9090/tcp: no connection seen", "to outside 203.0.113.0/24 443/tcp: 12 connections"} {
 		if !strings.Contains(shop, want) {
 			t.Errorf("shop.yaml lacks %q:\n%s", want, shop)
 		}

@@ -75,6 +75,10 @@ type Flow struct {
 	Protocol string `json:"protocol"`
 	// Connections are the connections first seen in the interval.
 	Connections uint64 `json:"connections"`
+	// Unanswered are those of Connections no reply came back for when
+	// first seen: UDP from a task to a service's task or VIP (one-way:
+	// statsd, syslog, GELF). No other unanswered attempt is counted.
+	Unanswered uint64 `json:"unanswered,omitempty"`
 	// Open are the connections open at the interval's last read.
 	Open uint64 `json:"open,omitempty"`
 	// Bytes both ways in the interval, when the node's conntrack counts
