@@ -64,6 +64,7 @@ func main() {
 	byHand := flag.Bool("by-hand", true, "also deploy the same segmentation by hand with docker stack deploy")
 	soak := flag.Duration("soak", 0, "instead of the measures, soak this long: a drift a second, a manifest change a minute, resyncs every 30s (make soak)")
 	applyOnly := flag.Bool("apply-only", false, "stop after apply and its floor")
+	flag.StringVar(&applyLog, "apply-log", "", "write the timed apply's info log (stderr) to this file, to see where its time goes")
 	replicas := flag.Int("replicas", 0, "replicas per service (a real image; apply runs with --wait and the floor waits for each wave as apply does); implies -apply-only")
 	flag.Parse()
 	if *applyOnly {
@@ -196,7 +197,7 @@ func (b *bench) applyAndFloor(ctx context.Context, replicas int) (applied, floor
 		args = append(args, "--wait")
 	}
 	start := time.Now()
-	out, err := b.swarmsec(ctx, args...)
+	out, err := b.timedApply(ctx, args...)
 	applied = time.Since(start)
 	if err != nil {
 		return 0, 0, fmt.Errorf("apply: %w\n%s", err, out)
@@ -302,6 +303,27 @@ spec:
 func (b *bench) swarmsec(ctx context.Context, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, b.bin, append(args, "--log-level", "warn")...).CombinedOutput()
 	return string(out), err
+}
+
+// applyLog is -apply-log: where the timed apply's info log goes.
+var applyLog string
+
+// timedApply runs the apply applyAndFloor times, its info log to applyLog
+// when set.
+func (b *bench) timedApply(ctx context.Context, args ...string) (string, error) {
+	if applyLog == "" {
+		return b.swarmsec(ctx, args...)
+	}
+	f, err := os.Create(applyLog)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var out strings.Builder
+	cmd := exec.CommandContext(ctx, b.bin, append(args, "--log-level", "info", "--log-format", "json")...)
+	cmd.Stdout, cmd.Stderr = &out, f
+	err = cmd.Run()
+	return out.String(), err
 }
 
 // planned counts the writes swarmsec plans.
