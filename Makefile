@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/swarmsec
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: all build image image-locked test test-unit test-integration test-e2e bench bench-scale soak fuzz demo demo-down docker vet fmt-check lint clean
+.PHONY: all build image image-locked test test-unit test-unit-then-e2e test-integration test-e2e bench bench-scale soak fuzz demo demo-down docker vet fmt-check lint clean
 
 all: build
 
@@ -54,14 +54,19 @@ $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION):
 	mv $(TOOLS)/golangci-lint $@
 
 # Unit, integration (the machine's engine as a one-node Swarm) and e2e
-# (a three-node docker-in-docker Swarm) tests.
-# The unit tests first (they use both cores); then the integration tests
-# (the machine's engine as a one-node Swarm) and the e2e tests (their own
-# docker-in-docker Swarm) side by side: both mostly wait for Swarm, and
-# they share nothing but the machine's engine, on which their objects are
-# apart (names and labels of their own run).
-test: test-unit
-	@$(MAKE) --no-print-directory -j2 test-integration test-e2e
+# (docker-in-docker Swarms) tests, in two lanes: the integration tests from
+# the start, beside the unit tests and then the e2e tests (two processes,
+# see test-e2e). The Swarm tests mostly wait (rolling updates, timeouts),
+# so they run beside the unit tests' computing rather than after it; the
+# levels share nothing but the machine's engine, on which their objects are
+# apart (names and labels of their own run). The longest lane, the
+# integration tests, sets the wall time.
+test:
+	@$(MAKE) --no-print-directory -j2 test-integration test-unit-then-e2e
+
+test-unit-then-e2e:
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-e2e
 
 # The race detector on every unit test; goleak guards the controller,
 # watcher and server tests; the transition property test runs here too.
@@ -91,7 +96,7 @@ test-integration: docker
 # E2E_A, and keep the shards about even (each shard's log, .e2e-a.log and
 # .e2e-b.log, ends with its tests' durations). The test binary is built
 # once for both.
-E2E_A := TestTruthTable
+E2E_A := TestTruthTable TestApplyMigratesASixServiceNetwork
 E2E_TEST := bin/e2e.test
 E2E_FLAGS := -test.count=1 -test.timeout 45m -test.v
 empty :=
