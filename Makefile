@@ -61,7 +61,7 @@ $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION):
 # levels share nothing but the machine's engine, on which their objects are
 # apart (names and labels of their own run). The longest lane, the
 # integration tests, sets the wall time.
-test:
+test: docker
 	@$(MAKE) --no-print-directory -j2 test-integration test-unit-then-e2e
 
 test-unit-then-e2e:
