@@ -96,7 +96,7 @@ test-integration: docker
 # E2E_A, and keep the shards about even (each shard's log, .e2e-a.log and
 # .e2e-b.log, ends with its tests' durations). The test binary is built
 # once for both.
-E2E_A := TestTruthTable TestFailover TestLeaderLossAndPartition
+E2E_A := TestTruthTable TestFailover
 E2E_TEST := bin/e2e.test
 E2E_FLAGS := -test.count=1 -test.timeout 45m -test.v
 empty :=
