@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/swarmsec
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: all build image image-locked test test-unit test-integration test-e2e bench bench-scale soak fuzz demo demo-down docker vet fmt-check lint clean
+.PHONY: all build image image-locked test test-unit test-unit-then-e2e test-integration test-e2e bench bench-scale soak fuzz demo demo-down docker vet fmt-check lint clean
 
 all: build
 
@@ -54,14 +54,19 @@ $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION):
 	mv $(TOOLS)/golangci-lint $@
 
 # Unit, integration (the machine's engine as a one-node Swarm) and e2e
-# (a three-node docker-in-docker Swarm) tests.
-# The unit tests first (they use both cores); then the integration tests
-# (the machine's engine as a one-node Swarm) and the e2e tests (their own
-# docker-in-docker Swarm) side by side: both mostly wait for Swarm, and
-# they share nothing but the machine's engine, on which their objects are
-# apart (names and labels of their own run).
-test: test-unit
-	@$(MAKE) --no-print-directory -j2 test-integration test-e2e
+# (docker-in-docker Swarms) tests, in two lanes: the integration tests from
+# the start, beside the unit tests and then the e2e tests (two processes,
+# see test-e2e). The Swarm tests mostly wait (rolling updates, timeouts),
+# so they run beside the unit tests' computing rather than after it; the
+# levels share nothing but the machine's engine, on which their objects are
+# apart (names and labels of their own run). The longest lane, the
+# integration tests, sets the wall time.
+test: docker
+	@$(MAKE) --no-print-directory -j2 test-integration test-unit-then-e2e
+
+test-unit-then-e2e:
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-e2e
 
 # The race detector on every unit test; goleak guards the controller,
 # watcher and server tests; the transition property test runs here too.
@@ -73,12 +78,39 @@ docker:
 	@scripts/ensure-docker.sh
 
 # Only the packages with integration tests: the others ran in test-unit.
+# The whole -v output goes to .integration.log; the terminal shows each
+# test's verdict and duration, and the output of those that failed.
 INTEGRATION_PKGS := $(shell grep -rl --include='*_test.go' '^//go:build.*integration' . | xargs -r -n1 dirname | sort -u)
+INTEGRATION_CMD := $(GO) test -count=1 -tags integration -timeout 25m -v $(INTEGRATION_PKGS)
 test-integration: docker
-	$(GO) test -count=1 -tags integration -timeout 25m $(INTEGRATION_PKGS)
+	@echo '$(INTEGRATION_CMD)'; $(INTEGRATION_CMD) 2>&1 | tee .integration.log | grep --line-buffered -E '^(--- |FAIL|ok|panic)'; \
+	rc=$${PIPESTATUS[0]}; if [ $$rc != 0 ]; then echo "the failed tests' output (all of it in .integration.log):"; \
+	  awk '/^=== RUN   [^\/]*$$/ {buf = ""} {buf = buf $$0 "\n"} /^(--- FAIL|FAIL\t)/ {printf "%s", buf; buf = ""} /^panic/ {p = 1} p' .integration.log; fi; \
+	exit $$rc
 
+# The e2e tests run as two processes side by side, each on a docker-in-
+# docker cluster of its own (a cluster's containers, networks, volumes and
+# cgroups carry its run's ID; the nodes wait on Swarm far more than they
+# compute). Shard a runs the tests E2E_A names; shard b runs every other
+# test, so a new test lands in b by itself: to move one, add its name to
+# E2E_A, and keep the shards about even (each shard's log, .e2e-a.log and
+# .e2e-b.log, ends with its tests' durations). The test binary is built
+# once for both.
+E2E_A := TestTruthTable TestFailover
+E2E_TEST := bin/e2e.test
+E2E_FLAGS := -test.count=1 -test.timeout 45m -test.v
+empty :=
+E2E_RE := ^($(subst $(empty) $(empty),|,$(strip $(E2E_A))))$$
+E2E_SHOWN := ^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)
 test-e2e: docker
-	$(GO) test -count=1 -p 1 -tags e2e -timeout 45m -v ./e2e/... 2>&1 | tee .e2e.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	@mkdir -p bin
+	$(GO) test -c -tags e2e -o $(E2E_TEST) ./e2e
+	@cd e2e && start=$$(date +%s); \
+	shard() { ../$(E2E_TEST) $(E2E_FLAGS) "$$2" '$(E2E_RE)' 2>&1 | tee ../.e2e-$$1.log \
+	  | grep --line-buffered -E '$(E2E_SHOWN)' | sed -u "s/^/[e2e-$$1] /"; \
+	  rc=$${PIPESTATUS[0]}; echo "[e2e-$$1] exit $$rc after $$(( $$(date +%s) - start )) s"; return $$rc; }; \
+	shard a -test.run & a=$$!; shard b -test.skip & b=$$!; \
+	wait $$a; ra=$$?; wait $$b; rb=$$?; exit $$(( ra || rb ))
 
 # Benchmarks: compile+diff at 100, 1,000 and 10,000 services, and the loader.
 bench:

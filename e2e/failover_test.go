@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,23 +41,52 @@ func docker(ctx context.Context, n *cluster.Node, env []string, args ...string) 
 
 // replicas asks every controller task on the running nodes for its role.
 func replicas(ctx context.Context, nodes []*cluster.Node) ([]replica, string) {
-	var out []replica
-	for _, n := range nodes {
-		cs, err := n.Client.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.name=swarmsec_controller"))})
-		if err != nil {
-			return nil, n.Hostname + ": " + err.Error()
-		}
-		for _, c := range cs {
-			b, err := docker(ctx, n, nil, "exec", c.ID, "/swarmsec", "status", "-o", "json")
+	// Every node and replica at once: a take-over is timed by these polls,
+	// and one exec after another would add their time to it.
+	type answer struct {
+		rs  []replica
+		why string
+	}
+	answers := make([]answer, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cs, err := n.Client.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.name=swarmsec_controller"))})
 			if err != nil {
-				return nil, fmt.Sprintf("%s: %s: %v: %s", n.Hostname, c.ID[:12], err, b)
+				answers[i].why = n.Hostname + ": " + err.Error()
+				return
 			}
-			r := replica{node: n, container: c.ID}
-			if err := json.Unmarshal(b, &r); err != nil {
-				return nil, err.Error()
+			rs := make([]replica, len(cs))
+			whys := make([]string, len(cs))
+			var cwg sync.WaitGroup
+			for j, c := range cs {
+				cwg.Add(1)
+				go func() {
+					defer cwg.Done()
+					b, err := docker(ctx, n, nil, "exec", c.ID, "/swarmsec", "status", "-o", "json")
+					if err != nil {
+						whys[j] = fmt.Sprintf("%s: %s: %v: %s", n.Hostname, c.ID[:12], err, b)
+						return
+					}
+					rs[j] = replica{node: n, container: c.ID}
+					if err := json.Unmarshal(b, &rs[j]); err != nil {
+						whys[j] = err.Error()
+					}
+				}()
 			}
-			out = append(out, r)
+			cwg.Wait()
+			answers[i] = answer{rs: rs, why: strings.Join(slices.DeleteFunc(whys, func(w string) bool { return w == "" }), "; ")}
+		}()
+	}
+	wg.Wait()
+	var out []replica
+	for _, a := range answers {
+		if a.why != "" {
+			return nil, a.why
 		}
+		out = append(out, a.rs...)
 	}
 	return out, ""
 }

@@ -45,9 +45,9 @@ func TestSmoke(t *testing.T) {
 	t.Run("reachability", func(t *testing.T) {
 		// Every replica of the target must answer (--all); across networks
 		// the name does not even resolve.
-		swarmtest.CheckMatrix(ctx, t, services, services,
+		swarmtest.CheckMatrixByRows(ctx, t, services, services,
 			func(from, to string) bool { return network[from] == network[to] },
-			swarmtest.ServiceProbe(m, testCluster.ProbeOpts(swarmtest.WithAllAddresses())...))
+			swarmtest.ServiceRowProbe(m, testCluster.ProbeOpts(swarmtest.WithAllAddresses())...))
 	})
 
 	t.Run("egress to the outside target", func(t *testing.T) {

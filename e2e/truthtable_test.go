@@ -884,16 +884,35 @@ func (tt *truthTable) checkMatrix(ctx context.Context, t *testing.T, services []
 	}
 	targets := append(slices.Clone(from), outside)
 	probeOpts := testCluster.ProbeOpts(opts...)
-	probe := func(ctx context.Context, from, to string) (bool, string, error) {
-		addr := swarmtest.TasksAddr(to)
+	addrOf := func(to string) string {
 		if to == outside {
 			// One address: --all changes nothing.
-			addr = testCluster.Outside.Addr()
+			return testCluster.Outside.Addr()
 		}
-		return swarmtest.ProbeE(ctx, manager(), from, addr, probeOpts...)
+		return swarmtest.TasksAddr(to)
+	}
+	probe := func(ctx context.Context, from, to string) (bool, string, error) {
+		return swarmtest.ProbeE(ctx, manager(), from, addrOf(to), probeOpts...)
+	}
+	// The first look: one exec per row, every target probed at once from
+	// one task; cells that differ are probed again one by one below.
+	probeRow := func(ctx context.Context, from string, to []string) (map[string]swarmtest.ProbeResult, error) {
+		addrs := make([]string, len(to))
+		for i, t := range to {
+			addrs[i] = addrOf(t)
+		}
+		res, err := swarmtest.ProbeEachE(ctx, manager(), from, addrs, probeOpts...)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]swarmtest.ProbeResult{}
+		for i, t := range to {
+			out[t] = res[addrs[i]]
+		}
+		return out, nil
 	}
 	start := time.Now()
-	m := swarmtest.RunMatrix(ctx, from, targets, e.reach, probe, 6)
+	m := swarmtest.RunMatrixByRows(ctx, from, targets, e.reach, probeRow, 6)
 	first := len(m.Mismatches())
 	_ = swarmtest.PollE(ctx, 30*time.Second, func() (bool, string) {
 		mm := m.Mismatches()

@@ -69,8 +69,16 @@ func SweepLeftovers(ctx context.Context, host *client.Client, logf func(string, 
 		if len(parts) != 3 || !strings.HasPrefix(parts[1], "p") {
 			continue
 		}
-		if pid, err := strconv.Atoi(parts[1][1:]); err == nil && pid > 0 && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
+		pid, err := strconv.Atoi(parts[1][1:])
+		switch {
+		case err != nil || pid <= 0:
+		case pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH:
 			errs = append(errs, os.RemoveAll(d))
+		default:
+			// A live run, perhaps one starting beside this one (make
+			// test-e2e runs two) whose containers were not listed above:
+			// its folder comes first, so its cgroups are left alone below.
+			runs[parts[0]] = false
 		}
 	}
 	// Cgroups of dead runs: removing one that is in use fails, so a live

@@ -4,6 +4,7 @@
 //
 //	testapp serve [--listen :8080]
 //	testapp probe ADDR [--timeout 2s] [--all]
+//	testapp probe-each [--timeout 2s] [--all] ADDR...
 //
 // serve answers HTTP on TCP: GET / returns the hostname (the task's container
 // ID prefix in a Swarm), so a prober sees which task answered.
@@ -17,6 +18,12 @@
 //
 // It exits 0 when at least one address connected (with --all: every one), 1
 // when none did (or the name did not resolve), 2 on a usage error.
+//
+// probe-each runs probe for each ADDR at once, all in one process (a whole
+// row of a reachability matrix for the price of one exec), and prints, for
+// each ADDR in order, a line "=== ADDR exit N" (N: what probe would have
+// exited with) followed by probe's output. It exits 0, or 2 on a usage
+// error.
 package main
 
 import (
@@ -51,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "probe":
 		return probe(args[1:], stdout, stderr)
+	case "probe-each":
+		return probeEach(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "testapp: unknown command %q\n", args[0])
 	return 2
@@ -153,6 +162,43 @@ func probe(args []string, stdout, stderr io.Writer) int {
 	}
 	if connected == 0 || (*all && connected != len(results)) {
 		return 1
+	}
+	return 0
+}
+
+func probeEach(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("probe-each", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 2*time.Second, "time allowed to each probe")
+	all := fs.Bool("all", false, "a probe succeeds only when every address of its ADDR connects")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "usage: testapp probe-each [--timeout 2s] [--all] ADDR...")
+		return 2
+	}
+	type outcome struct {
+		code int
+		out  strings.Builder
+	}
+	outcomes := make([]outcome, fs.NArg())
+	var wg sync.WaitGroup
+	for i, target := range fs.Args() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pargs := []string{target, "--timeout", timeout.String()}
+			if *all {
+				pargs = append(pargs, "--all")
+			}
+			o := &outcomes[i]
+			o.code = probe(pargs, &o.out, &o.out)
+		}()
+	}
+	wg.Wait()
+	for i, target := range fs.Args() {
+		fmt.Fprintf(stdout, "=== %s exit %d\n%s", target, outcomes[i].code, outcomes[i].out.String())
 	}
 	return 0
 }

@@ -57,6 +57,10 @@ func TestProbe(t *testing.T) {
 		{"no port", []string{"probe", "127.0.0.1"}, 2, ""},
 		{"no address", []string{"probe"}, 2, ""},
 		{"unknown command", []string{"frobnicate"}, 2, ""},
+		{"each", []string{"probe-each", "--timeout", "1s", ln.Addr().String(), closedAddr}, 0,
+			"=== " + ln.Addr().String() + " exit 0\nok   " + ln.Addr().String() + " hostname=answering-host\n=== " + closedAddr + " exit 1\nfail " + closedAddr},
+		{"each, no port", []string{"probe-each", "127.0.0.1"}, 0, "=== 127.0.0.1 exit 2\n"},
+		{"each, no address", []string{"probe-each"}, 2, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

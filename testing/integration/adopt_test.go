@@ -60,7 +60,7 @@ func TestInitFromClusterKeepsReachability(t *testing.T) {
 		}
 	}
 	expect := func(from, to string) bool { return before[[2]string{from, to}] }
-	swarmtest.CheckMatrix(ctx, t, all, all, expect, swarmtest.ServiceProbe(cli))
+	swarmtest.CheckMatrixByRows(ctx, t, all, all, expect, swarmtest.ServiceRowProbe(cli))
 
 	scope := scopedAPI{API: cli, stacks: []string{a.stack, b.stack}}
 	st := state.New()
@@ -97,7 +97,7 @@ func TestInitFromClusterKeepsReachability(t *testing.T) {
 	for _, s := range all {
 		swarmtest.WaitServiceConverged(ctx, t, cli, s)
 	}
-	swarmtest.CheckMatrix(ctx, t, all, all, expect, swarmtest.ServiceProbe(cli))
+	swarmtest.CheckMatrixByRows(ctx, t, all, all, expect, swarmtest.ServiceRowProbe(cli))
 	for _, net := range []string{a.net, b.net} {
 		n, err := cli.NetworkInspect(ctx, net, network.InspectOptions{})
 		if err != nil {

@@ -165,9 +165,9 @@ func converge(ctx context.Context, t *testing.T, cli *client.Client, r *reconcil
 // checkMatrix probes every ordered pair of the app's services.
 func checkMatrix(ctx context.Context, t *testing.T, cli *client.Client, a *app, allowed func(from, to string) bool) {
 	t.Helper()
-	swarmtest.CheckMatrix(ctx, t, a.services, a.services, func(from, to string) bool {
+	swarmtest.CheckMatrixByRows(ctx, t, a.services, a.services, func(from, to string) bool {
 		return from == to || allowed(from, to)
-	}, swarmtest.ServiceProbe(cli))
+	}, swarmtest.ServiceRowProbe(cli))
 }
 
 // checkEncrypted fails unless every network of each isolated service is a

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +95,83 @@ func ProbeE(ctx context.Context, cli *client.Client, fromService, addr string, o
 		return false, out, nil
 	}
 	return false, out, fmt.Errorf("%v exited %d: %s", cmd, code, out)
+}
+
+// ProbeResult is what probing one address gave (see ProbeE).
+type ProbeResult struct {
+	OK     bool
+	Output string
+	Err    error
+}
+
+// ProbeEachE probes each of addrs from one running task of fromService in a
+// single exec (`/testapp probe-each`): each address is probed as ProbeE
+// would, concurrently, for the price of one exec. The results are by
+// address; err is set when the exec itself failed (then there are none).
+func ProbeEachE(ctx context.Context, cli *client.Client, fromService string, addrs []string, opts ...ProbeOpt) (map[string]ProbeResult, error) {
+	cfg := probeConfig{timeout: DefaultProbeTimeout}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	engine, containerID, err := taskContainer(ctx, cli, cfg.engines, fromService)
+	if err != nil {
+		return nil, err
+	}
+	cmd := []string{"/testapp", "probe-each", "--timeout", cfg.timeout.String()}
+	if cfg.all {
+		cmd = append(cmd, "--all")
+	}
+	cmd = append(cmd, addrs...)
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout+30*time.Second)
+	defer cancel()
+	code, out, err := Exec(ctx, engine, containerID, cmd...)
+	if err != nil {
+		return nil, err
+	}
+	if code != 0 {
+		return nil, fmt.Errorf("%v exited %d: %s", cmd, code, out)
+	}
+	return parseProbeEach(out, addrs, cmd)
+}
+
+// parseProbeEach reads probe-each's output: for each address, a line
+// "=== ADDR exit N", then that probe's output.
+func parseProbeEach(out string, addrs []string, cmd []string) (map[string]ProbeResult, error) {
+	res := map[string]ProbeResult{}
+	var (
+		cur   string
+		code  int
+		lines []string
+	)
+	flush := func() {
+		if cur == "" {
+			return
+		}
+		r := ProbeResult{OK: code == 0, Output: strings.Join(lines, "")}
+		if code > 1 {
+			r.Err = fmt.Errorf("%v: probe of %s exited %d: %s", cmd[:2], cur, code, r.Output)
+		}
+		res[cur] = r
+	}
+	for _, line := range strings.SplitAfter(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "=== "); ok {
+			addr, n, found := strings.Cut(strings.TrimSpace(rest), " exit ")
+			c, err := strconv.Atoi(n)
+			if found && err == nil {
+				flush()
+				cur, code, lines = addr, c, nil
+				continue
+			}
+		}
+		lines = append(lines, line)
+	}
+	flush()
+	for _, a := range addrs {
+		if _, ok := res[a]; !ok {
+			return nil, fmt.Errorf("%v: no result for %s in its output: %s", cmd[:2], a, out)
+		}
+	}
+	return res, nil
 }
 
 // taskContainer picks a running task of service and returns the engine

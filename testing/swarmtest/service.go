@@ -147,6 +147,10 @@ func ServiceSpec(opts ...ServiceOpt) swarm.ServiceSpec {
 			// Restart quickly after a failure: tests wait for tasks.
 			RestartPolicy: &swarm.RestartPolicy{Delay: ptr(time.Second)},
 		},
+		// Swarm's update defaults (one task at a time, stopped first), but
+		// a monitor of 1 s instead of 5 s: each rolling update the tests
+		// wait for (an apply's wave, a migration's step) ends 4 s sooner.
+		UpdateConfig: &swarm.UpdateConfig{Parallelism: 1, Order: swarm.UpdateOrderStopFirst, Monitor: time.Second},
 	}
 	for _, opt := range opts {
 		opt(&spec)
