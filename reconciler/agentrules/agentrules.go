@@ -47,7 +47,8 @@ const (
 )
 
 // FromPlan renders the plan's restricted ports and the per-service rules
-// of the policies it compiled, sorted (the same policies give the same
+// of the policies it compiled (those in force, and apart the audit-mode
+// ones, which the agents only report on), sorted (the same policies give the same
 // bytes, so the same config).
 func FromPlan(p *plan.Plan) (*agentv1.Rules, error) {
 	doc := &agentv1.Rules{APIVersion: agentv1.APIVersion, Kind: agentv1.KindRules, Ports: []agentv1.Port{}}
@@ -66,9 +67,10 @@ func FromPlan(p *plan.Plan) (*agentv1.Rules, error) {
 	if p.Desired != nil {
 		doc.Services = Services(p.Desired.Policies)
 	}
-	if len(doc.Services) > 0 {
-		doc.Revision = agentv1.RulesRevision
+	if len(p.Audit) > 0 {
+		doc.Audit = Services(p.Audit)
 	}
+	doc.Revision = agentv1.RevisionOf(doc)
 	return doc, nil
 }
 
@@ -107,7 +109,7 @@ func Services(policies []compile.PolicyRules) []agentv1.ServiceRules {
 }
 
 func rule(name string, r compile.RuleRules) agentv1.Rule {
-	out := agentv1.Rule{Policy: name, Services: slices.Clone(r.Services)}
+	out := agentv1.Rule{Policy: name, Services: slices.Clone(r.Services), LogAllowed: r.LogAllowed}
 	for _, b := range r.Blocks {
 		sb := v1.SourceBlock{CIDR: b.CIDR, Except: slices.Clone(b.Except)}
 		slices.Sort(sb.Except)
