@@ -16,7 +16,7 @@ com.docker.swarm.node.id=n1 {"msg":"connection attempts"}
 com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service":"other","ip":"10.0.2.3"},"destination":{"ip":"203.0.113.1","port":443},"protocol":"tcp","verdict":"blocked","policy":"default deny: egress of other (policy o)"}}
 `
 	var out bytes.Buffer
-	if err := printDrops(&out, strings.NewReader(logs), "table", "shop_db", false); err != nil {
+	if err := printDrops(&out, strings.NewReader(logs), "blocked", "table", "shop_db", false); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
@@ -29,7 +29,7 @@ com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service
 		t.Errorf("--service shop_db shows another service's flow:\n%s", got)
 	}
 	out.Reset()
-	if err := printDrops(&out, strings.NewReader(logs), "json", "", false); err != nil {
+	if err := printDrops(&out, strings.NewReader(logs), "blocked", "json", "", false); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(out.String(), "\n"); n != 2 || !strings.Contains(out.String(), `"nodeID":"n2"`) {

@@ -44,7 +44,12 @@ outside). A flow is counted once: at its client when the client is a task, at
 its server when the client is outside. The connection attempts the agents'
 per-task rules dropped in the window (their flow records) are summed the same
 way and shown as blocked, with the policy that decided; --verdict blocked
-lists those records one by one instead.`,
+lists those records one by one instead. The agents also report, as flow
+records, what an audit-mode policy's log-only rules would drop
+(would-block: it makes the observed flow of the same source, destination
+and port would-block, the data path judging by port and direction too) and
+what a rule with log: all admitted (allowed); -f with --verdict would-block
+or allowed follows those records one by one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
@@ -53,10 +58,13 @@ lists those records one by one instead.`,
 			if verdict == traffic.Blocked || strings.EqualFold(verdict, "dropped") {
 				// What the per-task rules dropped: the agents' flow
 				// records, not the observed aggregates.
-				return runDrops(cmd, lf.agentService, since.String(), output, service, follow)
+				return runDrops(cmd, lf.agentService, since.String(), traffic.Blocked, output, service, follow)
+			}
+			if follow && (verdict == traffic.WouldBlock || verdict == traffic.Allowed) {
+				return runDrops(cmd, lf.agentService, since.String(), verdict, output, service, follow)
 			}
 			if follow {
-				return fmt.Errorf("--follow: only with --verdict blocked")
+				return fmt.Errorf("--follow: only with --verdict blocked, would-block or allowed")
 			}
 			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
@@ -89,9 +97,9 @@ lists those records one by one instead.`,
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "the window: flows seen in the last this long")
-	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; blocked, or Hubble's dropped: the connections the agents' per-task rules dropped, as flow records)")
-	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked: only flows from or to this service")
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict blocked: keep showing new flow records")
+	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; blocked, or Hubble's dropped: the connections the agents' per-task rules dropped, as flow records; would-block and allowed include the agents' records of audit-mode policies and rules with log: all)")
+	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked (or -f): only flows from or to this service")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict blocked, would-block or allowed: keep showing new flow records, one by one")
 	return cmd
 }
 
