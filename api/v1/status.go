@@ -28,6 +28,20 @@ const ConditionEncryptionAvailable = "EncryptionAvailable"
 // ReasonEncryptionAvailable is the reason when every node can.
 const ReasonEncryptionAvailable = "EncryptionAvailable"
 
+// ConditionEnforced says, per node, whether the node agent holds the
+// rules in force that the leader delivered: ports, directions and egress
+// blocks per task, published-port sources, audit-mode logging. Where it is
+// False, the network layer alone holds on that node.
+const ConditionEnforced = "Enforced"
+
+// Reasons of the Enforced condition.
+const (
+	ReasonRulesInForce      = "RulesInForce"
+	ReasonNoAgent           = "NoAgent"
+	ReasonAgentNotReporting = "AgentNotReporting"
+	ReasonRulesNotInForce   = "RulesNotInForce"
+)
+
 // ReasonRecorded is the reason when every service's record of what to restore is in place.
 const ReasonRecorded = "Recorded"
 

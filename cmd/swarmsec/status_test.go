@@ -35,6 +35,10 @@ func TestStatusTable(t *testing.T) {
 			{ID: agentv1.CheckU32, Result: agentv1.OK},
 		}}},
 		Encryption: []plan.EncryptionHold{{Held: true, Message: "web would join encrypted network x"}},
+		Enforcement: []status.NodeEnforcement{
+			{Node: "w1", Conditions: []v1.Condition{{Type: v1.ConditionEnforced, Status: v1.ConditionTrue, Reason: v1.ReasonRulesInForce, Message: "in force"}}},
+			{Node: "w2", Conditions: []v1.Condition{{Type: v1.ConditionEnforced, Status: v1.ConditionFalse, Reason: v1.ReasonAgentNotReporting, Message: "no node agent on this node reported"}}},
+		},
 	}
 	var b bytes.Buffer
 	if err := printStatusTable(&b, r, now); err != nil {
@@ -42,7 +46,8 @@ func TestStatusTable(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{"not ready (docker: connection refused)", "web", "True", "Converged", "3m", "db.yaml:3: unknown field",
-		"rules swarmsec-agent-rules-abc delivered", "w1: esp failed: no ESP", "fix: modprobe esp4", "w1: 1 more checks ok", "web would join encrypted network x"} {
+		"rules swarmsec-agent-rules-abc delivered", "w1: esp failed: no ESP", "fix: modprobe esp4", "w1: 1 more checks ok", "web would join encrypted network x",
+		"w1    True      RulesInForce", "w2    False     AgentNotReporting  no node agent on this node reported"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

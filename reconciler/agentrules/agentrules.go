@@ -158,6 +158,14 @@ type Outcome struct {
 	Agent bool `json:"agent"`
 	// Config is the rules config the agent service mounts now.
 	Config string `json:"config,omitempty"`
+	// Rules names the rules by their content (agentv1.ConfigName of the
+	// data), as an agent reports the rules it holds in force (the config
+	// may carry another name where that one was taken).
+	Rules string `json:"rules,omitempty"`
+	// Needed: the rules ask something of the agents (published ports,
+	// per-task or audit rules), so a node without them in force is not
+	// enforced.
+	Needed bool `json:"needed,omitempty"`
 	// Wrote is set when the delivery created a config or updated the
 	// agent service.
 	Wrote bool `json:"wrote,omitempty"`
@@ -166,7 +174,7 @@ type Outcome struct {
 // Deliver makes the agent service mount doc. It writes nothing when it
 // already does, and removes the rules configs nothing mounts any longer.
 func (d *Delivery) Deliver(ctx context.Context, doc *agentv1.Rules) (Outcome, error) {
-	var out Outcome
+	out := Outcome{Rules: agentv1.ConfigName(Encode(doc)), Needed: len(doc.Ports) > 0 || len(doc.Services) > 0 || len(doc.Audit) > 0}
 	svc, err := d.agentService(ctx)
 	if err != nil || svc == nil {
 		return out, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/pkg/stdcopy"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
@@ -20,12 +21,20 @@ type Logs interface {
 	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
 }
 
+// NodeLister lists Swarm's nodes.
+type NodeLister interface {
+	NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error)
+}
+
 // Reader reads the agents' latest reports through a manager, at most
 // every Every (a minute when 0), and keeps them between reads.
 type Reader struct {
 	Docker  Logs
 	Service string
-	Every   time.Duration
+	// Swarm, when set, is read for the nodes at each read too (SwarmNodes):
+	// a node whose agent never reported is then known.
+	Swarm NodeLister
+	Every time.Duration
 	// Timeout bounds a read (20s when 0).
 	Timeout time.Duration
 
@@ -33,6 +42,39 @@ type Reader struct {
 	read    time.Time
 	reports map[string]agentv1.Report
 	err     error
+	nodes   map[string]string
+}
+
+// SwarmNodes returns the nodes that can run tasks (ready, not drained),
+// hostname by node ID, as the last read found them (nil when Swarm is not
+// set or was never read).
+func (r *Reader) SwarmNodes() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nodes
+}
+
+func (r *Reader) listNodes(ctx context.Context) {
+	if r.Swarm == nil {
+		return
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nodes, err := r.Swarm.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return // the last list stays
+	}
+	out := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		if n.Status.State == swarm.NodeStateReady && n.Spec.Availability != swarm.NodeAvailabilityDrain {
+			out[n.ID] = n.Description.Hostname
+		}
+	}
+	r.nodes = out
 }
 
 // Reports returns the latest report of each node, by node ID, and the
@@ -53,6 +95,7 @@ func (r *Reader) Reports(ctx context.Context) (map[string]agentv1.Report, error)
 		return r.reports, r.err
 	}
 	r.read = time.Now()
+	r.listNodes(ctx)
 	reports, err := r.readLocked(ctx)
 	switch {
 	case err == nil:
