@@ -35,6 +35,18 @@ com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service
 	if n := strings.Count(out.String(), "\n"); n != 2 || !strings.Contains(out.String(), `"nodeID":"n2"`) {
 		t.Errorf("json:\n%s", out.String())
 	}
+
+	// Records of the other verdicts are listed by theirs only.
+	more := logs + strings.ReplaceAll(strings.SplitN(logs, "\n", 2)[0], `"verdict":"blocked"`, `"verdict":"would-block"`) + "\n"
+	for _, v := range []string{"would-block", "allowed"} {
+		out.Reset()
+		if err := printDrops(&out, strings.NewReader(more), v, "json", "", false); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(out.String(), `"verdict":"`+v+`"`); n != map[string]int{"would-block": 1, "allowed": 0}[v] || strings.Contains(out.String(), `"blocked"`) {
+			t.Errorf("--verdict %s --records:\n%s", v, out.String())
+		}
+	}
 }
 
 // The default view shows the drops of the window as blocked aggregates

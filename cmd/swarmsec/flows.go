@@ -31,6 +31,7 @@ func newFlowsCmd(g *globalOptions) *cobra.Command {
 		verdict string
 		service string
 		follow  bool
+		records bool
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
@@ -48,8 +49,9 @@ lists those records one by one instead. The agents also report, as flow
 records, what an audit-mode policy's log-only rules would drop
 (would-block: it makes the observed flow of the same source, destination
 and port would-block, the data path judging by port and direction too) and
-what a rule with log: all admitted (allowed); -f with --verdict would-block
-or allowed follows those records one by one.`,
+what a rule with log: all admitted (allowed); --records (or -f) with
+--verdict would-block or allowed lists (or follows) those records one by
+one, as --verdict blocked does, without reading the manifests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
@@ -60,11 +62,11 @@ or allowed follows those records one by one.`,
 				// records, not the observed aggregates.
 				return runDrops(cmd, lf.agentService, since.String(), traffic.Blocked, output, service, follow)
 			}
-			if follow && (verdict == traffic.WouldBlock || verdict == traffic.Allowed) {
+			if (follow || records) && (verdict == traffic.WouldBlock || verdict == traffic.Allowed) {
 				return runDrops(cmd, lf.agentService, since.String(), verdict, output, service, follow)
 			}
-			if follow {
-				return fmt.Errorf("--follow: only with --verdict blocked, would-block or allowed")
+			if follow || records {
+				return fmt.Errorf("--follow, --records: only with --verdict blocked, would-block or allowed")
 			}
 			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
@@ -99,6 +101,7 @@ or allowed follows those records one by one.`,
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "the window: flows seen in the last this long")
 	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; blocked, or Hubble's dropped: the connections the agents' per-task rules dropped, as flow records; would-block and allowed include the agents' records of audit-mode policies and rules with log: all)")
 	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked (or -f): only flows from or to this service")
+	cmd.Flags().BoolVar(&records, "records", false, "with --verdict would-block or allowed: the agents' flow records one by one (as --verdict blocked lists them), not the aggregates judged against the manifests")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict blocked, would-block or allowed: keep showing new flow records, one by one")
 	return cmd
 }
