@@ -133,6 +133,18 @@ func printStatusTable(w io.Writer, r *status.Report, now time.Time) error {
 			return err
 		}
 	}
+	var unenforced []string
+	for i := range r.Policies {
+		for _, c := range r.Policies[i].Conditions {
+			if c.Type == v1.ConditionEnforced && c.Status == v1.ConditionFalse {
+				unenforced = append(unenforced, fmt.Sprintf("  - %s: %s", r.Policies[i].Name, printableText(c.Message)))
+			}
+		}
+	}
+	if len(unenforced) > 0 {
+		fmt.Fprintln(w, "\nNot enforced on every node (Enforced=False):")
+		fmt.Fprintln(w, strings.Join(unenforced, "\n"))
+	}
 	if len(r.Encryption) > 0 {
 		fmt.Fprintln(w, "\nEncryption unavailable on some nodes:")
 		for _, h := range r.Encryption {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/pkg/stdcopy"
 
@@ -21,9 +23,10 @@ type Logs interface {
 	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
 }
 
-// NodeLister lists Swarm's nodes.
-type NodeLister interface {
+// SwarmLister lists Swarm's nodes and tasks.
+type SwarmLister interface {
 	NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error)
+	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
 }
 
 // Reader reads the agents' latest reports through a manager, at most
@@ -31,9 +34,10 @@ type NodeLister interface {
 type Reader struct {
 	Docker  Logs
 	Service string
-	// Swarm, when set, is read for the nodes at each read too (SwarmNodes):
-	// a node whose agent never reported is then known.
-	Swarm NodeLister
+	// Swarm, when set, is read for the nodes and where the tasks run at
+	// each read too (SwarmNodes): a node whose agent never reported is then
+	// known, and which services' tasks it runs.
+	Swarm SwarmLister
 	Every time.Duration
 	// Timeout bounds a read (20s when 0).
 	Timeout time.Duration
@@ -43,15 +47,17 @@ type Reader struct {
 	reports map[string]agentv1.Report
 	err     error
 	nodes   map[string]string
+	tasks   map[string][]string
 }
 
 // SwarmNodes returns the nodes that can run tasks (ready, not drained),
-// hostname by node ID, as the last read found them (nil when Swarm is not
-// set or was never read).
-func (r *Reader) SwarmNodes() map[string]string {
+// hostname by node ID, and the nodes each service's tasks run on (node IDs
+// by service ID), as the last read found them (nil when Swarm is not set
+// or was never read).
+func (r *Reader) SwarmNodes() (nodes map[string]string, tasks map[string][]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.nodes
+	return r.nodes, r.tasks
 }
 
 func (r *Reader) listNodes(ctx context.Context) {
@@ -75,6 +81,20 @@ func (r *Reader) listNodes(ctx context.Context) {
 		}
 	}
 	r.nodes = out
+	list, err := r.Swarm.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
+	if err != nil {
+		return // the last placement stays
+	}
+	tasks := map[string][]string{}
+	for _, t := range list {
+		if t.NodeID != "" && !slices.Contains(tasks[t.ServiceID], t.NodeID) {
+			tasks[t.ServiceID] = append(tasks[t.ServiceID], t.NodeID)
+		}
+	}
+	for _, ids := range tasks {
+		slices.Sort(ids)
+	}
+	r.tasks = tasks
 }
 
 // Reports returns the latest report of each node, by node ID, and the

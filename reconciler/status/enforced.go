@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
+	"github.com/swarmsec/swarmsec/state"
 )
 
 // enforcementLocked judges each node's Enforced condition: the rules the
@@ -73,4 +75,62 @@ func (t *Tracker) enforcementLocked(swarmNodes map[string]string, reports map[st
 		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.NodeID, b.NodeID))
 	})
 	return out
+}
+
+// policyEnforcementLocked sets each NetworkPolicy's Enforced condition from
+// the nodes' (nodes, as enforcementLocked judged them) and where its
+// services' tasks run (placement, node IDs by service ID): False naming
+// the tasks on nodes that do not hold the rules in force. Nothing without
+// a placement, or while the rules ask nothing of the agents. t.mu is held.
+func (t *Tracker) policyEnforcementLocked(nodes []NodeEnforcement, placement map[string][]string) {
+	if len(nodes) == 0 || placement == nil || t.store == nil {
+		for _, e := range t.policies {
+			e.enforced = nil
+		}
+		return
+	}
+	byID := map[string]NodeEnforcement{}
+	for _, n := range nodes {
+		byID[n.NodeID] = n
+	}
+	ids := map[string]string{}
+	t.store.View(func(tx state.ReadTx) {
+		services, err := state.FindServices(tx, state.All())
+		if err != nil {
+			return
+		}
+		for _, s := range services {
+			ids[s.Name] = s.ID
+		}
+	})
+	now, gen := t.now(), t.agent.Rules
+	for _, e := range t.policies {
+		if e.policy.Kind != v1.KindNetworkPolicy || len(e.policy.Services) == 0 {
+			e.enforced = nil
+			continue
+		}
+		var gaps []string
+		for _, svc := range slices.Sorted(slices.Values(e.policy.Services)) {
+			for _, node := range placement[ids[svc]] {
+				n, known := byID[node]
+				switch {
+				case !known:
+					gaps = append(gaps, fmt.Sprintf("%s on node %s (not ready, or drained)", svc, node))
+				case n.Conditions[0].Status != v1.ConditionTrue:
+					gaps = append(gaps, fmt.Sprintf("%s on %s (%s)", svc, n.Node, n.Conditions[0].Reason))
+				}
+			}
+		}
+		if e.enforced == nil {
+			e.enforced = &v1.Condition{}
+		}
+		if len(gaps) == 0 {
+			setCondition(e.enforced, v1.ConditionEnforced, v1.ConditionTrue, v1.ReasonRulesInForce,
+				"every node its services' tasks run on holds the node agents' rules in force", gen, now)
+			continue
+		}
+		setCondition(e.enforced, v1.ConditionEnforced, v1.ConditionFalse, v1.ReasonNodesNotEnforced,
+			"tasks on nodes whose agent does not hold the rules in force: "+strings.Join(gaps, ", ")+
+				"; there the network layer alone holds (no ports, no directions, any outside address)", gen, now)
+	}
 }

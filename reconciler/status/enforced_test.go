@@ -12,6 +12,7 @@ import (
 	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
+	"github.com/swarmsec/swarmsec/reconciler/watch"
 )
 
 // Each node that can run tasks gets an Enforced condition while the rules
@@ -27,7 +28,11 @@ func TestEnforcedPerNode(t *testing.T) {
 		"id4": {Node: "w4", Checks: []agentv1.Check{{ID: agentv1.CheckRules, Result: agentv1.Warning, Message: "rules file broken"}}},
 	}
 	f.tr.SetNodes(func() (map[string]agentv1.Report, error) { return reports, nil })
-	f.tr.SetSwarmNodes(func() map[string]string { return map[string]string{"id1": "w1", "id2": "w2", "id3": "w3", "id4": "w4"} })
+	placement := map[string][]string{"s1": {"id1", "id3"}, "s2": {"id2"}}
+	f.tr.SetSwarmNodes(func() (map[string]string, map[string][]string) {
+		return map[string]string{"id1": "w1", "id2": "w2", "id3": "w3", "id4": "w4"}, placement
+	})
+	f.load(watch.Snapshot{Objects: []v1.Policy{netPolicy("web", "web", "g1", "")}})
 	deliver := func(out agentrules.Outcome) {
 		start := f.clock.step(time.Second)
 		f.tr.ObservePass(controller.Pass{Start: start, Duration: time.Second, Plan: &plan.Plan{}, Agent: &out, Trigger: "test"})
@@ -70,8 +75,32 @@ func TestEnforcedPerNode(t *testing.T) {
 		t.Errorf("w3's transition moved: %+v", c)
 	}
 
+	// The policy selects web, whose tasks run on w1 and w3.
+	policy := func() *v1.Condition {
+		for _, c := range f.tr.Report().Policies[0].Conditions {
+			if c.Type == v1.ConditionEnforced {
+				return &c
+			}
+		}
+		return nil
+	}
+	if c := policy(); c == nil || c.Status != v1.ConditionFalse || c.Reason != v1.ReasonNodesNotEnforced || !strings.Contains(c.Message, "web on w3 (AgentNotReporting)") || strings.Contains(c.Message, "w1") {
+		t.Errorf("the policy's Enforced: %+v", c)
+	}
+	placement["s1"] = []string{"id1"}
+	if c := policy(); c == nil || c.Status != v1.ConditionTrue || c.Reason != v1.ReasonRulesInForce {
+		t.Errorf("the policy's Enforced once web runs on w1 only: %+v", c)
+	}
+
 	deliver(agentrules.Outcome{Rules: "swarmsec-agent-rules-new", Needed: true})
 	if got := judged(); got != "w1=False/NoAgent w2=False/NoAgent w3=False/NoAgent w4=False/NoAgent " {
 		t.Fatalf("no agent service: %s", got)
+	}
+	if c := policy(); c == nil || c.Status != v1.ConditionFalse || !strings.Contains(c.Message, "web on w1 (NoAgent)") {
+		t.Errorf("the policy's Enforced without agents: %+v", c)
+	}
+	deliver(agentrules.Outcome{Agent: true, Rules: "swarmsec-agent-rules-empty"})
+	if c := policy(); c != nil {
+		t.Errorf("the policy's Enforced while the rules ask nothing: %+v", c)
 	}
 }
