@@ -35,8 +35,9 @@ const (
 // is final, an accept in one base chain is not) and only log.
 var chainNames = []string{"out", "in", "audit-out", "audit-in"}
 
-// LogRate bounds the drops a chain logs, per second (burst twice that):
-// a flood of blocked attempts costs the node little.
+// LogRate bounds what each logging rule logs, per second (burst twice
+// that; each rule has its own bucket): a flood of attempts costs the node
+// little.
 const LogRate = 10
 
 func table() *nftables.Table {
