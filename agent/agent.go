@@ -150,7 +150,11 @@ func (a *Agent) RunChecks(ctx context.Context, period time.Duration) {
 	for {
 		r := a.Checks.Report(ctx)
 		a.mu.Lock()
-		r.Checks = append(r.Checks, rulesCheck(a.status))
+		rc := rulesCheck(a.status)
+		r.Checks = append(r.Checks, rc)
+		if rc.Result == agentv1.OK {
+			r.Rules = a.status.Rules
+		}
 		changed := a.report == nil || !a.report.Equal(&r)
 		a.report = &r
 		a.mu.Unlock()

@@ -32,13 +32,18 @@ func DecodeRules(data []byte) (*agentv1.Rules, error) {
 			return nil, fmt.Errorf("port %s of %s: not a published port", p.Key(), p.Service)
 		}
 	}
-	for i, s := range d.Services {
-		if s.Service == "" || (i > 0 && d.Services[i-1].Service >= s.Service) {
-			return nil, fmt.Errorf("services[%d] %q: services must be named, sorted and once each", i, s.Service)
-		}
-		for _, r := range slices.Concat(s.Ingress, s.Egress) {
-			if err := checkRule(r); err != nil {
-				return nil, fmt.Errorf("service %s: rule %s: %w", s.Service, r.Policy, err)
+	for _, list := range []struct {
+		name     string
+		services []agentv1.ServiceRules
+	}{{"services", d.Services}, {"audit", d.Audit}} {
+		for i, s := range list.services {
+			if s.Service == "" || (i > 0 && list.services[i-1].Service >= s.Service) {
+				return nil, fmt.Errorf("%s[%d] %q: services must be named, sorted and once each", list.name, i, s.Service)
+			}
+			for _, r := range slices.Concat(s.Ingress, s.Egress) {
+				if err := checkRule(r); err != nil {
+					return nil, fmt.Errorf("%s: service %s: rule %s: %w", list.name, s.Service, r.Policy, err)
+				}
 			}
 		}
 	}

@@ -10,7 +10,9 @@ func TestDecodeRulesRefusesWhatItCannotEnforce(t *testing.T) {
 	for _, tc := range []struct{ name, doc, err string }{
 		{"ports only", head + `"ports": []}`, ""},
 		{"services", head + `"revision": 2, "ports": [], "services": [{"service": "db", "ingressIsolated": true, "ingress": [{"policy": "db/ingress[0]", "services": ["api"], "ports": [{"protocol": "tcp", "port": 8080}]}]}]}`, ""},
-		{"newer revision", head + `"revision": 3, "ports": []}`, "rules revision 3 is newer than this agent's (2)"},
+		{"audit and log", head + `"revision": 3, "ports": [], "services": [{"service": "db", "ingressIsolated": true, "ingress": [{"policy": "db/ingress[0]", "services": ["api"], "logAllowed": true}]}], "audit": [{"service": "api", "egressIsolated": true}]}`, ""},
+		{"audit unsorted", head + `"revision": 3, "ports": [], "audit": [{"service": "db"}, {"service": "api"}]}`, "audit[1]"},
+		{"newer revision", head + `"revision": 4, "ports": []}`, "rules revision 4 is newer than this agent's (3)"},
 		{"unknown field", head + `"ports": [], "services": [{"service": "db", "l7": {}}]}`, `unknown field "l7"`},
 		{"unsorted", head + `"revision": 2, "ports": [], "services": [{"service": "db"}, {"service": "api"}]}`, "sorted"},
 		{"bad protocol", head + `"revision": 2, "ports": [], "services": [{"service": "db", "egress": [{"policy": "p", "ports": [{"protocol": "icmp"}]}]}]}`, "not a port range"},

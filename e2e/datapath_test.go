@@ -24,7 +24,9 @@ import (
 // connects api and db both ways on every port; the agents narrow it: api
 // reaches db on 8080 and not on 9090, db opens nothing to api, and each
 // refused attempt shows in `swarmsec flows` as blocked with the policy and
-// the node.
+// the node. db's rule says log: all, so api's admitted connections to
+// db:8080 show as allowed; an audit-mode policy that would limit api's
+// egress to db:7070 cuts nothing and shows them as would-block.
 func TestAgentEnforcesPortsAndDirections(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -46,6 +48,18 @@ spec:
   ingress:
     - from: [{serviceSelector: {matchLabels: {app: dp_api}}}]
       ports: [{port: 8080}]
+      log: all
+`),
+		"etc/swarmsec/dp-manifests/api-audit.yaml": []byte(`apiVersion: swarmsec.io/v1
+kind: NetworkPolicy
+metadata: {name: api-egress-audit}
+spec:
+  serviceSelector: {matchLabels: {app: dp_api}}
+  policyTypes: [Egress]
+  enforcement: audit
+  egress:
+    - to: [{serviceSelector: {matchLabels: {app: dp_db}}}]
+      ports: [{port: 7070}]
 `),
 		"etc/swarmsec/dp-manifests/api.yaml": []byte(`apiVersion: swarmsec.io/v1
 kind: NetworkPolicy
@@ -84,34 +98,45 @@ spec:
 	})
 	t.Logf("ports and directions enforced %s after the stack deploy", time.Since(deployed).Round(100*time.Millisecond))
 
-	swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
-		_, _, _ = swarmtest.ProbeE(ctx, manager(), "dp_api", "tasks.dp_db:9090", testCluster.ProbeOpts(swarmtest.WithProbeTimeout(time.Second))...)
-		stdout, stderr, code := RunSwarmsec(ctx, t, "flows", "--since", "10m", "-o", "json", "--verdict", "blocked")
-		if code != 0 {
-			return false, stderr
-		}
-		sc := bufio.NewScanner(strings.NewReader(stdout))
-		for sc.Scan() {
-			var f struct {
-				Node        string                   `json:"node"`
-				NodeID      string                   `json:"nodeID"`
-				Verdict     string                   `json:"verdict"`
-				Policy      string                   `json:"policy"`
-				Source      struct{ Service string } `json:"source"`
-				Destination struct {
-					Service string
-					Port    int
-				} `json:"destination"`
+	// Each verdict's flow records, from the agents through the manager:
+	// the probe's attempt, then the record naming the policy and node.
+	for _, c := range []struct {
+		verdict, port, policy string
+		args                  []string
+	}{
+		{"blocked", "9090", "db-accepts-api", nil},
+		{"allowed", "8080", "db-accepts-api/ingress[0]", []string{"--records"}},
+		{"would-block", "8080", "api-egress-audit", []string{"--records"}},
+	} {
+		swarmtest.Poll(ctx, t, time.Minute, func() (bool, string) {
+			_, _, _ = swarmtest.ProbeE(ctx, manager(), "dp_api", "tasks.dp_db:"+c.port, testCluster.ProbeOpts(swarmtest.WithProbeTimeout(time.Second))...)
+			stdout, stderr, code := RunSwarmsec(ctx, t, append([]string{"flows", "--since", "10m", "-o", "json", "--verdict", c.verdict}, c.args...)...)
+			if code != 0 {
+				return false, stderr
 			}
-			if json.Unmarshal(sc.Bytes(), &f) != nil {
-				continue
+			sc := bufio.NewScanner(strings.NewReader(stdout))
+			for sc.Scan() {
+				var f struct {
+					Node        string                   `json:"node"`
+					NodeID      string                   `json:"nodeID"`
+					Verdict     string                   `json:"verdict"`
+					Policy      string                   `json:"policy"`
+					Source      struct{ Service string } `json:"source"`
+					Destination struct {
+						Service string
+						Port    int
+					} `json:"destination"`
+				}
+				if json.Unmarshal(sc.Bytes(), &f) != nil {
+					continue
+				}
+				if f.Verdict == c.verdict && f.Source.Service == "dp_api" && f.Destination.Service == "dp_db" && fmt.Sprint(f.Destination.Port) == c.port &&
+					strings.Contains(f.Policy, c.policy) && f.Node != "" && f.NodeID != "" {
+					t.Logf("flow: %s", sc.Text())
+					return true, ""
+				}
 			}
-			if f.Verdict == "blocked" && f.Source.Service == "dp_api" && f.Destination.Service == "dp_db" && f.Destination.Port == 9090 &&
-				strings.Contains(f.Policy, "db-accepts-api") && f.Node != "" && f.NodeID != "" {
-				t.Logf("flow: %s", sc.Text())
-				return true, ""
-			}
-		}
-		return false, "no blocked flow dp_api -> dp_db:9090 naming db-accepts-api:\n" + stdout
-	})
+			return false, fmt.Sprintf("no %s flow dp_api -> dp_db:%s naming %s:\n%s", c.verdict, c.port, c.policy, stdout)
+		})
+	}
 }

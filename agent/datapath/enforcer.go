@@ -63,7 +63,7 @@ type applied struct {
 func NewFlows() *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "swarmsec_agent_flows_total",
-		Help: "Connection attempts the per-task rules judged and logged (rate-limited in the kernel, 10/s per chain), by direction, source and destination service and verdict.",
+		Help: "Connection attempts the per-task rules judged and logged (rate-limited in the kernel, 10/s per rule), by direction, source and destination service and verdict (blocked, would-block: an audit-mode policy would drop it, allowed: a rule with log: all admitted it).",
 	}, []string{"direction", "source", "destination", "verdict"})
 }
 
@@ -293,19 +293,38 @@ func (e *Enforcer) record(t *tasks.Task, prefix string, payload []byte) {
 		}
 		return ep
 	}
+	out := true
 	switch cleanPrefix(prefix) {
 	case PrefixOut:
-		f.Direction = "egress"
-		f.Source, f.Destination = self, owner(k.dst, k.dstPort)
-		f.Source.IP, f.Source.Port = k.src.String(), k.srcPort
 	case PrefixIn:
-		f.Direction = "ingress"
-		f.Source, f.Destination = owner(k.src, k.srcPort), self
-		f.Destination.IP, f.Destination.Port = k.dst.String(), k.dstPort
+		out = false
+	case PrefixAuditOut:
+		f.Verdict = agentv1.VerdictWouldBlock
+	case PrefixAuditIn:
+		f.Verdict, out = agentv1.VerdictWouldBlock, false
+	case PrefixAllowOut:
+		f.Verdict = agentv1.VerdictAllowed
 	default:
 		return
 	}
-	if rules != nil {
+	if out {
+		f.Direction = "egress"
+		f.Source, f.Destination = self, owner(k.dst, k.dstPort)
+		f.Source.IP, f.Source.Port = k.src.String(), k.srcPort
+	} else {
+		f.Direction = "ingress"
+		f.Source, f.Destination = owner(k.src, k.srcPort), self
+		f.Destination.IP, f.Destination.Port = k.dst.String(), k.dstPort
+	}
+	switch {
+	case rules == nil:
+	case f.Verdict == agentv1.VerdictAllowed:
+		f.Policy = Admitted(rules, f.Source.Service, f.Destination.Service, k.dst, k.proto, k.dstPort)
+	case f.Verdict == agentv1.VerdictWouldBlock:
+		if all := rules.WithAudit(); all != nil {
+			f.Policy = "audit: " + Decided(all, f.Source.Service, f.Destination.Service, k.proto, k.dstPort)
+		}
+	default:
 		f.Policy = Decided(rules, f.Source.Service, f.Destination.Service, k.proto, k.dstPort)
 	}
 	if e.Flows != nil {

@@ -86,6 +86,35 @@ func Decided(rules *agentv1.Rules, from, to string, proto v1.Protocol, port uint
 	return "default deny: " + strings.Join(why, ", ")
 }
 
+// Admitted names the rules with log: all that admitted a connection from
+// one service to another (to is empty for dst outside the cluster),
+// sorted: what an allowed record quotes.
+func Admitted(rules *agentv1.Rules, from, to string, dst netip.Addr, proto v1.Protocol, port uint16) string {
+	var names []string
+	if s := selected(rules, from); s != nil && s.EgressIsolated {
+		for _, r := range s.Egress {
+			if !r.LogAllowed || !agentv1.Of(r.Ports).Has(proto, port) {
+				continue
+			}
+			if (to != "" && slices.Contains(r.Services, to)) ||
+				(to == "" && slices.ContainsFunc(r.Blocks, func(b v1.SourceBlock) bool { return agentv1.BlockContains(b, dst) })) {
+				names = append(names, r.Policy)
+			}
+		}
+	}
+	if to != "" {
+		if s := selected(rules, to); s != nil && s.IngressIsolated {
+			for _, r := range s.Ingress {
+				if r.LogAllowed && slices.Contains(r.Services, from) && agentv1.Of(r.Ports).Has(proto, port) {
+					names = append(names, r.Policy)
+				}
+			}
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), ", ")
+}
+
 // egressRefuses reports whether from's own egress rules leave to:port out.
 func egressRefuses(rules *agentv1.Rules, from, to string, proto v1.Protocol, port uint16) bool {
 	s := selected(rules, from)

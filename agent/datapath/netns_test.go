@@ -5,10 +5,12 @@ package datapath
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,5 +248,84 @@ func TestDropsAreLoggedInTheNamespace(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no drop logged")
+	}
+}
+
+// TestAuditAndAllowedAreLoggedInTheNamespace: an audit chain lets what it
+// would drop pass and logs it (would-block); an accept with Log logs it
+// (allowed); the connections pass either way.
+func TestAuditAndAllowedAreLoggedInTheNamespace(t *testing.T) {
+	client, server := pair(t)
+	listen(t, server, 8080, 9090)
+	tcp := func(p uint16) []Match { return []Match{{Protocol: v1.ProtocolTCP, Lo: p, Hi: p}} }
+	peer := []netip.Addr{serverAddr}
+	rs := Ruleset{
+		Out: []Rule{
+			{Addrs: peer, Ports: tcp(8080), Verdict: Accept, Log: true},
+			{Addrs: peer, Ports: tcp(9090), Verdict: Accept},
+			{Addrs: peer, Verdict: Drop},
+		},
+		AuditOut: []Rule{
+			{Addrs: peer, Ports: tcp(8080), Verdict: Accept},
+			{Addrs: peer, Verdict: Drop},
+		},
+	}
+	if err := Apply(client.Fd(), &rs, 7332); err != nil {
+		t.Fatal(err)
+	}
+	plain := only(serverAddr, 8080)
+	if err := Apply(server.Fd(), &plain, 7332); err != nil { // a table without audit chains, counted alike
+		t.Fatal(err)
+	}
+	n, err := Rules(client.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Rules(server.Fd())
+	if err != nil || n <= m {
+		t.Fatalf("the audit chains' rules are not counted: %d with, %d without, %v", n, m, err)
+	}
+	nf, err := nflog.Open(&nflog.Config{Group: 7332, Copymode: nflog.CopyPacket, Bufsize: 128, NetNS: client.Fd()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nf.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type logged struct {
+		prefix string
+		port   uint16
+	}
+	got := make(chan logged, 16)
+	if err := nf.RegisterWithErrorFunc(ctx, func(a nflog.Attribute) int {
+		if a.Prefix != nil && a.Payload != nil {
+			if k, ok := parse(*a.Payload); ok && k.dst == serverAddr {
+				select {
+				case got <- logged{cleanPrefix(*a.Prefix), k.dstPort}:
+				default:
+				}
+			}
+		}
+		return 0
+	}, func(error) int { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if !dial(client, "10.99.0.2", 9090, time.Second) {
+		t.Fatal("9090 refused: the audit chain dropped what it should only log")
+	}
+	if !dial(client, "10.99.0.2", 8080, time.Second) {
+		t.Fatal("8080 refused")
+	}
+	want := map[logged]bool{{PrefixAuditOut, 9090}: false, {PrefixAllowOut, 8080}: false}
+	for slices.Contains(slices.Collect(maps.Values(want)), false) {
+		select {
+		case l := <-got:
+			if _, ok := want[l]; !ok {
+				t.Fatalf("logged %+v", l)
+			}
+			want[l] = true
+		case <-ctx.Done():
+			t.Fatalf("not all logged: %v", want)
+		}
 	}
 }

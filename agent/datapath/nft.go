@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -17,14 +18,26 @@ import (
 // IPv4 and IPv6). The agent touches no other.
 const TableName = "swarmsec"
 
-// Log prefixes of the drops, by direction: Flows tells them apart.
+// Log prefixes, by verdict and direction: Flows tells them apart. Drops
+// (blocked), the audit chains' would-be drops (would-block) and the
+// accepts of rules with log: all (allowed, logged where the connection is
+// opened).
 const (
-	PrefixOut = "swarmsec out"
-	PrefixIn  = "swarmsec in"
+	PrefixOut      = "swarmsec out"
+	PrefixIn       = "swarmsec in"
+	PrefixAuditOut = "swarmsec audit out"
+	PrefixAuditIn  = "swarmsec audit in"
+	PrefixAllowOut = "swarmsec allow out"
 )
 
-// LogRate bounds the drops a chain logs, per second (burst twice that):
-// a flood of blocked attempts costs the node little.
+// The chains of the table: out and in judge; audit-out and audit-in, at a
+// later priority of the same hooks, see only what those accepted (a drop
+// is final, an accept in one base chain is not) and only log.
+var chainNames = []string{"out", "in", "audit-out", "audit-in"}
+
+// LogRate bounds what each logging rule logs, per second (burst twice
+// that; each rule has its own bucket): a flood of attempts costs the node
+// little.
 const LogRate = 10
 
 func table() *nftables.Table {
@@ -47,18 +60,27 @@ func Apply(fd int, rs *Ruleset, group uint16) error {
 	c.AddTable(t)
 	b := &builder{c: c, t: t, group: group}
 	accept := nftables.ChainPolicyAccept
+	later := nftables.ChainPriorityRef(*nftables.ChainPriorityFilter + 10)
 	for _, ch := range []struct {
-		name   string
-		hook   *nftables.ChainHook
-		rules  []Rule
-		prefix string
-		src    bool
+		name     string
+		hook     *nftables.ChainHook
+		priority *nftables.ChainPriority
+		rules    []Rule
+		prefix   string // of a drop, or in an audit chain of a would-be drop
+		allow    string // of an accept that logs
+		src      bool
+		audit    bool
 	}{
-		{"out", nftables.ChainHookOutput, rs.Out, PrefixOut, false},
-		{"in", nftables.ChainHookInput, rs.In, PrefixIn, true},
+		{"out", nftables.ChainHookOutput, nftables.ChainPriorityFilter, rs.Out, PrefixOut, PrefixAllowOut, false, false},
+		{"in", nftables.ChainHookInput, nftables.ChainPriorityFilter, rs.In, PrefixIn, "", true, false},
+		{"audit-out", nftables.ChainHookOutput, later, rs.AuditOut, PrefixAuditOut, "", false, true},
+		{"audit-in", nftables.ChainHookInput, later, rs.AuditIn, PrefixAuditIn, "", true, true},
 	} {
+		if ch.audit && len(ch.rules) == 0 {
+			continue
+		}
 		chain := c.AddChain(&nftables.Chain{Name: ch.name, Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: ch.hook, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+			Hooknum: ch.hook, Priority: ch.priority, Policy: &accept})
 		iface := expr.MetaKeyOIFNAME
 		if ch.src {
 			iface = expr.MetaKeyIIFNAME
@@ -77,7 +99,7 @@ func Apply(fd int, rs *Ruleset, group uint16) error {
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}})
 		for _, r := range ch.rules {
-			if err := b.rule(chain, &r, ch.src, ch.prefix); err != nil {
+			if err := b.rule(chain, &r, ch.src, ch.prefix, ch.allow, ch.audit); err != nil {
 				return err
 			}
 		}
@@ -124,11 +146,18 @@ func Rules(fd int) (int, error) {
 	if !found {
 		return -1, nil
 	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return 0, fmt.Errorf("nftables chains: %w", err)
+	}
 	n := 0
-	for _, name := range []string{"out", "in"} {
-		rules, err := c.GetRules(table(), &nftables.Chain{Name: name, Table: table()})
+	for _, ch := range chains {
+		if ch.Table.Name != TableName || !slices.Contains(chainNames, ch.Name) {
+			continue
+		}
+		rules, err := c.GetRules(table(), &nftables.Chain{Name: ch.Name, Table: table()})
 		if err != nil {
-			return 0, fmt.Errorf("nftables chain %s: %w", name, err)
+			return 0, fmt.Errorf("nftables chain %s: %w", ch.Name, err)
 		}
 		n += len(rules)
 	}
@@ -143,10 +172,21 @@ type builder struct {
 }
 
 // rule adds the nftables rules of one Rule: per family, per port match.
-func (b *builder) rule(chain *nftables.Chain, r *Rule, src bool, prefix string) error {
+// A Drop logs with prefix; in an audit chain it logs and accepts. An
+// Accept with Log logs with allow first.
+func (b *builder) rule(chain *nftables.Chain, r *Rule, src bool, prefix, allow string, audit bool) error {
 	ports := r.Ports
 	if ports == nil {
 		ports = []Match{{}}
+	}
+	logPrefix, kind := "", expr.VerdictAccept
+	switch {
+	case r.Verdict == Drop && audit:
+		logPrefix = prefix
+	case r.Verdict == Drop:
+		logPrefix, kind = prefix, expr.VerdictDrop
+	case r.Log && allow != "":
+		logPrefix = allow
 	}
 	for _, fam := range []struct {
 		proto byte
@@ -184,15 +224,11 @@ func (b *builder) rule(chain *nftables.Chain, r *Rule, src bool, prefix string) 
 				}
 				exprs = append(exprs, m...)
 				exprs = append(exprs, portExpr(p)...)
-				if r.Verdict == Drop {
+				if logPrefix != "" {
 					b.c.AddRule(&nftables.Rule{Table: b.t, Chain: chain, Exprs: append(clone(exprs),
 						&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: 2 * LogRate},
-						&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: b.group, Data: []byte(prefix)},
+						&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: b.group, Data: []byte(logPrefix)},
 					)})
-				}
-				kind := expr.VerdictAccept
-				if r.Verdict == Drop {
-					kind = expr.VerdictDrop
 				}
 				b.c.AddRule(&nftables.Rule{Table: b.t, Chain: chain, Exprs: append(exprs, &expr.Counter{}, &expr.Verdict{Kind: kind})})
 			}

@@ -43,6 +43,8 @@ type Rule struct {
 	Ports  []Match
 	// Verdict is Accept or Drop; a Drop is logged (rate-limited).
 	Verdict Verdict
+	// Log, on an Accept, logs it too (a rule with log: all).
+	Log bool
 	// Why names what the rule stands for, for people reading the table.
 	Why string
 }
@@ -51,17 +53,38 @@ type Rule struct {
 // reach it (In), each list ending in what is left: accepted.
 type Ruleset struct {
 	Out, In []Rule
+	// AuditOut and AuditIn are the rules of the audit-mode policies joined
+	// with those in force (agentv1.Rules.WithAudit), judged after Out and
+	// In for what those accepted: a Drop there is only logged (would-block)
+	// and the connection passes. Empty when the audit-mode policies would
+	// drop nothing more for this task.
+	AuditOut, AuditIn []Rule
 }
 
-// Empty reports whether the rule set drops nothing, so the task needs no
-// table.
+// Empty reports whether the rule set drops and logs nothing, so the task
+// needs no table.
 func (r *Ruleset) Empty() bool {
-	return !slices.ContainsFunc(slices.Concat(r.Out, r.In), func(x Rule) bool { return x.Verdict == Drop })
+	return !slices.ContainsFunc(slices.Concat(r.Out, r.In, r.AuditOut, r.AuditIn), func(x Rule) bool { return x.Verdict == Drop || x.Log })
 }
 
 // Render computes the rule set of task t from the rules and what the
-// node's engine says of t's networks.
+// node's engine says of t's networks: the rules in force, with the
+// accepts that a rule with log: all admits logged, and, when audit-mode
+// policies would drop more, their log-only rules.
 func Render(rules *agentv1.Rules, v *tasks.View, t *tasks.Task) Ruleset {
+	rs := render(rules, v, t, true)
+	if all := rules.WithAudit(); all != nil {
+		audit, plain := render(all, v, t, false), render(rules, v, t, false)
+		if audit.String() != plain.String() {
+			rs.AuditOut, rs.AuditIn = audit.Out, audit.In
+		}
+	}
+	return rs
+}
+
+// render is the rule set of the rules (log: whether accepts of rules
+// with log: all are logged).
+func render(rules *agentv1.Rules, v *tasks.View, t *tasks.Task, log bool) Ruleset {
 	var rs Ruleset
 	if len(rules.Services) == 0 {
 		return rs
@@ -71,13 +94,20 @@ func Render(rules *agentv1.Rules, v *tasks.View, t *tasks.Task) Ruleset {
 	own := slices.Collect(maps.Values(t.Addrs))
 
 	// Going out: to a service, both its ingress and our egress must say
-	// yes, by its VIPs and its tasks' addresses.
+	// yes, by its VIPs and its tasks' addresses. The connections a rule
+	// with log: all admits are logged here, where they are opened.
 	var known []netip.Addr
 	for _, d := range names {
 		addrs := slices.Concat(peers[d].VIPs, slices.Collect(maps.Keys(peers[d].Tasks)))
 		addrs = slices.DeleteFunc(addrs, func(a netip.Addr) bool { return slices.Contains(own, a) })
 		sortAddrs(addrs)
 		known = append(known, addrs...)
+		if log {
+			for _, r := range admit(addrs, rules.Logged(t.Service, d), "to "+d+", logged") {
+				r.Log = true
+				rs.Out = append(rs.Out, r)
+			}
+		}
 		rs.Out = append(rs.Out, admit(addrs, rules.Between(t.Service, d), "to "+d)...)
 	}
 	if len(known) > 0 {
@@ -85,13 +115,18 @@ func Render(rules *agentv1.Rules, v *tasks.View, t *tasks.Task) Ruleset {
 		rs.Out = append(rs.Out, Rule{Addrs: known, Verdict: Drop, Why: "to services the policies do not allow"})
 	}
 	if s := selected(rules, t.Service); s != nil && s.EgressIsolated {
-		for _, r := range s.Egress {
+		// Rules with log: all first: the first rule that matches decides.
+		egress := slices.Clone(s.Egress)
+		slices.SortStableFunc(egress, func(a, b agentv1.Rule) int {
+			return cmp.Compare(b2i(!log || !a.LogAllowed), b2i(!log || !b.LogAllowed))
+		})
+		for _, r := range egress {
 			ranges := blockRanges(r.Blocks)
 			if len(ranges) == 0 {
 				continue
 			}
 			for _, m := range matches(agentv1.Of(r.Ports)) {
-				rs.Out = append(rs.Out, Rule{Ranges: ranges, Ports: m, Verdict: Accept, Why: r.Policy})
+				rs.Out = append(rs.Out, Rule{Ranges: ranges, Ports: m, Verdict: Accept, Log: log && r.LogAllowed, Why: r.Policy})
 			}
 		}
 		rs.Out = append(rs.Out, Rule{Any: true, Verdict: Drop, Why: "egress isolated"})
@@ -113,6 +148,13 @@ func Render(rules *agentv1.Rules, v *tasks.View, t *tasks.Task) Ruleset {
 		rs.In = append(rs.In, Rule{Addrs: senders, Verdict: Drop, Why: "from services the policies do not allow"})
 	}
 	return rs
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // admit is the rules accepting addrs on ports.
@@ -201,6 +243,37 @@ func (r *Ruleset) Admits(out bool, addr netip.Addr, proto v1.Protocol, port uint
 	return true
 }
 
+// Judge is the verdict a new connection to (out) or from (in) addr on
+// port of proto gets, as the flow records name them: blocked, would-block
+// (the audit rules drop what the rules in force accept; if a rule with
+// log: all accepted it, the kernel reports both), allowed (a rule with
+// log: all accepted it), or "" (accepted, not reported).
+func (r *Ruleset) Judge(out bool, addr netip.Addr, proto v1.Protocol, port uint16) string {
+	list, audit := r.In, r.AuditIn
+	if out {
+		list, audit = r.Out, r.AuditOut
+	}
+	first := func(l []Rule) *Rule {
+		for i := range l {
+			if l[i].matches(addr, proto, port) {
+				return &l[i]
+			}
+		}
+		return nil
+	}
+	x := first(list)
+	if x != nil && x.Verdict == Drop {
+		return agentv1.VerdictBlocked
+	}
+	if a := first(audit); a != nil && a.Verdict == Drop {
+		return agentv1.VerdictWouldBlock
+	}
+	if x != nil && x.Log {
+		return agentv1.VerdictAllowed
+	}
+	return ""
+}
+
 func (x *Rule) matches(addr netip.Addr, proto v1.Protocol, port uint16) bool {
 	in := x.Any || slices.Contains(x.Addrs, addr) || slices.ContainsFunc(x.Ranges, func(r netipx.IPRange) bool { return r.Contains(addr) })
 	if !in {
@@ -218,11 +291,14 @@ func (r *Ruleset) String() string {
 	for _, dir := range []struct {
 		name  string
 		rules []Rule
-	}{{"out", r.Out}, {"in", r.In}} {
+	}{{"out", r.Out}, {"in", r.In}, {"audit-out", r.AuditOut}, {"audit-in", r.AuditIn}} {
 		for _, x := range dir.rules {
 			v := "accept"
-			if x.Verdict == Drop {
+			switch {
+			case x.Verdict == Drop:
 				v = "drop"
+			case x.Log:
+				v = "log+accept"
 			}
 			fmt.Fprintf(&b, "%s %s addrs=%v ranges=%v any=%v ports=%v (%s)\n", dir.name, v, x.Addrs, x.Ranges, x.Any, x.Ports, x.Why)
 		}

@@ -20,7 +20,7 @@ var (
 )
 
 func genRule(t *rapid.T, l string, egress bool) agentv1.Rule {
-	r := agentv1.Rule{Policy: "p/" + l}
+	r := agentv1.Rule{Policy: "p/" + l, LogAllowed: rapid.Bool().Draw(t, l+"log")}
 	for _, s := range svcNames {
 		if rapid.Bool().Draw(t, l+s) {
 			r.Services = append(r.Services, s)
@@ -42,43 +42,52 @@ func genRule(t *rapid.T, l string, egress bool) agentv1.Rule {
 	return r
 }
 
+// genServices draws the per-service rules of some of svcNames.
+func genServices(t *rapid.T, l string) []agentv1.ServiceRules {
+	var out []agentv1.ServiceRules
+	for _, s := range svcNames {
+		if !rapid.Bool().Draw(t, l+"selected "+s) {
+			continue
+		}
+		sr := agentv1.ServiceRules{Service: s, IngressIsolated: rapid.Bool().Draw(t, l+"in "+s), EgressIsolated: rapid.Bool().Draw(t, l+"eg "+s)}
+		for i := range rapid.IntRange(0, 2).Draw(t, l+"ingress "+s) {
+			sr.Ingress = append(sr.Ingress, genRule(t, fmt.Sprintf("%s%sin%d", l, s, i), false))
+		}
+		for i := range rapid.IntRange(0, 2).Draw(t, l+"egress "+s) {
+			sr.Egress = append(sr.Egress, genRule(t, fmt.Sprintf("%s%seg%d", l, s, i), true))
+		}
+		out = append(out, sr)
+	}
+	return out
+}
+
+// genView is one network: each service a VIP and two tasks.
+func genView() (v *tasks.View, owner map[netip.Addr]string, tasksOf map[string][]netip.Addr) {
+	n := &tasks.Network{ID: "n", Services: map[string]*tasks.Endpoints{}}
+	owner, tasksOf = map[netip.Addr]string{}, map[string][]netip.Addr{}
+	for i, s := range svcNames {
+		vip := netip.AddrFrom4([4]byte{10, 0, 1, byte(10 * (i + 1))})
+		ep := &tasks.Endpoints{VIPs: []netip.Addr{vip}, Tasks: map[netip.Addr]string{}}
+		owner[vip] = s
+		for j := 1; j <= 2; j++ {
+			a := netip.AddrFrom4([4]byte{10, 0, 1, byte(10*(i+1) + j)})
+			ep.Tasks[a] = fmt.Sprintf("%s.%d", s, j)
+			owner[a] = s
+			tasksOf[s] = append(tasksOf[s], a)
+		}
+		n.Services[s] = ep
+	}
+	return &tasks.View{Networks: map[string]*tasks.Network{"n": n}}, owner, tasksOf
+}
+
 // TestRenderAdmitsWhatTheRulesAllow checks the addresses and ports a task's
 // rule set admits, first match wins as in the kernel, against the rules'
 // own semantics (Between, Outside, which the leader's test checks against
 // Kubernetes'): both directions, VIPs and tasks, blocks.
 func TestRenderAdmitsWhatTheRulesAllow(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		rules := &agentv1.Rules{}
-		for _, s := range svcNames {
-			if !rapid.Bool().Draw(t, "selected "+s) {
-				continue
-			}
-			sr := agentv1.ServiceRules{Service: s, IngressIsolated: rapid.Bool().Draw(t, "in "+s), EgressIsolated: rapid.Bool().Draw(t, "eg "+s)}
-			for i := range rapid.IntRange(0, 2).Draw(t, "ingress "+s) {
-				sr.Ingress = append(sr.Ingress, genRule(t, fmt.Sprintf("%sin%d", s, i), false))
-			}
-			for i := range rapid.IntRange(0, 2).Draw(t, "egress "+s) {
-				sr.Egress = append(sr.Egress, genRule(t, fmt.Sprintf("%seg%d", s, i), true))
-			}
-			rules.Services = append(rules.Services, sr)
-		}
-		// One network: each service a VIP and two tasks.
-		n := &tasks.Network{ID: "n", Services: map[string]*tasks.Endpoints{}}
-		owner := map[netip.Addr]string{}
-		tasksOf := map[string][]netip.Addr{}
-		for i, s := range svcNames {
-			vip := netip.AddrFrom4([4]byte{10, 0, 1, byte(10 * (i + 1))})
-			ep := &tasks.Endpoints{VIPs: []netip.Addr{vip}, Tasks: map[netip.Addr]string{}}
-			owner[vip] = s
-			for j := 1; j <= 2; j++ {
-				a := netip.AddrFrom4([4]byte{10, 0, 1, byte(10*(i+1) + j)})
-				ep.Tasks[a] = fmt.Sprintf("%s.%d", s, j)
-				owner[a] = s
-				tasksOf[s] = append(tasksOf[s], a)
-			}
-			n.Services[s] = ep
-		}
-		v := &tasks.View{Networks: map[string]*tasks.Network{"n": n}}
+		rules := &agentv1.Rules{Services: genServices(t, "")}
+		v, owner, tasksOf := genView()
 		me := rapid.SampledFrom(svcNames).Draw(t, "me")
 		task := &tasks.Task{Name: me + ".1", Service: me, Addrs: map[string]netip.Addr{"n": tasksOf[me][0]}}
 		rs := Render(rules, v, task)
@@ -131,4 +140,67 @@ func TestDecidedNamesTheSideThatRefused(t *testing.T) {
 			t.Errorf("%s -> %s:%d: %q, want %q", tc.from, tc.to, tc.port, got, tc.want)
 		}
 	}
+}
+
+// TestRenderReportsAuditAndLoggedVerdicts checks the verdict each new
+// connection gets from a task's rule set, with audit-mode rules and rules
+// with log: all, against the rules' semantics: blocked where the rules in
+// force refuse it; would-block where they admit it and the rules with the
+// audit-mode ones enforced too would not; allowed (going out) where a rule
+// with log: all admits it; nothing reported otherwise.
+func TestRenderReportsAuditAndLoggedVerdicts(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		rules := &agentv1.Rules{Services: genServices(t, ""), Audit: genServices(t, "audit ")}
+		all := rules.WithAudit()
+		if all == nil {
+			all = rules
+		}
+		v, owner, tasksOf := genView()
+		me := rapid.SampledFrom(svcNames).Draw(t, "me")
+		task := &tasks.Task{Name: me + ".1", Service: me, Addrs: map[string]netip.Addr{"n": tasksOf[me][0]}}
+		rs := Render(rules, v, task)
+		want := func(allowed, audited, logged bool) string {
+			switch {
+			case !allowed:
+				return agentv1.VerdictBlocked
+			case !audited:
+				return agentv1.VerdictWouldBlock
+			case logged:
+				return agentv1.VerdictAllowed
+			}
+			return ""
+		}
+		for a, s := range owner {
+			if a == tasksOf[me][0] {
+				continue
+			}
+			for _, proto := range agentv1.Protocols {
+				for port := uint16(1); port <= 11; port++ {
+					w := want(rules.Between(me, s).Has(proto, port), all.Between(me, s).Has(proto, port), rules.Logged(me, s).Has(proto, port))
+					if got := rs.Judge(true, a, proto, port); got != w {
+						t.Fatalf("%s -> %s (%s) %d/%s: table %q, rules %q\n%s", me, a, s, port, proto, got, w, rs.String())
+					}
+					if !slices.Contains(tasksOf[s], a) {
+						continue
+					}
+					w = want(rules.Between(s, me).Has(proto, port), all.Between(s, me).Has(proto, port), false)
+					if got := rs.Judge(false, a, proto, port); got != w {
+						t.Fatalf("%s (%s) -> %s %d/%s: table %q, rules %q\n%s", a, s, me, port, proto, got, w, rs.String())
+					}
+				}
+			}
+		}
+		for _, o := range outside {
+			a := netip.MustParseAddr(o)
+			for _, proto := range agentv1.Protocols {
+				for port := uint16(1); port <= 11; port++ {
+					logged := rules.Outside(me, a, proto, port) && Admitted(rules, me, "", a, proto, port) != ""
+					w := want(rules.Outside(me, a, proto, port), all.Outside(me, a, proto, port), logged)
+					if got := rs.Judge(true, a, proto, port); got != w {
+						t.Fatalf("%s -> %s %d/%s: table %q, rules %q\n%s", me, a, port, proto, got, w, rs.String())
+					}
+				}
+			}
+		}
+	})
 }

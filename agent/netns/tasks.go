@@ -18,6 +18,7 @@ const (
 	LabelServiceName = "com.docker.swarm.service.name"
 	LabelServiceID   = "com.docker.swarm.service.id"
 	LabelTaskID      = "com.docker.swarm.task.id"
+	LabelTaskName    = "com.docker.swarm.task.name"
 )
 
 // Docker is what finding the local tasks asks of the node's engine.
@@ -30,8 +31,10 @@ type Docker interface {
 type Task struct {
 	ContainerID string
 	TaskID      string
-	ServiceID   string
-	Service     string
+	// Name is the task's name (shop_api.1.xyz).
+	Name      string
+	ServiceID string
+	Service   string
 	// SandboxKey is the task's network namespace file, as the engine
 	// names it (Rebase maps it to where the agent sees it).
 	SandboxKey string
@@ -75,9 +78,11 @@ func (t *Task) NetNSPath(procRoot, netnsRoot string) (string, error) {
 }
 
 // LocalTasks lists the running Swarm tasks of this node's engine, sorted
-// by service and task. A container that stops between the list and its
-// inspect is left out; one without a sandbox (host network) has an empty
-// SandboxKey.
+// by service and task: the one discovery of local tasks the agent has
+// (agent/tasks.Discover adds their networks' peers to it). A container
+// that stops between the list and its inspect is left out; one on the
+// host's network has an empty SandboxKey and no Pid, so nothing acts in
+// the node's own namespace on its account.
 func LocalTasks(ctx context.Context, d Docker) ([]Task, error) {
 	list, err := d.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", LabelServiceName), filters.Arg("status", "running"))})
@@ -87,10 +92,14 @@ func LocalTasks(ctx context.Context, d Docker) ([]Task, error) {
 	out := make([]Task, 0, len(list))
 	for _, c := range list {
 		in, err := d.ContainerInspect(ctx, c.ID)
-		if err != nil {
-			continue // gone since the list
+		if err != nil || in.ContainerJSONBase == nil || (in.State != nil && !in.State.Running) {
+			continue // gone, or stopped, since the list
 		}
-		t := Task{ContainerID: c.ID, TaskID: c.Labels[LabelTaskID], ServiceID: c.Labels[LabelServiceID], Service: c.Labels[LabelServiceName]}
+		labels := c.Labels
+		if in.Config != nil && in.Config.Labels != nil {
+			labels = in.Config.Labels
+		}
+		t := Task{ContainerID: c.ID, TaskID: labels[LabelTaskID], Name: labels[LabelTaskName], ServiceID: labels[LabelServiceID], Service: labels[LabelServiceName]}
 		if in.NetworkSettings != nil {
 			t.SandboxKey = in.NetworkSettings.SandboxKey
 			for name, ep := range in.NetworkSettings.Networks {

@@ -1,5 +1,6 @@
 // Package tasks discovers, from the node's own engine, the Swarm tasks
-// running on the node and the addresses of every service they can reach:
+// running on the node (agent/netns.LocalTasks, the one listing of them)
+// and the addresses of every service they can reach:
 // each local task's sandbox (its network namespace) and addresses, and
 // for each overlay network they are on, every service's VIP and task
 // addresses (a verbose network inspect lists the tasks of every node).

@@ -13,13 +13,15 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+
+	"github.com/swarmsec/swarmsec/agent/netns"
 )
 
 // Swarm's labels on a task's container.
 const (
-	LabelService  = "com.docker.swarm.service.name"
-	LabelTaskName = "com.docker.swarm.task.name"
-	LabelTaskID   = "com.docker.swarm.task.id"
+	LabelService  = netns.LabelServiceName
+	LabelTaskName = netns.LabelTaskName
+	LabelTaskID   = netns.LabelTaskID
 )
 
 // Engine is what discovery asks of the node's engine: Docker's client
@@ -74,38 +76,28 @@ type View struct {
 // cannot be read is an error: rules built without its peers would deny
 // what the policies allow, or miss what they deny.
 func Discover(ctx context.Context, e Engine) (*View, error) {
-	list, err := e.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelService))})
+	local, err := netns.LocalTasks(ctx, e)
 	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
+		return nil, err
 	}
 	v := &View{Networks: map[string]*Network{}}
-	for _, c := range list {
-		ci, err := e.ContainerInspect(ctx, c.ID)
-		if err != nil {
-			continue // gone since the list: its events trigger another pass
-		}
-		if ci.State == nil || !ci.State.Running || ci.NetworkSettings == nil || ci.Config == nil {
-			continue
-		}
-		t := Task{Container: ci.ID, Name: ci.Config.Labels[LabelTaskName], Service: ci.Config.Labels[LabelService],
-			SandboxKey: ci.NetworkSettings.SandboxKey, Pid: ci.State.Pid, Addrs: map[string]netip.Addr{}}
-		for _, ep := range ci.NetworkSettings.Networks {
-			if ep == nil || ep.NetworkID == "" {
-				continue
+	for _, lt := range local {
+		t := Task{Container: lt.ContainerID, Name: lt.Name, Service: lt.Service, SandboxKey: lt.SandboxKey, Pid: lt.Pid, Addrs: map[string]netip.Addr{}}
+		for _, a := range lt.Networks {
+			if a.NetworkID == "" || t.SandboxKey == "" {
+				continue // on the host's network: no overlay of its own
 			}
-			if _, seen := v.Networks[ep.NetworkID]; !seen {
-				n, err := inspect(ctx, e, ep.NetworkID)
+			if _, seen := v.Networks[a.NetworkID]; !seen {
+				n, err := inspect(ctx, e, a.NetworkID)
 				if err != nil {
 					return nil, err
 				}
-				v.Networks[ep.NetworkID] = n
+				v.Networks[a.NetworkID] = n
 			}
-			if v.Networks[ep.NetworkID] == nil {
+			if v.Networks[a.NetworkID] == nil || len(a.Addrs) == 0 {
 				continue // not an overlay of Swarm's
 			}
-			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
-				t.Addrs[ep.NetworkID] = a
-			}
+			t.Addrs[a.NetworkID] = a.Addrs[0] // IPv4 first
 		}
 		v.Tasks = append(v.Tasks, t)
 	}

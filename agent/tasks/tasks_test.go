@@ -92,3 +92,42 @@ func TestDiscoverMapsServicesToAddresses(t *testing.T) {
 		t.Error("the network's load balancer endpoint is no service's")
 	}
 }
+
+// hostEngine adds a task on the host's network, whose sandbox is the
+// node's own namespace, and a container that stopped since the list.
+type hostEngine struct{ engine }
+
+func (hostEngine) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
+	return []container.Summary{{ID: "c1"}, {ID: "h1"}, {ID: "s1"}}, nil
+}
+
+func (e hostEngine) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
+	switch id {
+	case "h1", "s1":
+		r := container.InspectResponse{
+			ContainerJSONBase: &container.ContainerJSONBase{ID: id, State: &container.State{Running: id == "h1", Pid: 42},
+				HostConfig: &container.HostConfig{NetworkMode: "host"}},
+			Config:          &container.Config{Labels: map[string]string{LabelService: "mon", LabelTaskName: "mon.x." + id}},
+			NetworkSettings: &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"host": {NetworkID: "host"}}},
+		}
+		r.NetworkSettings.SandboxKey = "/var/run/docker/netns/default"
+		return r, nil
+	}
+	return e.engine.ContainerInspect(ctx, id)
+}
+
+// A task on the host's network is listed without a namespace of its own
+// (the agent never installs rules in the node's namespace on its account);
+// a container that stopped since the list is left out.
+func TestDiscoverLeavesTheHostNamespaceAlone(t *testing.T) {
+	v, err := Discover(context.Background(), hostEngine{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Tasks) != 2 || v.Tasks[1].Container != "h1" {
+		t.Fatalf("tasks %+v", v.Tasks)
+	}
+	if h := v.Tasks[1]; h.SandboxKey != "" || h.Pid != 0 || len(h.Addrs) != 0 || h.Name != "mon.x.h1" {
+		t.Errorf("the host-network task %+v", h)
+	}
+}

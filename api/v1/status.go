@@ -28,6 +28,24 @@ const ConditionEncryptionAvailable = "EncryptionAvailable"
 // ReasonEncryptionAvailable is the reason when every node can.
 const ReasonEncryptionAvailable = "EncryptionAvailable"
 
+// ConditionEnforced says, per node, whether the node agent holds the
+// rules in force that the leader delivered: ports, directions and egress
+// blocks per task, published-port sources, audit-mode logging. Where it is
+// False, the network layer alone holds on that node. A NetworkPolicy's
+// Enforced says whether every node its services' tasks run on is.
+const ConditionEnforced = "Enforced"
+
+// Reasons of the Enforced condition.
+const (
+	ReasonRulesInForce      = "RulesInForce"
+	ReasonNoAgent           = "NoAgent"
+	ReasonAgentNotReporting = "AgentNotReporting"
+	ReasonRulesNotInForce   = "RulesNotInForce"
+	// ReasonNodesNotEnforced: a policy's services run tasks on nodes whose
+	// Enforced is False.
+	ReasonNodesNotEnforced = "NodesNotEnforced"
+)
+
 // ReasonRecorded is the reason when every service's record of what to restore is in place.
 const ReasonRecorded = "Recorded"
 

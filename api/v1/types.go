@@ -229,6 +229,10 @@ type IngressRule struct {
 	// services; absent or empty allows every port. The node agent enforces
 	// it: the network layer connects the peers on every port.
 	Ports []NetworkPolicyPort `json:"ports,omitempty"`
+	// Log is none (default), blocked (the same: blocked attempts are always
+	// reported) or all: the node agent also reports each new connection
+	// this rule admits, with verdict allowed (Antrea's per-rule logging).
+	Log PortLog `json:"log,omitempty"`
 }
 
 // EgressRule allows traffic to its peers.
@@ -238,6 +242,9 @@ type EgressRule struct {
 	// Ports limits the rule to these destination ports of the peers;
 	// absent or empty allows every port. The node agent enforces it.
 	Ports []NetworkPolicyPort `json:"ports,omitempty"`
+	// Log is none (default), blocked (the same) or all: the node agent
+	// also reports each new connection this rule admits, verdict allowed.
+	Log PortLog `json:"log,omitempty"`
 }
 
 // NetworkPolicyPort is a destination port, or a range of them, of a rule,
@@ -318,7 +325,8 @@ type SourceBlock struct {
 	Except []string `json:"except,omitempty"`
 }
 
-// PortLog says which connection attempts to a published port are reported.
+// PortLog says which connection attempts to a published port, or through
+// a NetworkPolicy's rule, are reported.
 type PortLog string
 
 // The connection attempts a published port may report.

@@ -33,10 +33,11 @@ type flowRecord struct {
 	Suppressed int `json:"suppressed,omitempty"`
 }
 
-// runDrops prints the flow records of the connections the agents' per-task
-// rules dropped: the agent service's logs from every node, through the
-// manager, since the given time (RFC 3339 or a duration).
-func runDrops(cmd *cobra.Command, agentService, since, output, service string, follow bool) error {
+// runDrops prints the flow records of one verdict (blocked: the
+// connections the agents' per-task rules dropped; would-block, allowed):
+// the agent service's logs from every node, through the manager, since
+// the given time (RFC 3339 or a duration).
+func runDrops(cmd *cobra.Command, agentService, since, verdict, output, service string, follow bool) error {
 	cli, err := newClient()
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
@@ -49,10 +50,10 @@ func runDrops(cmd *cobra.Command, agentService, since, output, service string, f
 	defer rc.Close()
 	pr, pw := io.Pipe()
 	go func() { _, err := stdcopy.StdCopy(pw, pw, rc); pw.CloseWithError(err) }()
-	return printDrops(cmd.OutOrStdout(), pr, output, service, follow)
+	return printDrops(cmd.OutOrStdout(), pr, verdict, output, service, follow)
 }
 
-func printDrops(w io.Writer, r io.Reader, output, service string, follow bool) error {
+func printDrops(w io.Writer, r io.Reader, verdict, output, service string, follow bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if output == "table" {
 		fmt.Fprintln(tw, "TIME\tNODE\tSOURCE\tDESTINATION\tPROTO\tVERDICT\tPOLICY")
@@ -70,6 +71,12 @@ func printDrops(w io.Writer, r io.Reader, output, service string, follow bool) e
 			continue
 		}
 		rec := flowRecord{FlowRecord: fl.Flow, NodeID: detail(line[:i], "com.docker.swarm.node.id"), Suppressed: fl.Suppressed}
+		if rec.Verdict == "" {
+			rec.Verdict = agentv1.VerdictBlocked
+		}
+		if rec.Verdict != verdict {
+			continue
+		}
 		if service != "" && rec.Source.Service != service && rec.Destination.Service != service {
 			continue
 		}

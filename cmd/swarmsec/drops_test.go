@@ -16,7 +16,7 @@ com.docker.swarm.node.id=n1 {"msg":"connection attempts"}
 com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service":"other","ip":"10.0.2.3"},"destination":{"ip":"203.0.113.1","port":443},"protocol":"tcp","verdict":"blocked","policy":"default deny: egress of other (policy o)"}}
 `
 	var out bytes.Buffer
-	if err := printDrops(&out, strings.NewReader(logs), "table", "shop_db", false); err != nil {
+	if err := printDrops(&out, strings.NewReader(logs), "blocked", "table", "shop_db", false); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
@@ -29,11 +29,23 @@ com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service
 		t.Errorf("--service shop_db shows another service's flow:\n%s", got)
 	}
 	out.Reset()
-	if err := printDrops(&out, strings.NewReader(logs), "json", "", false); err != nil {
+	if err := printDrops(&out, strings.NewReader(logs), "blocked", "json", "", false); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(out.String(), "\n"); n != 2 || !strings.Contains(out.String(), `"nodeID":"n2"`) {
 		t.Errorf("json:\n%s", out.String())
+	}
+
+	// Records of the other verdicts are listed by theirs only.
+	more := logs + strings.ReplaceAll(strings.SplitN(logs, "\n", 2)[0], `"verdict":"blocked"`, `"verdict":"would-block"`) + "\n"
+	for _, v := range []string{"would-block", "allowed"} {
+		out.Reset()
+		if err := printDrops(&out, strings.NewReader(more), v, "json", "", false); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(out.String(), `"verdict":"`+v+`"`); n != map[string]int{"would-block": 1, "allowed": 0}[v] || strings.Contains(out.String(), `"blocked"`) {
+			t.Errorf("--verdict %s --records:\n%s", v, out.String())
+		}
 	}
 }
 
@@ -83,7 +95,7 @@ func TestPrintDropsSkipsALineTooLong(t *testing.T) {
 com.docker.swarm.node.id=n2 {"msg":"flow","flow":{"node":"w2","source":{"service":"other","ip":"10.0.2.3"},"destination":{"ip":"203.0.113.1","port":443},"protocol":"tcp","verdict":"blocked","policy":"p"}}
 `
 	var out bytes.Buffer
-	if err := printDrops(&out, strings.NewReader(logs), "json", "", false); err != nil || !strings.Contains(out.String(), "203.0.113.1") {
+	if err := printDrops(&out, strings.NewReader(logs), "blocked", "json", "", false); err != nil || !strings.Contains(out.String(), "203.0.113.1") {
 		t.Errorf("after a long line: %q, %v", out.String(), err)
 	}
 }

@@ -33,6 +33,7 @@ func newFlowsCmd(g *globalOptions) *cobra.Command {
 		service string
 		follow  bool
 		dns     bool
+		records bool
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
@@ -46,9 +47,17 @@ outside). A flow is counted once: at its client when the client is a task, at
 its server when the client is outside. The connection attempts the agents'
 per-task rules dropped in the window (their flow records) are summed the same
 way and shown as blocked, with the policy that decided; --verdict blocked
-lists those records one by one instead. With no --manifests and no ./manifests
-(before any manifest is written: init --from-traffic comes next), the verdicts
-are against no policies, the Swarm as it is.
+lists those records one by one instead. The agents also report, as flow
+records, what an audit-mode policy's log-only rules would drop
+(would-block: it makes the observed flow of the same source, destination
+and port would-block, the data path judging by port and direction too) and
+what a rule with log: all admitted (allowed); --records (or -f) with
+--verdict would-block or allowed lists (or follows) those records one by
+one, as --verdict blocked does, without reading the manifests.
+
+With no --manifests and no ./manifests (before any manifest is written:
+init --from-traffic comes next), the verdicts are against no policies, the
+Swarm as it is.
 
 --dns shows instead the lookups the agents saw the tasks make to Swarm's
 embedded resolver (127.0.0.11), summed per source service, name, question type
@@ -60,18 +69,21 @@ external (an address outside the Swarm), nxdomain, empty (no address), error.`,
 				return fmt.Errorf("-o %q: must be table or json", output)
 			}
 			if dns {
-				if verdict != "" || follow {
-					return fmt.Errorf("--dns: not with --verdict or --follow")
+				if verdict != "" || follow || records {
+					return fmt.Errorf("--dns: not with --verdict, --follow or --records")
 				}
 				return runDNS(cmd, lf.agentService, since, output, service)
 			}
 			if verdict == traffic.Blocked || strings.EqualFold(verdict, "dropped") {
 				// What the per-task rules dropped: the agents' flow
 				// records, not the observed aggregates.
-				return runDrops(cmd, lf.agentService, since.String(), output, service, follow)
+				return runDrops(cmd, lf.agentService, since.String(), traffic.Blocked, output, service, follow)
 			}
-			if follow {
-				return fmt.Errorf("--follow: only with --verdict blocked")
+			if (follow || records) && (verdict == traffic.WouldBlock || verdict == traffic.Allowed) {
+				return runDrops(cmd, lf.agentService, since.String(), verdict, output, service, follow)
+			}
+			if follow || records {
+				return fmt.Errorf("--follow, --records: only with --verdict blocked, would-block or allowed")
 			}
 			r, p, done, err := setupPlan(cmd, g, mf, lf)
 			if err != nil {
@@ -105,10 +117,11 @@ external (an address outside the Swarm), nxdomain, empty (no address), error.`,
 	lf.add(cmd, false)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "the window: flows seen in the last this long")
-	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; blocked, or Hubble's dropped: the connections the agents' per-task rules dropped, as flow records)")
-	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked: only flows from or to this service; with --dns: only this service's lookups")
+	cmd.Flags().StringVar(&verdict, "verdict", "", "only the flows of this verdict (allowed, would-block, unknown; blocked, or Hubble's dropped: the connections the agents' per-task rules dropped, as flow records; would-block and allowed include the agents' records of audit-mode policies and rules with log: all)")
+	cmd.Flags().StringVar(&service, "service", "", "with --verdict blocked (or -f): only flows from or to this service; with --dns: only this service's lookups")
 	cmd.Flags().BoolVar(&dns, "dns", false, "show the lookups to Swarm's embedded resolver instead (name, type, answer class, count per source service)")
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict blocked: keep showing new flow records")
+	cmd.Flags().BoolVar(&records, "records", false, "with --verdict would-block or allowed: the agents' flow records one by one (as --verdict blocked lists them), not the aggregates judged against the manifests")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --verdict blocked, would-block or allowed: keep showing new flow records, one by one")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	v1 "github.com/swarmsec/swarmsec/api/v1"
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
 	"github.com/swarmsec/swarmsec/internal/server"
 	"github.com/swarmsec/swarmsec/reconciler/status"
@@ -132,6 +133,18 @@ func printStatusTable(w io.Writer, r *status.Report, now time.Time) error {
 			return err
 		}
 	}
+	var unenforced []string
+	for i := range r.Policies {
+		for _, c := range r.Policies[i].Conditions {
+			if c.Type == v1.ConditionEnforced && c.Status == v1.ConditionFalse {
+				unenforced = append(unenforced, fmt.Sprintf("  - %s: %s", r.Policies[i].Name, printableText(c.Message)))
+			}
+		}
+	}
+	if len(unenforced) > 0 {
+		fmt.Fprintln(w, "\nNot enforced on every node (Enforced=False):")
+		fmt.Fprintln(w, strings.Join(unenforced, "\n"))
+	}
 	if len(r.Encryption) > 0 {
 		fmt.Fprintln(w, "\nEncryption unavailable on some nodes:")
 		for _, h := range r.Encryption {
@@ -162,6 +175,9 @@ func printNodes(w io.Writer, r *status.Report) error {
 	if r.NodesError != "" {
 		fmt.Fprintf(w, "Node checks could not be read: %s\n", r.NodesError)
 	}
+	if err := printEnforcement(w, r.Enforcement); err != nil {
+		return err
+	}
 	if len(r.Nodes) == 0 {
 		return nil
 	}
@@ -181,6 +197,30 @@ func printNodes(w io.Writer, r *status.Report) error {
 		fmt.Fprintf(w, "  %s: %d more checks ok\n", n.Node, ok)
 	}
 	return nil
+}
+
+// printEnforcement shows each node's Enforced condition: whether its
+// agent holds the rules delivered in force.
+func printEnforcement(w io.Writer, nodes []status.NodeEnforcement) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nData path per node (the node agents' rules):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tENFORCED\tREASON\tMESSAGE")
+	for _, n := range nodes {
+		for _, c := range n.Conditions {
+			if c.Type != v1.ConditionEnforced {
+				continue
+			}
+			msg := ""
+			if c.Status != v1.ConditionTrue {
+				msg = c.Message
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", printable(n.Node), c.Status, c.Reason, printableText(msg))
+		}
+	}
+	return tw.Flush()
 }
 
 // age renders a duration the way kubectl does: 45s, 12m, 3h, 2d.

@@ -26,7 +26,8 @@ func TestStatusTable(t *testing.T) {
 		Policies: []v1.PolicyStatus{{
 			Name: "web", Kind: v1.KindNetworkPolicy, Services: []string{"shop_web"},
 			Conditions: []v1.Condition{{Type: v1.ConditionReady, Status: v1.ConditionTrue, Reason: v1.ReasonConverged,
-				Message: "in force on 1 service", LastTransitionTime: now.Add(-3 * time.Minute)}},
+				Message: "in force on 1 service", LastTransitionTime: now.Add(-3 * time.Minute)},
+				{Type: v1.ConditionEnforced, Status: v1.ConditionFalse, Reason: v1.ReasonNodesNotEnforced, Message: "tasks on nodes whose agent does not hold the rules in force: shop_web on w2 (AgentNotReporting)"}},
 		}},
 		ManifestErrors: []manifest.Error{{File: "db.yaml", Line: 3, Message: "unknown field"}},
 		Agent:          &agentrules.Outcome{Agent: true, Config: "swarmsec-agent-rules-abc"},
@@ -35,6 +36,10 @@ func TestStatusTable(t *testing.T) {
 			{ID: agentv1.CheckU32, Result: agentv1.OK},
 		}}},
 		Encryption: []plan.EncryptionHold{{Held: true, Message: "web would join encrypted network x"}},
+		Enforcement: []status.NodeEnforcement{
+			{Node: "w1", Conditions: []v1.Condition{{Type: v1.ConditionEnforced, Status: v1.ConditionTrue, Reason: v1.ReasonRulesInForce, Message: "in force"}}},
+			{Node: "w2", Conditions: []v1.Condition{{Type: v1.ConditionEnforced, Status: v1.ConditionFalse, Reason: v1.ReasonAgentNotReporting, Message: "no node agent on this node reported"}}},
+		},
 	}
 	var b bytes.Buffer
 	if err := printStatusTable(&b, r, now); err != nil {
@@ -42,7 +47,9 @@ func TestStatusTable(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{"not ready (docker: connection refused)", "web", "True", "Converged", "3m", "db.yaml:3: unknown field",
-		"rules swarmsec-agent-rules-abc delivered", "w1: esp failed: no ESP", "fix: modprobe esp4", "w1: 1 more checks ok", "web would join encrypted network x"} {
+		"rules swarmsec-agent-rules-abc delivered", "w1: esp failed: no ESP", "fix: modprobe esp4", "w1: 1 more checks ok", "web would join encrypted network x",
+		"w1    True      RulesInForce", "w2    False     AgentNotReporting  no node agent on this node reported",
+		"Not enforced on every node (Enforced=False):\n  - web: tasks on nodes whose agent does not hold the rules in force: shop_web on w2 (AgentNotReporting)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

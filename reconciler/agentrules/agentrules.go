@@ -47,7 +47,8 @@ const (
 )
 
 // FromPlan renders the plan's restricted ports and the per-service rules
-// of the policies it compiled, sorted (the same policies give the same
+// of the policies it compiled (those in force, and apart the audit-mode
+// ones, which the agents only report on), sorted (the same policies give the same
 // bytes, so the same config).
 func FromPlan(p *plan.Plan) (*agentv1.Rules, error) {
 	doc := &agentv1.Rules{APIVersion: agentv1.APIVersion, Kind: agentv1.KindRules, Ports: []agentv1.Port{}}
@@ -66,9 +67,10 @@ func FromPlan(p *plan.Plan) (*agentv1.Rules, error) {
 	if p.Desired != nil {
 		doc.Services = Services(p.Desired.Policies)
 	}
-	if len(doc.Services) > 0 {
-		doc.Revision = agentv1.RulesRevision
+	if len(p.Audit) > 0 {
+		doc.Audit = Services(p.Audit)
 	}
+	doc.Revision = agentv1.RevisionOf(doc)
 	return doc, nil
 }
 
@@ -107,7 +109,7 @@ func Services(policies []compile.PolicyRules) []agentv1.ServiceRules {
 }
 
 func rule(name string, r compile.RuleRules) agentv1.Rule {
-	out := agentv1.Rule{Policy: name, Services: slices.Clone(r.Services)}
+	out := agentv1.Rule{Policy: name, Services: slices.Clone(r.Services), LogAllowed: r.LogAllowed}
 	for _, b := range r.Blocks {
 		sb := v1.SourceBlock{CIDR: b.CIDR, Except: slices.Clone(b.Except)}
 		slices.Sort(sb.Except)
@@ -156,6 +158,14 @@ type Outcome struct {
 	Agent bool `json:"agent"`
 	// Config is the rules config the agent service mounts now.
 	Config string `json:"config,omitempty"`
+	// Rules names the rules by their content (agentv1.ConfigName of the
+	// data), as an agent reports the rules it holds in force (the config
+	// may carry another name where that one was taken).
+	Rules string `json:"rules,omitempty"`
+	// Needed: the rules ask something of the agents (published ports,
+	// per-task or audit rules), so a node without them in force is not
+	// enforced.
+	Needed bool `json:"needed,omitempty"`
 	// Wrote is set when the delivery created a config or updated the
 	// agent service.
 	Wrote bool `json:"wrote,omitempty"`
@@ -164,7 +174,7 @@ type Outcome struct {
 // Deliver makes the agent service mount doc. It writes nothing when it
 // already does, and removes the rules configs nothing mounts any longer.
 func (d *Delivery) Deliver(ctx context.Context, doc *agentv1.Rules) (Outcome, error) {
-	var out Outcome
+	out := Outcome{Rules: agentv1.ConfigName(Encode(doc)), Needed: len(doc.Ports) > 0 || len(doc.Services) > 0 || len(doc.Audit) > 0}
 	svc, err := d.agentService(ctx)
 	if err != nil || svc == nil {
 		return out, err

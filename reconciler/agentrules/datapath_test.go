@@ -291,3 +291,80 @@ func TestServiceRulesMatchKubernetesSemantics(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditRulesMatchKubernetesSemantics: with some policies in audit
+// mode, the delivered rules enforce the others exactly (Services), and
+// with the audit ones joined (WithAudit, what the agents' log-only rules
+// report as would-block) they are exactly all the policies enforced.
+func TestAuditRulesMatchKubernetesSemantics(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		w := genWorld(t)
+		enforced := &oracleWorld{labels: w.labels}
+		var policies []*v1.Policy
+		for i, spec := range w.policies {
+			if rapid.Bool().Draw(t, fmt.Sprintf("audit%d", i)) {
+				spec.Enforcement = v1.EnforcementAudit
+			} else {
+				enforced.policies = append(enforced.policies, spec)
+			}
+			policies = append(policies, policytest.NetPol(fmt.Sprintf("p%d", i), spec))
+		}
+		var services []*state.Service
+		for name, labels := range w.labels {
+			s := policytest.StackService("s", strings.TrimPrefix(name, "s_"))
+			for k, v := range labels {
+				s.Labels[k], s.SelectorLabels[k] = v, v
+			}
+			services = append(services, s)
+		}
+		st := state.New()
+		if err := st.Update(func(tx state.Tx) error {
+			if err := state.ReplaceServices(tx, services); err != nil {
+				return err
+			}
+			return state.ReplacePolicies(tx, policies)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var p *plan.Plan
+		var err error
+		st.View(func(tx state.ReadTx) { p, err = plan.Policies(tx, false, plan.Limits{}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := FromPlan(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules, err := agent.DecodeRules(Encode(doc))
+		if err != nil {
+			t.Fatalf("the agent refuses the rules: %v\n%s", err, Encode(doc))
+		}
+		all := rules.WithAudit()
+		if all == nil {
+			all = rules
+		}
+		for from := range w.labels {
+			for to := range w.labels {
+				for _, proto := range []string{"tcp", "udp"} {
+					for port := 1; port <= 13; port++ {
+						if got, want := rules.Between(from, to).Has(v1.Protocol(proto), uint16(port)), enforced.connect(from, to, proto, port); got != want {
+							t.Fatalf("enforced: %s -> %s %d/%s: rules say %v, Kubernetes %v\n%s", from, to, port, proto, got, want, Encode(doc))
+						}
+						if got, want := all.Between(from, to).Has(v1.Protocol(proto), uint16(port)), w.connect(from, to, proto, port); got != want {
+							t.Fatalf("with audit: %s -> %s %d/%s: rules say %v, Kubernetes %v\n%s", from, to, port, proto, got, want, Encode(doc))
+						}
+					}
+				}
+			}
+			for _, a := range addrs {
+				addr := netip.MustParseAddr(a)
+				for port := 1; port <= 13; port++ {
+					if got, want := all.Outside(from, addr, v1.ProtocolTCP, uint16(port)), w.outside(from, addr, "tcp", port); got != want {
+						t.Fatalf("with audit: %s -> %s %d/tcp: rules say %v, Kubernetes %v\n%s", from, a, port, got, want, Encode(doc))
+					}
+				}
+			}
+		}
+	})
+}

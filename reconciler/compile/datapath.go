@@ -26,6 +26,8 @@ type RuleRules struct {
 	Services []string
 	Blocks   []v1.IPBlock
 	Ports    []v1.NetworkPolicyPort
+	// LogAllowed: the rule says log: all.
+	LogAllowed bool
 }
 
 // policyRules resolves what the agent needs of every policy in force.
@@ -39,10 +41,10 @@ func (c *compiler) policyRules(ps []matched) []PolicyRules {
 			pr.Egress = pr.Egress || t == v1.PolicyTypeEgress
 		}
 		for _, r := range spec.Ingress {
-			pr.IngressRules = append(pr.IngressRules, c.ruleRules(r.From, r.Ports))
+			pr.IngressRules = append(pr.IngressRules, c.ruleRules(r.From, r.Ports, r.Log))
 		}
 		for _, r := range spec.Egress {
-			pr.EgressRules = append(pr.EgressRules, c.ruleRules(r.To, r.Ports))
+			pr.EgressRules = append(pr.EgressRules, c.ruleRules(r.To, r.Ports, r.Log))
 		}
 		out = append(out, pr)
 		if narrows(spec) {
@@ -76,8 +78,8 @@ func narrows(spec *v1.NetworkPolicySpec) bool {
 	return false
 }
 
-func (c *compiler) ruleRules(peers []v1.Peer, ports []v1.NetworkPolicyPort) RuleRules {
-	var rr RuleRules
+func (c *compiler) ruleRules(peers []v1.Peer, ports []v1.NetworkPolicyPort, log v1.PortLog) RuleRules {
+	rr := RuleRules{LogAllowed: log == v1.PortLogAll}
 	var matched []int
 	for _, p := range peers {
 		switch {

@@ -197,9 +197,10 @@ func (c *process) wire() {
 	c.rec = &reconcile.Reconciler{Docker: c.api, Store: c.store, Log: c.log, Mode: cfg.Mode, Limits: cfg.Limits, OnResult: c.metrics.ObserveResult}
 	if cfg.AgentService != "" {
 		c.rec.Agent = &agentrules.Delivery{Docker: c.api, Service: cfg.AgentService}
-		checks := &nodecheck.Reader{Docker: c.api, Service: cfg.AgentService}
+		checks := &nodecheck.Reader{Docker: c.api, Service: cfg.AgentService, Swarm: c.api}
 		c.rec.Nodes = checks.NodeEncryption
 		c.tracker.SetNodes(checks.Cached)
+		c.tracker.SetSwarmNodes(checks.SwarmNodes)
 	}
 	if cfg.LeaderElect {
 		// One replica writes; the others keep their store warm and

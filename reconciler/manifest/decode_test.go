@@ -191,6 +191,10 @@ func TestDecodeRules(t *testing.T) {
 		}},
 		{"egress rule without to", np(sel + "  egress:\n    - to: []\n"), []string{`8:11: spec.egress[0].to: required: a rule names its peers`}},
 		{"ports in ingress", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      ports: [{port: 80}, {port: 8000, endPort: 8100, protocol: UDP}, {protocol: SCTP}]\n"), nil},
+		{"log all on rules", np(sel + "  ingress:\n    - from: [{serviceSelector: {}}]\n      log: all\n  egress:\n    - to: [{serviceSelector: {}}]\n      log: blocked\n"), nil},
+		{"log unknown on a rule", np(sel + "  egress:\n    - to: [{serviceSelector: {}}]\n      log: everything\n"), []string{
+			`9:12: spec.egress[0].log: unsupported value "everything": must be one of none, blocked, all`,
+		}},
 		{"ports only", np(sel + "  ingress:\n    - ports: [{port: 80}]\n"), []string{`8:7: spec.ingress[0].from: required: a rule names its peers (serviceSelector: {} allows every service)`}},
 		{"ports in egress", np(sel + "  egress:\n    - to: [{serviceSelector: {}}]\n      ports: [{port: 53, protocol: UDP}]\n"), nil},
 		{"ports empty", np(sel + "  egress:\n    - to: [{serviceSelector: {}}]\n      ports: []\n"), []string{

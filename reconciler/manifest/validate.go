@@ -98,10 +98,12 @@ func (n *networkPolicy) validate(c *checker) {
 	for i, r := range s.Ingress {
 		validatePeers(c, fmt.Sprintf("spec.ingress[%d]", i), "from", r.From, true)
 		validatePorts(c, fmt.Sprintf("spec.ingress[%d].ports", i), r.Ports)
+		oneOf(c, fmt.Sprintf("spec.ingress[%d].log", i), r.Log, v1.PortLogNone, v1.PortLogBlocked, v1.PortLogAll)
 	}
 	for i, r := range s.Egress {
 		validatePeers(c, fmt.Sprintf("spec.egress[%d]", i), "to", r.To, false)
 		validatePorts(c, fmt.Sprintf("spec.egress[%d].ports", i), r.Ports)
+		oneOf(c, fmt.Sprintf("spec.egress[%d].log", i), r.Log, v1.PortLogNone, v1.PortLogBlocked, v1.PortLogAll)
 	}
 	validatePublish(c, s.Publish)
 	oneOf(c, "spec.enforcement", s.Enforcement, v1.EnforcementEnforce, v1.EnforcementAudit)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/pkg/stdcopy"
 
 	agentv1 "github.com/swarmsec/swarmsec/api/v1/agent"
@@ -20,12 +23,22 @@ type Logs interface {
 	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
 }
 
+// SwarmLister lists Swarm's nodes and tasks.
+type SwarmLister interface {
+	NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error)
+	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
+}
+
 // Reader reads the agents' latest reports through a manager, at most
 // every Every (a minute when 0), and keeps them between reads.
 type Reader struct {
 	Docker  Logs
 	Service string
-	Every   time.Duration
+	// Swarm, when set, is read for the nodes and where the tasks run at
+	// each read too (SwarmNodes): a node whose agent never reported is then
+	// known, and which services' tasks it runs.
+	Swarm SwarmLister
+	Every time.Duration
 	// Timeout bounds a read (20s when 0).
 	Timeout time.Duration
 
@@ -33,6 +46,55 @@ type Reader struct {
 	read    time.Time
 	reports map[string]agentv1.Report
 	err     error
+	nodes   map[string]string
+	tasks   map[string][]string
+}
+
+// SwarmNodes returns the nodes that can run tasks (ready, not drained),
+// hostname by node ID, and the nodes each service's tasks run on (node IDs
+// by service ID), as the last read found them (nil when Swarm is not set
+// or was never read).
+func (r *Reader) SwarmNodes() (nodes map[string]string, tasks map[string][]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nodes, r.tasks
+}
+
+func (r *Reader) listNodes(ctx context.Context) {
+	if r.Swarm == nil {
+		return
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nodes, err := r.Swarm.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return // the last list stays
+	}
+	out := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		if n.Status.State == swarm.NodeStateReady && n.Spec.Availability != swarm.NodeAvailabilityDrain {
+			out[n.ID] = n.Description.Hostname
+		}
+	}
+	r.nodes = out
+	list, err := r.Swarm.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
+	if err != nil {
+		return // the last placement stays
+	}
+	tasks := map[string][]string{}
+	for _, t := range list {
+		if t.NodeID != "" && !slices.Contains(tasks[t.ServiceID], t.NodeID) {
+			tasks[t.ServiceID] = append(tasks[t.ServiceID], t.NodeID)
+		}
+	}
+	for _, ids := range tasks {
+		slices.Sort(ids)
+	}
+	r.tasks = tasks
 }
 
 // Reports returns the latest report of each node, by node ID, and the
@@ -53,6 +115,7 @@ func (r *Reader) Reports(ctx context.Context) (map[string]agentv1.Report, error)
 		return r.reports, r.err
 	}
 	r.read = time.Now()
+	r.listNodes(ctx)
 	reports, err := r.readLocked(ctx)
 	switch {
 	case err == nil:

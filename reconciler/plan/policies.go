@@ -81,6 +81,16 @@ func addAuditActions(tx State, plan *Plan, include func(*v1.Policy) bool, target
 	if err != nil {
 		return err
 	}
+	audit := map[string]bool{}
+	for _, p := range policies {
+		audit[p.Name] = !Enforced(p) && include(p)
+	}
+	plan.Audit = nil
+	for _, pr := range full.Desired.Policies {
+		if audit[pr.Name] {
+			plan.Audit = append(plan.Audit, pr)
+		}
+	}
 	seen := make(map[string]bool, len(plan.Actions))
 	for _, a := range plan.Actions {
 		seen[signature(a)] = true

@@ -127,6 +127,10 @@ type Plan struct {
 	// restrict: what the node agent enforces, by service and port.
 	Ports   []PortRule       `json:"ports,omitempty"`
 	Desired *compile.Desired `json:"-"`
+	// Audit are the audit-mode policies as the node agent would enforce
+	// them (compiled beside the enforced ones): the agent installs them
+	// as log-only rules, reporting what they would drop as would-block.
+	Audit []compile.PolicyRules `json:"-"`
 }
 
 // PortRule is who may connect to one published port of a service.

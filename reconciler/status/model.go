@@ -52,9 +52,22 @@ type Report struct {
 	NodesError string           `json:"nodesError,omitempty"`
 	// Agent is what the leader last found of the node agents.
 	Agent *agentrules.Outcome `json:"agent,omitempty"`
+	// Enforcement says, node by node, whether the node agent holds the
+	// rules the leader delivered in force (the Enforced condition), while
+	// the rules ask anything of the agents.
+	Enforcement []NodeEnforcement `json:"enforcement,omitempty"`
 	// Encryption lists the changes held, and the networks as they are,
 	// where tasks span a node that cannot carry encrypted traffic.
 	Encryption []plan.EncryptionHold `json:"encryption,omitempty"`
+}
+
+// NodeEnforcement is one node's data path: Conditions holds Enforced.
+type NodeEnforcement struct {
+	Node   string `json:"node"`
+	NodeID string `json:"nodeID,omitempty"`
+	// Conditions holds Enforced, whose observedGeneration is the rules
+	// (their content's name) it speaks of.
+	Conditions []v1.Condition `json:"conditions"`
 }
 
 // Check is one readiness condition.

@@ -31,14 +31,19 @@ type Tracker struct {
 	store *state.Store
 	now   func() time.Time
 
-	mu       sync.Mutex
-	agent    *agentrules.Outcome // the last delivery to the node agents
-	nodes    func() (map[string]agentv1.Report, error)
-	loaded   bool
-	held     string
-	errs     []manifest.Error
-	stale    map[string]bool
-	policies map[string]*entry
+	mu    sync.Mutex
+	agent *agentrules.Outcome // the last delivery to the node agents
+	nodes func() (map[string]agentv1.Report, error)
+	// swarmNodes, when set, lists the nodes that can run tasks and where
+	// each service's tasks run; enforced keeps each node's Enforced
+	// condition between reports, by node ID.
+	swarmNodes func() (map[string]string, map[string][]string)
+	enforced   map[string]*v1.Condition
+	loaded     bool
+	held       string
+	errs       []manifest.Error
+	stale      map[string]bool
+	policies   map[string]*entry
 	// desiredChanged is when the set of policies or a generation last
 	// changed, recorded after the store held the change.
 	desiredChanged time.Time
@@ -68,7 +73,10 @@ type entry struct {
 	// encryption says whether the nodes its services' tasks run on can
 	// carry their encrypted traffic (nil: nothing to say).
 	encryption *v1.Condition
-	verdict    *verdict // the last pass that saw this generation; nil if none
+	// enforced says whether every node its services' tasks run on holds
+	// the node agents' rules in force (nil: nothing to say).
+	enforced *v1.Condition
+	verdict  *verdict // the last pass that saw this generation; nil if none
 }
 
 // verdict is what a pass concluded about a policy.
@@ -615,6 +623,16 @@ func (t *Tracker) SetNodes(nodes func() (map[string]agentv1.Report, error)) {
 	t.nodes = nodes
 }
 
+// SetSwarmNodes makes Report judge every node that can run tasks (hostname
+// by node ID, as nodes has them; it must not block), not only those whose
+// agent reported, and each NetworkPolicy by the nodes its services' tasks
+// run on (node IDs by service ID).
+func (t *Tracker) SetSwarmNodes(nodes func() (map[string]string, map[string][]string)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.swarmNodes = nodes
+}
+
 // Report returns the status now. It shares nothing with the tracker.
 func (t *Tracker) Report() *Report {
 	t.mu.Lock()
@@ -655,8 +673,10 @@ func (t *Tracker) Report() *Report {
 		}
 	}
 	r.Agent = t.agent
+	var reports map[string]agentv1.Report
 	if t.nodes != nil {
-		reports, err := t.nodes()
+		var err error
+		reports, err = t.nodes()
 		for _, k := range slices.Sorted(maps.Keys(reports)) {
 			r.Nodes = append(r.Nodes, reports[k])
 		}
@@ -665,6 +685,13 @@ func (t *Tracker) Report() *Report {
 			r.NodesError = err.Error()
 		}
 	}
+	var swarmNodes map[string]string
+	var placement map[string][]string
+	if t.swarmNodes != nil {
+		swarmNodes, placement = t.swarmNodes()
+	}
+	r.Enforcement = t.enforcementLocked(swarmNodes, reports)
+	t.policyEnforcementLocked(r.Enforcement, placement)
 	for _, e := range t.policies {
 		ps := e.policy
 		ps.Conditions = []v1.Condition{e.ready}
@@ -673,6 +700,9 @@ func (t *Tracker) Report() *Report {
 		}
 		if e.encryption != nil {
 			ps.Conditions = append(ps.Conditions, *e.encryption)
+		}
+		if e.enforced != nil {
+			ps.Conditions = append(ps.Conditions, *e.enforced)
 		}
 		ps.Services = nonNil(slices.Clone(ps.Services))
 		ps.Networks = slices.Clone(ps.Networks)

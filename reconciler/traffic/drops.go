@@ -20,10 +20,16 @@ type dropSum struct {
 	policies []string
 }
 
-// add counts one record Swarm says node nodeID logged at at. Records of
-// another verdict, or with neither end a service, are not counted.
+// add counts one record Swarm says node nodeID logged at at: blocked,
+// would-block or allowed, each verdict summed apart. Records of another
+// verdict, or with neither end a service, are not counted.
 func (d dropSums) add(r *agentv1.FlowRecord, nodeID string, at time.Time) {
-	if r.Verdict != "" && r.Verdict != Blocked {
+	verdict := r.Verdict
+	switch verdict {
+	case "", Blocked:
+		verdict = Blocked
+	case WouldBlock, Allowed:
+	default:
 		return
 	}
 	f, ok := dropFlow(r)
@@ -38,11 +44,11 @@ func (d dropSums) add(r *agentv1.FlowRecord, nodeID string, at time.Time) {
 	if host == "" {
 		host = nodeID
 	}
-	k := f.Key()
+	k := verdict + "|" + f.Key()
 	s := d[k]
 	if s == nil {
 		f.FirstSeen, f.LastSeen = t, t
-		s = &dropSum{Flow: Flow{Flow: f}, nodes: map[string]bool{}}
+		s = &dropSum{Flow: Flow{Flow: f, Verdict: verdict}, nodes: map[string]bool{}}
 		d[k] = s
 	}
 	s.Connections++
@@ -58,15 +64,15 @@ func (d dropSums) add(r *agentv1.FlowRecord, nodeID string, at time.Time) {
 	}
 }
 
-// flows are the sums, sorted, each with the nodes that dropped it and what
-// decided (the records' policies).
+// flows are the sums, sorted, each with its verdict, the nodes that
+// reported it and what decided (the records' policies).
 func (d dropSums) flows() []Flow {
 	out := make([]Flow, 0, len(d))
 	for _, s := range d {
 		f := s.Flow
 		f.Nodes = slices.Sorted(keys(s.nodes))
 		slices.Sort(s.policies)
-		f.Verdict, f.Why = Blocked, strings.Join(s.policies, "; ")
+		f.Why = strings.Join(s.policies, "; ")
 		out = append(out, f)
 	}
 	Sort(out)

@@ -45,9 +45,9 @@ func TestParseWithDropsSumsTheRecords(t *testing.T) {
 		dropLine(t, t2, "id2", record(t2, "w2", api, db, eg)),
 		dropLine(t, t2, "id1", record(t2, "w1", api, out, eg)),
 		dropLine(t, t2, "id1", record(t2, "", client, web, "default deny: ingress of shop_web (policy web)")),
-		dropLine(t, t2, "id1", record(t2, "w1", out, client, "x")), // neither end a service
-		dropLine(t, t2, "", record(t2, "w1", api, db, in)),         // no node: speaks for none
-		strings.Replace(dropLine(t, t2, "id1", record(t2, "w1", api, db, in)), `"verdict":"blocked"`, `"verdict":"allowed"`, 1),
+		dropLine(t, t2, "id1", record(t2, "w1", out, client, "x")),                                                             // neither end a service
+		dropLine(t, t2, "", record(t2, "w1", api, db, in)),                                                                     // no node: speaks for none
+		strings.Replace(dropLine(t, t2, "id1", record(t2, "w1", api, db, in)), `"verdict":"blocked"`, `"verdict":"traced"`, 1), // a verdict it does not know
 		fmt.Sprintf("%s com.docker.swarm.node.id=id3 %s", t1.Format(time.RFC3339Nano),
 			flowsLine(t, agentv1.Flows{Node: "w3", Part: 1, Parts: 1, Flows: []agentv1.Flow{flow(agentv1.FlowService, "shop_web", "shop_api", 80, 4, t0, t1)}})),
 	}
@@ -89,5 +89,58 @@ func TestParseWithDropsSumsTheRecords(t *testing.T) {
 	only, err := Parse(strings.NewReader(strings.Join(lines, "\n")), now.Add(-time.Hour))
 	if err != nil || len(only.Flows) != 1 {
 		t.Errorf("Parse: %+v, %v", only, err)
+	}
+}
+
+// A would-block record (an audit-mode policy's log-only rules) makes the
+// observed flow of its key would-block, or is a flow of its own when none
+// was observed; an allowed record (log: all) is counted by the observed
+// flow of its key, or is a flow of its own.
+func TestAddDropsMergesWouldBlockAndAllowed(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	api := agentv1.FlowEndpoint{Service: "shop_api", Task: "shop_api.1.x", IP: "10.0.1.3", Port: 40000}
+	db := agentv1.FlowEndpoint{Service: "shop_db", Task: "shop_db.1.y", IP: "10.0.1.4", Port: 5432}
+	web := agentv1.FlowEndpoint{Service: "shop_web", Task: "shop_web.1.z", IP: "10.0.1.5", Port: 80}
+	rec := func(src, dst agentv1.FlowEndpoint, verdict, policy string) agentv1.FlowRecord {
+		r := record(now, "w1", src, dst, policy)
+		r.Verdict = verdict
+		return r
+	}
+	audit := "audit: default deny: ingress of shop_db (policy db-audit)"
+	lines := []string{
+		dropLine(t, now, "id1", rec(api, db, agentv1.VerdictWouldBlock, audit)),
+		dropLine(t, now, "id1", rec(api, web, agentv1.VerdictWouldBlock, audit)),
+		dropLine(t, now, "id1", rec(web, agentv1.FlowEndpoint{Service: "shop_api", IP: "10.0.1.3", Port: 80}, agentv1.VerdictAllowed, "api/ingress[0]")),
+		dropLine(t, now, "id1", rec(web, db, agentv1.VerdictAllowed, "db/ingress[0]")),
+		fmt.Sprintf("%s com.docker.swarm.node.id=id1 %s", now.Format(time.RFC3339Nano),
+			flowsLine(t, agentv1.Flows{Node: "w1", Part: 1, Parts: 1, Flows: []agentv1.Flow{
+				flow(agentv1.FlowService, "shop_api", "shop_db", 5432, 2, now, now), flow(agentv1.FlowService, "shop_web", "shop_api", 80, 5, now, now),
+			}})),
+	}
+	obs, drops, err := ParseWithDrops(strings.NewReader(strings.Join(lines, "\n")+"\n"), now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range obs.Flows {
+		obs.Flows[i].Verdict = Allowed // as Judge finds them: the networks let them talk
+	}
+	AddDrops(obs, drops)
+	got := map[string]string{}
+	for _, f := range obs.Flows {
+		got[f.From()+" -> "+f.Target()] = fmt.Sprintf("%s %d %s", f.Verdict, f.Connections, f.Why)
+	}
+	want := map[string]string{
+		"shop_api -> shop_db:5432/tcp": "would-block 2 " + audit, // observed, judged by the data path
+		"shop_api -> shop_web:80/tcp":  "would-block 1 " + audit, // not observed
+		"shop_web -> shop_api:80/tcp":  "allowed 5 ",             // the observed flow counts it
+		"shop_web -> shop_db:5432/tcp": "allowed 1 db/ingress[0]",
+	}
+	if len(got) != len(want) || len(obs.Flows) != len(want) {
+		t.Fatalf("merged %v", got)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
 	}
 }

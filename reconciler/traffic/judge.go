@@ -38,13 +38,38 @@ func Judge(tx state.ReadTx, desired *compile.Desired, flows []Flow) error {
 	return nil
 }
 
-// AddDrops merges what the data path dropped into obs, as Blocked flows;
-// the nodes that dropped them count as nodes that reported.
+// AddDrops merges the agents' flow records (ParseWithDrops) into obs,
+// judged already: Blocked ones (what the data path dropped) as flows of
+// their own; a would-block one (what an audit-mode policy's log-only
+// rules would drop) turns the observed flow of the same key would-block,
+// the data path's word being the exact one (ports, directions), or is
+// added when none was observed; an allowed one (a rule with log: all) is
+// added only when no flow of its key was observed, which counts it
+// already. The nodes that reported them count as nodes that reported.
 func AddDrops(obs *Observed, drops []Flow) {
+	observed := make(map[string]int, len(obs.Flows))
+	for i, f := range obs.Flows {
+		if f.Verdict != Blocked {
+			observed[f.Key()] = i
+		}
+	}
 	for _, d := range drops {
-		d.Verdict = Blocked
-		if d.Why == "" {
-			d.Why = "the node agent dropped it"
+		if d.Verdict == "" {
+			d.Verdict = Blocked
+		}
+		i, seen := observed[d.Key()]
+		switch {
+		case d.Verdict == Blocked:
+			if d.Why == "" {
+				d.Why = "the node agent dropped it"
+			}
+		case seen && d.Verdict == WouldBlock:
+			if obs.Flows[i].Verdict != WouldBlock {
+				obs.Flows[i].Verdict, obs.Flows[i].Why = WouldBlock, d.Why
+			}
+			continue
+		case seen:
+			continue
 		}
 		obs.Flows = append(obs.Flows, d)
 		for _, n := range d.Nodes {

@@ -235,6 +235,40 @@ func TestDatapathOnTheSwarm(t *testing.T) {
 	if ok, out := swarmtest.Probe(ctx, t, cli, svc("api"), dbTasks+":8080", swarmtest.WithAllAddresses(), swarmtest.WithProbeTimeout(time.Second)); !ok {
 		t.Fatalf("api does not reach every db task on 8080:\n%s", out)
 	}
+
+	// Audit on the data path and log: all: db's rule logs what it admits,
+	// and an audit-mode policy limiting api's egress to db:7070 cuts
+	// nothing, reporting api's connections to db:8080 as would-block.
+	audited := *rules
+	audited.Services = slices.Clone(rules.Services)
+	audited.Services[1].Ingress = []agentv1.Rule{{Policy: "db-accepts-api/ingress[0]", Services: []string{svc("api")},
+		Ports: []agentv1.PortRange{{Protocol: v1.ProtocolTCP, Port: 8080}}, LogAllowed: true}}
+	audited.Audit = []agentv1.ServiceRules{{Service: svc("api"), EgressIsolated: true, Egress: []agentv1.Rule{
+		{Policy: "api-audit/egress[0]", Services: []string{svc("db")}, Ports: []agentv1.PortRange{{Protocol: v1.ProtocolTCP, Port: 7070}}}}}}
+	audited.Revision = agentv1.RevisionOf(&audited)
+	if err := enf.SetRules(ctx, &audited); err != nil {
+		t.Fatal(err)
+	}
+	check("with an audit-mode policy", []cell{
+		{"api", dbTasks + ":8080", true}, // audit cuts nothing
+		{"api", dbTasks + ":9090", false},
+	})
+	for _, want := range []struct{ verdict, policy string }{{agentv1.VerdictAllowed, "db-accepts-api/ingress[0]"}, {agentv1.VerdictWouldBlock, "api-audit"}} {
+		swarmtest.Poll(ctx, t, 10*time.Second, func() (bool, string) {
+			_ = probe("api", dbTasks+":8080")
+			for _, r := range tap.find(func(r map[string]any) bool { return r["msg"] == agentv1.FlowRecordMessage }) {
+				f, _ := r["flow"].(map[string]any)
+				src, _ := f["source"].(map[string]any)
+				dst, _ := f["destination"].(map[string]any)
+				if src["service"] == svc("api") && dst["service"] == svc("db") && dst["port"] == float64(8080) &&
+					f["verdict"] == want.verdict && strings.Contains(fmt.Sprint(f["policy"]), want.policy) {
+					t.Logf("%s: %v", want.verdict, f)
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("no %s flow api -> db:8080 naming %s", want.verdict, want.policy)
+		})
+	}
 }
 
 func scale(ctx context.Context, cli interface {

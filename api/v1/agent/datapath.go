@@ -2,6 +2,7 @@ package agent
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -10,10 +11,30 @@ import (
 
 // RulesRevision is the newest revision of the rules document this version
 // writes and reads. Revision 1 (the field absent) holds published ports
-// only; revision 2 adds Services, the per-task rules. An agent refuses a
-// revision newer than its own and keeps the rules it has: a field it does
-// not know could be a restriction it would drop.
-const RulesRevision = 2
+// only; revision 2 adds Services, the per-task rules; revision 3 adds
+// Audit and the rules' LogAllowed. A leader writes the lowest revision
+// that holds the document (RevisionOf), so documents of an older revision
+// keep their bytes. An agent refuses a revision newer than its own and
+// keeps the rules it has: a field it does not know could be a restriction
+// it would drop.
+const RulesRevision = 3
+
+// RevisionOf is the lowest revision that holds d: 0 (absent, 1) with
+// ports only, 2 with services, 3 with audit rules or logged rules.
+func RevisionOf(d *Rules) int {
+	for _, s := range slices.Concat(d.Services, d.Audit) {
+		if slices.ContainsFunc(slices.Concat(s.Ingress, s.Egress), func(r Rule) bool { return r.LogAllowed }) {
+			return 3
+		}
+	}
+	switch {
+	case len(d.Audit) > 0:
+		return 3
+	case len(d.Services) > 0:
+		return 2
+	}
+	return 0
+}
 
 // ServiceRules is what the policies allow one selected service, in terms
 // of services, ports and blocks: the agent maps them to addresses from its
@@ -43,6 +64,9 @@ type Rule struct {
 	Blocks []v1.SourceBlock `json:"blocks,omitempty"`
 	// Ports the rule allows; empty allows every port.
 	Ports []PortRange `json:"ports,omitempty"`
+	// LogAllowed: the policy's rule says log: all, so the agent reports
+	// each new connection the rule admits (verdict allowed).
+	LogAllowed bool `json:"logAllowed,omitempty"`
 }
 
 // PortRange is a protocol's destination ports Port..EndPort; Port 0 is
@@ -228,6 +252,55 @@ func BlockContains(b v1.SourceBlock, addr netip.Addr) bool {
 		}
 	}
 	return true
+}
+
+// Logged is the part of Between(from, to) that a rule with LogAllowed
+// admits: from's egress rules naming to, or to's ingress rules naming
+// from. Those connections are reported as allowed.
+func (d *Rules) Logged(from, to string) PortSet {
+	logged := PortSet{}
+	if s := d.service(from); s != nil && s.EgressIsolated {
+		for _, r := range s.Egress {
+			if r.LogAllowed && slices.Contains(r.Services, to) {
+				logged = logged.Union(Of(r.Ports))
+			}
+		}
+	}
+	if s := d.service(to); s != nil && s.IngressIsolated {
+		for _, r := range s.Ingress {
+			if r.LogAllowed && slices.Contains(r.Services, from) {
+				logged = logged.Union(Of(r.Ports))
+			}
+		}
+	}
+	return d.Between(from, to).Intersect(logged)
+}
+
+// WithAudit is the rules as they would be were the audit-mode policies
+// enforced too: each service's rules and isolation, joined with the
+// audit ones. Nil when there are no audit rules.
+func (d *Rules) WithAudit() *Rules {
+	if len(d.Audit) == 0 {
+		return nil
+	}
+	by := map[string]*ServiceRules{}
+	for _, s := range slices.Concat(d.Services, d.Audit) {
+		m := by[s.Service]
+		if m == nil {
+			m = &ServiceRules{Service: s.Service}
+			by[s.Service] = m
+		}
+		m.IngressIsolated = m.IngressIsolated || s.IngressIsolated
+		m.EgressIsolated = m.EgressIsolated || s.EgressIsolated
+		m.Ingress = append(m.Ingress, s.Ingress...)
+		m.Egress = append(m.Egress, s.Egress...)
+	}
+	out := *d
+	out.Audit, out.Services = nil, make([]ServiceRules, 0, len(by))
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		out.Services = append(out.Services, *by[name])
+	}
+	return &out
 }
 
 // Selected reports whether a policy selects the service.

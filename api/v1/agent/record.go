@@ -19,6 +19,14 @@ const (
 // (Hubble's DROPPED).
 const VerdictBlocked = "blocked"
 
+// VerdictWouldBlock is the verdict of a connection an audit-mode policy
+// would drop were it enforced: the agent let it pass and reported it.
+const VerdictWouldBlock = "would-block"
+
+// VerdictAllowed is the verdict of a new connection a rule with log: all
+// admitted.
+const VerdictAllowed = "allowed"
+
 // FlowEndpoint is one side of a flow record.
 type FlowEndpoint struct {
 	// Service and Task are empty for an address outside the cluster
@@ -30,7 +38,8 @@ type FlowEndpoint struct {
 }
 
 // FlowRecord is one judged connection attempt, shaped like Hubble's flow
-// record.
+// record: blocked, would-block (an audit-mode policy's log-only rules) or
+// allowed (a rule with log: all).
 type FlowRecord struct {
 	Time        time.Time    `json:"time"`
 	Node        string       `json:"node"`
@@ -43,6 +52,7 @@ type FlowRecord struct {
 	// ingress when the receiving side's did.
 	Direction string `json:"direction"`
 	// Policy says what decided: the policies that isolate the side that
-	// refused, after "default deny".
+	// refused, after "default deny" (blocked, would-block), or the rules
+	// that admitted it (allowed).
 	Policy string `json:"policy"`
 }

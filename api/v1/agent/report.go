@@ -75,6 +75,11 @@ type Report struct {
 	Time time.Time `json:"time"`
 	// Checks are the findings, in the order the agent ran them.
 	Checks []Check `json:"checks"`
+	// Rules names the rules config the agent holds in force on the node
+	// (published ports and per-task rules applied, no error), empty when
+	// it holds none or its last sync failed: the leader compares it with
+	// the config it delivered (the node's Enforced condition).
+	Rules string `json:"rules,omitempty"`
 }
 
 // Get returns the check of that ID, if the report has it.
@@ -105,5 +110,5 @@ func (r *Report) CanEncrypt() (ok, known bool) {
 
 // Equal reports whether two reports say the same, whenever made.
 func (r *Report) Equal(o *Report) bool {
-	return r.Node == o.Node && r.NodeID == o.NodeID && slices.Equal(r.Checks, o.Checks)
+	return r.Node == o.Node && r.NodeID == o.NodeID && r.Rules == o.Rules && slices.Equal(r.Checks, o.Checks)
 }

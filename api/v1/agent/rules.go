@@ -39,6 +39,11 @@ type Rules struct {
 	// Services are the per-task rules of every service a policy selects,
 	// sorted by name; absent, the agent removes its per-task rules.
 	Services []ServiceRules `json:"services,omitempty"`
+	// Audit are the per-service rules of the audit-mode policies, as they
+	// would be enforced, sorted by name: the agent drops nothing for them,
+	// and reports as would-block each new connection that Services and
+	// Audit enforced together would drop (WithAudit).
+	Audit []ServiceRules `json:"audit,omitempty"`
 }
 
 // Port is one restricted published port of one service, as the compile
