@@ -370,12 +370,13 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 		return 0, err
 	}
 	slices.SortFunc(managed, func(a, c network.Summary) int { return strings.Compare(a.Name, c.Name) })
+	kind := map[bool]string{true: "label-", false: ""}[labelOnly] // names of their own
 	start := time.Now()
 	var fns []func() error
 	floorNets := make([]string, creates)
 	for i := range creates {
 		fns = append(fns, func() error {
-			n, err := b.cli.NetworkCreate(ctx, fmt.Sprintf("bsfloor-%d", i), network.CreateOptions{Driver: "overlay", Scope: "swarm",
+			n, err := b.cli.NetworkCreate(ctx, fmt.Sprintf("bsfloor-%s%d", kind, i), network.CreateOptions{Driver: "overlay", Scope: "swarm",
 				Labels: map[string]string{label: "1"}, Options: map[string]string{"encrypted": "true"}, Internal: true})
 			floorNets[i] = n.ID
 			return err
@@ -387,7 +388,7 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 	fns = nil
 	for i := range records {
 		fns = append(fns, func() error {
-			_, err := b.cli.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: fmt.Sprintf("bsfloor-%d", i), Labels: map[string]string{label: "1"}}, Data: []byte("{}")})
+			_, err := b.cli.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: fmt.Sprintf("bsfloor-%s%d", kind, i), Labels: map[string]string{label: "1"}}, Data: []byte("{}")})
 			return err
 		})
 	}
