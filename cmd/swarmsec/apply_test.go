@@ -125,3 +125,39 @@ func TestApplyRolledBackRestoreKeepsTheRecords(t *testing.T) {
 		t.Errorf("%d records left after the second apply", n)
 	}
 }
+
+// A restore whose rolling update pauses fails apply; a later apply does not
+// say the cluster matches while the records wait for that update, and says
+// why when it gives up.
+func TestApplyPausedRestoreWaitsWithTheRecords(t *testing.T) {
+	f, r := restoreRig(t)
+	f.HoldUpdates(true)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runApply(ctx, io.Discard, r, false, 0) }()
+	for paused := map[string]bool{}; len(paused) < 2; {
+		if ctx.Err() != nil {
+			t.Fatalf("the restores were never written: %v paused", paused)
+		}
+		time.Sleep(10 * time.Millisecond)
+		for _, name := range []string{"shop_db", "shop_web"} {
+			if !paused[name] && f.FailUpdate(name, "pause") == nil {
+				paused[name] = true
+			}
+		}
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "paused") {
+		t.Fatalf("apply after a paused restore: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancelShort()
+	var out strings.Builder
+	err := runApply(short, &out, r, false, 0)
+	if err == nil || !strings.Contains(err.Error(), "its rolling update is paused") || strings.Contains(out.String(), "matches") {
+		t.Errorf("apply while a restore is paused: %v; said:\n%s", err, out.String())
+	}
+	if n := records(f); n != 2 {
+		t.Errorf("%d records while a restore is paused, want 2", n)
+	}
+}
