@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,22 +146,25 @@ func pendingWait(requeue time.Duration, idle int) time.Duration {
 func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLast bool, maxWaves int) error {
 	var (
 		writes, waves int
-		updated       int // services updated by the last pass that wrote
-		idle          int // passes in a row that wrote nothing
+		updated       int      // services updated by the last pass that wrote
+		idle          int      // passes in a row that wrote nothing
+		waiting       []string // what the last pass left waiting
 	)
 	for {
 		_, res, err := r.Reconcile(ctx)
 		var werr *reconcile.WriteError
 		switch {
+		case err != nil && ctx.Err() != nil:
+			// Time ran out, maybe in a write: say what waited.
+			return notConverged(writes, waiting, ctx.Err())
 		case errors.As(err, &werr):
 			// Each failure was logged with its object already.
 			return fmt.Errorf("%d of %d changes failed (each is logged above)", werr.Failed, werr.Total)
-		case err != nil && ctx.Err() != nil:
-			return fmt.Errorf("not converged after %d changes: %w", writes, ctx.Err())
 		case err != nil:
 			return err
 		}
 		idle++
+		waiting = append(slices.Clone(res.Waiting), pending(res)...)
 		if n := res.Writes(); n > 0 {
 			idle = 0
 			updated = servicesUpdated(res)
@@ -176,7 +180,7 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 			break
 		}
 		if maxWaves > 0 && waves >= maxWaves {
-			return fmt.Errorf("stopped after %d passes that wrote (--max-waves) with work left: %s", waves, strings.Join(append(res.Waiting, pending(res)...), "; "))
+			return fmt.Errorf("stopped after %d passes that wrote (--max-waves) with work left: %s", waves, strings.Join(waiting, "; "))
 		}
 		if r.WaveInFlight() {
 			// A wave's rolling updates finish before the next wave starts,
@@ -189,7 +193,7 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not converged after %d changes: %s: %w", writes, strings.Join(res.Waiting, "; "), ctx.Err())
+			return notConverged(writes, waiting, ctx.Err())
 		case <-time.After(pendingWait(res.RequeueAfter, idle)):
 		}
 	}
@@ -201,6 +205,15 @@ func runApply(ctx context.Context, w io.Writer, r *reconcile.Reconciler, waitLas
 		fmt.Fprintf(w, "%d services finished their rolling updates.\n", updated)
 	}
 	return nil
+}
+
+// notConverged is apply's error when its time ran out, with what the last
+// pass left waiting.
+func notConverged(writes int, waiting []string, err error) error {
+	if len(waiting) == 0 {
+		return fmt.Errorf("not converged after %d changes: %w", writes, err)
+	}
+	return fmt.Errorf("not converged after %d changes: %s: %w", writes, strings.Join(waiting, "; "), err)
 }
 
 // servicesUpdated counts the services a pass updated, its migrations'
@@ -226,7 +239,13 @@ func servicesUpdated(res *reconcile.Result) int {
 func pending(res *reconcile.Result) []string {
 	var out []string
 	for _, ar := range res.Results {
-		if ar.Outcome == apply.OutcomePending {
+		switch {
+		case ar.Outcome != apply.OutcomePending:
+		case ar.Action.Waits != "":
+			// Why it waits, as plan says it: a record whose restore is
+			// paused waits for the operator.
+			out = append(out, fmt.Sprintf("%s %s: %s", ar.Action.Kind, ar.Action.Name, ar.Action.Waits))
+		default:
 			out = append(out, fmt.Sprintf("%s %s", ar.Action.Kind, ar.Action.Name))
 		}
 	}

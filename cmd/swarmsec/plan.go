@@ -122,6 +122,8 @@ var actionWords = map[plan.ActionKind]string{
 	plan.ActionUpdateService:  "~ update service",
 	plan.ActionRemoveNetwork:  "- remove network",
 	plan.ActionMigrateNetwork: "* migrate network",
+	plan.ActionCreateRecord:   "+ create record",
+	plan.ActionRemoveRecord:   "- remove record",
 }
 
 func printPlanTable(w io.Writer, p *plan.Plan) { printPlanTableWaves(w, p, 0) }
@@ -136,8 +138,11 @@ func printPlanTableWaves(w io.Writer, p *plan.Plan, limit int) {
 		fmt.Fprintln(tw, "ACTION\tOBJECT\tPOLICIES\tWHY")
 		for _, a := range p.Actions {
 			word := actionWords[a.Kind]
-			if a.Audit {
+			switch {
+			case a.Audit:
 				word += " (audit only)"
+			case a.Waits != "":
+				word += " (waits)"
 			}
 			policies := strings.Join(a.Policies, ",")
 			if policies == "" {

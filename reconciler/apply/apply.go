@@ -47,7 +47,8 @@ type Writer struct {
 // services updated next (one update each, carrying the version read), and
 // networks no longer needed removed last. deferred actions are reported
 // pending, and so are the updates of a wave that comes after an update not
-// written (see unwritten). Audit actions are never written.
+// written (see unwritten), and actions that wait (plan.Action.Waits).
+// Audit actions are never written.
 func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *Result {
 	res := &Result{}
 	run := &pass{w: w, created: map[string]string{}, updated: map[string]bool{}, outcomes: make([]stepOutcome, len(actions))}
@@ -63,7 +64,11 @@ func (w *Writer) Apply(ctx context.Context, actions, deferred []plan.Action) *Re
 		}
 	}
 	for i, a := range actions {
-		if a.Audit {
+		switch {
+		case a.Audit:
+			continue
+		case a.Waits != "":
+			res.Results = append(res.Results, ActionResult{Action: a, Outcome: OutcomePending, Detail: a.Waits})
 			continue
 		}
 		res.Results = append(res.Results, run.outcomes[i].result(a))
@@ -89,7 +94,7 @@ func (p *pass) groups(actions []plan.Action, phase int) [][]job {
 	var out [][]job
 	key := ""
 	for i, a := range actions {
-		if a.Audit || p.outcomes[i].failed() {
+		if a.Audit || a.Waits != "" || p.outcomes[i].failed() {
 			continue
 		}
 		for _, st := range a.StepList() {
@@ -264,7 +269,7 @@ func (p *pass) step(ctx context.Context, a plan.Action, st plan.Step) stepResult
 	case plan.ActionCreateRecord:
 		r = p.createRecord(ctx, st)
 	case plan.ActionRemoveRecord:
-		r = p.removeRecord(ctx, a, st)
+		r = p.removeRecord(ctx, st)
 	default:
 		r = stepResult{outcome: OutcomeFailed, err: fmt.Errorf("%s: step kind %q cannot be written", st.Name, st.Kind)}
 	}
@@ -413,15 +418,9 @@ func (p *pass) createRecord(ctx context.Context, st plan.Step) stepResult {
 	return stepResult{outcome: OutcomeFailed, err: fmt.Errorf("create record %s: %w", st.Name, err)}
 }
 
-// removeRecord removes a record once the service it belongs to is
-// restored (in this pass, or earlier).
-func (p *pass) removeRecord(ctx context.Context, a plan.Action, st plan.Step) stepResult {
-	p.mu.Lock()
-	restored := p.updated[a.ID]
-	p.mu.Unlock()
-	if a.Kind == plan.ActionUpdateService && !restored {
-		return stepResult{outcome: OutcomePending, detail: "the record stays until the service is restored"}
-	}
+// removeRecord removes a record: the plan removes one only once its
+// service is seen restored and done rolling (plan.Action.Waits).
+func (p *pass) removeRecord(ctx context.Context, st plan.Step) stepResult {
 	cctx, cancel := p.timeout(ctx)
 	defer cancel()
 	err := p.w.Docker.ConfigRemove(cctx, st.ID)

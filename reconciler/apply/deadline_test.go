@@ -39,12 +39,10 @@ func TestDeadlines(t *testing.T) {
 		{
 			name: "service update", hang: dockerapi.OpServiceUpdate,
 			actions: func(r *rig) []plan.Action {
-				a := r.update("a", 0, "back")
-				a.Service.RemoveRecord = r.config("rec-a")
-				return []plan.Action{a, r.removeNetwork("front")}
+				return []plan.Action{r.update("a", 0, "back"), r.removeNetwork("front")}
 			},
 			failed: "a", want: map[string]Outcome{"front": OutcomePending},
-			notCalled: []string{dockerapi.OpConfigRemove, dockerapi.OpNetworkRemove},
+			notCalled: []string{dockerapi.OpNetworkRemove},
 		},
 		{
 			name: "network create", hang: dockerapi.OpNetworkCreate,
@@ -87,11 +85,9 @@ func TestDeadlines(t *testing.T) {
 		{
 			name: "record remove", hang: dockerapi.OpConfigRemove,
 			actions: func(r *rig) []plan.Action {
-				a := r.update("a", 0, "back")
-				a.Service.RemoveRecord = r.config("rec-a")
-				return []plan.Action{a}
+				return []plan.Action{r.update("a", 0, "back"), {Kind: plan.ActionRemoveRecord, Name: "rec-b", ID: r.config("rec-b")}}
 			},
-			failed: "a",
+			failed: "rec-b", want: map[string]Outcome{"a": OutcomeConfigured},
 			after: func(r *rig) {
 				if got := r.networksOf("a"); got != "back" {
 					r.t.Errorf("a on %q, want back: the update went before the record's removal", got)

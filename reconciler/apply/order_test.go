@@ -73,15 +73,15 @@ func TestWriteOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t)
 		// a leaves front (wave 0) before c, which must not meet a, joins
-		// it (wave 1); b's record is written before its update and a's
-		// old record removed after its update; front-old goes last.
+		// it (wave 1); b's record is written before its update and d's
+		// old record removed after the updates; front-old goes last.
 		a := r.update("a", 0, "back", "p")
-		a.Service.RemoveRecord = r.config("rec-a")
+		d := plan.Action{Kind: plan.ActionRemoveRecord, Name: "rec-d", ID: r.config("rec-d")}
 		b := r.update("b", 0, "back", "front", "p")
 		b.Service.CreateRecord = []byte(`{}`)
 		c := r.update("c", 1, "back", "front")
 		c.Service.CreateRecord = []byte(`{}`) // a later wave's record goes with the first writes
-		actions := []plan.Action{createNetwork("p"), a, b, c}
+		actions := []plan.Action{createNetwork("p"), a, b, c, d}
 		r.eng.delay = map[string]time.Duration{
 			dockerapi.OpNetworkCreate: time.Second, dockerapi.OpConfigCreate: time.Second,
 			dockerapi.OpServiceUpdate: time.Second, dockerapi.OpConfigRemove: time.Second,
@@ -98,7 +98,7 @@ func TestWriteOrder(t *testing.T) {
 			t.Errorf("%d events, want 14 (7 writes):\n%s", n, lines(log))
 		}
 		for _, ar := range res.Results {
-			if want := map[string]Outcome{"p": OutcomeCreated}[ar.Action.Name]; ar.Outcome != cmp.Or(want, OutcomeConfigured) {
+			if want := map[string]Outcome{"p": OutcomeCreated, "rec-d": OutcomeDeleted}[ar.Action.Name]; ar.Outcome != cmp.Or(want, OutcomeConfigured) {
 				t.Errorf("%s: %s (%s)", ar.Action.Name, ar.Outcome, ar.Detail)
 			}
 		}

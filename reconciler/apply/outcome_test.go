@@ -7,7 +7,6 @@ import (
 
 	"github.com/docker/docker/api/types/network"
 
-	"github.com/swarmsec/swarmsec/reconciler/compile"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/state"
 )
@@ -158,17 +157,31 @@ func TestOutcomes(t *testing.T) {
 			want: map[string]want{"rec-a": {outcome: OutcomeUnchanged}}, writes: 1,
 		},
 		{
-			name: "record removed with the restore",
+			name: "record removed after the restore",
 			setup: func(r *rig) ([]plan.Action, []plan.Action) {
 				a := r.update("a", 0, "back")
-				a.Service.RemoveRecord = r.config(compile.RecordName(a.ID))
+				id := r.config("rec-a")
 				r.f.ResetCalls()
-				return []plan.Action{a}, nil
+				return []plan.Action{a, {Kind: plan.ActionRemoveRecord, Name: "rec-a", ID: id}}, nil
 			},
-			want: map[string]want{"a": {outcome: OutcomeConfigured}}, writes: 2,
+			want: map[string]want{"a": {outcome: OutcomeConfigured}, "rec-a": {outcome: OutcomeDeleted}}, writes: 2,
 			after: func(r *rig) {
 				if cs := r.f.Configs(); len(cs) != 0 {
 					r.t.Errorf("record left: %+v", cs)
+				}
+			},
+		},
+		{
+			name: "record that waits for its service's rolling update",
+			setup: func(r *rig) ([]plan.Action, []plan.Action) {
+				id := r.config("rec-a")
+				r.f.ResetCalls()
+				return []plan.Action{{Kind: plan.ActionRemoveRecord, Name: "rec-a", ID: id, Waits: "its rolling update is updating"}}, nil
+			},
+			want: map[string]want{"rec-a": {outcome: OutcomePending}},
+			after: func(r *rig) {
+				if cs := r.f.Configs(); len(cs) != 1 {
+					r.t.Errorf("records %+v, want rec-a kept", cs)
 				}
 			},
 		},

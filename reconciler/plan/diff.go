@@ -124,7 +124,7 @@ func Diff(tx State, desired *compile.Desired) (*Plan, error) {
 		a, changed := serviceAction(s, desired.Services[s.ID], targets[i], nets)
 		switch {
 		case changed:
-			a.Service.CreateRecord, a.Service.RemoveRecord = recs[i].create, recs[i].remove
+			a.Service.CreateRecord = recs[i].create
 			if ch := a.Service; len(ch.Detach) > detachKinds {
 				// More than the change packs (a service put on many
 				// networks): say why for every one, now.
@@ -133,13 +133,19 @@ func Diff(tx State, desired *compile.Desired) (*Plan, error) {
 				a.Reasons = a.render(func(i int) detachWhy { return detachKind(nets.ByName[ch.Detach[i]], isolated) })
 			}
 			plan.Actions = append(plan.Actions, a)
+			if recs[i].remove != "" {
+				// Never with the update: one Swarm rolls back (or pauses)
+				// puts the service back where its record is all that says
+				// what to restore.
+				plan.Actions = append(plan.Actions, recordRemoval(s, recs[i].remove,
+					"its update is in this plan: the record goes once the service is seen restored and its rolling update is done"))
+			}
 		case recs[i].create != nil:
 			plan.Actions = append(plan.Actions, Action{Kind: ActionCreateRecord, Name: compile.RecordName(s.ID), ID: s.ID,
 				Reasons: []string{"record what service " + s.Name + " had before its isolation, where a service update cannot reach it"},
 				Service: &ServiceChange{CreateRecord: recs[i].create}})
 		case recs[i].remove != "":
-			plan.Actions = append(plan.Actions, Action{Kind: ActionRemoveRecord, Name: compile.RecordName(s.ID), ID: recs[i].remove,
-				Reasons: []string{"service " + s.Name + " is restored: its record is no longer needed"}})
+			plan.Actions = append(plan.Actions, recordRemoval(s, recs[i].remove, rollingWait(s)))
 		}
 	}
 	plan.Actions = append(plan.Actions, orphanRecords(desired.Records, services)...)
@@ -179,6 +185,33 @@ func Diff(tx State, desired *compile.Desired) (*Plan, error) {
 	return plan, nil
 }
 
+// recordRemoval removes the record of a service no longer isolated, or
+// says why it waits (waits != ""): a record goes only once the service is
+// seen restored and its rolling update is done, in a later pass than the
+// update that restores it.
+func recordRemoval(s *state.Service, id, waits string) Action {
+	a := Action{Kind: ActionRemoveRecord, Name: compile.RecordName(s.ID), ID: id, Waits: waits,
+		Reasons: []string{"service " + s.Name + " is restored: its record is no longer needed"}}
+	if waits != "" {
+		a.Reasons = []string{"service " + s.Name + " is being restored: its record waits: " + waits}
+	}
+	return a
+}
+
+// rollingWait says why a restored service's record must wait for its
+// rolling update ("" when it need not): while the update rolls, is paused
+// or rolls back, Swarm may still put the service back on the spec it had
+// before, the isolated one whose record says what to restore. A completed
+// rollback is done: Swarm clears the spec it rolled back from, and the
+// service as seen is the one in force.
+func rollingWait(s *state.Service) string {
+	switch s.UpdateState {
+	case swarm.UpdateStateUpdating, swarm.UpdateStatePaused, swarm.UpdateStateRollbackStarted, swarm.UpdateStateRollbackPaused:
+		return fmt.Sprintf("its rolling update is %s (a rollback would bring back the isolated spec); it goes once the update is done", s.UpdateState)
+	}
+	return ""
+}
+
 func ownerList(owner string) []string {
 	if owner == "" {
 		return nil
@@ -190,7 +223,9 @@ func ownerList(owner string) []string {
 // restore.
 type recordChange struct {
 	// create is the data of a record to write before the service's
-	// update; remove the ID of one to remove after it.
+	// update; remove the ID of one no longer needed, removed once the
+	// service is seen restored and its rolling update is done (see
+	// recordRemoval).
 	create []byte
 	remove string
 	// problem is what is wrong with the record, if anything.

@@ -29,9 +29,6 @@ func (a *Action) StepList() []Step {
 		if a.Service.CreateRecord != nil {
 			steps = append([]Step{{Kind: ActionCreateRecord, Name: compile.RecordName(a.ID), ID: a.ID, What: "record " + a.Name, Service: a.Service}}, steps...)
 		}
-		if a.Service.RemoveRecord != "" {
-			steps = append(steps, Step{Kind: ActionRemoveRecord, Name: compile.RecordName(a.ID), ID: a.Service.RemoveRecord, What: "remove the record of " + a.Name})
-		}
 		return steps
 	case ActionCreateRecord:
 		return []Step{{Kind: a.Kind, Name: a.Name, ID: a.ID, What: "record " + a.Name, Service: a.Service}}

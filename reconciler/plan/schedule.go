@@ -273,9 +273,10 @@ func (s *schedule) pick(pending []Action) (int, bool) {
 // leaveFirst is the first half of an update split in two: the service
 // leaves every network it must leave, joins those it may join now, and
 // takes its target's published ports; its record of what to restore is
-// written with it. A restore's record and the label naming it stay until
-// the half that restores the service: removed now, the next pass would
-// find nothing to restore. false when that changes nothing.
+// written with it. A restore's label naming its record stays until the
+// half that restores the service: removed now, the next pass would find
+// nothing to restore (the record itself goes only after the restore).
+// false when that changes nothing.
 func (s *schedule) leaveFirst(a Action) (Action, bool) {
 	var t Target
 	for _, att := range a.Service.Target.Networks {
@@ -306,10 +307,11 @@ func (s *schedule) leaveFirst(a Action) (Action, bool) {
 			ch.Detach = append(ch.Detach, n)
 		}
 	}
-	if ch.RemoveRecord != "" {
-		// A restore only half done: the record, and the label that marks
-		// the service as swarmsec's, stay until the rest of it is written.
-		ch.RemoveRecord, ch.Target.Original = "", a.Service.Owned.Original
+	if ch.Target.Original == "" && a.Service.Owned.Original != "" {
+		// A restore only half done: the label that names the record, and
+		// marks the service as swarmsec's, stays until the rest of it is
+		// written.
+		ch.Target.Original = a.Service.Owned.Original
 	}
 	slices.Sort(ch.Attach)
 	slices.Sort(ch.Detach)

@@ -249,8 +249,58 @@ func TestSplitRestoreKeepsItsRecord(t *testing.T) {
 			continue
 		}
 		restored := slices.ContainsFunc(a.Service.Target.Networks, func(at Attachment) bool { return at.Network == "v" })
-		if !restored && (a.Service.RemoveRecord != "" || a.Service.Target.Original != compile.RecordName("id-b")) {
-			t.Errorf("b's first part removes its record (%q) or label (%q) before it is back on v", a.Service.RemoveRecord, a.Service.Target.Original)
+		if !restored && a.Service.Target.Original != compile.RecordName("id-b") {
+			t.Errorf("b's first part removes the label (%q) naming its record before it is back on v", a.Service.Target.Original)
 		}
+	}
+}
+
+// A record goes only once its service is seen restored and done rolling:
+// with the update that restores it, or while that update rolls, is paused
+// or rolls back, the removal waits (Swarm may yet put back the isolated
+// spec); once the update completed, or a rollback did (Swarm then clears
+// the spec it rolled back from), it goes.
+func TestRecordRemovalWaitsForTheRollingUpdate(t *testing.T) {
+	nets := []*state.Network{stackNet("v"), managedNet("swarmsec-p0", "p0", false)}
+	orig := compile.Original{Networks: []compile.OriginalAttachment{{Name: "v", ID: "net-v", Aliases: []string{"b"}}}}
+	isolated := service("b", map[string]string{"app": "b", v1.LabelOriginal: compile.RecordName("id-b")}, on("net-swarmsec-p0"))
+	restored := service("b", map[string]string{"app": "b"}, on("net-v", "b"))
+	for _, tc := range []struct {
+		name  string
+		s     *state.Service
+		state swarm.UpdateState
+		waits string // "" when the record goes now
+	}{
+		{"restore planned", isolated, "", "its update is in this plan"},
+		{"restore rolled back", isolated, swarm.UpdateStateRollbackCompleted, "its update is in this plan"},
+		{"restored, updating", restored, swarm.UpdateStateUpdating, "its rolling update is updating"},
+		{"restored, paused", restored, swarm.UpdateStatePaused, "its rolling update is paused"},
+		{"restored, rolling back", restored, swarm.UpdateStateRollbackStarted, "its rolling update is rollback_started"},
+		{"restored, rollback paused", restored, swarm.UpdateStateRollbackPaused, "its rolling update is rollback_paused"},
+		{"restored, completed", restored, swarm.UpdateStateCompleted, ""},
+		{"restored, rolled back onto the restore", restored, swarm.UpdateStateRollbackCompleted, ""},
+		{"restored, no update status", restored, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := *tc.s
+			s.UpdateState = tc.state
+			p := planWith(t, []*state.Service{&s}, nets, []*state.Record{record(&s, orig)})
+			i := slices.IndexFunc(p.Actions, func(a Action) bool { return a.Kind == ActionRemoveRecord })
+			if i < 0 {
+				t.Fatalf("no record removal: %+v", p.Actions)
+			}
+			a := p.Actions[i]
+			if !strings.Contains(a.Waits, tc.waits) || (tc.waits == "") != (a.Waits == "") {
+				t.Errorf("waits %q, want %q", a.Waits, tc.waits)
+			}
+			if a.Waits != "" && !strings.Contains(strings.Join(a.Why(), " "), a.Waits) {
+				t.Errorf("why %q does not say why it waits", a.Why())
+			}
+			for _, a := range p.Actions {
+				if slices.ContainsFunc(a.StepList(), func(st Step) bool { return st.Kind == ActionRemoveRecord }) && a.Kind != ActionRemoveRecord {
+					t.Errorf("%s %s removes the record with it", a.Kind, a.Name)
+				}
+			}
+		})
 	}
 }

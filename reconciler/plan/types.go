@@ -53,6 +53,10 @@ type Action struct {
 	Service *ServiceChange `json:"service,omitempty"`
 	// Steps are the writes a migrate-network action makes in this pass.
 	Steps []Step `json:"steps,omitempty"`
+	// Waits, when set, says why the action cannot be written yet (a
+	// record whose service's restore is still rolling): the writer reports
+	// it pending, and a later pass writes it.
+	Waits string `json:"waits,omitempty"`
 	// Wave numbers the service updates that may be written together (see
 	// Schedule).
 	Wave int `json:"-"`
@@ -95,10 +99,10 @@ type ServiceChange struct {
 	whyLabel  labelWhy
 	whyDetach uint32
 	// CreateRecord is the data of the record of what the service had, to
-	// write before the update; RemoveRecord the ID of one to remove after
-	// it.
+	// write before the update. A record is never removed with an update:
+	// a later pass removes it (ActionRemoveRecord) once the service is
+	// seen restored and its rolling update is done.
 	CreateRecord []byte `json:"-"`
-	RemoveRecord string `json:"-"`
 
 	// Target is what the fields swarmsec owns must become.
 	Target Target `json:"-"`

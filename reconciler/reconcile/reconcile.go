@@ -337,8 +337,10 @@ func (r *Reconciler) judgeMigrations(ctx context.Context, res *Result, mig migra
 // blocks another's move has a change of its own and leaves first; one
 // that opts out waits for the operator, reported), and no service is
 // written more than twice (that first half, then the rest), so with n
-// services the passes reach one with nothing to do within 2n+1 under any
-// cap, and within 3 uncapped. A new process (or leader) starts from
+// services the passes reach one with nothing to do within 2n+2 under any
+// cap, and within 4 uncapped: the pass after the last updates removes the
+// records of the services they restored (a record goes only once its
+// service is seen restored and done rolling, never with its update). A new process (or leader) starts from
 // today's networks: one more target per restart.
 func (r *Reconciler) hasTarget() bool {
 	r.mu.Lock()

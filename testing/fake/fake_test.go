@@ -327,6 +327,47 @@ func TestFakeHeldUpdates(t *testing.T) {
 	}
 }
 
+// TestFakeFailedUpdates: a held update that fails is rolled back (the old
+// spec back, no previous spec left, tasks of the old spec) or paused.
+func TestFakeFailedUpdates(t *testing.T) {
+	ctx := context.Background()
+	for _, action := range []string{"rollback", "pause"} {
+		t.Run(action, func(t *testing.T) {
+			f := New()
+			f.HoldUpdates(true)
+			svc := f.AddService(testSpec("web"))
+			if err := f.FailUpdate("web", action); err == nil {
+				t.Error("a service with no update in progress failed one")
+			}
+			spec := svc.Spec
+			spec.TaskTemplate.ContainerSpec.Env = []string{"A=1"}
+			if _, err := f.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.FailUpdate("web", action); err != nil {
+				t.Fatal(err)
+			}
+			got := mustInspect(t, f, svc.ID)
+			if action == "pause" {
+				if got.UpdateStatus.State != swarm.UpdateStatePaused || !slices.Equal(got.Spec.TaskTemplate.ContainerSpec.Env, []string{"A=1"}) {
+					t.Errorf("paused: %+v, env %v", got.UpdateStatus, got.Spec.TaskTemplate.ContainerSpec.Env)
+				}
+				return
+			}
+			if got.UpdateStatus.State != swarm.UpdateStateRollbackStarted || got.PreviousSpec != nil || len(got.Spec.TaskTemplate.ContainerSpec.Env) != 0 {
+				t.Errorf("rolling back: %+v, previous %v, env %v", got.UpdateStatus, got.PreviousSpec, got.Spec.TaskTemplate.ContainerSpec.Env)
+			}
+			f.CompleteUpdates()
+			if done := mustInspect(t, f, svc.ID); done.UpdateStatus.State != swarm.UpdateStateRollbackCompleted {
+				t.Errorf("after CompleteUpdates: %+v", done.UpdateStatus)
+			}
+			if after := runningTasks(t, f, svc.ID); len(after) != 1 || len(after[0].Spec.ContainerSpec.Env) != 0 {
+				t.Errorf("tasks not rolled back: %+v", after)
+			}
+		})
+	}
+}
+
 func TestFakeRollback(t *testing.T) {
 	ctx := context.Background()
 	f := New()

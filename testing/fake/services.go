@@ -44,6 +44,60 @@ func (f *Swarm) CompleteUpdates() {
 	f.settleLocked()
 }
 
+// FailUpdate makes a service's rolling update fail, held so far (see
+// HoldUpdates), as Swarm's updater does when a new task fails under
+// update_config's failure action: "rollback" puts back the spec the service
+// had before the update (Swarm clears the previous spec then: a completed
+// rollback cannot be rolled back) and rolls its tasks back, the update
+// status going rollback_started, then rollback_completed once they run (at
+// once unless updates are held); "pause" leaves the spec and the tasks as
+// they are, the status "paused", until someone updates the service.
+func (f *Swarm) FailUpdate(ref, action string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	svc, err := f.findServiceLocked(ref)
+	if err != nil {
+		return err
+	}
+	if st := svc.UpdateStatus; st == nil || st.State != swarm.UpdateStateUpdating || svc.PreviousSpec == nil {
+		return fmt.Errorf("service %s has no rolling update in progress", svc.Spec.Name)
+	}
+	now := time.Now().UTC()
+	st := &swarm.UpdateStatus{StartedAt: svc.UpdateStatus.StartedAt}
+	task := "of a task"
+	for _, id := range sortedKeys(f.tasks) {
+		if t := f.tasks[id]; t.ServiceID == svc.ID && t.DesiredState == swarm.TaskStateRunning {
+			task = "of task " + t.ID
+			break
+		}
+	}
+	switch action {
+	case "rollback":
+		st.State, st.Message = swarm.UpdateStateRollbackStarted, "update rolled back due to failure or early termination "+task
+		svc.Spec, svc.PreviousSpec = *svc.PreviousSpec, nil
+		if f.allocatableLocked(svc.Spec) {
+			svc.Endpoint = f.endpointLocked(svc.Spec, svc.Endpoint)
+			delete(f.waiting, svc.ID)
+		}
+	case "pause":
+		st.State, st.Message, st.CompletedAt = swarm.UpdateStatePaused, "update paused due to failure or early termination "+task, &now
+	default:
+		return fmt.Errorf("failure action %q: want rollback or pause", action)
+	}
+	delete(f.rolling, svc.ID)
+	svc.UpdateStatus = st
+	f.writeServiceLocked(svc, map[string]string{"name": svc.Spec.Name, "updatestate.old": string(swarm.UpdateStateUpdating), "updatestate.new": string(st.State)})
+	if action == "rollback" {
+		if f.holdUpdates {
+			f.rolling[svc.ID] = true
+		} else {
+			f.reconcileTasksLocked(svc, true)
+		}
+	}
+	f.settleLocked()
+	return nil
+}
+
 // AddService creates a service as `docker service create` would, and
 // returns it as inspected. It panics if the engine would refuse the spec
 // (unknown network, port conflict, duplicate name): seeds are test bugs.

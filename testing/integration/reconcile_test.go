@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/client"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
+	"github.com/swarmsec/swarmsec/reconciler/compile"
 	"github.com/swarmsec/swarmsec/reconciler/controller"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/reconciler/reconcile"
@@ -263,6 +264,21 @@ func TestIsolateAndRestoreOnRealSwarm(t *testing.T) {
 	for _, n := range nets {
 		if n.Labels[v1.LabelManaged] == "true" && slices.Contains([]string{a.stack + "-db", a.stack + "-web"}, n.Labels[v1.LabelOwner]) {
 			t.Errorf("managed network %s left after its policy went", n.Name)
+		}
+	}
+	// The records go once the restores' rolling updates are done, before
+	// Converge ends.
+	cfgs, err := cli.ConfigList(ctx, swarm.ConfigListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{web, db} {
+		s, _, err := cli.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(cfgs, func(c swarm.Config) bool { return c.Spec.Name == compile.RecordName(s.ID) }) {
+			t.Errorf("%s's record left after its restore (update %+v)", name, s.UpdateStatus)
 		}
 	}
 }
