@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
+	"golang.org/x/sync/errgroup"
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
@@ -56,32 +57,59 @@ func CheckManager(ctx context.Context, api dockerapi.API) error {
 // cannot carry encrypted traffic, so where tasks run matters), it also
 // lists the tasks Swarm wants running.
 func Observe(ctx context.Context, api dockerapi.API, st *state.Store, withTasks ...bool) error {
-	nets, err := awaitAllocation(ctx, func(ctx context.Context) ([]network.Summary, error) {
-		return call(ctx, func(ctx context.Context) ([]network.Summary, error) {
-			return api.NetworkList(ctx, network.ListOptions{})
+	// The lists go out together: the engine answers them side by side,
+	// and one after the other they cost their sum (a resync at 1,000
+	// services waited for each in turn). None is a snapshot of the others
+	// either way; a change between them is the next pass's.
+	var (
+		nets    []network.Summary
+		svcs    []swarm.Service
+		nodes   []swarm.Node
+		records []swarm.Config
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		nets, err = awaitAllocation(gctx, func(ctx context.Context) ([]network.Summary, error) {
+			return call(ctx, func(ctx context.Context) ([]network.Summary, error) {
+				return api.NetworkList(ctx, network.ListOptions{})
+			})
+		}, func(ns []network.Summary) []network.Summary { return ns })
+		if err != nil {
+			return fmt.Errorf("list networks: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		svcs, err = call(gctx, func(ctx context.Context) ([]swarm.Service, error) {
+			return api.ServiceList(ctx, swarm.ServiceListOptions{Status: true})
 		})
-	}, func(ns []network.Summary) []network.Summary { return ns })
-	if err != nil {
-		return fmt.Errorf("list networks: %w", err)
-	}
-	svcs, err := call(ctx, func(ctx context.Context) ([]swarm.Service, error) {
-		return api.ServiceList(ctx, swarm.ServiceListOptions{Status: true})
+		if err != nil {
+			return fmt.Errorf("list services: %w", err)
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("list services: %w", err)
-	}
-	nodes, err := call(ctx, func(ctx context.Context) ([]swarm.Node, error) {
-		return api.NodeList(ctx, swarm.NodeListOptions{})
+	g.Go(func() (err error) {
+		nodes, err = call(gctx, func(ctx context.Context) ([]swarm.Node, error) {
+			return api.NodeList(ctx, swarm.NodeListOptions{})
+		})
+		if err != nil {
+			return fmt.Errorf("list nodes: %w", err)
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("list nodes: %w", err)
-	}
-	records, err := call(ctx, func(ctx context.Context) ([]swarm.Config, error) { return listRecords(ctx, api) })
-	if err != nil {
-		return fmt.Errorf("list configs: %w", err)
+	g.Go(func() (err error) {
+		records, err = call(gctx, func(ctx context.Context) ([]swarm.Config, error) { return listRecords(ctx, api) })
+		if err != nil {
+			return fmt.Errorf("list configs: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	var tasks []swarm.Task
 	if migrating(nets) || slices.Contains(withTasks, true) {
+		var err error
 		tasks, err = call(ctx, func(ctx context.Context) ([]swarm.Task, error) {
 			return api.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
 		})
