@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/swarmsec/swarmsec/api/v1"
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
+	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
@@ -345,5 +346,31 @@ func TestFirstPassReusesPlansPlan(t *testing.T) {
 		if p2, _, _ := r.Reconcile(ctx); p2 == checked {
 			t.Error("a second pass reused the plan")
 		}
+	}
+}
+
+// With events feeding Changes, the list that judges a wave is the re-read
+// of what the wave wrote: the next pass reads none of its services again
+// (one list for the wave, not an inspect each twice).
+func TestJudgedWaveIsNotReadAgain(t *testing.T) {
+	f, names := wavesSwarm(t, 6)
+	r := migReconciler(t, f, lonely(names...)...)
+	r.Limits = plan.Limits{MaxServiceUpdates: 2, Force: true}
+	r.Changes = observe.NewChanges()
+	r.Changes.Watch("start")
+	if n, _ := updatesOf(t, f, r); n != 2 || !r.WaveInFlight() {
+		t.Fatalf("first pass: %d updates, wave in flight %v", n, r.WaveInFlight())
+	}
+	if st, err := r.JudgeWave(context.Background()); err != nil || !st.Done {
+		t.Fatalf("judge: %+v, %v", st, err)
+	}
+	n, res := updatesOf(t, f, r)
+	if n != 4 || res.Observed.Full || res.Observed.Services != 0 {
+		t.Errorf("the next wave: %d updates, read %+v (want 4 updates and no service read)", n, res.Observed)
+	}
+	// The store holds what the wave wrote: the next plan saw their new
+	// networks (it did not plan them again).
+	if _, res = updatesOf(t, f, r); res.Observed.Services != 4 {
+		t.Errorf("the pass after: read %+v, want the 4 services the last wave wrote", res.Observed)
 	}
 }
