@@ -376,8 +376,15 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 	floorNets := make([]string, creates)
 	for i := range creates {
 		fns = append(fns, func() error {
-			n, err := b.cli.NetworkCreate(ctx, fmt.Sprintf("bsfloor-%s%d", kind, i), network.CreateOptions{Driver: "overlay", Scope: "swarm",
+			name := fmt.Sprintf("bsfloor-%s%d", kind, i)
+			n, err := b.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "overlay", Scope: "swarm",
 				Labels: map[string]string{label: "1"}, Options: map[string]string{"encrypted": "true"}, Internal: true})
+			if err != nil && strings.Contains(err.Error(), "already exists") {
+				// Seen once under load: the engine created the network
+				// and answered that it exists. It is there: go on.
+				ex, ierr := b.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+				n.ID, err = ex.ID, ierr
+			}
 			floorNets[i] = n.ID
 			return err
 		})
