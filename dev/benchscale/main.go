@@ -379,11 +379,13 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 			name := fmt.Sprintf("bsfloor-%s%d", kind, i)
 			n, err := b.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "overlay", Scope: "swarm",
 				Labels: map[string]string{label: "1"}, Options: map[string]string{"encrypted": "true"}, Internal: true})
-			if err != nil && strings.Contains(err.Error(), "already exists") {
-				// Seen once under load: the engine created the network
-				// and answered that it exists. It is there: go on.
-				ex, ierr := b.cli.NetworkInspect(ctx, name, network.InspectOptions{})
-				n.ID, err = ex.ID, ierr
+			if err != nil {
+				// Seen under load: the engine created the network and
+				// answered that it exists, or that it was not found. If
+				// it is there, go on.
+				if ex, ierr := b.cli.NetworkInspect(ctx, name, network.InspectOptions{}); ierr == nil {
+					n.ID, err = ex.ID, nil
+				}
 			}
 			floorNets[i] = n.ID
 			return err
