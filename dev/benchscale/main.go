@@ -370,7 +370,9 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 		return 0, err
 	}
 	slices.SortFunc(managed, func(a, c network.Summary) int { return strings.Compare(a.Name, c.Name) })
-	kind := map[bool]string{true: "label-", false: ""}[labelOnly] // names of their own
+	// Names of their own, and of this run: an engine that left its Swarm
+	// with a task still attached can keep a swarm network's local copy.
+	kind := fmt.Sprintf("%s%d-", map[bool]string{true: "label-", false: ""}[labelOnly], os.Getpid())
 	start := time.Now()
 	var fns []func() error
 	floorNets := make([]string, creates)
