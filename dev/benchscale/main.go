@@ -420,30 +420,7 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 		}
 	}
 	moved = moved[:min(updates, len(moved))]
-	update := func(s swarm.Service) error {
-		// As any client: on "out of sequence", read again and retry.
-		for attempt := 0; ; attempt++ {
-			spec := s.Spec
-			if labelOnly {
-				spec.Labels["bsfloor"] = "1"
-			} else {
-				nets := slices.Clone(spec.TaskTemplate.Networks)
-				for i, a := range nets {
-					if id := swap[a.Target]; id != "" {
-						nets[i].Target = id
-					}
-				}
-				spec.TaskTemplate.Networks = nets
-			}
-			_, err := b.cli.ServiceUpdate(ctx, s.ID, s.Version, spec, swarm.ServiceUpdateOptions{})
-			if err == nil || attempt == 5 || !strings.Contains(err.Error(), "out of sequence") {
-				return err
-			}
-			if s, _, err = b.cli.ServiceInspectWithRaw(ctx, s.ID, swarm.ServiceInspectOptions{}); err != nil {
-				return err
-			}
-		}
-	}
+	update := func(s swarm.Service, swap map[string]string) error { return b.update(ctx, s, swap, labelOnly) }
 	for size, rest := waves, moved; len(rest) > 0; size *= 2 {
 		batch := rest
 		if waves > 0 {
@@ -452,7 +429,7 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 		rest = rest[len(batch):]
 		fns = nil
 		for _, s := range batch {
-			fns = append(fns, func() error { return update(s) })
+			fns = append(fns, func() error { return update(s, swap) })
 		}
 		if err := parallel(fns); err != nil {
 			return 0, err
@@ -463,7 +440,70 @@ func (b *bench) floor(ctx context.Context, creates, records, updates int, labelO
 			}
 		}
 	}
-	return time.Since(start), nil
+	took := time.Since(start)
+	if labelOnly {
+		return took, nil
+	}
+	// Untimed: the services back on apply's networks, so that what
+	// follows (a no-op apply, drifts) finds the cluster as apply left it.
+	if err := b.moveBack(ctx, moved, managed, swap, waves > 0); err != nil {
+		return 0, fmt.Errorf("the services back on apply's networks: %w", err)
+	}
+	return took, nil
+}
+
+// update changes a service as the floor does: a label (labelOnly), or
+// each network of swap's for its counterpart. As any client, on "out of
+// sequence" it reads again and retries.
+func (b *bench) update(ctx context.Context, s swarm.Service, swap map[string]string, labelOnly bool) error {
+	for attempt := 0; ; attempt++ {
+		spec := s.Spec
+		if labelOnly {
+			spec.Labels["bsfloor"] = "1"
+		} else {
+			nets := slices.Clone(spec.TaskTemplate.Networks)
+			for i, a := range nets {
+				if id := swap[a.Target]; id != "" {
+					nets[i].Target = id
+				}
+			}
+			spec.TaskTemplate.Networks = nets
+		}
+		_, err := b.cli.ServiceUpdate(ctx, s.ID, s.Version, spec, swarm.ServiceUpdateOptions{})
+		if err == nil || attempt == 5 || !strings.Contains(err.Error(), "out of sequence") {
+			return err
+		}
+		if s, _, err = b.cli.ServiceInspectWithRaw(ctx, s.ID, swarm.ServiceInspectOptions{}); err != nil {
+			return err
+		}
+	}
+}
+
+// moveBack puts the services the floor moved back on apply's networks.
+func (b *bench) moveBack(ctx context.Context, moved []swarm.Service, managed []network.Summary, swap map[string]string, wait bool) error {
+	back := map[string]string{}
+	for _, n := range managed {
+		if id := swap[n.ID]; id != "" {
+			back[id] = n.ID
+		}
+	}
+	var fns []func() error
+	for _, s := range moved {
+		fns = append(fns, func() error {
+			now, _, err := b.cli.ServiceInspectWithRaw(ctx, s.ID, swarm.ServiceInspectOptions{})
+			if err != nil {
+				return err
+			}
+			return b.update(ctx, now, back, false)
+		})
+	}
+	if err := parallel(fns); err != nil {
+		return err
+	}
+	if wait {
+		return b.awaitUpdates(ctx, moved)
+	}
+	return nil
 }
 
 // awaitUpdates waits until the services' rolling updates are done, as
