@@ -176,6 +176,9 @@ func (e *Enforcer) syncTask(ctx context.Context, rules *agentv1.Rules, v *tasks.
 	e.mu.Unlock()
 	if rs.Empty() {
 		if have >= 0 {
+			if err := e.owned(ctx, t); err != nil {
+				return err
+			}
 			if err := Remove(h.Fd()); err != nil {
 				return err
 			}
@@ -191,6 +194,9 @@ func (e *Enforcer) syncTask(ctx context.Context, rules *agentv1.Rules, v *tasks.
 	}
 	if known && prev.ruleset == want && prev.rules == have {
 		return nil
+	}
+	if err := e.owned(ctx, t); err != nil {
+		return err
 	}
 	start := time.Now()
 	if err := Apply(h.Fd(), &rs, e.Group); err != nil {
@@ -210,6 +216,25 @@ func (e *Enforcer) syncTask(ctx context.Context, rules *agentv1.Rules, v *tasks.
 	e.mu.Lock()
 	e.applied[t.SandboxKey] = a
 	e.mu.Unlock()
+	return nil
+}
+
+// owned checks, when t's namespace is opened by its pid, that the task
+// still runs with that pid. Call it with the namespace open (the open file
+// pins the namespace it named): a pid freed and taken again between the
+// discovery and the open names another's namespace (a new task's, the
+// node's own), and t's rules written there would judge the wrong workload.
+func (e *Enforcer) owned(ctx context.Context, t *tasks.Task) error {
+	if e.ProcDir == "" || t.Pid <= 0 {
+		return nil // opened by its sandbox key, which is the task's alone
+	}
+	ci, err := e.Engine.ContainerInspect(ctx, t.Container)
+	if err != nil {
+		return fmt.Errorf("inspect its container: %w", err)
+	}
+	if ci.ContainerJSONBase == nil || ci.State == nil || !ci.State.Running || ci.State.Pid != t.Pid {
+		return fmt.Errorf("pid %d is no longer its (the task stopped): nothing written to that namespace", t.Pid)
+	}
 	return nil
 }
 
@@ -240,6 +265,10 @@ func (e *Enforcer) listen(ctx context.Context, t *tasks.Task) (context.CancelFun
 			return
 		}
 		defer h.Close()
+		if err := e.owned(ctx, &task); err != nil {
+			e.Log.Warn("drops of a task not reported", "task", task.Name, "err", err)
+			return
+		}
 		nf, err := nflog.Open(&nflog.Config{Group: e.Group, Copymode: nflog.CopyPacket, Bufsize: 128, NetNS: h.Fd()})
 		if err != nil {
 			e.Log.Warn("drops of a task not reported", "task", task.Name, "err", err)
