@@ -42,6 +42,16 @@ func RecordName(serviceID string) string { return recordPrefix + serviceID }
 
 const recordPrefix = "swarmsec-original-"
 
+// RecordService is the ID of the service a record's name names ("" when
+// name is no record's).
+func RecordService(name string) string {
+	id, ok := strings.CutPrefix(name, recordPrefix)
+	if !ok {
+		return ""
+	}
+	return id
+}
+
 // RecordLabels are the labels of a record config.
 func RecordLabels() map[string]string {
 	return map[string]string{v1.LabelManaged: "true", v1.LabelPurpose: v1.PurposeOriginal}

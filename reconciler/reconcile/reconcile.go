@@ -270,6 +270,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (*plan.Plan, *Result, error)
 	agentErr := r.deliver(ctx, p, res)
 	w := &apply.Writer{Docker: r.writer(), Store: r.Store}
 	res.Result = *w.Apply(ctx, append(writes, now...), later)
+	r.watchRollouts(p)
 	reached := r.handOver(p, res)
 	progress := r.judgeMigrations(ctx, res, mig)
 	if held := p.EncryptionHeld(); len(held) > 0 && res.Writes() == 0 && !progress && res.Pending() {
@@ -505,6 +506,24 @@ func (r *Reconciler) record(ctx context.Context, ar apply.ActionResult) {
 	if ar.Action.Kind == plan.ActionMigrateNetwork && ar.Outcome != apply.OutcomeUnchanged {
 		for _, st := range ar.Action.Steps {
 			log.Info(fmt.Sprintf("migrate network %s: %s", ar.Action.Name, st.What))
+		}
+	}
+}
+
+// watchRollouts asks the next pass to read again each service whose
+// record waits for its rolling update (plan.Action.Waits): the update's
+// end is in the service's status, which the engine's events do not always
+// name (and a reconciler whose events stream ended hears of nothing), so a
+// pass that trusted the store would wait for ever.
+func (r *Reconciler) watchRollouts(p *plan.Plan) {
+	if r.Changes == nil {
+		return // every pass lists
+	}
+	for _, a := range p.Actions {
+		if a.Kind == plan.ActionRemoveRecord && a.Waits != "" {
+			if id := compile.RecordService(a.Name); id != "" {
+				r.Changes.Service(id)
+			}
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/swarmsec/swarmsec/internal/dockerapi"
 	"github.com/swarmsec/swarmsec/reconciler/apply"
 	"github.com/swarmsec/swarmsec/reconciler/compile"
+	"github.com/swarmsec/swarmsec/reconciler/observe"
 	"github.com/swarmsec/swarmsec/reconciler/plan"
 	"github.com/swarmsec/swarmsec/testing/fake"
 )
@@ -145,5 +146,26 @@ func TestCompletedRestoreRemovesTheRecord(t *testing.T) {
 			}
 			settled(t, f, r)
 		})
+	}
+}
+
+// A reconciler fed by events whose stream has ended (a controller
+// stopped, its reconciler converged by hand) hears of nothing: the end of
+// a restore's rolling update is in the service's status, so the pass that
+// leaves the record waiting asks the next to read the service again,
+// rather than wait for ever on what the store last saw (found by
+// TestControllerRevertsManualDrift on the real engine).
+func TestWaitingRecordReadsItsServiceAgain(t *testing.T) {
+	f, r, id := isolatedThenFreed(t)
+	r.Changes = observe.NewChanges()
+	r.Changes.Watch("start")
+	reconcile(t, r) // lists, then restores a
+	_, res := reconcile(t, r)
+	recordWaits(t, f, res, id, "its rolling update is updating")
+	f.CompleteUpdates()
+	f.ResetCalls()
+	reconcile(t, r)
+	if hasRecord(f, id) {
+		t.Errorf("the pass after a's restore completed kept its record (calls %v)", f.Calls())
 	}
 }
