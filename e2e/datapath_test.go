@@ -22,17 +22,17 @@ import (
 
 // TestAgentEnforcesPortsAndDirections deploys the stack with "db accepts
 // api on 8080 only" and "api accepts nobody", on services that listen on
-// 8080 and 9090 (DNS round robin: no IPVS here). The network layer
+// 8080, 8085 and 9090 (DNS round robin: no IPVS here). The network layer
 // connects api and db both ways on every port; the agents narrow it: api
 // reaches db on 8080 and not on 9090, db opens nothing to api, and each
 // refused attempt shows in `swarmsec flows` as blocked with the policy and
 // the node. db's rule says log: all, so api's admitted connections to
 // db:8080 show as allowed; an audit-mode policy that would limit api's
 // egress to db:7070 cuts nothing and shows them as would-block. Then, on
-// the same stack, cases of Kubernetes' netpol e2e suite, one manifest
-// change each: a single port, a port range (endPort), egress to a service
-// only (web, which accepts api, drops out of api's reach) and an egress
-// block with an except (one outside target reached, the excepted one not).
+// the same stack and with one manifest change, cases of Kubernetes' netpol
+// e2e suite: a port range (endPort), egress to a service only (web, which
+// accepts api, drops out of api's reach) and an egress block with an
+// except (one outside target reached, the excepted one not).
 func TestAgentEnforcesPortsAndDirections(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -47,7 +47,7 @@ func TestAgentEnforcesPortsAndDirections(t *testing.T) {
 		_ = testCluster.Host.ContainerRemove(context.WithoutCancel(ctx), excepted.Container, container.RemoveOptions{Force: true})
 	})
 	for _, s := range []struct{ name, node string }{{"dp_api", apiNode.Hostname}, {"dp_db", dbNode.Hostname}, {"dp_web", dbNode.Hostname}} {
-		createService(ctx, t, swarmtest.WithName(s.name), swarmtest.WithCommand("serve", "--listen", ":8080,:9090"),
+		createService(ctx, t, swarmtest.WithName(s.name), swarmtest.WithCommand("serve", "--listen", ":8080,:8085,:9090"),
 			swarmtest.WithServiceLabels(map[string]string{"app": s.name}), swarmtest.WithEndpointMode(swarm.ResolutionModeDNSRR),
 			swarmtest.OnNode(s.node))
 	}
@@ -88,6 +88,7 @@ spec:
 
 	cells := []cell{
 		{"dp_api", "tasks.dp_db:8080", true},
+		{"dp_api", "tasks.dp_db:8085", false},
 		{"dp_api", "tasks.dp_db:9090", false},
 		{"dp_api", "tasks.dp_web:8080", true},
 		{"dp_db", "tasks.dp_api:8080", false},
@@ -139,56 +140,38 @@ spec:
 	}
 
 	// Cases of Kubernetes' network-policy e2e suite (test/e2e/network/netpol)
-	// that Swarm can express, each a manifest change on the deployed stack
-	// and the probes that tell it holds. They follow one another: each
-	// starts from where the one before left the manifests.
+	// that Swarm can express. The stack as deployed is the first (Swarm has
+	// no named container ports: the port is a number); one manifest change
+	// (each change rolls the agents: one for all) then gives db a port range
+	// and api an egress to db and to a block holding the outside targets
+	// less one (the netpol suite lets DNS out the same way), and each case
+	// checks its probes. web accepts api: only api's egress keeps it out.
 	block := commonBlock(t, testCluster.Outside.IP, excepted.IP)
-	egressTo := func(except string) []byte {
-		return []byte(fmt.Sprintf(`apiVersion: swarmsec.io/v1
+	outside, except := testCluster.Outside.Addr(), excepted.Addr()
+	t.Logf("netpol %q: holds as deployed", "should allow ingress access on one named port")
+	netpolStart := time.Now()
+	writeFiles(ctx, t, managers, map[string][]byte{
+		"etc/swarmsec/dp-manifests/db.yaml": dbAccepts("[{port: 8080, endPort: 8090}]"),
+		"etc/swarmsec/dp-manifests/api-egress.yaml": []byte(fmt.Sprintf(`apiVersion: swarmsec.io/v1
 kind: NetworkPolicy
 metadata: {name: api-egress}
 spec:
   serviceSelector: {matchLabels: {app: dp_api}}
   egress:
     - to: [{serviceSelector: {matchLabels: {app: dp_db}}}]
-    - to: [{ipBlock: {cidr: %s%s}}]
-`, block, except))
-	}
-	outside, except := testCluster.Outside.Addr(), excepted.Addr()
-	netpolStart := time.Now()
+    - to: [{ipBlock: {cidr: %s, except: [%s/32]}}]
+`, block, excepted.IP)),
+	})
 	for _, c := range []struct {
 		netpol string
-		files  map[string][]byte
 		cells  []cell
-	}{{
-		// Swarm has no named container ports: the port is a number.
-		netpol: "should allow ingress access on one named port",
-		files:  map[string][]byte{"db.yaml": dbAccepts("[{port: 9090}]")},
-		cells:  []cell{{"dp_api", "tasks.dp_db:9090", true}, {"dp_api", "tasks.dp_db:8080", false}},
-	}, {
-		netpol: "should enforce policy to allow traffic only from a port range",
-		files:  map[string][]byte{"db.yaml": dbAccepts("[{port: 8080, endPort: 8090}]")},
-		cells:  []cell{{"dp_api", "tasks.dp_db:8080", true}, {"dp_api", "tasks.dp_db:9090", false}},
-	}, {
-		// api's egress goes to db, and to a block holding the outside
-		// targets (the netpol suite lets DNS out the same way): web,
-		// which accepts api, is out of api's reach.
-		netpol: "should enforce egress policy allowing traffic to a server in a different namespace based on PodSelector",
-		files:  map[string][]byte{"api-egress.yaml": egressTo("")},
-		cells:  []cell{{"dp_api", "tasks.dp_db:8080", true}, {"dp_api", "tasks.dp_web:8080", false}, {"dp_api", outside, true}, {"dp_api", except, true}},
-	}, {
-		netpol: "should enforce except clause while egress access to server in CIDR block",
-		files:  map[string][]byte{"api-egress.yaml": egressTo(", except: [" + excepted.IP + "/32]")},
-		cells:  []cell{{"dp_api", outside, true}, {"dp_api", except, false}, {"dp_api", "tasks.dp_db:8080", true}},
-	}} {
-		start := time.Now()
-		files := map[string][]byte{}
-		for name, b := range c.files {
-			files["etc/swarmsec/dp-manifests/"+name] = b
-		}
-		writeFiles(ctx, t, managers, files)
+	}{
+		{"should enforce policy to allow traffic only from a port range", []cell{{"dp_api", "tasks.dp_db:8085", true}, {"dp_api", "tasks.dp_db:9090", false}}},
+		{"should enforce egress policy allowing traffic to a server in a different namespace based on PodSelector", []cell{{"dp_api", "tasks.dp_db:8080", true}, {"dp_api", "tasks.dp_web:8080", false}}},
+		{"should enforce except clause while egress access to server in CIDR block", []cell{{"dp_api", outside, true}, {"dp_api", except, false}}},
+	} {
 		pollCells(ctx, t, 2*time.Minute, c.cells)
-		t.Logf("netpol %q: holds %s after the manifest change", c.netpol, time.Since(start).Round(100*time.Millisecond))
+		t.Logf("netpol %q: holds %s after the manifest change", c.netpol, time.Since(netpolStart).Round(100*time.Millisecond))
 	}
 	t.Logf("netpol cases: %s", time.Since(netpolStart).Round(100*time.Millisecond))
 }
