@@ -95,13 +95,7 @@ external (an address outside the Swarm), nxdomain, empty (no address), error.`,
 				return err
 			}
 			if verdict != "" {
-				kept := obs.Flows[:0]
-				for _, f := range obs.Flows {
-					if f.Verdict == verdict {
-						kept = append(kept, f)
-					}
-				}
-				obs.Flows = kept
+				obs.Flows = slices.DeleteFunc(obs.Flows, func(f traffic.Flow) bool { return f.Verdict != verdict })
 			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -207,13 +201,7 @@ func runDNS(cmd *cobra.Command, agentService string, since time.Duration, output
 		return err
 	}
 	if service != "" {
-		kept := got.Lookups[:0]
-		for _, l := range got.Lookups {
-			if l.Source == service {
-				kept = append(kept, l)
-			}
-		}
-		got.Lookups = kept
+		got.Lookups = slices.DeleteFunc(got.Lookups, func(l traffic.Lookup) bool { return l.Source != service })
 	}
 	if got.Lookups == nil {
 		got.Lookups = []traffic.Lookup{}
